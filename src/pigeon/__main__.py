@@ -1,0 +1,5 @@
+"""``python -m pigeon`` runs the CLI."""
+
+from pigeon.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The REST API: Litestar app factory, msgspec wire schemas, problem+json errors, routes."""

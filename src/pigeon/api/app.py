@@ -1,0 +1,98 @@
+"""The Litestar application factory of the REST API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from litestar import Litestar, Request, Response, Router, get
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, Tag
+from litestar.types import ExceptionHandlersMap
+
+from pigeon.api.dependencies import (
+    SECURITY_SCHEME,
+    SECURITY_SCHEME_NAME,
+    ApiServices,
+    provide_caller,
+)
+from pigeon.api.docs import DocsPlugin, SchemaPlugin, openapi_document
+from pigeon.api.problems import handle_http_exception, handle_pigeon_error, handle_unexpected
+from pigeon.api.routes import messages, operations, webhook_endpoints
+from pigeon.domain.errors import PigeonError
+
+__all__ = ["ApiServices", "create_app"]
+
+API_VERSION = "1.0.0"
+
+DESCRIPTION = (
+    "Pigeon is a self-hosted SMS gateway. Every `/v1` route needs "
+    "`Authorization: Bearer <API key>`; a `pk_test_` key runs the whole pipeline against the "
+    "built-in carrier simulator. Times are UTC ISO-8601, ids are prefixed (`msg_`, `whe_`), "
+    "lists are cursor-paginated (`?limit=&cursor=` -> `{data, next_cursor}`), and errors are "
+    "`application/problem+json` with a stable `code`."
+)
+
+
+@get(
+    "/openapi.json",
+    include_in_schema=False,
+    media_type="application/vnd.oai.openapi+json",
+    sync_to_thread=False,
+)
+def openapi_json(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """The OpenAPI 3.1 document."""
+    return Response(openapi_document(request.app))
+
+
+def create_app(
+    services: ApiServices,
+    *,
+    max_body_bytes: int = 1_048_576,
+    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+) -> Litestar:
+    """The REST API over ``services``: ``/v1`` routes, operations endpoints and offline docs.
+
+    Request bodies larger than ``max_body_bytes`` are refused with ``413`` (checked on the
+    announced ``Content-Length`` and on the bytes actually received).
+    """
+
+    def provide_services() -> ApiServices:
+        return services
+
+    v1 = Router(
+        path="/v1",
+        route_handlers=[*messages.ROUTES, *webhook_endpoints.ROUTES],
+        dependencies={"caller": Provide(provide_caller)},
+        security=[{SECURITY_SCHEME_NAME: []}],
+    )
+    exception_handlers: ExceptionHandlersMap = {
+        PigeonError: handle_pigeon_error,
+        HTTPException: handle_http_exception,
+        Exception: handle_unexpected,
+    }
+    return Litestar(
+        route_handlers=[v1, *operations.ROUTES, openapi_json],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False, use_cache=True)},
+        exception_handlers=exception_handlers,
+        request_max_body_size=max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Pigeon",
+            version=API_VERSION,
+            description=DESCRIPTION,
+            path="/docs",
+            render_plugins=[DocsPlugin(path="/"), SchemaPlugin(path="/openapi.json")],
+            components=Components(security_schemes={SECURITY_SCHEME_NAME: SECURITY_SCHEME}),
+            tags=[
+                Tag(name="Messages", description="Send, preview, read and list messages."),
+                Tag(name="Webhook endpoints", description="Where signed events are posted."),
+                Tag(name="Operations", description="Health, readiness and metrics."),
+            ],
+            use_handler_docstrings=False,
+        ),
+        lifespan=list(lifespan),
+        logging_config=None,
+    )

@@ -1,0 +1,43 @@
+"""What route handlers get injected: the use cases (``ApiServices``) and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+from litestar.openapi.spec import SecurityScheme
+
+from pigeon.services.accept import AcceptMessage
+from pigeon.services.authenticate import Authenticate, Caller
+from pigeon.services.queries import ReadMessages
+from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    """Everything the REST API needs from the rest of Pigeon, handed in by ``bootstrap``."""
+
+    authenticate: Authenticate
+    accept: AcceptMessage
+    read: ReadMessages
+    endpoints: ManageWebhookEndpoints
+    #: Readiness of each dependency, e.g. ``{"store": True, "queue": True, "connectors": True}``.
+    readiness: Callable[[], Awaitable[dict[str, bool]]]
+    #: Refreshes sampled gauges (queue depth...) just before a Prometheus scrape.
+    before_metrics: Callable[[], Awaitable[None]]
+
+
+SECURITY_SCHEME_NAME = "apiKey"
+
+SECURITY_SCHEME = SecurityScheme(
+    type="http",
+    scheme="bearer",
+    description="An API key (`pk_live_...` or `pk_test_...`) as a bearer token.",
+)
+
+
+async def provide_caller(request: Request[Any, Any, Any], services: ApiServices) -> Caller:
+    """The tenant behind the request's API key; ``Unauthorized`` (401) without a valid one."""
+    return await services.authenticate(request.headers.get("authorization"))

@@ -1,0 +1,258 @@
+"""RFC 9457 problem details: every error the API answers with, and their stable codes.
+
+Each problem's ``type`` is the relative URI ``/docs#problem-<code>``: it resolves against the
+gateway that answered to the section of its own (offline) documentation that explains the code,
+and it is stable, so clients may compare it as a string. ``code`` carries the same information
+without the prefix and is what clients should branch on.
+"""
+
+from __future__ import annotations
+
+import http
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions.http_exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    RequestEntityTooLarge,
+    ValidationException,
+)
+from litestar.openapi.datastructures import ResponseSpec
+
+from pigeon.domain.errors import PigeonError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "/docs#problem-"
+
+log = structlog.get_logger("pigeon.api")
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemKind:
+    """One documented error code: its HTTP status, a short title and when it happens."""
+
+    status: int
+    title: str
+    description: str
+
+
+#: Every ``code`` the API answers with. Codes are stable: add new ones, never rename.
+PROBLEMS: dict[str, ProblemKind] = {
+    # Request shape.
+    "malformed_json": ProblemKind(400, "Malformed JSON", "The request body is not valid JSON."),
+    "invalid_parameter": ProblemKind(
+        400,
+        "Invalid parameter",
+        "A query, path or header parameter has a wrong type or value; `field` names it.",
+    ),
+    "invalid_request": ProblemKind(
+        422,
+        "Invalid request",
+        "The body is valid JSON but not an object of the expected shape (or it is empty).",
+    ),
+    "unknown_field": ProblemKind(
+        422, "Unknown field", "The body has a field this endpoint does not know; `field` names it."
+    ),
+    "invalid_field": ProblemKind(
+        422, "Invalid field", "A field has the wrong type or an impossible value; see `field`."
+    ),
+    "missing_field": ProblemKind(
+        422, "Missing field", "A required field is absent from the body; `field` names it."
+    ),
+    "unsupported_field": ProblemKind(
+        422,
+        "Unsupported field",
+        "The field is part of the API but not supported by this version of Pigeon yet.",
+    ),
+    "payload_too_large": ProblemKind(
+        413, "Payload too large", "The request body is larger than the gateway accepts."
+    ),
+    # Messages.
+    "invalid_recipient": ProblemKind(
+        422,
+        "Invalid recipient",
+        "`to` is not a valid, dialable phone number (give `country` for national formats).",
+    ),
+    "invalid_sender": ProblemKind(
+        422,
+        "Invalid sender",
+        "`from` is not an alphanumeric id (up to 11 characters), a short code or an E.164 number.",
+    ),
+    "invalid_body": ProblemKind(422, "Invalid body", "The message text is empty."),
+    "body_too_long": ProblemKind(
+        422, "Body too long", "The message text needs more segments than allowed (10)."
+    ),
+    "invalid_country": ProblemKind(
+        422, "Invalid country", "`country` is not an ISO 3166 alpha-2 region code such as `GB`."
+    ),
+    "invalid_send_at": ProblemKind(
+        422,
+        "Invalid send_at",
+        "`send_at` lacks a time zone or is further ahead than scheduling allows (180 days).",
+    ),
+    "invalid_validity": ProblemKind(
+        422, "Invalid validity", "`validity_seconds` is outside 60 seconds to 7 days."
+    ),
+    "invalid_url": ProblemKind(
+        422, "Invalid URL", "The URL is not an absolute http(s) URL or is longer than 2048."
+    ),
+    "invalid_event_type": ProblemKind(
+        422, "Invalid event type", "`events` lists a webhook event type Pigeon does not send."
+    ),
+    "idempotency_key_reused": ProblemKind(
+        422,
+        "Idempotency key reused",
+        "The `Idempotency-Key` was already used with a different request body.",
+    ),
+    "invalid_idempotency_key": ProblemKind(
+        422,
+        "Invalid idempotency key",
+        "The `Idempotency-Key` header is empty or longer than 255 characters.",
+    ),
+    # Access.
+    "unauthorized": ProblemKind(
+        401, "Unauthorized", "No API key, or not a valid one: send `Authorization: Bearer <key>`."
+    ),
+    "forbidden": ProblemKind(403, "Forbidden", "The API key may not do this."),
+    "not_found": ProblemKind(
+        404,
+        "Not found",
+        "No such route, or no such resource for this tenant (other tenants' ids included).",
+    ),
+    "method_not_allowed": ProblemKind(
+        405, "Method not allowed", "The route exists but not with this HTTP method."
+    ),
+    # The gateway itself.
+    "illegal_transition": ProblemKind(
+        409, "Illegal transition", "The message cannot change to that status any more."
+    ),
+    "internal_error": ProblemKind(
+        500, "Internal error", "A bug in Pigeon: the error was logged; retrying may help."
+    ),
+}
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem details object (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    field: str | None = None
+
+
+class ApiError(PigeonError):
+    """An error found by the HTTP adapter itself (request syntax, headers, parameters)."""
+
+    def __init__(self, status: int, code: str, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail, code=code, field=field)
+        self.status = status
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    """A problem+json response for ``code``."""
+    kind = PROBLEMS.get(code)
+    title = kind.title if kind is not None else http.HTTPStatus(status).phrase
+    body = Problem(
+        type=TYPE_PREFIX + code, title=title, status=status, detail=detail, code=code, field=field
+    )
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _www_authenticate(request: Request[Any, Any, Any]) -> dict[str, str]:
+    # RFC 6750 section 3.1: no error attribute when the request carried no credentials.
+    if request.headers.get("authorization"):
+        return {"WWW-Authenticate": 'Bearer realm="pigeon", error="invalid_token"'}
+    return {"WWW-Authenticate": 'Bearer realm="pigeon"'}
+
+
+def handle_pigeon_error(request: Request[Any, Any, Any], exc: PigeonError) -> Response[bytes]:
+    """Domain, service and adapter errors, with their own status, code and field."""
+    status = exc.status if 400 <= exc.status <= 599 else 500
+    if status >= 500:
+        log.error(
+            "request_failed",
+            method=request.method,
+            path=request.url.path,
+            code=exc.code,
+            exc_info=exc,
+        )
+    headers = _www_authenticate(request) if status == 401 else None
+    return problem(status, exc.code, exc.detail, field=exc.field, headers=headers)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Litestar's own errors: unknown routes, wrong methods, oversized bodies, bad parameters."""
+    headers = dict(exc.headers or {})
+    if isinstance(exc, NotFoundException):
+        return problem(404, "not_found", f"No route {request.url.path}.", headers=headers)
+    if isinstance(exc, MethodNotAllowedException):
+        return problem(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}.",
+            headers=headers,
+        )
+    if isinstance(exc, RequestEntityTooLarge):
+        limit = request.route_handler.resolve_request_max_body_size()
+        return problem(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
+    if isinstance(exc, ValidationException):
+        return _parameter_problem(exc)
+    if exc.status_code >= 500:
+        log.error("request_failed", method=request.method, path=request.url.path, exc_info=exc)
+        return problem(500, "internal_error", "An unexpected error occurred.")
+    code = http.HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    return problem(exc.status_code, code, exc.detail, headers=headers)
+
+
+def _parameter_problem(exc: ValidationException) -> Response[bytes]:
+    """A 400 ``invalid_parameter`` naming the first query, path or header parameter at fault."""
+    field: str | None = None
+    detail = "A parameter is invalid."
+    if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
+        first = exc.extra[0]
+        field = str(first["key"]) if first.get("key") else None
+        message = str(first.get("message") or "invalid value")
+        detail = f"{field}: {message}." if field else f"{message}."
+    return problem(400, "invalid_parameter", detail, field=field)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Anything else is a bug: log it with its traceback and answer a bland 500."""
+    log.error("request_crashed", method=request.method, path=request.url.path, exc_info=exc)
+    return problem(500, "internal_error", "An unexpected error occurred; it has been logged.")
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI descriptions of the problem responses a route may answer with."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=", ".join(
+                f"`{code}`" for code, kind in PROBLEMS.items() if kind.status == status
+            )
+            or http.HTTPStatus(status).phrase,
+            media_type=PROBLEM_MEDIA_TYPE,
+            generate_examples=False,
+        )
+        for status in statuses
+    }

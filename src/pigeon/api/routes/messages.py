@@ -1,0 +1,204 @@
+"""``/v1/messages``: send, preview, read and list messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.params import Parameter
+
+from pigeon.api.dependencies import ApiServices
+from pigeon.api.problems import ApiError, problem_responses
+from pigeon.api.schemas import (
+    MessageDetail,
+    MessagePage,
+    MessagePreview,
+    MessageResponse,
+    SendMessageRequest,
+    decode_body,
+    message_detail,
+    message_preview,
+    message_response,
+)
+from pigeon.domain.addressing import parse_msisdn
+from pigeon.domain.errors import InvalidRecipient
+from pigeon.domain.messages import MessageStatus
+from pigeon.ports import MessageQuery
+from pigeon.services.accept import SendRequest
+from pigeon.services.authenticate import Caller
+from pigeon.services.queries import MAX_PAGE
+from pigeon.services.webhook_endpoints import check_url
+
+MAX_IDEMPOTENCY_KEY = 255
+MAX_CURSOR = 100
+TAGS = ["Messages"]
+
+
+def _send_request(raw: bytes) -> SendRequest:
+    request = decode_body(raw, SendMessageRequest).to_send_request()
+    if request.callback_url is not None:
+        check_url(request.callback_url, field="callback_url")
+    return request
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    key = value.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            422,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.",
+            field="Idempotency-Key",
+        )
+    return key
+
+
+@post(
+    "/messages",
+    operation_id="sendMessage",
+    status_code=202,
+    tags=TAGS,
+    summary="Send a message",
+    description=(
+        "Validates, normalises and durably stores the message, then answers `202` with it "
+        "(status `queued`, or `scheduled` with a future `send_at`). With an `Idempotency-Key` "
+        "a retried request answers the first message again (header `Idempotent-Replayed: "
+        "true`) and sends nothing twice; the same key with a different body is a `422`."
+    ),
+    opt={"request_body": SendMessageRequest},
+    responses=problem_responses(400, 401, 413, 422),
+)
+async def send_message(
+    request: Request[Any, Any, Any],
+    caller: Caller,
+    services: ApiServices,
+    idempotency_key: Annotated[
+        str | None,
+        Parameter(
+            header="Idempotency-Key",
+            description="Up to 255 characters; the same key and body never send twice.",
+        ),
+    ] = None,
+) -> Response[MessageResponse]:
+    """Accept one message for sending."""
+    key = _idempotency_key(idempotency_key)
+    send = _send_request(await request.body())
+    result = await services.accept(caller, send, idempotency_key=key)
+    headers = {"Location": f"/v1/messages/{result.message.id}"}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(message_response(result.message), status_code=202, headers=headers)
+
+
+@post(
+    "/messages/preview",
+    operation_id="previewMessage",
+    status_code=200,
+    tags=TAGS,
+    summary="Preview a message",
+    description=(
+        "Takes the same body as sending and sends nothing: the normalised number and its type, "
+        "the encoding, the segments and the characters that forced UCS-2."
+    ),
+    opt={"request_body": SendMessageRequest},
+    responses=problem_responses(400, 401, 413, 422),
+)
+async def preview_message(
+    request: Request[Any, Any, Any], caller: Caller, services: ApiServices
+) -> MessagePreview:
+    """Show what sending would do."""
+    send = _send_request(await request.body())
+    return message_preview(services.accept.preview(caller, send))
+
+
+@get(
+    "/messages/{message_id:str}",
+    operation_id="getMessage",
+    tags=TAGS,
+    summary="Get a message",
+    description="The message with its status history and, when multipart, its parts.",
+    responses=problem_responses(400, 401, 404),
+)
+async def get_message(caller: Caller, services: ApiServices, message_id: str) -> MessageDetail:
+    """One message of the caller's tenant."""
+    message, events = await services.read.get(caller, message_id)
+    return message_detail(message, events)
+
+
+@get(
+    "/messages",
+    operation_id="listMessages",
+    tags=TAGS,
+    summary="List messages",
+    description=(
+        "The tenant's messages, newest first, filtered; pass `next_cursor` back as `cursor` "
+        "for the next page (`null` on the last)."
+    ),
+    responses=problem_responses(400, 401),
+)
+async def list_messages(
+    caller: Caller,
+    services: ApiServices,
+    status: Annotated[
+        MessageStatus | None, Parameter(description="Only messages with this status.")
+    ] = None,
+    to: Annotated[
+        str | None,
+        Parameter(description="Only messages to this number (normalised like `to` in a send)."),
+    ] = None,
+    created_after: Annotated[
+        datetime | None,
+        Parameter(description="Only messages created at or after this ISO-8601 time (with zone)."),
+    ] = None,
+    created_before: Annotated[
+        datetime | None,
+        Parameter(description="Only messages created before this ISO-8601 time (with zone)."),
+    ] = None,
+    limit: Annotated[
+        int, Parameter(ge=1, le=MAX_PAGE, description=f"Page size, 1 to {MAX_PAGE}.")
+    ] = 50,
+    cursor: Annotated[
+        str | None,
+        Parameter(max_length=MAX_CURSOR, description="`next_cursor` of the previous page."),
+    ] = None,
+) -> MessagePage:
+    """A page of the caller's messages."""
+    query = MessageQuery(
+        status=status,
+        to=_recipient_filter(to, caller),
+        created_from=_aware(created_after, "created_after"),
+        created_to=_aware(created_before, "created_before"),
+        limit=limit,
+        cursor=cursor or None,
+    )
+    page = await services.read.list(caller, query)
+    return MessagePage(
+        data=[message_response(message) for message in page.messages],
+        next_cursor=page.next_cursor,
+    )
+
+
+def _recipient_filter(to: str | None, caller: Caller) -> str | None:
+    if to is None or not to.strip():
+        return None
+    try:
+        return parse_msisdn(to, caller.tenant.default_region).e164
+    except InvalidRecipient as exc:
+        raise ApiError(400, "invalid_parameter", exc.detail, field="to") from None
+
+
+def _aware(moment: datetime | None, field: str) -> datetime | None:
+    if moment is not None and moment.utcoffset() is None:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"{field} needs a time zone, e.g. 2026-01-31T09:00:00Z.",
+            field=field,
+        )
+    return None if moment is None else moment.astimezone(UTC)
+
+
+ROUTES = [send_message, preview_message, get_message, list_messages]

@@ -1,0 +1,98 @@
+"""``/v1/webhook-endpoints``: where a tenant's signed events go."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, delete, get, post
+
+from pigeon.api.dependencies import ApiServices
+from pigeon.api.problems import problem_responses
+from pigeon.api.schemas import (
+    CreatedWebhookEndpoint,
+    CreateWebhookEndpointRequest,
+    WebhookEndpointList,
+    WebhookEndpointResponse,
+    created_endpoint,
+    decode_body,
+    endpoint_response,
+)
+from pigeon.services.authenticate import Caller
+
+TAGS = ["Webhook endpoints"]
+
+
+@post(
+    "/webhook-endpoints",
+    operation_id="createWebhookEndpoint",
+    status_code=201,
+    tags=TAGS,
+    summary="Create a webhook endpoint",
+    description=(
+        "Registers a URL for the tenant's events and answers with its signing `secret` "
+        "(`whsec_...`), which is shown only in this response."
+    ),
+    opt={"request_body": CreateWebhookEndpointRequest},
+    responses=problem_responses(400, 401, 413, 422),
+)
+async def create_webhook_endpoint(
+    request: Request[Any, Any, Any], caller: Caller, services: ApiServices
+) -> Response[CreatedWebhookEndpoint]:
+    """Register a webhook endpoint."""
+    body = decode_body(await request.body(), CreateWebhookEndpointRequest)
+    endpoint = await services.endpoints.create(caller, body.url, body.events)
+    return Response(
+        created_endpoint(endpoint),
+        status_code=201,
+        headers={"Location": f"/v1/webhook-endpoints/{endpoint.id}"},
+    )
+
+
+@get(
+    "/webhook-endpoints",
+    operation_id="listWebhookEndpoints",
+    tags=TAGS,
+    summary="List webhook endpoints",
+    description="Every endpoint of the tenant, without secrets.",
+    responses=problem_responses(401),
+)
+async def list_webhook_endpoints(caller: Caller, services: ApiServices) -> WebhookEndpointList:
+    """The tenant's webhook endpoints."""
+    endpoints = await services.endpoints.list(caller)
+    return WebhookEndpointList(data=[endpoint_response(endpoint) for endpoint in endpoints])
+
+
+@get(
+    "/webhook-endpoints/{endpoint_id:str}",
+    operation_id="getWebhookEndpoint",
+    tags=TAGS,
+    summary="Get a webhook endpoint",
+    description="One endpoint of the tenant, without its secret.",
+    responses=problem_responses(400, 401, 404),
+)
+async def get_webhook_endpoint(
+    caller: Caller, services: ApiServices, endpoint_id: str
+) -> WebhookEndpointResponse:
+    """One webhook endpoint."""
+    return endpoint_response(await services.endpoints.get(caller, endpoint_id))
+
+
+@delete(
+    "/webhook-endpoints/{endpoint_id:str}",
+    operation_id="deleteWebhookEndpoint",
+    tags=TAGS,
+    summary="Delete a webhook endpoint",
+    description="Stops sending events to the endpoint; answers `204`.",
+    responses=problem_responses(400, 401, 404),
+)
+async def delete_webhook_endpoint(caller: Caller, services: ApiServices, endpoint_id: str) -> None:
+    """Remove a webhook endpoint."""
+    await services.endpoints.delete(caller, endpoint_id)
+
+
+ROUTES = [
+    create_webhook_endpoint,
+    list_webhook_endpoints,
+    get_webhook_endpoint,
+    delete_webhook_endpoint,
+]

@@ -1,0 +1,315 @@
+"""The one place that wires settings -> adapters -> services."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+
+from litestar import Litestar
+
+from pigeon.api.app import ApiServices, create_app
+from pigeon.clock import SystemClock
+from pigeon.config import Settings
+from pigeon.connectors.simulator import SimulatorConnector, SimulatorSettings
+from pigeon.domain.accounts import (
+    ApiKey,
+    KeyMode,
+    Role,
+    Tenant,
+    key_digest,
+    key_mode_of,
+    new_key_secret,
+)
+from pigeon.ids import UlidFactory
+from pigeon.ports import Connector
+from pigeon.queue import SqlJobQueue
+from pigeon.services.accept import AcceptMessage, AcceptPolicy
+from pigeon.services.authenticate import Authenticate
+from pigeon.services.dispatch import DispatchMessage, ExpireMessage, SandboxRouter
+from pigeon.services.events import EndpointDirectory, EventRecorder
+from pigeon.services.notify import DeliverWebhook, NotifyEvent
+from pigeon.services.queries import ReadMessages
+from pigeon.services.receipts import ApplyReceipt
+from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
+from pigeon.services.worker import JobRunner
+from pigeon.store import (
+    Database,
+    SqlAccountStore,
+    SqlMessageStore,
+    SqlWebhookStore,
+    connect,
+    migrate,
+)
+from pigeon.telemetry import JOBS_PENDING
+from pigeon.webhooks.sender import AiohttpWebhookSender
+from pigeon.webhooks.signing import new_secret, signature_headers
+
+log = logging.getLogger(__name__)
+
+SIMULATOR_ID = "simulator"
+
+
+def load_secret_key(settings: Settings) -> bytes:
+    """The server secret (derives per-tenant callback signing secrets).
+
+    From ``PIGEON_SECRET_KEY`` when set (needed when several nodes share a database), else a
+    random key kept in ``<data_dir>/secret.key``, created on first start.
+    """
+    if settings.secret_key:
+        return settings.secret_key.encode("utf-8")
+    path = settings.data_dir / "secret.key"
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48).encode("ascii")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+class CallbackSecrets:
+    """Derives each tenant's callback signing secret: HMAC-SHA256(server key, tenant id)."""
+
+    def __init__(self, server_key: bytes) -> None:
+        self._key = server_key
+
+    def __call__(self, tenant_id: str) -> str:
+        """The tenant's ``whsec_`` secret."""
+        raw = hmac.new(self._key, f"callback:{tenant_id}".encode(), hashlib.sha256).digest()
+        return "whsec_" + base64.b64encode(raw).decode("ascii")
+
+
+@dataclass
+class Gateway:
+    """Everything one Pigeon process runs, wired."""
+
+    settings: Settings
+    database: Database
+    messages: SqlMessageStore
+    accounts: SqlAccountStore
+    webhooks: SqlWebhookStore
+    queue: SqlJobQueue
+    clock: SystemClock
+    ids: UlidFactory
+    accept: AcceptMessage
+    read: ReadMessages
+    authenticate: Authenticate
+    endpoints: ManageWebhookEndpoints
+    receipts: ApplyReceipt
+    runner: JobRunner
+    connectors: dict[str, Connector]
+    sender: AiohttpWebhookSender
+    callback_secrets: CallbackSecrets
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _runner_task: asyncio.Task[None] | None = None
+
+    async def start_workers(self) -> None:
+        """Start connectors and the job runner."""
+        for connector in self.connectors.values():
+            await connector.start()
+        if self.settings.run_workers:
+            self._runner_task = asyncio.create_task(self.runner.run(self._stop))
+
+    async def close(self) -> None:
+        """Stop the runner, connectors and close the store (pending writes are drained)."""
+        self._stop.set()
+        if self._runner_task is not None:
+            await self._runner_task
+        for connector in self.connectors.values():
+            await connector.stop()
+        await self.sender.close()
+        await self.database.close()
+
+    async def readiness(self) -> dict[str, bool]:
+        """Whether the store, queue and connectors can serve."""
+        store_ok = await self.database.ping()
+        try:
+            await self.queue.pending()
+            queue_ok = True
+        except Exception:  # readiness reports failures instead of raising them
+            queue_ok = False
+        connectors_ok = all(c.ready for c in self.connectors.values())
+        return {"store": store_ok, "queue": queue_ok, "connectors": connectors_ok}
+
+    async def sample_metrics(self) -> None:
+        """Refresh gauges sampled at scrape time."""
+        for kind, count in (await self.queue.pending()).items():
+            JOBS_PENDING.labels(kind).set(count)
+
+    def api_services(self) -> ApiServices:
+        """The use cases the REST API calls."""
+        return ApiServices(
+            authenticate=self.authenticate,
+            accept=self.accept,
+            read=self.read,
+            endpoints=self.endpoints,
+            readiness=self.readiness,
+            before_metrics=self.sample_metrics,
+        )
+
+    def app(self) -> Litestar:
+        """The REST application."""
+        return create_app(self.api_services(), max_body_bytes=self.settings.max_body_bytes)
+
+
+async def open_gateway(settings: Settings) -> Gateway:
+    """Connect and migrate the store, then wire every adapter and use case."""
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await migrate(url)
+    clock = SystemClock()
+    ids = UlidFactory()
+    database = await connect(url)
+    messages = SqlMessageStore(database, clock)
+    accounts = SqlAccountStore(database)
+    webhooks = SqlWebhookStore(database)
+    queue = SqlJobQueue(database, clock)
+    directory = EndpointDirectory(webhooks)
+    recorder = EventRecorder(ids, clock, directory)
+    simulator = SimulatorConnector(
+        SIMULATOR_ID,
+        queue,
+        clock,
+        SimulatorSettings(receipt_delay_seconds=settings.simulator_receipt_delay),
+    )
+    connectors: dict[str, Connector] = {SIMULATOR_ID: simulator}
+    router = SandboxRouter(default=simulator, sandbox=simulator)
+    receipts = ApplyReceipt(messages, queue, recorder, clock)
+    sender = AiohttpWebhookSender()
+    callback_secrets = CallbackSecrets(load_secret_key(settings))
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    runner = JobRunner(
+        queue,
+        {
+            "dispatch": DispatchMessage(messages, queue, router, recorder, clock, ids),
+            "receipt": receipts.from_job,
+            "expire": ExpireMessage(messages, recorder, clock),
+            "notify": NotifyEvent(messages, webhooks, queue),
+            "webhook": DeliverWebhook(
+                webhooks, queue, sender, signature_headers, callback_secrets, clock, ids
+            ),
+        },
+        clock,
+        owner,
+        concurrency=settings.worker_concurrency,
+        batch=settings.worker_batch,
+        lease_seconds=settings.lease_seconds,
+    )
+    accept = AcceptMessage(
+        messages,
+        clock,
+        ids,
+        recorder,
+        AcceptPolicy(
+            max_segments=settings.max_segments,
+            default_validity_seconds=settings.default_validity_seconds,
+        ),
+        on_accepted=runner.nudge,
+    )
+    return Gateway(
+        settings=settings,
+        database=database,
+        messages=messages,
+        accounts=accounts,
+        webhooks=webhooks,
+        queue=queue,
+        clock=clock,
+        ids=ids,
+        accept=accept,
+        read=ReadMessages(messages),
+        authenticate=Authenticate(accounts),
+        endpoints=ManageWebhookEndpoints(webhooks, ids, clock, directory, new_secret),
+        receipts=receipts,
+        runner=runner,
+        connectors=connectors,
+        sender=sender,
+        callback_secrets=callback_secrets,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    """A key just made: the secret is shown once and never stored."""
+
+    key: ApiKey
+    secret: str
+
+
+async def create_tenant(gateway: Gateway, name: str, region: str | None = None) -> Tenant:
+    """A new tenant."""
+    tenant = Tenant(
+        id=gateway.ids.new("ten"),
+        name=name,
+        default_region=region,
+        created_at=gateway.clock.now(),
+    )
+    await gateway.accounts.create_tenant(tenant)
+    return tenant
+
+
+async def create_key(
+    gateway: Gateway,
+    tenant_id: str,
+    *,
+    mode: KeyMode = KeyMode.LIVE,
+    role: Role = Role.TENANT,
+    secret: str | None = None,
+) -> CreatedKey:
+    """A new API key for ``tenant_id`` (``secret`` given, or a fresh random one)."""
+    if secret is not None:
+        announced = key_mode_of(secret)
+        if announced is None:
+            raise ValueError("an API key must start with pk_live_ or pk_test_")
+        mode = announced
+    value = secret or new_key_secret(mode)
+    key = ApiKey(
+        id=gateway.ids.new("key"),
+        tenant_id=tenant_id,
+        mode=mode,
+        role=role,
+        digest=key_digest(value),
+        prefix=value[:12],
+        created_at=gateway.clock.now(),
+    )
+    await gateway.accounts.create_api_key(key)
+    return CreatedKey(key=key, secret=value)
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """What first start created (secrets only when they were generated or given now)."""
+
+    tenant: Tenant
+    api_key: str | None
+    created: bool
+
+
+async def ensure_demo_tenant(gateway: Gateway) -> Bootstrap:
+    """On first start, create the demo tenant and its API key.
+
+    The key is ``PIGEON_BOOTSTRAP_API_KEY`` when set, else a fresh test key. A bootstrap key
+    set later is added to the demo tenant if it does not exist yet.
+    """
+    settings = gateway.settings
+    tenant = await gateway.accounts.find_tenant_by_name("demo")
+    created = False
+    if tenant is None:
+        tenant = await create_tenant(gateway, "demo")
+        created = True
+    secret: str | None = None
+    wanted = settings.bootstrap_api_key
+    if wanted:
+        if await gateway.accounts.find_api_key(key_digest(wanted)) is None:
+            secret = (await create_key(gateway, tenant.id, secret=wanted)).secret
+    elif created:
+        secret = (await create_key(gateway, tenant.id, mode=KeyMode.TEST)).secret
+    return Bootstrap(tenant=tenant, api_key=secret, created=created)

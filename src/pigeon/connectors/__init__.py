@@ -1,0 +1,1 @@
+"""Carrier connectors: SMPP, HTTP APIs and the built-in simulator."""

@@ -1,0 +1,143 @@
+"""Phone numbers and sender ids: E.164 normalisation, validation and typing."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+
+from pigeon.domain.errors import InvalidRecipient, InvalidSender
+
+
+class NumberType(enum.StrEnum):
+    """What kind of line a number is, as libphonenumber classifies it."""
+
+    MOBILE = "mobile"
+    FIXED_LINE = "fixed_line"
+    FIXED_LINE_OR_MOBILE = "fixed_line_or_mobile"
+    TOLL_FREE = "toll_free"
+    PREMIUM_RATE = "premium_rate"
+    SHARED_COST = "shared_cost"
+    VOIP = "voip"
+    PERSONAL = "personal"
+    PAGER = "pager"
+    UAN = "uan"
+    VOICEMAIL = "voicemail"
+    UNKNOWN = "unknown"
+
+
+_TYPES: dict[int, NumberType] = {
+    PhoneNumberType.MOBILE: NumberType.MOBILE,
+    PhoneNumberType.FIXED_LINE: NumberType.FIXED_LINE,
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: NumberType.FIXED_LINE_OR_MOBILE,
+    PhoneNumberType.TOLL_FREE: NumberType.TOLL_FREE,
+    PhoneNumberType.PREMIUM_RATE: NumberType.PREMIUM_RATE,
+    PhoneNumberType.SHARED_COST: NumberType.SHARED_COST,
+    PhoneNumberType.VOIP: NumberType.VOIP,
+    PhoneNumberType.PERSONAL_NUMBER: NumberType.PERSONAL,
+    PhoneNumberType.PAGER: NumberType.PAGER,
+    PhoneNumberType.UAN: NumberType.UAN,
+    PhoneNumberType.VOICEMAIL: NumberType.VOICEMAIL,
+}
+
+_REGION = re.compile(r"^[A-Z]{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Msisdn:
+    """A validated phone number in E.164 form (``+`` and up to 15 digits)."""
+
+    e164: str
+    country: str
+    number_type: NumberType
+
+    def __str__(self) -> str:
+        return self.e164
+
+
+def normalise_region(region: str | None) -> str | None:
+    """Upper-case an ISO 3166 alpha-2 region, or ``None`` if it is not one."""
+    if region is None:
+        return None
+    candidate = region.strip().upper()
+    return candidate if _REGION.match(candidate) else None
+
+
+def parse_msisdn(raw: str, region: str | None = None, *, field: str = "to") -> Msisdn:
+    """Normalise ``raw`` to E.164, accepting national formats when ``region`` is given.
+
+    Raises ``InvalidRecipient`` for anything that is not a valid, dialable number.
+    """
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text:
+        raise InvalidRecipient("The phone number is empty.", field=field)
+    if len(text) > 32:
+        raise InvalidRecipient("The phone number is too long.", field=field)
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    default_region = normalise_region(region)
+    if not text.startswith("+") and default_region is None:
+        if text.isdigit() and len(text) >= 8:
+            text = "+" + text
+        else:
+            raise InvalidRecipient(
+                f"{raw!r} is not in international format; give 'country' for a national number.",
+                field=field,
+            )
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except NumberParseException as exc:
+        raise InvalidRecipient(f"{raw!r} is not a phone number: {exc._msg}.", field=field) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidRecipient(f"{raw!r} is not a valid phone number.", field=field)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    country = phonenumbers.region_code_for_number(number) or "ZZ"
+    number_type = _TYPES.get(phonenumbers.number_type(number), NumberType.UNKNOWN)
+    return Msisdn(e164=e164, country=country, number_type=number_type)
+
+
+class SenderKind(enum.StrEnum):
+    """How a sender id is presented to the handset."""
+
+    ALPHANUMERIC = "alphanumeric"
+    SHORT_CODE = "short_code"
+    LONG_CODE = "long_code"
+
+
+@dataclass(frozen=True, slots=True)
+class SenderId:
+    """A message originator: an alphanumeric id (up to 11 chars), a short code or a number."""
+
+    value: str
+    kind: SenderKind
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_ALPHANUMERIC = re.compile(r"^[A-Za-z0-9 .\-_&+!]{1,11}$")
+_SHORT_CODE = re.compile(r"^[0-9]{3,8}$")
+
+
+def parse_sender(raw: str) -> SenderId:
+    """Classify and validate a sender id; raises ``InvalidSender`` when it fits no kind."""
+    text = raw.strip()
+    if _SHORT_CODE.match(text):
+        return SenderId(text, SenderKind.SHORT_CODE)
+    if text.startswith("+") or (text.isdigit() and len(text) > 8):
+        try:
+            number = parse_msisdn(text, field="from")
+        except InvalidRecipient as exc:
+            detail = exc.detail.replace("phone number", "sender number")
+            raise InvalidSender(detail, field="from") from exc
+        return SenderId(number.e164, SenderKind.LONG_CODE)
+    if _ALPHANUMERIC.match(text) and any(ch.isalpha() for ch in text):
+        return SenderId(text, SenderKind.ALPHANUMERIC)
+    raise InvalidSender(
+        f"{raw!r} is not a sender id: use up to 11 letters and digits, a short code "
+        "or a phone number in E.164.",
+        field="from",
+    )

@@ -1,0 +1,120 @@
+"""The exception tree of Pigeon.
+
+Every error the domain and the use cases raise derives from ``PigeonError`` and carries a stable
+``code`` that the API turns into a problem+json response::
+
+    PigeonError
+    ├── ValidationError            422  the caller sent something we cannot accept
+    │   ├── InvalidRecipient       422  code=invalid_recipient
+    │   ├── InvalidSender          422  code=invalid_sender
+    │   ├── InvalidBody            422  code=invalid_body / body_too_long
+    │   └── IdempotencyMismatch    422  code=idempotency_key_reused
+    ├── NotFound                   404  code=not_found (also for another tenant's ids)
+    ├── Unauthorized               401  code=unauthorized
+    ├── Forbidden                  403  code=forbidden
+    ├── IllegalTransition               a status change the lifecycle forbids (a bug if it escapes)
+    └── CarrierError                    raised by connectors, mapped at their boundary
+        ├── TemporaryFailure            retry later, same or next route
+        │   └── Throttled               the carrier asks us to slow down
+        └── PermanentFailure            the message cannot be sent this way
+"""
+
+from __future__ import annotations
+
+
+class PigeonError(Exception):
+    """Base of every error Pigeon raises on purpose."""
+
+    code: str = "error"
+    status: int = 500
+
+    def __init__(self, detail: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.field = field
+
+
+class ValidationError(PigeonError):
+    """The caller's input cannot be accepted as it is."""
+
+    code = "invalid_request"
+    status = 422
+
+
+class InvalidRecipient(ValidationError):
+    """The destination is not a valid, dialable phone number."""
+
+    code = "invalid_recipient"
+
+
+class InvalidSender(ValidationError):
+    """The sender id is not an allowed alphanumeric id, short code or phone number."""
+
+    code = "invalid_sender"
+
+
+class InvalidBody(ValidationError):
+    """The message text is empty or longer than allowed."""
+
+    code = "invalid_body"
+
+
+class IdempotencyMismatch(ValidationError):
+    """An idempotency key was reused with a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class NotFound(PigeonError):
+    """The resource does not exist for this tenant."""
+
+    code = "not_found"
+    status = 404
+
+
+class Unauthorized(PigeonError):
+    """No valid credentials were presented."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(PigeonError):
+    """The credentials are valid but do not allow this action."""
+
+    code = "forbidden"
+    status = 403
+
+
+class IllegalTransition(PigeonError):
+    """A status change that the message lifecycle forbids."""
+
+    code = "illegal_transition"
+    status = 409
+
+
+class CarrierError(PigeonError):
+    """A carrier refused or failed a request; connectors raise only these."""
+
+    code = "carrier_error"
+    status = 502
+
+
+class TemporaryFailure(CarrierError):
+    """The attempt failed but may succeed later (timeouts, outages, queue full)."""
+
+    code = "carrier_temporary_failure"
+
+
+class Throttled(TemporaryFailure):
+    """The carrier asks us to slow down."""
+
+    code = "carrier_throttled"
+
+
+class PermanentFailure(CarrierError):
+    """The carrier will never accept this message as it is."""
+
+    code = "carrier_rejected"

@@ -1,0 +1,115 @@
+"""Delivery receipts: what a carrier says about a message, mapped to our statuses."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from pigeon.domain.messages import (
+    Message,
+    MessageStatus,
+    StatusChange,
+    can_transition,
+    fold_parts,
+    is_stale,
+)
+
+
+class ReceiptStatus(enum.StrEnum):
+    """The SMPP ``stat`` vocabulary, which HTTP carriers are mapped onto too."""
+
+    DELIVRD = "DELIVRD"
+    EXPIRED = "EXPIRED"
+    DELETED = "DELETED"
+    UNDELIV = "UNDELIV"
+    ACCEPTD = "ACCEPTD"
+    UNKNOWN = "UNKNOWN"
+    REJECTD = "REJECTD"
+    ENROUTE = "ENROUTE"
+
+    @property
+    def message_status(self) -> MessageStatus:
+        """The message status this receipt stands for (PRODUCT.md's table)."""
+        return _TO_STATUS[self]
+
+
+_TO_STATUS = {
+    ReceiptStatus.DELIVRD: MessageStatus.DELIVERED,
+    ReceiptStatus.EXPIRED: MessageStatus.EXPIRED,
+    ReceiptStatus.DELETED: MessageStatus.UNDELIVERED,
+    ReceiptStatus.UNDELIV: MessageStatus.UNDELIVERED,
+    ReceiptStatus.REJECTD: MessageStatus.UNDELIVERED,
+    ReceiptStatus.ACCEPTD: MessageStatus.SENT,
+    ReceiptStatus.ENROUTE: MessageStatus.SENT,
+    ReceiptStatus.UNKNOWN: MessageStatus.UNKNOWN,
+}
+
+
+def parse_receipt_status(text: str) -> ReceiptStatus:
+    """Read a ``stat`` value case-insensitively; anything unrecognised is ``UNKNOWN``."""
+    try:
+        return ReceiptStatus(text.strip().upper()[:7])
+    except ValueError:
+        return ReceiptStatus.UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """A carrier's report on one submitted message (or one segment of it)."""
+
+    connector_id: str
+    carrier_message_id: str
+    status: ReceiptStatus
+    error_code: str | None = None
+    at: datetime | None = None
+
+
+def apply_receipt(
+    message: Message, receipt: DeliveryReceipt, now: datetime
+) -> tuple[StatusChange | None, bool]:
+    """Fold a receipt into ``message``.
+
+    Returns the status change it caused (or ``None``) and whether the receipt matched a part.
+    Duplicate, late and out-of-order receipts are normal: they change nothing.
+    """
+    part = message.part_for(receipt.carrier_message_id)
+    if part is None and message.parts:
+        return None, False
+    target = receipt.status.message_status
+    if part is not None:
+        if part.status is not target and not is_stale(part.status, target):
+            part.status = target
+            part.error_code = receipt.error_code or part.error_code
+        target = fold_parts([p.status for p in message.parts])
+    if target is message.status or is_stale(message.status, target):
+        return None, True
+    if not can_transition(message.status, target):
+        return None, True
+    error = receipt.error_code if target is not MessageStatus.DELIVERED else None
+    detail = f"receipt {receipt.status.value}" + (f" err:{error}" if error else "")
+    change = message.transition(target, now, detail=detail, error_code=error)
+    return change, True
+
+
+def carrier_id_forms(raw: str) -> tuple[str, ...]:
+    """The forms a carrier id may take between a submit response and its receipt.
+
+    Carriers disagree on hex vs decimal, letter case and leading zeros; we compare the
+    normalised forms (stripped, lower-case, no leading zeros) of the id read as given, as hex
+    turned decimal and as decimal turned hex.
+    """
+    text = raw.strip().lower()
+    forms: list[str] = []
+
+    def add(value: str) -> None:
+        value = value.lstrip("0") or "0"
+        if value not in forms:
+            forms.append(value)
+
+    add(text)
+    if text and all(ch in "0123456789abcdef" for ch in text) and len(text) <= 32:
+        add(str(int(text, 16)))
+        if text.isdigit():
+            add(format(int(text), "x"))
+    return tuple(forms)

@@ -1,0 +1,318 @@
+"""The seams between use cases and the outside world, as Protocols.
+
+Adapters (store, queue, connectors, webhooks) implement these; ``pigeon.testing`` has a fake of
+each. Services depend on nothing but these and the domain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pigeon.domain.accounts import ApiKey, Tenant
+from pigeon.domain.messages import Message, MessageStatus
+from pigeon.domain.receipts import DeliveryReceipt
+
+JsonObject = dict[str, Any]
+
+
+class Clock(Protocol):
+    """The time source; always timezone-aware UTC."""
+
+    def now(self) -> datetime: ...
+
+
+class IdFactory(Protocol):
+    """Makes prefixed, time-ordered ids such as ``msg_01JD...``."""
+
+    def new(self, prefix: str) -> str: ...
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to enqueue. Ids derive from domain ids (``dispatch:msg_...``); a duplicate id is
+    ignored, which makes enqueueing idempotent."""
+
+    id: str
+    kind: str
+    payload: JsonObject
+    run_at: datetime
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed job: its lease runs until ``lease_until``; after that anyone may take it."""
+
+    id: str
+    kind: str
+    payload: JsonObject
+    priority: int
+    run_at: datetime
+    attempts: int
+    lease_owner: str
+    lease_until: datetime
+
+
+class JobQueue(Protocol):
+    """A durable lease queue living in the same database as the messages (an outbox)."""
+
+    async def enqueue(self, jobs: Sequence[NewJob]) -> None: ...
+
+    async def claim(
+        self, kinds: Sequence[str], limit: int, owner: str, lease_seconds: float
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``."""
+        ...
+
+    async def complete(self, job_id: str, owner: str) -> None: ...
+
+    async def retry(self, job_id: str, owner: str, run_at: datetime, error: str) -> None:
+        """Give the job back, due again at ``run_at``; its ``attempts`` grows by one."""
+        ...
+
+    async def pending(self) -> dict[str, int]:
+        """How many jobs wait, by kind."""
+        ...
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A stored event: one status change (or other happening) and its webhook payload."""
+
+    id: str
+    tenant_id: str
+    message_id: str | None
+    type: str
+    status: MessageStatus | None
+    sequence: int
+    at: datetime
+    detail: str | None
+    payload: JsonObject
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """Remembers the request an ``Idempotency-Key`` was first used with."""
+
+    tenant_id: str
+    key: str
+    request_hash: str
+    message_id: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class Acceptance:
+    """Everything accepting one message writes, durably and atomically."""
+
+    message: Message
+    events: list[EventRecord]
+    jobs: list[NewJob]
+    idempotency: IdempotencyRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    """The stored message; ``replayed`` when an idempotency key matched an earlier request."""
+
+    message: Message
+    replayed: bool = False
+    idempotency_conflict: bool = False
+
+
+@dataclass(slots=True)
+class Mutation:
+    """A change to one message computed by a use case: its new state plus what follows."""
+
+    message: Message
+    events: list[EventRecord] = field(default_factory=list)
+    jobs: list[NewJob] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """Filters for listing messages; the cursor is the last id of the previous page."""
+
+    status: MessageStatus | None = None
+    to: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One page of messages, newest first, and the cursor of the next page."""
+
+    messages: list[Message]
+    next_cursor: str | None
+
+
+class MessageStore(Protocol):
+    """Messages, their events and the idempotency records, scoped by tenant."""
+
+    async def accept(self, acceptance: Acceptance) -> AcceptResult:
+        """Write message, events, jobs and idempotency record in one durable transaction.
+
+        Concurrent calls share a transaction (group commit); this returns only once it is
+        durable. A known idempotency key returns the earlier message instead (``replayed``),
+        or flags ``idempotency_conflict`` when the request hash differs.
+        """
+        ...
+
+    async def get_message(self, message_id: str, tenant_id: str | None = None) -> Message | None:
+        """The message with its parts; ``None`` when absent or owned by another tenant."""
+        ...
+
+    async def list_messages(self, tenant_id: str, query: MessageQuery) -> MessagePage: ...
+
+    async def events_of(self, message_id: str, tenant_id: str | None = None) -> list[EventRecord]:
+        """The message's events, oldest first."""
+        ...
+
+    async def get_event(self, event_id: str) -> EventRecord | None: ...
+
+    async def mutate(
+        self,
+        message_id: str,
+        change: Callable[[Message], Mutation | None],
+        *,
+        complete_job: str | None = None,
+    ) -> Message | None:
+        """Read-modify-write one message atomically.
+
+        Inside one transaction: load the message (locked on PostgreSQL), call ``change`` (pure,
+        no I/O), write the new state, its parts, events and jobs, and complete ``complete_job``.
+        ``change`` returning ``None`` writes nothing but still completes the job. Returns the
+        message as stored afterwards (``None`` if it does not exist).
+        """
+        ...
+
+    async def find_by_carrier_id(
+        self, connector_id: str, carrier_message_ids: Sequence[str]
+    ) -> tuple[str, str] | None:
+        """The (message id, stored carrier id) of the part a carrier knows by any of the given
+        ids (normalised forms: lower-case, hex or decimal)."""
+        ...
+
+
+class AccountStore(Protocol):
+    """Tenants and API keys."""
+
+    async def create_tenant(self, tenant: Tenant) -> None: ...
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    async def find_tenant_by_name(self, name: str) -> Tenant | None: ...
+
+    async def list_tenants(self) -> list[Tenant]: ...
+
+    async def create_api_key(self, key: ApiKey) -> None: ...
+
+    async def find_api_key(self, digest: str) -> ApiKey | None:
+        """The unrevoked key with this SHA-256 digest."""
+        ...
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """Where a tenant wants its events; an empty ``events`` tuple means every event type."""
+
+    id: str
+    tenant_id: str
+    url: str
+    events: tuple[str, ...]
+    secret: str
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+    def wants(self, event_type: str) -> bool:
+        """Whether this endpoint subscribes to ``event_type``."""
+        return self.disabled_at is None and (not self.events or event_type in self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    """One try at delivering one event to one URL, kept for the delivery log and replay."""
+
+    id: str
+    event_id: str
+    endpoint_id: str | None
+    url: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class WebhookStore(Protocol):
+    """Webhook endpoints and the log of delivery attempts."""
+
+    async def create_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+
+    async def list_endpoints(self, tenant_id: str) -> list[WebhookEndpoint]: ...
+
+    async def get_endpoint(
+        self, endpoint_id: str, tenant_id: str | None = None
+    ) -> WebhookEndpoint | None: ...
+
+    async def delete_endpoint(self, endpoint_id: str, tenant_id: str) -> bool: ...
+
+    async def disable_endpoint(self, endpoint_id: str, at: datetime) -> None: ...
+
+    async def record_attempt(self, attempt: WebhookAttempt) -> None: ...
+
+    async def attempts_for(self, event_id: str) -> list[WebhookAttempt]: ...
+
+
+class WebhookSender(Protocol):
+    """Posts a signed webhook; returns the HTTP status. Network failures raise
+    ``TemporaryFailure``."""
+
+    async def send(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> int: ...
+
+
+# --- carriers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """What the carrier answered: its id for each part it accepted, in part order."""
+
+    carrier_message_ids: tuple[str, ...]
+
+
+ReceiptSink = Callable[[DeliveryReceipt], Awaitable[None]]
+
+
+class Connector(Protocol):
+    """A link to one carrier. ``submit`` raises ``TemporaryFailure``, ``Throttled`` or
+    ``PermanentFailure`` (from ``pigeon.domain.errors``) and nothing else."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(self, message: Message) -> SubmitResult: ...

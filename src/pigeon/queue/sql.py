@@ -1,0 +1,277 @@
+"""``SqlJobQueue``: a lease queue in the ``jobs`` table, next to the messages (an outbox).
+
+Because jobs live in the same database as messages, "message accepted" and "dispatch job
+enqueued" commit together: no dual write, nothing to reconcile after a crash.
+
+How a job moves:
+
+- **enqueue** inserts it (a duplicate id is ignored). A job already due is ``ready``.
+- **claim** first *wakes* waiting jobs that came due (``ready = true``, oldest first, a bounded
+  number per claim), then leases up to ``limit`` ready jobs of the wanted kinds, highest
+  ``priority`` first, then earliest ``run_at``: they get ``lease_owner``, ``lease_until`` and stop
+  being ready, and their ``run_at`` moves to ``lease_until``. So an abandoned lease needs no
+  sweeper: at its expiry the job is simply due again, and the next claim, by anyone, takes it
+  over. A claim only ever reads ready rows through ``ix_jobs_claim`` (ready, kind, priority
+  DESC, run_at), however many jobs are scheduled for later or leased. PostgreSQL claims with
+  ``FOR UPDATE SKIP LOCKED`` so concurrent claimers on several nodes never wait for nor get the
+  same job; on SQLite the single writer already serialises claims.
+- **complete** deletes the job if ``owner`` still holds its lease (even past its expiry, as long
+  as nobody took it over); otherwise it does nothing: the new holder decides.
+- **retry** gives the job back (same owner check), due at ``run_at``, with ``attempts + 1`` and
+  ``last_error``.
+
+``attempts`` counts tries that ended without ``complete``: each ``retry`` and each lease that
+expired (a worker that crashed or hung). A job's first claim sees ``attempts == 0``.
+``Job.run_at`` is when the claimed job was due.
+
+The queue does not import the store (they are independent adapters): it works on any database
+object with the ``QueueDatabase`` shape, which ``pigeon.store.Database`` has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pigeon.ports import Clock, Job, NewJob
+
+T = TypeVar("T")
+
+#: How many waiting jobs one claim wakes at most (the rest wake at the next claims).
+WAKE_BATCH: Final = 5_000
+
+
+class QueueDatabase(Protocol):
+    """What the queue needs from a database (``pigeon.store.Database`` provides it)."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    @property
+    def metadata(self) -> sa.MetaData: ...
+
+    async def write(self, operation: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
+
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+
+class SqlJobQueue:
+    """``ports.JobQueue`` on the database's ``jobs`` table, written through its writer."""
+
+    def __init__(self, database: QueueDatabase, clock: Clock) -> None:
+        self._db = database
+        self._clock = clock
+        self._postgres = database.dialect == "postgresql"
+        self._jobs = database.metadata.tables["jobs"]
+
+    async def enqueue(self, jobs: Sequence[NewJob]) -> None:
+        """Add jobs durably; ids already present are ignored (enqueueing is idempotent)."""
+        if not jobs:
+            return
+        now = self._clock.now()
+        rows = [_job_row(job, now) for job in jobs]
+        table = self._jobs
+        statement = (
+            postgresql.insert(table).on_conflict_do_nothing()
+            if self._postgres
+            else sqlite.insert(table).on_conflict_do_nothing()
+        )
+
+        async def insert(connection: AsyncConnection) -> None:
+            await connection.execute(statement, rows)
+
+        await self._db.write(insert)
+
+    async def claim(
+        self, kinds: Sequence[str], limit: int, owner: str, lease_seconds: float
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``."""
+        if not kinds or limit < 1:
+            return []
+        now = self._clock.now()
+        until = now + timedelta(seconds=lease_seconds)
+        kinds = list(dict.fromkeys(kinds))
+
+        async def claim(connection: AsyncConnection) -> list[Job]:
+            await connection.execute(self._wake(now))
+            if self._postgres:
+                rows = (
+                    await connection.execute(self._claim_postgres(kinds, limit, owner, until))
+                ).all()
+            else:
+                rows = await self._claim_sqlite(connection, kinds, limit, owner, until)
+            found = [
+                Job(
+                    id=row.id,
+                    kind=row.kind,
+                    payload=row.payload,
+                    priority=row.priority,
+                    run_at=row.due_at,
+                    attempts=row.attempts,
+                    lease_owner=owner,
+                    lease_until=until,
+                )
+                for row in rows
+            ]
+            found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
+            return found
+
+        return await self._db.write(claim)
+
+    async def complete(self, job_id: str, owner: str) -> None:
+        """Delete the job if ``owner`` still holds it; otherwise do nothing."""
+        table = self._jobs
+        statement = sa.delete(table).where(table.c.id == job_id, table.c.lease_owner == owner)
+
+        async def delete(connection: AsyncConnection) -> None:
+            await connection.execute(statement)
+
+        await self._db.write(delete)
+
+    async def retry(self, job_id: str, owner: str, run_at: datetime, error: str) -> None:
+        """Give the job back, due again at ``run_at``; its ``attempts`` grows by one."""
+        table = self._jobs
+        statement = (
+            sa.update(table)
+            .where(table.c.id == job_id, table.c.lease_owner == owner)
+            .values(
+                run_at=run_at,
+                ready=run_at <= self._clock.now(),
+                lease_owner=None,
+                lease_until=None,
+                attempts=table.c.attempts + 1,
+                last_error=error,
+            )
+        )
+
+        async def update(connection: AsyncConnection) -> None:
+            await connection.execute(statement)
+
+        await self._db.write(update)
+
+    async def pending(self) -> dict[str, int]:
+        """How many jobs wait, by kind: every job not yet completed (due, scheduled for later,
+        or leased)."""
+        table = self._jobs
+        statement = sa.select(table.c.kind, sa.func.count()).group_by(table.c.kind)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(statement)).all()
+        return {kind: int(count) for kind, count in rows}
+
+    # --- statements -----------------------------------------------------------------------
+
+    def _wake(self, now: datetime) -> sa.Update:
+        table = self._jobs
+        waiting = (
+            sa.select(table.c.id)
+            .where(table.c.ready.is_(sa.false()), table.c.run_at <= now)
+            .order_by(table.c.run_at)
+            .limit(WAKE_BATCH)
+        )
+        if self._postgres:
+            waiting = waiting.with_for_update(skip_locked=True)
+        return sa.update(table).where(table.c.id.in_(waiting.scalar_subquery())).values(ready=True)
+
+    def _lease_values(self, owner: str, until: datetime) -> dict[str, Any]:
+        table = self._jobs
+        return {
+            "ready": False,
+            "lease_owner": owner,
+            "lease_until": until,
+            "run_at": until,
+            # Taking over an expired lease means the previous try failed.
+            "attempts": table.c.attempts + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
+        }
+
+    def _ready(self, kinds: list[str], limit: int) -> sa.Select[Any]:
+        table = self._jobs
+        kind = table.c.kind == kinds[0] if len(kinds) == 1 else table.c.kind.in_(kinds)
+        return (
+            sa.select(table.c.id, table.c.run_at.label("due_at"))
+            .where(table.c.ready.is_(sa.true()), kind)
+            .order_by(table.c.priority.desc(), table.c.run_at)
+            .limit(limit)
+        )
+
+    def _claim_postgres(
+        self, kinds: list[str], limit: int, owner: str, until: datetime
+    ) -> sa.Update:
+        table = self._jobs
+        picked = self._ready(kinds, limit).with_for_update(skip_locked=True).subquery("picked")
+        return (
+            sa.update(table)
+            .where(table.c.id == picked.c.id)
+            .values(self._lease_values(owner, until))
+            .returning(
+                table.c.id,
+                table.c.kind,
+                table.c.payload,
+                table.c.priority,
+                table.c.attempts,
+                picked.c.due_at,
+            )
+        )
+
+    async def _claim_sqlite(
+        self,
+        connection: AsyncConnection,
+        kinds: list[str],
+        limit: int,
+        owner: str,
+        until: datetime,
+    ) -> list[Any]:
+        # SQLite's RETURNING cannot see a FROM table, so read the due times first; the
+        # writer's BEGIN IMMEDIATE transaction makes the two statements one atomic step.
+        picked = (await connection.execute(self._ready(kinds, limit))).all()
+        if not picked:
+            return []
+        due = {row.id: row.due_at for row in picked}
+        table = self._jobs
+        statement = (
+            sa.update(table)
+            .where(table.c.id.in_(list(due)))
+            .values(self._lease_values(owner, until))
+            .returning(
+                table.c.id, table.c.kind, table.c.payload, table.c.priority, table.c.attempts
+            )
+        )
+        rows = (await connection.execute(statement)).all()
+        return [_Claimed(row, due[row.id]) for row in rows]
+
+
+class _Claimed:
+    """A claimed SQLite row plus its due time, shaped like the PostgreSQL RETURNING row."""
+
+    __slots__ = ("attempts", "due_at", "id", "kind", "payload", "priority")
+
+    def __init__(self, row: Any, due_at: datetime) -> None:
+        self.id = row.id
+        self.kind = row.kind
+        self.payload = row.payload
+        self.priority = row.priority
+        self.attempts = row.attempts
+        self.due_at = due_at
+
+
+def _job_row(job: NewJob, now: datetime) -> dict[str, Any]:
+    # Keep in step with ``pigeon.store.statements.job_row`` (the store enqueues in its own
+    # transactions; the two adapters may not import each other).
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "payload": job.payload,
+        "priority": job.priority,
+        "run_at": job.run_at,
+        "ready": job.run_at <= now,
+        "attempts": 0,
+        "lease_owner": None,
+        "lease_until": None,
+        "last_error": None,
+        "created_at": now,
+    }

@@ -1,0 +1,1 @@
+"""Use cases: one verb per module, depending only on ports and the domain."""

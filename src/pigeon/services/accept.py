@@ -1,0 +1,234 @@
+"""Accept: validate, normalise and durably store a message with its dispatch job."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pigeon.domain.addressing import Msisdn, parse_msisdn, parse_sender
+from pigeon.domain.encoding import analyse
+from pigeon.domain.errors import IdempotencyMismatch, InvalidBody, ValidationError
+from pigeon.domain.messages import Category, Direction, Message, MessageStatus
+from pigeon.ports import (
+    Acceptance,
+    AcceptResult,
+    Clock,
+    IdempotencyRecord,
+    IdFactory,
+    MessageStore,
+    NewJob,
+)
+from pigeon.services.authenticate import Caller
+from pigeon.services.events import EventRecorder
+from pigeon.telemetry import ACCEPT_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """A request to send one message, as every ingress (REST, SMPP, CLI) states it."""
+
+    to: str
+    body: str | None = None
+    country: str | None = None
+    sender: str | None = None
+    category: Category = Category.TRANSACTIONAL
+    callback_url: str | None = None
+    client_ref: str | None = None
+    send_at: datetime | None = None
+    validity_seconds: int | None = None
+
+    def fingerprint(self) -> str:
+        """A digest of the request, to tell a retried request from a different one."""
+        fields: dict[str, Any] = {
+            "to": self.to,
+            "body": self.body,
+            "country": self.country,
+            "from": self.sender,
+            "category": self.category.value,
+            "callback_url": self.callback_url,
+            "client_ref": self.client_ref,
+            "send_at": self.send_at.isoformat() if self.send_at else None,
+            "validity_seconds": self.validity_seconds,
+        }
+        encoded = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(encoded).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What sending would do: the normalised number, encoding, segments and their cause."""
+
+    to: Msisdn
+    sender: str | None
+    encoding: str
+    segments: int
+    units: int
+    non_gsm_chars: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptPolicy:
+    """Limits applied at acceptance."""
+
+    max_segments: int = 10
+    default_validity_seconds: int = 48 * 3600
+    max_validity_seconds: int = 7 * 24 * 3600
+    max_schedule_days: int = 180
+
+
+def dispatch_job_id(message_id: str) -> str:
+    """The id of a message's dispatch job, derived from the message id."""
+    return f"dispatch:{message_id}"
+
+
+class AcceptMessage:
+    """The one ``accept`` use case behind every ingress."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        clock: Clock,
+        ids: IdFactory,
+        recorder: EventRecorder,
+        policy: AcceptPolicy | None = None,
+        on_accepted: Callable[[], None] | None = None,
+    ) -> None:
+        self._on_accepted = on_accepted
+        self._store = store
+        self._clock = clock
+        self._ids = ids
+        self._recorder = recorder
+        self._policy = policy or AcceptPolicy()
+
+    def preview(self, caller: Caller, request: SendRequest) -> Preview:
+        """Validate and normalise without storing anything; raises ``ValidationError``."""
+        region = request.country or caller.tenant.default_region
+        if request.country is not None and len(request.country.strip()) != 2:
+            raise ValidationError(
+                "country must be an ISO 3166 alpha-2 code such as 'GB'.",
+                code="invalid_country",
+                field="country",
+            )
+        to = parse_msisdn(request.to, region)
+        sender = parse_sender(request.sender).value if request.sender else None
+        body = request.body
+        if body is None or body == "":
+            raise InvalidBody("The message body is empty.", code="invalid_body", field="body")
+        text = analyse(body)
+        if text.segments > self._policy.max_segments:
+            raise InvalidBody(
+                f"The body needs {text.segments} segments; the maximum is "
+                f"{self._policy.max_segments}.",
+                code="body_too_long",
+                field="body",
+            )
+        return Preview(
+            to=to,
+            sender=sender,
+            encoding=text.encoding.value,
+            segments=text.segments,
+            units=text.units,
+            non_gsm_chars=text.non_gsm_chars,
+        )
+
+    async def __call__(
+        self,
+        caller: Caller,
+        request: SendRequest,
+        *,
+        idempotency_key: str | None = None,
+    ) -> AcceptResult:
+        """Store the message and its dispatch job durably; returns once committed."""
+        started = time.perf_counter()
+        preview = self.preview(caller, request)
+        now = self._clock.now()
+        send_at = self._check_send_at(request.send_at, now)
+        validity = self._check_validity(request.validity_seconds)
+        start = send_at or now
+        message = Message(
+            id=self._ids.new("msg"),
+            tenant_id=caller.tenant.id,
+            direction=Direction.MT,
+            to=preview.to.e164,
+            sender=preview.sender,
+            body=request.body or "",
+            category=request.category,
+            encoding=preview.encoding,
+            segments=preview.segments,
+            status=MessageStatus.ACCEPTED,
+            created_at=now,
+            updated_at=now,
+            country=preview.to.country,
+            client_ref=request.client_ref,
+            callback_url=request.callback_url,
+            send_at=send_at,
+            expires_at=start + timedelta(seconds=validity),
+            is_test=caller.is_test,
+        )
+        next_status = MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED
+        changes = [message.transition(next_status, now)]
+        notify = await self._recorder.wants_notifications(message)
+        events, jobs = self._recorder.record(message, changes, notify=notify)
+        jobs.append(
+            NewJob(
+                id=dispatch_job_id(message.id),
+                kind="dispatch",
+                payload={"message_id": message.id},
+                run_at=start,
+                priority=request.category.priority,
+            )
+        )
+        idempotency = None
+        if idempotency_key is not None:
+            idempotency = IdempotencyRecord(
+                tenant_id=caller.tenant.id,
+                key=idempotency_key,
+                request_hash=request.fingerprint(),
+                message_id=message.id,
+                created_at=now,
+            )
+        result = await self._store.accept(Acceptance(message, events, jobs, idempotency))
+        if result.idempotency_conflict:
+            raise IdempotencyMismatch(
+                "This Idempotency-Key was used with a different request.",
+                field="Idempotency-Key",
+            )
+        ACCEPT_SECONDS.observe(time.perf_counter() - started)
+        if self._on_accepted is not None and not result.replayed:
+            self._on_accepted()
+        return result
+
+    def _check_send_at(self, send_at: datetime | None, now: datetime) -> datetime | None:
+        if send_at is None:
+            return None
+        if send_at.tzinfo is None:
+            raise ValidationError(
+                "send_at needs a time zone, e.g. 2026-01-31T09:00:00Z.",
+                code="invalid_send_at",
+                field="send_at",
+            )
+        if send_at <= now:
+            return None
+        if send_at > now + timedelta(days=self._policy.max_schedule_days):
+            raise ValidationError(
+                f"send_at is more than {self._policy.max_schedule_days} days ahead.",
+                code="invalid_send_at",
+                field="send_at",
+            )
+        return send_at
+
+    def _check_validity(self, seconds: int | None) -> int:
+        if seconds is None:
+            return self._policy.default_validity_seconds
+        if seconds < 60 or seconds > self._policy.max_validity_seconds:
+            raise ValidationError(
+                f"validity_seconds must be between 60 and {self._policy.max_validity_seconds}.",
+                code="invalid_validity",
+                field="validity_seconds",
+            )
+        return seconds

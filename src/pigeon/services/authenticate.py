@@ -1,0 +1,64 @@
+"""Authenticate: from a bearer API key to the calling tenant."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant, key_digest, key_mode_of
+from pigeon.domain.errors import Forbidden, Unauthorized
+from pigeon.ports import AccountStore
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the tenant and the key used (its mode decides live vs test)."""
+
+    tenant: Tenant
+    key: ApiKey
+
+    @property
+    def is_test(self) -> bool:
+        """Test keys never reach a real carrier."""
+        return self.key.mode is KeyMode.TEST
+
+    def require_operator(self) -> None:
+        """Raise ``Forbidden`` unless the key is an operator key."""
+        if self.key.role is not Role.OPERATOR:
+            raise Forbidden("This needs an operator key.")
+
+
+class Authenticate:
+    """Looks keys up by their SHA-256 digest, with a short cache to spare the store."""
+
+    def __init__(self, accounts: AccountStore, cache_seconds: float = 10.0) -> None:
+        self._accounts = accounts
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Caller]] = {}
+
+    async def __call__(self, authorization: str | None) -> Caller:
+        """The caller behind an ``Authorization: Bearer <key>`` header value."""
+        if not authorization:
+            raise Unauthorized("Send your API key as 'Authorization: Bearer <key>'.")
+        scheme, _, secret = authorization.strip().partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise Unauthorized("Send your API key as 'Authorization: Bearer <key>'.")
+        if key_mode_of(secret) is None:
+            raise Unauthorized("That is not a Pigeon API key.")
+        digest = key_digest(secret)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        key = await self._accounts.find_api_key(digest)
+        if key is None or key.revoked:
+            raise Unauthorized("The API key is not valid.")
+        tenant = await self._accounts.get_tenant(key.tenant_id)
+        if tenant is None:
+            raise Unauthorized("The API key is not valid.")
+        caller = Caller(tenant=tenant, key=key)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now, caller)
+        return caller

@@ -1,0 +1,253 @@
+"""Dispatch: take a queued message to a carrier and record what the carrier said."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from pigeon.domain.errors import PermanentFailure, TemporaryFailure, Throttled
+from pigeon.domain.messages import Message, MessageStatus, Part, StatusChange
+from pigeon.ports import (
+    Clock,
+    Connector,
+    EventRecord,
+    IdFactory,
+    Job,
+    JobQueue,
+    MessageStore,
+    Mutation,
+    NewJob,
+    SubmitResult,
+)
+from pigeon.services.events import EventRecorder
+from pigeon.telemetry import SUBMIT_ERRORS
+
+log = logging.getLogger(__name__)
+
+S = MessageStatus
+DISPATCHABLE = frozenset({S.QUEUED, S.SCHEDULED})
+
+
+class Router(Protocol):
+    """Chooses the connector for a message."""
+
+    def choose(self, message: Message) -> Connector: ...
+
+
+class SandboxRouter:
+    """The foundation's routing: test traffic to the sandbox, live traffic to the default.
+
+    A test key's messages never reach anything but ``sandbox``, whatever else is configured.
+    """
+
+    def __init__(self, default: Connector, sandbox: Connector) -> None:
+        self._default = default
+        self._sandbox = sandbox
+
+    def choose(self, message: Message) -> Connector:
+        """The connector for ``message``."""
+        return self._sandbox if message.is_test else self._default
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how late a temporarily failing submit is tried again."""
+
+    delays: Sequence[float] = (2, 5, 15, 30, 60, 120, 300, 600)
+
+    @property
+    def max_attempts(self) -> int:
+        """Submits tried in all before the message fails."""
+        return len(self.delays) + 1
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait after the ``attempt``-th failed submit (1-based)."""
+        index = min(max(attempt, 1), len(self.delays)) - 1
+        return timedelta(seconds=self.delays[index])
+
+
+def expire_job_id(message_id: str) -> str:
+    """The id of the job that ends a silent carrier's wait for a receipt."""
+    return f"expire:{message_id}"
+
+
+class DispatchMessage:
+    """Handles ``dispatch`` jobs: submit through the chosen connector and record the outcome."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        queue: JobQueue,
+        router: Router,
+        recorder: EventRecorder,
+        clock: Clock,
+        ids: IdFactory,
+        retry: RetryPolicy | None = None,
+        receipt_grace: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._router = router
+        self._recorder = recorder
+        self._clock = clock
+        self._ids = ids
+        self._retry = retry or RetryPolicy()
+        self._receipt_grace = receipt_grace
+
+    async def __call__(self, job: Job) -> None:
+        """Run one dispatch job to its end: sent, retried later, failed or expired."""
+        message_id = str(job.payload["message_id"])
+        message = await self._store.get_message(message_id)
+        if message is None or message.status not in DISPATCHABLE:
+            # Already handled (e.g. recorded before a crash, or canceled): nothing to send.
+            await self._queue.complete(job.id, job.lease_owner)
+            return
+        notify = await self._recorder.wants_notifications(message)
+        now = self._clock.now()
+        if message.expires_at is not None and now >= message.expires_at:
+            await self._finish(job, message_id, S.EXPIRED, "validity ended before sending", None)
+            return
+        connector = self._router.choose(message)
+        try:
+            result = await connector.submit(message)
+        except PermanentFailure as exc:
+            SUBMIT_ERRORS.labels(connector.id, "permanent").inc()
+            await self._finish(job, message_id, S.FAILED, exc.detail, exc.code, connector.id)
+        except TemporaryFailure as exc:
+            kind = "throttled" if isinstance(exc, Throttled) else "temporary"
+            SUBMIT_ERRORS.labels(connector.id, kind).inc()
+            await self._temporary(job, message, connector.id, exc, notify)
+        else:
+            await self._sent(job, message_id, connector.id, result, notify)
+
+    async def _sent(
+        self, job: Job, message_id: str, connector_id: str, result: SubmitResult, notify: bool
+    ) -> None:
+        now = self._clock.now()
+
+        def change(message: Message) -> Mutation | None:
+            if message.status not in DISPATCHABLE:
+                return None
+            message.connector_id = connector_id
+            message.attempts += 1
+            message.parts = [
+                Part(index=i, status=S.SENT, carrier_message_id=carrier_id)
+                for i, carrier_id in enumerate(result.carrier_message_ids)
+            ]
+            steps: list[StatusChange | None] = []
+            if message.status is S.SCHEDULED:
+                steps.append(message.transition(S.QUEUED, now))
+            steps.append(message.transition(S.SENDING, now, detail=f"via {connector_id}"))
+            steps.append(message.transition(S.SENT, now, detail=f"accepted by {connector_id}"))
+            events, jobs = self._recorder.record(message, steps, notify=notify)
+            deadline = (message.expires_at or now) + self._receipt_grace
+            jobs.append(
+                NewJob(
+                    id=expire_job_id(message.id),
+                    kind="expire",
+                    payload={"message_id": message.id},
+                    run_at=deadline,
+                )
+            )
+            return Mutation(message, events, jobs)
+
+        await self._store.mutate(message_id, change, complete_job=job.id)
+
+    async def _finish(
+        self,
+        job: Job,
+        message_id: str,
+        status: MessageStatus,
+        detail: str,
+        error_code: str | None,
+        connector_id: str | None = None,
+    ) -> None:
+        now = self._clock.now()
+        message = await self._store.get_message(message_id)
+        notify = message is not None and await self._recorder.wants_notifications(message)
+
+        def change(message: Message) -> Mutation | None:
+            if message.status not in DISPATCHABLE:
+                return None
+            if connector_id is not None:
+                message.connector_id = connector_id
+                message.attempts += 1
+            steps = [message.transition(status, now, detail=detail, error_code=error_code)]
+            events, jobs = self._recorder.record(message, steps, notify=notify)
+            return Mutation(message, events, jobs)
+
+        await self._store.mutate(message_id, change, complete_job=job.id)
+
+    async def _temporary(
+        self,
+        job: Job,
+        message: Message,
+        connector_id: str,
+        exc: TemporaryFailure,
+        notify: bool,
+    ) -> None:
+        attempt = message.attempts + 1
+        now = self._clock.now()
+        retry_at = now + self._retry.delay(attempt)
+        out_of_time = message.expires_at is not None and retry_at >= message.expires_at
+        if attempt >= self._retry.max_attempts or out_of_time:
+            reason = "retry budget spent" if not out_of_time else "validity ends before a retry"
+            await self._finish(
+                job,
+                message.id,
+                S.FAILED,
+                f"{exc.detail} ({reason} after {attempt} attempts)",
+                exc.code,
+                connector_id,
+            )
+            return
+
+        def change(current: Message) -> Mutation | None:
+            if current.status not in DISPATCHABLE:
+                return None
+            current.attempts = attempt
+            current.connector_id = connector_id
+            event = EventRecord(
+                id=self._ids.new("evt"),
+                tenant_id=current.tenant_id,
+                message_id=current.id,
+                type="message.attempt_failed",
+                status=None,
+                sequence=current.status_sequence,
+                at=now,
+                detail=f"attempt {attempt} via {connector_id}: {exc.detail} ({exc.code}); "
+                f"retry at {retry_at.isoformat()}",
+                payload={"attempt": attempt, "connector": connector_id, "code": exc.code},
+            )
+            return Mutation(current, [event], [])
+
+        await self._store.mutate(message.id, change)
+        await self._queue.retry(job.id, job.lease_owner, retry_at, f"{exc.code}: {exc.detail}")
+
+
+class ExpireMessage:
+    """Handles ``expire`` jobs: a message still waiting for its receipt becomes ``unknown``."""
+
+    def __init__(self, store: MessageStore, recorder: EventRecorder, clock: Clock) -> None:
+        self._store = store
+        self._recorder = recorder
+        self._clock = clock
+
+    async def __call__(self, job: Job) -> None:
+        """Mark the message unknown if no receipt came in time; otherwise do nothing."""
+        message_id = str(job.payload["message_id"])
+        message = await self._store.get_message(message_id)
+        notify = message is not None and await self._recorder.wants_notifications(message)
+        now = self._clock.now()
+
+        def change(message: Message) -> Mutation | None:
+            if message.status not in (S.SENT, S.SENDING):
+                return None
+            step = message.transition(S.UNKNOWN, now, detail="no receipt within the validity")
+            events, jobs = self._recorder.record(message, [step], notify=notify)
+            return Mutation(message, events, jobs)
+
+        await self._store.mutate(message_id, change, complete_job=job.id)

@@ -1,0 +1,92 @@
+"""Turning status changes into stored events and, for subscribed tenants, notify jobs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from pigeon.domain.messages import Message, StatusChange
+from pigeon.ports import Clock, EventRecord, IdFactory, NewJob, WebhookStore
+from pigeon.services.representation import WEBHOOK_STATUSES, event_payload, event_type
+from pigeon.telemetry import MESSAGE_STATUS
+
+NOTIFY_PRIORITY = 25
+
+
+class EndpointDirectory:
+    """Which tenants have webhook endpoints, cached briefly so hot paths skip a query.
+
+    Changes made through this process are seen at once (``forget``); changes made by another
+    node are seen within ``ttl_seconds``.
+    """
+
+    def __init__(self, webhooks: WebhookStore, ttl_seconds: float = 5.0) -> None:
+        self._webhooks = webhooks
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, bool]] = {}
+
+    async def has_endpoints(self, tenant_id: str) -> bool:
+        """Whether the tenant has at least one enabled endpoint."""
+        now = time.monotonic()
+        cached = self._cache.get(tenant_id)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        endpoints = await self._webhooks.list_endpoints(tenant_id)
+        found = any(endpoint.disabled_at is None for endpoint in endpoints)
+        self._cache[tenant_id] = (now, found)
+        return found
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop the cached answer after this process changed the tenant's endpoints."""
+        self._cache.pop(tenant_id, None)
+
+
+class EventRecorder:
+    """Makes the event rows and notify jobs that go with status changes."""
+
+    def __init__(self, ids: IdFactory, clock: Clock, endpoints: EndpointDirectory) -> None:
+        self._ids = ids
+        self._clock = clock
+        self._endpoints = endpoints
+
+    async def wants_notifications(self, message: Message) -> bool:
+        """Whether events of ``message`` go anywhere (a callback URL or an endpoint)."""
+        if message.callback_url:
+            return True
+        return await self._endpoints.has_endpoints(message.tenant_id)
+
+    def record(
+        self, message: Message, changes: Iterable[StatusChange | None], *, notify: bool
+    ) -> tuple[list[EventRecord], list[NewJob]]:
+        """Events for ``changes`` (``None`` entries skipped) and notify jobs if ``notify``."""
+        events: list[EventRecord] = []
+        jobs: list[NewJob] = []
+        for change in changes:
+            if change is None:
+                continue
+            event = EventRecord(
+                id=self._ids.new("evt"),
+                tenant_id=message.tenant_id,
+                message_id=message.id,
+                type=event_type(change.status),
+                status=change.status,
+                sequence=change.sequence,
+                at=change.at,
+                detail=change.detail,
+                payload=event_payload(message, change),
+            )
+            events.append(event)
+            MESSAGE_STATUS.labels(
+                change.status.value, message.category.value, message.connector_id or "-"
+            ).inc()
+            if notify and change.status in WEBHOOK_STATUSES:
+                jobs.append(
+                    NewJob(
+                        id=f"notify:{event.id}",
+                        kind="notify",
+                        payload={"event_id": event.id},
+                        run_at=change.at,
+                        priority=NOTIFY_PRIORITY,
+                    )
+                )
+        return events, jobs

@@ -1,0 +1,180 @@
+"""Notify: fan an event out to its webhook targets and deliver it, signed, with retries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+
+from pigeon.domain.errors import TemporaryFailure
+from pigeon.ports import (
+    Clock,
+    IdFactory,
+    Job,
+    JobQueue,
+    MessageStore,
+    NewJob,
+    WebhookAttempt,
+    WebhookSender,
+    WebhookStore,
+)
+from pigeon.services.representation import iso
+from pigeon.telemetry import WEBHOOK_ATTEMPTS
+
+log = logging.getLogger(__name__)
+
+#: Signs a webhook: (secret, webhook id, unix timestamp, body) -> headers.
+Signer = Callable[[str, str, int, bytes], Mapping[str, str]]
+
+#: Waits between delivery attempts; together they span more than 24 hours.
+WEBHOOK_DELAYS: tuple[int, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800, 28800)
+MAX_WEBHOOK_ATTEMPTS = len(WEBHOOK_DELAYS) + 1
+WEBHOOK_PRIORITY = 25
+CALLBACK_TARGET = "callback"
+
+
+def webhook_delay(attempt: int) -> timedelta:
+    """The wait after the ``attempt``-th failed delivery (1-based)."""
+    index = min(max(attempt, 1), len(WEBHOOK_DELAYS)) - 1
+    return timedelta(seconds=WEBHOOK_DELAYS[index])
+
+
+class NotifyEvent:
+    """Handles ``notify`` jobs: one ``webhook`` job per endpoint (and callback URL) wanting it."""
+
+    def __init__(self, store: MessageStore, webhooks: WebhookStore, queue: JobQueue) -> None:
+        self._store = store
+        self._webhooks = webhooks
+        self._queue = queue
+
+    async def __call__(self, job: Job) -> None:
+        """Plan the deliveries of one event."""
+        event = await self._store.get_event(str(job.payload["event_id"]))
+        if event is None:
+            await self._queue.complete(job.id, job.lease_owner)
+            return
+        body = json.dumps(
+            {
+                "id": event.id,
+                "type": event.type,
+                "created_at": iso(event.at),
+                "data": event.payload,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        targets: list[tuple[str, str]] = [
+            (endpoint.id, endpoint.url)
+            for endpoint in await self._webhooks.list_endpoints(event.tenant_id)
+            if endpoint.wants(event.type)
+        ]
+        if event.message_id is not None:
+            message = await self._store.get_message(event.message_id, event.tenant_id)
+            if message is not None and message.callback_url:
+                targets.append((CALLBACK_TARGET, message.callback_url))
+        jobs = [
+            NewJob(
+                id=f"webhook:{event.id}:{target}",
+                kind="webhook",
+                payload={
+                    "event_id": event.id,
+                    "tenant_id": event.tenant_id,
+                    "target": target,
+                    "url": url,
+                    "body": body,
+                },
+                run_at=event.at,
+                priority=WEBHOOK_PRIORITY,
+            )
+            for target, url in targets
+        ]
+        if jobs:
+            await self._queue.enqueue(jobs)
+        await self._queue.complete(job.id, job.lease_owner)
+
+
+class DeliverWebhook:
+    """Handles ``webhook`` jobs: sign, post, log the attempt, retry with backoff."""
+
+    def __init__(
+        self,
+        webhooks: WebhookStore,
+        queue: JobQueue,
+        sender: WebhookSender,
+        sign: Signer,
+        callback_secret: Callable[[str], str],
+        clock: Clock,
+        ids: IdFactory,
+        timeout: float = 10.0,
+    ) -> None:
+        self._webhooks = webhooks
+        self._queue = queue
+        self._sender = sender
+        self._sign = sign
+        self._callback_secret = callback_secret
+        self._clock = clock
+        self._ids = ids
+        self._timeout = timeout
+
+    async def __call__(self, job: Job) -> None:
+        """One delivery attempt of one event to one target."""
+        payload = job.payload
+        target = str(payload["target"])
+        event_id = str(payload["event_id"])
+        url = str(payload["url"])
+        body = str(payload["body"]).encode("utf-8")
+        endpoint_id: str | None = None
+        if target == CALLBACK_TARGET:
+            secret = self._callback_secret(str(payload["tenant_id"]))
+        else:
+            endpoint = await self._webhooks.get_endpoint(target)
+            if endpoint is None or endpoint.disabled_at is not None:
+                await self._queue.complete(job.id, job.lease_owner)
+                return
+            endpoint_id = endpoint.id
+            secret = endpoint.secret
+        now = self._clock.now()
+        headers = self._sign(secret, event_id, int(now.timestamp()), body)
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        try:
+            status = await self._sender.send(url, headers, body, self._timeout)
+        except TemporaryFailure as exc:
+            error = exc.detail
+        attempt = self._attempt_number(job)
+        await self._webhooks.record_attempt(
+            WebhookAttempt(
+                id=self._ids.new("wha"),
+                event_id=event_id,
+                endpoint_id=endpoint_id,
+                url=url,
+                attempt=attempt,
+                at=now,
+                status_code=status,
+                error=error,
+                duration_ms=int((time.perf_counter() - started) * 1000),
+            )
+        )
+        if status is not None and 200 <= status < 300:
+            WEBHOOK_ATTEMPTS.labels("ok").inc()
+            await self._queue.complete(job.id, job.lease_owner)
+            return
+        if status == 410 and endpoint_id is not None:
+            WEBHOOK_ATTEMPTS.labels("disabled").inc()
+            await self._webhooks.disable_endpoint(endpoint_id, now)
+            await self._queue.complete(job.id, job.lease_owner)
+            return
+        WEBHOOK_ATTEMPTS.labels("failed").inc()
+        if attempt >= MAX_WEBHOOK_ATTEMPTS:
+            log.warning("webhook %s to %s given up after %d attempts", event_id, url, attempt)
+            await self._queue.complete(job.id, job.lease_owner)
+            return
+        reason = error or f"HTTP {status}"
+        await self._queue.retry(job.id, job.lease_owner, now + webhook_delay(attempt), reason)
+
+    @staticmethod
+    def _attempt_number(job: Job) -> int:
+        return max(1, job.attempts)

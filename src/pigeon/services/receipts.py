@@ -1,0 +1,122 @@
+"""Receipts: every carrier's delivery report goes through this one use case."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import timedelta
+
+from pigeon.domain.messages import Message, MessageStatus
+from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus, apply_receipt, carrier_id_forms
+from pigeon.ports import Clock, Job, JobQueue, MessageStore, Mutation, NewJob
+from pigeon.services.events import EventRecorder
+from pigeon.telemetry import DELIVERY_SECONDS
+
+log = logging.getLogger(__name__)
+
+#: How long a receipt for an id we do not know yet is kept and retried: receipts can overtake
+#: the submit response that tells us the carrier's id.
+UNMATCHED_RETRY = timedelta(seconds=5)
+UNMATCHED_ATTEMPTS = 60
+
+
+def receipt_job(receipt: DeliveryReceipt) -> dict[str, object]:
+    """A receipt as a job payload."""
+    return {
+        "connector_id": receipt.connector_id,
+        "carrier_message_id": receipt.carrier_message_id,
+        "status": receipt.status.value,
+        "error_code": receipt.error_code,
+    }
+
+
+def receipt_from_job(job: Job) -> DeliveryReceipt:
+    """The receipt a ``receipt`` job carries."""
+    payload = job.payload
+    error = payload.get("error_code")
+    return DeliveryReceipt(
+        connector_id=str(payload["connector_id"]),
+        carrier_message_id=str(payload["carrier_message_id"]),
+        status=ReceiptStatus(str(payload["status"])),
+        error_code=str(error) if error is not None else None,
+    )
+
+
+class ApplyReceipt:
+    """Folds a carrier receipt into its message: idempotent, late receipts accepted."""
+
+    def __init__(
+        self, store: MessageStore, queue: JobQueue, recorder: EventRecorder, clock: Clock
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._recorder = recorder
+        self._clock = clock
+
+    async def __call__(self, receipt: DeliveryReceipt, *, job: Job | None = None) -> bool:
+        """Apply ``receipt``; returns whether it matched a message.
+
+        An unmatched receipt is kept as a durable ``receipt`` job and tried again, because it
+        may have overtaken the submit response that tells us its id.
+        """
+        found = await self._store.find_by_carrier_id(
+            receipt.connector_id, carrier_id_forms(receipt.carrier_message_id)
+        )
+        if found is None:
+            await self._park(receipt, job)
+            return False
+        message_id, stored_id = found
+        matched = dataclasses.replace(receipt, carrier_message_id=stored_id)
+        message = await self._store.get_message(message_id)
+        notify = message is not None and await self._recorder.wants_notifications(message)
+        now = self._clock.now()
+        delivered: list[Message] = []
+
+        def change(message: Message) -> Mutation | None:
+            step, _ = apply_receipt(message, matched, now)
+            if step is None:
+                # Parts may still have changed (one segment of several reported).
+                return Mutation(message)
+            if step.status is MessageStatus.DELIVERED:
+                delivered.append(message)
+            events, jobs = self._recorder.record(message, [step], notify=notify)
+            return Mutation(message, events, jobs)
+
+        await self._store.mutate(message_id, change, complete_job=job.id if job else None)
+        for message in delivered:
+            DELIVERY_SECONDS.observe(max(0.0, (now - message.created_at).total_seconds()))
+        return True
+
+    async def from_job(self, job: Job) -> None:
+        """Handles ``receipt`` jobs (receipts parked or handed over durably by a connector)."""
+        await self(receipt_from_job(job), job=job)
+
+    async def _park(self, receipt: DeliveryReceipt, job: Job | None) -> None:
+        now = self._clock.now()
+        if job is not None:
+            # A parked receipt came back and still matches nothing: try later, or give up.
+            if job.attempts >= UNMATCHED_ATTEMPTS:
+                log.warning(
+                    "receipt for unknown carrier id %s on %s dropped after %d tries",
+                    receipt.carrier_message_id,
+                    receipt.connector_id,
+                    job.attempts,
+                )
+                await self._queue.complete(job.id, job.lease_owner)
+            else:
+                await self._queue.retry(
+                    job.id, job.lease_owner, now + UNMATCHED_RETRY, "no message has this id yet"
+                )
+            return
+        key = f"{receipt.connector_id}:{receipt.carrier_message_id}:{receipt.status.value}"
+        await self._queue.enqueue(
+            [
+                NewJob(
+                    id=f"receipt:{key}",
+                    kind="receipt",
+                    payload=receipt_job(receipt),
+                    run_at=now + UNMATCHED_RETRY,
+                    priority=15,
+                )
+            ]
+        )

@@ -1,0 +1,78 @@
+"""How a message looks to the outside: the one JSON shape used by the API and webhooks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pigeon.domain.messages import Direction, Message, MessageStatus, StatusChange
+from pigeon.domain.pricing import Money
+
+#: Event types that are sent to webhooks (PRODUCT.md plus the other final statuses).
+WEBHOOK_STATUSES = frozenset(
+    {
+        MessageStatus.QUEUED,
+        MessageStatus.SENT,
+        MessageStatus.DELIVERED,
+        MessageStatus.UNDELIVERED,
+        MessageStatus.FAILED,
+        MessageStatus.EXPIRED,
+        MessageStatus.REJECTED,
+        MessageStatus.CANCELED,
+        MessageStatus.UNKNOWN,
+        MessageStatus.RECEIVED,
+    }
+)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """UTC ISO-8601 with a ``Z`` and millisecond precision, or ``None``."""
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """The public representation of a message (PRODUCT.md's ``Message``)."""
+    data: dict[str, Any] = {
+        "id": message.id,
+        "status": message.status.value,
+        "direction": "outbound" if message.direction is Direction.MT else "inbound",
+        "to": message.to,
+        "from": message.sender,
+        "body": message.body,
+        "category": message.category.value,
+        "encoding": message.encoding,
+        "segments": message.segments,
+        "price": None,
+        "client_ref": message.client_ref,
+        "error_code": message.error_code,
+        "send_at": iso(message.send_at),
+        "expires_at": iso(message.expires_at),
+        "test": message.is_test,
+        "created_at": iso(message.created_at),
+        "updated_at": iso(message.updated_at),
+    }
+    if message.price is not None and message.currency is not None:
+        data["price"] = {
+            "amount": Money(message.price, message.currency).as_decimal_string(),
+            "currency": message.currency,
+        }
+    return data
+
+
+def event_type(status: MessageStatus) -> str:
+    """The webhook event type of a status change, e.g. ``message.delivered``."""
+    return f"message.{status.value}"
+
+
+def event_payload(message: Message, change: StatusChange) -> dict[str, Any]:
+    """The webhook ``data`` for a change: the message then, plus ordering information."""
+    data = message_to_dict(message)
+    data["status"] = change.status.value
+    data["previous_status"] = change.previous_status.value if change.previous_status else None
+    data["status_sequence"] = change.sequence
+    data["occurred_at"] = iso(change.at)
+    if change.detail:
+        data["detail"] = change.detail
+    return data

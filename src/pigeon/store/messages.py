@@ -1,0 +1,487 @@
+"""``SqlMessageStore``: messages, their parts and events, idempotency records.
+
+Writes go through the database's group-commit writer as *batched* operations: all accepts of a
+batch become one multi-row INSERT per table, all mutations one SELECT (locked on PostgreSQL)
+and one executemany per table. Reads use the read connections and never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pigeon.domain.messages import Category, Direction, Message, MessageStatus, Part
+from pigeon.ports import (
+    Acceptance,
+    AcceptResult,
+    Clock,
+    EventRecord,
+    IdempotencyRecord,
+    MessagePage,
+    MessageQuery,
+    Mutation,
+    NewJob,
+)
+from pigeon.store.database import Database
+from pigeon.store.statements import execute_many, insert_jobs, one_of, upsert
+from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, messages
+
+#: The most messages one page of ``list_messages`` holds, whatever the query asks.
+MAX_PAGE_SIZE: Final = 100
+
+#: Columns a mutation may change (everything but identity and creation).
+_MUTABLE: Final = tuple(
+    column.name
+    for column in messages.columns
+    if column.name not in ("id", "tenant_id", "created_at")
+)
+_PART_STATE: Final = (
+    "status",
+    "carrier_message_id",
+    "carrier_id_normalised",
+    "connector_id",
+    "error_code",
+)
+
+
+def normalise_carrier_id(value: str) -> str:
+    """How carrier ids are compared: trimmed, lower-case, without leading zeros.
+
+    Carriers quote the same id as ``0A1B`` in one place and ``a1b`` in another; hex versus
+    decimal is for the caller to expand into candidates, each normalised here.
+    """
+    text = value.strip().lower()
+    trimmed = text.lstrip("0")
+    return trimmed or ("0" if text else "")
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    message_id: str
+    change: Callable[[Message], Mutation | None]
+    complete_job: str | None
+
+
+class SqlMessageStore:
+    """``ports.MessageStore`` on a ``Database``; ``clock`` stamps job and idempotency rows."""
+
+    def __init__(self, database: Database, clock: Clock) -> None:
+        self._db = database
+        self._clock = clock
+        self._dialect = database.dialect
+        # Bound once: the writer groups batched items by this callable.
+        self._accept_run = self._accept_batch
+        self._mutate_run = self._mutate_batch
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def accept(self, acceptance: Acceptance) -> AcceptResult:
+        """Write message, parts, events, jobs and idempotency record in one durable transaction.
+
+        Concurrent calls share a transaction (group commit); this returns only once it is
+        durable. A known idempotency key returns the earlier message instead (``replayed``),
+        or flags ``idempotency_conflict`` when the request hash differs. The key is looked up
+        inside the write transaction, so concurrent requests with one key make one message.
+        """
+        return await self._db.write_batched(self._accept_run, acceptance)
+
+    async def mutate(
+        self,
+        message_id: str,
+        change: Callable[[Message], Mutation | None],
+        *,
+        complete_job: str | None = None,
+    ) -> Message | None:
+        """Read-modify-write one message atomically.
+
+        Inside the writer's transaction: load the message (``FOR UPDATE`` on PostgreSQL), call
+        ``change`` on a copy of it, write the new state, its parts, events and jobs (duplicate
+        job ids ignored), and delete ``complete_job``. ``change`` returning ``None`` writes
+        nothing but still completes the job; so does a message that does not exist (``None`` is
+        returned). If ``change`` raises, the exception reaches the caller and nothing is
+        written, the job included. The job is deleted whoever holds its lease.
+        """
+        return await self._db.write_batched(
+            self._mutate_run, _Change(message_id, change, complete_job)
+        )
+
+    async def _accept_batch(
+        self, connection: AsyncConnection, items: Sequence[Acceptance]
+    ) -> list[AcceptResult | Exception]:
+        results: list[AcceptResult | Exception | None] = [None] * len(items)
+        known = await self._known_keys(connection, [a.idempotency for a in items])
+        first_use: dict[tuple[str, str], Acceptance] = {}
+        replays: list[tuple[int, str, bool]] = []
+        fresh: list[Acceptance] = []
+        for index, acceptance in enumerate(items):
+            record = acceptance.idempotency
+            if record is not None:
+                key = (record.tenant_id, record.key)
+                if key in known:
+                    earlier_hash, earlier_id = known[key]
+                    replays.append((index, earlier_id, earlier_hash != record.request_hash))
+                    continue
+                first = first_use.get(key)
+                if first is not None:  # the same key twice in this batch: the first one wins
+                    assert first.idempotency is not None
+                    conflict = first.idempotency.request_hash != record.request_hash
+                    results[index] = AcceptResult(
+                        _copy(first.message), replayed=not conflict, idempotency_conflict=conflict
+                    )
+                    continue
+                first_use[key] = acceptance
+            fresh.append(acceptance)
+            results[index] = AcceptResult(acceptance.message)
+        if replays:
+            earlier = await self._load(connection, {message_id for _, message_id, _ in replays})
+            for index, message_id, conflict in replays:
+                message = earlier.get(message_id)
+                results[index] = (
+                    AcceptResult(message, replayed=not conflict, idempotency_conflict=conflict)
+                    if message is not None
+                    else LookupError(f"idempotency record points at missing {message_id}")
+                )
+        await self._insert(connection, fresh)
+        return [result for result in results if result is not None]
+
+    async def _known_keys(
+        self, connection: AsyncConnection, records: Iterable[IdempotencyRecord | None]
+    ) -> dict[tuple[str, str], tuple[str, str]]:
+        wanted = {(r.tenant_id, r.key) for r in records if r is not None}
+        if not wanted:
+            return {}
+        table = idempotency_keys
+        statement = sa.select(
+            table.c.tenant_id, table.c.key, table.c.request_hash, table.c.message_id
+        ).where(
+            one_of(table.c.tenant_id, {tenant for tenant, _ in wanted}, self._dialect),
+            one_of(table.c.key, {key for _, key in wanted}, self._dialect),
+        )
+        rows = (await connection.execute(statement)).all()
+        return {
+            (row.tenant_id, row.key): (row.request_hash, row.message_id)
+            for row in rows
+            if (row.tenant_id, row.key) in wanted
+        }
+
+    async def _insert(self, connection: AsyncConnection, fresh: Sequence[Acceptance]) -> None:
+        if not fresh:
+            return
+        now = self._clock.now()
+        await execute_many(
+            connection, sa.insert(messages), [_message_row(a.message) for a in fresh]
+        )
+        await execute_many(
+            connection,
+            sa.insert(message_parts),
+            [_part_row(a.message, part) for a in fresh for part in a.message.parts],
+        )
+        await execute_many(
+            connection, sa.insert(events), [_event_row(e) for a in fresh for e in a.events]
+        )
+        await insert_jobs(connection, self._dialect, [j for a in fresh for j in a.jobs], now)
+        await execute_many(
+            connection,
+            sa.insert(idempotency_keys),
+            [_idempotency_row(a.idempotency) for a in fresh if a.idempotency is not None],
+        )
+
+    async def _mutate_batch(
+        self, connection: AsyncConnection, items: Sequence[_Change]
+    ) -> list[Message | Exception | None]:
+        current = await self._load(connection, {item.message_id for item in items}, lock=True)
+        results: list[Message | Exception | None] = []
+        changed: dict[str, Message] = {}
+        new_events: list[EventRecord] = []
+        new_jobs: list[NewJob] = []
+        completed: list[str] = []
+        for item in items:
+            message = current.get(item.message_id)
+            if message is None:
+                results.append(None)
+            else:
+                try:
+                    mutation = item.change(_copy(message))
+                    if mutation is not None:
+                        _check(mutation.message, message)
+                except Exception as exc:  # the caller's own failure: nothing written for it
+                    results.append(exc)
+                    continue
+                if mutation is None:
+                    results.append(_copy(message))
+                else:
+                    current[message.id] = changed[message.id] = mutation.message
+                    new_events.extend(mutation.events)
+                    new_jobs.extend(mutation.jobs)
+                    results.append(_copy(mutation.message))
+            if item.complete_job is not None:
+                completed.append(item.complete_job)
+        if completed:
+            await connection.execute(
+                sa.delete(jobs).where(one_of(jobs.c.id, completed, self._dialect))
+            )
+        await execute_many(
+            connection,
+            sa.update(messages).where(messages.c.id == sa.bindparam("message_id")),
+            [_update_row(message) for message in changed.values()],
+        )
+        await execute_many(
+            connection,
+            upsert(message_parts, self._dialect, ("message_id", "part_index"), _PART_STATE),
+            [_part_row(m, part) for m in changed.values() for part in m.parts],
+        )
+        await execute_many(connection, sa.insert(events), [_event_row(e) for e in new_events])
+        await insert_jobs(connection, self._dialect, new_jobs, self._clock.now())
+        return results
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get_message(self, message_id: str, tenant_id: str | None = None) -> Message | None:
+        """The message with its parts; ``None`` when absent or owned by another tenant."""
+        async with self._db.read() as connection:
+            found = await self._load(connection, {message_id}, tenant_id=tenant_id)
+        return found.get(message_id)
+
+    async def list_messages(self, tenant_id: str, query: MessageQuery) -> MessagePage:
+        """The tenant's messages, newest first, ``query.limit`` (at most ``MAX_PAGE_SIZE``) at a
+        time, after ``query.cursor``; ``created_from`` is inclusive, ``created_to`` exclusive."""
+        limit = max(1, min(query.limit, MAX_PAGE_SIZE))
+        statement = sa.select(messages).where(messages.c.tenant_id == tenant_id)
+        if query.status is not None:
+            statement = statement.where(messages.c.status == str(query.status))
+        if query.to is not None:
+            statement = statement.where(messages.c.recipient == query.to)
+        if query.created_from is not None:
+            statement = statement.where(messages.c.created_at >= query.created_from)
+        if query.created_to is not None:
+            statement = statement.where(messages.c.created_at < query.created_to)
+        if query.cursor is not None:
+            statement = statement.where(messages.c.id < query.cursor)
+        statement = statement.order_by(messages.c.id.desc()).limit(limit + 1)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(statement)).all()
+            page = rows[:limit]
+            parts = await self._parts(connection, [row.id for row in page])
+        found = [_message_from(row, parts.get(row.id, [])) for row in page]
+        next_cursor = found[-1].id if len(rows) > limit else None
+        return MessagePage(found, next_cursor)
+
+    async def events_of(self, message_id: str, tenant_id: str | None = None) -> list[EventRecord]:
+        """The message's events, oldest first."""
+        statement = sa.select(events).where(events.c.message_id == message_id)
+        if tenant_id is not None:
+            statement = statement.where(events.c.tenant_id == tenant_id)
+        statement = statement.order_by(events.c.at, events.c.sequence, events.c.id)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [_event_from(row) for row in rows]
+
+    async def get_event(self, event_id: str) -> EventRecord | None:
+        """The event with this id, whatever its tenant."""
+        async with self._db.read() as connection:
+            row = (
+                await connection.execute(sa.select(events).where(events.c.id == event_id))
+            ).first()
+        return None if row is None else _event_from(row)
+
+    async def find_by_carrier_id(
+        self, connector_id: str, carrier_message_ids: Sequence[str]
+    ) -> tuple[str, str] | None:
+        """The (message id, stored carrier id) of the part ``connector_id`` knows by any of the
+        given ids, compared normalised (``normalise_carrier_id``). Carriers recycle ids, so the
+        newest message wins."""
+        candidates = {normalise_carrier_id(value) for value in carrier_message_ids} - {""}
+        if not candidates:
+            return None
+        statement = (
+            sa.select(message_parts.c.message_id, message_parts.c.carrier_message_id)
+            .where(
+                message_parts.c.connector_id == connector_id,
+                one_of(message_parts.c.carrier_id_normalised, candidates, self._dialect),
+            )
+            .order_by(message_parts.c.message_id.desc())
+            .limit(1)
+        )
+        async with self._db.read() as connection:
+            row = (await connection.execute(statement)).first()
+        return None if row is None else (row.message_id, row.carrier_message_id)
+
+    # --- loading --------------------------------------------------------------------------
+
+    async def _load(
+        self,
+        connection: AsyncConnection,
+        message_ids: Iterable[str],
+        *,
+        tenant_id: str | None = None,
+        lock: bool = False,
+    ) -> dict[str, Message]:
+        ids = sorted(set(message_ids))
+        if not ids:
+            return {}
+        statement = sa.select(messages).where(one_of(messages.c.id, ids, self._dialect))
+        if tenant_id is not None:
+            statement = statement.where(messages.c.tenant_id == tenant_id)
+        if lock and self._dialect == "postgresql":
+            # Always in id order, so two processes locking overlapping sets cannot deadlock.
+            statement = statement.order_by(messages.c.id).with_for_update()
+        rows = (await connection.execute(statement)).all()
+        parts = await self._parts(connection, [row.id for row in rows])
+        return {row.id: _message_from(row, parts.get(row.id, [])) for row in rows}
+
+    async def _parts(
+        self, connection: AsyncConnection, message_ids: Sequence[str]
+    ) -> dict[str, list[Part]]:
+        if not message_ids:
+            return {}
+        statement = (
+            sa.select(message_parts)
+            .where(one_of(message_parts.c.message_id, message_ids, self._dialect))
+            .order_by(message_parts.c.message_id, message_parts.c.part_index)
+        )
+        found: dict[str, list[Part]] = {}
+        for row in await connection.execute(statement):
+            found.setdefault(row.message_id, []).append(
+                Part(
+                    index=row.part_index,
+                    status=MessageStatus(row.status),
+                    carrier_message_id=row.carrier_message_id,
+                    error_code=row.error_code,
+                )
+            )
+        return found
+
+
+# --- rows <-> domain ------------------------------------------------------------------------
+
+
+def _copy(message: Message) -> Message:
+    return dataclasses.replace(message, parts=[dataclasses.replace(p) for p in message.parts])
+
+
+def _check(new: Message, old: Message) -> None:
+    if new.id != old.id or new.tenant_id != old.tenant_id:
+        raise ValueError(f"a mutation of {old.id} returned message {new.id} of {new.tenant_id}")
+
+
+def _message_row(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "tenant_id": message.tenant_id,
+        "direction": str(message.direction),
+        "recipient": message.to,
+        "sender": message.sender,
+        "body": message.body,
+        "category": str(message.category),
+        "encoding": message.encoding,
+        "segments": message.segments,
+        "status": str(message.status),
+        "status_sequence": message.status_sequence,
+        "created_at": message.created_at,
+        "updated_at": message.updated_at,
+        "country": message.country,
+        "client_ref": message.client_ref,
+        "callback_url": message.callback_url,
+        "send_at": message.send_at,
+        "expires_at": message.expires_at,
+        "error_code": message.error_code,
+        "connector_id": message.connector_id,
+        "price": message.price,
+        "currency": message.currency,
+        "is_test": message.is_test,
+        "attempts": message.attempts,
+    }
+
+
+def _update_row(message: Message) -> dict[str, Any]:
+    row = _message_row(message)
+    values = {name: row[name] for name in _MUTABLE}
+    values["message_id"] = message.id
+    return values
+
+
+def _message_from(row: sa.Row[Any], parts: list[Part]) -> Message:
+    return Message(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        direction=Direction(row.direction),
+        to=row.recipient,
+        sender=row.sender,
+        body=row.body,
+        category=Category(row.category),
+        encoding=row.encoding,
+        segments=row.segments,
+        status=MessageStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        country=row.country,
+        client_ref=row.client_ref,
+        callback_url=row.callback_url,
+        send_at=row.send_at,
+        expires_at=row.expires_at,
+        error_code=row.error_code,
+        connector_id=row.connector_id,
+        price=row.price,
+        currency=row.currency,
+        is_test=bool(row.is_test),
+        status_sequence=row.status_sequence,
+        attempts=row.attempts,
+        parts=parts,
+    )
+
+
+def _part_row(message: Message, part: Part) -> dict[str, Any]:
+    carrier_id = part.carrier_message_id
+    return {
+        "message_id": message.id,
+        "part_index": part.index,
+        "status": str(part.status),
+        "carrier_message_id": carrier_id,
+        "carrier_id_normalised": None if carrier_id is None else normalise_carrier_id(carrier_id),
+        # Parts are submitted through the message's connector (the domain keeps it there).
+        "connector_id": message.connector_id,
+        "error_code": part.error_code,
+    }
+
+
+def _event_row(event: EventRecord) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "tenant_id": event.tenant_id,
+        "message_id": event.message_id,
+        "type": event.type,
+        "status": None if event.status is None else str(event.status),
+        "sequence": event.sequence,
+        "at": event.at,
+        "detail": event.detail,
+        "payload": event.payload,
+    }
+
+
+def _event_from(row: sa.Row[Any]) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        message_id=row.message_id,
+        type=row.type,
+        status=None if row.status is None else MessageStatus(row.status),
+        sequence=row.sequence,
+        at=row.at,
+        detail=row.detail,
+        payload=row.payload,
+    )
+
+
+def _idempotency_row(record: IdempotencyRecord) -> dict[str, Any]:
+    return {
+        "tenant_id": record.tenant_id,
+        "key": record.key,
+        "request_hash": record.request_hash,
+        "message_id": record.message_id,
+        "created_at": record.created_at,
+    }

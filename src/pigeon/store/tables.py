@@ -1,0 +1,233 @@
+"""The schema, as SQLAlchemy Core tables: one ``MetaData`` for SQLite and PostgreSQL alike.
+
+Portable choices: ids are text (our prefixed, time-ordered ULIDs, so ordering by id is ordering
+by creation); times are timezone-aware UTC (``timestamptz`` on PostgreSQL, an ISO-like string
+on SQLite, see ``UtcDateTime``); JSON is ``jsonb`` on PostgreSQL and text on SQLite; money is a
+64-bit integer of micro-units; enums are stored as their string values (no database enum types,
+so adding a status needs no migration).
+
+This module describes the current schema; the migrations under ``migrations/versions`` are what
+builds it, and a test checks that both agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+#: Stable constraint and index names, so migrations can refer to them on both engines.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every engine.
+
+    Naive datetimes are refused (they are always a bug here). PostgreSQL stores ``timestamptz``;
+    SQLite stores the UTC wall time as ``YYYY-MM-DD HH:MM:SS.ffffff``, a fixed-width string that
+    sorts and compares like the instant it stands for. Values come back aware, in UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC (naive on SQLite, aware elsewhere); refuse naive input."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: Pigeon stores aware UTC times only")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+#: JSON documents: ``jsonb`` on PostgreSQL, text on SQLite.
+Json: sa.types.TypeEngine[Any] = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+# Short aliases keep the table definitions readable.
+Text = sa.Text
+Int = sa.Integer
+Big = sa.BigInteger
+Bool = sa.Boolean
+
+
+def _id(name: str = "id") -> sa.Column[str]:
+    return sa.Column(name, Text, primary_key=True)
+
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    _id(),
+    sa.Column("name", Text, nullable=False, unique=True),
+    sa.Column("default_region", Text),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _id(),
+    sa.Column("tenant_id", Text, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("mode", Text, nullable=False),
+    sa.Column("role", Text, nullable=False),
+    sa.Column("digest", Text, nullable=False, unique=True),
+    sa.Column("prefix", Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked", Bool, nullable=False, server_default=sa.false()),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    _id(),
+    sa.Column("tenant_id", Text, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("direction", Text, nullable=False),
+    # The domain calls it ``to``; ``recipient`` spares quoting a reserved word in every query.
+    sa.Column("recipient", Text, nullable=False),
+    sa.Column("sender", Text),
+    sa.Column("body", Text, nullable=False),
+    sa.Column("category", Text, nullable=False),
+    sa.Column("encoding", Text, nullable=False),
+    sa.Column("segments", Int, nullable=False),
+    sa.Column("status", Text, nullable=False),
+    sa.Column("status_sequence", Int, nullable=False, server_default="0"),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("country", Text),
+    sa.Column("client_ref", Text),
+    sa.Column("callback_url", Text),
+    sa.Column("send_at", UtcDateTime),
+    sa.Column("expires_at", UtcDateTime),
+    sa.Column("error_code", Text),
+    sa.Column("connector_id", Text),
+    sa.Column("price", Big),
+    sa.Column("currency", Text),
+    sa.Column("is_test", Bool, nullable=False, server_default=sa.false()),
+    sa.Column("attempts", Int, nullable=False, server_default="0"),
+    # Listing is newest first by id within a tenant, optionally filtered.
+    sa.Index(None, "tenant_id", "id"),
+    sa.Index(None, "tenant_id", "status", "id"),
+    sa.Index(None, "tenant_id", "recipient", "id"),
+    sa.Index(None, "tenant_id", "created_at"),
+)
+
+message_parts = sa.Table(
+    "message_parts",
+    metadata,
+    sa.Column(
+        "message_id",
+        Text,
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("part_index", Int, primary_key=True),
+    sa.Column("status", Text, nullable=False),
+    sa.Column("carrier_message_id", Text),
+    # Lower-case, trimmed, leading zeros dropped: how receipts find their part.
+    sa.Column("carrier_id_normalised", Text),
+    sa.Column("connector_id", Text),
+    sa.Column("error_code", Text),
+    sa.Index(None, "connector_id", "carrier_id_normalised"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    _id(),
+    sa.Column("tenant_id", Text, nullable=False),
+    sa.Column("message_id", Text, sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True),
+    sa.Column("type", Text, nullable=False),
+    sa.Column("status", Text),
+    sa.Column("sequence", Int, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("detail", Text),
+    sa.Column("payload", Json, nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant_id", Text, primary_key=True),
+    sa.Column("key", Text, primary_key=True),
+    sa.Column("request_hash", Text, nullable=False),
+    sa.Column(
+        "message_id",
+        Text,
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # For purging records older than the retention window.
+    sa.Column("created_at", UtcDateTime, nullable=False, index=True),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    _id(),
+    sa.Column("kind", Text, nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("priority", Int, nullable=False, server_default="0"),
+    # When the job is next due. While a job is leased this is the lease expiry, so a job whose
+    # worker died becomes due again by itself.
+    sa.Column("run_at", UtcDateTime, nullable=False),
+    # Due and not leased: the only rows a claim looks at (see ``pigeon.queue``).
+    sa.Column("ready", Bool, nullable=False, server_default=sa.false()),
+    sa.Column("attempts", Int, nullable=False, server_default="0"),
+    sa.Column("lease_owner", Text),
+    sa.Column("lease_until", UtcDateTime),
+    sa.Column("last_error", Text),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+# Claiming: ready jobs of a kind, highest priority first, then earliest.
+sa.Index("ix_jobs_claim", jobs.c.ready, jobs.c.kind, jobs.c.priority.desc(), jobs.c.run_at)
+# Waking: waiting jobs whose time has come.
+sa.Index("ix_jobs_wake", jobs.c.ready, jobs.c.run_at)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    _id(),
+    sa.Column("tenant_id", Text, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("url", Text, nullable=False),
+    sa.Column("events", Json, nullable=False),
+    sa.Column("secret", Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("disabled_at", UtcDateTime),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    _id(),
+    sa.Column("event_id", Text, nullable=False, index=True),
+    # The delivery log outlives a deleted endpoint.
+    sa.Column("endpoint_id", Text, sa.ForeignKey("webhook_endpoints.id", ondelete="SET NULL")),
+    sa.Column("url", Text, nullable=False),
+    sa.Column("attempt", Int, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("status_code", Int),
+    sa.Column("error", Text),
+    sa.Column("duration_ms", Int, nullable=False),
+)

@@ -1,0 +1,139 @@
+"""``SqlWebhookStore``: webhook endpoints and the log of delivery attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pigeon.ports import WebhookAttempt, WebhookEndpoint
+from pigeon.store.database import Database
+from pigeon.store.tables import webhook_attempts, webhook_endpoints
+
+
+class SqlWebhookStore:
+    """``ports.WebhookStore`` on a ``Database``. Deleting an endpoint keeps its attempts (their
+    ``endpoint_id`` becomes ``None``): the delivery log outlives the endpoint."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def create_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        """Store a new endpoint."""
+        row = {
+            "id": endpoint.id,
+            "tenant_id": endpoint.tenant_id,
+            "url": endpoint.url,
+            "events": list(endpoint.events),
+            "secret": endpoint.secret,
+            "created_at": endpoint.created_at,
+            "disabled_at": endpoint.disabled_at,
+        }
+
+        async def insert(connection: AsyncConnection) -> None:
+            await connection.execute(sa.insert(webhook_endpoints), row)
+
+        await self._db.write(insert)
+
+    async def list_endpoints(self, tenant_id: str) -> list[WebhookEndpoint]:
+        """The tenant's endpoints, disabled ones included, oldest first."""
+        statement = (
+            sa.select(webhook_endpoints)
+            .where(webhook_endpoints.c.tenant_id == tenant_id)
+            .order_by(webhook_endpoints.c.id)
+        )
+        async with self._db.read() as connection:
+            return [_endpoint_from(row) for row in await connection.execute(statement)]
+
+    async def get_endpoint(
+        self, endpoint_id: str, tenant_id: str | None = None
+    ) -> WebhookEndpoint | None:
+        """The endpoint; ``None`` when absent or owned by another tenant."""
+        statement = sa.select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+        if tenant_id is not None:
+            statement = statement.where(webhook_endpoints.c.tenant_id == tenant_id)
+        async with self._db.read() as connection:
+            row = (await connection.execute(statement)).first()
+        return None if row is None else _endpoint_from(row)
+
+    async def delete_endpoint(self, endpoint_id: str, tenant_id: str) -> bool:
+        """Delete the tenant's endpoint; ``False`` when it has none with this id."""
+        statement = sa.delete(webhook_endpoints).where(
+            webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.tenant_id == tenant_id
+        )
+
+        async def delete(connection: AsyncConnection) -> bool:
+            return (await connection.execute(statement)).rowcount > 0
+
+        return await self._db.write(delete)
+
+    async def disable_endpoint(self, endpoint_id: str, at: datetime) -> None:
+        """Mark the endpoint disabled from ``at`` (an earlier disable time is kept)."""
+        statement = (
+            sa.update(webhook_endpoints)
+            .where(webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.disabled_at.is_(None))
+            .values(disabled_at=at)
+        )
+
+        async def disable(connection: AsyncConnection) -> None:
+            await connection.execute(statement)
+
+        await self._db.write(disable)
+
+    async def record_attempt(self, attempt: WebhookAttempt) -> None:
+        """Append one delivery attempt to the log."""
+        row = {
+            "id": attempt.id,
+            "event_id": attempt.event_id,
+            "endpoint_id": attempt.endpoint_id,
+            "url": attempt.url,
+            "attempt": attempt.attempt,
+            "at": attempt.at,
+            "status_code": attempt.status_code,
+            "error": attempt.error,
+            "duration_ms": attempt.duration_ms,
+        }
+
+        async def insert(connection: AsyncConnection) -> None:
+            await connection.execute(sa.insert(webhook_attempts), row)
+
+        await self._db.write(insert)
+
+    async def attempts_for(self, event_id: str) -> list[WebhookAttempt]:
+        """Every attempt to deliver the event, oldest first."""
+        statement = (
+            sa.select(webhook_attempts)
+            .where(webhook_attempts.c.event_id == event_id)
+            .order_by(webhook_attempts.c.at, webhook_attempts.c.attempt, webhook_attempts.c.id)
+        )
+        async with self._db.read() as connection:
+            rows = await connection.execute(statement)
+            return [_attempt_from(row) for row in rows]
+
+
+def _endpoint_from(row: sa.Row[Any]) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        url=row.url,
+        events=tuple(row.events),
+        secret=row.secret,
+        created_at=row.created_at,
+        disabled_at=row.disabled_at,
+    )
+
+
+def _attempt_from(row: sa.Row[Any]) -> WebhookAttempt:
+    return WebhookAttempt(
+        id=row.id,
+        event_id=row.event_id,
+        endpoint_id=row.endpoint_id,
+        url=row.url,
+        attempt=row.attempt,
+        at=row.at,
+        status_code=row.status_code,
+        error=row.error,
+        duration_ms=row.duration_ms,
+    )

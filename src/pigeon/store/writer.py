@@ -1,0 +1,285 @@
+"""The group-commit writer: every write of one ``Database`` goes through here.
+
+Callers submit an operation and await its result. A background task takes every operation
+waiting (up to ``max_batch``), runs them all in ONE transaction and commits; only then does each
+caller get its result. So a caller that gets an answer knows its write is durable, and N
+concurrent callers pay for one commit (one fsync) instead of N. There is no timer: while one
+batch commits, the next one gathers, so batches grow exactly as fast as load does.
+
+Two shapes of operation:
+
+- a plain ``Operation``: ``async def op(conn) -> T``, run as is;
+- a *batched* item: ``submit_batched(run, item)``. All items of a batch that share the same
+  ``run`` callable are handed to one call ``run(conn, items)``, which returns one result per
+  item. This lets, for instance, 500 accepts become a handful of multi-row statements. ``run``
+  may return an ``Exception`` instance for an item it refused *without writing anything* for
+  it; that caller alone gets the exception and the batch still commits.
+
+Failure isolation: if the batch transaction raises, it is rolled back and split in halves, each
+retried in its own transaction, down to single operations, so one bad operation fails only its
+own caller (and a single bad one among N costs about 2·log2(N) extra transactions, not N).
+Failures that are about the database rather than an operation (connection lost, database
+locked by another process past the busy timeout, disk errors) fail the whole batch at once,
+and deadlocks or serialisation failures retry it.
+
+Operations must be re-runnable (they may run again after a rollback) and must do nothing but
+database work on the given connection: the transaction, and every other writer, waits for them.
+
+On SQLite exactly one writer task (one connection) exists, so the database never answers
+``SQLITE_BUSY`` to ourselves. On PostgreSQL ``tasks`` > 1 runs several batches in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar, cast
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+#: One write: gets the batch's connection (inside its transaction), returns the caller's result.
+Operation = Callable[[AsyncConnection], Awaitable[T]]
+
+#: Several items of one kind at once; returns one result (or refusal) per item, in order.
+BatchOperation = Callable[
+    [AsyncConnection, Sequence[ItemT]], Awaitable[Sequence[ResultT | Exception]]
+]
+
+DEFAULT_MAX_BATCH: Final = 512
+
+#: SQLSTATEs worth retrying the whole batch for: serialization failure and deadlock.
+_RETRY_STATES: Final = frozenset({"40001", "40P01"})
+_RETRIES: Final = 3
+#: SQLite errors about the database, not about an operation.
+_ENVIRONMENT_ERRORS: Final = ("database is locked", "disk i/o error", "database or disk is full")
+
+
+class WriterClosedError(RuntimeError):
+    """The writer is shut down (or shutting down) and takes no more operations."""
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters of what the writer has done, for metrics and tests."""
+
+    #: Committed transactions (batches and split-off parts of failed batches).
+    transactions: int = 0
+    #: Operations whose transaction committed.
+    operations: int = 0
+    #: Batches that failed as a whole and were split to isolate the bad operation.
+    splits: int = 0
+    #: Operations that failed (their caller got an exception).
+    failures: int = 0
+    #: The largest batch committed so far.
+    largest_batch: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    run: BatchOperation[Any, Any] | None  # None: ``item`` is a plain Operation
+    item: Any
+    future: asyncio.Future[Any] = field(repr=False)
+
+
+class _UnavailableError(Exception):
+    """Wraps an error that concerns the whole database, not one operation."""
+
+
+class Writer:
+    """Runs submitted operations in group-committed transactions on ``engine``."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        tasks: int = 1,
+        name: str = "pigeon-writer",
+    ) -> None:
+        if max_batch < 1 or tasks < 1:
+            raise ValueError("max_batch and tasks must be at least 1")
+        self._engine = engine
+        self._max_batch = max_batch
+        self._task_count = tasks
+        self._name = name
+        self._pending: deque[_Entry] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stats = WriterStats()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer task(s); needs a running event loop."""
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._loop(), name=f"{self._name}-{index}")
+            for index in range(self._task_count)
+        ]
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer accepts and executes operations."""
+        return not self._closing and bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    @property
+    def backlog(self) -> int:
+        """Operations submitted and not yet taken into a batch."""
+        return len(self._pending)
+
+    async def close(self) -> None:
+        """Stop taking operations, finish every one already submitted, stop the task(s)."""
+        self._closing = True
+        self._wake.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Only reachable if the tasks were cancelled from outside: nobody waits forever.
+        self._fail(list(self._pending), WriterClosedError("the writer stopped"))
+        self._pending.clear()
+
+    # --- submitting -----------------------------------------------------------------------
+
+    async def submit(self, operation: Operation[T]) -> T:
+        """Run ``operation`` in the next batch; return its result once the batch committed."""
+        return cast(T, await self._enqueue(None, operation))
+
+    async def submit_batched(self, run: BatchOperation[ItemT, ResultT], item: ItemT) -> ResultT:
+        """Hand ``item`` to ``run`` together with the other items of the next batch."""
+        return cast(ResultT, await self._enqueue(run, item))
+
+    def _enqueue(self, run: BatchOperation[Any, Any] | None, item: Any) -> asyncio.Future[Any]:
+        if self._closing:
+            raise WriterClosedError("the writer is closed")
+        if not self._tasks:
+            raise WriterClosedError("the writer is not started")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Entry(run, item, future))
+        self._wake.set()
+        return future
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch: list[_Entry] = []
+            while self._pending and len(batch) < self._max_batch:
+                batch.append(self._pending.popleft())
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # a bug in here must not stop every later write
+                log.exception("writer batch crashed")
+                self._fail(batch, exc)
+            except BaseException:
+                self._fail(batch, WriterClosedError("the writer was cancelled"))
+                raise
+
+    async def _commit(self, batch: list[_Entry]) -> None:
+        entries = [entry for entry in batch if not entry.future.done()]
+        retries = 0
+        while entries:
+            try:
+                results = await self._transaction(entries)
+            except _UnavailableError as exc:
+                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+                log.warning("writer: database unavailable, %d operations fail", len(entries))
+                self._fail(entries, cause)
+                return
+            except Exception as exc:
+                if _sqlstate(exc) in _RETRY_STATES and retries < _RETRIES:
+                    retries += 1
+                    continue
+                if len(entries) == 1:
+                    self._fail(entries, exc)
+                    return
+                self.stats.splits += 1
+                log.info("writer: batch of %d failed (%r); splitting", len(entries), exc)
+                middle = len(entries) // 2
+                await self._commit(entries[:middle])
+                await self._commit(entries[middle:])
+                return
+            self.stats.transactions += 1
+            self.stats.largest_batch = max(self.stats.largest_batch, len(entries))
+            for entry, result in zip(entries, results, strict=True):
+                if entry.future.done():
+                    continue
+                if isinstance(result, _Refused):
+                    self.stats.failures += 1
+                    entry.future.set_exception(result.error)
+                else:
+                    self.stats.operations += 1
+                    entry.future.set_result(result)
+            return
+
+    async def _transaction(self, entries: list[_Entry]) -> list[Any]:
+        try:
+            connection = await self._engine.connect()
+        except Exception as exc:
+            raise _UnavailableError from exc
+        try:
+            try:
+                async with connection.begin():
+                    return await self._execute(connection, entries)
+            except Exception as exc:
+                if _is_environmental(exc):
+                    raise _UnavailableError from exc
+                raise
+        finally:
+            await connection.close()
+
+    async def _execute(self, connection: AsyncConnection, entries: list[_Entry]) -> list[Any]:
+        results: list[Any] = [None] * len(entries)
+        groups: dict[BatchOperation[Any, Any], list[int]] = {}
+        for index, entry in enumerate(entries):
+            if entry.run is None:
+                results[index] = await entry.item(connection)
+            else:
+                groups.setdefault(entry.run, []).append(index)
+        for run, indexes in groups.items():
+            outcomes = await run(connection, [entries[i].item for i in indexes])
+            if len(outcomes) != len(indexes):
+                raise RuntimeError(f"{run!r} returned {len(outcomes)} results for {len(indexes)}")
+            for index, outcome in zip(indexes, outcomes, strict=True):
+                results[index] = _Refused(outcome) if isinstance(outcome, Exception) else outcome
+        return results
+
+    def _fail(self, entries: Sequence[_Entry], error: BaseException) -> None:
+        for entry in entries:
+            if not entry.future.done():
+                self.stats.failures += 1
+                entry.future.set_exception(error)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    error: Exception
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return state if isinstance(state, str) else None
+
+
+def _is_environmental(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _ENVIRONMENT_ERRORS)

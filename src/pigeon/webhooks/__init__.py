@@ -1,0 +1,1 @@
+"""Outgoing webhooks: Standard Webhooks signing, the HTTP sender and the retry schedule."""

@@ -1,0 +1,491 @@
+"""SqlMessageStore on real SQLite and PostgreSQL: accept, idempotency, reads, mutate, receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, timedelta, timezone
+from typing import TYPE_CHECKING
+
+import pytest
+from ulid import ULID
+
+from pigeon.domain.messages import Category, Direction, Message, MessageStatus
+from pigeon.ports import EventRecord, MessageQuery, Mutation, NewJob
+from pigeon.store import SqlMessageStore, connect, normalise_carrier_id
+from pigeon.store.messages import MAX_PAGE_SIZE
+from pigeon.testing import FakeClock
+
+if TYPE_CHECKING:
+    from conftest import Factory, Stores
+
+
+def new_id(prefix: str) -> str:
+    """A prefixed, time-ordered id."""
+    return f"{prefix}_{ULID()}"
+
+
+def _event(message: Message, type_: str, at_seconds: int = 0) -> EventRecord:
+    return EventRecord(
+        id=new_id("evt"),
+        tenant_id=message.tenant_id,
+        message_id=message.id,
+        type=type_,
+        status=message.status,
+        sequence=message.status_sequence,
+        at=message.updated_at + timedelta(seconds=at_seconds),
+        detail=f"{type_} detail",
+        payload={"status": str(message.status), "nested": {"n": [1, 2]}},
+    )
+
+
+async def test_accept_round_trips_every_field(stores: Stores, factory: Factory) -> None:
+    """An accepted message reads back equal, field by field, with aware UTC times and enums."""
+    tenant = await factory.tenant()
+    now = stores.clock.now()
+    message = factory.message(
+        tenant,
+        direction=Direction.MT,
+        sender=None,
+        body="Ünïcödé ✓ body",
+        category=Category.MARKETING,
+        encoding="ucs2",
+        segments=2,
+        status=MessageStatus.SCHEDULED,
+        client_ref="order-42",
+        callback_url="https://example.test/cb",
+        send_at=now + timedelta(hours=2),
+        expires_at=now + timedelta(days=1),
+        error_code="E1",
+        connector_id="smpp-a",
+        price=12_345_678_901,
+        currency="EUR",
+        is_test=True,
+        status_sequence=3,
+        attempts=2,
+        parts=[factory.part(0, "0A1B", status=MessageStatus.SENT), factory.part(1)],
+    )
+    acceptance = factory.acceptance(message, idempotency_key="key-1")
+
+    result = await stores.messages.accept(acceptance)
+
+    assert result.message is message
+    assert not result.replayed
+    assert not result.idempotency_conflict
+    stored = await stores.messages.get_message(message.id)
+    assert stored == message
+    assert stored is not None
+    assert stored.created_at.tzinfo is UTC
+    assert isinstance(stored.status, MessageStatus)
+    assert isinstance(stored.category, Category)
+    events = await stores.messages.events_of(message.id)
+    assert events == acceptance.events
+    assert await stores.messages.get_event(acceptance.events[0].id) == acceptance.events[0]
+    assert await stores.queue.pending() == {"dispatch": 1}
+
+
+async def test_accept_stores_times_as_utc_instants(stores: Stores, factory: Factory) -> None:
+    """A time given in another zone comes back as the same instant, in UTC."""
+    tenant = await factory.tenant()
+    local = stores.clock.now().astimezone(timezone(timedelta(hours=5, minutes=30)))
+    message = factory.message(tenant, created_at=local, updated_at=local)
+
+    await stores.messages.accept(factory.acceptance(message))
+
+    stored = await stores.messages.get_message(message.id)
+    assert stored is not None
+    assert stored.created_at == local
+    assert stored.created_at.utcoffset() == timedelta(0)
+
+
+async def test_known_idempotency_key_replays_the_earlier_message(
+    stores: Stores, factory: Factory
+) -> None:
+    """The same key and request hash return the first message, flagged replayed, and write
+    nothing new; a different hash is flagged as a conflict."""
+    tenant = await factory.tenant()
+    first = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(first, idempotency_key="k"))
+
+    again = await stores.messages.accept(
+        factory.acceptance(factory.message(tenant), idempotency_key="k")
+    )
+    other = await stores.messages.accept(
+        factory.acceptance(factory.message(tenant), idempotency_key="k", request_hash="other")
+    )
+
+    assert again.replayed
+    assert not again.idempotency_conflict
+    assert again.message.id == first.id
+    assert other.idempotency_conflict
+    assert other.message.id == first.id
+    page = await stores.messages.list_messages(tenant.id, MessageQuery())
+    assert [m.id for m in page.messages] == [first.id]
+    assert await stores.queue.pending() == {"dispatch": 1}
+
+
+async def test_idempotency_keys_are_scoped_by_tenant(stores: Stores, factory: Factory) -> None:
+    """Two tenants using the same key get a message each."""
+    alice, bob = await factory.tenant(), await factory.tenant()
+
+    a = await stores.messages.accept(factory.acceptance(factory.message(alice), idempotency_key="k"))
+    b = await stores.messages.accept(factory.acceptance(factory.message(bob), idempotency_key="k"))
+
+    assert not a.replayed
+    assert not b.replayed
+    assert a.message.id != b.message.id
+
+
+async def test_concurrent_accepts_with_one_key_make_one_message(
+    stores: Stores, factory: Factory
+) -> None:
+    """Twenty concurrent requests with one idempotency key store exactly one message."""
+    tenant = await factory.tenant()
+    acceptances = [
+        factory.acceptance(factory.message(tenant), idempotency_key="same") for _ in range(20)
+    ]
+
+    results = await asyncio.gather(*(stores.messages.accept(a) for a in acceptances))
+
+    ids = {result.message.id for result in results}
+    assert len(ids) == 1
+    assert sum(not result.replayed for result in results) == 1
+    page = await stores.messages.list_messages(tenant.id, MessageQuery())
+    assert [m.id for m in page.messages] == list(ids)
+
+
+async def test_concurrent_same_key_accepts_from_two_databases_make_one_message(
+    database_url: str, stores: Stores, factory: Factory
+) -> None:
+    """Two processes' writers (two Databases) racing one key still store one message."""
+    tenant = await factory.tenant()
+    other = await connect(database_url)
+    try:
+        second = SqlMessageStore(other, stores.clock)
+        results = await asyncio.gather(
+            *(
+                store.accept(factory.acceptance(factory.message(tenant), idempotency_key="race"))
+                for _ in range(10)
+                for store in (stores.messages, second)
+            )
+        )
+    finally:
+        await other.close()
+
+    assert len({result.message.id for result in results}) == 1
+    page = await stores.messages.list_messages(tenant.id, MessageQuery())
+    assert len(page.messages) == 1
+
+
+async def test_duplicate_message_id_fails_only_that_accept(
+    stores: Stores, factory: Factory
+) -> None:
+    """An accept that breaks a constraint fails alone; the accepts batched with it commit."""
+    tenant = await factory.tenant()
+    taken = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(taken))
+    good = [factory.message(tenant) for _ in range(30)]
+    clash = factory.message(tenant, id=taken.id)
+
+    outcomes = await asyncio.gather(
+        *(stores.messages.accept(factory.acceptance(m)) for m in [*good[:15], clash, *good[15:]]),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[15], Exception)
+    assert all(not isinstance(o, BaseException) for i, o in enumerate(outcomes) if i != 15)
+    for message in good:
+        assert await stores.messages.get_message(message.id) is not None
+
+
+async def test_other_tenants_see_nothing(stores: Stores, factory: Factory) -> None:
+    """Another tenant's message id reads as absent, in lookups, events and lists."""
+    owner, stranger = await factory.tenant(), await factory.tenant()
+    message = factory.message(owner)
+    await stores.messages.accept(factory.acceptance(message))
+
+    assert await stores.messages.get_message(message.id, owner.id) is not None
+    assert await stores.messages.get_message(message.id, stranger.id) is None
+    assert await stores.messages.events_of(message.id, stranger.id) == []
+    assert len(await stores.messages.events_of(message.id, owner.id)) == 1
+    page = await stores.messages.list_messages(stranger.id, MessageQuery())
+    assert page.messages == []
+    assert page.next_cursor is None
+
+
+async def test_list_pages_through_messages_newest_first_with_filters(
+    stores: Stores, factory: Factory
+) -> None:
+    """120 messages page back newest first without gaps or repeats, and filters narrow them."""
+    tenant = await factory.tenant()
+    other = await factory.tenant()
+    await stores.messages.accept(factory.acceptance(factory.message(other)))
+    start = stores.clock.now()
+    messages = []
+    for index in range(120):
+        at = start + timedelta(minutes=index)
+        messages.append(
+            factory.message(
+                tenant,
+                created_at=at,
+                updated_at=at,
+                to="+447700900001" if index % 3 == 0 else "+447700900002",
+                status=MessageStatus.DELIVERED if index % 2 else MessageStatus.QUEUED,
+            )
+        )
+    await asyncio.gather(*(stores.messages.accept(factory.acceptance(m)) for m in messages))
+    newest_first = [m.id for m in reversed(messages)]
+
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = await stores.messages.list_messages(
+            tenant.id, MessageQuery(limit=50, cursor=cursor)
+        )
+        seen.extend(m.id for m in page.messages)
+        pages += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == newest_first
+    assert pages == 3
+
+    delivered = await stores.messages.list_messages(
+        tenant.id, MessageQuery(status=MessageStatus.DELIVERED, limit=100)
+    )
+    assert [m.id for m in delivered.messages] == [
+        m.id for m in reversed(messages) if m.status is MessageStatus.DELIVERED
+    ]
+    to_first = await stores.messages.list_messages(
+        tenant.id, MessageQuery(to="+447700900001", limit=100)
+    )
+    assert len(to_first.messages) == 40
+    assert all(m.to == "+447700900001" for m in to_first.messages)
+    window = await stores.messages.list_messages(
+        tenant.id,
+        MessageQuery(
+            created_from=start + timedelta(minutes=10), created_to=start + timedelta(minutes=20)
+        ),
+    )
+    assert [m.id for m in window.messages] == newest_first[100:110]
+    capped = await stores.messages.list_messages(tenant.id, MessageQuery(limit=10_000))
+    assert len(capped.messages) == MAX_PAGE_SIZE
+    assert capped.next_cursor == capped.messages[-1].id
+
+
+def _send(to: MessageStatus, job: NewJob | None = None) -> Callable[[Message], Mutation]:
+    def change(message: Message) -> Mutation:
+        message.transition(to, message.updated_at + timedelta(seconds=1), detail="moved")
+        message.connector_id = "smpp-a"
+        message.attempts += 1
+        message.parts = [dataclasses.replace(p, carrier_message_id="00AbC") for p in message.parts]
+        return Mutation(
+            message=message,
+            events=[_event(message, f"message.{to}", 1)],
+            jobs=[job] if job else [],
+        )
+
+    return change
+
+
+async def test_mutate_writes_state_parts_events_jobs_and_completes_the_job(
+    stores: Stores, factory: Factory
+) -> None:
+    """A mutation stores the new state, upserts parts, adds events and jobs, deletes the job."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant, parts=[factory.part(0), factory.part(1)])
+    await stores.messages.accept(factory.acceptance(message))
+    follow_up = NewJob("expire:x", "expire", {"m": message.id}, stores.clock.now())
+
+    after = await stores.messages.mutate(
+        message.id, _send(MessageStatus.SENDING, follow_up), complete_job=f"dispatch:{message.id}"
+    )
+
+    assert after is not None
+    assert after.status is MessageStatus.SENDING
+    stored = await stores.messages.get_message(message.id)
+    assert stored == after
+    assert stored.status_sequence == 2
+    assert stored.attempts == 1
+    assert [p.carrier_message_id for p in stored.parts] == ["00AbC", "00AbC"]
+    assert [e.type for e in await stores.messages.events_of(message.id)] == [
+        "message.queued",
+        "message.sending",
+    ]
+    assert await stores.queue.pending() == {"expire": 1}
+
+
+async def test_mutate_that_raises_writes_nothing_and_keeps_the_job(
+    stores: Stores, factory: Factory
+) -> None:
+    """If the change callback raises, the caller gets the error and nothing at all is written."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+
+    def change(current: Message) -> Mutation:
+        current.transition(MessageStatus.SENDING, current.updated_at)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await stores.messages.mutate(message.id, change, complete_job=f"dispatch:{message.id}")
+
+    assert await stores.messages.get_message(message.id) == message
+    assert len(await stores.messages.events_of(message.id)) == 1
+    assert await stores.queue.pending() == {"dispatch": 1}
+
+
+async def test_mutate_failing_in_the_database_is_all_or_nothing(
+    stores: Stores, factory: Factory
+) -> None:
+    """A mutation whose event cannot be stored leaves state, events, jobs and job untouched."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    acceptance = factory.acceptance(message)
+    await stores.messages.accept(acceptance)
+    duplicate = acceptance.events[0]
+
+    def change(current: Message) -> Mutation:
+        current.transition(MessageStatus.SENDING, current.updated_at)
+        job = NewJob("other:1", "other", {}, current.updated_at)
+        return Mutation(message=current, events=[duplicate], jobs=[job])
+
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        await stores.messages.mutate(message.id, change, complete_job=f"dispatch:{message.id}")
+
+    assert await stores.messages.get_message(message.id) == message
+    assert await stores.queue.pending() == {"dispatch": 1}
+
+
+async def test_mutate_returning_none_only_completes_the_job(
+    stores: Stores, factory: Factory
+) -> None:
+    """A change that decides nothing happens still completes the job."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+
+    after = await stores.messages.mutate(
+        message.id, lambda _: None, complete_job=f"dispatch:{message.id}"
+    )
+
+    assert after == message
+    assert await stores.queue.pending() == {}
+
+
+async def test_mutate_of_a_missing_message_returns_none(stores: Stores) -> None:
+    """Mutating an unknown id calls nothing and returns None."""
+    called = []
+
+    result = await stores.messages.mutate("msg_missing", lambda m: called.append(m) or None)
+
+    assert result is None
+    assert called == []
+
+
+async def test_concurrent_mutations_of_one_message_all_apply(
+    stores: Stores, factory: Factory
+) -> None:
+    """Fifty concurrent read-modify-writes of one message lose no update."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+
+    def bump(current: Message) -> Mutation:
+        current.attempts += 1
+        return Mutation(message=current)
+
+    await asyncio.gather(*(stores.messages.mutate(message.id, bump) for _ in range(50)))
+
+    stored = await stores.messages.get_message(message.id)
+    assert stored is not None
+    assert stored.attempts == 50
+
+
+async def test_find_by_carrier_id_matches_case_and_leading_zero_variants(
+    stores: Stores, factory: Factory
+) -> None:
+    """Receipts find their part whatever the case or zero padding of the carrier id."""
+    tenant = await factory.tenant()
+    message = factory.message(
+        tenant, connector_id="smpp-a", parts=[factory.part(0, "000A1B2c"), factory.part(1, "77")]
+    )
+    await stores.messages.accept(factory.acceptance(message))
+
+    for candidates in (["a1b2c"], ["A1B2C"], [" 0a1b2C "], ["nope", "00000A1B2C"]):
+        found = await stores.messages.find_by_carrier_id("smpp-a", candidates)
+        assert found == (message.id, "000A1B2c"), candidates
+    assert await stores.messages.find_by_carrier_id("smpp-a", ["0077"]) == (message.id, "77")
+    assert await stores.messages.find_by_carrier_id("smpp-b", ["a1b2c"]) is None
+    assert await stores.messages.find_by_carrier_id("smpp-a", ["a1b2d", ""]) is None
+
+
+async def test_find_by_carrier_id_prefers_the_newest_message(
+    stores: Stores, factory: Factory
+) -> None:
+    """A carrier id reused by the carrier resolves to the newest message."""
+    tenant = await factory.tenant()
+    old = factory.message(tenant, connector_id="c", parts=[factory.part(0, "42")])
+    new = factory.message(tenant, connector_id="c", parts=[factory.part(0, "042")])
+    for message in (old, new):
+        await stores.messages.accept(factory.acceptance(message))
+
+    assert await stores.messages.find_by_carrier_id("c", ["42"]) == (new.id, "042")
+
+
+def test_carrier_ids_normalise_to_lower_case_without_leading_zeros() -> None:
+    """Normalisation trims, lower-cases and drops leading zeros but keeps a lone zero."""
+    assert normalise_carrier_id(" 00AbC ") == "abc"
+    assert normalise_carrier_id("000") == "0"
+    assert normalise_carrier_id("") == ""
+
+
+async def test_accepted_message_survives_an_abrupt_exit(
+    database_url: str, stores: Stores, factory: Factory
+) -> None:
+    """A process killed right after accept returned leaves the message and its job on disk."""
+    tenant = await factory.tenant()
+    message_id = new_id("msg")
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os
+        from datetime import UTC, datetime
+        from pigeon.domain.messages import Category, Direction, Message, MessageStatus
+        from pigeon.ports import Acceptance, NewJob
+        from pigeon.store import SqlMessageStore, connect
+        from pigeon.testing import FakeClock
+
+        async def main():
+            clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+            database = await connect({database_url!r})
+            now = clock.now()
+            message = Message(
+                id={message_id!r}, tenant_id={tenant.id!r}, direction=Direction.MT,
+                to="+447700900123", sender=None, body="hi", category=Category.OTP,
+                encoding="gsm7", segments=1, status=MessageStatus.QUEUED,
+                created_at=now, updated_at=now,
+            )
+            job = NewJob("dispatch:" + message.id, "dispatch", {{}}, now, 30)
+            await SqlMessageStore(database, clock).accept(Acceptance(message, [], [job]))
+            os._exit(0)  # no close, no checkpoint: as if the process died here
+
+        asyncio.run(main())
+        """
+    )
+    await stores.database.close()
+
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+    assert await process.wait() == 0
+
+    reopened = await connect(database_url)
+    try:
+        store = SqlMessageStore(reopened, FakeClock())
+        stored = await store.get_message(message_id, tenant.id)
+        assert stored is not None
+        assert stored.body == "hi"
+    finally:
+        await reopened.close()

@@ -1,0 +1,1 @@
+"""Shared test support code (harnesses, not fakes of our store)."""

@@ -1,0 +1,64 @@
+"""Phone numbers and sender ids: E.164 normalisation, validation, typing."""
+
+from __future__ import annotations
+
+import pytest
+
+from pigeon.domain.addressing import NumberType, SenderKind, parse_msisdn, parse_sender
+from pigeon.domain.errors import InvalidRecipient, InvalidSender
+
+
+def test_international_number_is_normalised() -> None:
+    """Spaces and punctuation go; the result is E.164 with its country and type."""
+    number = parse_msisdn("+44 7400 123-456")
+    assert number.e164 == "+447400123456"
+    assert number.country == "GB"
+    assert number.number_type is NumberType.MOBILE
+
+
+def test_national_number_needs_and_uses_region() -> None:
+    """A national format is accepted with a region and normalised to E.164."""
+    assert parse_msisdn("07400 123456", "gb").e164 == "+447400123456"
+    with pytest.raises(InvalidRecipient):
+        parse_msisdn("07400 123456")
+
+
+def test_double_zero_prefix_is_international() -> None:
+    """00 followed by a country code is read as +."""
+    assert parse_msisdn("0033612345678").e164 == "+33612345678"
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "hello", "+1", "+99912345678", "+4479111234567890"])
+def test_invalid_numbers_raise(raw: str) -> None:
+    """Empty, non-numeric, too short and impossible numbers raise invalid_recipient."""
+    with pytest.raises(InvalidRecipient) as info:
+        parse_msisdn(raw)
+    assert info.value.code == "invalid_recipient"
+    assert info.value.field == "to"
+
+
+def test_magic_simulator_numbers_are_valid() -> None:
+    """The simulator's documented magic numbers pass validation."""
+    for last in range(100, 160, 10):
+        assert parse_msisdn(f"+14155550{last}").e164 == f"+14155550{last}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        ("Pigeon", SenderKind.ALPHANUMERIC),
+        ("ACME Bank", SenderKind.ALPHANUMERIC),
+        ("12345", SenderKind.SHORT_CODE),
+        ("+447911123456", SenderKind.LONG_CODE),
+    ],
+)
+def test_sender_kinds(raw: str, kind: SenderKind) -> None:
+    """Alphanumeric ids, short codes and E.164 numbers are told apart."""
+    assert parse_sender(raw).kind is kind
+
+
+@pytest.mark.parametrize("raw", ["", "ThisIsTooLongSender", "12", "+99912345678", "€€€"])
+def test_invalid_senders_raise(raw: str) -> None:
+    """Over-long, too-short, non-numeric-only junk and impossible numbers are refused."""
+    with pytest.raises(InvalidSender):
+        parse_sender(raw)
