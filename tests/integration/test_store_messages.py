@@ -131,7 +131,9 @@ async def test_idempotency_keys_are_scoped_by_tenant(stores: Stores, factory: Fa
     """Two tenants using the same key get a message each."""
     alice, bob = await factory.tenant(), await factory.tenant()
 
-    a = await stores.messages.accept(factory.acceptance(factory.message(alice), idempotency_key="k"))
+    a = await stores.messages.accept(
+        factory.acceptance(factory.message(alice), idempotency_key="k")
+    )
     b = await stores.messages.accept(factory.acceptance(factory.message(bob), idempotency_key="k"))
 
     assert not a.replayed
@@ -243,9 +245,7 @@ async def test_list_pages_through_messages_newest_first_with_filters(
     cursor = None
     pages = 0
     while True:
-        page = await stores.messages.list_messages(
-            tenant.id, MessageQuery(limit=50, cursor=cursor)
-        )
+        page = await stores.messages.list_messages(tenant.id, MessageQuery(limit=50, cursor=cursor))
         seen.extend(m.id for m in page.messages)
         pages += 1
         cursor = page.next_cursor

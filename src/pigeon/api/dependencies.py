@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
+from litestar.di import NamedDependency
 from litestar.openapi.spec import SecurityScheme
 
 from pigeon.services.accept import AcceptMessage
@@ -29,6 +30,11 @@ class ApiServices:
     before_metrics: Callable[[], Awaitable[None]]
 
 
+#: Handler parameter types: Litestar injects the dependency registered under the parameter's name
+#: (``services`` app-wide, ``caller`` on ``/v1``).
+Services = NamedDependency[ApiServices]
+CurrentCaller = NamedDependency[Caller]
+
 SECURITY_SCHEME_NAME = "apiKey"
 
 SECURITY_SCHEME = SecurityScheme(
@@ -38,6 +44,6 @@ SECURITY_SCHEME = SecurityScheme(
 )
 
 
-async def provide_caller(request: Request[Any, Any, Any], services: ApiServices) -> Caller:
+async def provide_caller(request: Request[Any, Any, Any], services: Services) -> Caller:
     """The tenant behind the request's API key; ``Unauthorized`` (401) without a valid one."""
     return await services.authenticate(request.headers.get("authorization"))

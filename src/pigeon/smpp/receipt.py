@@ -109,13 +109,19 @@ def _int_or_none(value: str) -> int | None:
 
 
 def _date_or_none(value: str) -> datetime | None:
+    # YYMMDDhhmm, YYMMDDhhmmss (years 2000-2099, like SMPP times) or YYYYMMDDhhmmss.
     value = value.replace(" ", "")
-    formats = {10: "%y%m%d%H%M", 12: "%y%m%d%H%M%S", 14: "%Y%m%d%H%M%S"}
-    fmt = formats.get(len(value))
-    if fmt is None or not _DIGITS.fullmatch(value):
+    if not _DIGITS.fullmatch(value) or len(value) not in (10, 12, 14):
         return None
+    if len(value) == 14:
+        year, value = int(value[:4]), value[4:]
+    else:
+        year, value = 2000 + int(value[:2]), value[2:]
+    month, day, hour, minute = (int(value[i : i + 2]) for i in range(0, 8, 2))
+    second = int(value[8:10]) if len(value) == 10 else 0
     try:
-        return datetime.strptime(value, fmt)  # naive on purpose: the text has no time zone
+        # Naive on purpose: the receipt text carries no time zone.
+        return datetime(year, month, day, hour, minute, second)
     except ValueError:
         return None
 

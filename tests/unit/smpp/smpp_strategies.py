@@ -24,9 +24,9 @@ smpp_time = st.one_of(
 short_message = st.binary(max_size=254)
 
 _known = st.sampled_from(sorted(SPECS.values(), key=lambda s: s.tag)).flatmap(
-    lambda spec: st.binary(
-        min_size=spec.min_length, max_size=min(spec.max_length, 300)
-    ).map(lambda raw: (spec.tag, raw))
+    lambda spec: st.binary(min_size=spec.min_length, max_size=min(spec.max_length, 300)).map(
+        lambda raw: (spec.tag, raw)
+    )
 )
 _unknown = st.tuples(
     st.integers(0, 0xFFFF).filter(lambda tag: tag not in SPECS), st.binary(max_size=64)
@@ -100,9 +100,9 @@ pdus: st.SearchStrategy[p.Pdu] = st.one_of(
     _build(
         p.SubmitMultiResp,
         message_id=cstr(65),
-        unsuccess_smes=st.lists(
-            st.builds(p.UnsuccessSme, u8, u8, cstr(21), u32), max_size=5
-        ).map(tuple),
+        unsuccess_smes=st.lists(st.builds(p.UnsuccessSme, u8, u8, cstr(21), u32), max_size=5).map(
+            tuple
+        ),
     ),
     _build(
         p.DataSm,

@@ -143,7 +143,7 @@ def test_bad_body_yields_status_and_matching_response(
 
 
 def test_unknown_command_id_is_skipped_with_rinvcmdid() -> None:
-    """An unknown command_id yields ESME_RINVCMDID, generic_nack with its seq, and decoding goes on."""
+    """Unknown command_id: ESME_RINVCMDID, generic_nack with its seq, decoding goes on."""
     decoder = PduDecoder()
     results = decoder.feed(frame(0x00000099, 5, b"junk") + frame(0x15, 6))
     assert len(results) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smpp_strategies import pdus
@@ -17,7 +19,7 @@ def feed_in_chunks(data: bytes, cuts: list[int]) -> list[DecodeResult]:
     decoder = PduDecoder()
     out: list[DecodeResult] = []
     bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
-    for start, stop in zip(bounds, bounds[1:], strict=False):
+    for start, stop in itertools.pairwise(bounds):
         out.extend(decoder.feed(data[start:stop]))
     return out
 

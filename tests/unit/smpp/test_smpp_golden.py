@@ -366,13 +366,17 @@ def test_golden_cover_every_pdu_class() -> None:
     assert {type(pdu) for _, pdu, _ in GOLDEN} == set(p.PDU_CLASSES.values())
 
 
-@pytest.mark.parametrize(("pdu", "wire"), [(g[1], g[2]) for g in GOLDEN], ids=[g[0] for g in GOLDEN])
+@pytest.mark.parametrize(
+    ("pdu", "wire"), [(g[1], g[2]) for g in GOLDEN], ids=[g[0] for g in GOLDEN]
+)
 def test_encode_matches_golden_frame(pdu: p.Pdu, wire: bytes) -> None:
     """encode() produces exactly the hand-assembled frame."""
     assert encode(pdu) == wire
 
 
-@pytest.mark.parametrize(("pdu", "wire"), [(g[1], g[2]) for g in GOLDEN], ids=[g[0] for g in GOLDEN])
+@pytest.mark.parametrize(
+    ("pdu", "wire"), [(g[1], g[2]) for g in GOLDEN], ids=[g[0] for g in GOLDEN]
+)
 def test_decode_matches_golden_pdu(pdu: p.Pdu, wire: bytes) -> None:
     """decode() of the hand-assembled frame gives back the expected PDU, field for field."""
     assert decode(wire) == pdu
@@ -380,7 +384,9 @@ def test_decode_matches_golden_pdu(pdu: p.Pdu, wire: bytes) -> None:
 
 def test_bind_transmitter_fields_sit_where_the_spec_puts_them() -> None:
     """The spec's example bind: header fields and each body field at its byte offset."""
-    wire = encode(p.BindTransmitter(sequence_number=1, system_id="smppclient1", password="password"))
+    wire = encode(
+        p.BindTransmitter(sequence_number=1, system_id="smppclient1", password="password")
+    )
     assert struct.unpack(">IIII", wire[:16]) == (42, 2, 0, 1)
     assert wire[16:28] == b"smppclient1\x00"
     assert wire[28:37] == b"password\x00"

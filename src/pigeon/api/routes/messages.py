@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 
-from pigeon.api.dependencies import ApiServices
+from pigeon.api.dependencies import CurrentCaller, Services
 from pigeon.api.problems import ApiError, problem_responses
 from pigeon.api.schemas import (
     MessageDetail,
@@ -26,7 +26,6 @@ from pigeon.domain.errors import InvalidRecipient
 from pigeon.domain.messages import MessageStatus
 from pigeon.ports import MessageQuery
 from pigeon.services.accept import SendRequest
-from pigeon.services.authenticate import Caller
 from pigeon.services.queries import MAX_PAGE
 from pigeon.services.webhook_endpoints import check_url
 
@@ -73,12 +72,12 @@ def _idempotency_key(value: str | None) -> str | None:
 )
 async def send_message(
     request: Request[Any, Any, Any],
-    caller: Caller,
-    services: ApiServices,
+    caller: CurrentCaller,
+    services: Services,
     idempotency_key: Annotated[
         str | None,
-        Parameter(
-            header="Idempotency-Key",
+        HeaderParameter(
+            name="Idempotency-Key",
             description="Up to 255 characters; the same key and body never send twice.",
         ),
     ] = None,
@@ -107,7 +106,7 @@ async def send_message(
     responses=problem_responses(400, 401, 413, 422),
 )
 async def preview_message(
-    request: Request[Any, Any, Any], caller: Caller, services: ApiServices
+    request: Request[Any, Any, Any], caller: CurrentCaller, services: Services
 ) -> MessagePreview:
     """Show what sending would do."""
     send = _send_request(await request.body())
@@ -122,7 +121,7 @@ async def preview_message(
     description="The message with its status history and, when multipart, its parts.",
     responses=problem_responses(400, 401, 404),
 )
-async def get_message(caller: Caller, services: ApiServices, message_id: str) -> MessageDetail:
+async def get_message(caller: CurrentCaller, services: Services, message_id: str) -> MessageDetail:
     """One message of the caller's tenant."""
     message, events = await services.read.get(caller, message_id)
     return message_detail(message, events)
@@ -140,8 +139,8 @@ async def get_message(caller: Caller, services: ApiServices, message_id: str) ->
     responses=problem_responses(400, 401),
 )
 async def list_messages(
-    caller: Caller,
-    services: ApiServices,
+    caller: CurrentCaller,
+    services: Services,
     status: Annotated[
         MessageStatus | None, Parameter(description="Only messages with this status.")
     ] = None,
@@ -181,7 +180,7 @@ async def list_messages(
     )
 
 
-def _recipient_filter(to: str | None, caller: Caller) -> str | None:
+def _recipient_filter(to: str | None, caller: CurrentCaller) -> str | None:
     if to is None or not to.strip():
         return None
     try:

@@ -6,7 +6,7 @@ from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import generate_latest
 
-from pigeon.api.dependencies import ApiServices
+from pigeon.api.dependencies import Services
 from pigeon.api.problems import log
 from pigeon.api.schemas import Health, Readiness
 from pigeon.telemetry import REGISTRY
@@ -39,7 +39,7 @@ async def healthz() -> Health:
     ),
     responses={503: ResponseSpec(Readiness, description="Something is not ready.")},
 )
-async def readyz(services: ApiServices) -> Response[Readiness]:
+async def readyz(services: Services) -> Response[Readiness]:
     """Whether every dependency is ready to take traffic."""
     try:
         checks = await services.readiness()
@@ -61,7 +61,7 @@ async def readyz(services: ApiServices) -> Response[Readiness]:
     description="The `pigeon_*` metrics in the Prometheus text format.",
     media_type=METRICS_MEDIA_TYPE,
 )
-async def metrics(services: ApiServices) -> Response[bytes]:
+async def metrics(services: Services) -> Response[bytes]:
     """Every metric of the process registry, with sampled gauges refreshed first."""
     try:
         await services.before_metrics()

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, post
 
-from pigeon.api.dependencies import ApiServices
+from pigeon.api.dependencies import CurrentCaller, Services
 from pigeon.api.problems import problem_responses
 from pigeon.api.schemas import (
     CreatedWebhookEndpoint,
@@ -17,7 +17,6 @@ from pigeon.api.schemas import (
     decode_body,
     endpoint_response,
 )
-from pigeon.services.authenticate import Caller
 
 TAGS = ["Webhook endpoints"]
 
@@ -36,7 +35,7 @@ TAGS = ["Webhook endpoints"]
     responses=problem_responses(400, 401, 413, 422),
 )
 async def create_webhook_endpoint(
-    request: Request[Any, Any, Any], caller: Caller, services: ApiServices
+    request: Request[Any, Any, Any], caller: CurrentCaller, services: Services
 ) -> Response[CreatedWebhookEndpoint]:
     """Register a webhook endpoint."""
     body = decode_body(await request.body(), CreateWebhookEndpointRequest)
@@ -56,7 +55,7 @@ async def create_webhook_endpoint(
     description="Every endpoint of the tenant, without secrets.",
     responses=problem_responses(401),
 )
-async def list_webhook_endpoints(caller: Caller, services: ApiServices) -> WebhookEndpointList:
+async def list_webhook_endpoints(caller: CurrentCaller, services: Services) -> WebhookEndpointList:
     """The tenant's webhook endpoints."""
     endpoints = await services.endpoints.list(caller)
     return WebhookEndpointList(data=[endpoint_response(endpoint) for endpoint in endpoints])
@@ -71,7 +70,7 @@ async def list_webhook_endpoints(caller: Caller, services: ApiServices) -> Webho
     responses=problem_responses(400, 401, 404),
 )
 async def get_webhook_endpoint(
-    caller: Caller, services: ApiServices, endpoint_id: str
+    caller: CurrentCaller, services: Services, endpoint_id: str
 ) -> WebhookEndpointResponse:
     """One webhook endpoint."""
     return endpoint_response(await services.endpoints.get(caller, endpoint_id))
@@ -85,7 +84,9 @@ async def get_webhook_endpoint(
     description="Stops sending events to the endpoint; answers `204`.",
     responses=problem_responses(400, 401, 404),
 )
-async def delete_webhook_endpoint(caller: Caller, services: ApiServices, endpoint_id: str) -> None:
+async def delete_webhook_endpoint(
+    caller: CurrentCaller, services: Services, endpoint_id: str
+) -> None:
     """Remove a webhook endpoint."""
     await services.endpoints.delete(caller, endpoint_id)
 

@@ -1,0 +1,214 @@
+"""SqlJobQueue on real SQLite and PostgreSQL: order, scheduling, leases, retries, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pigeon.ports import Job, NewJob
+from pigeon.queue import SqlJobQueue
+from pigeon.store import connect
+
+if TYPE_CHECKING:
+    from conftest import Factory, Stores
+
+
+def _job(
+    stores: Stores,
+    job_id: str,
+    *,
+    kind: str = "dispatch",
+    priority: int = 0,
+    run_at: datetime | None = None,
+    payload: dict[str, object] | None = None,
+) -> NewJob:
+    return NewJob(
+        id=job_id,
+        kind=kind,
+        payload={"id": job_id} if payload is None else payload,
+        run_at=stores.clock.now() if run_at is None else run_at,
+        priority=priority,
+    )
+
+
+async def test_claims_highest_priority_first_then_earliest(stores: Stores) -> None:
+    """Priority 30 comes before 20 before 10; within a priority the earlier job first."""
+    now = stores.clock.now()
+    await stores.queue.enqueue(
+        [
+            _job(stores, "m1", priority=10, run_at=now - timedelta(seconds=9)),
+            _job(stores, "t1", priority=20, run_at=now - timedelta(seconds=1)),
+            _job(stores, "o2", priority=30, run_at=now - timedelta(seconds=1)),
+            _job(stores, "o1", priority=30, run_at=now - timedelta(seconds=5)),
+            _job(stores, "t0", priority=20, run_at=now - timedelta(seconds=2)),
+        ]
+    )
+
+    first = await stores.queue.claim(["dispatch"], 3, "w1", 30)
+    rest = await stores.queue.claim(["dispatch"], 10, "w1", 30)
+
+    assert [job.id for job in first] == ["o1", "o2", "t0"]
+    assert [job.id for job in rest] == ["t1", "m1"]
+    assert first[0].run_at == now - timedelta(seconds=5)
+    assert first[0].payload == {"id": "o1"}
+    assert first[0].lease_owner == "w1"
+    assert first[0].lease_until == now + timedelta(seconds=30)
+    assert first[0].attempts == 0
+
+
+async def test_future_jobs_wait_until_due(stores: Stores) -> None:
+    """A job scheduled for later is not claimed before its time, and is right after."""
+    await stores.queue.enqueue(
+        [_job(stores, "later", run_at=stores.clock.now() + timedelta(seconds=60))]
+    )
+
+    assert await stores.queue.claim(["dispatch"], 10, "w1", 30) == []
+    stores.clock.advance(59)
+    assert await stores.queue.claim(["dispatch"], 10, "w1", 30) == []
+    stores.clock.advance(1)
+    assert [job.id for job in await stores.queue.claim(["dispatch"], 10, "w1", 30)] == ["later"]
+
+
+async def test_claims_only_the_kinds_asked_for(stores: Stores) -> None:
+    """A claim for one kind leaves the other kinds' jobs alone."""
+    await stores.queue.enqueue(
+        [_job(stores, "d", kind="dispatch"), _job(stores, "w", kind="webhook", priority=99)]
+    )
+
+    claimed = await stores.queue.claim(["dispatch"], 10, "w1", 30)
+    both = await stores.queue.claim(["dispatch", "webhook"], 10, "w1", 30)
+
+    assert [job.id for job in claimed] == ["d"]
+    assert [job.id for job in both] == ["w"]
+
+
+async def test_an_expired_lease_is_taken_over(stores: Stores) -> None:
+    """Once a lease runs out another owner claims the job; the first owner can no longer
+    complete it, and the take-over counts as an attempt."""
+    await stores.queue.enqueue([_job(stores, "j")])
+    [held] = await stores.queue.claim(["dispatch"], 10, "crashed", 30)
+
+    assert await stores.queue.claim(["dispatch"], 10, "w2", 30) == []
+    stores.clock.advance(29)
+    assert await stores.queue.claim(["dispatch"], 10, "w2", 30) == []
+    stores.clock.advance(1)
+    [taken] = await stores.queue.claim(["dispatch"], 10, "w2", 30)
+
+    assert taken.id == held.id
+    assert taken.lease_owner == "w2"
+    assert taken.attempts == 1
+    await stores.queue.complete("j", "crashed")
+    assert await stores.queue.pending() == {"dispatch": 1}
+    await stores.queue.complete("j", "w2")
+    assert await stores.queue.pending() == {}
+
+
+async def test_retry_reschedules_with_one_more_attempt(stores: Stores, database_url: str) -> None:
+    """A retried job comes back at its new time with attempts + 1 and the error recorded."""
+    await stores.queue.enqueue([_job(stores, "j")])
+    [job] = await stores.queue.claim(["dispatch"], 10, "w1", 30)
+
+    await stores.queue.retry("j", "someone-else", stores.clock.now(), "not mine")
+    await stores.queue.retry("j", "w1", stores.clock.now() + timedelta(seconds=120), "timeout")
+
+    assert await stores.queue.claim(["dispatch"], 10, "w1", 30) == []
+    stores.clock.advance(119)
+    assert await stores.queue.claim(["dispatch"], 10, "w1", 30) == []
+    stores.clock.advance(1)
+    [again] = await stores.queue.claim(["dispatch"], 10, "w2", 30)
+    assert again.attempts == job.attempts + 1
+    async with stores.database.read() as connection:
+        table = stores.database.metadata.tables["jobs"]
+        row = (await connection.execute(table.select())).one()
+    assert row.last_error == "timeout"
+
+
+async def test_an_immediate_retry_is_claimable_at_once(stores: Stores) -> None:
+    """Retrying with a time already passed makes the job ready straight away."""
+    await stores.queue.enqueue([_job(stores, "j")])
+    await stores.queue.claim(["dispatch"], 10, "w1", 30)
+
+    await stores.queue.retry("j", "w1", stores.clock.now(), "again")
+
+    assert [job.attempts for job in await stores.queue.claim(["dispatch"], 10, "w1", 30)] == [1]
+
+
+async def test_enqueueing_an_existing_id_is_ignored(stores: Stores) -> None:
+    """A duplicate job id neither fails nor replaces the first job."""
+    await stores.queue.enqueue([_job(stores, "j", payload={"v": 1})])
+
+    await stores.queue.enqueue([_job(stores, "j", payload={"v": 2}), _job(stores, "k")])
+    await stores.queue.enqueue([_job(stores, "j"), _job(stores, "j")])
+
+    claimed = await stores.queue.claim(["dispatch"], 10, "w1", 30)
+    assert sorted((job.id, job.payload.get("v")) for job in claimed) == [("j", 1), ("k", None)]
+
+
+async def test_pending_counts_jobs_by_kind(stores: Stores) -> None:
+    """Pending counts every job not completed yet, per kind."""
+    later = stores.clock.now() + timedelta(hours=1)
+    await stores.queue.enqueue(
+        [
+            _job(stores, "a"),
+            _job(stores, "b", run_at=later),
+            _job(stores, "c", kind="webhook"),
+        ]
+    )
+    await stores.queue.claim(["dispatch"], 1, "w1", 30)
+
+    assert await stores.queue.pending() == {"dispatch": 2, "webhook": 1}
+
+
+async def test_accepted_messages_jobs_are_claimable(stores: Stores, factory: Factory) -> None:
+    """Jobs written by accept (the outbox) are the queue's jobs."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+
+    [job] = await stores.queue.claim(["dispatch"], 10, "w1", 30)
+
+    assert job.id == f"dispatch:{message.id}"
+    assert job.priority == 30
+
+
+async def test_concurrent_claimers_never_share_a_job(stores: Stores, database_url: str) -> None:
+    """Claimers on one database and on a second one (another engine, like another node) claim
+    each job exactly once between them."""
+    await stores.queue.enqueue([_job(stores, f"j{i:04d}") for i in range(600)])
+    other = await connect(database_url)
+    try:
+        queues = [stores.queue, SqlJobQueue(other, stores.clock)]
+
+        async def drain(queue: SqlJobQueue, owner: str) -> list[Job]:
+            got: list[Job] = []
+            while batch := await queue.claim(["dispatch"], 25, owner, 300):
+                got.extend(batch)
+            return got
+
+        results = await asyncio.gather(
+            *(drain(queues[i % 2], f"w{i}") for i in range(8)),
+        )
+    finally:
+        await other.close()
+
+    claimed = [job.id for batch in results for job in batch]
+    assert len(claimed) == 600
+    assert len(set(claimed)) == 600
+    assert sum(1 for batch in results if batch) > 1
+
+
+async def test_claiming_thousands_of_jobs_is_fast(stores: Stores) -> None:
+    """Five thousand jobs are claimed and completed in batches well within a few seconds."""
+    await stores.queue.enqueue([_job(stores, f"j{i:05d}", priority=i % 3) for i in range(5000)])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    claimed = 0
+    while batch := await stores.queue.claim(["dispatch"], 500, "w1", 60):
+        claimed += len(batch)
+        await asyncio.gather(*(stores.queue.complete(job.id, "w1") for job in batch))
+
+    assert claimed == 5000
+    assert loop.time() - started < 10
+    assert await stores.queue.pending() == {}
