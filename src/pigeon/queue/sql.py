@@ -42,6 +42,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pigeon.ports import Clock, Job, NewJob
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 #: How many waiting jobs one claim wakes at most (the rest wake at the next claims).
 WAKE_BATCH: Final = 5_000
@@ -58,6 +60,12 @@ class QueueDatabase(Protocol):
 
     async def write(self, operation: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
 
+    async def write_batched(
+        self,
+        run: Callable[[AsyncConnection, Sequence[ItemT]], Awaitable[Sequence[ResultT | Exception]]],
+        item: ItemT,
+    ) -> ResultT: ...
+
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
 
@@ -69,6 +77,8 @@ class SqlJobQueue:
         self._clock = clock
         self._postgres = database.dialect == "postgresql"
         self._jobs = database.metadata.tables["jobs"]
+        # Bound once: the writer groups the completions of a batch by this callable.
+        self._complete_run = self._complete_batch
 
     async def enqueue(self, jobs: Sequence[NewJob]) -> None:
         """Add jobs durably; ids already present are ignored (enqueueing is idempotent)."""
@@ -126,13 +136,21 @@ class SqlJobQueue:
 
     async def complete(self, job_id: str, owner: str) -> None:
         """Delete the job if ``owner`` still holds it; otherwise do nothing."""
+        await self._db.write_batched(self._complete_run, (job_id, owner))
+
+    async def _complete_batch(
+        self, connection: AsyncConnection, items: Sequence[tuple[str, str]]
+    ) -> list[None]:
+        # One DELETE per owner in the batch (usually one or two), not one per job.
+        by_owner: dict[str, list[str]] = {}
+        for job_id, owner in items:
+            by_owner.setdefault(owner, []).append(job_id)
         table = self._jobs
-        statement = sa.delete(table).where(table.c.id == job_id, table.c.lease_owner == owner)
-
-        async def delete(connection: AsyncConnection) -> None:
-            await connection.execute(statement)
-
-        await self._db.write(delete)
+        for owner, ids in by_owner.items():
+            await connection.execute(
+                sa.delete(table).where(table.c.lease_owner == owner, self._one_of(table.c.id, ids))
+            )
+        return [None] * len(items)
 
     async def retry(self, job_id: str, owner: str, run_at: datetime, error: str) -> None:
         """Give the job back, due again at ``run_at``; its ``attempts`` grows by one."""
@@ -165,6 +183,13 @@ class SqlJobQueue:
         return {kind: int(count) for kind, count in rows}
 
     # --- statements -----------------------------------------------------------------------
+
+    def _one_of(self, column: sa.ColumnElement[Any], values: Sequence[Any]) -> Any:
+        # ``= ANY(array)`` on PostgreSQL: one prepared statement whatever the number of values.
+        if self._postgres:
+            array = sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+            return column == sa.any_(array)
+        return column.in_(list(values))
 
     def _wake(self, now: datetime) -> sa.Update:
         table = self._jobs
@@ -235,7 +260,7 @@ class SqlJobQueue:
         table = self._jobs
         statement = (
             sa.update(table)
-            .where(table.c.id.in_(list(due)))
+            .where(self._one_of(table.c.id, list(due)))
             .values(self._lease_values(owner, until))
             .returning(
                 table.c.id, table.c.kind, table.c.payload, table.c.priority, table.c.attempts

@@ -177,4 +177,5 @@ class DeliverWebhook:
 
     @staticmethod
     def _attempt_number(job: Job) -> int:
-        return max(1, job.attempts)
+        # A job's first claim sees attempts == 0; every retry adds one.
+        return job.attempts + 1

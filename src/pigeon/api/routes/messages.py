@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.params import HeaderParameter, Parameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from pigeon.api.dependencies import CurrentCaller, Services
 from pigeon.api.problems import ApiError, problem_responses
@@ -30,6 +30,7 @@ from pigeon.services.queries import MAX_PAGE
 from pigeon.services.webhook_endpoints import check_url
 
 MAX_IDEMPOTENCY_KEY = 255
+MessageId = Annotated[str, PathParameter(description="The message id, `msg_...`.")]
 MAX_CURSOR = 100
 TAGS = ["Messages"]
 
@@ -121,7 +122,9 @@ async def preview_message(
     description="The message with its status history and, when multipart, its parts.",
     responses=problem_responses(400, 401, 404),
 )
-async def get_message(caller: CurrentCaller, services: Services, message_id: str) -> MessageDetail:
+async def get_message(
+    caller: CurrentCaller, services: Services, message_id: MessageId
+) -> MessageDetail:
     """One message of the caller's tenant."""
     message, events = await services.read.get(caller, message_id)
     return message_detail(message, events)
@@ -142,26 +145,30 @@ async def list_messages(
     caller: CurrentCaller,
     services: Services,
     status: Annotated[
-        MessageStatus | None, Parameter(description="Only messages with this status.")
+        MessageStatus | None, QueryParameter(description="Only messages with this status.")
     ] = None,
     to: Annotated[
         str | None,
-        Parameter(description="Only messages to this number (normalised like `to` in a send)."),
+        QueryParameter(
+            description="Only messages to this number (normalised like `to` in a send)."
+        ),
     ] = None,
     created_after: Annotated[
         datetime | None,
-        Parameter(description="Only messages created at or after this ISO-8601 time (with zone)."),
+        QueryParameter(
+            description="Only messages created at or after this ISO-8601 time (with zone)."
+        ),
     ] = None,
     created_before: Annotated[
         datetime | None,
-        Parameter(description="Only messages created before this ISO-8601 time (with zone)."),
+        QueryParameter(description="Only messages created before this ISO-8601 time (with zone)."),
     ] = None,
     limit: Annotated[
-        int, Parameter(ge=1, le=MAX_PAGE, description=f"Page size, 1 to {MAX_PAGE}.")
+        int, QueryParameter(ge=1, le=MAX_PAGE, description=f"Page size, 1 to {MAX_PAGE}.")
     ] = 50,
     cursor: Annotated[
         str | None,
-        Parameter(max_length=MAX_CURSOR, description="`next_cursor` of the previous page."),
+        QueryParameter(max_length=MAX_CURSOR, description="`next_cursor` of the previous page."),
     ] = None,
 ) -> MessagePage:
     """A page of the caller's messages."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post
+from litestar.params import PathParameter
 
 from pigeon.api.dependencies import CurrentCaller, Services
 from pigeon.api.problems import problem_responses
@@ -19,6 +20,7 @@ from pigeon.api.schemas import (
 )
 
 TAGS = ["Webhook endpoints"]
+EndpointId = Annotated[str, PathParameter(description="The endpoint id, `whe_...`.")]
 
 
 @post(
@@ -70,7 +72,7 @@ async def list_webhook_endpoints(caller: CurrentCaller, services: Services) -> W
     responses=problem_responses(400, 401, 404),
 )
 async def get_webhook_endpoint(
-    caller: CurrentCaller, services: Services, endpoint_id: str
+    caller: CurrentCaller, services: Services, endpoint_id: EndpointId
 ) -> WebhookEndpointResponse:
     """One webhook endpoint."""
     return endpoint_response(await services.endpoints.get(caller, endpoint_id))
@@ -85,7 +87,7 @@ async def get_webhook_endpoint(
     responses=problem_responses(400, 401, 404),
 )
 async def delete_webhook_endpoint(
-    caller: CurrentCaller, services: Services, endpoint_id: str
+    caller: CurrentCaller, services: Services, endpoint_id: EndpointId
 ) -> None:
     """Remove a webhook endpoint."""
     await services.endpoints.delete(caller, endpoint_id)

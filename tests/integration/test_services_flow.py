@@ -1,0 +1,369 @@
+"""The use cases together on a real database: accept, dispatch, receipts, expiry, webhooks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+from conftest import Stores
+
+from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant
+from pigeon.domain.errors import CarrierError, PermanentFailure, TemporaryFailure
+from pigeon.domain.messages import Category, Message, MessageStatus
+from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
+from pigeon.ids import UlidFactory
+from pigeon.services.accept import AcceptMessage, SendRequest
+from pigeon.services.authenticate import Caller
+from pigeon.services.dispatch import DispatchMessage, ExpireMessage, RetryPolicy, SandboxRouter
+from pigeon.services.events import EndpointDirectory, EventRecorder
+from pigeon.services.notify import DeliverWebhook, NotifyEvent
+from pigeon.services.receipts import ApplyReceipt
+from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
+from pigeon.testing import FakeConnector
+from pigeon.webhooks.sender import AiohttpWebhookSender
+from pigeon.webhooks.signing import new_secret, signature_headers, verify
+
+S = MessageStatus
+
+
+class Receiver:
+    """A real HTTP server on loopback that records webhooks and answers a scripted status."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.status = 204
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.received.append((dict(request.headers), await request.read()))
+        return web.Response(status=self.status)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        assert site._server is not None
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def types(self) -> list[str]:
+        return [json.loads(body)["type"] for _, body in self.received]
+
+
+@dataclass
+class Pipeline:
+    """Every use case wired on the test's stores, run job by job with a fake clock."""
+
+    stores: Stores
+    connector: FakeConnector
+    caller: Caller
+    accept: AcceptMessage
+    endpoints: ManageWebhookEndpoints
+    receipts: ApplyReceipt
+    handlers: dict[str, Callable[[Any], Any]]
+    callback_secret: Callable[[str], str]
+    script: dict[str, CarrierError | list[CarrierError]]
+    ran: list[str] = field(default_factory=list)
+
+    async def drain(self, rounds: int = 20) -> None:
+        """Run due jobs until none is due."""
+        for _ in range(rounds):
+            jobs = await self.stores.queue.claim(list(self.handlers), 100, "test", 30)
+            if not jobs:
+                return
+            for job in jobs:
+                self.ran.append(job.kind)
+                await self.handlers[job.kind](job)
+
+    async def send(self, **fields: Any) -> Message:
+        """Accept a message through the use case."""
+        fields.setdefault("to", "+14155550100")
+        fields.setdefault("body", "hello")
+        return (await self.accept(self.caller, SendRequest(**fields))).message
+
+    async def status(self, message_id: str) -> MessageStatus:
+        message = await self.stores.messages.get_message(message_id)
+        assert message is not None
+        return message.status
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on loopback."""
+    hook = Receiver()
+    await hook.start()
+    yield hook
+    await hook.stop()
+
+
+@pytest.fixture
+async def pipeline(stores: Stores) -> AsyncIterator[Pipeline]:
+    """The use cases on real stores, with a scriptable carrier."""
+    script: dict[str, CarrierError | list[CarrierError]] = {}
+
+    def outcome(message: Message) -> CarrierError | None:
+        planned = script.get(message.to)
+        if isinstance(planned, list):
+            return planned.pop(0) if planned else None
+        return planned
+
+    ids = UlidFactory()
+    clock = stores.clock
+    connector = FakeConnector("fake", outcome)
+    directory = EndpointDirectory(stores.webhooks, ttl_seconds=0)
+    recorder = EventRecorder(ids, clock, directory)
+    tenant = Tenant(ids.new("ten"), "acme", None, clock.now())
+    await stores.accounts.create_tenant(tenant)
+    key = ApiKey(ids.new("key"), tenant.id, KeyMode.LIVE, Role.TENANT, "d" * 64, "pk", clock.now())
+    sender = AiohttpWebhookSender()
+    receipts = ApplyReceipt(stores.messages, stores.queue, recorder, clock)
+
+    def callback_secret(tenant_id: str) -> str:
+        return "whsec_" + "Y2FsbGJhY2stc2VjcmV0LWZvci10ZXN0cw=="
+
+    handlers: dict[str, Callable[[Any], Any]] = {
+        "dispatch": DispatchMessage(
+            stores.messages,
+            stores.queue,
+            SandboxRouter(connector, connector),
+            recorder,
+            clock,
+            ids,
+            RetryPolicy(delays=(2, 5)),
+        ),
+        "receipt": receipts.from_job,
+        "expire": ExpireMessage(stores.messages, recorder, clock),
+        "notify": NotifyEvent(stores.messages, stores.webhooks, stores.queue),
+        "webhook": DeliverWebhook(
+            stores.webhooks,
+            stores.queue,
+            sender,
+            signature_headers,
+            callback_secret,
+            clock,
+            ids,
+            timeout=5,
+        ),
+    }
+    built = Pipeline(
+        stores=stores,
+        connector=connector,
+        caller=Caller(tenant, key),
+        accept=AcceptMessage(stores.messages, clock, ids, recorder),
+        endpoints=ManageWebhookEndpoints(stores.webhooks, ids, clock, directory, new_secret),
+        receipts=receipts,
+        handlers=handlers,
+        callback_secret=callback_secret,
+        script=script,
+    )
+    yield built
+    await sender.close()
+
+
+async def test_message_goes_from_accept_to_delivered(pipeline: Pipeline) -> None:
+    """accept -> queued, dispatch -> sent with a carrier id, DELIVRD receipt -> delivered."""
+    message = await pipeline.send()
+    assert message.status is S.QUEUED
+    await pipeline.drain()
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None and stored.status is S.SENT
+    carrier_id = stored.parts[0].carrier_message_id
+    assert carrier_id is not None
+    await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.DELIVRD))
+    events = await pipeline.stores.messages.events_of(message.id)
+    assert [e.status for e in events] == [S.QUEUED, S.SENDING, S.SENT, S.DELIVERED]
+    assert [e.sequence for e in events] == [1, 2, 3, 4]
+
+
+async def test_duplicate_receipts_change_nothing(pipeline: Pipeline) -> None:
+    """The same receipt applied twice yields one delivered event."""
+    message = await pipeline.send()
+    await pipeline.drain()
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    carrier_id = stored.parts[0].carrier_message_id or ""
+    for _ in range(2):
+        await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.DELIVRD))
+    events = await pipeline.stores.messages.events_of(message.id)
+    assert [e.status for e in events].count(S.DELIVERED) == 1
+
+
+async def test_temporary_failure_is_retried_with_backoff(pipeline: Pipeline) -> None:
+    """A temporary failure leaves the message queued, logs the attempt and retries later."""
+    pipeline.script["+14155550100"] = [TemporaryFailure("busy")]
+    message = await pipeline.send()
+    await pipeline.drain()
+    assert await pipeline.status(message.id) is S.QUEUED
+    events = await pipeline.stores.messages.events_of(message.id)
+    assert events[-1].type == "message.attempt_failed"
+    pipeline.stores.clock.advance(1)
+    await pipeline.drain()
+    assert await pipeline.status(message.id) is S.QUEUED
+    pipeline.stores.clock.advance(2)
+    await pipeline.drain()
+    assert await pipeline.status(message.id) is S.SENT
+    assert len(pipeline.connector.submitted) == 2
+
+
+async def test_temporary_failures_past_the_budget_fail(pipeline: Pipeline) -> None:
+    """When every retry fails, the message fails with the carrier's error code."""
+    pipeline.script["+14155550100"] = TemporaryFailure("down")
+    message = await pipeline.send()
+    for _ in range(4):
+        await pipeline.drain()
+        pipeline.stores.clock.advance(10)
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None and stored.status is S.FAILED
+    assert stored.error_code == "carrier_temporary_failure"
+    assert len(pipeline.connector.submitted) == 3
+
+
+async def test_permanent_failure_fails_at_once(pipeline: Pipeline) -> None:
+    """A permanent carrier failure fails the message on the first attempt, with a code."""
+    pipeline.script["+14155550100"] = PermanentFailure("no route")
+    message = await pipeline.send()
+    await pipeline.drain()
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None and stored.status is S.FAILED
+    assert stored.error_code == "carrier_rejected"
+
+
+async def test_silent_carrier_ends_unknown_and_late_receipt_corrects(pipeline: Pipeline) -> None:
+    """No receipt within the validity -> unknown; a late DELIVRD still makes it delivered."""
+    message = await pipeline.send(validity_seconds=600)
+    await pipeline.drain()
+    pipeline.stores.clock.advance(600 + 11 * 60)
+    await pipeline.drain()
+    assert await pipeline.status(message.id) is S.UNKNOWN
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    carrier_id = stored.parts[0].carrier_message_id or ""
+    await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.DELIVRD))
+    assert await pipeline.status(message.id) is S.DELIVERED
+
+
+async def test_receipt_before_submit_result_is_parked_then_applied(pipeline: Pipeline) -> None:
+    """A receipt that overtakes the submit result waits as a job and applies afterwards."""
+    expected_id = "FAKE-00000001"  # the fake carrier's first id, in another letter case
+    matched = await pipeline.receipts(DeliveryReceipt("fake", expected_id, ReceiptStatus.DELIVRD))
+    assert not matched
+    message = await pipeline.send()
+    await pipeline.drain()
+    assert await pipeline.status(message.id) is S.SENT
+    pipeline.stores.clock.advance(6)
+    await pipeline.drain()
+    assert await pipeline.status(message.id) is S.DELIVERED
+
+
+async def test_validity_ending_before_dispatch_expires(pipeline: Pipeline) -> None:
+    """A message whose validity ended while queued expires without reaching the carrier."""
+    message = await pipeline.send(validity_seconds=60)
+    pipeline.stores.clock.advance(61)
+    await pipeline.drain()
+    assert await pipeline.status(message.id) is S.EXPIRED
+    assert pipeline.connector.submitted == []
+
+
+async def test_scheduled_message_waits_for_send_at(pipeline: Pipeline) -> None:
+    """send_at in the future -> scheduled, dispatched only once that time has come."""
+    send_at = pipeline.stores.clock.now() + timedelta(minutes=5)
+    message = await pipeline.send(send_at=send_at)
+    assert message.status is S.SCHEDULED
+    await pipeline.drain()
+    assert pipeline.connector.submitted == []
+    pipeline.stores.clock.advance(301)
+    await pipeline.drain()
+    assert await pipeline.status(message.id) is S.SENT
+
+
+async def test_otp_is_claimed_before_marketing(pipeline: Pipeline) -> None:
+    """With a marketing backlog queued, an OTP accepted later is dispatched first."""
+    for n in range(5):
+        await pipeline.send(body=f"promo {n}", category=Category.MARKETING)
+    otp = await pipeline.send(body="code 1234", category=Category.OTP)
+    jobs = await pipeline.stores.queue.claim(["dispatch"], 1, "test", 30)
+    assert jobs[0].payload["message_id"] == otp.id
+
+
+async def test_webhooks_are_signed_and_ordered(pipeline: Pipeline, receiver: Receiver) -> None:
+    """An endpoint gets queued/sent/delivered events that verify, with growing sequences."""
+    endpoint = await pipeline.endpoints.create(pipeline.caller, receiver.url, None)
+    message = await pipeline.send()
+    await pipeline.drain()
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    carrier_id = stored.parts[0].carrier_message_id or ""
+    await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.DELIVRD))
+    await pipeline.drain()
+    assert receiver.types() == [
+        "message.queued",
+        "message.sent",
+        "message.delivered",
+    ]
+    now = int(pipeline.stores.clock.now().timestamp())
+    sequences = []
+    for headers, body in receiver.received:
+        verify(endpoint.secret, headers, body, now)
+        data = json.loads(body)["data"]
+        assert data["id"] == message.id
+        sequences.append(data["status_sequence"])
+    assert sequences == sorted(sequences)
+
+
+async def test_callback_url_gets_events_signed_with_tenant_secret(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    """A message's callback_url receives its events, signed with the tenant's callback secret."""
+    await pipeline.send(callback_url=receiver.url)
+    await pipeline.drain()
+    assert receiver.types() == ["message.queued", "message.sent"]
+    secret = pipeline.callback_secret(pipeline.caller.tenant.id)
+    now = int(pipeline.stores.clock.now().timestamp())
+    for headers, body in receiver.received:
+        verify(secret, headers, body, now)
+
+
+async def test_failed_webhook_is_retried_and_every_attempt_logged(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    """A 500 is retried after the backoff; both attempts are in the delivery log."""
+    await pipeline.endpoints.create(pipeline.caller, receiver.url, ["message.queued"])
+    receiver.status = 500
+    await pipeline.send()
+    await pipeline.drain()
+    assert len(receiver.received) == 1
+    event_id = json.loads(receiver.received[0][1])["id"]
+    receiver.status = 200
+    pipeline.stores.clock.advance(6)
+    await pipeline.drain()
+    assert len(receiver.received) == 2
+    attempts = await pipeline.stores.webhooks.attempts_for(event_id)
+    assert [(a.attempt, a.status_code) for a in attempts] == [(1, 500), (2, 200)]
+    assert receiver.received[0][1] == receiver.received[1][1]
+
+
+async def test_gone_endpoint_is_disabled(pipeline: Pipeline, receiver: Receiver) -> None:
+    """A 410 answer disables the endpoint; later events are not sent to it."""
+    endpoint = await pipeline.endpoints.create(pipeline.caller, receiver.url, None)
+    receiver.status = 410
+    await pipeline.send()
+    await pipeline.drain()
+    stored = await pipeline.stores.webhooks.get_endpoint(endpoint.id)
+    assert stored is not None and stored.disabled_at is not None
+    count = len(receiver.received)
+    await pipeline.send()
+    await pipeline.drain()
+    assert len(receiver.received) == count
