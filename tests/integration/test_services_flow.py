@@ -179,7 +179,8 @@ async def test_message_goes_from_accept_to_delivered(pipeline: Pipeline) -> None
     assert message.status is S.QUEUED
     await pipeline.drain()
     stored = await pipeline.stores.messages.get_message(message.id)
-    assert stored is not None and stored.status is S.SENT
+    assert stored is not None
+    assert stored.status is S.SENT
     carrier_id = stored.parts[0].carrier_message_id
     assert carrier_id is not None
     await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.DELIVRD))
@@ -226,7 +227,8 @@ async def test_temporary_failures_past_the_budget_fail(pipeline: Pipeline) -> No
         await pipeline.drain()
         pipeline.stores.clock.advance(10)
     stored = await pipeline.stores.messages.get_message(message.id)
-    assert stored is not None and stored.status is S.FAILED
+    assert stored is not None
+    assert stored.status is S.FAILED
     assert stored.error_code == "carrier_temporary_failure"
     assert len(pipeline.connector.submitted) == 3
 
@@ -237,7 +239,8 @@ async def test_permanent_failure_fails_at_once(pipeline: Pipeline) -> None:
     message = await pipeline.send()
     await pipeline.drain()
     stored = await pipeline.stores.messages.get_message(message.id)
-    assert stored is not None and stored.status is S.FAILED
+    assert stored is not None
+    assert stored.status is S.FAILED
     assert stored.error_code == "carrier_rejected"
 
 
@@ -362,7 +365,8 @@ async def test_gone_endpoint_is_disabled(pipeline: Pipeline, receiver: Receiver)
     await pipeline.send()
     await pipeline.drain()
     stored = await pipeline.stores.webhooks.get_endpoint(endpoint.id)
-    assert stored is not None and stored.disabled_at is not None
+    assert stored is not None
+    assert stored.disabled_at is not None
     count = len(receiver.received)
     await pipeline.send()
     await pipeline.drain()
