@@ -13,7 +13,6 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from litestar.testing import AsyncTestClient
 
 from pigeon.api.app import ApiServices, create_app
 from pigeon.api.problems import PROBLEMS, TYPE_PREFIX
@@ -44,7 +43,7 @@ MISSING = object()
 class Api:
     """The app under test, its client and what stands behind it."""
 
-    client: AsyncTestClient[Any]
+    client: httpx.AsyncClient
     services: ApiServices
     messages: SqlMessageStore
     tenant: Tenant
@@ -123,7 +122,10 @@ async def api(database: Database) -> AsyncIterator[Api]:
     tenant = await _tenant_with_key(accounts, ids, "acme", KEY, None)
     other = await _tenant_with_key(accounts, ids, "globex", OTHER_KEY, "GB")
     app = create_app(services, max_body_bytes=MAX_BODY)
-    async with AsyncTestClient(app) as client:
+    # The app runs on the test's event loop, like the database it uses (Litestar's
+    # AsyncTestClient would run it on a portal thread with a loop of its own).
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://pigeon.test") as client:
         yield Api(client, services, messages, tenant, other, ready)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from pigeon.smpp.constants import RESPONSE_BIT, CommandId, CommandStatus, DestFlag
 from pigeon.smpp.pdu import (
@@ -411,7 +412,7 @@ class DecodeError:
         return _response(self.command_id, self.sequence_number, self.status)
 
 
-DecodeResult = Pdu | DecodeError
+DecodeResult: TypeAlias = Pdu | DecodeError
 """What the decoder yields per frame."""
 
 
@@ -493,9 +494,14 @@ def _dec_bind(cls: type[BindTransmitter | BindReceiver | BindTransceiver]) -> _D
         if pos + 3 > end:
             raise _short("interface_version")
         version, ton, npi = buf[pos], buf[pos + 1], buf[pos + 2]
-        address_range, pos = _cstr(
-            buf, pos + 3, end, ADDRESS_RANGE, _S.ESME_RBINDFAIL, "address_range"
-        )
+        pos += 3
+        if pos == end:
+            # Tolerated: some ESMEs drop the trailing empty address_range altogether.
+            address_range = ""
+        else:
+            address_range, pos = _cstr(
+                buf, pos, end, ADDRESS_RANGE, _S.ESME_RBINDFAIL, "address_range"
+            )
         return cls(
             sequence_number=seq,
             command_status=status,
@@ -665,6 +671,14 @@ def _dec_sm(cls: type[SubmitSm | DeliverSm]) -> _Decoder:
 
 def _dec_message_id_resp(cls: type[SubmitSmResp | DeliverSmResp | DataSmResp]) -> _Decoder:
     def decode(buf: bytes, pos: int, end: int, seq: int, status: int) -> Pdu:
+        if buf.find(b"\x00", pos, end) < 0 and end - pos < MESSAGE_ID:
+            # Tolerated: SMSCs that send the message_id without its NUL. Rejecting the
+            # response would make us resubmit a message the carrier accepted.
+            return cls(
+                sequence_number=seq,
+                command_status=status,
+                message_id=buf[pos:end].decode("latin-1"),
+            )
         message_id, pos = _cstr(buf, pos, end, MESSAGE_ID, _S.ESME_RINVMSGID, "message_id")
         return cls(
             sequence_number=seq,

@@ -212,6 +212,11 @@ class _ShortMessage(Pdu):
     sm_default_msg_id: int = 0
     short_message: bytes = b""
 
+    @property
+    def sm_length(self) -> int:
+        """The sm_length field: octets in short_message (0..254)."""
+        return len(self.short_message)
+
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class SubmitSm(_ShortMessage):
@@ -299,6 +304,11 @@ class SubmitMulti(Pdu):
     data_coding: int = 0
     sm_default_msg_id: int = 0
     short_message: bytes = b""
+
+    @property
+    def sm_length(self) -> int:
+        """The sm_length field: octets in short_message (0..254)."""
+        return len(self.short_message)
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -396,6 +406,11 @@ class ReplaceSm(Pdu):
     registered_delivery: int = 0
     sm_default_msg_id: int = 0
     short_message: bytes = b""
+
+    @property
+    def sm_length(self) -> int:
+        """The sm_length field: octets in short_message (0..254)."""
+        return len(self.short_message)
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeAlias
 
 from pigeon.smpp.codec import DecodeError, DecodeResult, response_for
 from pigeon.smpp.constants import RESPONSE_BIT, CommandId, CommandStatus
@@ -176,7 +177,7 @@ class StateChanged:
     new: SessionState
 
 
-Event = (
+Event: TypeAlias = (
     Transmit
     | RequestReceived
     | ResponseReceived

@@ -169,6 +169,11 @@ class Database:
         return self._writer
 
     @property
+    def write_engine(self) -> AsyncEngine:
+        """The writer's engine (one connection on SQLite). Write through ``write()``."""
+        return self._write_engine
+
+    @property
     def read_engine(self) -> AsyncEngine:
         """The engine reads use (read-only connections on SQLite)."""
         return self._read_engine

@@ -27,8 +27,9 @@ from pigeon.ports import (
     Mutation,
     NewJob,
 )
+from pigeon.store.bulk import BulkInsert
 from pigeon.store.database import Database
-from pigeon.store.statements import execute_many, insert_jobs, one_of, upsert
+from pigeon.store.statements import execute_many, job_row, one_of, upsert
 from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, messages
 
 #: The most messages one page of ``list_messages`` holds, whatever the query asks.
@@ -74,6 +75,11 @@ class SqlMessageStore:
         self._db = database
         self._clock = clock
         self._dialect = database.dialect
+        self._insert_messages = BulkInsert(messages, self._dialect)
+        self._insert_parts = BulkInsert(message_parts, self._dialect)
+        self._insert_events = BulkInsert(events, self._dialect)
+        self._insert_jobs = BulkInsert(jobs, self._dialect, ignore_duplicates=True)
+        self._insert_keys = BulkInsert(idempotency_keys, self._dialect)
         # Bound once: the writer groups batched items by this callable.
         self._accept_run = self._accept_batch
         self._mutate_run = self._mutate_batch
@@ -173,21 +179,14 @@ class SqlMessageStore:
         if not fresh:
             return
         now = self._clock.now()
-        await execute_many(
-            connection, sa.insert(messages), [_message_row(a.message) for a in fresh]
+        await self._insert_messages(connection, [_message_row(a.message) for a in fresh])
+        await self._insert_parts(
+            connection, [_part_row(a.message, p) for a in fresh for p in a.message.parts]
         )
-        await execute_many(
+        await self._insert_events(connection, [_event_row(e) for a in fresh for e in a.events])
+        await self._insert_jobs(connection, [job_row(j, now) for a in fresh for j in a.jobs])
+        await self._insert_keys(
             connection,
-            sa.insert(message_parts),
-            [_part_row(a.message, part) for a in fresh for part in a.message.parts],
-        )
-        await execute_many(
-            connection, sa.insert(events), [_event_row(e) for a in fresh for e in a.events]
-        )
-        await insert_jobs(connection, self._dialect, [j for a in fresh for j in a.jobs], now)
-        await execute_many(
-            connection,
-            sa.insert(idempotency_keys),
             [_idempotency_row(a.idempotency) for a in fresh if a.idempotency is not None],
         )
 
@@ -235,8 +234,9 @@ class SqlMessageStore:
             upsert(message_parts, self._dialect, ("message_id", "part_index"), _PART_STATE),
             [_part_row(m, part) for m in changed.values() for part in m.parts],
         )
-        await execute_many(connection, sa.insert(events), [_event_row(e) for e in new_events])
-        await insert_jobs(connection, self._dialect, new_jobs, self._clock.now())
+        await self._insert_events(connection, [_event_row(e) for e in new_events])
+        now = self._clock.now()
+        await self._insert_jobs(connection, [job_row(job, now) for job in new_jobs])
         return results
 
     # --- reads ----------------------------------------------------------------------------

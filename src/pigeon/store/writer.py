@@ -25,6 +25,9 @@ and deadlocks or serialisation failures retry it.
 Operations must be re-runnable (they may run again after a rollback) and must do nothing but
 database work on the given connection: the transaction, and every other writer, waits for them.
 
+A writer belongs to the event loop that started it; callers on other loops (test clients that
+run the app in a thread) get their results handed over thread-safely.
+
 On SQLite exactly one writer task (one connection) exists, so the database never answers
 ``SQLITE_BUSY`` to ourselves. On PostgreSQL ``tasks`` > 1 runs several batches in parallel.
 """
@@ -116,6 +119,7 @@ class Writer:
         self._wake = asyncio.Event()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._home: asyncio.AbstractEventLoop | None = None
         self.stats = WriterStats()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -124,6 +128,7 @@ class Writer:
         """Start the writer task(s); needs a running event loop."""
         if self._tasks:
             return
+        self._home = asyncio.get_running_loop()
         self._tasks = [
             asyncio.create_task(self._loop(), name=f"{self._name}-{index}")
             for index in range(self._task_count)
@@ -218,14 +223,12 @@ class Writer:
             self.stats.transactions += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(entries))
             for entry, result in zip(entries, results, strict=True):
-                if entry.future.done():
-                    continue
                 if isinstance(result, _Refused):
                     self.stats.failures += 1
-                    entry.future.set_exception(result.error)
+                    self._settle(entry.future, error=result.error)
                 else:
                     self.stats.operations += 1
-                    entry.future.set_result(result)
+                    self._settle(entry.future, result)
             return
 
     async def _transaction(self, entries: list[_Entry]) -> list[Any]:
@@ -264,7 +267,25 @@ class Writer:
         for entry in entries:
             if not entry.future.done():
                 self.stats.failures += 1
-                entry.future.set_exception(error)
+                self._settle(entry.future, error=error)
+
+    def _settle(
+        self, future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None
+    ) -> None:
+        loop = future.get_loop()
+        if loop is self._home:
+            _set(future, result, error)
+        else:  # a caller on another thread's event loop: hand the result over safely
+            loop.call_soon_threadsafe(_set, future, result, error)
+
+
+def _set(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 @dataclass(frozen=True, slots=True)

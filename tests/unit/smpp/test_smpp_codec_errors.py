@@ -391,3 +391,28 @@ def test_response_for_defaults_to_ok_and_refuses_responses() -> None:
     assert response_for(p.SubmitSm(sequence_number=2)) == p.SubmitSmResp(sequence_number=2)
     with pytest.raises(ValueError, match="never answered"):
         response_for(p.SubmitSmResp())
+
+
+# --- tolerated deviations seen in the field ---------------------------------------------------
+
+
+def test_message_id_without_nul_in_response_is_tolerated() -> None:
+    """submit_sm_resp whose message_id lacks its NUL still yields the id (no resubmission)."""
+    assert decode(frame(0x80000004, 3, b"7a3f")) == p.SubmitSmResp(
+        sequence_number=3, message_id="7a3f"
+    )
+
+
+def test_bind_without_trailing_address_range_is_tolerated() -> None:
+    """A bind whose body stops after addr_npi decodes with an empty address_range."""
+    body = c("esme") + c("pw") + c("") + b"\x34\x01\x01"
+    assert decode(frame(BIND_TX, 1, body)) == p.BindTransmitter(
+        sequence_number=1, system_id="esme", password="pw", addr_ton=1, addr_npi=1
+    )
+
+
+def test_sm_length_is_the_short_message_length() -> None:
+    """sm_length is derived from short_message on every PDU that has one."""
+    assert p.SubmitSm(short_message=b"abc").sm_length == 3
+    assert p.SubmitMulti(short_message=b"").sm_length == 0
+    assert p.ReplaceSm(short_message=b"x" * 254).sm_length == 254

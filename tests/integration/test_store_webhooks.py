@@ -1,0 +1,100 @@
+"""SqlWebhookStore on real SQLite and PostgreSQL: endpoints per tenant and the attempt log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from pigeon.domain.accounts import Tenant
+from pigeon.ports import WebhookAttempt, WebhookEndpoint
+
+if TYPE_CHECKING:
+    from conftest import Factory, Stores
+
+
+def _endpoint(stores: Stores, tenant: Tenant, suffix: str, *events: str) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=f"whe_{tenant.id[-6:]}{suffix}",
+        tenant_id=tenant.id,
+        url=f"https://hooks.example.test/{suffix}",
+        events=events,
+        secret=f"whsec_{suffix}",
+        created_at=stores.clock.now(),
+    )
+
+
+def _attempt(
+    stores: Stores, endpoint_id: str | None, number: int, **changes: object
+) -> WebhookAttempt:
+    values: dict[str, object] = {
+        "id": f"wha_{number}",
+        "event_id": "evt_1",
+        "endpoint_id": endpoint_id,
+        "url": "https://hooks.example.test/a",
+        "attempt": number,
+        "at": stores.clock.now() + timedelta(seconds=number),
+        "status_code": 500,
+        "error": None,
+        "duration_ms": 12,
+    }
+    values.update(changes)
+    return WebhookAttempt(**values)  # type: ignore[arg-type]
+
+
+async def test_endpoints_belong_to_their_tenant(stores: Stores, factory: Factory) -> None:
+    """Each tenant lists, reads and deletes only its own endpoints."""
+    alice, bob = await factory.tenant(), await factory.tenant()
+    a1 = _endpoint(stores, alice, "a1", "message.delivered", "message.failed")
+    a2 = _endpoint(stores, alice, "a2")
+    b1 = _endpoint(stores, bob, "b1")
+    for endpoint in (a1, a2, b1):
+        await stores.webhooks.create_endpoint(endpoint)
+
+    assert await stores.webhooks.list_endpoints(alice.id) == [a1, a2]
+    assert await stores.webhooks.list_endpoints(bob.id) == [b1]
+    assert await stores.webhooks.get_endpoint(a1.id) == a1
+    assert await stores.webhooks.get_endpoint(a1.id, alice.id) == a1
+    assert await stores.webhooks.get_endpoint(a1.id, bob.id) is None
+    assert not await stores.webhooks.delete_endpoint(a1.id, bob.id)
+    assert await stores.webhooks.delete_endpoint(a1.id, alice.id)
+    assert not await stores.webhooks.delete_endpoint(a1.id, alice.id)
+    assert await stores.webhooks.list_endpoints(alice.id) == [a2]
+
+
+async def test_disabling_an_endpoint_keeps_the_first_time(stores: Stores, factory: Factory) -> None:
+    """A disabled endpoint wants no events, and a later disable does not move its time."""
+    tenant = await factory.tenant()
+    endpoint = _endpoint(stores, tenant, "x")
+    await stores.webhooks.create_endpoint(endpoint)
+    first = stores.clock.now()
+
+    await stores.webhooks.disable_endpoint(endpoint.id, first)
+    await stores.webhooks.disable_endpoint(endpoint.id, first + timedelta(hours=1))
+
+    stored = await stores.webhooks.get_endpoint(endpoint.id)
+    assert stored is not None
+    assert stored.disabled_at == first
+    assert not stored.wants("message.delivered")
+
+
+async def test_attempts_are_logged_in_order_and_outlive_the_endpoint(
+    stores: Stores, factory: Factory
+) -> None:
+    """Attempts read back oldest first, and stay in the log when their endpoint is deleted."""
+    tenant = await factory.tenant()
+    endpoint = _endpoint(stores, tenant, "a")
+    await stores.webhooks.create_endpoint(endpoint)
+    attempts = [
+        _attempt(stores, endpoint.id, 2, status_code=None, error="timeout"),
+        _attempt(stores, endpoint.id, 1),
+        _attempt(stores, None, 3, status_code=200, id="wha_cb"),
+    ]
+    for attempt in attempts:
+        await stores.webhooks.record_attempt(attempt)
+    await stores.webhooks.record_attempt(_attempt(stores, None, 1, id="wha_other", event_id="e2"))
+
+    assert await stores.webhooks.attempts_for("evt_1") == [attempts[1], attempts[0], attempts[2]]
+    await stores.webhooks.delete_endpoint(endpoint.id, tenant.id)
+    after = await stores.webhooks.attempts_for("evt_1")
+    assert [a.id for a in after] == ["wha_1", "wha_2", "wha_cb"]
+    assert all(a.endpoint_id is None for a in after)

@@ -1,0 +1,192 @@
+"""The group-commit writer and the Database around it, on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pigeon.store import Database, WriterClosedError, connect, migrate, normalise_url
+from pigeon.store.tables import tenants
+from pigeon.store.writer import Operation
+
+if TYPE_CHECKING:
+    from conftest import Factory, Stores
+
+
+def _insert_tenant(tenant_id: str, name: str | None = None) -> Operation[str]:
+    async def insert(connection: AsyncConnection) -> str:
+        await connection.execute(
+            sa.insert(tenants).values(
+                id=tenant_id,
+                name=name or tenant_id,
+                created_at=sa.func.current_timestamp(),
+            )
+        )
+        return tenant_id
+
+    return insert
+
+
+async def _count(database: Database, table: sa.Table) -> int:
+    async with database.read() as connection:
+        return int(await connection.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+async def test_concurrent_accepts_share_transactions(stores: Stores, factory: Factory) -> None:
+    """200 concurrent accepts store 200 messages in far fewer transactions than callers."""
+    tenant = await factory.tenant()
+    before = stores.database.writer.stats.transactions
+    messages = [factory.message(tenant) for _ in range(200)]
+
+    results = await asyncio.gather(
+        *(stores.messages.accept(factory.acceptance(m)) for m in messages)
+    )
+
+    transactions = stores.database.writer.stats.transactions - before
+    assert len(results) == 200
+    assert await _count(stores.database, sa.table("messages")) == 200
+    assert transactions < 200
+    assert transactions <= 5
+    assert stores.database.writer.stats.largest_batch >= 100
+
+
+async def test_a_failing_operation_fails_only_its_caller(database: Database) -> None:
+    """In a batch of 41 writes one that raises gets its error; the other 40 commit."""
+
+    async def broken(connection: AsyncConnection) -> None:
+        await connection.execute(sa.insert(tenants).values(id="bad", name="bad"))  # no created_at
+
+    operations = [_insert_tenant(f"t{i:02d}") for i in range(20)]
+    operations += [broken]
+    operations += [_insert_tenant(f"t{i:02d}") for i in range(20, 40)]
+
+    outcomes = await asyncio.gather(
+        *(database.write(op) for op in operations),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[20], sa.exc.IntegrityError)
+    assert [o for i, o in enumerate(outcomes) if i != 20] == [f"t{i:02d}" for i in range(40)]
+    assert await _count(database, tenants) == 40
+    assert database.writer.stats.splits >= 1
+
+
+async def test_an_operation_raising_its_own_error_fails_alone(database: Database) -> None:
+    """An operation that writes and then raises leaves no trace; its neighbours commit."""
+
+    async def half_done(connection: AsyncConnection) -> None:
+        await connection.execute(
+            sa.insert(tenants).values(
+                id="half", name="half", created_at=sa.func.current_timestamp()
+            )
+        )
+        raise RuntimeError("changed my mind")
+
+    outcomes = await asyncio.gather(
+        database.write(_insert_tenant("a")),
+        database.write(half_done),
+        database.write(_insert_tenant("b")),
+        return_exceptions=True,
+    )
+
+    assert outcomes[0] == "a"
+    assert isinstance(outcomes[1], RuntimeError)
+    assert outcomes[2] == "b"
+    async with database.read() as connection:
+        ids = set((await connection.execute(sa.select(tenants.c.id))).scalars())
+    assert ids == {"a", "b"}
+
+
+async def test_close_finishes_submitted_writes_then_refuses_more(database_url: str) -> None:
+    """Closing drains every write already submitted; later writes are refused."""
+    database = await connect(database_url)
+    pending = [asyncio.ensure_future(database.write(_insert_tenant(f"t{i}"))) for i in range(50)]
+    await asyncio.sleep(0)
+
+    await database.close()
+
+    assert [task.result() for task in pending] == [f"t{i}" for i in range(50)]
+    with pytest.raises(WriterClosedError):
+        await database.write(_insert_tenant("late"))
+    assert not await database.ping()
+    await database.close()
+
+    reopened = await connect(database_url)
+    try:
+        assert await _count(reopened, tenants) == 50
+    finally:
+        await reopened.close()
+
+
+async def test_ping_reports_a_ready_database(database: Database) -> None:
+    """A connected database answers its readiness check."""
+    assert await database.ping()
+
+
+@pytest.fixture
+async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated SQLite database only (for SQLite-specific behaviour)."""
+    url = f"sqlite:///{tmp_path / 'pigeon.db'}"
+    await migrate(url)
+    database = await connect(url)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(sqlite_database: Database) -> None:
+    """SQLite connections use WAL, fsync every commit, enforce foreign keys, and readers are
+    read-only."""
+    database = sqlite_database
+
+    async def pragmas(connection: AsyncConnection) -> tuple[object, ...]:
+        values = []
+        for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
+            values.append(await connection.scalar(sa.text(f"PRAGMA {name}")))
+        return tuple(values)
+
+    assert await database.write(pragmas) == ("wal", 2, 1, 5000)
+    async with database.read() as connection:
+        assert await pragmas(connection) == ("wal", 2, 1, 5000)
+        with pytest.raises(sa.exc.OperationalError, match="readonly"):
+            await connection.execute(
+                sa.insert(tenants).values(id="x", name="x", created_at=sa.func.current_timestamp())
+            )
+
+
+async def test_writes_take_the_sqlite_write_lock_up_front(sqlite_database: Database) -> None:
+    """The writer's transactions start with BEGIN IMMEDIATE (a reserved lock before any read)."""
+    database = sqlite_database
+    statements: list[str] = []
+    engine = database.write_engine
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await database.write(_insert_tenant("t"))
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+    assert statements[0] == "BEGIN IMMEDIATE"
+
+
+def test_plain_urls_are_switched_to_async_drivers() -> None:
+    """Plain SQLite and PostgreSQL URLs get the aiosqlite and asyncpg drivers; memory is refused."""
+    assert normalise_url("sqlite:///data/p.db").drivername == "sqlite+aiosqlite"
+    assert normalise_url("sqlite+aiosqlite:///p.db").drivername == "sqlite+aiosqlite"
+    assert normalise_url("postgresql://u@h/db").drivername == "postgresql+asyncpg"
+    assert normalise_url("postgres://u@h/db").drivername == "postgresql+asyncpg"
+    assert normalise_url("postgresql+asyncpg://u@h/db").database == "db"
+    with pytest.raises(ValueError, match="file"):
+        normalise_url("sqlite://")
+    with pytest.raises(ValueError, match="unsupported"):
+        normalise_url("mysql://u@h/db")

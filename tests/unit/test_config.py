@@ -1,0 +1,72 @@
+"""Settings: TOML plus PIGEON_* variables, environment first, every problem reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pigeon.config import ConfigError, Settings, load_settings
+
+
+def test_defaults_give_embedded_sqlite(tmp_path: Path) -> None:
+    """With nothing set, the database is SQLite inside the data directory."""
+    settings = load_settings({"PIGEON_CONFIG": str(tmp_path / "absent.toml")})
+    assert settings == Settings()
+    assert settings.effective_database_url == "sqlite:///pigeon-data/pigeon.db"
+
+
+def test_environment_overrides_toml(tmp_path: Path) -> None:
+    """A PIGEON_* variable wins over the same key in pigeon.toml."""
+    config = tmp_path / "pigeon.toml"
+    config.write_text('http_port = 9000\nmax_segments = 5\nlog_format = "json"\n')
+    settings = load_settings({"PIGEON_HTTP_PORT": "9100"}, config)
+    assert settings.http_port == 9100
+    assert settings.max_segments == 5
+    assert settings.log_format == "json"
+
+
+def test_booleans_and_paths_are_converted(tmp_path: Path) -> None:
+    """Strings from the environment become booleans, numbers and paths."""
+    settings = load_settings(
+        {
+            "PIGEON_RUN_WORKERS": "no",
+            "PIGEON_DATA_DIR": str(tmp_path),
+            "PIGEON_SIMULATOR_RECEIPT_DELAY": "0.5",
+            "PIGEON_CONFIG": str(tmp_path / "absent.toml"),
+        }
+    )
+    assert settings.run_workers is False
+    assert settings.data_dir == tmp_path
+    assert settings.simulator_receipt_delay == 0.5
+
+
+def test_every_problem_is_listed(tmp_path: Path) -> None:
+    """Several bad values produce one error naming each of them."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            {
+                "PIGEON_HTTP_PORT": "eighty",
+                "PIGEON_MAX_SEGMENTS": "0",
+                "PIGEON_BOOTSTRAP_API_KEY": "secret",
+                "PIGEON_DATABASE_URL": "mysql://x",
+                "PIGEON_CONFIG": str(tmp_path / "absent.toml"),
+            }
+        )
+    text = str(info.value)
+    for name in ("http_port", "max_segments", "bootstrap_api_key", "database_url"):
+        assert name in text
+
+
+def test_unknown_toml_key_is_an_error(tmp_path: Path) -> None:
+    """A misspelt setting in the file is reported rather than ignored."""
+    config = tmp_path / "pigeon.toml"
+    config.write_text("http_prot = 1\n")
+    with pytest.raises(ConfigError, match="http_prot"):
+        load_settings({}, config)
+
+
+def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+    """--config naming a file that does not exist fails clearly."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({}, tmp_path / "nope.toml")
