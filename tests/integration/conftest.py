@@ -91,11 +91,35 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+async def _drop_abandoned() -> None:
+    """Drop test databases left by sessions that died (their pid is in the name)."""
+    connection = await asyncpg.connect(_postgres_url(make_url(POSTGRES_URL).database or "test"))
+    try:
+        names = await connection.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'pigeon\\_t\\_%'"
+        )
+    finally:
+        await connection.close()
+    for (name,) in names:
+        if _abandoned(name):
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _abandoned(name: str) -> bool:
+    pid = name.split("_")[2]
+    return pid.isdigit() and not Path(f"/proc/{pid}").exists()
+
+
+def _database_name(suffix: str = "") -> str:
+    return f"pigeon_t_{os.getpid()}_{secrets.token_hex(4)}{suffix}"
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """The name of this session's migrated PostgreSQL database (tests empty it, see below)."""
-    name = f"pigeon_t_{os.getpid()}_{secrets.token_hex(3)}"
+    name = _database_name()
     try:
+        _run(_drop_abandoned())
         _run(_admin(f'CREATE DATABASE "{name}"'))
     except OSError as exc:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
@@ -140,7 +164,7 @@ async def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'blank.db'}"
         return
-    name = f"pigeon_t_blank_{secrets.token_hex(6)}"
+    name = _database_name("_blank")
     try:
         await _admin(f'CREATE DATABASE "{name}"')
     except OSError as exc:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+import uvicorn
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from litestar import Litestar
 
 from pigeon.api.app import ApiServices, create_app
 from pigeon.api.problems import PROBLEMS, TYPE_PREFIX
@@ -407,9 +412,9 @@ async def test_idempotency_keys_belong_to_their_tenant(api: Api) -> None:
     assert "idempotent-replayed" not in theirs.headers
 
 
-@pytest.mark.parametrize("key", ["k" * 256, "", "   "])
+@pytest.mark.parametrize("key", ["k" * 256, "", "   ", "tab\there"])
 async def test_idempotency_key_must_be_1_to_255_characters(api: Api, key: str) -> None:
-    """An empty or over-long Idempotency-Key is a 422 invalid_idempotency_key."""
+    """An empty, over-long or non-printable Idempotency-Key is a 422 invalid_idempotency_key."""
     response = await api.send(to=MOBILE, body="hi", headers={"Idempotency-Key": key})
     problem(response, 422, "invalid_idempotency_key", field="Idempotency-Key")
 
@@ -463,6 +468,15 @@ async def test_other_tenants_message_is_404(api: Api) -> None:
     response = await api.client.get(f"/v1/messages/{sent['id']}", headers=auth(OTHER_KEY))
     problem(response, 404, "not_found", field="id")
     response = await api.client.get("/v1/messages/msg_nope", headers=auth(KEY))
+    problem(response, 404, "not_found", field="id")
+
+
+@pytest.mark.parametrize("message_id", ["msg_%00", "x" * 65, "msg_%27%3B--", "%E2%82%AC"])
+async def test_ids_that_cannot_exist_are_404(api: Api, message_id: str) -> None:
+    """Ids with characters or lengths ours never have are a 404, never a store error."""
+    for path in (f"/v1/messages/{message_id}", f"/v1/webhook-endpoints/{message_id}"):
+        problem(await api.client.get(path, headers=auth(KEY)), 404, "not_found", field="id")
+    response = await api.client.delete(f"/v1/webhook-endpoints/{message_id}", headers=auth(KEY))
     problem(response, 404, "not_found", field="id")
 
 
@@ -539,6 +553,8 @@ async def test_list_shows_only_the_callers_messages(api: Api) -> None:
         ({"created_before": "2026-13-01T00:00:00Z"}, "created_before"),
         ({"to": "not-a-number"}, "to"),
         ({"cursor": "c" * 101}, "cursor"),
+        ({"cursor": "msg_\x00"}, "cursor"),
+        ({"cursor": "' OR 1=1 --"}, "cursor"),
     ],
 )
 async def test_bad_list_parameters_are_400(api: Api, params: dict[str, str], field: str) -> None:
@@ -792,6 +808,46 @@ async def test_unexpected_error_is_a_logged_500_problem(
     assert "request_crashed" in captured.out + captured.err
 
 
+async def test_real_server_on_loopback(api: Api) -> None:
+    """Through uvicorn on a real socket: the lifespan runs, sends work, big bodies are a 413."""
+    phases: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        phases.append("start")
+        yield
+        phases.append("stop")
+
+    app = create_app(api.services, max_body_bytes=4096, lifespan=[lifespan])
+    config = uvicorn.Config(app, lifespan="on", ws="none", log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    # Listening already, so connections queue until uvicorn has started and accepts them.
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            response = await client.post(
+                "/v1/messages", json={"to": MOBILE, "body": "over the wire"}, headers=auth(KEY)
+            )
+            assert response.status_code == 202, response.text
+            response = await client.post(
+                "/v1/messages",
+                json={"to": MOBILE, "body": "x" * 8192},
+                headers=auth(KEY),
+            )
+            problem(response, 413, "payload_too_large")
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            assert phases == ["start"]
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+    assert phases == ["start", "stop"]
+
+
 # --- never a 500 ---------------------------------------------------------------------------
 
 JSON = st.recursive(
@@ -802,13 +858,15 @@ JSON = st.recursive(
     max_leaves=5,
 )
 PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
-    "to": st.sampled_from([MOBILE, "07400 123456", "+1", "", "0044 7400 123456", "+" + "9" * 40]),
+    "to": st.sampled_from(
+        [MOBILE, "+447400123457", "0044 7400 123456", "07400 123456", "+1", "", "+" + "9" * 40]
+    ),
     "country": st.sampled_from(["GB", "gb", "XX", "", "GBR"]),
     "from": st.sampled_from(["Acme", "12345", "+447400123456", "", "!!!", "A" * 20]),
-    "body": st.text(max_size=400) | st.sampled_from(["", "x" * 1600, "€" * 700]),
-    "category": st.sampled_from(["otp", "transactional", "marketing", "OTP", ""]),
-    "callback_url": st.sampled_from(["https://x.example/h", "http://", "ftp://x", "x" * 3000]),
-    "client_ref": st.text(max_size=300),
+    "body": st.text(max_size=200) | st.sampled_from(["", "x" * 1600, "\u20ac" * 700]),
+    "category": st.sampled_from(["otp", "transactional", "marketing", "OTP"]),
+    "callback_url": st.sampled_from(["https://x.example/h", "http://127.0.0.1/h", "ftp://x", ""]),
+    "client_ref": st.text(max_size=20) | st.just("r" * 256),
     "send_at": st.sampled_from(
         [
             "2030-01-01T00:00:00Z",
@@ -817,11 +875,17 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
             "9999-12-31T23:59:59Z",
         ]
     ),
-    "validity_seconds": st.integers(min_value=-(2**70), max_value=2**70),
-    "max_price": st.sampled_from(["0.05", "-1", "1e999", "NaN", "sNaN", "0x10"])
+    "validity_seconds": st.integers(60, 7 * 24 * 3600) | st.integers(-(2**70), 2**70),
+    "max_price": st.sampled_from(["0.05", "1", "-1", "1e999", "NaN", "sNaN", "0x10"])
+    | st.floats(min_value=0)
     | st.floats(allow_nan=False),
-    "template": JSON,
 }
+
+
+def _value(name: str) -> st.SearchStrategy[Any]:
+    """Mostly plausible values for the field, sometimes any JSON value at all."""
+    plausible = PLAUSIBLE[name]
+    return st.integers(0, 5).flatmap(lambda pick: JSON if pick == 0 else plausible)
 
 
 @settings(
@@ -833,10 +897,20 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
 )
 @given(
     body=st.fixed_dictionaries(
-        {}, optional={name: JSON | plausible for name, plausible in PLAUSIBLE.items()}
+        {"to": _value("to"), "body": _value("body")},
+        optional={name: _value(name) for name in PLAUSIBLE if name not in ("to", "body")},
     ),
-    extra=st.dictionaries(st.text(max_size=8), JSON, max_size=1),
-    key=st.none() | st.text(max_size=300),
+    extra=st.one_of(
+        st.just({}),
+        st.just({}),
+        st.just({}),
+        st.dictionaries(
+            st.sampled_from(["template", "priority"]) | st.text(max_size=8), JSON, max_size=1
+        ),
+    ),
+    key=st.none()
+    | st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=8)
+    | st.just("k" * 256),
 )
 async def test_random_send_requests_never_fail_with_500(
     api: Api, body: dict[str, Any], extra: dict[str, Any], key: str | None
@@ -848,9 +922,11 @@ async def test_random_send_requests_never_fail_with_500(
         headers["Idempotency-Key"] = key
     for path in ("/v1/messages", "/v1/messages/preview"):
         response = await api.client.post(path, content=payload, headers=headers)
-        assert response.status_code in (200, 202, 400, 413, 422), response.text
+        assert response.status_code in (200, 202, 400, 422), response.text
         if response.status_code >= 400:
             problem(response, response.status_code, response.json()["code"])
+        data = response.json()
+        event(f"{path}: {response.status_code} {data.get('code', '')} {data.get('field', '')}")
 
 
 @settings(
@@ -873,3 +949,34 @@ async def test_random_bytes_and_endpoint_bodies_never_fail_with_500(
     assert response.status_code in (201, 422), response.text
     if response.status_code == 422:
         problem(response, 422, response.json()["code"])
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # as above
+)
+@given(
+    text=st.text(max_size=300),
+    client_ref=st.none() | st.text(max_size=255),
+    sender=st.sampled_from([None, "Acme", "12345", "+447400123457"]),
+    category=st.sampled_from(["otp", "transactional", "marketing"]),
+)
+async def test_any_text_is_stored_unchanged_or_refused_cleanly(
+    api: Api, text: str, client_ref: str | None, sender: str | None, category: str
+) -> None:
+    """Any Unicode body and client_ref are read back unchanged after a 202, or refused by a 422."""
+    body = {"to": MOBILE, "body": text, "from": sender, "category": category}
+    response = await api.send(**body, client_ref=client_ref)
+    if response.status_code == 422:
+        data = problem(response, 422, response.json()["code"])
+        assert data["code"] in ("invalid_body", "body_too_long", "invalid_field")
+        event(f"422 {data['code']}")
+        return
+    assert response.status_code == 202, response.text
+    sent = response.json()
+    got = (await api.client.get(f"/v1/messages/{sent['id']}", headers=auth(KEY))).json()
+    assert got["body"] == sent["body"] == text
+    assert got["client_ref"] == client_ref
+    assert got["category"] == category
+    event(f"202 {sent['encoding']}")

@@ -83,9 +83,26 @@ async def test_claims_only_the_kinds_asked_for(stores: Stores) -> None:
     assert [job.id for job in both] == ["w"]
 
 
+async def test_claims_across_kinds_in_priority_order(stores: Stores) -> None:
+    """Claiming several kinds at once still takes the highest priorities first overall."""
+    await stores.queue.enqueue(
+        [
+            _job(stores, "d10", priority=10),
+            _job(stores, "d30", priority=30),
+            _job(stores, "w20", kind="webhook", priority=20),
+            _job(stores, "w0", kind="webhook"),
+        ]
+    )
+
+    first = await stores.queue.claim(["webhook", "dispatch"], 2, "w1", 30)
+    rest = await stores.queue.claim(["webhook", "dispatch"], 5, "w1", 30)
+
+    assert [job.id for job in first] == ["d30", "w20"]
+    assert [job.id for job in rest] == ["d10", "w0"]
+
+
 async def test_an_expired_lease_is_taken_over(stores: Stores) -> None:
-    """Once a lease runs out another owner claims the job; the first owner can no longer
-    complete it, and the take-over counts as an attempt."""
+    """An expired lease passes to another owner, counts as an attempt, and locks the first out."""
     await stores.queue.enqueue([_job(stores, "j")])
     [held] = await stores.queue.claim(["dispatch"], 10, "crashed", 30)
 
@@ -173,21 +190,23 @@ async def test_accepted_messages_jobs_are_claimable(stores: Stores, factory: Fac
 
 
 async def test_concurrent_claimers_never_share_a_job(stores: Stores, database_url: str) -> None:
-    """Claimers on one database and on a second one (another engine, like another node) claim
-    each job exactly once between them."""
-    await stores.queue.enqueue([_job(stores, f"j{i:04d}") for i in range(600)])
+    """Claimers on two Databases (like two nodes), any kinds, claim each job exactly once."""
+    await stores.queue.enqueue(
+        [_job(stores, f"j{i:04d}", kind=("dispatch", "webhook")[i % 2]) for i in range(600)]
+    )
     other = await connect(database_url)
     try:
         queues = [stores.queue, SqlJobQueue(other, stores.clock)]
+        kinds = [["dispatch"], ["dispatch", "webhook"], ["webhook"]]
 
-        async def drain(queue: SqlJobQueue, owner: str) -> list[Job]:
+        async def drain(queue: SqlJobQueue, owner: str, wanted: list[str]) -> list[Job]:
             got: list[Job] = []
-            while batch := await queue.claim(["dispatch"], 25, owner, 300):
+            while batch := await queue.claim(wanted, 25, owner, 300):
                 got.extend(batch)
             return got
 
         results = await asyncio.gather(
-            *(drain(queues[i % 2], f"w{i}") for i in range(8)),
+            *(drain(queues[i % 2], f"w{i}", kinds[i % 3]) for i in range(12)),
         )
     finally:
         await other.close()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -13,18 +14,17 @@ if TYPE_CHECKING:
     from conftest import Factory, Stores
 
 
-def _key(stores: Stores, tenant: Tenant, secret: str, **changes: object) -> ApiKey:
-    values: dict[str, object] = {
-        "id": f"key_{secret[-12:]}",
-        "tenant_id": tenant.id,
-        "mode": KeyMode.TEST,
-        "role": Role.TENANT,
-        "digest": key_digest(secret),
-        "prefix": secret[:12],
-        "created_at": stores.clock.now(),
-    }
-    values.update(changes)
-    return ApiKey(**values)  # type: ignore[arg-type]
+def _key(stores: Stores, tenant: Tenant, secret: str, **changes: Any) -> ApiKey:
+    key = ApiKey(
+        id=f"key_{secret[-12:]}",
+        tenant_id=tenant.id,
+        mode=KeyMode.TEST,
+        role=Role.TENANT,
+        digest=key_digest(secret),
+        prefix=secret[:12],
+        created_at=stores.clock.now(),
+    )
+    return dataclasses.replace(key, **changes)
 
 
 async def test_tenants_are_stored_found_and_listed(stores: Stores, factory: Factory) -> None:

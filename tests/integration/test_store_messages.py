@@ -7,10 +7,12 @@ import dataclasses
 import sys
 import textwrap
 from collections.abc import Callable
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ulid import ULID
 
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus
@@ -101,11 +103,40 @@ async def test_accept_stores_times_as_utc_instants(stores: Stores, factory: Fact
     assert stored.created_at.utcoffset() == timedelta(0)
 
 
+@settings(
+    max_examples=30,
+    deadline=None,
+    # One database serves every example on purpose: each example stores its own message.
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    at=st.datetimes(
+        min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    ),
+    offset_minutes=st.integers(min_value=-23 * 60, max_value=23 * 60),
+)
+async def test_any_aware_time_round_trips_to_the_microsecond(
+    stores: Stores, factory: Factory, at: datetime, offset_minutes: int
+) -> None:
+    """Any aware time, in any UTC offset, reads back as the same instant in UTC."""
+    if not hasattr(factory, "_tenant"):
+        factory._tenant = await factory.tenant()  # type: ignore[attr-defined]
+    local = at.astimezone(timezone(timedelta(minutes=offset_minutes)))
+    message = factory.message(factory._tenant, send_at=local, created_at=local)  # type: ignore[attr-defined]
+
+    await stores.messages.accept(factory.acceptance(message))
+    stored = await stores.messages.get_message(message.id)
+
+    assert stored is not None
+    assert stored.send_at == at
+    assert stored.created_at == at
+    assert stored.send_at.tzinfo is UTC
+
+
 async def test_known_idempotency_key_replays_the_earlier_message(
     stores: Stores, factory: Factory
 ) -> None:
-    """The same key and request hash return the first message, flagged replayed, and write
-    nothing new; a different hash is flagged as a conflict."""
+    """A known key replays the first message (a different body is a conflict) and writes nothing."""
     tenant = await factory.tenant()
     first = factory.message(tenant)
     await stores.messages.accept(factory.acceptance(first, idempotency_key="k"))

@@ -29,8 +29,7 @@ async def _inspect(url: str, look: Any) -> Any:
 
 
 async def test_migrate_builds_every_table_and_is_idempotent(blank_database_url: str) -> None:
-    """Migrating a blank database reaches head with every table; migrating again changes
-    nothing."""
+    """Migrating a blank database builds every table at head; migrating again changes nothing."""
     assert await current_revision(blank_database_url) is None
 
     await migrate(blank_database_url)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pigeon.domain.accounts import Tenant
 from pigeon.ports import WebhookAttempt, WebhookEndpoint
@@ -24,21 +25,20 @@ def _endpoint(stores: Stores, tenant: Tenant, suffix: str, *events: str) -> Webh
 
 
 def _attempt(
-    stores: Stores, endpoint_id: str | None, number: int, **changes: object
+    stores: Stores, endpoint_id: str | None, number: int, **changes: Any
 ) -> WebhookAttempt:
-    values: dict[str, object] = {
-        "id": f"wha_{number}",
-        "event_id": "evt_1",
-        "endpoint_id": endpoint_id,
-        "url": "https://hooks.example.test/a",
-        "attempt": number,
-        "at": stores.clock.now() + timedelta(seconds=number),
-        "status_code": 500,
-        "error": None,
-        "duration_ms": 12,
-    }
-    values.update(changes)
-    return WebhookAttempt(**values)  # type: ignore[arg-type]
+    attempt = WebhookAttempt(
+        id=f"wha_{number}",
+        event_id="evt_1",
+        endpoint_id=endpoint_id,
+        url="https://hooks.example.test/a",
+        attempt=number,
+        at=stores.clock.now() + timedelta(seconds=number),
+        status_code=500,
+        error=None,
+        duration_ms=12,
+    )
+    return dataclasses.replace(attempt, **changes)
 
 
 async def test_endpoints_belong_to_their_tenant(stores: Stores, factory: Factory) -> None:

@@ -142,8 +142,7 @@ async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(sqlite_database: Database) -> None:
-    """SQLite connections use WAL, fsync every commit, enforce foreign keys, and readers are
-    read-only."""
+    """SQLite runs WAL with synchronous=FULL and foreign keys, and its readers are read-only."""
     database = sqlite_database
 
     async def pragmas(connection: AsyncConnection) -> tuple[object, ...]:

@@ -166,7 +166,7 @@ def problem(
 ) -> Response[bytes]:
     """A problem+json response for ``code``."""
     kind = PROBLEMS.get(code)
-    title = kind.title if kind is not None else http.HTTPStatus(status).phrase
+    title = kind.title if kind is not None else _phrase(status)
     body = Problem(
         type=TYPE_PREFIX + code, title=title, status=status, detail=detail, code=code, field=field
     )
@@ -220,8 +220,19 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     if exc.status_code >= 500:
         log.error("request_failed", method=request.method, path=request.url.path, exc_info=exc)
         return problem(500, "internal_error", "An unexpected error occurred.")
-    code = http.HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-    return problem(exc.status_code, code, exc.detail, headers=headers)
+    return problem(exc.status_code, _status_code_name(exc.status_code), exc.detail, headers=headers)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _status_code_name(status: int) -> str:
+    """A code for statuses we do not raise ourselves, e.g. ``unsupported_media_type``."""
+    return _phrase(status).lower().replace(" ", "_").replace("-", "_")
 
 
 def _parameter_problem(exc: ValidationException) -> Response[bytes]:
@@ -242,17 +253,28 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return problem(500, "internal_error", "An unexpected error occurred; it has been logged.")
 
 
-def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI descriptions of the problem responses a route may answer with."""
+#: What any route with a JSON body may answer before its use case runs.
+BODY_PROBLEMS = (
+    "malformed_json",
+    "payload_too_large",
+    "invalid_request",
+    "unknown_field",
+    "invalid_field",
+    "missing_field",
+)
+
+
+def problem_responses(*codes: str) -> dict[int, ResponseSpec]:
+    """OpenAPI descriptions of the problem responses a route may answer, by status."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(PROBLEMS[code].status, []).append(code)
     return {
         status: ResponseSpec(
             data_container=Problem,
-            description=", ".join(
-                f"`{code}`" for code, kind in PROBLEMS.items() if kind.status == status
-            )
-            or http.HTTPStatus(status).phrase,
+            description="Problem codes: " + ", ".join(f"`{code}`" for code in listed) + ".",
             media_type=PROBLEM_MEDIA_TYPE,
             generate_examples=False,
         )
-        for status in statuses
+        for status, listed in sorted(by_status.items())
     }

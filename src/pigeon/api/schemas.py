@@ -17,7 +17,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from pigeon.api.problems import ApiError
-from pigeon.domain.errors import ValidationError
+from pigeon.domain.errors import NotFound, ValidationError
 from pigeon.domain.messages import Category, Message, MessageStatus
 from pigeon.ports import EventRecord, WebhookEndpoint
 from pigeon.services.accept import Preview, SendRequest
@@ -303,6 +303,19 @@ def created_endpoint(endpoint: WebhookEndpoint) -> CreatedWebhookEndpoint:
         disabled_at=iso(endpoint.disabled_at),
         secret=endpoint.secret,
     )
+
+
+# --- identifiers ----------------------------------------------------------------------------
+
+#: What an id of ours can look like (``msg_01J...``); anything else cannot name a resource.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def resource_id(value: str, noun: str) -> str:
+    """``value`` if it can be an id at all, else ``NotFound`` (before any store sees it)."""
+    if not ID_PATTERN.match(value):
+        raise NotFound(f"No {noun} with that id.", field="id")
+    return value
 
 
 # --- decoding -------------------------------------------------------------------------------

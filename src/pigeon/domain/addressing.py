@@ -90,7 +90,8 @@ def parse_msisdn(raw: str, region: str | None = None, *, field: str = "to") -> M
     try:
         number = phonenumbers.parse(text, default_region)
     except NumberParseException as exc:
-        raise InvalidRecipient(f"{raw!r} is not a phone number: {exc._msg}.", field=field) from exc
+        reason = str(exc).split(") ", 1)[-1].rstrip(".")
+        raise InvalidRecipient(f"{raw!r} is not a phone number: {reason}.", field=field) from exc
     if not phonenumbers.is_valid_number(number):
         raise InvalidRecipient(f"{raw!r} is not a valid phone number.", field=field)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

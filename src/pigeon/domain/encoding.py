@@ -124,7 +124,7 @@ class Encoding(enum.StrEnum):
     UCS2 = "ucs2"
 
 
-class NotGsmEncodable(ValueError):  # noqa: N818 - the name other modules import
+class NotGsmEncodable(ValueError):
     """A character is not in the GSM 7-bit default alphabet or its extension table."""
 
     def __init__(self, char: str, position: int) -> None:

@@ -11,8 +11,9 @@ How a job moves:
   ``priority`` first, then earliest ``run_at``: they get ``lease_owner``, ``lease_until`` and stop
   being ready, and their ``run_at`` moves to ``lease_until``. So an abandoned lease needs no
   sweeper: at its expiry the job is simply due again, and the next claim, by anyone, takes it
-  over. A claim only ever reads ready rows through ``ix_jobs_claim`` (ready, kind, priority
-  DESC, run_at), however many jobs are scheduled for later or leased. PostgreSQL claims with
+  over. A claim only ever reads ready rows, one kind at a time, through ``ix_jobs_claim``
+  (ready, kind, priority DESC, run_at): an index range already in claim order, however many
+  jobs are scheduled for later, leased, or waiting in a backlog. PostgreSQL claims with
   ``FOR UPDATE SKIP LOCKED`` so concurrent claimers on several nodes never wait for nor get the
   same job; on SQLite the single writer already serialises claims.
 - **complete** deletes the job if ``owner`` still holds its lease (even past its expiry, as long
@@ -110,12 +111,11 @@ class SqlJobQueue:
 
         async def claim(connection: AsyncConnection) -> list[Job]:
             await connection.execute(self._wake(now))
-            if self._postgres:
-                rows = (
-                    await connection.execute(self._claim_postgres(kinds, limit, owner, until))
-                ).all()
+            if self._postgres and len(kinds) == 1:
+                statement = self._claim_in_one_statement(kinds[0], limit, owner, until)
+                rows: Sequence[Any] = (await connection.execute(statement)).all()
             else:
-                rows = await self._claim_sqlite(connection, kinds, limit, owner, until)
+                rows = await self._claim_by_kind(connection, kinds, limit, owner, until)
             found = [
                 Job(
                     id=row.id,
@@ -214,21 +214,25 @@ class SqlJobQueue:
             "attempts": table.c.attempts + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
         }
 
-    def _ready(self, kinds: list[str], limit: int) -> sa.Select[Any]:
+    def _ready(self, kind: str, limit: int) -> sa.Select[Any]:
+        # One kind at a time: an index range of ix_jobs_claim already in claim order.
         table = self._jobs
-        kind = table.c.kind == kinds[0] if len(kinds) == 1 else table.c.kind.in_(kinds)
-        return (
-            sa.select(table.c.id, table.c.run_at.label("due_at"))
-            .where(table.c.ready.is_(sa.true()), kind)
+        statement = (
+            sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
+            .where(table.c.ready.is_(sa.true()), table.c.kind == kind)
             .order_by(table.c.priority.desc(), table.c.run_at)
             .limit(limit)
         )
+        if self._postgres:
+            statement = statement.with_for_update(skip_locked=True)
+        return statement
 
-    def _claim_postgres(
-        self, kinds: list[str], limit: int, owner: str, until: datetime
+    def _claim_in_one_statement(
+        self, kind: str, limit: int, owner: str, until: datetime
     ) -> sa.Update:
+        # PostgreSQL, one kind: UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING.
         table = self._jobs
-        picked = self._ready(kinds, limit).with_for_update(skip_locked=True).subquery("picked")
+        picked = self._ready(kind, limit).subquery("picked")
         return (
             sa.update(table)
             .where(table.c.id == picked.c.id)
@@ -243,7 +247,7 @@ class SqlJobQueue:
             )
         )
 
-    async def _claim_sqlite(
+    async def _claim_by_kind(
         self,
         connection: AsyncConnection,
         kinds: list[str],
@@ -251,12 +255,18 @@ class SqlJobQueue:
         owner: str,
         until: datetime,
     ) -> list[Any]:
-        # SQLite's RETURNING cannot see a FROM table, so read the due times first; the
-        # writer's BEGIN IMMEDIATE transaction makes the two statements one atomic step.
-        picked = (await connection.execute(self._ready(kinds, limit))).all()
-        if not picked:
+        # The best ``limit`` jobs of each kind (each an index range, locked with SKIP LOCKED on
+        # PostgreSQL), merged here: the best ``limit`` overall are among them. Sorting every
+        # ready job of several kinds in SQL would cost as much as the backlog is long. SQLite
+        # runs this too, as its RETURNING cannot see the due times of a FROM table; the
+        # writer's transaction makes these statements one atomic step.
+        candidates = []
+        for kind in kinds:
+            candidates.extend((await connection.execute(self._ready(kind, limit))).all())
+        if not candidates:
             return []
-        due = {row.id: row.due_at for row in picked}
+        candidates.sort(key=lambda row: (-row.priority, row.due_at, row.id))
+        due = {row.id: row.due_at for row in candidates[:limit]}
         table = self._jobs
         statement = (
             sa.update(table)
@@ -271,7 +281,7 @@ class SqlJobQueue:
 
 
 class _Claimed:
-    """A claimed SQLite row plus its due time, shaped like the PostgreSQL RETURNING row."""
+    """A claimed row plus its due time, shaped like the single-statement RETURNING row."""
 
     __slots__ = ("attempts", "due_at", "id", "kind", "payload", "priority")
 

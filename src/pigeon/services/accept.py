@@ -25,6 +25,7 @@ from pigeon.ports import (
 )
 from pigeon.services.authenticate import Caller
 from pigeon.services.events import EventRecorder
+from pigeon.services.webhook_endpoints import check_url
 from pigeon.telemetry import ACCEPT_SECONDS
 
 
@@ -115,6 +116,11 @@ class AcceptMessage:
                 field="country",
             )
         to = parse_msisdn(request.to, region)
+        if request.callback_url is not None:
+            check_url(request.callback_url, "callback_url")
+        now = self._clock.now()
+        self._check_send_at(request.send_at, now)
+        self._check_validity(request.validity_seconds)
         sender = parse_sender(request.sender).value if request.sender else None
         body = request.body
         if body is None or body == "":
@@ -165,7 +171,7 @@ class AcceptMessage:
             updated_at=now,
             country=preview.to.country,
             client_ref=request.client_ref,
-            callback_url=request.callback_url,
+            callback_url=request.callback_url.strip() if request.callback_url else None,
             send_at=send_at,
             expires_at=start + timedelta(seconds=validity),
             is_test=caller.is_test,

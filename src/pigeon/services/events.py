@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 
@@ -24,21 +25,38 @@ class EndpointDirectory:
         self._webhooks = webhooks
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[float, bool]] = {}
+        self._lookups: dict[str, asyncio.Future[bool]] = {}
+        self._generations: dict[str, int] = {}
 
     async def has_endpoints(self, tenant_id: str) -> bool:
-        """Whether the tenant has at least one enabled endpoint."""
-        now = time.monotonic()
+        """Whether the tenant has at least one enabled endpoint.
+
+        Concurrent callers share one lookup, so a burst of messages costs one query.
+        """
         cached = self._cache.get(tenant_id)
-        if cached is not None and now - cached[0] < self._ttl:
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
+        lookup = self._lookups.get(tenant_id)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._lookup(tenant_id))
+            self._lookups[tenant_id] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(tenant_id, None))
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, tenant_id: str) -> bool:
+        started = time.monotonic()
+        generation = self._generations.get(tenant_id, 0)
         endpoints = await self._webhooks.list_endpoints(tenant_id)
         found = any(endpoint.disabled_at is None for endpoint in endpoints)
-        self._cache[tenant_id] = (now, found)
+        if self._generations.get(tenant_id, 0) == generation:
+            self._cache[tenant_id] = (started, found)
         return found
 
     def forget(self, tenant_id: str) -> None:
         """Drop the cached answer after this process changed the tenant's endpoints."""
         self._cache.pop(tenant_id, None)
+        self._lookups.pop(tenant_id, None)
+        self._generations[tenant_id] = self._generations.get(tenant_id, 0) + 1
 
 
 class EventRecorder:

@@ -36,10 +36,13 @@ def _aware(value: datetime) -> datetime:
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
-    # SQLAlchemy's SQLite storage format for ``UtcDateTime``: fixed width, so it sorts.
+    # SQLAlchemy's SQLite storage format for ``UtcDateTime`` ("YYYY-MM-DD HH:MM:SS.ffffff",
+    # fixed width so it sorts): the first 26 characters of the UTC ISO form.
     if value is None:
         return None
-    return _aware(value).astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        value = _aware(value).astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _postgres_time(value: datetime | None) -> datetime | None:
@@ -107,43 +110,31 @@ _ARRAY: Final = {
 }
 
 
-class BulkInsert:
-    """An INSERT of many rows (mappings with every column of ``table``) into ``table``.
+class _Statement:
+    """A statement fed many rows: SQLite executemany of tuples, or PostgreSQL arrays."""
 
-    ``ignore_duplicates`` adds ``ON CONFLICT DO NOTHING``.
-    """
-
-    def __init__(self, table: sa.Table, dialect: str, *, ignore_duplicates: bool = False) -> None:
-        names = [column.name for column in table.columns]
-        kinds = [_kind(column) for column in table.columns]
-        self._names = names
+    def __init__(self, columns: Sequence[sa.Column[Any]], dialect: str) -> None:
         self._postgres = dialect == "postgresql"
-        self._values = operator.itemgetter(*names)
+        self._names = [column.name for column in columns]
+        self._kinds = [_kind(column) for column in columns]
+        self._values = operator.itemgetter(*self._names)
         converters = _POSTGRES if self._postgres else _SQLITE
         # Only the columns whose values need converting cost a Python call per row.
         self._converted = [
             (index, converters[kind])
-            for index, kind in enumerate(kinds)
+            for index, kind in enumerate(self._kinds)
             if converters[kind] is not _as_is
         ]
-        columns = ", ".join(_quote(name) for name in names)
-        if self._postgres:
-            arrays = ", ".join(f"${i}::{_ARRAY[kind]}" for i, kind in enumerate(kinds, 1))
-            selected = ", ".join(
-                f"u.{_quote(name)}::jsonb" if kind == "json" else f"u.{_quote(name)}"
-                for name, kind in zip(names, kinds, strict=True)
-            )
-            # S608: every name comes from our own table definition, quoted; values are bound.
-            sql = (
-                f"INSERT INTO {_quote(table.name)} ({columns}) "  # noqa: S608
-                f"SELECT {selected} FROM unnest({arrays}) AS u({columns})"
-            )
-        else:
-            marks = ", ".join("?" for _ in names)
-            sql = f"INSERT INTO {_quote(table.name)} ({columns}) VALUES ({marks})"  # noqa: S608
-        if ignore_duplicates:
-            sql += " ON CONFLICT DO NOTHING"
-        self.sql = sql
+        self.sql = ""
+
+    def _unnest(self) -> str:
+        """``unnest($1::text[], ...) AS u("a", ...)`` for the columns, in order."""
+        arrays = ", ".join(f"${i}::{_ARRAY[kind]}" for i, kind in enumerate(self._kinds, 1))
+        return f"unnest({arrays}) AS u({', '.join(_quote(name) for name in self._names)})"
+
+    def _selected(self, name: str) -> str:
+        kind = self._kinds[self._names.index(name)]
+        return f"u.{_quote(name)}::jsonb" if kind == "json" else f"u.{_quote(name)}"
 
     def _row(self, row: Mapping[str, Any]) -> list[Any]:
         values = list(self._values(row))
@@ -154,7 +145,7 @@ class BulkInsert:
     async def __call__(
         self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Insert ``rows`` in the connection's current transaction."""
+        """Run the statement for ``rows`` in the connection's current transaction."""
         if not rows:
             return
         converted = [self._row(row) for row in rows]
@@ -163,3 +154,66 @@ class BulkInsert:
             await connection.exec_driver_sql(self.sql, arrays)
         else:
             await connection.exec_driver_sql(self.sql, [tuple(values) for values in converted])
+
+
+# S608 below: every name in these statements comes from our own table definitions, quoted;
+# values are always bound parameters.
+
+
+class BulkInsert(_Statement):
+    """INSERT many rows (mappings holding every column of ``table``).
+
+    ``ignore_duplicates`` skips rows whose key exists (``ON CONFLICT DO NOTHING``);
+    ``upsert_on=(key columns)`` updates the existing row's other columns instead.
+    """
+
+    def __init__(
+        self,
+        table: sa.Table,
+        dialect: str,
+        *,
+        ignore_duplicates: bool = False,
+        upsert_on: Sequence[str] = (),
+    ) -> None:
+        super().__init__(list(table.columns), dialect)
+        columns = ", ".join(_quote(name) for name in self._names)
+        if self._postgres:
+            selected = ", ".join(self._selected(name) for name in self._names)
+            sql = (
+                f"INSERT INTO {_quote(table.name)} ({columns}) "  # noqa: S608
+                f"SELECT {selected} FROM {self._unnest()}"
+            )
+        else:
+            marks = ", ".join("?" for _ in self._names)
+            sql = f"INSERT INTO {_quote(table.name)} ({columns}) VALUES ({marks})"  # noqa: S608
+        if ignore_duplicates:
+            sql += " ON CONFLICT DO NOTHING"
+        elif upsert_on:
+            keys = ", ".join(_quote(name) for name in upsert_on)
+            updates = ", ".join(
+                f"{_quote(name)} = excluded.{_quote(name)}"
+                for name in self._names
+                if name not in upsert_on
+            )
+            sql += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+        self.sql = sql
+
+
+class BulkUpdate(_Statement):
+    """UPDATE many rows of ``table`` by ``key``; each row maps ``key`` and every column in
+    ``columns`` to its value."""
+
+    def __init__(self, table: sa.Table, dialect: str, *, key: str, columns: Sequence[str]) -> None:
+        super().__init__([table.c[name] for name in (key, *columns)], dialect)
+        name = _quote(table.name)
+        if self._postgres:
+            sets = ", ".join(f"{_quote(c)} = {self._selected(c)}" for c in columns)
+            sql = (
+                f"UPDATE {name} AS t SET {sets} "  # noqa: S608
+                f"FROM {self._unnest()} WHERE t.{_quote(key)} = u.{_quote(key)}"
+            )
+        else:
+            # SQLite binds the key first too: ``WHERE`` uses the numbered parameter ?1.
+            sets = ", ".join(f"{_quote(c)} = ?{i}" for i, c in enumerate(columns, 2))
+            sql = f"UPDATE {name} SET {sets} WHERE {_quote(key)} = ?1"  # noqa: S608
+        self.sql = sql

@@ -129,7 +129,12 @@ class Database:
     """A connected database: the writer for every write, pooled connections for reads.
 
     Build it with ``await connect(url)``; end it with ``await close()``, which first lets the
-    writer finish every operation already submitted.
+    writer finish every operation already submitted. Like the connections it holds, it belongs
+    to the event loop that connected it.
+
+    Writes: ``write(op)`` or ``write_batched(run, item)`` (see ``pigeon.store.writer``).
+    Reads: ``async with database.read() as connection`` (read-only on SQLite; never write
+    through it on PostgreSQL either, or the group commit and its durability are bypassed).
     """
 
     def __init__(

@@ -27,9 +27,9 @@ from pigeon.ports import (
     Mutation,
     NewJob,
 )
-from pigeon.store.bulk import BulkInsert
+from pigeon.store.bulk import BulkInsert, BulkUpdate
 from pigeon.store.database import Database
-from pigeon.store.statements import execute_many, job_row, one_of, upsert
+from pigeon.store.statements import job_row, one_of
 from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, messages
 
 #: The most messages one page of ``list_messages`` holds, whatever the query asks.
@@ -40,13 +40,6 @@ _MUTABLE: Final = tuple(
     column.name
     for column in messages.columns
     if column.name not in ("id", "tenant_id", "created_at")
-)
-_PART_STATE: Final = (
-    "status",
-    "carrier_message_id",
-    "carrier_id_normalised",
-    "connector_id",
-    "error_code",
 )
 
 
@@ -80,6 +73,10 @@ class SqlMessageStore:
         self._insert_events = BulkInsert(events, self._dialect)
         self._insert_jobs = BulkInsert(jobs, self._dialect, ignore_duplicates=True)
         self._insert_keys = BulkInsert(idempotency_keys, self._dialect)
+        self._update_messages = BulkUpdate(messages, self._dialect, key="id", columns=_MUTABLE)
+        self._upsert_parts = BulkInsert(
+            message_parts, self._dialect, upsert_on=("message_id", "part_index")
+        )
         # Bound once: the writer groups batched items by this callable.
         self._accept_run = self._accept_batch
         self._mutate_run = self._mutate_batch
@@ -119,9 +116,9 @@ class SqlMessageStore:
     async def _accept_batch(
         self, connection: AsyncConnection, items: Sequence[Acceptance]
     ) -> list[AcceptResult | Exception]:
-        results: list[AcceptResult | Exception | None] = [None] * len(items)
+        results: dict[int, AcceptResult | Exception] = {}
         known = await self._known_keys(connection, [a.idempotency for a in items])
-        first_use: dict[tuple[str, str], Acceptance] = {}
+        first_use: dict[tuple[str, str], tuple[Message, str]] = {}
         replays: list[tuple[int, str, bool]] = []
         fresh: list[Acceptance] = []
         for index, acceptance in enumerate(items):
@@ -132,15 +129,14 @@ class SqlMessageStore:
                     earlier_hash, earlier_id = known[key]
                     replays.append((index, earlier_id, earlier_hash != record.request_hash))
                     continue
-                first = first_use.get(key)
-                if first is not None:  # the same key twice in this batch: the first one wins
-                    assert first.idempotency is not None
-                    conflict = first.idempotency.request_hash != record.request_hash
+                if key in first_use:  # the same key twice in this batch: the first one wins
+                    first, first_hash = first_use[key]
+                    conflict = first_hash != record.request_hash
                     results[index] = AcceptResult(
-                        _copy(first.message), replayed=not conflict, idempotency_conflict=conflict
+                        _copy(first), replayed=not conflict, idempotency_conflict=conflict
                     )
                     continue
-                first_use[key] = acceptance
+                first_use[key] = (acceptance.message, record.request_hash)
             fresh.append(acceptance)
             results[index] = AcceptResult(acceptance.message)
         if replays:
@@ -153,7 +149,7 @@ class SqlMessageStore:
                     else LookupError(f"idempotency record points at missing {message_id}")
                 )
         await self._insert(connection, fresh)
-        return [result for result in results if result is not None]
+        return [results[index] for index in range(len(items))]
 
     async def _known_keys(
         self, connection: AsyncConnection, records: Iterable[IdempotencyRecord | None]
@@ -205,6 +201,7 @@ class SqlMessageStore:
                 results.append(None)
             else:
                 try:
+                    # A copy: a callback that changes it and then fails leaves no trace.
                     mutation = item.change(_copy(message))
                     if mutation is not None:
                         _check(mutation.message, message)
@@ -212,27 +209,21 @@ class SqlMessageStore:
                     results.append(exc)
                     continue
                 if mutation is None:
-                    results.append(_copy(message))
+                    results.append(message)
                 else:
                     current[message.id] = changed[message.id] = mutation.message
                     new_events.extend(mutation.events)
                     new_jobs.extend(mutation.jobs)
-                    results.append(_copy(mutation.message))
+                    results.append(mutation.message)
             if item.complete_job is not None:
                 completed.append(item.complete_job)
         if completed:
             await connection.execute(
                 sa.delete(jobs).where(one_of(jobs.c.id, completed, self._dialect))
             )
-        await execute_many(
-            connection,
-            sa.update(messages).where(messages.c.id == sa.bindparam("message_id")),
-            [_update_row(message) for message in changed.values()],
-        )
-        await execute_many(
-            connection,
-            upsert(message_parts, self._dialect, ("message_id", "part_index"), _PART_STATE),
-            [_part_row(m, part) for m in changed.values() for part in m.parts],
+        await self._update_messages(connection, [_message_row(m) for m in changed.values()])
+        await self._upsert_parts(
+            connection, [_part_row(m, part) for m in changed.values() for part in m.parts]
         )
         await self._insert_events(connection, [_event_row(e) for e in new_events])
         now = self._clock.now()
@@ -396,13 +387,6 @@ def _message_row(message: Message) -> dict[str, Any]:
         "is_test": message.is_test,
         "attempts": message.attempts,
     }
-
-
-def _update_row(message: Message) -> dict[str, Any]:
-    row = _message_row(message)
-    values = {name: row[name] for name in _MUTABLE}
-    values["message_id"] = message.id
-    return values
 
 
 def _message_from(row: sa.Row[Any], parts: list[Part]) -> Message:

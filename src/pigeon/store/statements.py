@@ -1,18 +1,15 @@
-"""Small SQL building blocks that differ between SQLite and PostgreSQL."""
+"""Small SQL building blocks shared by the stores."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.dialects import postgresql
 
 from pigeon.ports import NewJob
-from pigeon.store.tables import jobs
 
 
 def one_of(column: sa.ColumnElement[Any], values: Collection[Any], dialect: str) -> Any:
@@ -24,28 +21,11 @@ def one_of(column: sa.ColumnElement[Any], values: Collection[Any], dialect: str)
     return column.in_(list(values))
 
 
-def upsert(table: sa.Table, dialect: str, keys: Sequence[str], update: Sequence[str]) -> sa.Insert:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET`` the ``update`` columns."""
-    if dialect == "postgresql":
-        pg = postgresql.insert(table)
-        return pg.on_conflict_do_update(
-            index_elements=list(keys), set_={name: pg.excluded[name] for name in update}
-        )
-    lite = sqlite.insert(table)
-    return lite.on_conflict_do_update(
-        index_elements=list(keys), set_={name: lite.excluded[name] for name in update}
-    )
-
-
-def insert_ignoring_duplicates(table: sa.Table, dialect: str) -> sa.Insert:
-    """``INSERT ... ON CONFLICT DO NOTHING``: rows whose key exists are skipped."""
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
-
-
 def job_row(job: NewJob, now: datetime) -> dict[str, Any]:
-    """The ``jobs`` row for a new job; due jobs are ``ready`` at once (see ``pigeon.queue``)."""
+    """The ``jobs`` row for a new job; a job already due is ``ready`` (see ``pigeon.queue``).
+
+    ``pigeon.queue`` builds the same row for ``enqueue``; keep the two in step.
+    """
     return {
         "id": job.id,
         "kind": job.kind,
@@ -59,25 +39,3 @@ def job_row(job: NewJob, now: datetime) -> dict[str, Any]:
         "last_error": None,
         "created_at": now,
     }
-
-
-async def insert_jobs(
-    connection: AsyncConnection, dialect: str, new_jobs: Sequence[NewJob], now: datetime
-) -> None:
-    """Enqueue ``new_jobs`` in the current transaction; ids already present are ignored."""
-    if new_jobs:
-        rows = [job_row(job, now) for job in new_jobs]
-        await connection.execute(insert_ignoring_duplicates(jobs, dialect), rows)
-
-
-async def execute_many(
-    connection: AsyncConnection, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """Run ``statement`` once per row (executemany); nothing when ``rows`` is empty."""
-    if rows:
-        await connection.execute(statement, list(rows))
-
-
-def rowcount(result: CursorResult[Any]) -> int:
-    """Rows touched by an UPDATE or DELETE."""
-    return int(result.rowcount)

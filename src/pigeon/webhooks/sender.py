@@ -88,7 +88,7 @@ class AiohttpWebhookSender:
         url: str,
         headers: Mapping[str, str],
         body: bytes,
-        timeout: float,  # noqa: ASYNC109
+        timeout: float,
     ) -> int:
         """POST ``body`` with ``headers`` to ``url``; the HTTP status of the answer.
 

@@ -93,7 +93,7 @@ _SECRET_BYTES = 32
 _VERSION = "v1"
 
 
-class InvalidSignature(ValueError):  # noqa: N818 (the name Standard Webhooks libraries use)
+class InvalidSignature(ValueError):
     """A webhook is not authentic: a header is missing, its timestamp is outside the tolerance,
     or none of its signatures matches."""
 

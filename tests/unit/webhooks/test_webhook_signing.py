@@ -1,17 +1,15 @@
-"""Standard Webhooks signing and verification, and the webhook retry schedule."""
+"""Standard Webhooks signing and verification."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-from datetime import timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pigeon.webhooks.schedule import MAX_ATTEMPTS, retry_delay, should_retry
 from pigeon.webhooks.signing import (
     InvalidSignature,
     new_secret,
@@ -234,50 +232,3 @@ def test_verify_rejects_any_changed_body(body: bytes, flip: int) -> None:
     headers = signature_headers(SECRET, MSG_ID, NOW, body)
     with pytest.raises(InvalidSignature):
         verify(SECRET, headers, body + bytes([flip]), now=NOW)
-
-
-# --- retry schedule --------------------------------------------------------------------------
-
-
-def test_retry_schedule_starts_with_the_documented_delays() -> None:
-    """The first delays are 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h."""
-    expected = [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800]
-    assert [retry_delay(n).total_seconds() for n in range(1, 10)] == expected
-
-
-def test_retry_schedule_is_non_decreasing_and_capped() -> None:
-    """Delays never shrink from one attempt to the next and stay at 8 h once reached."""
-    delays = [retry_delay(n) for n in range(1, 3 * MAX_ATTEMPTS)]
-    assert delays == sorted(delays)
-    assert max(delays) == timedelta(hours=8)
-
-
-def test_retry_schedule_spans_at_least_24_hours() -> None:
-    """The delays between the MAX_ATTEMPTS attempts add up to at least 24 hours."""
-    span = sum((retry_delay(n) for n in range(1, MAX_ATTEMPTS)), timedelta())
-    assert span >= timedelta(hours=24)
-    # ...and not needlessly more: one attempt fewer would fall short.
-    assert span - retry_delay(MAX_ATTEMPTS - 1) < timedelta(hours=24)
-
-
-def test_retry_delay_rejects_attempt_zero() -> None:
-    """Attempts are numbered from 1."""
-    with pytest.raises(ValueError, match="start at 1"):
-        retry_delay(0)
-
-
-@pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
-def test_success_statuses_are_not_retried(status: int) -> None:
-    """Any 2xx answer is a success and is not retried."""
-    assert should_retry(status) is False
-
-
-def test_gone_is_not_retried() -> None:
-    """410 Gone is not retried: the caller disables the endpoint instead."""
-    assert should_retry(410) is False
-
-
-@pytest.mark.parametrize("status", [None, 100, 301, 302, 400, 401, 404, 408, 429, 500, 503])
-def test_every_other_answer_is_retried(status: int | None) -> None:
-    """No answer, redirects and every other 4xx or 5xx are retried."""
-    assert should_retry(status) is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -9,8 +10,9 @@ from litestar import Request, Response, get, post
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from pigeon.api.dependencies import CurrentCaller, Services
-from pigeon.api.problems import ApiError, problem_responses
+from pigeon.api.problems import BODY_PROBLEMS, ApiError, problem_responses
 from pigeon.api.schemas import (
+    ID_PATTERN,
     MessageDetail,
     MessagePage,
     MessagePreview,
@@ -20,6 +22,7 @@ from pigeon.api.schemas import (
     message_detail,
     message_preview,
     message_response,
+    resource_id,
 )
 from pigeon.domain.addressing import parse_msisdn
 from pigeon.domain.errors import InvalidRecipient
@@ -31,14 +34,25 @@ from pigeon.services.webhook_endpoints import check_url
 
 MAX_IDEMPOTENCY_KEY = 255
 MessageId = Annotated[str, PathParameter(description="The message id, `msg_...`.")]
-MAX_CURSOR = 100
 TAGS = ["Messages"]
+SEND_PROBLEMS = (
+    "unauthorized",
+    *BODY_PROBLEMS,
+    "unsupported_field",
+    "invalid_recipient",
+    "invalid_sender",
+    "invalid_body",
+    "body_too_long",
+    "invalid_country",
+    "invalid_url",
+)
 
 
 def _send_request(raw: bytes) -> SendRequest:
     request = decode_body(raw, SendMessageRequest).to_send_request()
     if request.callback_url is not None:
-        check_url(request.callback_url, field="callback_url")
+        # AcceptMessage stores callback_url as given; the webhook URL rules apply to it too.
+        request = replace(request, callback_url=check_url(request.callback_url, "callback_url"))
     return request
 
 
@@ -46,11 +60,11 @@ def _idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
     key = value.strip()
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise ApiError(
             422,
             "invalid_idempotency_key",
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters.",
             field="Idempotency-Key",
         )
     return key
@@ -69,7 +83,13 @@ def _idempotency_key(value: str | None) -> str | None:
         "true`) and sends nothing twice; the same key with a different body is a `422`."
     ),
     opt={"request_body": SendMessageRequest},
-    responses=problem_responses(400, 401, 413, 422),
+    responses=problem_responses(
+        *SEND_PROBLEMS,
+        "invalid_send_at",
+        "invalid_validity",
+        "idempotency_key_reused",
+        "invalid_idempotency_key",
+    ),
 )
 async def send_message(
     request: Request[Any, Any, Any],
@@ -104,7 +124,7 @@ async def send_message(
         "the encoding, the segments and the characters that forced UCS-2."
     ),
     opt={"request_body": SendMessageRequest},
-    responses=problem_responses(400, 401, 413, 422),
+    responses=problem_responses(*SEND_PROBLEMS),
 )
 async def preview_message(
     request: Request[Any, Any, Any], caller: CurrentCaller, services: Services
@@ -120,13 +140,13 @@ async def preview_message(
     tags=TAGS,
     summary="Get a message",
     description="The message with its status history and, when multipart, its parts.",
-    responses=problem_responses(400, 401, 404),
+    responses=problem_responses("unauthorized", "not_found", "invalid_parameter"),
 )
 async def get_message(
     caller: CurrentCaller, services: Services, message_id: MessageId
 ) -> MessageDetail:
     """One message of the caller's tenant."""
-    message, events = await services.read.get(caller, message_id)
+    message, events = await services.read.get(caller, resource_id(message_id, "message"))
     return message_detail(message, events)
 
 
@@ -139,7 +159,7 @@ async def get_message(
         "The tenant's messages, newest first, filtered; pass `next_cursor` back as `cursor` "
         "for the next page (`null` on the last)."
     ),
-    responses=problem_responses(400, 401),
+    responses=problem_responses("unauthorized", "invalid_parameter"),
 )
 async def list_messages(
     caller: CurrentCaller,
@@ -168,7 +188,7 @@ async def list_messages(
     ] = 50,
     cursor: Annotated[
         str | None,
-        QueryParameter(max_length=MAX_CURSOR, description="`next_cursor` of the previous page."),
+        QueryParameter(description="`next_cursor` of the previous page."),
     ] = None,
 ) -> MessagePage:
     """A page of the caller's messages."""
@@ -178,13 +198,23 @@ async def list_messages(
         created_from=_aware(created_after, "created_after"),
         created_to=_aware(created_before, "created_before"),
         limit=limit,
-        cursor=cursor or None,
+        cursor=_cursor(cursor),
     )
     page = await services.read.list(caller, query)
     return MessagePage(
         data=[message_response(message) for message in page.messages],
         next_cursor=page.next_cursor,
     )
+
+
+def _cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    if not ID_PATTERN.match(cursor):
+        raise ApiError(
+            400, "invalid_parameter", "cursor is not a next_cursor value.", field="cursor"
+        )
+    return cursor
 
 
 def _recipient_filter(to: str | None, caller: CurrentCaller) -> str | None:

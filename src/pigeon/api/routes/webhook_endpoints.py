@@ -8,7 +8,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.params import PathParameter
 
 from pigeon.api.dependencies import CurrentCaller, Services
-from pigeon.api.problems import problem_responses
+from pigeon.api.problems import BODY_PROBLEMS, problem_responses
 from pigeon.api.schemas import (
     CreatedWebhookEndpoint,
     CreateWebhookEndpointRequest,
@@ -17,6 +17,7 @@ from pigeon.api.schemas import (
     created_endpoint,
     decode_body,
     endpoint_response,
+    resource_id,
 )
 
 TAGS = ["Webhook endpoints"]
@@ -34,7 +35,9 @@ EndpointId = Annotated[str, PathParameter(description="The endpoint id, `whe_...
         "(`whsec_...`), which is shown only in this response."
     ),
     opt={"request_body": CreateWebhookEndpointRequest},
-    responses=problem_responses(400, 401, 413, 422),
+    responses=problem_responses(
+        "unauthorized", *BODY_PROBLEMS, "invalid_url", "invalid_event_type"
+    ),
 )
 async def create_webhook_endpoint(
     request: Request[Any, Any, Any], caller: CurrentCaller, services: Services
@@ -55,7 +58,7 @@ async def create_webhook_endpoint(
     tags=TAGS,
     summary="List webhook endpoints",
     description="Every endpoint of the tenant, without secrets.",
-    responses=problem_responses(401),
+    responses=problem_responses("unauthorized"),
 )
 async def list_webhook_endpoints(caller: CurrentCaller, services: Services) -> WebhookEndpointList:
     """The tenant's webhook endpoints."""
@@ -69,13 +72,15 @@ async def list_webhook_endpoints(caller: CurrentCaller, services: Services) -> W
     tags=TAGS,
     summary="Get a webhook endpoint",
     description="One endpoint of the tenant, without its secret.",
-    responses=problem_responses(400, 401, 404),
+    responses=problem_responses("unauthorized", "not_found", "invalid_parameter"),
 )
 async def get_webhook_endpoint(
     caller: CurrentCaller, services: Services, endpoint_id: EndpointId
 ) -> WebhookEndpointResponse:
     """One webhook endpoint."""
-    return endpoint_response(await services.endpoints.get(caller, endpoint_id))
+    return endpoint_response(
+        await services.endpoints.get(caller, resource_id(endpoint_id, "webhook endpoint"))
+    )
 
 
 @delete(
@@ -84,13 +89,13 @@ async def get_webhook_endpoint(
     tags=TAGS,
     summary="Delete a webhook endpoint",
     description="Stops sending events to the endpoint; answers `204`.",
-    responses=problem_responses(400, 401, 404),
+    responses=problem_responses("unauthorized", "not_found", "invalid_parameter"),
 )
 async def delete_webhook_endpoint(
     caller: CurrentCaller, services: Services, endpoint_id: EndpointId
 ) -> None:
     """Remove a webhook endpoint."""
-    await services.endpoints.delete(caller, endpoint_id)
+    await services.endpoints.delete(caller, resource_id(endpoint_id, "webhook endpoint"))
 
 
 ROUTES = [

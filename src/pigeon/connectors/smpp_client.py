@@ -1,0 +1,576 @@
+"""The SMPP carrier connector: ``ports.Connector`` over our sans-I/O SMPP 3.4 code.
+
+``SmppClientConnector(settings, receipt_sink, clock, mo_sink=None)`` holds ``settings.binds``
+binds to one carrier (transceivers, transmitters, or transmitter + receiver pairs), each an
+:class:`~pigeon.connectors.smpp_link.SmppLink` that reconnects on its own. :meth:`submit`
+sends one submit_sm per segment, spread over the binds with free window slots, paced by a
+token bucket when ``throughput_per_second`` is set, and returns the carrier's ids once every
+segment is accepted.
+
+Errors, translated at this boundary (``code`` is ``smpp_0x%08x`` of the status):
+
+* ESME_RTHROTTLED / ESME_RMSGQFUL pause the bind (doubling pauses) and the segment is tried
+  again, for up to ``throttle_retry_for`` seconds; then :class:`Throttled`.
+* statuses in ``settings.temporary_statuses`` (ESME_RSYSERR, ESME_RX_T_APPN...) raise
+  :class:`TemporaryFailure`; every other error status raises :class:`PermanentFailure`.
+* no response within ``response_timeout`` (``smpp_timeout``) or the connection lost with the
+  submit in flight (``smpp_connection_lost``): :class:`TemporaryFailure`. The carrier may have
+  taken the message: a retry can duplicate it (at-least-once, as DESIGN.md says).
+* no bound transmitter (``smpp_not_bound``) or no free window slot within
+  ``response_timeout`` (``smpp_window_full``): :class:`TemporaryFailure`, at once.
+
+Partial sends: the segments of a long message are submitted one after the other without
+waiting (pipelined in the window). If one fails after others were accepted, the error raised
+is the worst (permanent > throttled > temporary) and its detail lists the ids of the segments
+the carrier took; the recipient may get those parts and a retry sends every segment again.
+
+Receipts (deliver_sm / data_sm with a receipt esm_class) go to ``receipt_sink`` with the
+carrier's id exactly as received (receipted_message_id TLV, else the text's ``id:``); the
+deliver_sm is answered only after the sink returned, with ESME_RX_T_APPN if it raised, so the
+carrier resends what we could not store. Receipts that overtake their submit_sm_resp are
+passed the same way. Other deliver_sm are mobile-originated messages: their parts (UDH 8/16
+bit or SAR) are reassembled and the whole text is given to ``mo_sink`` before the last part
+is answered; without a ``mo_sink`` they are acknowledged and logged. Parts of an incomplete
+message are held in memory only (a restart loses them; the carrier does not resend parts
+it had acknowledged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pigeon.connectors.smpp_compose import decode_text, encode_text
+from pigeon.connectors.smpp_link import (
+    ConnectionLost,
+    LinkMode,
+    NotSent,
+    ResponseTimeout,
+    SmppLink,
+)
+from pigeon.connectors.smpp_settings import (
+    DEFAULT_TEMPORARY_STATUSES,
+    BindMode,
+    ConcatMode,
+    DefaultAlphabet,
+    SmppConnectorSettings,
+)
+from pigeon.domain.errors import CarrierError, PermanentFailure, TemporaryFailure, Throttled
+from pigeon.domain.messages import Message
+from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus, parse_receipt_status
+from pigeon.ports import Clock, ReceiptSink, SubmitResult
+from pigeon.smpp import tlv
+from pigeon.smpp.codec import encode
+from pigeon.smpp.concat import PartSet, Reassembler, UdhError, part_from_pdu, split_udh
+from pigeon.smpp.constants import (
+    CommandStatus,
+    GsmFeature,
+    MessageState,
+    ReceiptRequest,
+    Ton,
+    is_delivery_receipt,
+    status_name,
+)
+from pigeon.smpp.pdu import DataSm, DeliverSm, SubmitSm
+from pigeon.smpp.receipt import receipt_from_pdu
+
+__all__ = [
+    "DEFAULT_TEMPORARY_STATUSES",
+    "BindMode",
+    "ConcatMode",
+    "DefaultAlphabet",
+    "InboundMessage",
+    "MoSink",
+    "SmppClientConnector",
+    "SmppConnectorSettings",
+    "carrier_error",
+]
+
+log = logging.getLogger(__name__)
+
+_S = CommandStatus
+_THROTTLING = frozenset({_S.ESME_RTHROTTLED, _S.ESME_RMSGQFUL})
+_NOT_SENT_RETRIES = 3
+
+_STATE_STATUS: dict[int, ReceiptStatus] = {
+    MessageState.ENROUTE: ReceiptStatus.ENROUTE,
+    MessageState.DELIVERED: ReceiptStatus.DELIVRD,
+    MessageState.EXPIRED: ReceiptStatus.EXPIRED,
+    MessageState.DELETED: ReceiptStatus.DELETED,
+    MessageState.UNDELIVERABLE: ReceiptStatus.UNDELIV,
+    MessageState.ACCEPTED: ReceiptStatus.ACCEPTD,
+    MessageState.UNKNOWN: ReceiptStatus.UNKNOWN,
+    MessageState.REJECTED: ReceiptStatus.REJECTD,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A mobile-originated message, reassembled. ``source`` gets a ``+`` when the carrier
+    marked it international (TON 1); ``received_at`` is when its last part arrived (UTC)."""
+
+    connector_id: str
+    source: str
+    destination: str
+    text: str
+    received_at: datetime
+
+
+MoSink = Callable[[InboundMessage], Awaitable[None]]
+
+
+def carrier_error(
+    status: int, detail: str, temporary: frozenset[int] = DEFAULT_TEMPORARY_STATUSES
+) -> CarrierError:
+    """The domain error for an SMPP error status (throttling statuses -> Throttled)."""
+    code = f"smpp_0x{status:08x}"
+    text = f"{detail}: {status_name(status)} (0x{status:08X})"
+    if status in _THROTTLING:
+        return Throttled(text, code=code)
+    if status in temporary:
+        return TemporaryFailure(text, code=code)
+    return PermanentFailure(text, code=code)
+
+
+class _TokenBucket:
+    """Paces submits to ``rate`` per second with a burst of a tenth of a second (>= 1).
+
+    Takers reserve their token at once (the level may go negative) and sleep off the debt, so
+    waiting takers are served in order without waking each other.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate / 10)
+        self._level = self.capacity
+        self._updated: float | None = None
+
+    async def take(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._updated is None:
+            self._updated = now
+        self._level = min(self.capacity, self._level + (now - self._updated) * self.rate)
+        self._updated = now
+        self._level -= 1.0
+        if self._level < 0:
+            await asyncio.sleep(-self._level / self.rate)
+
+
+def _source_numbering(source: str) -> tuple[str, int, int]:
+    if source.startswith("+") and source[1:].isdigit():
+        return source[1:], Ton.INTERNATIONAL, 1
+    if source.isdigit():
+        return source, Ton.UNKNOWN, 1
+    return source, Ton.ALPHANUMERIC, 0
+
+
+class SmppClientConnector:
+    """``ports.Connector`` for one SMPP carrier; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: SmppConnectorSettings,
+        receipt_sink: ReceiptSink,
+        clock: Clock,
+        mo_sink: MoSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self._receipt_sink = receipt_sink
+        self._mo_sink = mo_sink
+        self._clock = clock
+        modes = {
+            "trx": (LinkMode.TRX,),
+            "tx": (LinkMode.TX,),
+            "rx+tx": (LinkMode.TX, LinkMode.RX),
+        }[settings.bind_mode]
+        self.links = [
+            SmppLink(settings, mode, index, self._inbound, self._link_changed)
+            for index in range(settings.binds)
+            for mode in modes
+        ]
+        self._tx_links = [link for link in self.links if link.tx_capable]
+        self._bucket = (
+            _TokenBucket(settings.throughput_per_second) if settings.throughput_per_second else None
+        )
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._state_waiters: list[asyncio.Future[None]] = []
+        self._reference = secrets.randbelow(0x10000)
+        self._reassembler = Reassembler(timeout=settings.mo_reassembly_timeout)
+        self._mo_codings: dict[tuple[str, str, int, int], int] = {}
+        self._mo_unsent: dict[tuple[str, str, int, int], InboundMessage] = {}
+        self._started = False
+        self._stopping = False
+
+    # --- ports.Connector --------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The connector id."""
+        return self.settings.id
+
+    @property
+    def ready(self) -> bool:
+        """True when at least one bind that can submit is up."""
+        return any(link.bound for link in self._tx_links)
+
+    async def start(self) -> None:
+        """Open every bind; return once one can submit or every first attempt has ended."""
+        if self._started:
+            return
+        self._started = True
+        self._stopping = False
+        for link in self.links:
+            link.start()
+        settings = self.settings
+        await self.wait_ready(settings.connect_timeout + settings.response_timeout)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until :attr:`ready`, or every bind tried once, or ``timeout``; return ready."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.ready and not all(link.attempted.is_set() for link in self.links):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._state_waiters.append(waiter)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, remaining)
+        return self.ready
+
+    async def wait_bound(self, timeout: float) -> bool:
+        """Wait until :attr:`ready` (binds retried as needed) or ``timeout``; return ready."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.ready:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._state_waiters.append(waiter)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, remaining)
+        return self.ready
+
+    async def stop(self) -> None:
+        """Stop submitting, let what is in flight finish briefly, unbind and close every bind."""
+        if not self._started:
+            return
+        self._stopping = True
+        await asyncio.gather(*(link.stop() for link in self.links))
+        self._started = False
+        self._wake(everyone=True)
+
+    async def submit(self, message: Message) -> SubmitResult:
+        """Send ``message`` (one submit_sm per segment); see the module docstring for errors."""
+        if not self._started or self._stopping:
+            raise TemporaryFailure(f"{self.id}: connector not running", code="smpp_not_started")
+        if not self.ready:
+            raise TemporaryFailure(
+                f"{self.id}: no bound transmitter to the carrier", code="smpp_not_bound"
+            )
+        pdus = self._compose(message)
+        outcomes = await asyncio.gather(
+            *(self._submit_segment(pdu) for pdu in pdus), return_exceptions=True
+        )
+        ids: list[str] = []
+        errors: list[CarrierError] = []
+        for outcome in outcomes:
+            if isinstance(outcome, str):
+                ids.append(outcome)
+            elif isinstance(outcome, CarrierError):
+                errors.append(outcome)
+            else:
+                raise outcome
+        if not errors:
+            return SubmitResult(carrier_message_ids=tuple(ids))
+        worst = next(
+            (e for e in errors if isinstance(e, PermanentFailure)),
+            next((e for e in errors if isinstance(e, Throttled)), errors[0]),
+        )
+        if len(pdus) > 1:
+            detail = (
+                f"{worst.detail} (segment failure: {len(ids)} of {len(pdus)} segments were "
+                f"accepted as {', '.join(ids) or 'none'}; a retry resends all of them)"
+            )
+            raise type(worst)(detail, code=worst.code)
+        raise worst
+
+    # --- submitting -------------------------------------------------------------------------
+
+    def _compose(self, message: Message) -> list[SubmitSm]:
+        settings = self.settings
+        self._reference = (self._reference + 1) & 0xFFFF
+        try:
+            text = encode_text(
+                message.body,
+                concat=settings.concat,
+                default_alphabet=settings.data_coding_default,
+                reference=self._reference,
+            )
+        except ValueError as exc:
+            raise PermanentFailure(
+                f"{self.id}: cannot encode the message: {exc}", code="smpp_encoding"
+            ) from None
+        source, ton, npi = _source_numbering(message.sender or settings.default_source)
+        if settings.source_ton is not None:
+            ton = settings.source_ton
+        if settings.source_npi is not None:
+            npi = settings.source_npi
+        receipt = ReceiptRequest.SUCCESS_OR_FAILURE if settings.registered_delivery else 0
+        pdus = [
+            SubmitSm(
+                service_type=settings.service_type,
+                source_addr_ton=ton,
+                source_addr_npi=npi,
+                source_addr=source,
+                dest_addr_ton=settings.dest_ton,
+                dest_addr_npi=settings.dest_npi,
+                destination_addr=message.to.removeprefix("+"),
+                esm_class=segment.esm_class,
+                registered_delivery=receipt,
+                data_coding=text.data_coding,
+                short_message=segment.short_message,
+                tlvs=segment.tlvs,
+            )
+            for segment in text.segments
+        ]
+        try:
+            encode(pdus[0])  # fields the carrier would refuse (a too long sender...) fail here
+        except ValueError as exc:
+            raise PermanentFailure(
+                f"{self.id}: the message does not fit in a submit_sm: {exc}",
+                code="smpp_invalid_pdu",
+            ) from None
+        return pdus
+
+    async def _submit_segment(self, pdu: SubmitSm) -> str:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        throttled_since: float | None = None
+        not_sent = 0
+        while True:
+            link = await self._acquire()
+            try:
+                if self._bucket is not None:
+                    await self._bucket.take()
+                response = await link.request(pdu)
+            except NotSent as exc:
+                not_sent += 1
+                if not_sent > _NOT_SENT_RETRIES:
+                    raise TemporaryFailure(
+                        f"{self.id}: submit could not be written: {exc}", code="smpp_not_bound"
+                    ) from None
+                continue
+            except ResponseTimeout:
+                raise TemporaryFailure(
+                    f"{self.id}: no submit_sm_resp within {settings.response_timeout}s on "
+                    f"{link.name} (the carrier may have the message)",
+                    code="smpp_timeout",
+                ) from None
+            except ConnectionLost as exc:
+                raise TemporaryFailure(
+                    f"{self.id}: connection lost with the submit in flight on {link.name}: {exc}"
+                    " (the carrier may have the message)",
+                    code="smpp_connection_lost",
+                ) from None
+            finally:
+                link.release()
+            status = response.command_status
+            if status == _S.ESME_ROK:
+                link.accepted()
+                message_id = getattr(response, "message_id", "")
+                if not message_id:
+                    log.warning("%s: submit_sm_resp OK without a message_id", link.name)
+                return str(message_id)
+            if status in _THROTTLING:
+                now = loop.time()
+                link.throttled(now)
+                if throttled_since is None:
+                    throttled_since = now
+                if now - throttled_since < settings.throttle_retry_for:
+                    continue
+            elif status == _S.ESME_RINVBNDSTS:
+                log.warning("%s: the carrier says we are not bound; re-binding", link.name)
+                link.drop()
+            raise carrier_error(
+                status, f"{self.id}: carrier refused the submit", settings.temporary_statuses
+            )
+
+    async def _acquire(self) -> SmppLink:
+        """Reserve a window slot on the least busy bound transmitter, waiting if all are full."""
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while True:
+            if self._stopping:
+                raise TemporaryFailure(f"{self.id}: connector stopping", code="smpp_not_started")
+            now = loop.time()
+            best: SmppLink | None = None
+            bound = False
+            wake = None
+            for link in self._tx_links:
+                if not link.bound:
+                    continue
+                bound = True
+                if link.can_take(now):
+                    if best is None or link.busy < best.busy:
+                        best = link
+                elif link.paused_until > now and (wake is None or link.paused_until < wake):
+                    wake = link.paused_until
+            if best is not None:
+                best.busy += 1
+                return best
+            if not bound:
+                raise TemporaryFailure(
+                    f"{self.id}: no bound transmitter to the carrier", code="smpp_not_bound"
+                )
+            if deadline is None:
+                deadline = now + self.settings.response_timeout
+            elif now >= deadline:
+                raise TemporaryFailure(
+                    f"{self.id}: no free window slot within {self.settings.response_timeout}s",
+                    code="smpp_window_full",
+                )
+            until = deadline if wake is None else min(wake, deadline)
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            woken = False
+            try:
+                async with asyncio.timeout(max(until - now, 0.0)):
+                    await waiter
+                woken = True
+            except TimeoutError:
+                pass
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                elif not woken and not waiter.cancelled():
+                    self._wake()  # we were handed a slot but leave: pass it on
+
+    def _wake(self, *, everyone: bool = False) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    break
+
+    def _link_changed(self, state: bool) -> None:
+        self._wake(everyone=state)
+        if state:
+            waiters, self._state_waiters = self._state_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    # --- receiving --------------------------------------------------------------------------
+
+    async def _inbound(self, link: SmppLink, pdu: DeliverSm | DataSm) -> int:
+        if is_delivery_receipt(pdu.esm_class):
+            return await self._receipt(link, pdu)
+        return await self._mobile_originated(link, pdu)
+
+    async def _receipt(self, link: SmppLink, pdu: DeliverSm | DataSm) -> int:
+        parsed = receipt_from_pdu(pdu)
+        if parsed is None or not parsed.message_id:
+            log.warning("%s: receipt without a message id, acknowledged and dropped", link.name)
+            return _S.ESME_ROK
+        state = parsed.state
+        status = (
+            _STATE_STATUS.get(state, ReceiptStatus.UNKNOWN)
+            if state is not None
+            else parse_receipt_status(parsed.stat)
+        )
+        error: str | None = parsed.error.strip() or None
+        if error is not None and not error.strip("0"):
+            error = None  # err:000
+        if error is None and parsed.network_error is not None and parsed.network_error.error_code:
+            error = str(parsed.network_error.error_code)
+        receipt = DeliveryReceipt(
+            connector_id=self.id,
+            carrier_message_id=parsed.message_id,
+            status=status,
+            error_code=error,
+            at=self._clock.now(),
+        )
+        await self._receipt_sink(receipt)
+        return _S.ESME_ROK
+
+    async def _mobile_originated(self, link: SmppLink, pdu: DeliverSm | DataSm) -> int:
+        settings = self.settings
+        now = asyncio.get_running_loop().time()
+        for dropped in self._reassembler.expire(now):
+            self._drop_parts(link, dropped)
+        part = part_from_pdu(pdu)
+        source = pdu.source_addr
+        if pdu.source_addr_ton == Ton.INTERNATIONAL and source.isdigit():
+            source = "+" + source
+        if part is None:
+            content = b"" if isinstance(pdu, DataSm) else pdu.short_message
+            if not content:
+                content = pdu.tlv(tlv.MESSAGE_PAYLOAD) or b""
+            if pdu.esm_class & GsmFeature.UDHI:
+                with contextlib.suppress(UdhError):
+                    content = split_udh(content)[1]
+            text = decode_text(content, pdu.data_coding, settings.data_coding_default)
+            inbound = InboundMessage(self.id, source, pdu.destination_addr, text, self._clock.now())
+            return await self._deliver_mo(link, inbound)
+        key = part.key
+        unsent = self._mo_unsent.get(key)
+        if unsent is not None:  # the sink failed on the last part: the carrier resent it
+            return await self._deliver_mo(link, unsent, key)
+        self._mo_codings.setdefault(key, pdu.data_coding)
+        done = self._reassembler.add(part, now)
+        if done is None:
+            return _S.ESME_ROK
+        coding = self._mo_codings.pop(key, pdu.data_coding)
+        text = decode_text(done.payload, coding, settings.data_coding_default)
+        inbound = InboundMessage(self.id, source, pdu.destination_addr, text, self._clock.now())
+        return await self._deliver_mo(link, inbound, key)
+
+    async def _deliver_mo(
+        self,
+        link: SmppLink,
+        inbound: InboundMessage,
+        key: tuple[str, str, int, int] | None = None,
+    ) -> int:
+        sink = self._mo_sink
+        if sink is None:
+            log.info(
+                "%s: MO from %s to %s acknowledged (no MO sink): %r",
+                link.name,
+                inbound.source,
+                inbound.destination,
+                inbound.text[:40],
+            )
+            return _S.ESME_ROK
+        try:
+            await sink(inbound)
+        except Exception:
+            if key is not None:
+                self._mo_unsent[key] = inbound
+            raise
+        if key is not None:
+            self._mo_unsent.pop(key, None)
+        return _S.ESME_ROK
+
+    def _drop_parts(self, link: SmppLink, dropped: PartSet) -> None:
+        self._mo_codings.pop(
+            (dropped.source, dropped.destination, dropped.reference, dropped.total), None
+        )
+        log.warning(
+            "%s: MO from %s to %s dropped incomplete: %d of %d parts after %.0fs",
+            link.name,
+            dropped.source,
+            dropped.destination,
+            len(dropped.parts),
+            dropped.total,
+            self._reassembler.timeout,
+        )

@@ -1,0 +1,1 @@
+"""Server-rendered web dashboard (deliverability, throughput, connectors): not built yet."""

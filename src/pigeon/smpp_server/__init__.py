@@ -1,0 +1,1 @@
+"""The customer-facing SMPP server: customers bind to Pigeon as ESMEs."""
