@@ -31,6 +31,7 @@ from pigeon.ids import UlidFactory
 from pigeon.ports import Connector
 from pigeon.queue import SqlJobQueue
 from pigeon.services.accept import AcceptMessage, AcceptPolicy
+from pigeon.services.account import DescribeAccount
 from pigeon.services.authenticate import Authenticate
 from pigeon.services.dispatch import DispatchMessage, ExpireMessage, SandboxRouter
 from pigeon.services.events import EndpointDirectory, EventRecorder
@@ -153,6 +154,7 @@ class Gateway:
             endpoints=self.endpoints,
             readiness=self.readiness,
             before_metrics=self.sample_metrics,
+            account=DescribeAccount(self.callback_secrets),
         )
 
     def app(self) -> Litestar:

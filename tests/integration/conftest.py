@@ -10,7 +10,8 @@ skipped when no server answers). Each test gets its own database:
 - ``blank_database_url``: the same, but never migrated;
 - ``database``: a connected ``pigeon.store.Database`` on ``database_url``, closed afterwards;
 - ``clock``: a ``FakeClock``; ``stores``: the message, account and webhook stores and the job
-  queue on ``database`` and ``clock``; ``factory``: builds tenants, messages and acceptances.
+  queue on ``database`` and ``clock``; ``factory``: builds tenants, messages and acceptances;
+  ``tenant``: a stored tenant.
 
 PostgreSQL is reached at ``PIGEON_TEST_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``); test databases are named ``pigeon_t_*`` and
@@ -312,3 +313,9 @@ class Factory:
 def factory(stores: Stores) -> Factory:
     """Builds tenants (stored), messages and acceptances (not stored)."""
     return Factory(clock=stores.clock, accounts=stores.accounts)
+
+
+@pytest.fixture
+async def tenant(factory: Factory) -> Tenant:
+    """A stored tenant."""
+    return await factory.tenant()

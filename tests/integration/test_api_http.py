@@ -28,6 +28,7 @@ from pigeon.ids import UlidFactory
 from pigeon.ports import Mutation
 from pigeon.queue import SqlJobQueue
 from pigeon.services.accept import AcceptMessage
+from pigeon.services.account import DescribeAccount
 from pigeon.services.authenticate import Authenticate
 from pigeon.services.events import EndpointDirectory, EventRecorder
 from pigeon.services.queries import ReadMessages
@@ -123,6 +124,7 @@ async def api(database: Database) -> AsyncIterator[Api]:
         endpoints=ManageWebhookEndpoints(webhooks, ids, clock, directory, new_secret),
         readiness=readiness,
         before_metrics=before_metrics,
+        account=DescribeAccount(lambda tenant_id: f"whsec_{tenant_id}"),
     )
     tenant = await _tenant_with_key(accounts, ids, "acme", KEY, None)
     other = await _tenant_with_key(accounts, ids, "globex", OTHER_KEY, "GB")
@@ -980,3 +982,15 @@ async def test_any_text_is_stored_unchanged_or_refused_cleanly(
     assert got["client_ref"] == client_ref
     assert got["category"] == category
     event(f"202 {sent['encoding']}")
+
+
+async def test_account_describes_the_caller_and_its_callback_secret(api: Api) -> None:
+    """GET /v1/account names the caller's tenant and the secret signing its callbacks."""
+    response = await api.client.get("/v1/account", headers=auth(KEY))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["tenant_id"] == api.tenant.id
+    assert body["callback_secret"] == f"whsec_{api.tenant.id}"
+    assert body["key_role"] == "tenant"
+    unauthenticated = await api.client.get("/v1/account")
+    problem(unauthenticated, 401, "unauthorized")

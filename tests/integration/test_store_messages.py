@@ -24,6 +24,8 @@ from pigeon.testing import FakeClock
 if TYPE_CHECKING:
     from conftest import Factory, Stores
 
+    from pigeon.domain.accounts import Tenant
+
 
 def new_id(prefix: str) -> str:
     """A prefixed, time-ordered id."""
@@ -116,13 +118,11 @@ async def test_accept_stores_times_as_utc_instants(stores: Stores, factory: Fact
     offset_minutes=st.integers(min_value=-23 * 60, max_value=23 * 60),
 )
 async def test_any_aware_time_round_trips_to_the_microsecond(
-    stores: Stores, factory: Factory, at: datetime, offset_minutes: int
+    stores: Stores, factory: Factory, tenant: Tenant, at: datetime, offset_minutes: int
 ) -> None:
     """Any aware time, in any UTC offset, reads back as the same instant in UTC."""
-    if not hasattr(factory, "_tenant"):
-        factory._tenant = await factory.tenant()  # type: ignore[attr-defined]
     local = at.astimezone(timezone(timedelta(minutes=offset_minutes)))
-    message = factory.message(factory._tenant, send_at=local, created_at=local)  # type: ignore[attr-defined]
+    message = factory.message(tenant, send_at=local, created_at=local)
 
     await stores.messages.accept(factory.acceptance(message))
     stored = await stores.messages.get_message(message.id)

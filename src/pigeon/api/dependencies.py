@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.spec import SecurityScheme
 
 from pigeon.services.accept import AcceptMessage
+from pigeon.services.account import DescribeAccount
 from pigeon.services.authenticate import Authenticate, Caller
 from pigeon.services.queries import ReadMessages
 from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
@@ -28,6 +29,7 @@ class ApiServices:
     readiness: Callable[[], Awaitable[dict[str, bool]]]
     #: Refreshes sampled gauges (queue depth...) just before a Prometheus scrape.
     before_metrics: Callable[[], Awaitable[None]]
+    account: DescribeAccount
 
 
 #: Handler parameter types: Litestar injects the dependency registered under the parameter's name

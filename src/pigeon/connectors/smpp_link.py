@@ -326,7 +326,10 @@ class SmppLink:
             log.info("%s: bound to %s:%s", self.name, settings.host, settings.port)
             self._on_change(True)
             await closed.wait()
-            log.warning("%s: connection closed", self.name)
+            if self._stop_requested():
+                log.info("%s: connection closed", self.name)
+            else:
+                log.warning("%s: connection lost", self.name)
         finally:
             ticking.cancel()
             writer.close()

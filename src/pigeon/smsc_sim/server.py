@@ -16,10 +16,10 @@ import dataclasses
 import logging
 import random
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pigeon.domain.encoding import (
     Encoding,
@@ -50,6 +50,7 @@ from pigeon.smpp.pdu import (
     DataSm,
     DataSmResp,
     DeliverSm,
+    EnquireLinkResp,
     Pdu,
     SubmitSm,
     SubmitSmResp,
@@ -123,6 +124,7 @@ class SimStats:
     mo_sent: int = 0
     mo_acked: int = 0
     disconnects: int = 0
+    enquire_links: int = 0
     binds: list[BindStats] = field(default_factory=list)
 
     @property
@@ -255,6 +257,8 @@ class _Connection:
 
     def _handle(self, event: object) -> None:
         if isinstance(event, Transmit):
+            if isinstance(event.pdu, EnquireLinkResp):
+                self.sim.stats.enquire_links += 1
             self.write(event.pdu)
         elif isinstance(event, RequestReceived):
             pdu = event.pdu
@@ -334,7 +338,7 @@ class _Connection:
             stats.submits_dropped += 1
             bind.in_flight -= 1
             return
-        status = _S.ESME_ROK
+        status: int = _S.ESME_ROK
         if faults.throttle_per_second is not None:
             recent = sim._recent
             while recent and recent[0] <= now - 1.0:
@@ -343,12 +347,12 @@ class _Connection:
                 status = _S.ESME_RTHROTTLED
             else:
                 recent.append(now)
-        if status == _S.ESME_ROK and faults.queue_full_every:
-            if number % faults.queue_full_every == 0:
-                status = _S.ESME_RMSGQFUL
-        if status == _S.ESME_ROK and faults.error_status is not None:
-            if number % max(faults.error_every, 1) == 0:
-                status = faults.error_status
+        every = faults.queue_full_every
+        if status == _S.ESME_ROK and every and number % every == 0:
+            status = _S.ESME_RMSGQFUL
+        every = max(faults.error_every, 1)
+        if status == _S.ESME_ROK and faults.error_status is not None and number % every == 0:
+            status = faults.error_status
         if status != _S.ESME_ROK:
             stats.submits_refused[status] += 1
             self._answer(pdu, status, "")
@@ -453,9 +457,7 @@ class SmscSimulator:
 
     async def start(self) -> int:
         """Listen; return the port (the configured one, or the one picked for port 0)."""
-        self._server = await asyncio.start_server(
-            self._accept, self.config.host, self.config.port
-        )
+        self._server = await asyncio.start_server(self._accept, self.config.host, self.config.port)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.config.control_port is not None:
             from pigeon.smsc_sim.control import start_control
@@ -523,8 +525,8 @@ class SmscSimulator:
 
     # --- helpers for connections ------------------------------------------------------------
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
