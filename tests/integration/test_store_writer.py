@@ -124,6 +124,20 @@ async def test_close_finishes_submitted_writes_then_refuses_more(database_url: s
         await reopened.close()
 
 
+async def test_writes_from_another_threads_event_loop_are_served(database: Database) -> None:
+    """A caller running its own event loop in another thread gets its writes committed."""
+
+    async def from_elsewhere() -> list[str]:
+        return list(
+            await asyncio.gather(*(database.write(_insert_tenant(f"x{i}")) for i in range(5)))
+        )
+
+    written = await asyncio.wait_for(asyncio.to_thread(asyncio.run, from_elsewhere()), 10)
+
+    assert written == [f"x{i}" for i in range(5)]
+    assert await _count(database, tenants) == 5
+
+
 async def test_ping_reports_a_ready_database(database: Database) -> None:
     """A connected database answers its readiness check."""
     assert await database.ping()

@@ -5,7 +5,11 @@ binds to one carrier (transceivers, transmitters, or transmitter + receiver pair
 :class:`~pigeon.connectors.smpp_link.SmppLink` that reconnects on its own. :meth:`submit`
 sends one submit_sm per segment, spread over the binds with free window slots, paced by a
 token bucket when ``throughput_per_second`` is set, and returns the carrier's ids once every
-segment is accepted.
+segment is accepted. :attr:`ready` is true while at least one bind that can submit is up (a
+receiver alone does not count); :meth:`start` returns once one is, or every bind has tried
+once; :meth:`wait_bound` waits for one. :meth:`stop` stops taking submits, waits up to
+``drain_timeout`` for those in flight and the receipts being stored, unbinds (waiting up to
+``unbind_timeout`` for unbind_resp; a carrier that just closes is fine) and closes.
 
 Errors, translated at this boundary (``code`` is ``smpp_0x%08x`` of the status):
 
@@ -39,12 +43,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pigeon.connectors.smpp_compose import decode_text, encode_text
 from pigeon.connectors.smpp_link import (
@@ -66,7 +72,6 @@ from pigeon.domain.messages import Message
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus, parse_receipt_status
 from pigeon.ports import Clock, ReceiptSink, SubmitResult
 from pigeon.smpp import tlv
-from pigeon.smpp.codec import encode
 from pigeon.smpp.concat import PartSet, Reassembler, UdhError, part_from_pdu, split_udh
 from pigeon.smpp.constants import (
     CommandStatus,
@@ -77,7 +82,7 @@ from pigeon.smpp.constants import (
     is_delivery_receipt,
     status_name,
 )
-from pigeon.smpp.pdu import DataSm, DeliverSm, SubmitSm
+from pigeon.smpp.pdu import DataSm, DeliverSm, GenericNack, SubmitSm
 from pigeon.smpp.receipt import receipt_from_pdu
 
 __all__ = [
@@ -160,6 +165,10 @@ class _TokenBucket:
         self._level -= 1.0
         if self._level < 0:
             await asyncio.sleep(-self._level / self.rate)
+
+
+def _submit_sm(sequence_number: int, **fields: Any) -> SubmitSm:
+    return SubmitSm(sequence_number=sequence_number, **fields)
 
 
 def _source_numbering(source: str) -> tuple[str, int, int]:
@@ -276,6 +285,8 @@ class SmppClientConnector:
                 f"{self.id}: no bound transmitter to the carrier", code="smpp_not_bound"
             )
         pdus = self._compose(message)
+        if len(pdus) == 1:
+            return SubmitResult(carrier_message_ids=(await self._submit_segment(pdus[0]),))
         outcomes = await asyncio.gather(
             *(self._submit_segment(pdu) for pdu in pdus), return_exceptions=True
         )
@@ -294,17 +305,17 @@ class SmppClientConnector:
             (e for e in errors if isinstance(e, PermanentFailure)),
             next((e for e in errors if isinstance(e, Throttled)), errors[0]),
         )
-        if len(pdus) > 1:
-            detail = (
-                f"{worst.detail} (segment failure: {len(ids)} of {len(pdus)} segments were "
-                f"accepted as {', '.join(ids) or 'none'}; a retry resends all of them)"
-            )
-            raise type(worst)(detail, code=worst.code)
-        raise worst
+        detail = (
+            f"{worst.detail} (segment failure: {len(ids)} of {len(pdus)} segments were "
+            f"accepted as {', '.join(ids) or 'none'}; a retry resends all of them)"
+        )
+        raise type(worst)(detail, code=worst.code)
 
     # --- submitting -------------------------------------------------------------------------
 
-    def _compose(self, message: Message) -> list[SubmitSm]:
+    def _compose(self, message: Message) -> list[Callable[[int], SubmitSm]]:
+        """One submit_sm builder per segment; each takes the sequence number (building the
+        PDU once with it is cheaper than copying a finished PDU to set it)."""
         settings = self.settings
         self._reference = (self._reference + 1) & 0xFFFF
         try:
@@ -324,8 +335,9 @@ class SmppClientConnector:
         if settings.source_npi is not None:
             npi = settings.source_npi
         receipt = ReceiptRequest.SUCCESS_OR_FAILURE if settings.registered_delivery else 0
-        pdus = [
-            SubmitSm(
+        return [
+            functools.partial(
+                _submit_sm,
                 service_type=settings.service_type,
                 source_addr_ton=ton,
                 source_addr_npi=npi,
@@ -341,16 +353,8 @@ class SmppClientConnector:
             )
             for segment in text.segments
         ]
-        try:
-            encode(pdus[0])  # fields the carrier would refuse (a too long sender...) fail here
-        except ValueError as exc:
-            raise PermanentFailure(
-                f"{self.id}: the message does not fit in a submit_sm: {exc}",
-                code="smpp_invalid_pdu",
-            ) from None
-        return pdus
 
-    async def _submit_segment(self, pdu: SubmitSm) -> str:
+    async def _submit_segment(self, pdu: Callable[[int], SubmitSm]) -> str:
         settings = self.settings
         loop = asyncio.get_running_loop()
         throttled_since: float | None = None
@@ -361,6 +365,11 @@ class SmppClientConnector:
                 if self._bucket is not None:
                     await self._bucket.take()
                 response = await link.request(pdu)
+            except ValueError as exc:  # from encode: a field the specification forbids
+                raise PermanentFailure(
+                    f"{self.id}: the message does not fit in a submit_sm: {exc}",
+                    code="smpp_invalid_pdu",
+                ) from None
             except NotSent as exc:
                 not_sent += 1
                 if not_sent > _NOT_SENT_RETRIES:
@@ -383,6 +392,8 @@ class SmppClientConnector:
             finally:
                 link.release()
             status = response.command_status
+            if isinstance(response, GenericNack) and status == _S.ESME_ROK:
+                status = _S.ESME_RSYSERR  # a generic_nack never means success
             if status == _S.ESME_ROK:
                 link.accepted()
                 message_id = getattr(response, "message_id", "")

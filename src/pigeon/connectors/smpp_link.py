@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -136,6 +137,7 @@ class SmppLink:
         self._stopping = False
         self._inbound_tasks: set[asyncio.Task[None]] = set()
         self._idle: asyncio.Event | None = None
+        self._outbox: list[bytes] = []
 
     # --- state ------------------------------------------------------------------------------
 
@@ -155,9 +157,14 @@ class SmppLink:
     @property
     def bound(self) -> bool:
         """True while bound and not stopping or unbinding."""
-        session = self.session
+        session, writer = self.session, self._writer
         return (
-            session is not None and session.bound and not session.unbinding and not self._stopping
+            session is not None
+            and session.bound
+            and not session.unbinding
+            and not self._stopping
+            and writer is not None
+            and not writer.is_closing()
         )
 
     def can_take(self, now: float) -> bool:
@@ -207,6 +214,7 @@ class SmppLink:
         """Close the connection (the supervisor then reconnects and binds again)."""
         writer = self._writer
         if writer is not None:
+            self._flush()
             writer.close()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -233,6 +241,7 @@ class SmppLink:
                     await asyncio.wait_for(future, settings.unbind_timeout)
         writer = self._writer
         if writer is not None:
+            self._flush()
             writer.close()
         task = self._task
         if task is not None:
@@ -274,6 +283,7 @@ class SmppLink:
                 )
             finally:
                 self.attempted.set()
+                self._on_change(True)
             if self._stop_requested():  # stop() may have run while we were serving
                 break
             if self.binds > bound_before:
@@ -313,6 +323,7 @@ class SmppLink:
         self._writer = writer
         self.session = session
         self._futures = {}
+        self._outbox = []
         closed = asyncio.Event()
         reading = asyncio.create_task(self._read(reader, session, closed))
         ticking = asyncio.create_task(self._tick(session, writer))
@@ -332,6 +343,7 @@ class SmppLink:
                 log.warning("%s: connection lost", self.name)
         finally:
             ticking.cancel()
+            self._flush()
             writer.close()
             await asyncio.gather(reading, ticking, return_exceptions=True)
             self._fail_all(ConnectionLost("connection closed"))
@@ -352,25 +364,47 @@ class SmppLink:
         return future
 
     def _write(self, pdu: Pdu) -> None:
+        self._send(encode(pdu))
+
+    def _send(self, frame: bytes) -> None:
+        # Frames written in one event-loop turn go out in one send(): under load a burst of
+        # responses frees many window slots at once, and a syscall per PDU would dominate.
+        self._outbox.append(frame)
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        frames = self._outbox
+        if not frames:
+            return
+        self._outbox = []
         writer = self._writer
         if writer is not None and not writer.is_closing():
-            writer.write(encode(pdu))
+            writer.write(b"".join(frames))
 
-    async def request(self, pdu: Pdu) -> Pdu:
+    async def request(self, pdu: Pdu | Callable[[int], Pdu]) -> Pdu:
         """Send a request and return its response (which may carry an error status).
 
+        ``pdu`` is the request, or a function building it from its sequence number.
+
         Raises :class:`NotSent` if it could not be written, :class:`ResponseTimeout` or
-        :class:`ConnectionLost` if it was written but no response came.
+        :class:`ConnectionLost` if it was written but no response came, ``ValueError`` (before
+        anything is sent) if a field breaks the specification.
         """
         session, writer = self.session, self._writer
         if session is None or writer is None or writer.is_closing():
             raise NotSent(f"{self.name} is not connected")
+        if isinstance(pdu, Pdu):
+            pdu = dataclasses.replace(pdu, sequence_number=session.next_sequence())
+        else:
+            pdu = pdu(session.next_sequence())
+        frame = encode(pdu)  # ValueError for a field the spec forbids, before registering
         try:
-            pdu = session.send_request(pdu, asyncio.get_running_loop().time())
+            session.send_request(pdu, asyncio.get_running_loop().time())
         except SessionError as exc:
             raise NotSent(f"{self.name}: {exc}") from None
         future = self._register(pdu)
-        writer.write(encode(pdu))
+        self._send(frame)
         transport = writer.transport
         if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
             with contextlib.suppress(ConnectionError):
@@ -404,8 +438,10 @@ class SmppLink:
         except (OSError, ConnectionError) as exc:
             log.warning("%s: read failed: %s", self.name, exc)
         finally:
+            session.close()  # not bound from now on, before anyone hears of the loss
             closed.set()
             self._fail_all(ConnectionLost("connection closed"))
+            self._on_change(True)
 
     def _handle(self, event: object, session: Session) -> None:
         if isinstance(event, Transmit):

@@ -69,8 +69,10 @@ class SmscSimConfig:
     ``port`` 0 takes any free port (:meth:`SmscSimulator.start` returns it). Outcomes: the
     longest prefix of the destination (without ``+``) in ``outcomes`` decides; else a draw
     from ``outcome_mix`` (weights, e.g. percentages) when it is set; else ``default_outcome``.
-    Message ids count up from ``id_start``, written as ``message_ids`` in submit_sm_resp and
-    as ``receipt_ids`` (default: the same) in receipts, zero-padded to ``id_width``.
+    A deliver_sm the client refuses (or leaves unanswered) is sent again after
+    ``redelivery_delay``. Message ids count up from ``id_start``, written as ``message_ids``
+    in submit_sm_resp and as ``receipt_ids`` (default: the same) in receipts, zero-padded to
+    ``id_width``.
     """
 
     host: str = "127.0.0.1"
@@ -87,6 +89,7 @@ class SmscSimConfig:
     default_outcome: Outcome = "DELIVRD"
     default_alphabet: AlphabetName = "gsm7"
     window: int = 10
+    redelivery_delay: float = 1.0
     receipt_tlvs: bool = True
     seed: int | None = None
     control_port: int | None = None

@@ -45,6 +45,7 @@ def stats_document(sim: SmscSimulator) -> dict[str, Any]:
         "mo_acked": stats.mo_acked,
         "disconnects": stats.disconnects,
         "enquire_links": stats.enquire_links,
+        "unbinds": stats.unbinds,
         "max_in_flight": stats.max_in_flight,
         "binds": [
             {

@@ -5,7 +5,7 @@ for a receiver), per connection (:class:`_Connection`: its session and bind) and
 delivery (:class:`_Delivery`: one deliver_sm until the client acknowledges it). Receipts
 and MO go to a bind of the same system_id that can receive (the one the submit came on when
 it is a transceiver); with none bound they wait, like a real SMSC's store-and-forward, and
-one refused with an error status is tried again a second later (five times at most).
+one refused with an error status is tried again ``redelivery_delay`` later (five times in all).
 """
 
 from __future__ import annotations
@@ -80,7 +80,6 @@ _STATES: dict[str, MessageState] = {
     "REJECTD": MessageState.REJECTED,
 }
 _ERRORS = {"DELIVRD": "000", "UNDELIV": "001", "EXPIRED": "002", "REJECTD": "003"}
-_REDELIVERY_DELAY = 1.0
 _MAX_ATTEMPTS = 5
 _MODES: dict[type[Pdu], str] = {BindTransmitter: "tx", BindReceiver: "rx", BindTransceiver: "trx"}
 _BIND_RESPONSES: dict[
@@ -125,6 +124,7 @@ class SimStats:
     mo_acked: int = 0
     disconnects: int = 0
     enquire_links: int = 0
+    unbinds: int = 0
     binds: list[BindStats] = field(default_factory=list)
 
     @property
@@ -192,6 +192,7 @@ class _Connection:
         self.held = 0
         self.outbox: deque[_Delivery] = deque()
         self.sent: dict[int, _Delivery] = {}
+        self._out: list[bytes] = []
 
     @property
     def receives(self) -> bool:
@@ -199,8 +200,19 @@ class _Connection:
         return self.session.state in (SessionState.BOUND_RX, SessionState.BOUND_TRX)
 
     def write(self, pdu: Pdu) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(encode(pdu))
+        # Coalesced: everything written in one event-loop turn goes out in one send().
+        self._out.append(encode(pdu))
+        if len(self._out) == 1:
+            asyncio.get_running_loop().call_soon(self.flush_writes)
+
+    def flush_writes(self) -> None:
+        frames, self._out = self._out, []
+        if frames and not self.writer.is_closing():
+            self.writer.write(b"".join(frames))
+
+    def close(self) -> None:
+        self.flush_writes()
+        self.writer.close()
 
     # --- the read loop ----------------------------------------------------------------------
 
@@ -227,7 +239,7 @@ class _Connection:
             ticking.cancel()
             await asyncio.gather(ticking, return_exceptions=True)
             self._closed()
-            self.writer.close()
+            self.close()
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(self.writer.wait_closed(), 1.0)
 
@@ -259,6 +271,7 @@ class _Connection:
         if isinstance(event, Transmit):
             if isinstance(event.pdu, EnquireLinkResp):
                 self.sim.stats.enquire_links += 1
+                self.sim._bump()
             self.write(event.pdu)
         elif isinstance(event, RequestReceived):
             pdu = event.pdu
@@ -278,6 +291,9 @@ class _Connection:
             log.warning("smsc-sim: undecodable frame: %s", event.error.reason)
         elif isinstance(event, StateChanged):
             log.info("smsc-sim: session %s -> %s", event.old.value, event.new.value)
+            if event.new is SessionState.UNBOUND:
+                self.sim.stats.unbinds += 1
+                self.sim._bump()
 
     # --- binds ------------------------------------------------------------------------------
 
@@ -301,7 +317,7 @@ class _Connection:
             log.warning(
                 "smsc-sim: refused the bind of system_id %r: %s", pdu.system_id, status.name
             )
-            self.writer.close()
+            self.close()
             sim._bump()
             return
         self.bind = BindStats(len(sim.stats.binds) + 1, pdu.system_id, _MODES[type(pdu)])
@@ -330,7 +346,7 @@ class _Connection:
                 sim._disconnects += 1
                 stats.disconnects += 1
                 log.warning("smsc-sim: fault: closing the connection after %d submits", self.held)
-                self.writer.close()
+                self.close()
             return
         bind.in_flight += 1
         bind.max_in_flight = max(bind.max_in_flight, bind.in_flight)
@@ -408,6 +424,11 @@ class _Connection:
         self.outbox.append(delivery)
         self.flush()
 
+    def unbind(self) -> None:
+        """Ask the client to unbind (as an SMSC going down for maintenance does)."""
+        if self.session.bound and not self.session.unbinding:
+            self.write(self.session.unbind(asyncio.get_running_loop().time()))
+
     def flush(self) -> None:
         loop = asyncio.get_running_loop()
         session = self.session
@@ -478,7 +499,7 @@ class SmscSimulator:
         for task in self._tasks:
             task.cancel()
         for connection in list(self._connections):
-            connection.writer.close()
+            connection.close()
         pending = [*self._handlers, *self._tasks]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
@@ -610,7 +631,7 @@ class SmscSimulator:
             if delivery.done is not None and not delivery.done.done():
                 delivery.done.set_result(_S.ESME_RDELIVERYFAILURE)
             return
-        self._call_later(_REDELIVERY_DELAY, lambda: self._dispatch(delivery))
+        self._call_later(self.config.redelivery_delay, lambda: self._dispatch(delivery))
 
     # --- what the carrier does with a submit ------------------------------------------------
 
@@ -718,7 +739,16 @@ class SmscSimulator:
         system_id = bind.system_id if bind is not None else config.system_id
         return _Delivery(deliver, "receipt", system_id, prefer=connection)
 
-    # --- injection --------------------------------------------------------------------------
+    # --- injection ---------------------------------------------------------------------------
+
+    def unbind_all(self) -> int:
+        """Send unbind to every bound client (maintenance); return how many were asked."""
+        bound = [c for c in self._connections if c.session.bound]
+        for connection in bound:
+            connection.unbind()
+        return len(bound)
+
+    # --- injection of messages --------------------------------------------------------------
 
     async def send_deliver(
         self, pdu: DeliverSm, *, system_id: str | None = None, timeout: float | None = 5.0

@@ -19,8 +19,10 @@ is taken up front, so a transaction never fails half-way on a lock upgrade) and 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
@@ -63,6 +65,37 @@ def dialect_of(url: URL) -> Dialect:
     return "sqlite" if url.get_backend_name() == "sqlite" else "postgresql"
 
 
+async def prepare_sqlite_file(url: URL, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+    """Create the SQLite file's directory and switch the file to WAL (a lasting setting).
+
+    Done once, outside any transaction and off the event loop, before engines open it.
+    """
+    database = url.database or ""
+    await asyncio.to_thread(_prepare_file, database, database.startswith("file:"), busy_timeout)
+
+
+def _prepare_file(database: str, uri: bool, busy_timeout: float) -> None:
+    if not uri:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # Two processes creating the same file at once may find it locked for a moment; changing
+    # the journal mode then fails at once instead of waiting, so wait here.
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            with closing(sqlite3.connect(database, timeout=busy_timeout, uri=uri)) as connection:
+                (mode,) = connection.execute("PRAGMA journal_mode=WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+            continue
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"SQLite refused WAL mode for {database} (journal_mode={mode})")
+        return
+
+
+_WAL_ATTEMPTS: Final = 20
+
+
 def sqlite_engine(
     url: URL,
     *,
@@ -74,11 +107,9 @@ def sqlite_engine(
 
     ``writer`` connections take the write lock at BEGIN (``BEGIN IMMEDIATE``); ``reader``
     connections are read-only (``query_only``) with deferred BEGIN; the ``migrator`` is a writer
-    with foreign keys off, as table rebuilds in migrations need.
+    with foreign keys off, as table rebuilds in migrations need. Call ``prepare_sqlite_file``
+    first (WAL mode).
     """
-    database = url.database or ""
-    if not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -100,8 +131,6 @@ def sqlite_engine(
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            if role != "reader":
-                cursor.execute("PRAGMA journal_mode=WAL")
             for name, value in pragmas.items():
                 cursor.execute(f"PRAGMA {name}={value}")
         finally:
@@ -242,6 +271,7 @@ async def connect(
     """
     sa_url = normalise_url(url)
     if dialect_of(sa_url) == "sqlite":
+        await prepare_sqlite_file(sa_url, busy_timeout)
         write_engine = sqlite_engine(sa_url, role="writer", busy_timeout=busy_timeout)
         read_engine = sqlite_engine(
             sa_url, role="reader", pool_size=read_pool_size, busy_timeout=busy_timeout

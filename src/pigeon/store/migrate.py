@@ -26,7 +26,13 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pigeon.store.database import dialect_of, normalise_url, postgresql_engine, sqlite_engine
+from pigeon.store.database import (
+    dialect_of,
+    normalise_url,
+    postgresql_engine,
+    prepare_sqlite_file,
+    sqlite_engine,
+)
 
 _Action = Callable[[Config], None]
 
@@ -86,6 +92,8 @@ async def autogenerate(url: str | URL, message: str) -> None:  # pragma: no cove
 async def _run(url: str | URL, action: _Action) -> None:
     sa_url = normalise_url(url)
     config = alembic_config(sa_url)
+    if dialect_of(sa_url) == "sqlite":
+        await prepare_sqlite_file(sa_url)
     engine = _engine(sa_url)
 
     def run(connection: Connection) -> None:

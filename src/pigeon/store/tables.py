@@ -65,23 +65,17 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
 #: JSON documents: ``jsonb`` on PostgreSQL, text on SQLite.
 Json: sa.types.TypeEngine[Any] = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-# Short aliases keep the table definitions readable.
-Text = sa.Text
-Int = sa.Integer
-Big = sa.BigInteger
-Bool = sa.Boolean
-
 
 def _id(name: str = "id") -> sa.Column[str]:
-    return sa.Column(name, Text, primary_key=True)
+    return sa.Column(name, sa.Text, primary_key=True)
 
 
 tenants = sa.Table(
     "tenants",
     metadata,
     _id(),
-    sa.Column("name", Text, nullable=False, unique=True),
-    sa.Column("default_region", Text),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("default_region", sa.Text),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
@@ -89,43 +83,43 @@ api_keys = sa.Table(
     "api_keys",
     metadata,
     _id(),
-    sa.Column("tenant_id", Text, sa.ForeignKey("tenants.id"), nullable=False, index=True),
-    sa.Column("mode", Text, nullable=False),
-    sa.Column("role", Text, nullable=False),
-    sa.Column("digest", Text, nullable=False, unique=True),
-    sa.Column("prefix", Text, nullable=False),
+    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("digest", sa.Text, nullable=False, unique=True),
+    sa.Column("prefix", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("revoked", Bool, nullable=False, server_default=sa.false()),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 messages = sa.Table(
     "messages",
     metadata,
     _id(),
-    sa.Column("tenant_id", Text, sa.ForeignKey("tenants.id"), nullable=False),
-    sa.Column("direction", Text, nullable=False),
+    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("direction", sa.Text, nullable=False),
     # The domain calls it ``to``; ``recipient`` spares quoting a reserved word in every query.
-    sa.Column("recipient", Text, nullable=False),
-    sa.Column("sender", Text),
-    sa.Column("body", Text, nullable=False),
-    sa.Column("category", Text, nullable=False),
-    sa.Column("encoding", Text, nullable=False),
-    sa.Column("segments", Int, nullable=False),
-    sa.Column("status", Text, nullable=False),
-    sa.Column("status_sequence", Int, nullable=False, server_default="0"),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("sender", sa.Text),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("encoding", sa.Text, nullable=False),
+    sa.Column("segments", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("status_sequence", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.Column("country", Text),
-    sa.Column("client_ref", Text),
-    sa.Column("callback_url", Text),
+    sa.Column("country", sa.Text),
+    sa.Column("client_ref", sa.Text),
+    sa.Column("callback_url", sa.Text),
     sa.Column("send_at", UtcDateTime),
     sa.Column("expires_at", UtcDateTime),
-    sa.Column("error_code", Text),
-    sa.Column("connector_id", Text),
-    sa.Column("price", Big),
-    sa.Column("currency", Text),
-    sa.Column("is_test", Bool, nullable=False, server_default=sa.false()),
-    sa.Column("attempts", Int, nullable=False, server_default="0"),
+    sa.Column("error_code", sa.Text),
+    sa.Column("connector_id", sa.Text),
+    sa.Column("price", sa.BigInteger),
+    sa.Column("currency", sa.Text),
+    sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     # Listing is newest first by id within a tenant, optionally filtered.
     sa.Index(None, "tenant_id", "id"),
     sa.Index(None, "tenant_id", "status", "id"),
@@ -138,17 +132,17 @@ message_parts = sa.Table(
     metadata,
     sa.Column(
         "message_id",
-        Text,
+        sa.Text,
         sa.ForeignKey("messages.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    sa.Column("part_index", Int, primary_key=True),
-    sa.Column("status", Text, nullable=False),
-    sa.Column("carrier_message_id", Text),
+    sa.Column("part_index", sa.Integer, primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("carrier_message_id", sa.Text),
     # Lower-case, trimmed, leading zeros dropped: how receipts find their part.
-    sa.Column("carrier_id_normalised", Text),
-    sa.Column("connector_id", Text),
-    sa.Column("error_code", Text),
+    sa.Column("carrier_id_normalised", sa.Text),
+    sa.Column("connector_id", sa.Text),
+    sa.Column("error_code", sa.Text),
     sa.Index(None, "connector_id", "carrier_id_normalised"),
 )
 
@@ -156,25 +150,25 @@ events = sa.Table(
     "events",
     metadata,
     _id(),
-    sa.Column("tenant_id", Text, nullable=False),
-    sa.Column("message_id", Text, sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True),
-    sa.Column("type", Text, nullable=False),
-    sa.Column("status", Text),
-    sa.Column("sequence", Int, nullable=False),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("message_id", sa.Text, sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("status", sa.Text),
+    sa.Column("sequence", sa.Integer, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
-    sa.Column("detail", Text),
+    sa.Column("detail", sa.Text),
     sa.Column("payload", Json, nullable=False),
 )
 
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
-    sa.Column("tenant_id", Text, primary_key=True),
-    sa.Column("key", Text, primary_key=True),
-    sa.Column("request_hash", Text, nullable=False),
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("request_hash", sa.Text, nullable=False),
     sa.Column(
         "message_id",
-        Text,
+        sa.Text,
         sa.ForeignKey("messages.id", ondelete="CASCADE"),
         nullable=False,
     ),
@@ -186,18 +180,18 @@ jobs = sa.Table(
     "jobs",
     metadata,
     _id(),
-    sa.Column("kind", Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
     sa.Column("payload", Json, nullable=False),
-    sa.Column("priority", Int, nullable=False, server_default="0"),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     # When the job is next due. While a job is leased this is the lease expiry, so a job whose
     # worker died becomes due again by itself.
     sa.Column("run_at", UtcDateTime, nullable=False),
     # Due and not leased: the only rows a claim looks at (see ``pigeon.queue``).
-    sa.Column("ready", Bool, nullable=False, server_default=sa.false()),
-    sa.Column("attempts", Int, nullable=False, server_default="0"),
-    sa.Column("lease_owner", Text),
+    sa.Column("ready", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.Text),
     sa.Column("lease_until", UtcDateTime),
-    sa.Column("last_error", Text),
+    sa.Column("last_error", sa.Text),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 # Claiming: ready jobs of a kind, highest priority first, then earliest.
@@ -209,10 +203,10 @@ webhook_endpoints = sa.Table(
     "webhook_endpoints",
     metadata,
     _id(),
-    sa.Column("tenant_id", Text, sa.ForeignKey("tenants.id"), nullable=False, index=True),
-    sa.Column("url", Text, nullable=False),
+    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("url", sa.Text, nullable=False),
     sa.Column("events", Json, nullable=False),
-    sa.Column("secret", Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("disabled_at", UtcDateTime),
 )
@@ -221,13 +215,13 @@ webhook_attempts = sa.Table(
     "webhook_attempts",
     metadata,
     _id(),
-    sa.Column("event_id", Text, nullable=False, index=True),
+    sa.Column("event_id", sa.Text, nullable=False, index=True),
     # The delivery log outlives a deleted endpoint.
-    sa.Column("endpoint_id", Text, sa.ForeignKey("webhook_endpoints.id", ondelete="SET NULL")),
-    sa.Column("url", Text, nullable=False),
-    sa.Column("attempt", Int, nullable=False),
+    sa.Column("endpoint_id", sa.Text, sa.ForeignKey("webhook_endpoints.id", ondelete="SET NULL")),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
-    sa.Column("status_code", Int),
-    sa.Column("error", Text),
-    sa.Column("duration_ms", Int, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
 )

@@ -26,7 +26,7 @@ Operations must be re-runnable (they may run again after a rollback) and must do
 database work on the given connection: the transaction, and every other writer, waits for them.
 
 A writer belongs to the event loop that started it; callers on other loops (test clients that
-run the app in a thread) get their results handed over thread-safely.
+run the app in a thread) are woken and answered thread-safely.
 
 On SQLite exactly one writer task (one connection) exists, so the database never answers
 ``SQLITE_BUSY`` to ourselves. On PostgreSQL ``tasks`` > 1 runs several batches in parallel.
@@ -169,9 +169,13 @@ class Writer:
             raise WriterClosedError("the writer is closed")
         if not self._tasks:
             raise WriterClosedError("the writer is not started")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Entry(run, item, future))
-        self._wake.set()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Entry(run, item, future))  # deque.append is thread-safe
+        if loop is self._home:
+            self._wake.set()
+        elif self._home is not None:  # a caller on another thread's loop
+            self._home.call_soon_threadsafe(self._wake.set)
         return future
 
     # --- the loop -------------------------------------------------------------------------
