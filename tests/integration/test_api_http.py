@@ -744,6 +744,7 @@ async def test_openapi_document_lists_our_paths(api: Api) -> None:
         "/v1/messages/{message_id}": {"get"},
         "/v1/webhook-endpoints": {"get", "post"},
         "/v1/webhook-endpoints/{endpoint_id}": {"get", "delete"},
+        "/v1/account": {"get"},
         "/healthz": {"get"},
         "/readyz": {"get"},
         "/metrics": {"get"},
@@ -945,12 +946,15 @@ async def test_random_bytes_and_endpoint_bodies_never_fail_with_500(
     for path in ("/v1/messages", "/v1/webhook-endpoints"):
         response = await api.client.post(path, content=raw, headers=headers)
         assert response.status_code in (201, 202, 400, 422), response.text
+    # json.dumps writes infinities as the non-JSON token Infinity: that must be a 400.
     response = await api.client.post(
-        "/v1/webhook-endpoints", json={"url": url, "events": events}, headers=auth(KEY)
+        "/v1/webhook-endpoints",
+        content=json.dumps({"url": url, "events": events}).encode(),
+        headers=headers,
     )
-    assert response.status_code in (201, 422), response.text
-    if response.status_code == 422:
-        problem(response, 422, response.json()["code"])
+    assert response.status_code in (201, 400, 422), response.text
+    if response.status_code >= 400:
+        problem(response, response.status_code, response.json()["code"])
 
 
 @settings(
