@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from pigeon.domain.accounts import ApiKey, Tenant
+from pigeon.domain.accounts import ApiKey, SmppAccount, Tenant
 from pigeon.domain.messages import Message, MessageStatus
 from pigeon.domain.receipts import DeliveryReceipt
 
@@ -78,6 +78,11 @@ class JobQueue(Protocol):
 
     async def pending(self) -> dict[str, int]:
         """How many jobs wait, by kind."""
+        ...
+
+    async def wake(self, id_prefix: str) -> int:
+        """Make every job whose id starts with ``id_prefix`` and that nobody holds due now;
+        returns how many jobs that touched (``id_prefix`` must not be empty)."""
         ...
 
 
@@ -207,7 +212,7 @@ class MessageStore(Protocol):
 
 
 class AccountStore(Protocol):
-    """Tenants and API keys."""
+    """Tenants, API keys and SMPP accounts."""
 
     async def create_tenant(self, tenant: Tenant) -> None: ...
 
@@ -221,6 +226,74 @@ class AccountStore(Protocol):
 
     async def find_api_key(self, digest: str) -> ApiKey | None:
         """The unrevoked key with this SHA-256 digest."""
+        ...
+
+    async def create_smpp_account(self, account: SmppAccount) -> None:
+        """Store a new SMPP account; a taken ``system_id`` raises ``ValidationError``."""
+        ...
+
+    async def find_smpp_account(self, system_id: str) -> SmppAccount | None:
+        """The account that binds with this ``system_id``."""
+        ...
+
+    async def list_smpp_accounts(self, tenant_id: str) -> list[SmppAccount]:
+        """The tenant's SMPP accounts, oldest first."""
+        ...
+
+
+# --- SMPP concatenation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPart:
+    """One part of a long message a customer submits in several PDUs, kept durably until the
+    message is whole (so a part that was answered survives a crash).
+
+    ``key`` names the message among the account's (source, destination, reference, total);
+    ``message_id`` is the id this part reserves for the message if it is the first one seen;
+    ``payload`` is the part's content (compared to tell a retransmission from a reused
+    reference); ``pdu`` is the whole PDU as received, opaque to the store.
+    """
+
+    account_id: str
+    key: str
+    seqnum: int
+    total: int
+    message_id: str
+    payload: bytes
+    pdu: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PartProgress:
+    """What adding a part led to: the message id reserved for the set, every part in order
+    once all are in (``None`` before), and whether the part was a retransmission."""
+
+    message_id: str
+    complete: list[PendingPart] | None
+    duplicate: bool = False
+    accepted: bool = False
+
+
+class PartStore(Protocol):
+    """Parts of customers' long messages waiting for the rest of their message."""
+
+    async def add_part(self, part: PendingPart) -> PartProgress:
+        """Store ``part`` durably (a retransmission is not stored twice); returns once durable.
+
+        A part of a set already accepted (``mark_accepted``) with the same payload is a
+        retransmission (``duplicate`` and ``accepted``); with another payload the sender reused
+        the reference and a new set starts.
+        """
+        ...
+
+    async def mark_accepted(self, account_id: str, key: str) -> None:
+        """Remember that the set's message was accepted (its retransmissions are duplicates)."""
+        ...
+
+    async def expire_parts(self, before: datetime) -> int:
+        """Forget parts received before ``before``; returns how many."""
         ...
 
 

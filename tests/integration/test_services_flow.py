@@ -6,12 +6,10 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
-from conftest import Stores
-
 from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant
 from pigeon.domain.errors import CarrierError, PermanentFailure, TemporaryFailure
 from pigeon.domain.messages import Category, Message, MessageStatus
@@ -27,6 +25,9 @@ from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
 from pigeon.testing import FakeConnector
 from pigeon.webhooks.sender import AiohttpWebhookSender
 from pigeon.webhooks.signing import new_secret, signature_headers, verify
+
+if TYPE_CHECKING:
+    from conftest import Stores
 
 S = MessageStatus
 

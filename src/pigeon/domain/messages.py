@@ -139,6 +139,26 @@ def fold_parts(statuses: list[MessageStatus]) -> MessageStatus:
     return max(finals, key=lambda s: _SEVERITY.get(s, 0))
 
 
+class ReceiptRequest(enum.StrEnum):
+    """Which final outcomes the sender wants a delivery receipt for (SMPP registered_delivery).
+
+    ``all``: every final outcome; ``failure``: all but delivered; ``success``: delivered only.
+    """
+
+    NONE = "none"
+    ALL = "all"
+    FAILURE = "failure"
+    SUCCESS = "success"
+
+    def wants(self, status: MessageStatus) -> bool:
+        """Whether a message reaching final ``status`` owes its sender a receipt."""
+        if self is ReceiptRequest.NONE or not status.is_final or status is S.RECEIVED:
+            return False
+        if self is ReceiptRequest.ALL:
+            return True
+        return (status is S.DELIVERED) == (self is ReceiptRequest.SUCCESS)
+
+
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     """One step of a message's lifecycle; stored as an event and sent to webhooks."""
@@ -191,6 +211,12 @@ class Message:
     status_sequence: int = 0
     attempts: int = 0
     parts: list[Part] = field(default_factory=list)
+    #: Where it came from: ``smpp:<account id>`` for SMPP submissions, ``None`` for REST.
+    origin: str | None = None
+    #: How many PDUs the sender split it into (SMPP concatenation); each got its own id.
+    origin_parts: int = 1
+    #: Which outcomes the sender asked a receipt for (SMPP registered_delivery).
+    receipt_request: ReceiptRequest = ReceiptRequest.NONE
 
     def transition(
         self,

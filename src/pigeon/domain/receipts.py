@@ -113,3 +113,39 @@ def carrier_id_forms(raw: str) -> tuple[str, ...]:
         if text.isdigit():
             add(format(int(text), "x"))
     return tuple(forms)
+
+
+#: The receipt a final status is reported with to a sender that asked for one (SMPP customers).
+_FROM_STATUS = {
+    MessageStatus.DELIVERED: ReceiptStatus.DELIVRD,
+    MessageStatus.UNDELIVERED: ReceiptStatus.UNDELIV,
+    MessageStatus.EXPIRED: ReceiptStatus.EXPIRED,
+    MessageStatus.FAILED: ReceiptStatus.UNDELIV,
+    MessageStatus.REJECTED: ReceiptStatus.REJECTD,
+    MessageStatus.UNKNOWN: ReceiptStatus.UNKNOWN,
+    MessageStatus.CANCELED: ReceiptStatus.DELETED,
+}
+
+#: The ``err`` of such a receipt when the carrier gave no numeric error of its own.
+_DEFAULT_ERRORS = {
+    MessageStatus.DELIVERED: "000",
+    MessageStatus.UNDELIVERED: "001",
+    MessageStatus.EXPIRED: "002",
+    MessageStatus.REJECTED: "003",
+    MessageStatus.FAILED: "004",
+    MessageStatus.CANCELED: "005",
+    MessageStatus.UNKNOWN: "000",
+}
+
+
+def receipt_for(status: MessageStatus) -> ReceiptStatus | None:
+    """The ``stat`` a final status is reported with to the sender (``None``: not final)."""
+    return _FROM_STATUS.get(status)
+
+
+def receipt_error(status: MessageStatus, error_code: str | None) -> str:
+    """The three-digit ``err`` of a receipt for ``status``: the carrier's numeric error when
+    there is one (last three digits), else a fixed code per status (000 when delivered)."""
+    if status is not MessageStatus.DELIVERED and error_code and error_code.strip().isdigit():
+        return error_code.strip().zfill(3)[-3:]
+    return _DEFAULT_ERRORS.get(status, "000")

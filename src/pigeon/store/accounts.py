@@ -1,4 +1,4 @@
-"""``SqlAccountStore``: tenants and their API keys."""
+"""``SqlAccountStore``: tenants, their API keys and their SMPP accounts."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant
+from pigeon.domain.accounts import ApiKey, KeyMode, Role, SmppAccount, Tenant
 from pigeon.domain.errors import ValidationError
 from pigeon.store.database import Database
-from pigeon.store.tables import api_keys, tenants
+from pigeon.store.tables import api_keys, smpp_accounts, tenants
 
 
 class SqlAccountStore:
     """``ports.AccountStore`` on a ``Database``.
 
-    Tenant names are unique; a duplicate tenant (id or name) or key (id or digest), or a key
-    for an unknown tenant, raises ``ValidationError`` with code ``already_exists`` or
-    ``unknown_tenant``.
+    Tenant names and SMPP system ids are unique; a duplicate tenant (id or name), key (id or
+    digest) or SMPP account (id or system_id), or a key or account for an unknown tenant, raises
+    ``ValidationError`` with code ``already_exists`` or ``unknown_tenant``.
     """
 
     def __init__(self, database: Database) -> None:
@@ -113,6 +113,59 @@ class SqlAccountStore:
             revoked=bool(row.revoked),
         )
 
+    async def create_smpp_account(self, account: SmppAccount) -> None:
+        """Store a new SMPP account (its password hash only)."""
+        row = {
+            "id": account.id,
+            "tenant_id": account.tenant_id,
+            "system_id": account.system_id,
+            "password_hash": account.password_hash,
+            "max_binds": account.max_binds,
+            "throughput_per_second": account.throughput_per_second,
+            "mode": str(account.mode),
+            "created_at": account.created_at,
+        }
+
+        async def insert(connection: AsyncConnection) -> None:
+            if await connection.scalar(
+                sa.select(tenants.c.id).where(tenants.c.id == account.tenant_id)
+            ):
+                await connection.execute(sa.insert(smpp_accounts), row)
+            else:
+                raise LookupError(account.tenant_id)
+
+        try:
+            await self._db.write(insert)
+        except LookupError as exc:
+            raise ValidationError(
+                f"no tenant {account.tenant_id}", code="unknown_tenant", field="tenant_id"
+            ) from exc
+        except IntegrityError as exc:
+            raise ValidationError(
+                f"an SMPP account with id {account.id} or system_id {account.system_id!r} "
+                "already exists",
+                code="already_exists",
+                field="system_id",
+            ) from exc
+
+    async def find_smpp_account(self, system_id: str) -> SmppAccount | None:
+        """The account that binds with this exact ``system_id``."""
+        statement = sa.select(smpp_accounts).where(smpp_accounts.c.system_id == system_id)
+        async with self._db.read() as connection:
+            row = (await connection.execute(statement)).first()
+        return None if row is None else _smpp_account_from(row)
+
+    async def list_smpp_accounts(self, tenant_id: str) -> list[SmppAccount]:
+        """The tenant's SMPP accounts, oldest first."""
+        statement = (
+            sa.select(smpp_accounts)
+            .where(smpp_accounts.c.tenant_id == tenant_id)
+            .order_by(smpp_accounts.c.id)
+        )
+        async with self._db.read() as connection:
+            rows = await connection.execute(statement)
+            return [_smpp_account_from(row) for row in rows]
+
     async def _tenant(self, condition: sa.ColumnElement[bool]) -> Tenant | None:
         async with self._db.read() as connection:
             row = (await connection.execute(sa.select(tenants).where(condition))).first()
@@ -122,4 +175,17 @@ class SqlAccountStore:
 def _tenant_from(row: sa.Row[Any]) -> Tenant:
     return Tenant(
         id=row.id, name=row.name, default_region=row.default_region, created_at=row.created_at
+    )
+
+
+def _smpp_account_from(row: sa.Row[Any]) -> SmppAccount:
+    return SmppAccount(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        system_id=row.system_id,
+        password_hash=row.password_hash,
+        created_at=row.created_at,
+        max_binds=row.max_binds,
+        throughput_per_second=row.throughput_per_second,
+        mode=KeyMode(row.mode),
     )

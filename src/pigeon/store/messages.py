@@ -15,7 +15,14 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pigeon.domain.messages import Category, Direction, Message, MessageStatus, Part
+from pigeon.domain.messages import (
+    Category,
+    Direction,
+    Message,
+    MessageStatus,
+    Part,
+    ReceiptRequest,
+)
 from pigeon.ports import (
     Acceptance,
     AcceptResult,
@@ -386,6 +393,9 @@ def _message_row(message: Message) -> dict[str, Any]:
         "currency": message.currency,
         "is_test": message.is_test,
         "attempts": message.attempts,
+        "origin": message.origin,
+        "origin_parts": message.origin_parts,
+        "receipt_request": str(message.receipt_request),
     }
 
 
@@ -416,6 +426,9 @@ def _message_from(row: sa.Row[Any], parts: list[Part]) -> Message:
         status_sequence=row.status_sequence,
         attempts=row.attempts,
         parts=parts,
+        origin=row.origin,
+        origin_parts=row.origin_parts,
+        receipt_request=ReceiptRequest(row.receipt_request),
     )
 
 

@@ -120,6 +120,10 @@ messages = sa.Table(
     sa.Column("currency", sa.Text),
     sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # ``smpp:<account id>`` for SMPP submissions (whose receipts go back over SMPP), else NULL.
+    sa.Column("origin", sa.Text),
+    sa.Column("origin_parts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("receipt_request", sa.Text, nullable=False, server_default="none"),
     # Listing is newest first by id within a tenant, optionally filtered.
     sa.Index(None, "tenant_id", "id"),
     sa.Index(None, "tenant_id", "status", "id"),
@@ -198,6 +202,41 @@ jobs = sa.Table(
 sa.Index("ix_jobs_claim", jobs.c.ready, jobs.c.kind, jobs.c.priority.desc(), jobs.c.run_at)
 # Waking: waiting jobs whose time has come.
 sa.Index("ix_jobs_wake", jobs.c.ready, jobs.c.run_at)
+
+smpp_accounts = sa.Table(
+    "smpp_accounts",
+    metadata,
+    _id(),
+    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("system_id", sa.Text, nullable=False, unique=True),
+    # argon2 (PHC string); the password itself is never stored.
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("max_binds", sa.Integer, nullable=False),
+    # NULL: no limit.
+    sa.Column("throughput_per_second", sa.Integer),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Parts of customers' long messages until the whole message is accepted (see ports.PartStore).
+smpp_parts = sa.Table(
+    "smpp_parts",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Text,
+        sa.ForeignKey("smpp_accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("part_key", sa.Text, primary_key=True),
+    sa.Column("seqnum", sa.Integer, primary_key=True),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("pdu", sa.LargeBinary, nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False, index=True),
+    sa.Column("accepted", sa.Boolean, nullable=False, server_default=sa.false()),
+)
 
 webhook_endpoints = sa.Table(
     "webhook_endpoints",
