@@ -22,6 +22,7 @@ from pigeon.domain.accounts import (
     ApiKey,
     KeyMode,
     Role,
+    SmppAccount,
     Tenant,
     key_digest,
     key_mode_of,
@@ -35,15 +36,18 @@ from pigeon.services.account import DescribeAccount
 from pigeon.services.authenticate import Authenticate
 from pigeon.services.dispatch import DispatchMessage, ExpireMessage, SandboxRouter
 from pigeon.services.events import EndpointDirectory, EventRecorder
-from pigeon.services.notify import DeliverWebhook, NotifyEvent
+from pigeon.services.notify import SMPP_DELIVER, DeliverWebhook, NotifyEvent
 from pigeon.services.queries import ReadMessages
 from pigeon.services.receipts import ApplyReceipt
+from pigeon.services.smpp_accounts import AuthenticateBind, ManageSmppAccounts, Passwords
 from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
 from pigeon.services.worker import JobRunner
+from pigeon.smpp_server import SmppServer, SmppServerSettings, SmppServices
 from pigeon.store import (
     Database,
     SqlAccountStore,
     SqlMessageStore,
+    SqlPartStore,
     SqlWebhookStore,
     connect,
     migrate,
@@ -109,28 +113,42 @@ class Gateway:
     connectors: dict[str, Connector]
     sender: AiohttpWebhookSender
     callback_secrets: CallbackSecrets
+    smpp_accounts: ManageSmppAccounts
+    smpp: SmppServer | None = None
+    smpp_runner: JobRunner | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _runner_task: asyncio.Task[None] | None = None
+    _runner_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start_workers(self) -> None:
-        """Start connectors and the job runner."""
+        """Start connectors and the job runners."""
         for connector in self.connectors.values():
             await connector.start()
         if self.settings.run_workers:
-            self._runner_task = asyncio.create_task(self.runner.run(self._stop))
+            self._runner_tasks.append(asyncio.create_task(self.runner.run(self._stop)))
+            if self.smpp_runner is not None:
+                self._runner_tasks.append(asyncio.create_task(self.smpp_runner.run(self._stop)))
+
+    async def start_smpp(self) -> int | None:
+        """Start the customer SMPP server (if configured); returns its port."""
+        if self.smpp is None:
+            return None
+        return await self.smpp.start()
 
     async def close(self) -> None:
-        """Stop the runner, connectors and close the store (pending writes are drained)."""
+        """Unbind SMPP customers, stop the runners and connectors, close the store (pending
+        writes are drained)."""
+        if self.smpp is not None:
+            await self.smpp.stop()
         self._stop.set()
-        if self._runner_task is not None:
-            await self._runner_task
+        for task in self._runner_tasks:
+            await task
         for connector in self.connectors.values():
             await connector.stop()
         await self.sender.close()
         await self.database.close()
 
     async def readiness(self) -> dict[str, bool]:
-        """Whether the store, queue and connectors can serve."""
+        """Whether the store, queue, connectors and (if configured) SMPP listener can serve."""
         store_ok = await self.database.ping()
         try:
             await self.queue.pending()
@@ -138,7 +156,10 @@ class Gateway:
         except Exception:  # readiness reports failures instead of raising them
             queue_ok = False
         connectors_ok = all(c.ready for c in self.connectors.values())
-        return {"store": store_ok, "queue": queue_ok, "connectors": connectors_ok}
+        checks = {"store": store_ok, "queue": queue_ok, "connectors": connectors_ok}
+        if self.smpp is not None:
+            checks["smpp"] = self.smpp.listening
+        return checks
 
     async def sample_metrics(self) -> None:
         """Refresh gauges sampled at scrape time."""
@@ -217,6 +238,39 @@ async def open_gateway(settings: Settings) -> Gateway:
         ),
         on_accepted=runner.nudge,
     )
+    read = ReadMessages(messages)
+    passwords = Passwords()
+    smpp: SmppServer | None = None
+    smpp_runner: JobRunner | None = None
+    if settings.run_smpp:
+        smpp = SmppServer(
+            SmppServerSettings(
+                host=settings.smpp_host,
+                port=settings.smpp_port,
+                max_segments=settings.max_segments,
+            ),
+            SmppServices(
+                authenticate=AuthenticateBind(accounts, passwords),
+                accept=accept,
+                read=read,
+                parts=SqlPartStore(database),
+                queue=queue,
+                accounts=accounts,
+                clock=clock,
+                ids=ids,
+            ),
+        )
+        # Its own runner: a slow customer holding deliveries never starves dispatch.
+        smpp_runner = JobRunner(
+            queue,
+            {SMPP_DELIVER: smpp.deliver},
+            clock,
+            owner,
+            concurrency=settings.worker_concurrency,
+            batch=settings.worker_batch,
+            lease_seconds=settings.lease_seconds,
+        )
+        smpp.on_receiver_bound = smpp_runner.nudge
     return Gateway(
         settings=settings,
         database=database,
@@ -227,7 +281,7 @@ async def open_gateway(settings: Settings) -> Gateway:
         clock=clock,
         ids=ids,
         accept=accept,
-        read=ReadMessages(messages),
+        read=read,
         authenticate=Authenticate(accounts),
         endpoints=ManageWebhookEndpoints(webhooks, ids, clock, directory, new_secret),
         receipts=receipts,
@@ -235,6 +289,9 @@ async def open_gateway(settings: Settings) -> Gateway:
         connectors=connectors,
         sender=sender,
         callback_secrets=callback_secrets,
+        smpp_accounts=ManageSmppAccounts(accounts, ids, clock, passwords),
+        smpp=smpp,
+        smpp_runner=smpp_runner,
     )
 
 
@@ -293,13 +350,20 @@ class Bootstrap:
     tenant: Tenant
     api_key: str | None
     created: bool
+    smpp_account: SmppAccount | None = None
+    smpp_password: str | None = None
+
+
+DEMO_SYSTEM_ID = "demo"
 
 
 async def ensure_demo_tenant(gateway: Gateway) -> Bootstrap:
-    """On first start, create the demo tenant and its API key.
+    """On first start, create the demo tenant, its API key and its SMPP account.
 
     The key is ``PIGEON_BOOTSTRAP_API_KEY`` when set, else a fresh test key. A bootstrap key
-    set later is added to the demo tenant if it does not exist yet.
+    set later is added to the demo tenant if it does not exist yet. The SMPP account (system_id
+    ``demo``, a test account like the generated key) gets ``PIGEON_BOOTSTRAP_SMPP_PASSWORD``
+    or a fresh password, when it does not exist yet.
     """
     settings = gateway.settings
     tenant = await gateway.accounts.find_tenant_by_name("demo")
@@ -314,4 +378,20 @@ async def ensure_demo_tenant(gateway: Gateway) -> Bootstrap:
             secret = (await create_key(gateway, tenant.id, secret=wanted)).secret
     elif created:
         secret = (await create_key(gateway, tenant.id, mode=KeyMode.TEST)).secret
-    return Bootstrap(tenant=tenant, api_key=secret, created=created)
+    account = await gateway.accounts.find_smpp_account(DEMO_SYSTEM_ID)
+    password: str | None = None
+    if account is None:
+        made = await gateway.smpp_accounts.create(
+            tenant.id,
+            system_id=DEMO_SYSTEM_ID,
+            password=settings.bootstrap_smpp_password or None,
+            mode=KeyMode.TEST,
+        )
+        account, password = made.account, made.password
+    return Bootstrap(
+        tenant=tenant,
+        api_key=secret,
+        created=created,
+        smpp_account=account,
+        smpp_password=password,
+    )

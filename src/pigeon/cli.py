@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -22,9 +23,12 @@ app = typer.Typer(help="Pigeon: a self-hosted global SMS aggregator.", no_args_i
 tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 messages_app = typer.Typer(help="Inspect messages.", no_args_is_help=True)
+smpp_accounts_app = typer.Typer(help="Manage SMPP accounts (customers binding to us).")
+smpp_accounts_app.info.no_args_is_help = True
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(messages_app, name="messages")
+app.add_typer(smpp_accounts_app, name="smpp-accounts")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,20 +61,44 @@ def _configure_logging(settings: Settings) -> None:
 
 @app.command()
 def serve(config: ConfigOption = None) -> None:
-    """Run API, workers and the carrier simulator in one process (the embedded gateway)."""
+    """Run API, SMPP server, workers and the carrier simulator in one process (the embedded
+    gateway)."""
     settings = _settings(config)
     _configure_logging(settings)
     asyncio.run(_serve(settings))
 
 
+def _let_shutdown_finish() -> None:
+    """Install SIGINT/SIGTERM handlers under uvicorn's.
+
+    uvicorn catches the signal that stops it and, once it has returned, raises it again to
+    whatever handler it found installed: with Python's defaults that kills the process before
+    the SMPP server unbinds its customers and the store drains. With these the shutdown runs;
+    a second signal during it interrupts it.
+    """
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
 async def _serve(settings: Settings) -> None:
     from pigeon.bootstrap import ensure_demo_tenant, open_gateway
 
+    _let_shutdown_finish()
     gateway = await open_gateway(settings)
     try:
         boot = await ensure_demo_tenant(gateway)
         await gateway.start_workers()
+        smpp_port = await gateway.start_smpp()
         _print_banner(settings, boot.tenant.id, boot.api_key, boot.created)
+        if smpp_port is not None and boot.smpp_account is not None:
+            _print_smpp_banner(settings, smpp_port, boot.smpp_account.system_id, boot.smpp_password)
         server = uvicorn.Server(
             uvicorn.Config(
                 gateway.app(),
@@ -104,6 +132,15 @@ def _print_banner(settings: Settings, tenant_id: str, api_key: str | None, creat
             "(or create one: pigeon keys create --tenant demo)."
         )
     # Plain print: rich would wrap the curl line and break copy-paste.
+    print("\n".join(lines), flush=True)
+
+
+def _print_smpp_banner(settings: Settings, port: int, system_id: str, password: str | None) -> None:
+    lines = [f"SMPP server on {settings.smpp_host}:{port}"]
+    if password:
+        lines.append(f"Demo SMPP account: system_id {system_id}, password (shown once): {password}")
+    else:
+        lines.append(f"Demo SMPP account: system_id {system_id} (password printed at first start)")
     print("\n".join(lines), flush=True)
 
 
@@ -197,6 +234,80 @@ def keys_create(
             role=Role.OPERATOR if operator else Role.TENANT,
         )
         print(created.secret)
+
+    asyncio.run(_with_gateway(settings, action))
+
+
+async def _find_tenant(gateway: Any, tenant: str) -> Any:
+    found = await gateway.accounts.get_tenant(tenant)
+    if found is None:
+        found = await gateway.accounts.find_tenant_by_name(tenant)
+    if found is None:
+        err_console.print(f"[red]No tenant {tenant!r}.[/red]")
+        raise typer.Exit(1)
+    return found
+
+
+@smpp_accounts_app.command("create")
+def smpp_accounts_create(
+    tenant: Annotated[str, typer.Option(help="Tenant id or name.")],
+    system_id: Annotated[
+        str | None, typer.Option("--system-id", help="1-15 characters (default: generated).")
+    ] = None,
+    password: Annotated[
+        str | None, typer.Option(help="1-8 characters (default: generated and printed once).")
+    ] = None,
+    max_binds: Annotated[int, typer.Option(help="Sessions open at once.")] = 4,
+    throughput: Annotated[
+        int, typer.Option(help="Submits per second over all binds (0: unlimited).")
+    ] = 200,
+    test: Annotated[bool, typer.Option("--test", help="Messages reach the simulator only.")] = (
+        False
+    ),
+    config: ConfigOption = None,
+) -> None:
+    """Create an SMPP account; prints its system_id and, when generated, its password."""
+    from pigeon.domain.errors import ValidationError
+
+    settings = _settings(config)
+
+    async def action(gateway: Any) -> None:
+        found = await _find_tenant(gateway, tenant)
+        try:
+            created = await gateway.smpp_accounts.create(
+                found.id,
+                system_id=system_id,
+                password=password,
+                max_binds=max_binds,
+                throughput_per_second=throughput or None,
+                mode=KeyMode.TEST if test else KeyMode.LIVE,
+            )
+        except ValidationError as exc:
+            err_console.print(f"[red]{exc.detail}[/red]")
+            raise typer.Exit(1) from exc
+        print(f"system_id: {created.account.system_id}")
+        if password is None:
+            print(f"password (shown once): {created.password}")
+
+    asyncio.run(_with_gateway(settings, action))
+
+
+@smpp_accounts_app.command("list")
+def smpp_accounts_list(
+    tenant: Annotated[str, typer.Option(help="Tenant id or name.")],
+    config: ConfigOption = None,
+) -> None:
+    """List a tenant's SMPP accounts."""
+    settings = _settings(config)
+
+    async def action(gateway: Any) -> None:
+        found = await _find_tenant(gateway, tenant)
+        for account in await gateway.smpp_accounts.list(found.id):
+            limit = account.throughput_per_second or "unlimited"
+            print(
+                f"{account.id}\t{account.system_id}\t{account.mode.value}\t"
+                f"binds {account.max_binds}\t{limit}/s"
+            )
 
     asyncio.run(_with_gateway(settings, action))
 

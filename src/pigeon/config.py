@@ -43,6 +43,7 @@ class Settings:
     worker_batch: int = 128
     lease_seconds: float = 60.0
     run_workers: bool = True
+    run_smpp: bool = True
     log_level: str = "INFO"
     log_format: str = "console"
 
@@ -130,6 +131,11 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("bootstrap_api_key must start with pk_live_ or pk_test_")
     if key and len(key) < 24:
         problems.append("bootstrap_api_key must be at least 24 characters long")
+    smpp_password = settings.bootstrap_smpp_password
+    if smpp_password and not (
+        len(smpp_password) <= 8 and smpp_password.isascii() and smpp_password.isprintable()
+    ):
+        problems.append("bootstrap_smpp_password must be 1-8 printable ASCII characters (SMPP)")
     admin = settings.bootstrap_admin_key
     if admin and (not admin.startswith("pk_live_") or len(admin) < 24):
         problems.append("bootstrap_admin_key must start with pk_live_ and be 24+ characters")

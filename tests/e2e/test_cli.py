@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from support.esme import Esme
 from support.gateway import GatewayProcess
 
 
@@ -96,3 +98,29 @@ def test_migrate_is_idempotent(tmp_path: Path) -> None:
         result = pigeon("migrate", env=env)
         assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "pigeon.db").exists()
+
+
+def test_smpp_accounts_are_created_listed_and_bind(gateway: GatewayProcess) -> None:
+    """smpp-accounts create prints a password that binds; list shows it; a taken id exits 1."""
+    env = cli_env(gateway.data_dir)
+    created = pigeon("smpp-accounts", "create", "--tenant", "demo", "--system-id", "acme", env=env)
+    assert created.returncode == 0, created.stderr
+    lines = dict(line.split(": ", 1) for line in created.stdout.strip().splitlines())
+    password = lines["password (shown once)"]
+    assert lines["system_id"] == "acme"
+    assert len(password) == 8
+    taken = pigeon("smpp-accounts", "create", "--tenant", "demo", "--system-id", "acme", env=env)
+    assert taken.returncode == 1
+    listed = pigeon("smpp-accounts", "list", "--tenant", "demo", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "\tacme\t" in listed.stdout
+    assert "\tdemo\t" in listed.stdout
+
+    async def bind() -> int:
+        client = await Esme.open(gateway.smpp_port)
+        try:
+            return (await client.bind("acme", password, "trx")).command_status
+        finally:
+            await client.close()
+
+    assert asyncio.run(bind()) == 0

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
+
 from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant
 from pigeon.domain.errors import CarrierError, PermanentFailure, TemporaryFailure
 from pigeon.domain.messages import Category, Message, MessageStatus

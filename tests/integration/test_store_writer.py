@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.store import Database, WriterClosedError, connect, migrate, normalise_url
-from pigeon.store.tables import tenants
+from pigeon.store.tables import message_parts, tenants
 from pigeon.store.writer import Operation
 
 if TYPE_CHECKING:
@@ -178,18 +181,22 @@ async def test_writes_take_the_sqlite_write_lock_up_front(sqlite_database: Datab
     """The writer's transactions start with BEGIN IMMEDIATE (a reserved lock before any read)."""
     database = sqlite_database
     statements: list[str] = []
-    engine = database.write_engine
-
-    def record(*args: object) -> None:
-        statements.append(str(args[2]))
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    _trace_writer(database, statements.append)
     try:
         await database.write(_insert_tenant("t"))
     finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+        _trace_writer(database, None)
 
     assert statements[0] == "BEGIN IMMEDIATE"
+    assert statements[-1] == "COMMIT"
+
+
+def _trace_writer(database: Database, callback: Callable[[str], object] | None) -> None:
+    """Have sqlite3 report every statement the writer's (only) connection runs."""
+    with database.write_engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        driver.set_trace_callback(callback)
 
 
 def test_plain_urls_are_switched_to_async_drivers() -> None:
@@ -203,3 +210,128 @@ def test_plain_urls_are_switched_to_async_drivers() -> None:
         normalise_url("sqlite://")
     with pytest.raises(ValueError, match="unsupported"):
         normalise_url("mysql://u@h/db")
+
+
+async def test_reads_see_committed_writes_at_once(database: Database) -> None:
+    """A write's caller, answered after the commit, reads its row back straight away."""
+
+    async def write_then_read(index: int) -> bool:
+        tenant_id = await database.write(_insert_tenant(f"r{index:03d}"))
+        async with database.read() as connection:
+            found = await connection.scalar(
+                sa.select(tenants.c.id).where(tenants.c.id == tenant_id)
+            )
+        return found == tenant_id
+
+    for index in range(20):  # one at a time
+        assert await write_then_read(index)
+    assert all(await asyncio.gather(*(write_then_read(i) for i in range(20, 120))))
+    assert await _count(database, tenants) == 120
+
+
+async def test_reads_overlapping_past_the_pool_size_do_not_wait(database: Database) -> None:
+    """More reads held open at once than the pool keeps idle all get a connection."""
+    release = asyncio.Event()
+
+    async def hold() -> int:
+        async with database.read() as connection:
+            await release.wait()
+            return int(await connection.scalar(sa.select(sa.func.count()).select_from(tenants)))
+
+    holders = [asyncio.ensure_future(hold()) for _ in range(12)]
+    await asyncio.sleep(0.05)
+    release.set()
+
+    assert await asyncio.wait_for(asyncio.gather(*holders), 10) == [0] * 12
+
+
+async def test_a_failing_sqlite_commit_fails_its_callers_only(sqlite_database: Database) -> None:
+    """A batch whose COMMIT fails is rolled back and split: the operation that broke the
+    COMMIT fails alone, its neighbours commit, and the writer goes on."""
+    database = sqlite_database
+
+    async def orphan_part(connection: AsyncConnection) -> None:
+        # Deferred foreign keys are checked at COMMIT, so the COMMIT itself fails.
+        await connection.execute(sa.text("PRAGMA defer_foreign_keys=ON"))
+        await connection.execute(
+            sa.insert(message_parts).values(message_id="msg_missing", part_index=0, status="x")
+        )
+
+    operations = [_insert_tenant(f"t{i:02d}") for i in range(10)]
+    operations += [orphan_part]
+    operations += [_insert_tenant(f"t{i:02d}") for i in range(10, 20)]
+
+    outcomes = await asyncio.gather(
+        *(database.write(op) for op in operations), return_exceptions=True
+    )
+
+    assert isinstance(outcomes[10], sa.exc.IntegrityError)
+    assert "FOREIGN KEY" in str(outcomes[10])
+    assert [o for i, o in enumerate(outcomes) if i != 10] == [f"t{i:02d}" for i in range(20)]
+    assert database.writer.stats.splits >= 1
+    assert await _count(database, tenants) == 20
+    assert await _count(database, message_parts) == 0
+    # Alone, it fails the same way; the connection is left clean for the next batch.
+    with pytest.raises(sa.exc.IntegrityError, match="FOREIGN KEY"):
+        await database.write(orphan_part)
+    assert await database.write(_insert_tenant("after")) == "after"
+    assert await _count(database, tenants) == 21
+
+
+async def test_sqlite_commits_off_the_loop_and_answers_after_them(
+    sqlite_database: Database,
+) -> None:
+    """The COMMIT runs in the writer's thread: meanwhile the loop serves reads (which do not
+    see the batch yet), and the caller is answered only once the COMMIT returned."""
+    database = sqlite_database
+    loop_thread = threading.current_thread().name
+    commits: list[str] = []
+
+    def slow_commit(_connection: object) -> None:
+        commits.append(threading.current_thread().name)
+        time.sleep(0.3)  # stands in for a slow fsync
+
+    sa.event.listen(database.write_engine, "commit", slow_commit)
+    try:
+        write = asyncio.ensure_future(database.write(_insert_tenant("slow")))
+        ticks = 0
+        seen_before_answer: list[int] = []
+        while not write.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+            if not write.done():
+                seen_before_answer.append(await _count(database, tenants))
+        await write
+    finally:
+        sa.event.remove(database.write_engine, "commit", slow_commit)
+
+    assert commits
+    assert all(name != loop_thread for name in commits)
+    assert ticks >= 3  # the loop went on while the commit took 0.3 s
+    # The first read runs while the commit still sleeps. (A read just after the commit returned
+    # but before the caller was answered may see the row: that is allowed.)
+    assert seen_before_answer
+    assert seen_before_answer[0] == 0
+    assert await _count(database, tenants) == 1
+
+
+async def test_sqlite_has_one_writer_connection(sqlite_database: Database) -> None:
+    """However many writes and reads run at once, the writer opens no second connection."""
+    database = sqlite_database
+    opened: list[object] = []
+
+    def record(dbapi_connection: object, _record: object) -> None:
+        opened.append(dbapi_connection)
+
+    sa.event.listen(database.write_engine, "connect", record)
+    try:
+        await asyncio.gather(
+            *(database.write(_insert_tenant(f"w{i:03d}")) for i in range(200)),
+            *(_count(database, tenants) for _ in range(50)),
+        )
+    finally:
+        sa.event.remove(database.write_engine, "connect", record)
+
+    assert opened == []
+    assert database.write_engine.pool.size() == 1
+    assert await _count(database, tenants) == 200

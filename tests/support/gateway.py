@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -12,6 +13,9 @@ from pathlib import Path
 
 API_KEY = "pk_test_e2e_0123456789abcdefghijklmnop"
 LIVE_KEY = "pk_live_e2e_0123456789abcdefghijklmnop"
+#: The demo tenant's SMPP account: system_id ``demo`` and this password.
+SMPP_SYSTEM_ID = "demo"
+SMPP_PASSWORD = "e2e-pass"
 
 
 def free_port() -> int:
@@ -35,6 +39,11 @@ class GatewayProcess:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def smpp_port(self) -> int:
+        """The customer SMPP server's port."""
+        return int(self.env["PIGEON_SMPP_PORT"])
 
     def start(self) -> None:
         """Start the process and wait until /readyz answers 200."""
@@ -81,3 +90,24 @@ class GatewayProcess:
     def output(self) -> str:
         """What the process printed so far."""
         return self.log_path.read_text(errors="replace")
+
+
+def new_gateway(tmp_path: Path, **settings: str) -> GatewayProcess:
+    """A ``pigeon serve`` (not started) on SQLite in ``tmp_path``, on free ports, with the test
+    API key and the demo SMPP password; ``settings`` are extra ``PIGEON_*`` variables."""
+    data_dir = tmp_path / "pigeon-data"
+    port = free_port()
+    env = {
+        **os.environ,
+        "PIGEON_DATA_DIR": str(data_dir),
+        "PIGEON_HTTP_PORT": str(port),
+        "PIGEON_SMPP_PORT": str(free_port()),
+        "PIGEON_BOOTSTRAP_API_KEY": API_KEY,
+        "PIGEON_BOOTSTRAP_SMPP_PASSWORD": SMPP_PASSWORD,
+        "PIGEON_SIMULATOR_RECEIPT_DELAY": "0.2",
+        "PIGEON_LOG_LEVEL": "WARNING",
+        **settings,
+    }
+    env.pop("PIGEON_DATABASE_URL", None)
+    env.pop("PIGEON_CONFIG", None)
+    return GatewayProcess(data_dir, env, port, tmp_path / "serve.log")

@@ -70,3 +70,15 @@ def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
     """--config naming a file that does not exist fails clearly."""
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings({}, tmp_path / "nope.toml")
+
+
+def test_smpp_settings(tmp_path: Path) -> None:
+    """The SMPP server can be switched off; the bootstrap SMPP password must fit SMPP 3.4."""
+    absent = str(tmp_path / "absent.toml")
+    settings = load_settings(
+        {"PIGEON_RUN_SMPP": "false", "PIGEON_SMPP_PORT": "2776", "PIGEON_CONFIG": absent}
+    )
+    assert (settings.run_smpp, settings.smpp_port) == (False, 2776)
+    assert load_settings({"PIGEON_CONFIG": absent}).run_smpp is True
+    with pytest.raises(ConfigError, match="bootstrap_smpp_password"):
+        load_settings({"PIGEON_BOOTSTRAP_SMPP_PASSWORD": "ninechars", "PIGEON_CONFIG": absent})

@@ -82,7 +82,7 @@ SYSTEM_ID_MAX = 15
 SMPP_PASSWORD_MAX = 8
 
 _SYSTEM_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
-_PASSWORD_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+_UNAMBIGUOUS = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
 
 
 def valid_system_id(system_id: str) -> bool:
@@ -101,7 +101,7 @@ def new_smpp_password() -> str:
     8 characters of a 56-symbol alphabet (no look-alikes) are ~46 bits: weak for an offline
     attack on a plain digest, which is why the stored form is an argon2 hash.
     """
-    return "".join(secrets.choice(_PASSWORD_CHARS) for _ in range(SMPP_PASSWORD_MAX))
+    return "".join(secrets.choice(_UNAMBIGUOUS) for _ in range(SMPP_PASSWORD_MAX))
 
 
 KEY_PREFIXES = {KeyMode.LIVE: "pk_live_", KeyMode.TEST: "pk_test_"}

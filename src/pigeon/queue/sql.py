@@ -20,6 +20,8 @@ How a job moves:
   as nobody took it over); otherwise it does nothing: the new holder decides.
 - **retry** gives the job back (same owner check), due at ``run_at``, with ``attempts + 1`` and
   ``last_error``.
+- **wake** makes every job whose id starts with a prefix and that nobody holds due now (an
+  SMPP customer that binds again gets the receipts kept for it at once, whatever their backoff).
 
 ``attempts`` counts tries that ended without ``complete``: each ``retry`` and each lease that
 expired (a worker that crashed or hung). A job's first claim sees ``attempts == 0``.
@@ -172,6 +174,29 @@ class SqlJobQueue:
             await connection.execute(statement)
 
         await self._db.write(update)
+
+    async def wake(self, id_prefix: str) -> int:
+        """Make every not-leased job whose id starts with ``id_prefix`` due now; returns how
+        many jobs that touched (jobs already due count too: their ``run_at`` becomes now)."""
+        if not id_prefix:
+            raise ValueError("wake needs a non-empty id prefix")
+        now = self._clock.now()
+        table = self._jobs
+        statement = (
+            sa.update(table)
+            .where(
+                # autoescape: ids are full of ``_``, a LIKE wildcard.
+                table.c.id.startswith(id_prefix, autoescape=True),
+                table.c.lease_owner.is_(None),
+            )
+            .values(run_at=now, ready=True)
+        )
+
+        async def update(connection: AsyncConnection) -> int:
+            result = await connection.execute(statement)
+            return int(result.rowcount or 0)
+
+        return await self._db.write(update)
 
     async def pending(self) -> dict[str, int]:
         """How many jobs wait, by kind: every job not yet completed (due, scheduled for later,

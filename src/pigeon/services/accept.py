@@ -13,7 +13,7 @@ from typing import Any
 from pigeon.domain.addressing import Msisdn, parse_msisdn, parse_sender
 from pigeon.domain.encoding import analyse
 from pigeon.domain.errors import IdempotencyMismatch, InvalidBody, ValidationError
-from pigeon.domain.messages import Category, Direction, Message, MessageStatus
+from pigeon.domain.messages import Category, Direction, Message, MessageStatus, ReceiptRequest
 from pigeon.ports import (
     Acceptance,
     AcceptResult,
@@ -42,9 +42,18 @@ class SendRequest:
     client_ref: str | None = None
     send_at: datetime | None = None
     validity_seconds: int | None = None
+    #: Set by ingresses other than REST (not part of the REST body): ``smpp:<account id>``,
+    #: how many PDUs the sender used, and which outcomes it wants a receipt for.
+    origin: str | None = None
+    origin_parts: int = 1
+    receipt_request: ReceiptRequest = ReceiptRequest.NONE
 
     def fingerprint(self) -> str:
-        """A digest of the request, to tell a retried request from a different one."""
+        """A digest of the request, to tell a retried request from a different one.
+
+        Only the fields a REST body carries: digests stored before other ingresses existed
+        must stay valid.
+        """
         fields: dict[str, Any] = {
             "to": self.to,
             "body": self.body,
@@ -148,8 +157,13 @@ class AcceptMessage:
         request: SendRequest,
         *,
         idempotency_key: str | None = None,
+        message_id: str | None = None,
     ) -> AcceptResult:
-        """Store the message and its dispatch job durably; returns once committed."""
+        """Store the message and its dispatch job durably; returns once committed.
+
+        ``message_id`` is an id reserved earlier (an SMPP customer's long message, whose parts
+        were answered with ids derived from it); by default a fresh one is made.
+        """
         started = time.perf_counter()
         preview = self.preview(caller, request)
         now = self._clock.now()
@@ -157,7 +171,7 @@ class AcceptMessage:
         validity = self._check_validity(request.validity_seconds)
         start = send_at or now
         message = Message(
-            id=self._ids.new("msg"),
+            id=message_id or self._ids.new("msg"),
             tenant_id=caller.tenant.id,
             direction=Direction.MT,
             to=preview.to.e164,
@@ -175,6 +189,9 @@ class AcceptMessage:
             send_at=send_at,
             expires_at=start + timedelta(seconds=validity),
             is_test=caller.is_test,
+            origin=request.origin,
+            origin_parts=request.origin_parts,
+            receipt_request=request.receipt_request,
         )
         next_status = MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED
         changes = [message.transition(next_status, now)]

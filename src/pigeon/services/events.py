@@ -1,4 +1,5 @@
-"""Turning status changes into stored events and, for subscribed tenants, notify jobs."""
+"""Turning status changes into stored events, notify jobs for subscribed tenants, and the
+``smpp_deliver`` jobs that carry receipts and replies to SMPP customers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 
 from pigeon.domain.messages import Message, StatusChange
 from pigeon.ports import Clock, EventRecord, IdFactory, NewJob, WebhookStore
+from pigeon.services.notify import smpp_receipt_job, smpp_reply_job
 from pigeon.services.representation import WEBHOOK_STATUSES, event_payload, event_type
 from pigeon.telemetry import MESSAGE_STATUS
 
@@ -60,7 +62,11 @@ class EndpointDirectory:
 
 
 class EventRecorder:
-    """Makes the event rows and notify jobs that go with status changes."""
+    """Makes the event rows, notify jobs and SMPP deliveries that go with status changes.
+
+    All of them are returned to the caller, which writes them in the same transaction as the
+    change (so a receipt owed to an SMPP customer exists exactly when the status does).
+    """
 
     def __init__(self, ids: IdFactory, clock: Clock, endpoints: EndpointDirectory) -> None:
         self._ids = ids
@@ -76,7 +82,8 @@ class EventRecorder:
     def record(
         self, message: Message, changes: Iterable[StatusChange | None], *, notify: bool
     ) -> tuple[list[EventRecord], list[NewJob]]:
-        """Events for ``changes`` (``None`` entries skipped) and notify jobs if ``notify``."""
+        """Events for ``changes`` (``None`` entries skipped), notify jobs if ``notify``, and the
+        SMPP receipts and replies the changes owe."""
         events: list[EventRecord] = []
         jobs: list[NewJob] = []
         for change in changes:
@@ -107,4 +114,7 @@ class EventRecorder:
                         priority=NOTIFY_PRIORITY,
                     )
                 )
+            smpp = smpp_receipt_job(message, change) or smpp_reply_job(message, change)
+            if smpp is not None:
+                jobs.append(smpp)
         return events, jobs

@@ -1,4 +1,12 @@
-"""Notify: fan an event out to its webhook targets and deliver it, signed, with retries."""
+"""Notify: tell customers what happened to their messages.
+
+Webhooks: fan an event out to its webhook targets and deliver it, signed, with retries.
+SMPP customers: a final status of a message submitted over SMPP with a receipt requested, and
+a reply to the tenant, become an ``smpp_deliver`` job written with the status change itself
+(the outbox); the SMPP server handles those jobs, so receipts wait durably while the customer
+is unbound. Job ids are ``smpp_deliver:<account or tenant id>:<message id>:<suffix>``: a bind
+wakes every job of its account and tenant by that prefix.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,10 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
+from pigeon.domain.accounts import SMPP_ORIGIN
 from pigeon.domain.errors import TemporaryFailure
+from pigeon.domain.messages import Direction, Message, MessageStatus, StatusChange
+from pigeon.domain.receipts import receipt_error, receipt_for
 from pigeon.ports import (
     Clock,
     IdFactory,
@@ -33,6 +44,81 @@ WEBHOOK_DELAYS: tuple[int, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 288
 MAX_WEBHOOK_ATTEMPTS = len(WEBHOOK_DELAYS) + 1
 WEBHOOK_PRIORITY = 25
 CALLBACK_TARGET = "callback"
+
+
+#: The job kind the SMPP server handles: a deliver_sm (receipt or reply) for a customer.
+SMPP_DELIVER = "smpp_deliver"
+SMPP_DELIVER_PRIORITY = 25
+
+
+def smpp_deliver_prefix(owner_id: str) -> str:
+    """The id prefix of every ``smpp_deliver`` job for an SMPP account or a tenant."""
+    return f"{SMPP_DELIVER}:{owner_id}:"
+
+
+def smpp_account_of(message: Message) -> str | None:
+    """The SMPP account a message was submitted through, if any."""
+    origin = message.origin
+    if origin is None or not origin.startswith(SMPP_ORIGIN):
+        return None
+    return origin[len(SMPP_ORIGIN) :] or None
+
+
+def smpp_receipt_job(message: Message, change: StatusChange) -> NewJob | None:
+    """The job that sends the SMPP customer its receipt for ``change``, if it asked for one.
+
+    The payload holds everything the deliver_sm is built from, fixed now: a receipt sent again
+    after a reconnect or a crash is the same receipt.
+    """
+    account_id = smpp_account_of(message)
+    stat = receipt_for(change.status)
+    if account_id is None or stat is None or not message.receipt_request.wants(change.status):
+        return None
+    return NewJob(
+        id=f"{smpp_deliver_prefix(account_id)}{message.id}:{change.sequence}",
+        kind=SMPP_DELIVER,
+        payload={
+            "kind": "receipt",
+            "account_id": account_id,
+            "message_id": message.id,
+            "parts": message.origin_parts,
+            "recipient": message.to,
+            "sender": message.sender,
+            "submitted_at": iso(message.created_at),
+            "done_at": iso(change.at),
+            "stat": stat.value,
+            "err": receipt_error(change.status, change.error_code or message.error_code),
+            "text": message.body[:20],
+            "created_at": iso(change.at),
+        },
+        run_at=change.at,
+        priority=SMPP_DELIVER_PRIORITY,
+    )
+
+
+def smpp_reply_job(message: Message, change: StatusChange) -> NewJob | None:
+    """The job that hands a reply (an inbound message) to the tenant's bound SMPP sessions.
+
+    Made for every received message; the SMPP server drops it at once for a tenant without
+    SMPP accounts.
+    """
+    if message.direction is not Direction.MO or change.status is not MessageStatus.RECEIVED:
+        return None
+    return NewJob(
+        id=f"{smpp_deliver_prefix(message.tenant_id)}{message.id}:mo",
+        kind=SMPP_DELIVER,
+        payload={
+            "kind": "mo",
+            "tenant_id": message.tenant_id,
+            "message_id": message.id,
+            "source": message.sender,
+            "destination": message.to,
+            "body": message.body,
+            "created_at": iso(change.at),
+        },
+        run_at=change.at,
+        priority=SMPP_DELIVER_PRIORITY,
+    )
 
 
 def webhook_delay(attempt: int) -> timedelta:

@@ -7,6 +7,7 @@ Wiring::
     messages = SqlMessageStore(database, clock)
     accounts = SqlAccountStore(database)
     webhooks = SqlWebhookStore(database)
+    parts = SqlPartStore(database)            # SMPP customers' long messages
     ...
     await database.close()                    # drains the writer, closes connections
 """
@@ -15,6 +16,7 @@ from pigeon.store.accounts import SqlAccountStore
 from pigeon.store.database import Database, connect, normalise_url
 from pigeon.store.messages import SqlMessageStore, normalise_carrier_id
 from pigeon.store.migrate import current_revision, head_revision, migrate
+from pigeon.store.parts import SqlPartStore
 from pigeon.store.webhooks import SqlWebhookStore
 from pigeon.store.writer import Writer, WriterClosedError, WriterStats
 
@@ -22,6 +24,7 @@ __all__ = [
     "Database",
     "SqlAccountStore",
     "SqlMessageStore",
+    "SqlPartStore",
     "SqlWebhookStore",
     "Writer",
     "WriterClosedError",

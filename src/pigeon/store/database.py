@@ -5,11 +5,13 @@
 - ``sqlite:///path/to/pigeon.db`` or ``sqlite+aiosqlite:///...`` (the embedded default). The
   file runs in WAL mode with ``synchronous=FULL`` (every commit is fsynced), foreign keys on
   and a busy timeout. Writes go through exactly one connection (the writer's); reads use a
-  small pool of other connections, which WAL lets run while the writer writes.
+  small pool of other connections, which WAL lets run while the writer writes. Both use the
+  stdlib ``sqlite3`` driver synchronously (``pigeon.store.sqlite_sync``): the async URL names
+  only what migrations use.
 - ``postgresql://...``, ``postgres://...`` or ``postgresql+asyncpg://...`` (scale-out); plain
   URLs are switched to the asyncpg driver.
 
-Python's ``sqlite3`` driver (and aiosqlite on top of it) starts transactions on its own, and
+Python's ``sqlite3`` driver starts transactions on its own, and
 only before INSERT/UPDATE/DELETE, so a read-then-write is not isolated. We turn that off
 (``isolation_level = None``) and emit ``BEGIN IMMEDIATE`` ourselves for writes (the write lock
 is taken up front, so a transaction never fails half-way on a lock upgrade) and a deferred
@@ -21,15 +23,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
-from sqlalchemy import MetaData, event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from pigeon.store.sqlite_sync import Role, SyncConnection, install_sqlite_hooks, sqlite_sync_engine
 from pigeon.store.tables import metadata as schema
 from pigeon.store.writer import DEFAULT_MAX_BATCH, BatchOperation, Operation, Writer
 
@@ -99,16 +102,14 @@ _WAL_ATTEMPTS: Final = 20
 def sqlite_engine(
     url: URL,
     *,
-    role: Literal["writer", "reader", "migrator"],
+    role: Role,
     pool_size: int = 1,
     busy_timeout: float = BUSY_TIMEOUT_SECONDS,
 ) -> AsyncEngine:
-    """An aiosqlite engine with Pigeon's pragmas and explicit BEGIN handling.
+    """An aiosqlite engine with Pigeon's pragmas and explicit BEGIN handling (migrations).
 
-    ``writer`` connections take the write lock at BEGIN (``BEGIN IMMEDIATE``); ``reader``
-    connections are read-only (``query_only``) with deferred BEGIN; the ``migrator`` is a writer
-    with foreign keys off, as table rebuilds in migrations need. Call ``prepare_sqlite_file``
-    first (WAL mode).
+    ``role`` as in ``sqlite_sync.sqlite_settings``. ``connect`` uses ``sqlite_sync_engine``
+    instead. Call ``prepare_sqlite_file`` first (WAL mode).
     """
     engine = create_async_engine(
         url,
@@ -116,30 +117,7 @@ def sqlite_engine(
         max_overflow=0,
         connect_args={"timeout": busy_timeout},
     )
-    pragmas = {
-        "busy_timeout": str(int(busy_timeout * 1000)),
-        "foreign_keys": "OFF" if role == "migrator" else "ON",
-        "synchronous": "FULL",
-    }
-    if role == "reader":
-        pragmas["query_only"] = "ON"
-    begin = "BEGIN" if role == "reader" else "BEGIN IMMEDIATE"
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take BEGIN away from the sqlite3 driver; ``_on_begin`` emits it.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            for name, value in pragmas.items():
-                cursor.execute(f"PRAGMA {name}={value}")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
-
+    install_sqlite_hooks(engine.sync_engine, role=role, busy_timeout=busy_timeout)
     return engine
 
 
@@ -164,22 +142,30 @@ class Database:
     Writes: ``write(op)`` or ``write_batched(run, item)`` (see ``pigeon.store.writer``).
     Reads: ``async with database.read() as connection`` (read-only on SQLite; never write
     through it on PostgreSQL either, or the group commit and its durability are bypassed).
+
+    On SQLite, reads and the writer's statements run synchronously on the calling thread over
+    ``sqlite3``; only the writer's BEGIN and COMMIT go to a thread (``store.sqlite_sync``). On
+    PostgreSQL everything goes through asyncpg.
     """
 
     def __init__(
         self,
         url: URL,
         *,
-        write_engine: AsyncEngine,
-        read_engine: AsyncEngine,
         writer: Writer,
-        owned_engines: tuple[AsyncEngine, ...],
+        sqlite_reads: Engine | None = None,
+        async_reads: AsyncEngine | None = None,
+        owned_engines: tuple[Engine | AsyncEngine, ...],
+        write_engine: Engine,
     ) -> None:
+        if (sqlite_reads is None) == (async_reads is None):
+            raise ValueError("give exactly one of sqlite_reads and async_reads")
         self._url = url
-        self._write_engine = write_engine
-        self._read_engine = read_engine
         self._writer = writer
+        self._sqlite_reads = sqlite_reads
+        self._async_reads = async_reads
         self._owned = owned_engines
+        self._write_engine = write_engine
         self._closed = False
 
     @property
@@ -203,14 +189,18 @@ class Database:
         return self._writer
 
     @property
-    def write_engine(self) -> AsyncEngine:
-        """The writer's engine (one connection on SQLite). Write through ``write()``."""
+    def write_engine(self) -> Engine:
+        """The writer's engine in its synchronous form (for event hooks; one connection on
+        SQLite). Write through ``write()``."""
         return self._write_engine
 
     @property
-    def read_engine(self) -> AsyncEngine:
-        """The engine reads use (read-only connections on SQLite)."""
-        return self._read_engine
+    def read_engine(self) -> Engine:
+        """The engine reads use, in its synchronous form (read-only connections on SQLite)."""
+        if self._sqlite_reads is not None:
+            return self._sqlite_reads
+        assert self._async_reads is not None
+        return self._async_reads.sync_engine
 
     async def write(self, operation: Operation[T]) -> T:
         """Run ``operation`` in the writer's next group-committed transaction."""
@@ -222,8 +212,17 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reading: one snapshot on SQLite, autocommit on PostgreSQL."""
-        async with self._read_engine.connect() as connection:
+        """A connection for reading: one snapshot on SQLite, autocommit on PostgreSQL.
+
+        On SQLite its statements run synchronously when awaited (microseconds for the indexed
+        lookups the repositories make); consume their results inside the block.
+        """
+        if self._sqlite_reads is not None:
+            with self._sqlite_reads.connect() as connection:
+                yield SyncConnection(connection).as_async()
+            return
+        assert self._async_reads is not None
+        async with self._async_reads.connect() as connection:
             yield connection
 
     async def ping(self, seconds: float = 5.0) -> bool:
@@ -247,12 +246,25 @@ class Database:
         try:
             await self._writer.close()
         finally:
-            for engine in self._owned:
-                await engine.dispose()
+            await _dispose(self._owned)
+
+
+async def _dispose(engines: Sequence[Engine | AsyncEngine]) -> None:
+    for engine in engines:
+        if isinstance(engine, AsyncEngine):
+            await engine.dispose()
+        else:
+            engine.dispose()
 
 
 async def _noop(connection: AsyncConnection) -> None:
     await connection.execute(text("SELECT 1"))
+
+
+def _probe(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+        connection.rollback()
 
 
 async def connect(
@@ -266,38 +278,56 @@ async def connect(
 ) -> Database:
     """Open the database at ``url`` and start its writer (the schema must be migrated).
 
-    ``pool_size`` is PostgreSQL's connection pool; ``read_pool_size`` SQLite's reader
-    connections; ``writer_tasks`` > 1 is honoured on PostgreSQL only (SQLite has one writer).
+    ``pool_size`` is PostgreSQL's connection pool; ``read_pool_size`` how many idle reader
+    connections SQLite keeps (more open while more reads overlap); ``writer_tasks`` > 1 is
+    honoured on PostgreSQL only (SQLite has one writer).
     """
     sa_url = normalise_url(url)
+    owned: tuple[Engine | AsyncEngine, ...]
     if dialect_of(sa_url) == "sqlite":
         await prepare_sqlite_file(sa_url, busy_timeout)
-        write_engine = sqlite_engine(sa_url, role="writer", busy_timeout=busy_timeout)
-        read_engine = sqlite_engine(
-            sa_url, role="reader", pool_size=read_pool_size, busy_timeout=busy_timeout
+        write_engine = sqlite_sync_engine(
+            sa_url, role="writer", pool_size=1, max_overflow=0, busy_timeout=busy_timeout
         )
-        owned: tuple[AsyncEngine, ...] = (write_engine, read_engine)
-        writer_tasks = 1
+        read_engine = sqlite_sync_engine(
+            sa_url,
+            role="reader",
+            pool_size=read_pool_size,
+            max_overflow=-1,
+            busy_timeout=busy_timeout,
+        )
+        owned = (write_engine, read_engine)
+        writer = Writer(write_engine, max_batch=max_batch)
+        database = Database(
+            sa_url,
+            writer=writer,
+            sqlite_reads=read_engine,
+            owned_engines=owned,
+            write_engine=write_engine,
+        )
+        probe = write_engine
     else:
-        write_engine = postgresql_engine(sa_url, pool_size=pool_size)
-        read_engine = write_engine.execution_options(isolation_level="AUTOCOMMIT")
-        owned = (write_engine,)
-    writer = Writer(write_engine, max_batch=max_batch, tasks=writer_tasks)
-    database = Database(
-        sa_url,
-        write_engine=write_engine,
-        read_engine=read_engine,
-        writer=writer,
-        owned_engines=owned,
-    )
+        async_engine = postgresql_engine(sa_url, pool_size=pool_size)
+        owned = (async_engine,)
+        writer = Writer(async_engine, max_batch=max_batch, tasks=writer_tasks)
+        database = Database(
+            sa_url,
+            writer=writer,
+            async_reads=async_engine.execution_options(isolation_level="AUTOCOMMIT"),
+            owned_engines=owned,
+            write_engine=async_engine.sync_engine,
+        )
+        probe = None
     try:
         # Open the writer's connection now: a wrong path or an unreachable server fails here.
-        async with write_engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-            await connection.rollback()
+        if probe is not None:
+            await asyncio.to_thread(_probe, probe)
+        else:
+            async with async_engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                await connection.rollback()
     except BaseException:
-        for engine in owned:
-            await engine.dispose()
+        await _dispose(owned)
         raise
     writer.start()
     return database

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.messages import (
@@ -87,6 +88,20 @@ class SqlMessageStore:
         # Bound once: the writer groups batched items by this callable.
         self._accept_run = self._accept_batch
         self._mutate_run = self._mutate_batch
+        # The hot reads' statements, built once (building one costs more than running it).
+        self._get_message = _message_with_parts(messages.c.id == sa.bindparam("id"))
+        self._get_tenant_message = _message_with_parts(
+            messages.c.id == sa.bindparam("id"), messages.c.tenant_id == sa.bindparam("tenant_id")
+        )
+        self._find_by_carrier_id = (
+            sa.select(message_parts.c.message_id, message_parts.c.carrier_message_id)
+            .where(
+                message_parts.c.connector_id == sa.bindparam("connector_id"),
+                _one_of_param(message_parts.c.carrier_id_normalised, "candidates", self._dialect),
+            )
+            .order_by(message_parts.c.message_id.desc())
+            .limit(1)
+        )
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -241,9 +256,27 @@ class SqlMessageStore:
 
     async def get_message(self, message_id: str, tenant_id: str | None = None) -> Message | None:
         """The message with its parts; ``None`` when absent or owned by another tenant."""
+        # One statement: the message LEFT JOIN its parts (a row per part, or one without).
+        if tenant_id is None:
+            statement, parameters = self._get_message, {"id": message_id}
+        else:
+            statement = self._get_tenant_message
+            parameters = {"id": message_id, "tenant_id": tenant_id}
         async with self._db.read() as connection:
-            found = await self._load(connection, {message_id}, tenant_id=tenant_id)
-        return found.get(message_id)
+            rows = (await connection.execute(statement, parameters)).all()
+        if not rows:
+            return None
+        parts = [
+            Part(
+                index=row.part_index,
+                status=MessageStatus(row.part_status),
+                carrier_message_id=row.part_carrier_message_id,
+                error_code=row.part_error_code,
+            )
+            for row in rows
+            if row.part_index is not None
+        ]
+        return _message_from(rows[0], parts)
 
     async def list_messages(self, tenant_id: str, query: MessageQuery) -> MessagePage:
         """The tenant's messages, newest first, ``query.limit`` (at most ``MAX_PAGE_SIZE``) at a
@@ -296,17 +329,9 @@ class SqlMessageStore:
         candidates = {normalise_carrier_id(value) for value in carrier_message_ids} - {""}
         if not candidates:
             return None
-        statement = (
-            sa.select(message_parts.c.message_id, message_parts.c.carrier_message_id)
-            .where(
-                message_parts.c.connector_id == connector_id,
-                one_of(message_parts.c.carrier_id_normalised, candidates, self._dialect),
-            )
-            .order_by(message_parts.c.message_id.desc())
-            .limit(1)
-        )
+        parameters = {"connector_id": connector_id, "candidates": list(candidates)}
         async with self._db.read() as connection:
-            row = (await connection.execute(statement)).first()
+            row = (await connection.execute(self._find_by_carrier_id, parameters)).first()
         return None if row is None else (row.message_id, row.carrier_message_id)
 
     # --- loading --------------------------------------------------------------------------
@@ -353,6 +378,34 @@ class SqlMessageStore:
                 )
             )
         return found
+
+
+# --- statements ----------------------------------------------------------------------------
+
+
+def _one_of_param(column: sa.ColumnElement[Any], name: str, dialect: str) -> Any:
+    """``statements.one_of`` with the values bound later, as parameter ``name`` (a list)."""
+    if dialect == "postgresql":
+        array = sa.bindparam(name, type_=postgresql.ARRAY(column.type))
+        return column == sa.any_(array)
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+def _message_with_parts(*conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """The message(s) matching ``conditions`` LEFT JOIN their parts, in part order; the part
+    columns are labelled ``part_*`` (``part_index`` is NULL for a message without parts)."""
+    return (
+        sa.select(
+            messages,
+            message_parts.c.part_index.label("part_index"),
+            message_parts.c.status.label("part_status"),
+            message_parts.c.carrier_message_id.label("part_carrier_message_id"),
+            message_parts.c.error_code.label("part_error_code"),
+        )
+        .select_from(messages.outerjoin(message_parts, message_parts.c.message_id == messages.c.id))
+        .where(*conditions)
+        .order_by(message_parts.c.part_index)
+    )
 
 
 # --- rows <-> domain ------------------------------------------------------------------------

@@ -30,19 +30,30 @@ run the app in a thread) are woken and answered thread-safely.
 
 On SQLite exactly one writer task (one connection) exists, so the database never answers
 ``SQLITE_BUSY`` to ourselves. On PostgreSQL ``tasks`` > 1 runs several batches in parallel.
+
+On SQLite the writer is given a synchronous ``sqlite3`` engine (``pigeon.store.sqlite_sync``):
+a batch's operations run their statements synchronously on the loop thread (no thread hop per
+statement), while ``BEGIN IMMEDIATE`` (which may wait for another process's lock) and
+``COMMIT`` (the fsync) run in the writer's own thread, so the loop keeps serving meanwhile.
+Callers are answered only after that commit returned, and nothing touches the connection
+while the thread has it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, cast
 
+from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from pigeon.store.sqlite_sync import SyncConnection
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +110,15 @@ class _UnavailableError(Exception):
 
 
 class Writer:
-    """Runs submitted operations in group-committed transactions on ``engine``."""
+    """Runs submitted operations in group-committed transactions on ``engine``.
+
+    ``engine`` is an ``AsyncEngine`` (PostgreSQL) or a synchronous SQLite ``Engine`` whose
+    pool holds one connection (then ``tasks`` must be 1).
+    """
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        engine: AsyncEngine | Engine,
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         tasks: int = 1,
@@ -111,7 +126,11 @@ class Writer:
     ) -> None:
         if max_batch < 1 or tasks < 1:
             raise ValueError("max_batch and tasks must be at least 1")
+        if isinstance(engine, Engine) and tasks != 1:
+            raise ValueError("a synchronous (SQLite) writer runs exactly one task")
         self._engine = engine
+        #: The thread BEGIN and COMMIT run in (synchronous engines only).
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._max_batch = max_batch
         self._task_count = tasks
         self._name = name
@@ -129,6 +148,10 @@ class Writer:
         if self._tasks:
             return
         self._home = asyncio.get_running_loop()
+        if isinstance(self._engine, Engine):
+            self._thread = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"{self._name}-commit"
+            )
         self._tasks = [
             asyncio.create_task(self._loop(), name=f"{self._name}-{index}")
             for index in range(self._task_count)
@@ -153,6 +176,8 @@ class Writer:
         # Only reachable if the tasks were cancelled from outside: nobody waits forever.
         self._fail(list(self._pending), WriterClosedError("the writer stopped"))
         self._pending.clear()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)  # idle by now: every batch has returned
 
     # --- submitting -----------------------------------------------------------------------
 
@@ -236,6 +261,8 @@ class Writer:
             return
 
     async def _transaction(self, entries: list[_Entry]) -> list[Any]:
+        if isinstance(self._engine, Engine):
+            return await self._sync_transaction(self._engine, entries)
         try:
             connection = await self._engine.connect()
         except Exception as exc:
@@ -250,6 +277,45 @@ class Writer:
                 raise
         finally:
             await connection.close()
+
+    async def _sync_transaction(self, engine: Engine, entries: list[_Entry]) -> list[Any]:
+        """One transaction on the synchronous SQLite connection: BEGIN IMMEDIATE in the
+        writer's thread, the operations here, COMMIT in the thread again."""
+        try:
+            connection = engine.connect()
+        except Exception as exc:
+            raise _UnavailableError from exc
+        try:
+            try:
+                transaction = await self._in_thread(connection.begin)
+            except Exception as exc:
+                raise _UnavailableError from exc
+            try:
+                results = await self._execute(SyncConnection(connection).as_async(), entries)
+                await self._in_thread(transaction.commit)
+            except BaseException as exc:
+                _roll_back(connection, transaction)
+                if isinstance(exc, Exception) and _is_environmental(exc):
+                    raise _UnavailableError from exc
+                raise
+            return results
+        finally:
+            # Returning it to the pool also rolls back whatever sqlite3 still holds open.
+            connection.close()
+
+    async def _in_thread(self, call: Callable[[], T]) -> T:
+        """``call()`` in the writer's thread; the loop serves others until it returns.
+
+        Even if this task is cancelled meanwhile, it returns (or raises) only once ``call`` is
+        over: the connection must not be used by two threads at once.
+        """
+        assert self._thread is not None
+        future = self._thread.submit(call)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            concurrent.futures.wait([future])  # at most one lock wait or fsync
+            raise
 
     async def _execute(self, connection: AsyncConnection, entries: list[_Entry]) -> list[Any]:
         results: list[Any] = [None] * len(entries)
@@ -295,6 +361,16 @@ def _set(future: asyncio.Future[Any], result: Any, error: BaseException | None) 
 @dataclass(frozen=True, slots=True)
 class _Refused:
     error: Exception
+
+
+def _roll_back(connection: Connection, transaction: RootTransaction) -> None:
+    """Roll back after a failed operation or COMMIT (a failed COMMIT may leave SQLite's
+    transaction open); a connection too broken for that is discarded instead."""
+    try:
+        transaction.rollback()
+    except Exception:
+        log.warning("writer: rollback failed; dropping the connection", exc_info=True)
+        connection.invalidate()
 
 
 def _sqlstate(exc: BaseException) -> str | None:

@@ -1,0 +1,229 @@
+"""SQLite without the async layer: synchronous statements on the event-loop thread.
+
+Through aiosqlite every statement costs a hop to the driver's thread and back plus
+SQLAlchemy's greenlet bridge: ~2.5-3 ms per point lookup on the 2-core machines Pigeon is
+measured on, while SQLite answers it in microseconds. On SQLite, therefore:
+
+- reads run synchronously on the caller's thread, on a pool of ``sqlite3`` connections
+  (WAL: a reader never waits for the writer, so the statement cannot block on it);
+- the writer runs a batch's statements synchronously on its ONE connection, and only the
+  ``COMMIT`` (the fsync, ~2 ms) goes to a dedicated thread, so the loop keeps serving meanwhile
+  (see ``pigeon.store.writer``).
+
+The repositories are written against ``AsyncConnection`` (``await connection.execute(...)``).
+``SyncConnection`` keeps that contract: its ``async def`` methods run the statement at once,
+without yielding to the loop. ``SqlConnection`` is the part of that contract both provide;
+results are live cursors here, so consume them inside the ``read()`` block or operation (as
+every repository does).
+
+See docs/adr/0008-sqlite-sync-reads-threaded-commit.md.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, ScalarResult
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql.base import Executable
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+Role = Literal["writer", "reader", "migrator"]
+
+
+class SqlConnection(Protocol):
+    """What repositories use of a connection; ``AsyncConnection`` and ``SyncConnection`` both
+    provide it (checked by mypy below)."""
+
+    async def execute(
+        self,
+        statement: Executable,
+        parameters: Any = None,
+        *,
+        execution_options: Any = None,
+    ) -> CursorResult[Any]: ...
+
+    async def scalar(
+        self,
+        statement: Executable,
+        parameters: Any = None,
+        *,
+        execution_options: Any = None,
+    ) -> Any: ...
+
+    async def scalars(
+        self,
+        statement: Executable,
+        parameters: Any = None,
+        *,
+        execution_options: Any = None,
+    ) -> ScalarResult[Any]: ...
+
+    async def exec_driver_sql(
+        self,
+        statement: str,
+        parameters: Any = None,
+        execution_options: Any = None,
+    ) -> CursorResult[Any]: ...
+
+
+class SyncConnection:
+    """A synchronous SQLAlchemy ``Connection`` behind ``AsyncConnection``'s awaitable methods.
+
+    Awaiting a method runs the statement right away on the calling thread; nothing yields to
+    the event loop, so the statements of one read or one writer batch run back to back.
+    """
+
+    __slots__ = ("sync_connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self.sync_connection = connection
+
+    async def execute(
+        self,
+        statement: Executable,
+        parameters: Any = None,
+        *,
+        execution_options: Any = None,
+    ) -> CursorResult[Any]:
+        """Run ``statement`` now (``Connection.execute``)."""
+        return self.sync_connection.execute(
+            statement, parameters, execution_options=execution_options
+        )
+
+    async def scalar(
+        self,
+        statement: Executable,
+        parameters: Any = None,
+        *,
+        execution_options: Any = None,
+    ) -> Any:
+        """The first column of the first row, or ``None`` (``Connection.scalar``)."""
+        return self.sync_connection.scalar(
+            statement, parameters, execution_options=execution_options
+        )
+
+    async def scalars(
+        self,
+        statement: Executable,
+        parameters: Any = None,
+        *,
+        execution_options: Any = None,
+    ) -> ScalarResult[Any]:
+        """The first column of every row (``Connection.scalars``)."""
+        return self.sync_connection.scalars(
+            statement, parameters, execution_options=execution_options
+        )
+
+    async def exec_driver_sql(
+        self,
+        statement: str,
+        parameters: Any = None,
+        execution_options: Any = None,
+    ) -> CursorResult[Any]:
+        """Run driver-level SQL now (``Connection.exec_driver_sql``)."""
+        return self.sync_connection.exec_driver_sql(statement, parameters, execution_options)
+
+    async def run_sync(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(connection, ...)`` on the synchronous connection (``AsyncConnection.run_sync``)."""
+        return fn(self.sync_connection, *args, **kwargs)
+
+    def as_async(self) -> AsyncConnection:
+        """This adapter typed as the ``AsyncConnection`` the repositories annotate.
+
+        Only ``SqlConnection``'s methods and ``run_sync`` exist; the repositories use no others.
+        """
+        return self  # type: ignore[return-value]
+
+
+if TYPE_CHECKING:  # both connections provide what repositories use
+    _async_provides: type[SqlConnection] = AsyncConnection
+    _sync_provides: type[SqlConnection] = SyncConnection
+
+
+def sqlite_settings(role: Role, busy_timeout: float) -> tuple[dict[str, str], str]:
+    """The pragmas every new connection of ``role`` gets, and the statement its BEGIN emits.
+
+    ``writer`` connections take the write lock at BEGIN (``BEGIN IMMEDIATE``); ``reader``
+    connections are read-only (``query_only``) with deferred BEGIN (one snapshot per read); the
+    ``migrator`` is a writer with foreign keys off, as table rebuilds in migrations need.
+    """
+    pragmas = {
+        "busy_timeout": str(int(busy_timeout * 1000)),
+        "foreign_keys": "OFF" if role == "migrator" else "ON",
+        "synchronous": "FULL",
+    }
+    if role == "reader":
+        pragmas["query_only"] = "ON"
+    return pragmas, "BEGIN" if role == "reader" else "BEGIN IMMEDIATE"
+
+
+def install_sqlite_hooks(engine: Engine, *, role: Role, busy_timeout: float) -> None:
+    """Give ``engine``'s new connections ``role``'s pragmas and take BEGIN from the driver.
+
+    Python's ``sqlite3`` starts transactions on its own, and only before INSERT/UPDATE/DELETE;
+    with ``isolation_level = None`` it starts none and the ``begin`` hook emits ours.
+    """
+    pragmas, begin = sqlite_settings(role, busy_timeout)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for name, value in pragmas.items():
+                cursor.execute(f"PRAGMA {name}={value}")
+        finally:
+            cursor.close()
+
+    if engine.dialect.is_async:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            connection.exec_driver_sql(begin)
+
+    else:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin_directly(connection: Connection) -> None:
+            # Straight to sqlite3: a tenth of the cost of a statement through SQLAlchemy,
+            # paid by every read. (So ``before_cursor_execute`` hooks do not see it.)
+            try:
+                connection.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:  # raised as SQLAlchemy would have wrapped it
+                raise sa.exc.DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
+
+
+def sqlite_sync_engine(
+    url: URL,
+    *,
+    role: Role,
+    pool_size: int,
+    max_overflow: int,
+    busy_timeout: float,
+) -> Engine:
+    """A ``sqlite3`` engine for ``url`` (any SQLite driver name) with ``role``'s settings.
+
+    Connections may be used from any thread, one thread at a time (``check_same_thread`` off):
+    the writer commits in its own thread, and test clients run the application on another
+    thread's loop. ``max_overflow=-1`` makes a pool that never makes its caller wait, which a
+    pool used on the event-loop thread must be (whoever would return a connection runs there).
+    """
+    engine = sa.create_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        poolclass=QueuePool,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+    )
+    install_sqlite_hooks(engine, role=role, busy_timeout=busy_timeout)
+    return engine
