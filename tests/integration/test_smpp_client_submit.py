@@ -148,14 +148,15 @@ async def test_window_is_never_exceeded_and_is_used(carrier: Factory) -> None:
 
 
 async def test_throughput_limit_paces_submits(carrier: Factory) -> None:
-    """throughput_per_second=20 lets no half-second window see more than 10 (+ burst) submits."""
+    """throughput_per_second=20 spreads 30 submits over at least (30 - burst) / 20 seconds."""
     sim, connector = await carrier(throughput_per_second=20.0, window=50)
     await asyncio.gather(*(connector.submit(message()) for _ in range(30)))
     times = sorted(sim.submit_times)
     assert len(times) == 30
-    burst = 2 + 1  # the bucket holds a tenth of a second (2 tokens), plus one for edges
-    most = max(sum(1 for t in times if start <= t < start + 0.5) for start in times)
-    assert most <= 10 + burst
+    # The bucket holds a tenth of a second (2 tokens). A loaded machine only slows submits
+    # down, so a lower bound on the spread is safe; 0.4 s of slack covers a late first read.
+    burst = 2
+    assert times[-1] - times[0] >= (30 - burst) / 20 - 0.4
 
 
 # --- text -----------------------------------------------------------------------------------
