@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -16,8 +17,10 @@ from litestar import Litestar
 
 from pigeon.api.app import ApiServices, create_app
 from pigeon.clock import SystemClock
-from pigeon.config import Settings
+from pigeon.config import ConfigError, ConnectorConfig, Settings
 from pigeon.connectors.simulator import SimulatorConnector, SimulatorSettings
+from pigeon.connectors.smpp_client import SmppClientConnector
+from pigeon.connectors.smpp_settings import SmppConnectorSettings
 from pigeon.domain.accounts import (
     ApiKey,
     KeyMode,
@@ -28,6 +31,7 @@ from pigeon.domain.accounts import (
     key_mode_of,
     new_key_secret,
 )
+from pigeon.domain.receipts import DeliveryReceipt
 from pigeon.ids import UlidFactory
 from pigeon.ports import Connector
 from pigeon.queue import SqlJobQueue
@@ -183,8 +187,22 @@ class Gateway:
         return create_app(self.api_services(), max_body_bytes=self.settings.max_body_bytes)
 
 
+def smpp_settings_from(config: ConnectorConfig) -> SmppConnectorSettings:
+    """The SMPP connector settings a ``[[connectors]]`` table describes; ``ConfigError`` if
+    they are not valid."""
+    known = {f.name for f in dataclasses.fields(SmppConnectorSettings)} - {"id"}
+    unknown = sorted(set(config.options) - known)
+    if unknown:
+        raise ConfigError(f"connector {config.id!r}: unknown settings {', '.join(unknown)}")
+    try:
+        return SmppConnectorSettings(id=config.id, **config.options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"connector {config.id!r}: {exc}") from exc
+
+
 async def open_gateway(settings: Settings) -> Gateway:
     """Connect and migrate the store, then wire every adapter and use case."""
+    carrier_settings = [smpp_settings_from(config) for config in settings.connectors]
     url = settings.effective_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -204,9 +222,18 @@ async def open_gateway(settings: Settings) -> Gateway:
         clock,
         SimulatorSettings(receipt_delay_seconds=settings.simulator_receipt_delay),
     )
-    connectors: dict[str, Connector] = {SIMULATOR_ID: simulator}
-    router = SandboxRouter(default=simulator, sandbox=simulator)
     receipts = ApplyReceipt(messages, queue, recorder, clock)
+
+    async def receipt_sink(receipt: DeliveryReceipt) -> None:
+        await receipts(receipt)
+
+    connectors: dict[str, Connector] = {SIMULATOR_ID: simulator}
+    for carrier in carrier_settings:
+        connectors[carrier.id] = SmppClientConnector(carrier, receipt_sink, clock)
+    default_id = settings.default_connector or (
+        carrier_settings[0].id if carrier_settings else SIMULATOR_ID
+    )
+    router = SandboxRouter(default=connectors[default_id], sandbox=simulator)
     sender = AiohttpWebhookSender()
     callback_secrets = CallbackSecrets(load_secret_key(settings))
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"

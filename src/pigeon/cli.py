@@ -65,7 +65,23 @@ def serve(config: ConfigOption = None) -> None:
     gateway)."""
     settings = _settings(config)
     _configure_logging(settings)
-    asyncio.run(_serve(settings))
+    try:
+        asyncio.run(_serve(settings))
+    except ConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@app.command(
+    "smsc-sim",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def smsc_sim(context: typer.Context) -> None:
+    """Run the standalone SMPP carrier simulator (flags: pigeon smsc-sim --help)."""
+    from pigeon.smsc_sim import main as run_simulator
+
+    raise typer.Exit(run_simulator(list(context.args)))
 
 
 def _let_shutdown_finish() -> None:

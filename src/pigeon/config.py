@@ -20,6 +20,23 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectorConfig:
+    """One ``[[connectors]]`` table of ``pigeon.toml``: a carrier link.
+
+    ``type`` picks the adapter (``smpp`` today); ``options`` are the adapter's own settings
+    (for ``smpp``: host, port, system_id, password, window, binds, throughput_per_second...),
+    checked when the adapter is built at start.
+    """
+
+    id: str
+    type: str
+    options: Mapping[str, Any]
+
+
+CONNECTOR_TYPES = frozenset({"smpp"})
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting of a Pigeon process. Field names are the TOML keys; the environment
     variable is ``PIGEON_`` + the upper-cased name."""
@@ -46,6 +63,10 @@ class Settings:
     run_smpp: bool = True
     log_level: str = "INFO"
     log_format: str = "console"
+    #: Carrier links from ``[[connectors]]`` tables (TOML only).
+    connectors: tuple[ConnectorConfig, ...] = ()
+    #: The connector live traffic goes to; empty: the first configured one, else the simulator.
+    default_connector: str = ""
 
     @property
     def effective_database_url(self) -> str:
@@ -100,6 +121,9 @@ def load_settings(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from exc
         for key, raw in document.items():
+            if key == "connectors":
+                values[key] = _connectors(raw, problems, str(path))
+                continue
             if key not in _FIELDS:
                 problems.append(f"{path}: unknown setting {key!r}")
                 continue
@@ -107,6 +131,8 @@ def load_settings(
     elif config_file is not None:
         raise ConfigError(f"config file {path} does not exist")
     for name, spec in _FIELDS.items():
+        if name == "connectors":
+            continue
         variable = f"PIGEON_{name.upper()}"
         if variable in env:
             values[name] = _convert(name, env[variable], spec.type, problems, variable)
@@ -117,8 +143,39 @@ def load_settings(
     return settings
 
 
+def _connectors(raw: Any, problems: list[str], source: str) -> tuple[ConnectorConfig, ...]:
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        problems.append(f"{source}: connectors must be [[connectors]] tables")
+        return ()
+    found: list[ConnectorConfig] = []
+    for number, table in enumerate(raw, start=1):
+        options = dict(table)
+        connector_id = options.pop("id", None)
+        kind = options.pop("type", None)
+        if not isinstance(connector_id, str) or not connector_id:
+            problems.append(f"{source}: connector #{number} needs an id")
+            continue
+        if kind not in CONNECTOR_TYPES:
+            problems.append(
+                f"{source}: connector {connector_id!r} has type {kind!r}; "
+                f"known types: {', '.join(sorted(CONNECTOR_TYPES))}"
+            )
+            continue
+        found.append(ConnectorConfig(id=connector_id, type=kind, options=options))
+    return tuple(found)
+
+
 def _validate(settings: Settings) -> list[str]:
     problems = []
+    ids = [connector.id for connector in settings.connectors]
+    if len(ids) != len(set(ids)):
+        problems.append("connector ids must be unique")
+    if "simulator" in ids:
+        problems.append("the connector id 'simulator' is reserved for the built-in simulator")
+    if settings.default_connector and settings.default_connector not in {*ids, "simulator"}:
+        problems.append(
+            f"default_connector {settings.default_connector!r} is not a configured connector"
+        )
     for name in ("http_port", "smpp_port"):
         port = getattr(settings, name)
         if not 0 <= port <= 65535:

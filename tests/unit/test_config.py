@@ -82,3 +82,34 @@ def test_smpp_settings(tmp_path: Path) -> None:
     assert load_settings({"PIGEON_CONFIG": absent}).run_smpp is True
     with pytest.raises(ConfigError, match="bootstrap_smpp_password"):
         load_settings({"PIGEON_BOOTSTRAP_SMPP_PASSWORD": "ninechars", "PIGEON_CONFIG": absent})
+
+
+def test_connector_tables_are_read_and_checked(tmp_path: Path) -> None:
+    """[[connectors]] tables become ConnectorConfig values; the default must name one."""
+    config = tmp_path / "pigeon.toml"
+    config.write_text(
+        'default_connector = "b"\n'
+        '[[connectors]]\nid = "a"\ntype = "smpp"\nhost = "h"\nport = 1\n'
+        '[[connectors]]\nid = "b"\ntype = "smpp"\nwindow = 5\n'
+    )
+    settings = load_settings({}, config)
+    assert [c.id for c in settings.connectors] == ["a", "b"]
+    assert settings.connectors[1].options == {"window": 5}
+    assert settings.default_connector == "b"
+
+
+def test_bad_connector_tables_are_reported(tmp_path: Path) -> None:
+    """Missing ids, unknown types, duplicates and a dangling default are all listed."""
+    config = tmp_path / "pigeon.toml"
+    config.write_text(
+        'default_connector = "zz"\n'
+        '[[connectors]]\ntype = "smpp"\n'
+        '[[connectors]]\nid = "a"\ntype = "carrier-pigeon"\n'
+        '[[connectors]]\nid = "b"\ntype = "smpp"\n'
+        '[[connectors]]\nid = "b"\ntype = "smpp"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, config)
+    text = str(info.value)
+    for fragment in ("needs an id", "carrier-pigeon", "unique", "default_connector"):
+        assert fragment in text
