@@ -17,9 +17,15 @@ from litestar import Litestar
 
 from pigeon.api.app import ApiServices, create_app
 from pigeon.clock import SystemClock
-from pigeon.config import ConfigError, ConnectorConfig, Settings
+from pigeon.config import (
+    CONNECTOR_COMMON_KEYS,
+    ConfigError,
+    ConnectorConfig,
+    Settings,
+    build_routing,
+)
 from pigeon.connectors.simulator import SimulatorConnector, SimulatorSettings
-from pigeon.connectors.smpp_client import SmppClientConnector
+from pigeon.connectors.smpp_client import InboundMessage, SmppClientConnector
 from pigeon.connectors.smpp_settings import SmppConnectorSettings
 from pigeon.domain.accounts import (
     ApiKey,
@@ -38,11 +44,13 @@ from pigeon.queue import SqlJobQueue
 from pigeon.services.accept import AcceptMessage, AcceptPolicy
 from pigeon.services.account import DescribeAccount
 from pigeon.services.authenticate import Authenticate
-from pigeon.services.dispatch import DispatchMessage, ExpireMessage, SandboxRouter
+from pigeon.services.dispatch import DispatchMessage, ExpireMessage
 from pigeon.services.events import EndpointDirectory, EventRecorder
+from pigeon.services.inbound import ReceiveMessage, Reply
 from pigeon.services.notify import SMPP_DELIVER, DeliverWebhook, NotifyEvent
 from pigeon.services.queries import ReadMessages
 from pigeon.services.receipts import ApplyReceipt
+from pigeon.services.routing import ExplainRoute, TableRouter
 from pigeon.services.smpp_accounts import AuthenticateBind, ManageSmppAccounts, Passwords
 from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
 from pigeon.services.worker import JobRunner
@@ -51,6 +59,7 @@ from pigeon.store import (
     Database,
     SqlAccountStore,
     SqlMessageStore,
+    SqlNumberStore,
     SqlPartStore,
     SqlWebhookStore,
     connect,
@@ -115,9 +124,12 @@ class Gateway:
     receipts: ApplyReceipt
     runner: JobRunner
     connectors: dict[str, Connector]
+    router: TableRouter
     sender: AiohttpWebhookSender
     callback_secrets: CallbackSecrets
     smpp_accounts: ManageSmppAccounts
+    numbers: SqlNumberStore
+    inbound: ReceiveMessage
     smpp: SmppServer | None = None
     smpp_runner: JobRunner | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -180,6 +192,7 @@ class Gateway:
             readiness=self.readiness,
             before_metrics=self.sample_metrics,
             account=DescribeAccount(self.callback_secrets),
+            explain=ExplainRoute(self.router, self.clock),
         )
 
     def app(self) -> Litestar:
@@ -191,11 +204,12 @@ def smpp_settings_from(config: ConnectorConfig) -> SmppConnectorSettings:
     """The SMPP connector settings a ``[[connectors]]`` table describes; ``ConfigError`` if
     they are not valid."""
     known = {f.name for f in dataclasses.fields(SmppConnectorSettings)} - {"id"}
-    unknown = sorted(set(config.options) - known)
+    options = {k: v for k, v in config.options.items() if k not in CONNECTOR_COMMON_KEYS}
+    unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(f"connector {config.id!r}: unknown settings {', '.join(unknown)}")
     try:
-        return SmppConnectorSettings(id=config.id, **config.options)
+        return SmppConnectorSettings(id=config.id, **options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"connector {config.id!r}: {exc}") from exc
 
@@ -216,24 +230,32 @@ async def open_gateway(settings: Settings) -> Gateway:
     queue = SqlJobQueue(database, clock)
     directory = EndpointDirectory(webhooks)
     recorder = EventRecorder(ids, clock, directory)
+    numbers = SqlNumberStore(database)
+    inbound = ReceiveMessage(messages, numbers, recorder, clock, ids)
+
+    async def mo_sink(reply: InboundMessage) -> None:
+        await inbound(
+            Reply(
+                reply.connector_id, reply.source, reply.destination, reply.text, reply.received_at
+            )
+        )
+
     simulator = SimulatorConnector(
         SIMULATOR_ID,
         queue,
         clock,
         SimulatorSettings(receipt_delay_seconds=settings.simulator_receipt_delay),
     )
-    receipts = ApplyReceipt(messages, queue, recorder, clock)
+    routing = build_routing(settings)
 
     async def receipt_sink(receipt: DeliveryReceipt) -> None:
         await receipts(receipt)
 
     connectors: dict[str, Connector] = {SIMULATOR_ID: simulator}
     for carrier in carrier_settings:
-        connectors[carrier.id] = SmppClientConnector(carrier, receipt_sink, clock)
-    default_id = settings.default_connector or (
-        carrier_settings[0].id if carrier_settings else SIMULATOR_ID
-    )
-    router = SandboxRouter(default=connectors[default_id], sandbox=simulator)
+        connectors[carrier.id] = SmppClientConnector(carrier, receipt_sink, clock, mo_sink)
+    router = TableRouter(routing.table, connectors, simulator, clock, prices=routing.prices)
+    receipts = ApplyReceipt(messages, queue, recorder, clock, on_outcome=router.outcome)
     sender = AiohttpWebhookSender()
     callback_secrets = CallbackSecrets(load_secret_key(settings))
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -314,9 +336,12 @@ async def open_gateway(settings: Settings) -> Gateway:
         receipts=receipts,
         runner=runner,
         connectors=connectors,
+        router=router,
         sender=sender,
         callback_secrets=callback_secrets,
         smpp_accounts=ManageSmppAccounts(accounts, ids, clock, passwords),
+        numbers=numbers,
+        inbound=inbound,
         smpp=smpp,
         smpp_runner=smpp_runner,
     )
@@ -379,6 +404,8 @@ class Bootstrap:
     created: bool
     smpp_account: SmppAccount | None = None
     smpp_password: str | None = None
+    #: Whether the operator key of ``bootstrap_admin_key`` was created now.
+    admin_key_created: bool = False
 
 
 DEMO_SYSTEM_ID = "demo"
@@ -390,7 +417,8 @@ async def ensure_demo_tenant(gateway: Gateway) -> Bootstrap:
     The key is ``PIGEON_BOOTSTRAP_API_KEY`` when set, else a fresh test key. A bootstrap key
     set later is added to the demo tenant if it does not exist yet. The SMPP account (system_id
     ``demo``, a test account like the generated key) gets ``PIGEON_BOOTSTRAP_SMPP_PASSWORD``
-    or a fresh password, when it does not exist yet.
+    or a fresh password, when it does not exist yet. ``PIGEON_BOOTSTRAP_ADMIN_KEY``, when set,
+    becomes an operator key (``/v1/routes/explain``...) if it does not exist yet.
     """
     settings = gateway.settings
     tenant = await gateway.accounts.find_tenant_by_name("demo")
@@ -405,6 +433,11 @@ async def ensure_demo_tenant(gateway: Gateway) -> Bootstrap:
             secret = (await create_key(gateway, tenant.id, secret=wanted)).secret
     elif created:
         secret = (await create_key(gateway, tenant.id, mode=KeyMode.TEST)).secret
+    admin_created = False
+    admin = settings.bootstrap_admin_key
+    if admin and await gateway.accounts.find_api_key(key_digest(admin)) is None:
+        await create_key(gateway, tenant.id, role=Role.OPERATOR, secret=admin)
+        admin_created = True
     account = await gateway.accounts.find_smpp_account(DEMO_SYSTEM_ID)
     password: str | None = None
     if account is None:
@@ -421,4 +454,5 @@ async def ensure_demo_tenant(gateway: Gateway) -> Bootstrap:
         created=created,
         smpp_account=account,
         smpp_password=password,
+        admin_key_created=admin_created,
     )

@@ -29,6 +29,9 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(messages_app, name="messages")
 app.add_typer(smpp_accounts_app, name="smpp-accounts")
+numbers_app = typer.Typer(help="The numbers inventory: replies go to a number's owner.")
+numbers_app.info.no_args_is_help = True
+app.add_typer(numbers_app, name="numbers")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -113,6 +116,8 @@ async def _serve(settings: Settings) -> None:
         await gateway.start_workers()
         smpp_port = await gateway.start_smpp()
         _print_banner(settings, boot.tenant.id, boot.api_key, boot.created)
+        if boot.admin_key_created:
+            print("Operator key created from bootstrap_admin_key (PIGEON_BOOTSTRAP_ADMIN_KEY).")
         if smpp_port is not None and boot.smpp_account is not None:
             _print_smpp_banner(settings, smpp_port, boot.smpp_account.system_id, boot.smpp_password)
         server = uvicorn.Server(
@@ -304,6 +309,49 @@ def smpp_accounts_create(
         print(f"system_id: {created.account.system_id}")
         if password is None:
             print(f"password (shown once): {created.password}")
+
+    asyncio.run(_with_gateway(settings, action))
+
+
+@numbers_app.command("add")
+def numbers_add(
+    number: Annotated[str, typer.Argument(help="E.164 long code, short code or sender id.")],
+    tenant: Annotated[str, typer.Option(help="Tenant id or name.")],
+    config: ConfigOption = None,
+) -> None:
+    """Give a number to a tenant: replies sent to it become that tenant's messages."""
+    from pigeon.domain.errors import ValidationError
+    from pigeon.domain.numbers import OwnedNumber, normalise_number
+
+    settings = _settings(config)
+
+    async def action(gateway: Any) -> None:
+        found = await _find_tenant(gateway, tenant)
+        try:
+            value, kind = normalise_number(number)
+            await gateway.numbers.add_number(
+                OwnedNumber(value, found.id, kind, gateway.clock.now())
+            )
+        except ValidationError as exc:
+            err_console.print(f"[red]{exc.detail}[/red]")
+            raise typer.Exit(1) from exc
+        print(value)
+
+    asyncio.run(_with_gateway(settings, action))
+
+
+@numbers_app.command("list")
+def numbers_list(
+    tenant: Annotated[str, typer.Option(help="Tenant id or name.")],
+    config: ConfigOption = None,
+) -> None:
+    """List a tenant's numbers."""
+    settings = _settings(config)
+
+    async def action(gateway: Any) -> None:
+        found = await _find_tenant(gateway, tenant)
+        for owned in await gateway.numbers.list_numbers(found.id):
+            print(f"{owned.value}\t{owned.kind.value}")
 
     asyncio.run(_with_gateway(settings, action))
 

@@ -9,10 +9,29 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pigeon.domain.addressing import SenderKind
+from pigeon.domain.messages import Category
+from pigeon.domain.price_lists import PriceList, PriceListError, parse_price_list_csv
+from pigeon.domain.routing import (
+    Candidate,
+    LeastCost,
+    Priority,
+    Route,
+    RouteFilter,
+    RoutingTable,
+    Strategy,
+    Weighted,
+    category_in,
+    country_in,
+    prefix_in,
+    sender_kind_in,
+    time_window,
+)
 
 
 class ConfigError(Exception):
@@ -34,6 +53,18 @@ class ConnectorConfig:
 
 
 CONNECTOR_TYPES = frozenset({"smpp"})
+
+#: Keys of a ``[[connectors]]`` table that Pigeon reads itself (not passed to the adapter).
+CONNECTOR_COMMON_KEYS = frozenset({"prices"})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """One ``[[routes]]`` table of ``pigeon.toml``, as written; turned into a domain ``Route``
+    (and checked) by ``pigeon.routing_config.build_routing`` at start."""
+
+    id: str
+    options: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +98,10 @@ class Settings:
     connectors: tuple[ConnectorConfig, ...] = ()
     #: The connector live traffic goes to; empty: the first configured one, else the simulator.
     default_connector: str = ""
+    #: Routes from ``[[routes]]`` tables (TOML only); none: everything goes to the default.
+    routes: tuple[RouteConfig, ...] = ()
+    #: The folder relative paths in the config file (price lists) are resolved against.
+    config_dir: Path = Path(".")
 
     @property
     def effective_database_url(self) -> str:
@@ -124,20 +159,32 @@ def load_settings(
             if key == "connectors":
                 values[key] = _connectors(raw, problems, str(path))
                 continue
+            if key == "routes":
+                values[key] = _routes(raw, problems, str(path))
+                continue
+            if key == "config_dir":
+                problems.append(f"{path}: unknown setting {key!r}")
+                continue
             if key not in _FIELDS:
                 problems.append(f"{path}: unknown setting {key!r}")
                 continue
             values[key] = _convert(key, raw, _FIELDS[key].type, problems, str(path))
+        values["config_dir"] = path.resolve().parent
     elif config_file is not None:
         raise ConfigError(f"config file {path} does not exist")
     for name, spec in _FIELDS.items():
-        if name == "connectors":
+        if name in ("connectors", "routes", "config_dir"):
             continue
         variable = f"PIGEON_{name.upper()}"
         if variable in env:
             values[name] = _convert(name, env[variable], spec.type, problems, variable)
     settings = Settings(**{k: v for k, v in values.items() if v is not None})
     problems.extend(_validate(settings))
+    if not problems:
+        try:
+            build_routing(settings)
+        except ConfigError as exc:
+            problems.extend(line.removeprefix("  - ") for line in str(exc).splitlines()[1:])
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     return settings
@@ -162,6 +209,21 @@ def _connectors(raw: Any, problems: list[str], source: str) -> tuple[ConnectorCo
             )
             continue
         found.append(ConnectorConfig(id=connector_id, type=kind, options=options))
+    return tuple(found)
+
+
+def _routes(raw: Any, problems: list[str], source: str) -> tuple[RouteConfig, ...]:
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        problems.append(f"{source}: routes must be [[routes]] tables")
+        return ()
+    found: list[RouteConfig] = []
+    for number, table in enumerate(raw, start=1):
+        options = dict(table)
+        route_id = options.pop("id", None)
+        if not isinstance(route_id, str) or not route_id:
+            problems.append(f"{source}: route #{number} needs an id")
+            continue
+        found.append(RouteConfig(id=route_id, options=options))
     return tuple(found)
 
 
@@ -209,3 +271,174 @@ def _validate(settings: Settings) -> list[str]:
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append("log_level must be DEBUG, INFO, WARNING or ERROR")
     return problems
+
+
+# --------------------------------------------------------------------------- routing
+
+_ROUTE_KEYS = frozenset(
+    {
+        "tenant",
+        "countries",
+        "prefixes",
+        "categories",
+        "sender_kinds",
+        "hours",
+        "strategy",
+        "min_delivery_rate",
+        "max_p90_latency",
+        "min_samples",
+        "candidates",
+        "default",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """The routing table and the connectors' price lists built from the settings."""
+
+    table: RoutingTable
+    prices: Mapping[str, PriceList]
+    default_connector: str
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise ValueError(f"{name} must be a non-empty list of strings")
+
+
+def _route_filters(options: Mapping[str, Any]) -> list[RouteFilter]:
+    filters: list[RouteFilter] = []
+    if "countries" in options:
+        filters.append(country_in(*_strings(options["countries"], "countries")))
+    if "prefixes" in options:
+        filters.append(prefix_in(*_strings(options["prefixes"], "prefixes")))
+    if "categories" in options:
+        filters.append(category_in(*map(Category, _strings(options["categories"], "categories"))))
+    if "sender_kinds" in options:
+        kinds = _strings(options["sender_kinds"], "sender_kinds")
+        filters.append(sender_kind_in(*(None if k == "none" else SenderKind(k) for k in kinds)))
+    if "hours" in options:
+        hours = options["hours"]
+        if not isinstance(hours, dict) or not {"start", "end"} <= set(hours):
+            raise ValueError('hours must be a table {start="08:00", end="20:00", tz="UTC"}')
+        unknown = set(hours) - {"start", "end", "tz"}
+        if unknown:
+            raise ValueError(f"hours has unknown keys {', '.join(sorted(unknown))}")
+        filters.append(
+            time_window(str(hours["start"]), str(hours["end"]), str(hours.get("tz", "UTC")))
+        )
+    return filters
+
+
+def _route_strategy(options: Mapping[str, Any]) -> Strategy:
+    name = options.get("strategy", "priority")
+    guard_keys = {"min_delivery_rate", "max_p90_latency", "min_samples"} & set(options)
+    if name == "priority" or name == "weighted":
+        if guard_keys:
+            raise ValueError(f"{', '.join(sorted(guard_keys))} apply to least_cost routes only")
+        return Priority() if name == "priority" else Weighted()
+    if name == "least_cost":
+        guard: dict[str, Any] = {}
+        if "min_delivery_rate" in options:
+            guard["min_delivery_rate"] = float(options["min_delivery_rate"])
+        if "max_p90_latency" in options:
+            guard["max_p90_latency"] = float(options["max_p90_latency"])
+        if "min_samples" in options:
+            samples = options["min_samples"]
+            if not isinstance(samples, int) or isinstance(samples, bool):
+                raise ValueError("min_samples must be an integer")
+            guard["min_samples"] = samples
+        return LeastCost(**guard)
+    raise ValueError(f"strategy {name!r} is not priority, weighted or least_cost")
+
+
+def _route_candidates(raw: Any, known: Collection[str]) -> list[Candidate]:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("candidates must be a non-empty list of connector ids or tables")
+    found: list[Candidate] = []
+    for priority, item in enumerate(raw):
+        if isinstance(item, str):
+            connector, weight = item, 1
+        elif isinstance(item, dict) and isinstance(item.get("connector"), str):
+            unknown = set(item) - {"connector", "weight"}
+            if unknown:
+                raise ValueError(f"candidate has unknown keys {', '.join(sorted(unknown))}")
+            connector, weight = item["connector"], item.get("weight", 1)
+        else:
+            raise ValueError('a candidate is a connector id or {connector="id", weight=1}')
+        if connector not in known:
+            raise ValueError(f"candidate {connector!r} is not a configured connector")
+        found.append(Candidate(connector, weight=weight, priority=priority))
+    return found
+
+
+def build_routing(settings: Settings) -> Routing:
+    """The routing table of ``settings.routes`` and the connectors' price lists.
+
+    Without ``[[routes]]`` everything goes to the default connector (``default_connector``,
+    else the first connector, else the simulator). Raises ``ConfigError`` listing every problem.
+    """
+    problems: list[str] = []
+    known = {connector.id for connector in settings.connectors} | {"simulator"}
+    prices: dict[str, PriceList] = {}
+    for connector in settings.connectors:
+        path_text = connector.options.get("prices")
+        if path_text is None:
+            continue
+        path = settings.config_dir / str(path_text)
+        try:
+            prices[connector.id] = parse_price_list_csv(
+                path.read_text(encoding="utf-8"), connector.id
+            )
+        except OSError as exc:
+            problems.append(f"connector {connector.id!r}: cannot read prices {path}: {exc}")
+        except PriceListError as exc:
+            problems.append(f"connector {connector.id!r}: prices {path}: {exc}")
+    routes: list[Route] = []
+    defaults: list[Route] = []
+    for config in settings.routes:
+        options = config.options
+        unknown = sorted(set(options) - _ROUTE_KEYS)
+        if unknown:
+            problems.append(f"route {config.id!r}: unknown keys {', '.join(unknown)}")
+            continue
+        tenant = options.get("tenant")
+        is_default = options.get("default", False)
+        try:
+            if tenant is not None and (not isinstance(tenant, str) or not tenant):
+                raise ValueError("tenant must be a tenant id")
+            if not isinstance(is_default, bool):
+                raise ValueError("default must be true or false")
+            filters = _route_filters(options)
+            if is_default and (filters or tenant is not None):
+                raise ValueError("the default route takes no filters and no tenant")
+            route = Route(
+                id=config.id,
+                filters=tuple(filters),
+                candidates=tuple(_route_candidates(options.get("candidates"), known)),
+                strategy=_route_strategy(options),
+                tenant_id=tenant,
+            )
+        except (TypeError, ValueError) as exc:
+            problems.append(f"route {config.id!r}: {exc}")
+            continue
+        (defaults if is_default else routes).append(route)
+    if len(defaults) > 1:
+        problems.append("only one route may have default = true")
+    fallback = settings.default_connector or (
+        settings.connectors[0].id if settings.connectors else "simulator"
+    )
+    default = defaults[0] if defaults else Route("default", (), (Candidate(fallback),), Priority())
+    table: RoutingTable | None = None
+    if not problems:
+        try:
+            table = RoutingTable(routes, default)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems or table is None:
+        raise ConfigError("invalid routing configuration:\n  - " + "\n  - ".join(problems))
+    return Routing(table=table, prices=prices, default_connector=default.candidates[0].connector_id)

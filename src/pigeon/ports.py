@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pigeon.domain.accounts import ApiKey, SmppAccount, Tenant
 from pigeon.domain.messages import Message, MessageStatus
+from pigeon.domain.numbers import OwnedNumber
 from pigeon.domain.receipts import DeliveryReceipt
 
 JsonObject = dict[str, Any]
@@ -389,3 +390,20 @@ class Connector(Protocol):
     async def stop(self) -> None: ...
 
     async def submit(self, message: Message) -> SubmitResult: ...
+
+
+# --- numbers --------------------------------------------------------------------------------
+
+
+class NumberStore(Protocol):
+    """The numbers inventory: which tenant owns which number (replies go to the owner)."""
+
+    async def add_number(self, number: OwnedNumber) -> None:
+        """Store a number; ``ValidationError`` (``already_exists``) when someone owns it."""
+        ...
+
+    async def find_owner(self, values: Sequence[str]) -> OwnedNumber | None:
+        """The owned number matching any of ``values`` (forms of one address)."""
+        ...
+
+    async def list_numbers(self, tenant_id: str) -> list[OwnedNumber]: ...

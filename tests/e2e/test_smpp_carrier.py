@@ -14,7 +14,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from support.gateway import LIVE_KEY, GatewayProcess, free_port, new_gateway
+from support.esme import Esme
+from support.gateway import (
+    LIVE_KEY,
+    SMPP_PASSWORD,
+    SMPP_SYSTEM_ID,
+    GatewayProcess,
+    free_port,
+    new_gateway,
+)
 
 
 @dataclass
@@ -23,17 +31,19 @@ class CarrierGateway:
 
     gateway: GatewayProcess
     test_key: str
+    control_url: str
 
 
 @pytest.fixture
 def carrier_gateway(tmp_path: Path) -> Iterator[CarrierGateway]:
     """A smsc-sim process and a gateway whose pigeon.toml makes it the default connector."""
     sim_port = free_port()
+    control_port = free_port()
     sim = subprocess.Popen(
         [
             *(sys.executable, "-m", "pigeon", "smsc-sim", "--port", str(sim_port)),
             *("--system-id", "pigeon", "--password", "s3cret", "--receipt-delay", "0.1"),
-            *("--outcome", "+1415555011=UNDELIV"),
+            *("--outcome", "+1415555011=UNDELIV", "--control-port", str(control_port)),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -55,7 +65,14 @@ def carrier_gateway(tmp_path: Path) -> Iterator[CarrierGateway]:
             text=True,
             check=True,
         ).stdout.strip()
-        yield CarrierGateway(gateway, test_key)
+        subprocess.run(
+            [sys.executable, "-m", "pigeon", "numbers", "add", "+14155550199", "--tenant", "demo"],
+            env=gateway.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        yield CarrierGateway(gateway, test_key, f"http://127.0.0.1:{control_port}")
     finally:
         gateway.stop()
         sim.terminate()
@@ -102,6 +119,58 @@ async def test_live_key_goes_through_the_configured_smpp_connector(
     assert any("carrier-a" in detail for detail in live_details)
     test_details = [str(e.get("detail")) for e in final[(test_key, "+14155550100")]["events"]]
     assert any("simulator" in detail for detail in test_details)
+
+
+async def test_reply_from_the_carrier_reaches_the_number_owner(
+    carrier_gateway: CarrierGateway,
+) -> None:
+    """An MO deliver_sm to a number in the inventory becomes the owner's received message."""
+    gateway = carrier_gateway.gateway
+    headers = {"Authorization": f"Bearer {LIVE_KEY}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{carrier_gateway.control_url}/mo",
+            json={"source": "+447400123456", "destination": "14155550199", "text": "STOP"},
+        ) as response:
+            assert response.status == 202, await response.text()
+        inbound: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while not inbound and time.monotonic() < deadline:
+            async with session.get(f"{gateway.base_url}/v1/messages", headers=headers) as response:
+                page = await response.json()
+            inbound = [m for m in page["data"] if m["direction"] == "inbound"]
+            await asyncio.sleep(0.2)
+    assert inbound, gateway.output()
+    [reply] = inbound
+    assert (reply["status"], reply["from"], reply["to"], reply["body"]) == (
+        "received",
+        "+447400123456",
+        "+14155550199",
+        "STOP",
+    )
+
+
+async def test_reply_reaches_the_owners_bound_smpp_session(
+    carrier_gateway: CarrierGateway,
+) -> None:
+    """A carrier's MO to the tenant's number is handed to the tenant's bound SMPP receiver."""
+    gateway = carrier_gateway.gateway
+    async with await Esme.open(gateway.smpp_port) as esme:
+        bound = await esme.bind(SMPP_SYSTEM_ID, SMPP_PASSWORD, mode="rx", timeout=30)
+        assert bound.command_status == 0
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{carrier_gateway.control_url}/mo",
+                json={"source": "+447400123456", "destination": "+14155550199", "text": "HELP"},
+            ) as response,
+        ):
+            assert response.status == 202, await response.text()
+        await esme.wait_for(lambda: bool(esme.delivered), timeout=30)
+    [reply] = esme.delivered
+    assert reply.short_message == b"HELP"
+    assert reply.source_addr.lstrip("+") == "447400123456"
+    assert reply.destination_addr.lstrip("+") == "14155550199"
 
 
 def test_bad_connector_settings_stop_serve_with_a_clear_error(tmp_path: Path) -> None:

@@ -745,6 +745,7 @@ async def test_openapi_document_lists_our_paths(api: Api) -> None:
         "/v1/webhook-endpoints": {"get", "post"},
         "/v1/webhook-endpoints/{endpoint_id}": {"get", "delete"},
         "/v1/account": {"get"},
+        "/v1/routes/explain": {"get"},
         "/healthz": {"get"},
         "/readyz": {"get"},
         "/metrics": {"get"},

@@ -45,16 +45,21 @@ class Esme:
     @classmethod
     def bind(cls, port: int, mode: str = "trx") -> Esme:
         """Connect and bind as ``trx`` or ``rx`` with the demo account."""
-        client = smpplib.client.Client(
-            "127.0.0.1", port, timeout=0.5, allow_unknown_opt_params=True
-        )
+        # A generous timeout for the bind (argon2 on a loaded machine can take seconds), then a
+        # short one so the reading loop polls.
+        client = smpplib.client.Client("127.0.0.1", port, timeout=30, allow_unknown_opt_params=True)
         esme = cls(client)
         client.set_message_sent_handler(esme._on_sent)
         client.set_message_received_handler(esme._on_received)
         client.set_error_pdu_handler(esme._on_error)
         client.connect()
-        binder = client.bind_transceiver if mode == "trx" else client.bind_receiver
-        binder(system_id=SMPP_SYSTEM_ID, password=SMPP_PASSWORD)
+        try:
+            binder = client.bind_transceiver if mode == "trx" else client.bind_receiver
+            binder(system_id=SMPP_SYSTEM_ID, password=SMPP_PASSWORD)
+        except Exception:
+            client.disconnect()
+            raise
+        client._socket.settimeout(0.5)
         return esme
 
     def _on_sent(self, pdu: Any, **_: Any) -> None:

@@ -21,7 +21,7 @@ from pigeon.api.dependencies import (
 )
 from pigeon.api.docs import DocsPlugin, SchemaPlugin, openapi_document
 from pigeon.api.problems import handle_http_exception, handle_pigeon_error, handle_unexpected
-from pigeon.api.routes import account, messages, operations, webhook_endpoints
+from pigeon.api.routes import account, messages, operations, routing, webhook_endpoints
 from pigeon.domain.errors import PigeonError
 
 __all__ = ["ApiServices", "create_app"]
@@ -65,7 +65,12 @@ def create_app(
 
     v1 = Router(
         path="/v1",
-        route_handlers=[*messages.ROUTES, *webhook_endpoints.ROUTES, *account.ROUTES],
+        route_handlers=[
+            *messages.ROUTES,
+            *webhook_endpoints.ROUTES,
+            *account.ROUTES,
+            *routing.ROUTES,
+        ],
         dependencies={"caller": Provide(provide_caller)},
         security=[{SECURITY_SCHEME_NAME: []}],
     )
@@ -89,6 +94,7 @@ def create_app(
             tags=[
                 Tag(name="Messages", description="Send, preview, read and list messages."),
                 Tag(name="Webhook endpoints", description="Where signed events are posted."),
+                Tag(name="Routing", description="Which carriers a message would try, and why."),
                 Tag(name="Operations", description="Health, readiness and metrics."),
             ],
             use_handler_docstrings=False,

@@ -14,6 +14,7 @@ from pigeon.services.accept import AcceptMessage
 from pigeon.services.account import DescribeAccount
 from pigeon.services.authenticate import Authenticate, Caller
 from pigeon.services.queries import ReadMessages
+from pigeon.services.routing import ExplainRoute
 from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
 
 
@@ -30,6 +31,8 @@ class ApiServices:
     #: Refreshes sampled gauges (queue depth...) just before a Prometheus scrape.
     before_metrics: Callable[[], Awaitable[None]]
     account: DescribeAccount
+    #: Explains routing decisions (``None`` where routing is not wired, e.g. API-only tests).
+    explain: ExplainRoute | None = None
 
 
 #: Handler parameter types: Litestar injects the dependency registered under the parameter's name

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pigeon.domain.errors import PermanentFailure, TemporaryFailure, Throttled
 from pigeon.domain.messages import Message, MessageStatus, Part, StatusChange
+from pigeon.domain.routing import (
+    Candidate,
+    Route,
+    RouteContext,
+    RoutePlan,
+    RoutingTable,
+    accepted_by,
+    next_candidate,
+)
 from pigeon.ports import (
     Clock,
     Connector,
@@ -32,13 +42,19 @@ DISPATCHABLE = frozenset({S.QUEUED, S.SCHEDULED})
 
 
 class Router(Protocol):
-    """Chooses the connector for a message."""
+    """Plans the connectors a message tries, in failover order, and learns from submits."""
 
-    def choose(self, message: Message) -> Connector: ...
+    def plan(self, message: Message) -> RoutePlan: ...
+
+    def connector(self, connector_id: str) -> Connector: ...
+
+    def submitted(self, connector_id: str, message: Message, at: datetime) -> None: ...
+
+    def failed(self, connector_id: str, code: str, at: datetime) -> None: ...
 
 
 class SandboxRouter:
-    """The foundation's routing: test traffic to the sandbox, live traffic to the default.
+    """The simplest routing: test traffic to the sandbox, live traffic to the default.
 
     A test key's messages never reach anything but ``sandbox``, whatever else is configured.
     """
@@ -46,10 +62,44 @@ class SandboxRouter:
     def __init__(self, default: Connector, sandbox: Connector) -> None:
         self._default = default
         self._sandbox = sandbox
+        self._tables = {
+            connector.id: RoutingTable([], Route(connector.id, (), (Candidate(connector.id),)))
+            for connector in (default, sandbox)
+        }
 
     def choose(self, message: Message) -> Connector:
         """The connector for ``message``."""
         return self._sandbox if message.is_test else self._default
+
+    def plan(self, message: Message) -> RoutePlan:
+        """A one-connector plan: the connector ``choose`` picks."""
+        connector = self.choose(message)
+        context = RouteContext.for_message(message, message.updated_at)
+        return self._tables[connector.id].plan(
+            context,
+            {},
+            _NO_QUALITY,
+            lambda _: True,
+            random.Random(0),  # noqa: S311 - a one-candidate plan draws nothing
+        )
+
+    def connector(self, connector_id: str) -> Connector:
+        """The connector with ``connector_id``."""
+        return self._sandbox if connector_id == self._sandbox.id else self._default
+
+    def submitted(self, connector_id: str, message: Message, at: datetime) -> None:
+        """Nothing is learned."""
+
+    def failed(self, connector_id: str, code: str, at: datetime) -> None:
+        """Nothing is learned."""
+
+
+class _NoQuality:
+    def stats(self, connector_id: str, now: datetime) -> None:
+        return None
+
+
+_NO_QUALITY = _NoQuality()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +117,15 @@ class RetryPolicy:
         """The wait after the ``attempt``-th failed submit (1-based)."""
         index = min(max(attempt, 1), len(self.delays)) - 1
         return timedelta(seconds=self.delays[index])
+
+
+@dataclass
+class _History:
+    """Earlier attempts at a message: connectors given up, temporary failures per connector."""
+
+    tried: set[str] = field(default_factory=set)
+    attempts: dict[str, int] = field(default_factory=dict)
+    last: tuple[str, str, str] | None = None
 
 
 def expire_job_id(message_id: str) -> str:
@@ -110,18 +169,123 @@ class DispatchMessage:
         if message.expires_at is not None and now >= message.expires_at:
             await self._finish(job, message_id, S.EXPIRED, "validity ended before sending", None)
             return
-        connector = self._router.choose(message)
-        try:
-            result = await connector.submit(message)
-        except PermanentFailure as exc:
-            SUBMIT_ERRORS.labels(connector.id, "permanent").inc()
-            await self._finish(job, message_id, S.FAILED, exc.detail, exc.code, connector.id)
-        except TemporaryFailure as exc:
-            kind = "throttled" if isinstance(exc, Throttled) else "temporary"
-            SUBMIT_ERRORS.labels(connector.id, kind).inc()
-            await self._temporary(job, message, connector.id, exc, notify)
-        else:
-            await self._sent(job, message_id, connector.id, result, notify)
+        plan = self._router.plan(message)
+        history = await self._history(message)
+        tried = history.tried
+        attempt = message.attempts
+        last = history.last
+        while True:
+            candidate = next_candidate(plan, tried, accepted=accepted_by(message))
+            if candidate is None:
+                connector_id, detail, code = last or (None, "no connector to send to", "no_route")
+                await self._finish(job, message_id, S.FAILED, detail, code, connector_id)
+                return
+            connector = self._router.connector(candidate)
+            rest = [c for c in plan.order if c not in tried and c != candidate]
+            if not connector.ready and any(self._router.connector(c).ready for c in rest):
+                # Down or unbound while another candidate is up: fail over without waiting.
+                await self._failover(message, candidate, "not_ready", "connector not ready", None)
+                tried.add(candidate)
+                last = (candidate, "connector not ready", "connector_unavailable")
+                continue
+            attempt += 1
+            try:
+                result = await connector.submit(message)
+            except PermanentFailure as exc:
+                SUBMIT_ERRORS.labels(candidate, "permanent").inc()
+                self._router.failed(candidate, exc.code, now)
+                last = (candidate, exc.detail, exc.code)
+                if next_candidate(plan, {*tried, candidate}) is None:
+                    await self._finish(job, message_id, S.FAILED, exc.detail, exc.code, candidate)
+                    return
+                await self._failover(message, candidate, "permanent", exc.detail, exc.code, attempt)
+                tried.add(candidate)
+            except TemporaryFailure as exc:
+                kind = "throttled" if isinstance(exc, Throttled) else "temporary"
+                SUBMIT_ERRORS.labels(candidate, kind).inc()
+                self._router.failed(candidate, exc.code, now)
+                last = (candidate, exc.detail, exc.code)
+                here = history.attempts.get(candidate, 0) + 1
+                retry_at = now + self._retry.delay(here)
+                out_of_time = message.expires_at is not None and retry_at >= message.expires_at
+                if here < self._retry.max_attempts and not out_of_time:
+                    await self._temporary(job, message, candidate, exc, attempt, retry_at)
+                    return
+                reason = "validity ends before a retry" if out_of_time else "retry budget spent"
+                if next_candidate(plan, {*tried, candidate}) is None:
+                    await self._finish(
+                        job,
+                        message_id,
+                        S.FAILED,
+                        f"{exc.detail} ({reason} after {attempt} attempts)",
+                        exc.code,
+                        candidate,
+                    )
+                    return
+                await self._failover(
+                    message, candidate, kind, f"{exc.detail} ({reason})", exc.code, attempt
+                )
+                tried.add(candidate)
+            else:
+                self._router.submitted(candidate, message, now)
+                await self._sent(job, message_id, candidate, result, notify)
+                return
+
+    async def _history(self, message: Message) -> _History:
+        """What earlier attempts at ``message`` left in its events (none on a first try)."""
+        history = _History()
+        if message.attempts == 0 and message.connector_id is None:
+            return history
+        for event in await self._store.events_of(message.id):
+            if event.type != "message.attempt_failed":
+                continue
+            connector_id = str(event.payload.get("connector", ""))
+            if event.payload.get("failover"):
+                history.tried.add(connector_id)
+            else:
+                history.attempts[connector_id] = history.attempts.get(connector_id, 0) + 1
+            code = event.payload.get("code")
+            history.last = (connector_id, event.detail or "", str(code or "carrier_error"))
+        return history
+
+    async def _failover(
+        self,
+        message: Message,
+        connector_id: str,
+        reason: str,
+        detail: str,
+        code: str | None,
+        attempt: int | None = None,
+    ) -> None:
+        """Record that ``connector_id`` is given up for ``message``: the next candidate follows."""
+        now = self._clock.now()
+
+        def change(current: Message) -> Mutation | None:
+            if current.status not in DISPATCHABLE:
+                return None
+            if attempt is not None:
+                current.attempts = attempt
+            current.connector_id = connector_id
+            event = EventRecord(
+                id=self._ids.new("evt"),
+                tenant_id=current.tenant_id,
+                message_id=current.id,
+                type="message.attempt_failed",
+                status=None,
+                sequence=current.status_sequence,
+                at=now,
+                detail=f"{reason} via {connector_id}: {detail}; trying the next connector",
+                payload={
+                    "attempt": attempt,
+                    "connector": connector_id,
+                    "code": code,
+                    "reason": reason,
+                    "failover": True,
+                },
+            )
+            return Mutation(current, [event], [])
+
+        await self._store.mutate(message.id, change)
 
     async def _sent(
         self, job: Job, message_id: str, connector_id: str, result: SubmitResult, notify: bool
@@ -187,23 +351,11 @@ class DispatchMessage:
         message: Message,
         connector_id: str,
         exc: TemporaryFailure,
-        notify: bool,
+        attempt: int,
+        retry_at: datetime,
     ) -> None:
-        attempt = message.attempts + 1
         now = self._clock.now()
-        retry_at = now + self._retry.delay(attempt)
-        out_of_time = message.expires_at is not None and retry_at >= message.expires_at
-        if attempt >= self._retry.max_attempts or out_of_time:
-            reason = "retry budget spent" if not out_of_time else "validity ends before a retry"
-            await self._finish(
-                job,
-                message.id,
-                S.FAILED,
-                f"{exc.detail} ({reason} after {attempt} attempts)",
-                exc.code,
-                connector_id,
-            )
-            return
+        reason = "throttled" if isinstance(exc, Throttled) else "temporary"
 
         def change(current: Message) -> Mutation | None:
             if current.status not in DISPATCHABLE:
@@ -220,7 +372,12 @@ class DispatchMessage:
                 at=now,
                 detail=f"attempt {attempt} via {connector_id}: {exc.detail} ({exc.code}); "
                 f"retry at {retry_at.isoformat()}",
-                payload={"attempt": attempt, "connector": connector_id, "code": exc.code},
+                payload={
+                    "attempt": attempt,
+                    "connector": connector_id,
+                    "code": exc.code,
+                    "reason": reason,
+                },
             )
             return Mutation(current, [event], [])
 

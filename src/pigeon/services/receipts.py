@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from pigeon.domain.messages import Message, MessageStatus
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus, apply_receipt, carrier_id_forms
@@ -13,6 +14,20 @@ from pigeon.services.events import EventRecorder
 from pigeon.telemetry import DELIVERY_SECONDS
 
 log = logging.getLogger(__name__)
+
+#: Told each final outcome of a sent message: connector id, delivered?, seconds from submit to
+#: receipt (``None`` if unknown), and when the receipt was applied. Feeds routing quality.
+OutcomeSink = Callable[[str, bool, float | None, datetime], None]
+
+#: Receipt outcomes that end a message's delivery: they count in a connector's delivery rate.
+FINAL_OUTCOMES = frozenset(
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.UNDELIVERED,
+        MessageStatus.EXPIRED,
+        MessageStatus.REJECTED,
+    }
+)
 
 #: How long a receipt for an id we do not know yet is kept and retried: receipts can overtake
 #: the submit response that tells us the carrier's id.
@@ -46,8 +61,15 @@ class ApplyReceipt:
     """Folds a carrier receipt into its message: idempotent, late receipts accepted."""
 
     def __init__(
-        self, store: MessageStore, queue: JobQueue, recorder: EventRecorder, clock: Clock
+        self,
+        store: MessageStore,
+        queue: JobQueue,
+        recorder: EventRecorder,
+        clock: Clock,
+        *,
+        on_outcome: OutcomeSink | None = None,
     ) -> None:
+        self._on_outcome = on_outcome
         self._store = store
         self._queue = queue
         self._recorder = recorder
@@ -71,20 +93,31 @@ class ApplyReceipt:
         notify = message is not None and await self._recorder.wants_notifications(message)
         now = self._clock.now()
         delivered: list[Message] = []
+        outcomes: list[tuple[str, bool, float | None]] = []
 
         def change(message: Message) -> Mutation | None:
+            sent_at = message.updated_at if message.status is MessageStatus.SENT else None
             step, _ = apply_receipt(message, matched, now)
             if step is None:
                 # Parts may still have changed (one segment of several reported).
                 return Mutation(message)
             if step.status is MessageStatus.DELIVERED:
                 delivered.append(message)
+            if step.status in FINAL_OUTCOMES and message.connector_id is not None:
+                latency = (now - sent_at).total_seconds() if sent_at is not None else None
+                outcomes.clear()
+                outcomes.append(
+                    (message.connector_id, step.status is MessageStatus.DELIVERED, latency)
+                )
             events, jobs = self._recorder.record(message, [step], notify=notify)
             return Mutation(message, events, jobs)
 
         await self._store.mutate(message_id, change, complete_job=job.id if job else None)
         for message in delivered:
             DELIVERY_SECONDS.observe(max(0.0, (now - message.created_at).total_seconds()))
+        if self._on_outcome is not None:
+            for connector_id, ok, latency in outcomes:
+                self._on_outcome(connector_id, ok, latency, now)
         return True
 
     async def from_job(self, job: Job) -> None:

@@ -16,6 +16,7 @@ from pigeon.store.accounts import SqlAccountStore
 from pigeon.store.database import Database, connect, normalise_url
 from pigeon.store.messages import SqlMessageStore, normalise_carrier_id
 from pigeon.store.migrate import current_revision, head_revision, migrate
+from pigeon.store.numbers import SqlNumberStore
 from pigeon.store.parts import SqlPartStore
 from pigeon.store.webhooks import SqlWebhookStore
 from pigeon.store.writer import Writer, WriterClosedError, WriterStats
@@ -24,6 +25,7 @@ __all__ = [
     "Database",
     "SqlAccountStore",
     "SqlMessageStore",
+    "SqlNumberStore",
     "SqlPartStore",
     "SqlWebhookStore",
     "Writer",

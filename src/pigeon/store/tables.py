@@ -264,3 +264,14 @@ webhook_attempts = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("duration_ms", sa.Integer, nullable=False),
 )
+
+
+# The numbers inventory: long codes (E.164), short codes and sender ids, each owned by a tenant.
+numbers = sa.Table(
+    "numbers",
+    metadata,
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)

@@ -39,7 +39,8 @@ from pigeon.domain.encoding import (
 
 ORACLE = "gsm23.038"
 # No example database: tests leave no files behind.
-props = settings(database=None, max_examples=300)
+# No deadline: a wall-clock limit per example flakes on a loaded machine (no timing assertions).
+props = settings(database=None, max_examples=300, deadline=None)
 
 
 def oracle_encode(text: str) -> bytes | None:

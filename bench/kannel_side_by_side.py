@@ -1,0 +1,634 @@
+"""Pigeon side by side with Kannel 1.4.5: accept rate, submit_sm/s and receipt callbacks/s.
+
+One run measures both gateways on this machine, one after the other, under the same load, and
+prints one Markdown table with the ratio Pigeon/Kannel of each figure::
+
+    .venv/bin/python bench/kannel_side_by_side.py [--messages 5000] [--concurrency 64]
+
+Each gateway gets its own ``pigeon smsc-sim`` process as the carrier, with the same flags
+(hex ids, every receipt DELIVRD after ``--receipt-delay``, window 100) and an HTTP control port
+whose ``GET /stats`` gives the submit_sm count. Everything listens on 127.0.0.1.
+
+Kannel: ``bearerbox`` + ``smsbox`` with a config written to a temporary directory (logs there
+too): one SMPP transceiver to its sim, ``max-pending-submits 100``, ``msg-id-type 0x03``
+(hex in submit_sm_resp and receipts), in-memory DLR storage, no message store unless
+``--kannel-store file``. Load: ``GET /cgi-bin/sendsms`` with ``dlr-mask=1`` (final success
+only) and a ``dlr-url`` pointing at a receiver in this process that counts callbacks.
+
+Pigeon: ``python -m pigeon serve`` on SQLite in a temporary data dir, a live bootstrap key, a
+``pigeon.toml`` with one ``[[connectors]]`` SMPP table to its sim (``--pigeon-binds`` x window
+100; default one bind, like Kannel's one transceiver with 100 pending submits) and a webhook
+endpoint for ``message.delivered`` registered with ``POST /v1/webhook-endpoints``, pointing at
+the same kind of receiver. Load: ``POST /v1/messages``.
+
+The load generator is the same for both: a separate process with ``--concurrency`` aiohttp
+keep-alive clients sending ``--messages`` requests in total, one at a time each. A phase is
+timed from the first request to the last event observed (sim counters are polled every 50 ms);
+each wait is bounded by ``--timeout``. Every process started here is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import queue as queues
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+KEY = "pk_live_bench_0123456789abcdefghijklmnop"
+TEXT = "Your verification code is 123456"
+SIM_USER, SIM_PASSWORD = "pigeon", "secret"
+KANNEL_USER, KANNEL_PASSWORD = "bench", "benchpw"
+_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+BEARERBOX = shutil.which("bearerbox", path=_PATH)
+SMSBOX = shutil.which("smsbox", path=_PATH)
+TICK = 0.05
+
+
+SOURCE: list[str] = []
+"""``--pigeon-src``: a directory put first on PYTHONPATH of every pigeon child (if given)."""
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    if SOURCE:
+        env["PYTHONPATH"] = os.pathsep.join([*SOURCE, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_ok(url: str) -> bool:
+    """Whether a GET of ``url`` answers 200 or 202 (False if it cannot be reached)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status in (200, 202)
+    except OSError:
+        return False
+
+
+def server_pid(pid: int, profiled: bool) -> int:
+    """The gateway's pid: under py-spy, py-spy's child."""
+    if not profiled:
+        return pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0]) if children else pid
+
+
+def http_json(url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+@dataclass
+class Processes:
+    """Every child process started, stopped in reverse order whatever happens."""
+
+    started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def start(
+        self, name: str, argv: list[str], log: Path, **kwargs: Any
+    ) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kwargs)
+        self.started.append((name, process))
+        return process
+
+    inner: list[int] = field(default_factory=list)
+    """Processes under a wrapper (the server under py-spy): signalled first."""
+
+    def stop_all(self) -> None:
+        while self.inner:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.inner.pop(), signal.SIGTERM)
+        while self.started:
+            _, process = self.started.pop()
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
+
+
+class Sim:
+    """A ``pigeon smsc-sim`` process with its control port."""
+
+    def __init__(self, processes: Processes, tmp: Path, name: str, delay: float) -> None:
+        self.port, self.control = free_port(), free_port()
+        argv = [
+            *(sys.executable, "-m", "pigeon", "smsc-sim", "--port", str(self.port)),
+            *("--control-port", str(self.control), "--ids", "hex", "--window", "100"),
+            *("--receipt-delay", str(delay), "--default-outcome", "DELIVRD"),
+            *("--system-id", SIM_USER, "--password", SIM_PASSWORD),
+        ]
+        self.process = processes.start(name, argv, tmp / f"{name}.log", env=child_env())
+
+    def stats(self) -> dict[str, Any]:
+        return dict(http_json(f"http://127.0.0.1:{self.control}/stats"))
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.stats()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("smsc-sim did not start")
+
+    def open_binds(self) -> int:
+        return sum(1 for bind in self.stats()["binds"] if bind["open"])
+
+
+class Receiver:
+    """An aiohttp server in this process counting callbacks (Kannel DLRs, Pigeon webhooks)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = 0.0
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+        self.arrived = asyncio.Event()
+
+    async def _hit(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            event = json.loads(await request.read())
+            if event.get("type") != "message.delivered":
+                return web.Response(text="ignored")
+        self.count += 1
+        self.last = time.monotonic()
+        self.arrived.set()
+        return web.Response(text="ok")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._hit)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        self.port = free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def first(self, timeout: float) -> None:
+        """Wait for one callback (the warm-up's), then reset the count."""
+        await asyncio.wait_for(self.arrived.wait(), timeout)
+        self.count = 0
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+# -- load generator (its own process) ------------------------------------------------------
+
+
+def _load(kind: str, url: str, messages: int, concurrency: int, extra: str, out: Any) -> None:
+    """Send ``messages`` requests from ``concurrency`` keep-alive clients; report back."""
+    shared = {"sent": 0, "accepted": 0, "errors": 0, "last": 0.0}
+
+    async def client() -> None:
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            while shared["sent"] < messages:
+                index = shared["sent"]
+                shared["sent"] += 1
+                to = f"+1415555{index % 10_000:04d}"
+                try:
+                    if kind == "kannel":
+                        query = urllib.parse.urlencode(
+                            {
+                                "username": KANNEL_USER,
+                                "password": KANNEL_PASSWORD,
+                                "from": "Pigeon",
+                                "to": to,
+                                "text": TEXT,
+                                "dlr-mask": "1",
+                                "dlr-url": extra,
+                            }
+                        )
+                        request = session.get(f"{url}?{query}")
+                    else:
+                        request = session.post(
+                            url,
+                            json={"to": to, "body": TEXT},
+                            headers={"Authorization": f"Bearer {KEY}"},
+                        )
+                    async with request as reply:
+                        await reply.read()
+                        ok = reply.status in (200, 202)
+                except aiohttp.ClientError:
+                    ok = False
+                if ok:
+                    shared["accepted"] += 1
+                    shared["last"] = time.monotonic()
+                else:
+                    shared["errors"] += 1
+
+    async def main() -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return started
+
+    started = asyncio.run(main())
+    out.put((started, shared["last"], shared["accepted"], shared["errors"]))
+
+
+@dataclass
+class Phase:
+    name: str
+    accepted: int = 0
+    errors: int = 0
+    accept_rate: float = 0.0
+    submits: int = 0
+    submit_rate: float = 0.0
+    callbacks: int = 0
+    callback_rate: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+    wall: float = 0.0
+
+
+async def measure(
+    name: str,
+    kind: str,
+    url: str,
+    extra: str,
+    sim: Sim,
+    receiver: Receiver,
+    args: argparse.Namespace,
+    pids: dict[str, int],
+) -> Phase:
+    """Drive one gateway and watch its sim and callbacks until everything arrived."""
+    base = (await asyncio.to_thread(sim.stats))["submits_received"]
+    receiver.count, receiver.last = 0, 0.0
+    pids = {**pids, "receiver (this process)": os.getpid()}
+    cpu0 = {label: cpu_seconds(pid) for label, pid in pids.items()}
+    queue: Any = multiprocessing.Queue()
+    loader = multiprocessing.Process(
+        target=_load, args=(kind, url, args.messages, args.concurrency, extra, queue)
+    )
+    loader.start()
+    pids = {**pids, "load generator": loader.pid or 0}
+    cpu0["load generator"] = 0.0
+    phase = Phase(name)
+    submits, submit_last, result = 0, 0.0, None
+    deadline = time.monotonic() + args.timeout
+    seen = (0, 0)
+    progress = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            if result is None:
+                cpu_loader = cpu_seconds(loader.pid or 0)
+                try:
+                    result = queue.get_nowait()
+                    pids.pop("load generator")
+                    phase.cpu["load generator"] = cpu_loader
+                except queues.Empty:  # still sending
+                    result = None
+            now_submits = (await asyncio.to_thread(sim.stats))["submits_received"] - base
+            now = time.monotonic()
+            if now_submits != submits:
+                submits, submit_last = now_submits, now
+            if (submits, receiver.count) != seen:
+                seen, progress = (submits, receiver.count), now
+            if result is not None:
+                accepted = result[2]
+                if submits >= accepted and receiver.count >= accepted:
+                    break
+                if now - progress > args.stall:
+                    print(f"  {name}: no progress for {args.stall:.0f} s, stopping the wait")
+                    break
+            await asyncio.sleep(TICK)
+    finally:
+        if loader.is_alive():
+            loader.terminate()
+        loader.join(timeout=10)
+    if result is None:
+        raise RuntimeError(f"{name}: the load generator did not finish in {args.timeout} s")
+    started, accept_last, phase.accepted, phase.errors = result
+    if not phase.accepted:
+        raise RuntimeError(f"{name}: no request was accepted ({phase.errors} errors)")
+    phase.accept_rate = phase.accepted / max(accept_last - started, 1e-9)
+    phase.submits = submits
+    phase.submit_rate = submits / max(submit_last - started, 1e-9)
+    phase.callbacks = receiver.count
+    phase.callback_rate = receiver.count / max(receiver.last - started, 1e-9)
+    phase.wall = max(accept_last, submit_last, receiver.last) - started
+    for label, pid in pids.items():
+        phase.cpu[label] = cpu_seconds(pid) - cpu0[label]
+    return phase
+
+
+# -- Kannel -----------------------------------------------------------------------------------
+
+
+def kannel_config(tmp: Path, sim: Sim, ports: dict[str, int], store: str) -> str:
+    store_lines = (
+        f'store-type = file\nstore-location = "{tmp / "kannel.store"}"\n' if store == "file" else ""
+    )
+    return f"""
+group = core
+admin-port = {ports["admin"]}
+admin-password = benchadmin
+admin-deny-ip = "*.*.*.*"
+admin-allow-ip = "127.0.0.1"
+smsbox-port = {ports["box"]}
+smsbox-interface = 127.0.0.1
+box-deny-ip = "*.*.*.*"
+box-allow-ip = "127.0.0.1"
+log-file = "{tmp / "bearerbox.log"}"
+log-level = 2
+dlr-storage = internal
+{store_lines}
+group = smsc
+smsc = smpp
+smsc-id = sim
+host = 127.0.0.1
+port = {sim.port}
+transceiver-mode = true
+smsc-username = {SIM_USER}
+smsc-password = {SIM_PASSWORD}
+system-type = ""
+enquire-link-interval = 30
+max-pending-submits = 100
+msg-id-type = 0x03
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = {ports["box"]}
+sendsms-port = {ports["sendsms"]}
+sendsms-interface = 127.0.0.1
+log-file = "{tmp / "smsbox.log"}"
+log-level = 2
+
+group = sendsms-user
+username = {KANNEL_USER}
+password = {KANNEL_PASSWORD}
+max-messages = 1
+
+group = sms-service
+keyword = default
+text = "No service here"
+omit-empty = true
+"""
+
+
+async def run_kannel(
+    processes: Processes, tmp: Path, args: argparse.Namespace, receiver: Receiver
+) -> Phase:
+    if BEARERBOX is None or SMSBOX is None:
+        raise RuntimeError("Kannel is not installed (apt-get install -y kannel)")
+    sim = Sim(processes, tmp, "kannel-sim", args.receipt_delay)
+    await asyncio.to_thread(sim.wait_ready)
+    ports = {"admin": free_port(), "box": free_port(), "sendsms": free_port()}
+    config = tmp / "kannel.conf"
+    config.write_text(kannel_config(tmp, sim, ports, args.kannel_store))
+    bearerbox = processes.start(
+        "bearerbox", [BEARERBOX, "-v", "2", str(config)], tmp / "bearerbox.out"
+    )
+    await asyncio.sleep(0.5)  # smsbox connects to bearerbox, which must be listening
+    smsbox = processes.start("smsbox", [SMSBOX, "-v", "2", str(config)], tmp / "smsbox.out")
+    sendsms = f"http://127.0.0.1:{ports['sendsms']}/cgi-bin/sendsms"
+    dlr_url = f"http://127.0.0.1:{receiver.port}/dlr?status=%d"
+    # Ready: the sim sees the bind and one message goes all the way to its DLR.
+    deadline = time.monotonic() + 60
+    query = urllib.parse.urlencode(
+        {
+            "username": KANNEL_USER,
+            "password": KANNEL_PASSWORD,
+            "from": "Pigeon",
+            "to": "+14155550100",
+            "text": "warm-up",
+            "dlr-mask": "1",
+            "dlr-url": dlr_url,
+        }
+    )
+    receiver.arrived.clear()
+    while True:
+        try:
+            binds = await asyncio.to_thread(sim.open_binds)
+        except OSError:
+            binds = 0
+        if binds >= 1 and await asyncio.to_thread(http_ok, f"{sendsms}?{query}"):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kannel did not get ready; see {tmp}")
+        await asyncio.sleep(0.2)
+    await receiver.first(60)
+    pids = {"bearerbox": bearerbox.pid, "smsbox": smsbox.pid, "smsc-sim": sim.process.pid}
+    return await measure("Kannel 1.4.5", "kannel", sendsms, dlr_url, sim, receiver, args, pids)
+
+
+# -- Pigeon -----------------------------------------------------------------------------------
+
+
+async def run_pigeon(
+    processes: Processes, tmp: Path, args: argparse.Namespace, receiver: Receiver
+) -> Phase:
+    sim = Sim(processes, tmp, "pigeon-sim", args.receipt_delay)
+    await asyncio.to_thread(sim.wait_ready)
+    config = tmp / "pigeon.toml"
+    config.write_text(
+        '[[connectors]]\nid = "sim"\ntype = "smpp"\nhost = "127.0.0.1"\n'
+        f'port = {sim.port}\nsystem_id = "{SIM_USER}"\npassword = "{SIM_PASSWORD}"\n'
+        f'bind_mode = "trx"\nbinds = {args.pigeon_binds}\nwindow = 100\n'
+    )
+    http_port = free_port()
+    env = child_env(
+        PIGEON_CONFIG=str(config),
+        PIGEON_DATA_DIR=str(tmp / "pigeon-data"),
+        PIGEON_HTTP_PORT=str(http_port),
+        PIGEON_SMPP_PORT=str(free_port()),
+        PIGEON_BOOTSTRAP_API_KEY=KEY,
+        PIGEON_LOG_LEVEL="WARNING",
+    )
+    argv = [sys.executable, "-m", "pigeon", "serve"]
+    if args.profile:
+        argv = [
+            str(Path(sys.executable).with_name("py-spy")),
+            *("record", "--rate", "50", "--idle", "--threads", "--format", "raw"),
+            *("-o", args.profile, "--", *argv),
+        ]
+    server = processes.start("pigeon serve", argv, tmp / "pigeon.out", env=env)
+    base = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if await asyncio.to_thread(http_ok, f"{base}/readyz"):
+            try:
+                if await asyncio.to_thread(sim.open_binds) >= args.pigeon_binds:
+                    break
+            except OSError:
+                pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError(f"pigeon serve did not get ready; see {tmp / 'pigeon.out'}")
+        await asyncio.sleep(0.2)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    await asyncio.to_thread(
+        http_json,
+        f"{base}/v1/webhook-endpoints",
+        {"url": f"http://127.0.0.1:{receiver.port}/hook", "events": ["message.delivered"]},
+        auth,
+    )
+    # Warm-up: one message all the way to its webhook.
+    receiver.arrived.clear()
+    await asyncio.to_thread(
+        http_json, f"{base}/v1/messages", {"to": "+14155550100", "body": "warm-up"}, auth
+    )
+    await receiver.first(60)
+    pid = await asyncio.to_thread(server_pid, server.pid, bool(args.profile))
+    if pid != server.pid:
+        processes.inner.append(pid)
+    pids = {"pigeon serve": pid, "smsc-sim": sim.process.pid}
+    phase = await measure("Pigeon", "pigeon", f"{base}/v1/messages", "", sim, receiver, args, pids)
+    if processes.inner:  # stop the server so that py-spy writes its file
+        os.kill(processes.inner.pop(), signal.SIGTERM)
+        await asyncio.to_thread(server.wait, 60)
+        print(f"profile written to {args.profile}")
+    return phase
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def ratio(pigeon: float, kannel: float) -> str:
+    return f"{pigeon / kannel:.2f}x" if kannel else "n/a"
+
+
+def cpu_note(phase: Phase) -> str:
+    wall = max(phase.wall, 1e-9)
+    return ", ".join(f"{label} {seconds / wall:.0%}" for label, seconds in phase.cpu.items())
+
+
+def report(kannel: Phase, pigeon: Phase, args: argparse.Namespace) -> str:
+    binds = f"{args.pigeon_binds} bind{'s' if args.pigeon_binds > 1 else ''} x window 100"
+    rows = [
+        "| gateway | accepted requests/s | submit_sm/s at its sim | receipt callbacks/s "
+        "| accepted / submits / callbacks |",
+        "|---|---|---|---|---|",
+    ]
+    for phase, setup in (
+        (kannel, f"1 trx, max-pending-submits 100, store {args.kannel_store}"),
+        (pigeon, f"SQLite, {binds}"),
+    ):
+        rows.append(
+            f"| {phase.name} ({setup}) | {phase.accept_rate:,.0f} | {phase.submit_rate:,.0f} "
+            f"| {phase.callback_rate:,.0f} | {phase.accepted:,} / {phase.submits:,} / "
+            f"{phase.callbacks:,}{f' ({phase.errors} errors)' if phase.errors else ''} |"
+        )
+    rows.append(
+        f"| **Pigeon / Kannel** | **{ratio(pigeon.accept_rate, kannel.accept_rate)}** "
+        f"| **{ratio(pigeon.submit_rate, kannel.submit_rate)}** "
+        f"| **{ratio(pigeon.callback_rate, kannel.callback_rate)}** | |"
+    )
+    cpu = "\n".join(
+        f"CPU over the phase ({phase.wall:.1f} s, 100% = one core): {phase.name}: {cpu_note(phase)}"
+        for phase in (kannel, pigeon)
+    )
+    model = ""
+    with Path("/proc/cpuinfo").open() as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        "\n".join(rows)
+        + f"\n\n{cpu}\n\ncommand: .venv/bin/python bench/kannel_side_by_side.py "
+        + " ".join(sys.argv[1:])
+        + f"\nmachine: {os.cpu_count()} vCPU {model}, {platform.platform()}, "
+        + f"Python {platform.python_version()}"
+    )
+
+
+async def run(args: argparse.Namespace) -> str:
+    processes = Processes()
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="pigeon-vs-kannel-") as name:
+            tmp = Path(name)
+            (tmp / "kannel").mkdir()
+            (tmp / "pigeon").mkdir()
+            try:
+                print("Kannel phase...", flush=True)
+                kannel = await run_kannel(processes, tmp / "kannel", args, receiver)
+                processes.stop_all()
+                print("Pigeon phase...", flush=True)
+                pigeon = await run_pigeon(processes, tmp / "pigeon", args, receiver)
+            except BaseException:
+                if args.keep_logs:
+                    shutil.copytree(tmp, args.keep_logs, dirs_exist_ok=True)
+                raise
+            finally:
+                processes.stop_all()
+            if args.keep_logs:
+                shutil.copytree(tmp, args.keep_logs, dirs_exist_ok=True)
+    finally:
+        processes.stop_all()
+        await receiver.stop()
+    return report(kannel, pigeon, args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--receipt-delay", type=float, default=0.1)
+    parser.add_argument("--pigeon-binds", type=int, default=1)
+    parser.add_argument("--kannel-store", choices=["none", "file"], default="none")
+    parser.add_argument("--timeout", type=float, default=120, help="bound of each phase (s)")
+    parser.add_argument("--stall", type=float, default=20, help="give up after no progress (s)")
+    parser.add_argument(
+        "--pigeon-src", metavar="DIR", help="run pigeon from DIR (PYTHONPATH), e.g. a snapshot"
+    )
+    parser.add_argument(
+        "--profile", metavar="FILE", help="py-spy record pigeon serve (collapsed stacks, idle too)"
+    )
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy configs and logs to DIR")
+    args = parser.parse_args()
+    if args.pigeon_src:
+        SOURCE.append(str(Path(args.pigeon_src).resolve()))
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    print(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()
