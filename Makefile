@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/pigeon serve
 
 check: $(STAMP)
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --no-cache --check src tests bench
+	$(BIN)/ruff check --no-cache src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Stores
 
+from conftest import Stores
 from pigeon.domain.accounts import Tenant
 from pigeon.domain.addressing import SenderKind
 from pigeon.domain.errors import ValidationError

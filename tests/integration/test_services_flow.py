@@ -373,3 +373,20 @@ async def test_gone_endpoint_is_disabled(pipeline: Pipeline, receiver: Receiver)
     await pipeline.send()
     await pipeline.drain()
     assert len(receiver.received) == count
+
+
+async def test_events_nobody_subscribed_to_cost_no_notify_job(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    """With one endpoint wanting only message.delivered, queued and sent make no notify job."""
+    await pipeline.endpoints.create(pipeline.caller, receiver.url, ["message.delivered"])
+    message = await pipeline.send()
+    await pipeline.drain()
+    assert "notify" not in pipeline.ran
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    carrier_id = stored.parts[0].carrier_message_id or ""
+    await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.DELIVRD))
+    await pipeline.drain()
+    assert pipeline.ran.count("notify") == 1
+    assert receiver.types() == ["message.delivered"]

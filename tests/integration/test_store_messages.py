@@ -23,7 +23,6 @@ from pigeon.testing import FakeClock
 
 if TYPE_CHECKING:
     from conftest import Factory, Stores
-
     from pigeon.domain.accounts import Tenant
 
 

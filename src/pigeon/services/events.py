@@ -16,8 +16,13 @@ from pigeon.telemetry import MESSAGE_STATUS
 NOTIFY_PRIORITY = 25
 
 
+#: A tenant's webhook subscriptions: every event type (an endpoint with no filter), or these.
+Subscriptions = tuple[bool, frozenset[str]]
+
+
 class EndpointDirectory:
-    """Which tenants have webhook endpoints, cached briefly so hot paths skip a query.
+    """Which tenants have webhook endpoints and for which event types, cached briefly so hot
+    paths skip a query and events nobody subscribed to cost no notify job.
 
     Changes made through this process are seen at once (``forget``); changes made by another
     node are seen within ``ttl_seconds``.
@@ -26,8 +31,8 @@ class EndpointDirectory:
     def __init__(self, webhooks: WebhookStore, ttl_seconds: float = 5.0) -> None:
         self._webhooks = webhooks
         self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, bool]] = {}
-        self._lookups: dict[str, asyncio.Future[bool]] = {}
+        self._cache: dict[str, tuple[float, Subscriptions]] = {}
+        self._lookups: dict[str, asyncio.Future[Subscriptions]] = {}
         self._generations: dict[str, int] = {}
 
     async def has_endpoints(self, tenant_id: str) -> bool:
@@ -35,6 +40,19 @@ class EndpointDirectory:
 
         Concurrent callers share one lookup, so a burst of messages costs one query.
         """
+        every, types = await self._subscriptions(tenant_id)
+        return every or bool(types)
+
+    def subscribed(self, tenant_id: str, event_type: str) -> bool:
+        """Whether some endpoint of the tenant wants ``event_type``, from the cache that
+        ``has_endpoints`` just filled; ``True`` when nothing is cached (never drop an event)."""
+        cached = self._cache.get(tenant_id)
+        if cached is None:
+            return True
+        every, types = cached[1]
+        return every or event_type in types
+
+    async def _subscriptions(self, tenant_id: str) -> Subscriptions:
         cached = self._cache.get(tenant_id)
         if cached is not None and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
@@ -45,11 +63,16 @@ class EndpointDirectory:
             lookup.add_done_callback(lambda _: self._lookups.pop(tenant_id, None))
         return await asyncio.shield(lookup)
 
-    async def _lookup(self, tenant_id: str) -> bool:
+    async def _lookup(self, tenant_id: str) -> Subscriptions:
         started = time.monotonic()
         generation = self._generations.get(tenant_id, 0)
-        endpoints = await self._webhooks.list_endpoints(tenant_id)
-        found = any(endpoint.disabled_at is None for endpoint in endpoints)
+        endpoints = [
+            e for e in await self._webhooks.list_endpoints(tenant_id) if e.disabled_at is None
+        ]
+        found: Subscriptions = (
+            any(not endpoint.events for endpoint in endpoints),
+            frozenset(name for endpoint in endpoints for name in endpoint.events),
+        )
         if self._generations.get(tenant_id, 0) == generation:
             self._cache[tenant_id] = (started, found)
         return found
@@ -104,7 +127,14 @@ class EventRecorder:
             MESSAGE_STATUS.labels(
                 change.status.value, message.category.value, message.connector_id or "-"
             ).inc()
-            if notify and change.status in WEBHOOK_STATUSES:
+            if (
+                notify
+                and change.status in WEBHOOK_STATUSES
+                and (
+                    message.callback_url
+                    or self._endpoints.subscribed(message.tenant_id, event.type)
+                )
+            ):
                 jobs.append(
                     NewJob(
                         id=f"notify:{event.id}",
