@@ -10,7 +10,13 @@ import pytest
 
 from pigeon.config import ConnectorConfig, RouteConfig, Settings, build_routing
 from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant
-from pigeon.domain.errors import CarrierError, Forbidden, PermanentFailure, TemporaryFailure
+from pigeon.domain.errors import (
+    CarrierError,
+    Fault,
+    Forbidden,
+    PermanentFailure,
+    TemporaryFailure,
+)
 from pigeon.domain.messages import Message, MessageStatus
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
 from pigeon.domain.routing import RoutingTable
@@ -156,13 +162,28 @@ async def test_failover_when_preferred_carrier_is_not_ready(routed: Routed) -> N
 
 async def test_failover_on_permanent_failure_in_the_same_job(routed: Routed) -> None:
     """A permanent refusal by the first carrier re-routes to the second without waiting."""
-    routed.failing["a"] = lambda m: PermanentFailure("refused (0x0B)", code="smpp_0x0000000b")
+    routed.failing["a"] = lambda m: PermanentFailure("refused (0x45)", code="smpp_0x00000045")
     message = await routed.send()
     await routed.drain(rounds=1)
     stored = await routed.stored(message.id)
     assert stored.status is S.SENT
     assert stored.connector_id == "b"
     assert await routed.failovers(message.id) == [("a", "permanent")]
+
+
+async def test_message_fault_fails_without_failover(routed: Routed) -> None:
+    """A refusal that blames the message (invalid destination) fails it; b is never tried."""
+    routed.failing["a"] = lambda m: PermanentFailure(
+        "invalid destination (0x0B)", code="smpp_0x0000000b", fault=Fault.MESSAGE
+    )
+    message = await routed.send()
+    await routed.drain()
+    stored = await routed.stored(message.id)
+    assert stored.status is S.FAILED
+    assert stored.error_code == "smpp_0x0000000b"
+    assert stored.connector_id == "a"
+    assert routed.carriers["b"].submitted == []
+    assert await routed.failovers(message.id) == []
 
 
 async def test_failover_after_temporary_failures_spend_the_budget(routed: Routed) -> None:

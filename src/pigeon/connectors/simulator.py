@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from pigeon.domain.errors import PermanentFailure, TemporaryFailure
+from pigeon.domain.errors import Fault, PermanentFailure, TemporaryFailure
 from pigeon.domain.messages import Message
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
 from pigeon.ports import Clock, JobQueue, NewJob, SubmitResult
@@ -106,7 +106,9 @@ class SimulatorConnector:
         """Accept or refuse ``message`` as the outcome table says, scheduling its receipts."""
         outcome = self._settings.outcome_for(message.to)
         if outcome is Outcome.REJECTED:
-            raise PermanentFailure("the simulated carrier rejected the destination (err 0x0B)")
+            raise PermanentFailure(
+                "the simulated carrier rejected the destination (err 0x0B)", fault=Fault.MESSAGE
+            )
         if outcome is Outcome.TEMPORARY_FAILURE:
             raise TemporaryFailure("the simulated carrier is temporarily unavailable")
         carrier_ids = tuple(secrets.token_hex(8) for _ in range(max(1, message.segments)))

@@ -61,13 +61,20 @@ from pigeon.connectors.smpp_link import (
     SmppLink,
 )
 from pigeon.connectors.smpp_settings import (
+    DEFAULT_MESSAGE_FAULT_STATUSES,
     DEFAULT_TEMPORARY_STATUSES,
     BindMode,
     ConcatMode,
     DefaultAlphabet,
     SmppConnectorSettings,
 )
-from pigeon.domain.errors import CarrierError, PermanentFailure, TemporaryFailure, Throttled
+from pigeon.domain.errors import (
+    CarrierError,
+    Fault,
+    PermanentFailure,
+    TemporaryFailure,
+    Throttled,
+)
 from pigeon.domain.messages import Message
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus, parse_receipt_status
 from pigeon.ports import Clock, ReceiptSink, SubmitResult
@@ -86,6 +93,7 @@ from pigeon.smpp.pdu import DataSm, DeliverSm, GenericNack, SubmitSm
 from pigeon.smpp.receipt import receipt_from_pdu
 
 __all__ = [
+    "DEFAULT_MESSAGE_FAULT_STATUSES",
     "DEFAULT_TEMPORARY_STATUSES",
     "BindMode",
     "ConcatMode",
@@ -131,16 +139,21 @@ MoSink = Callable[[InboundMessage], Awaitable[None]]
 
 
 def carrier_error(
-    status: int, detail: str, temporary: frozenset[int] = DEFAULT_TEMPORARY_STATUSES
+    status: int,
+    detail: str,
+    temporary: frozenset[int] = DEFAULT_TEMPORARY_STATUSES,
+    message_faults: frozenset[int] = DEFAULT_MESSAGE_FAULT_STATUSES,
 ) -> CarrierError:
-    """The domain error for an SMPP error status (throttling statuses -> Throttled)."""
+    """The domain error for an SMPP error status (throttling statuses -> Throttled; statuses
+    in ``message_faults`` blame the message, other permanent ones the route)."""
     code = f"smpp_0x{status:08x}"
     text = f"{detail}: {status_name(status)} (0x{status:08X})"
     if status in _THROTTLING:
         return Throttled(text, code=code)
     if status in temporary:
         return TemporaryFailure(text, code=code)
-    return PermanentFailure(text, code=code)
+    fault = Fault.MESSAGE if status in message_faults else Fault.ROUTE
+    return PermanentFailure(text, code=code, fault=fault)
 
 
 class _TokenBucket:
@@ -411,7 +424,10 @@ class SmppClientConnector:
                 log.warning("%s: the carrier says we are not bound; re-binding", link.name)
                 link.drop()
             raise carrier_error(
-                status, f"{self.id}: carrier refused the submit", settings.temporary_statuses
+                status,
+                f"{self.id}: carrier refused the submit",
+                settings.temporary_statuses,
+                settings.message_fault_statuses,
             )
 
     async def _acquire(self) -> SmppLink:

@@ -12,6 +12,7 @@ from typing import Literal
 from pigeon.smpp.constants import CommandStatus
 
 __all__ = [
+    "DEFAULT_MESSAGE_FAULT_STATUSES",
     "DEFAULT_TEMPORARY_STATUSES",
     "BindMode",
     "ConcatMode",
@@ -43,6 +44,11 @@ DEFAULT_TEMPORARY_STATUSES: frozenset[int] = frozenset(
 )
 """submit_sm_resp statuses that mean "try again later" (throttling statuses aside, which are
 handled by slowing down and retrying). Every other error status is a permanent refusal."""
+
+DEFAULT_MESSAGE_FAULT_STATUSES: frozenset[int] = frozenset({_S.ESME_RINVDSTADR})
+"""Permanent submit_sm_resp statuses that blame the message, not the route: such a message
+fails at once instead of failing over (no carrier delivers to an invalid destination). Every
+other permanent status is the route's fault and moves the message to the next candidate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,7 @@ class SmppConnectorSettings:
     throttle_retry_for: float = 30.0
     """How long one segment is retried while the carrier keeps throttling, then Throttled."""
     temporary_statuses: frozenset[int] = DEFAULT_TEMPORARY_STATUSES
+    message_fault_statuses: frozenset[int] = DEFAULT_MESSAGE_FAULT_STATUSES
     drain_timeout: float = 2.0
     """On stop: how long to wait for submits in flight and receipts being handled."""
     unbind_timeout: float = 1.0

@@ -16,10 +16,14 @@ Every error the domain and the use cases raise derives from ``PigeonError`` and 
     └── CarrierError                    raised by connectors, mapped at their boundary
         ├── TemporaryFailure            retry later, same or next route
         │   └── Throttled               the carrier asks us to slow down
-        └── PermanentFailure            the message cannot be sent this way
+        └── PermanentFailure            the message cannot be sent this way; its ``fault``
+                                        says whether another route could (``ROUTE``) or
+                                        no route can (``MESSAGE``)
 """
 
 from __future__ import annotations
+
+import enum
 
 
 class PigeonError(Exception):
@@ -114,7 +118,34 @@ class Throttled(TemporaryFailure):
     code = "carrier_throttled"
 
 
+class Fault(enum.Enum):
+    """Whose fault a permanent failure is, which decides whether failover may help."""
+
+    #: This carrier or route cannot take the message (credentials, coverage, configuration):
+    #: the next candidate may succeed.
+    ROUTE = "route"
+    #: The message itself cannot be sent (invalid or barred destination, content refused as
+    #: such): every carrier would refuse it, so it fails without trying another one.
+    MESSAGE = "message"
+
+
 class PermanentFailure(CarrierError):
-    """The carrier will never accept this message as it is."""
+    """The carrier will never accept this message as it is.
+
+    ``fault`` is ``Fault.ROUTE`` unless the connector knows the message itself is at fault:
+    failing over costs one more attempt, while failing a message another carrier would have
+    delivered loses it.
+    """
 
     code = "carrier_rejected"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        fault: Fault = Fault.ROUTE,
+    ) -> None:
+        super().__init__(detail, code=code, field=field)
+        self.fault = fault

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from pigeon.domain.errors import PermanentFailure, TemporaryFailure, Throttled
+from pigeon.domain.errors import Fault, PermanentFailure, TemporaryFailure, Throttled
 from pigeon.domain.messages import Message, MessageStatus, Part, StatusChange
 from pigeon.domain.routing import (
     Candidate,
@@ -195,6 +195,12 @@ class DispatchMessage:
                 SUBMIT_ERRORS.labels(candidate, "permanent").inc()
                 self._router.failed(candidate, exc.code, now)
                 last = (candidate, exc.detail, exc.code)
+                if exc.fault is Fault.MESSAGE:
+                    # The message itself is refused (e.g. an invalid destination): every
+                    # carrier would refuse it, so it fails here instead of failing over.
+                    detail = f"{exc.detail} (the message is at fault: not re-routed)"
+                    await self._finish(job, message_id, S.FAILED, detail, exc.code, candidate)
+                    return
                 if next_candidate(plan, {*tried, candidate}) is None:
                     await self._finish(job, message_id, S.FAILED, exc.detail, exc.code, candidate)
                     return

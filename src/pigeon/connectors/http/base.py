@@ -76,7 +76,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from pigeon.connectors.smpp_client import InboundMessage, MoSink
-from pigeon.domain.errors import CarrierError, PermanentFailure, TemporaryFailure, Throttled
+from pigeon.domain.errors import (
+    CarrierError,
+    Fault,
+    PermanentFailure,
+    TemporaryFailure,
+    Throttled,
+)
 from pigeon.domain.messages import Message
 from pigeon.domain.receipts import DeliveryReceipt
 from pigeon.ports import Clock, ReceiptSink, SubmitResult
@@ -213,6 +219,9 @@ class HttpConnectorSettings:
     """A submit during a pause waits it out if at most this much remains, else fails fast."""
     auth_failure_permanent: bool = False
     """401/403 raise ``PermanentFailure`` instead of ``TemporaryFailure`` (``http_auth``)."""
+    message_fault_codes: frozenset[str] = frozenset()
+    """Carrier error codes of a 4xx answer that blame the message (an invalid destination):
+    such a message fails at once; any other permanent refusal fails over to the next route."""
     drain_timeout: float = 5.0
     """On stop: how long requests in flight may take to finish before the session closes."""
     max_response_bytes: int = 1 << 20
@@ -473,7 +482,8 @@ class HttpCarrierClient:
         if status == 408:
             return TemporaryFailure(detail, code=f"http_timeout{suffix}")
         if 400 <= status < 500:
-            return PermanentFailure(detail, code=f"http_4xx{suffix}")
+            fault = Fault.MESSAGE if code in self.settings.message_fault_codes else Fault.ROUTE
+            return PermanentFailure(detail, code=f"http_4xx{suffix}", fault=fault)
         return TemporaryFailure(detail, code="http_unexpected_status")
 
     def bad_response(self, what: str) -> TemporaryFailure:

@@ -49,7 +49,7 @@ from pigeon.connectors.http.base import (
     scalar,
     secret_matches,
 )
-from pigeon.domain.errors import PermanentFailure, TemporaryFailure
+from pigeon.domain.errors import Fault, PermanentFailure, TemporaryFailure
 from pigeon.domain.messages import Message
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
 
@@ -85,6 +85,10 @@ class InfobipStyleSettings(HttpConnectorSettings):
     callback_secret_param: str | None = None
     temporary_rejections: frozenset[str] = frozenset({"REJECTED_NOT_ENOUGH_CREDITS"})
     """Submit-time rejections that concern our account, not the message: retried/re-routed."""
+    message_fault_codes: frozenset[str] = frozenset(
+        {"REJECTED_DESTINATION", "REJECTED_INVALID_DESTINATION", "REJECTED_DND"}
+    )
+    """Rejections (``status.name``) that blame the message: it fails without re-routing."""
 
     def __post_init__(self) -> None:
         HttpConnectorSettings.__post_init__(self)
@@ -153,7 +157,8 @@ class InfobipStyleConnector(HttpCarrierConnector[InfobipStyleSettings]):
             code = f"http_rejected:{name}"
             if name in settings.temporary_rejections:
                 raise TemporaryFailure(detail, code=code)
-            raise PermanentFailure(detail, code=code)
+            fault = Fault.MESSAGE if name in settings.message_fault_codes else Fault.ROUTE
+            raise PermanentFailure(detail, code=code, fault=fault)
         return carrier_id
 
     # --- callbacks --------------------------------------------------------------------------

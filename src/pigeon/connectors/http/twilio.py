@@ -88,6 +88,9 @@ class TwilioStyleSettings(HttpConnectorSettings):
     messaging_service_sid: str | None = None
     verify_signatures: bool = True
     """Refuse callbacks without a valid ``X-Twilio-Signature`` (turn off only in labs)."""
+    message_fault_codes: frozenset[str] = frozenset({"21211", "21610", "21614"})
+    """Error codes blaming the message: invalid ``To``, unsubscribed recipient, not a mobile
+    number. Other 4xx refusals (permissions, geography) fail over to the next route."""
 
     def __post_init__(self) -> None:
         HttpConnectorSettings.__post_init__(self)
