@@ -16,6 +16,7 @@ from pigeon.domain.errors import CarrierError, PermanentFailure, TemporaryFailur
 from pigeon.domain.messages import Category, Message, MessageStatus
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
 from pigeon.ids import UlidFactory
+from pigeon.ports import Mutation
 from pigeon.services.accept import AcceptMessage, SendRequest
 from pigeon.services.authenticate import Caller
 from pigeon.services.dispatch import DispatchMessage, ExpireMessage, RetryPolicy, SandboxRouter
@@ -375,18 +376,43 @@ async def test_gone_endpoint_is_disabled(pipeline: Pipeline, receiver: Receiver)
     assert len(receiver.received) == count
 
 
-async def test_events_nobody_subscribed_to_cost_no_notify_job(
+async def test_events_nobody_subscribed_to_cost_no_job(
     pipeline: Pipeline, receiver: Receiver
 ) -> None:
-    """With one endpoint wanting only message.delivered, queued and sent make no notify job."""
+    """An endpoint wanting only message.delivered gets one webhook job, made with the status."""
     await pipeline.endpoints.create(pipeline.caller, receiver.url, ["message.delivered"])
     message = await pipeline.send()
     await pipeline.drain()
     assert "notify" not in pipeline.ran
+    assert "webhook" not in pipeline.ran
     stored = await pipeline.stores.messages.get_message(message.id)
     assert stored is not None
     carrier_id = stored.parts[0].carrier_message_id or ""
     await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.DELIVRD))
     await pipeline.drain()
-    assert pipeline.ran.count("notify") == 1
+    assert "notify" not in pipeline.ran
+    assert pipeline.ran.count("webhook") == 1
     assert receiver.types() == ["message.delivered"]
+
+
+async def test_uncached_endpoints_fall_back_to_a_notify_job(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    """Recording with no endpoints cached makes a notify job, which fans out to the endpoints."""
+    await pipeline.endpoints.create(pipeline.caller, receiver.url, None)
+    message = await pipeline.send()
+    await pipeline.drain()
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    cold = EventRecorder(
+        UlidFactory(), pipeline.stores.clock, EndpointDirectory(pipeline.stores.webhooks)
+    )
+    change = stored.transition(S.DELIVERED, pipeline.stores.clock.now())
+    events, jobs = cold.record(stored, [change], notify=True)
+    assert [job.kind for job in jobs] == ["notify"]
+    await pipeline.stores.messages.mutate(stored.id, lambda m: Mutation(stored, events, jobs))
+    pipeline.ran.clear()
+    await pipeline.drain()
+    assert pipeline.ran.count("notify") == 1
+    assert pipeline.ran.count("webhook") == 1
+    assert "message.delivered" in receiver.types()

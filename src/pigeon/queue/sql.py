@@ -80,6 +80,8 @@ class SqlJobQueue:
         self._clock = clock
         self._postgres = database.dialect == "postgresql"
         self._jobs = database.metadata.tables["jobs"]
+        #: Called once enqueued jobs that are due now are durable (wakes this process's runner).
+        self.on_due_jobs: Callable[[], None] | None = None
         # Bound once: the writer groups the completions of a batch by this callable.
         self._complete_run = self._complete_batch
 
@@ -100,6 +102,8 @@ class SqlJobQueue:
             await connection.execute(statement, rows)
 
         await self._db.write(insert)
+        if self.on_due_jobs is not None and any(job.run_at <= now for job in jobs):
+            self.on_due_jobs()
 
     async def claim(
         self, kinds: Sequence[str], limit: int, owner: str, lease_seconds: float

@@ -1,4 +1,4 @@
-"""Turning status changes into stored events, notify jobs for subscribed tenants, and the
+"""Turning status changes into stored events, webhook jobs for subscribed endpoints, and the
 ``smpp_deliver`` jobs that carry receipts and replies to SMPP customers."""
 
 from __future__ import annotations
@@ -8,21 +8,17 @@ import time
 from collections.abc import Iterable
 
 from pigeon.domain.messages import Message, StatusChange
-from pigeon.ports import Clock, EventRecord, IdFactory, NewJob, WebhookStore
-from pigeon.services.notify import smpp_receipt_job, smpp_reply_job
+from pigeon.ports import Clock, EventRecord, IdFactory, NewJob, WebhookEndpoint, WebhookStore
+from pigeon.services.notify import smpp_receipt_job, smpp_reply_job, webhook_jobs
 from pigeon.services.representation import WEBHOOK_STATUSES, event_payload, event_type
 from pigeon.telemetry import MESSAGE_STATUS
 
 NOTIFY_PRIORITY = 25
 
 
-#: A tenant's webhook subscriptions: every event type (an endpoint with no filter), or these.
-Subscriptions = tuple[bool, frozenset[str]]
-
-
 class EndpointDirectory:
-    """Which tenants have webhook endpoints and for which event types, cached briefly so hot
-    paths skip a query and events nobody subscribed to cost no notify job.
+    """Each tenant's enabled webhook endpoints, cached briefly: hot paths skip a query, events
+    nobody subscribed to cost no job, and deliveries find their endpoint's secret in memory.
 
     Changes made through this process are seen at once (``forget``); changes made by another
     node are seen within ``ttl_seconds``.
@@ -31,8 +27,8 @@ class EndpointDirectory:
     def __init__(self, webhooks: WebhookStore, ttl_seconds: float = 5.0) -> None:
         self._webhooks = webhooks
         self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, Subscriptions]] = {}
-        self._lookups: dict[str, asyncio.Future[Subscriptions]] = {}
+        self._cache: dict[str, tuple[float, tuple[WebhookEndpoint, ...]]] = {}
+        self._lookups: dict[str, asyncio.Future[tuple[WebhookEndpoint, ...]]] = {}
         self._generations: dict[str, int] = {}
 
     async def has_endpoints(self, tenant_id: str) -> bool:
@@ -40,19 +36,35 @@ class EndpointDirectory:
 
         Concurrent callers share one lookup, so a burst of messages costs one query.
         """
-        every, types = await self._subscriptions(tenant_id)
-        return every or bool(types)
+        return bool(await self._endpoints(tenant_id))
+
+    def cached(self, tenant_id: str) -> tuple[WebhookEndpoint, ...] | None:
+        """The tenant's enabled endpoints as ``has_endpoints`` last loaded them (``None`` when
+        nothing is cached: the caller must not conclude that nobody listens)."""
+        cached = self._cache.get(tenant_id)
+        return None if cached is None else cached[1]
 
     def subscribed(self, tenant_id: str, event_type: str) -> bool:
         """Whether some endpoint of the tenant wants ``event_type``, from the cache that
         ``has_endpoints`` just filled; ``True`` when nothing is cached (never drop an event)."""
-        cached = self._cache.get(tenant_id)
-        if cached is None:
+        endpoints = self.cached(tenant_id)
+        if endpoints is None:
             return True
-        every, types = cached[1]
-        return every or event_type in types
+        return any(endpoint.wants(event_type) for endpoint in endpoints)
 
-    async def _subscriptions(self, tenant_id: str) -> Subscriptions:
+    async def endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        """The enabled endpoint ``endpoint_id`` of the tenant (from the cache when fresh), or
+        ``None`` when it was deleted or disabled."""
+        for endpoint in await self._endpoints(tenant_id):
+            if endpoint.id == endpoint_id:
+                return endpoint
+        # Not among the cached ones: perhaps made since; ask the store.
+        found = await self._webhooks.get_endpoint(endpoint_id)
+        if found is None or found.tenant_id != tenant_id or found.disabled_at is not None:
+            return None
+        return found
+
+    async def _endpoints(self, tenant_id: str) -> tuple[WebhookEndpoint, ...]:
         cached = self._cache.get(tenant_id)
         if cached is not None and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
@@ -63,15 +75,11 @@ class EndpointDirectory:
             lookup.add_done_callback(lambda _: self._lookups.pop(tenant_id, None))
         return await asyncio.shield(lookup)
 
-    async def _lookup(self, tenant_id: str) -> Subscriptions:
+    async def _lookup(self, tenant_id: str) -> tuple[WebhookEndpoint, ...]:
         started = time.monotonic()
         generation = self._generations.get(tenant_id, 0)
-        endpoints = [
+        found = tuple(
             e for e in await self._webhooks.list_endpoints(tenant_id) if e.disabled_at is None
-        ]
-        found: Subscriptions = (
-            any(not endpoint.events for endpoint in endpoints),
-            frozenset(name for endpoint in endpoints for name in endpoint.events),
         )
         if self._generations.get(tenant_id, 0) == generation:
             self._cache[tenant_id] = (started, found)
@@ -85,7 +93,7 @@ class EndpointDirectory:
 
 
 class EventRecorder:
-    """Makes the event rows, notify jobs and SMPP deliveries that go with status changes.
+    """Makes the event rows, webhook deliveries and SMPP deliveries that go with status changes.
 
     All of them are returned to the caller, which writes them in the same transaction as the
     change (so a receipt owed to an SMPP customer exists exactly when the status does).
@@ -98,15 +106,16 @@ class EventRecorder:
 
     async def wants_notifications(self, message: Message) -> bool:
         """Whether events of ``message`` go anywhere (a callback URL or an endpoint)."""
-        if message.callback_url:
-            return True
-        return await self._endpoints.has_endpoints(message.tenant_id)
+        # Asked even with a callback URL: it fills the cache ``record`` reads the endpoints from.
+        listening = await self._endpoints.has_endpoints(message.tenant_id)
+        return listening or bool(message.callback_url)
 
     def record(
         self, message: Message, changes: Iterable[StatusChange | None], *, notify: bool
     ) -> tuple[list[EventRecord], list[NewJob]]:
-        """Events for ``changes`` (``None`` entries skipped), notify jobs if ``notify``, and the
-        SMPP receipts and replies the changes owe."""
+        """Events for ``changes`` (``None`` entries skipped), their webhook jobs if ``notify``
+        (a ``notify`` job instead when the tenant's endpoints are not cached), and the SMPP
+        receipts and replies the changes owe."""
         events: list[EventRecord] = []
         jobs: list[NewJob] = []
         for change in changes:
@@ -127,23 +136,21 @@ class EventRecorder:
             MESSAGE_STATUS.labels(
                 change.status.value, message.category.value, message.connector_id or "-"
             ).inc()
-            if (
-                notify
-                and change.status in WEBHOOK_STATUSES
-                and (
-                    message.callback_url
-                    or self._endpoints.subscribed(message.tenant_id, event.type)
-                )
-            ):
-                jobs.append(
-                    NewJob(
-                        id=f"notify:{event.id}",
-                        kind="notify",
-                        payload={"event_id": event.id},
-                        run_at=change.at,
-                        priority=NOTIFY_PRIORITY,
+            if notify and change.status in WEBHOOK_STATUSES:
+                endpoints = self._endpoints.cached(message.tenant_id)
+                if endpoints is not None:
+                    # The deliveries themselves, written with the change (one job stage less).
+                    jobs.extend(webhook_jobs(event, endpoints, message.callback_url))
+                else:  # nothing cached: a notify job reads the endpoints when it runs
+                    jobs.append(
+                        NewJob(
+                            id=f"notify:{event.id}",
+                            kind="notify",
+                            payload={"event_id": event.id},
+                            run_at=change.at,
+                            priority=NOTIFY_PRIORITY,
+                        )
                     )
-                )
             smpp = smpp_receipt_job(message, change) or smpp_reply_job(message, change)
             if smpp is not None:
                 jobs.append(smpp)

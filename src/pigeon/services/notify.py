@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
+from typing import Protocol
 
 from pigeon.domain.accounts import SMPP_ORIGIN
 from pigeon.domain.errors import TemporaryFailure
@@ -22,12 +23,14 @@ from pigeon.domain.messages import Direction, Message, MessageStatus, StatusChan
 from pigeon.domain.receipts import receipt_error, receipt_for
 from pigeon.ports import (
     Clock,
+    EventRecord,
     IdFactory,
     Job,
     JobQueue,
     MessageStore,
     NewJob,
     WebhookAttempt,
+    WebhookEndpoint,
     WebhookSender,
     WebhookStore,
 )
@@ -127,6 +130,48 @@ def webhook_delay(attempt: int) -> timedelta:
     return timedelta(seconds=WEBHOOK_DELAYS[index])
 
 
+def webhook_body(event: EventRecord) -> str:
+    """The JSON a webhook carries for ``event`` (the same bytes on every attempt)."""
+    return json.dumps(
+        {
+            "id": event.id,
+            "type": event.type,
+            "created_at": iso(event.at),
+            "data": event.payload,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def webhook_jobs(
+    event: EventRecord, endpoints: Iterable[WebhookEndpoint], callback_url: str | None
+) -> list[NewJob]:
+    """One ``webhook`` job per endpoint wanting ``event``, and one for the callback URL."""
+    targets = [(e.id, e.url) for e in endpoints if e.wants(event.type)]
+    if callback_url:
+        targets.append((CALLBACK_TARGET, callback_url))
+    if not targets:
+        return []
+    body = webhook_body(event)
+    return [
+        NewJob(
+            id=f"webhook:{event.id}:{target}",
+            kind="webhook",
+            payload={
+                "event_id": event.id,
+                "tenant_id": event.tenant_id,
+                "target": target,
+                "url": url,
+                "body": body,
+            },
+            run_at=event.at,
+            priority=WEBHOOK_PRIORITY,
+        )
+        for target, url in targets
+    ]
+
+
 class NotifyEvent:
     """Handles ``notify`` jobs: one ``webhook`` job per endpoint (and callback URL) wanting it."""
 
@@ -141,44 +186,38 @@ class NotifyEvent:
         if event is None:
             await self._queue.complete(job.id, job.lease_owner)
             return
-        body = json.dumps(
-            {
-                "id": event.id,
-                "type": event.type,
-                "created_at": iso(event.at),
-                "data": event.payload,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        targets: list[tuple[str, str]] = [
-            (endpoint.id, endpoint.url)
-            for endpoint in await self._webhooks.list_endpoints(event.tenant_id)
-            if endpoint.wants(event.type)
-        ]
+        callback_url: str | None = None
         if event.message_id is not None:
             message = await self._store.get_message(event.message_id, event.tenant_id)
-            if message is not None and message.callback_url:
-                targets.append((CALLBACK_TARGET, message.callback_url))
-        jobs = [
-            NewJob(
-                id=f"webhook:{event.id}:{target}",
-                kind="webhook",
-                payload={
-                    "event_id": event.id,
-                    "tenant_id": event.tenant_id,
-                    "target": target,
-                    "url": url,
-                    "body": body,
-                },
-                run_at=event.at,
-                priority=WEBHOOK_PRIORITY,
-            )
-            for target, url in targets
-        ]
+            if message is not None:
+                callback_url = message.callback_url
+        endpoints = await self._webhooks.list_endpoints(event.tenant_id)
+        jobs = webhook_jobs(event, endpoints, callback_url)
         if jobs:
             await self._queue.enqueue(jobs)
         await self._queue.complete(job.id, job.lease_owner)
+
+
+class EndpointLookup(Protocol):
+    """Finds a tenant's enabled endpoint (a cache in front of the store)."""
+
+    async def endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None: ...
+
+    def forget(self, tenant_id: str) -> None: ...
+
+
+class _StoreLookup:
+    def __init__(self, webhooks: WebhookStore) -> None:
+        self._webhooks = webhooks
+
+    async def endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        found = await self._webhooks.get_endpoint(endpoint_id)
+        if found is None or found.tenant_id != tenant_id or found.disabled_at is not None:
+            return None
+        return found
+
+    def forget(self, tenant_id: str) -> None:
+        return None
 
 
 class DeliverWebhook:
@@ -194,8 +233,10 @@ class DeliverWebhook:
         clock: Clock,
         ids: IdFactory,
         timeout: float = 10.0,
+        endpoints: EndpointLookup | None = None,
     ) -> None:
         self._webhooks = webhooks
+        self._endpoints = endpoints or _StoreLookup(webhooks)
         self._queue = queue
         self._sender = sender
         self._sign = sign
@@ -215,8 +256,8 @@ class DeliverWebhook:
         if target == CALLBACK_TARGET:
             secret = self._callback_secret(str(payload["tenant_id"]))
         else:
-            endpoint = await self._webhooks.get_endpoint(target)
-            if endpoint is None or endpoint.disabled_at is not None:
+            endpoint = await self._endpoints.endpoint(str(payload["tenant_id"]), target)
+            if endpoint is None:
                 await self._queue.complete(job.id, job.lease_owner)
                 return
             endpoint_id = endpoint.id
@@ -251,6 +292,7 @@ class DeliverWebhook:
         if status == 410 and endpoint_id is not None:
             WEBHOOK_ATTEMPTS.labels("disabled").inc()
             await self._webhooks.disable_endpoint(endpoint_id, now)
+            self._endpoints.forget(str(payload["tenant_id"]))
             await self._queue.complete(job.id, job.lease_owner)
             return
         WEBHOOK_ATTEMPTS.labels("failed").inc()

@@ -48,6 +48,7 @@ class JobRunner:
         self._idle = idle_seconds
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._full = False
 
     @property
     def owner(self) -> str:
@@ -64,6 +65,7 @@ class JobRunner:
         while not stop.is_set():
             free = self._free_slots()
             if free == 0:
+                self._full = True
                 await self._wait(stop, self._idle)
                 continue
             try:
@@ -77,11 +79,19 @@ class JobRunner:
             for job in jobs:
                 task = asyncio.create_task(self._run_one(job))
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(self._finished)
             if len(jobs) < min(free, self._batch):
                 await self._wait(stop, self._idle)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        # A full runner sleeps until slots free up: wake it once half a claim's worth is free
+        # rather than after its idle poll.
+        if self._full and self._free_slots() >= max(1, min(self._batch, self._concurrency) // 2):
+            self._full = False
+            self._wake.set()
 
     def _free_slots(self) -> int:
         return self._concurrency - len(self._tasks)

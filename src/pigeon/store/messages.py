@@ -62,11 +62,13 @@ def normalise_carrier_id(value: str) -> str:
     return trimmed or ("0" if text else "")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Change:
     message_id: str
     change: Callable[[Message], Mutation | None]
     complete_job: str | None
+    #: Set by the writer: the change added a job that is due now.
+    due_job: bool = False
 
 
 class SqlMessageStore:
@@ -76,6 +78,9 @@ class SqlMessageStore:
         self._db = database
         self._clock = clock
         self._dialect = database.dialect
+        #: Called after a mutation that added a job due now is durable (wakes the job runner
+        #: in this process instead of leaving the job to its next poll).
+        self.on_due_jobs: Callable[[], None] | None = None
         self._insert_messages = BulkInsert(messages, self._dialect)
         self._insert_parts = BulkInsert(message_parts, self._dialect)
         self._insert_events = BulkInsert(events, self._dialect)
@@ -131,9 +136,11 @@ class SqlMessageStore:
         returned). If ``change`` raises, the exception reaches the caller and nothing is
         written, the job included. The job is deleted whoever holds its lease.
         """
-        return await self._db.write_batched(
-            self._mutate_run, _Change(message_id, change, complete_job)
-        )
+        item = _Change(message_id, change, complete_job)
+        result = await self._db.write_batched(self._mutate_run, item)
+        if item.due_job and self.on_due_jobs is not None:
+            self.on_due_jobs()
+        return result
 
     async def _accept_batch(
         self, connection: AsyncConnection, items: Sequence[Acceptance]
@@ -212,6 +219,7 @@ class SqlMessageStore:
         self, connection: AsyncConnection, items: Sequence[_Change]
     ) -> list[Message | Exception | None]:
         current = await self._load(connection, {item.message_id for item in items}, lock=True)
+        now = self._clock.now()
         results: list[Message | Exception | None] = []
         changed: dict[str, Message] = {}
         new_events: list[EventRecord] = []
@@ -236,6 +244,7 @@ class SqlMessageStore:
                     current[message.id] = changed[message.id] = mutation.message
                     new_events.extend(mutation.events)
                     new_jobs.extend(mutation.jobs)
+                    item.due_job = any(job.run_at <= now for job in mutation.jobs)
                     results.append(mutation.message)
             if item.complete_job is not None:
                 completed.append(item.complete_job)
@@ -248,7 +257,6 @@ class SqlMessageStore:
             connection, [_part_row(m, part) for m in changed.values() for part in m.parts]
         )
         await self._insert_events(connection, [_event_row(e) for e in new_events])
-        now = self._clock.now()
         await self._insert_jobs(connection, [job_row(job, now) for job in new_jobs])
         return results
 
