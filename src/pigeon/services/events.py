@@ -44,6 +44,30 @@ class EndpointDirectory:
         cached = self._cache.get(tenant_id)
         return None if cached is None else cached[1]
 
+    def listening(self, tenant_id: str) -> bool:
+        """Whether the tenant has an enabled endpoint, from the cache; ``True`` when nothing
+        is cached. An expired entry is still answered, and refreshed in the background."""
+        cached = self._cache.get(tenant_id)
+        if cached is None or time.monotonic() - cached[0] >= self._ttl:
+            self._refresh(tenant_id)
+        return True if cached is None else bool(cached[1])
+
+    def _refresh(self, tenant_id: str) -> None:
+        if tenant_id in self._lookups:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): the next async lookup refreshes
+            return
+        lookup = asyncio.ensure_future(self._lookup(tenant_id))
+        self._lookups[tenant_id] = lookup
+        lookup.add_done_callback(lambda done: self._settled(tenant_id, done))
+
+    def _settled(self, tenant_id: str, lookup: asyncio.Future[tuple[WebhookEndpoint, ...]]) -> None:
+        self._lookups.pop(tenant_id, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: a failed refresh is retried on the next use
+
     def subscribed(self, tenant_id: str, event_type: str) -> bool:
         """Whether some endpoint of the tenant wants ``event_type``, from the cache that
         ``has_endpoints`` just filled; ``True`` when nothing is cached (never drop an event)."""
@@ -111,11 +135,19 @@ class EventRecorder:
         return listening or bool(message.callback_url)
 
     def record(
-        self, message: Message, changes: Iterable[StatusChange | None], *, notify: bool
+        self,
+        message: Message,
+        changes: Iterable[StatusChange | None],
+        *,
+        notify: bool | None = None,
     ) -> tuple[list[EventRecord], list[NewJob]]:
         """Events for ``changes`` (``None`` entries skipped), their webhook jobs if ``notify``
         (a ``notify`` job instead when the tenant's endpoints are not cached), and the SMPP
         receipts and replies the changes owe."""
+        if notify is None:
+            # Decided here from the cache (no endpoints cached counts as listening: the notify
+            # job fallback reads them), so callers need no read of their own beforehand.
+            notify = bool(message.callback_url) or self._endpoints.listening(message.tenant_id)
         events: list[EventRecord] = []
         jobs: list[NewJob] = []
         for change in changes:

@@ -89,8 +89,6 @@ class ApplyReceipt:
             return False
         message_id, stored_id = found
         matched = dataclasses.replace(receipt, carrier_message_id=stored_id)
-        message = await self._store.get_message(message_id)
-        notify = message is not None and await self._recorder.wants_notifications(message)
         now = self._clock.now()
         delivered: list[Message] = []
         outcomes: list[tuple[str, bool, float | None]] = []
@@ -109,7 +107,8 @@ class ApplyReceipt:
                 outcomes.append(
                     (message.connector_id, step.status is MessageStatus.DELIVERED, latency)
                 )
-            events, jobs = self._recorder.record(message, [step], notify=notify)
+            # Whether anyone listens is decided from the endpoint cache: no read here.
+            events, jobs = self._recorder.record(message, [step])
             return Mutation(message, events, jobs)
 
         await self._store.mutate(message_id, change, complete_job=job.id if job else None)
