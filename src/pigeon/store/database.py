@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, closing
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Final, Literal, TypeVar
 
@@ -209,6 +209,25 @@ class Database:
     async def write_batched(self, run: BatchOperation[ItemT, ResultT], item: ItemT) -> ResultT:
         """Hand ``item`` to ``run`` with the other items of the next batch (see ``writer``)."""
         return await self._writer.submit_batched(run, item)
+
+    @property
+    def sqlite_reads(self) -> bool:
+        """Whether ``raw_read`` is available (SQLite)."""
+        return self._sqlite_reads is not None
+
+    @contextmanager
+    def raw_read(self) -> Iterator[sqlite3.Connection]:
+        """A pooled read-only ``sqlite3`` connection in autocommit mode (SQLite only): for
+        single-statement hot reads that skip SQLAlchemy (``store.raw_select``)."""
+        if self._sqlite_reads is None:
+            raise RuntimeError("raw reads exist on SQLite only")
+        proxied = self._sqlite_reads.raw_connection()
+        try:
+            driver = proxied.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            yield driver
+        finally:
+            proxied.close()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.messages import (
@@ -37,6 +38,7 @@ from pigeon.ports import (
 )
 from pigeon.store.bulk import BulkInsert, BulkUpdate
 from pigeon.store.database import Database
+from pigeon.store.raw_select import RawSelect
 from pigeon.store.statements import job_row, one_of
 from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, messages
 
@@ -107,6 +109,12 @@ class SqlMessageStore:
             .order_by(message_parts.c.message_id.desc())
             .limit(1)
         )
+        # On SQLite the two reads every message makes skip SQLAlchemy (``raw_select``).
+        self._raw: _RawReads | None = None
+        if database.sqlite_reads:
+            self._raw = _RawReads(
+                database.read_engine.dialect, self._get_message, self._get_tenant_message
+            )
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -270,8 +278,14 @@ class SqlMessageStore:
         else:
             statement = self._get_tenant_message
             parameters = {"id": message_id, "tenant_id": tenant_id}
-        async with self._db.read() as connection:
-            rows = (await connection.execute(statement, parameters)).all()
+        rows: Sequence[Any]
+        if self._raw is not None:
+            raw = self._raw.get_message if tenant_id is None else self._raw.get_tenant_message
+            with self._db.raw_read() as raw_connection:
+                rows = raw.rows(raw_connection, parameters)
+        else:
+            async with self._db.read() as connection:
+                rows = (await connection.execute(statement, parameters)).all()
         if not rows:
             return None
         parts = [
@@ -337,6 +351,12 @@ class SqlMessageStore:
         candidates = {normalise_carrier_id(value) for value in carrier_message_ids} - {""}
         if not candidates:
             return None
+        if self._raw is not None:
+            raw = self._raw.find_by_carrier_id(len(candidates))
+            values = {f"candidate_{i}": value for i, value in enumerate(sorted(candidates))}
+            with self._db.raw_read() as raw_connection:
+                found = raw.rows(raw_connection, {"connector_id": connector_id, **values})
+            return None if not found else (found[0].message_id, found[0].carrier_message_id)
         parameters = {"connector_id": connector_id, "candidates": list(candidates)}
         async with self._db.read() as connection:
             row = (await connection.execute(self._find_by_carrier_id, parameters)).first()
@@ -389,6 +409,35 @@ class SqlMessageStore:
 
 
 # --- statements ----------------------------------------------------------------------------
+
+
+class _RawReads:
+    """The hot reads compiled for ``sqlite3`` (see ``raw_select``)."""
+
+    def __init__(
+        self, dialect: Dialect, get_message: sa.Select[Any], get_tenant_message: sa.Select[Any]
+    ) -> None:
+        self._dialect = dialect
+        self.get_message = RawSelect(get_message, dialect)
+        self.get_tenant_message = RawSelect(get_tenant_message, dialect)
+        self._by_carrier_id: dict[int, RawSelect] = {}
+
+    def find_by_carrier_id(self, count: int) -> RawSelect:
+        """The lookup by carrier id for ``count`` candidate forms (``candidate_0``...)."""
+        found = self._by_carrier_id.get(count)
+        if found is None:
+            column = message_parts.c.carrier_id_normalised
+            statement = (
+                sa.select(message_parts.c.message_id, message_parts.c.carrier_message_id)
+                .where(
+                    message_parts.c.connector_id == sa.bindparam("connector_id"),
+                    column.in_([sa.bindparam(f"candidate_{i}") for i in range(count)]),
+                )
+                .order_by(message_parts.c.message_id.desc())
+                .limit(1)
+            )
+            found = self._by_carrier_id[count] = RawSelect(statement, self._dialect)
+        return found
 
 
 def _one_of_param(column: sa.ColumnElement[Any], name: str, dialect: str) -> Any:

@@ -1,0 +1,68 @@
+"""Hot reads through ``sqlite3`` read back exactly what SQLAlchemy reads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+
+from pigeon.domain.messages import Category, MessageStatus
+from pigeon.store.raw_select import RawSelect
+from pigeon.store.tables import message_parts, messages
+
+if TYPE_CHECKING:
+    from conftest import Factory, Stores
+
+
+async def test_raw_rows_equal_sqlalchemy_rows(stores: Stores, factory: Factory) -> None:
+    """Every column of a message joined with its parts converts as SQLAlchemy converts it."""
+    database = stores.database
+    if not database.sqlite_reads:
+        pytest.skip("raw reads exist on SQLite only")
+    tenant = await factory.tenant()
+    now = stores.clock.now()
+    message = factory.message(
+        tenant,
+        category=Category.OTP,
+        status=MessageStatus.SENT,
+        expires_at=now + timedelta(hours=1),
+        price=1_000_001,
+        currency="USD",
+        is_test=True,
+        parts=[factory.part(0, "0A1B", status=MessageStatus.SENT), factory.part(1)],
+    )
+    await stores.messages.accept(factory.acceptance(message))
+    statement = (
+        sa.select(messages, message_parts.c.part_index, message_parts.c.carrier_message_id)
+        .select_from(messages.outerjoin(message_parts, message_parts.c.message_id == messages.c.id))
+        .where(messages.c.id == sa.bindparam("id"))
+        .order_by(message_parts.c.part_index)
+        .limit(5)
+    )
+    async with database.read() as connection:
+        expected = [tuple(row) for row in await connection.execute(statement, {"id": message.id})]
+    with database.raw_read() as raw_connection:
+        rows = RawSelect(statement, database.read_engine.dialect).rows(
+            raw_connection, {"id": message.id}
+        )
+    assert [tuple(row) for row in rows] == expected
+    assert len(rows) == 2
+    assert rows[0].expires_at == message.expires_at
+    assert rows[0].is_test is True
+
+
+async def test_find_by_carrier_id_matches_any_candidate_form(
+    stores: Stores, factory: Factory
+) -> None:
+    """The compiled lookup finds a part by any of several candidate ids, newest message first."""
+    tenant = await factory.tenant()
+    older = factory.message(tenant, connector_id="c1", parts=[factory.part(0, "00ab")])
+    newer = factory.message(tenant, connector_id="c1", parts=[factory.part(0, "AB")])
+    for message in (older, newer):
+        await stores.messages.accept(factory.acceptance(message))
+    found = await stores.messages.find_by_carrier_id("c1", ["171", "ab", "0xab"])
+    assert found == (newer.id, "AB")
+    assert await stores.messages.find_by_carrier_id("c1", ["cd"]) is None
+    assert await stores.messages.find_by_carrier_id("other", ["ab"]) is None
