@@ -379,7 +379,7 @@ async def test_gone_endpoint_is_disabled(pipeline: Pipeline, receiver: Receiver)
 async def test_events_nobody_subscribed_to_cost_no_job(
     pipeline: Pipeline, receiver: Receiver
 ) -> None:
-    """An endpoint wanting only message.delivered gets one webhook job, made with the status."""
+    """An endpoint wanting only message.delivered costs no job for queued and sent."""
     await pipeline.endpoints.create(pipeline.caller, receiver.url, ["message.delivered"])
     message = await pipeline.send()
     await pipeline.drain()
@@ -390,7 +390,6 @@ async def test_events_nobody_subscribed_to_cost_no_job(
     carrier_id = stored.parts[0].carrier_message_id or ""
     await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.DELIVRD))
     await pipeline.drain()
-    assert "notify" not in pipeline.ran
     assert pipeline.ran.count("webhook") == 1
     assert receiver.types() == ["message.delivered"]
 
@@ -416,3 +415,21 @@ async def test_uncached_endpoints_fall_back_to_a_notify_job(
     assert pipeline.ran.count("notify") == 1
     assert pipeline.ran.count("webhook") == 1
     assert "message.delivered" in receiver.types()
+
+
+async def test_warm_endpoint_cache_makes_webhook_jobs_with_the_status(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    """With the tenant's endpoints freshly cached, a receipt-side record needs no notify job."""
+    await pipeline.endpoints.create(pipeline.caller, receiver.url, ["message.delivered"])
+    message = await pipeline.send()
+    await pipeline.drain()
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    directory = EndpointDirectory(pipeline.stores.webhooks, ttl_seconds=60)
+    warm = EventRecorder(UlidFactory(), pipeline.stores.clock, directory)
+    assert await directory.has_endpoints(stored.tenant_id)
+    change = stored.transition(S.DELIVERED, pipeline.stores.clock.now())
+    _, jobs = warm.record(stored, [change])
+    assert [job.kind for job in jobs] == ["webhook"]
+    assert jobs[0].payload["url"] == receiver.url

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from pigeon.domain.messages import Category, MessageStatus
-from pigeon.store.raw_select import RawSelect
+from pigeon.raw_sql import RawSelect
 from pigeon.store.tables import message_parts, messages
 
 if TYPE_CHECKING:

@@ -33,6 +33,7 @@ object with the ``QueueDatabase`` shape, which ``pigeon.store.Database`` has.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -40,9 +41,11 @@ from typing import Any, Final, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.ports import Clock, Job, NewJob
+from pigeon.raw_sql import RawSelect, sqlite_driver
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
@@ -80,6 +83,8 @@ class SqlJobQueue:
         self._clock = clock
         self._postgres = database.dialect == "postgresql"
         self._jobs = database.metadata.tables["jobs"]
+        # On SQLite the claim and completion statements skip SQLAlchemy (``pigeon.raw_sql``).
+        self._raw = None if self._postgres else _RawSqliteQueue(self._jobs)
         #: Called once enqueued jobs that are due now are durable (wakes this process's runner).
         self.on_due_jobs: Callable[[], None] | None = None
         # Bound once: the writer groups the completions of a batch by this callable.
@@ -116,12 +121,11 @@ class SqlJobQueue:
         kinds = list(dict.fromkeys(kinds))
 
         async def claim(connection: AsyncConnection) -> list[Job]:
-            await connection.execute(self._wake(now))
-            if self._postgres and len(kinds) == 1:
-                statement = self._claim_in_one_statement(kinds[0], limit, owner, until)
-                rows: Sequence[Any] = (await connection.execute(statement)).all()
+            driver = None if self._raw is None else await sqlite_driver(connection)
+            if driver is not None and self._raw is not None:
+                rows: Sequence[Any] = self._raw.claim(driver, kinds, limit, owner, now, until)
             else:
-                rows = await self._claim_by_kind(connection, kinds, limit, owner, until)
+                rows = await self._claim(connection, kinds, limit, owner, now, until)
             found = [
                 Job(
                     id=row.id,
@@ -140,6 +144,22 @@ class SqlJobQueue:
 
         return await self._db.write(claim)
 
+    async def _claim(
+        self,
+        connection: AsyncConnection,
+        kinds: list[str],
+        limit: int,
+        owner: str,
+        now: datetime,
+        until: datetime,
+    ) -> Sequence[Any]:
+        """The claim through SQLAlchemy (PostgreSQL; SQLite under another driver)."""
+        await connection.execute(self._wake(now))
+        if self._postgres and len(kinds) == 1:
+            statement = self._claim_in_one_statement(kinds[0], limit, owner, until)
+            return (await connection.execute(statement)).all()
+        return await self._claim_by_kind(connection, kinds, limit, owner, until)
+
     async def complete(self, job_id: str, owner: str) -> None:
         """Delete the job if ``owner`` still holds it; otherwise do nothing."""
         await self._db.write_batched(self._complete_run, (job_id, owner))
@@ -151,8 +171,12 @@ class SqlJobQueue:
         by_owner: dict[str, list[str]] = {}
         for job_id, owner in items:
             by_owner.setdefault(owner, []).append(job_id)
+        driver = None if self._raw is None else await sqlite_driver(connection)
         table = self._jobs
         for owner, ids in by_owner.items():
+            if driver is not None and self._raw is not None:
+                self._raw.complete(driver, owner, ids)
+                continue
             await connection.execute(
                 sa.delete(table).where(table.c.lease_owner == owner, self._one_of(table.c.id, ids))
             )
@@ -339,3 +363,106 @@ def _job_row(job: NewJob, now: datetime) -> dict[str, Any]:
         "last_error": None,
         "created_at": now,
     }
+
+
+class _RawSqliteQueue:
+    """The claim and completion statements compiled once for ``sqlite3`` (the same SQL the
+    SQLAlchemy path emits, with bound parameters instead of values built in)."""
+
+    def __init__(self, table: sa.Table) -> None:
+        self._table = table
+        self._dialect = SQLiteDialect_pysqlite()
+        waiting = (
+            sa.select(table.c.id)
+            .where(
+                table.c.ready.is_(sa.false()),
+                table.c.run_at <= sa.bindparam("now", type_=table.c.run_at.type),
+            )
+            .order_by(table.c.run_at)
+            .limit(WAKE_BATCH)
+        )
+        self._wake = RawSelect(
+            sa.update(table).where(table.c.id.in_(waiting.scalar_subquery())).values(ready=True),
+            self._dialect,
+            columns=(),
+        )
+        self._ready = RawSelect(
+            sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
+            .where(table.c.ready.is_(sa.true()), table.c.kind == sa.bindparam("kind"))
+            .order_by(table.c.priority.desc(), table.c.run_at)
+            .limit(sa.bindparam("limit", type_=sa.Integer)),
+            self._dialect,
+        )
+        self._lease: dict[int, RawSelect] = {}
+        self._complete: dict[int, RawSelect] = {}
+
+    def claim(
+        self,
+        driver: sqlite3.Connection,
+        kinds: Sequence[str],
+        limit: int,
+        owner: str,
+        now: datetime,
+        until: datetime,
+    ) -> list[Any]:
+        """Wake due jobs, then lease the best ``limit`` ready ones of ``kinds``."""
+        self._wake.rows(driver, {"now": now})
+        candidates: list[Any] = []
+        for kind in kinds:
+            candidates.extend(self._ready.rows(driver, {"kind": kind, "limit": limit}))
+        if not candidates:
+            return []
+        candidates.sort(key=lambda row: (-row.priority, row.due_at, row.id))
+        due = {row.id: row.due_at for row in candidates[:limit]}
+        lease = self._lease_statement(len(due))
+        values: dict[str, Any] = {f"id_{i}": job_id for i, job_id in enumerate(due)}
+        values.update(owner=owner, until=until)
+        return [_Claimed(row, due[row.id]) for row in lease.rows(driver, values)]
+
+    def complete(self, driver: sqlite3.Connection, owner: str, ids: Sequence[str]) -> None:
+        """Delete the jobs of ``ids`` that ``owner`` holds."""
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            values: dict[str, Any] = {f"id_{i}": job_id for i, job_id in enumerate(chunk)}
+            values["owner"] = owner
+            self._complete_statement(len(chunk)).rows(driver, values)
+
+    def _ids(self, count: int) -> sa.ColumnElement[bool]:
+        return self._table.c.id.in_([sa.bindparam(f"id_{i}") for i in range(count)])
+
+    def _lease_statement(self, count: int) -> RawSelect:
+        found = self._lease.get(count)
+        if found is None:
+            table = self._table
+            until = sa.bindparam("until", type_=table.c.lease_until.type)
+            returned = (table.c.id, table.c.kind, table.c.payload, table.c.priority)
+            statement = (
+                sa.update(table)
+                .where(self._ids(count))
+                .values(
+                    ready=False,
+                    lease_owner=sa.bindparam("owner"),
+                    lease_until=until,
+                    run_at=until,
+                    attempts=table.c.attempts
+                    + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
+                )
+                .returning(*returned, table.c.attempts)
+            )
+            found = RawSelect(statement, self._dialect, columns=(*returned, table.c.attempts))
+            self._lease[count] = found
+        return found
+
+    def _complete_statement(self, count: int) -> RawSelect:
+        found = self._complete.get(count)
+        if found is None:
+            table = self._table
+            statement = sa.delete(table).where(
+                table.c.lease_owner == sa.bindparam("owner"), self._ids(count)
+            )
+            found = self._complete[count] = RawSelect(statement, self._dialect, columns=())
+        return found
+
+
+#: Ids per statement when completing many jobs (SQLite binds at most 32,766 parameters).
+_CHUNK: Final = 500

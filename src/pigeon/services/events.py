@@ -38,35 +38,23 @@ class EndpointDirectory:
         """
         return bool(await self._endpoints(tenant_id))
 
-    def cached(self, tenant_id: str) -> tuple[WebhookEndpoint, ...] | None:
+    def cached(self, tenant_id: str, *, fresh: bool = False) -> tuple[WebhookEndpoint, ...] | None:
         """The tenant's enabled endpoints as ``has_endpoints`` last loaded them (``None`` when
-        nothing is cached: the caller must not conclude that nobody listens)."""
+        nothing is cached: the caller must not conclude that nobody listens). With ``fresh``,
+        only an answer loaded within the TTL counts.
+
+        Synchronous, so it never refreshes: the senders' ``has_endpoints`` calls keep it warm.
+        """
         cached = self._cache.get(tenant_id)
-        return None if cached is None else cached[1]
+        if cached is None or (fresh and time.monotonic() - cached[0] >= self._ttl):
+            return None
+        return cached[1]
 
     def listening(self, tenant_id: str) -> bool:
         """Whether the tenant has an enabled endpoint, from the cache; ``True`` when nothing
-        is cached. An expired entry is still answered, and refreshed in the background."""
-        cached = self._cache.get(tenant_id)
-        if cached is None or time.monotonic() - cached[0] >= self._ttl:
-            self._refresh(tenant_id)
-        return True if cached is None else bool(cached[1])
-
-    def _refresh(self, tenant_id: str) -> None:
-        if tenant_id in self._lookups:
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a synchronous caller): the next async lookup refreshes
-            return
-        lookup = asyncio.ensure_future(self._lookup(tenant_id))
-        self._lookups[tenant_id] = lookup
-        lookup.add_done_callback(lambda done: self._settled(tenant_id, done))
-
-    def _settled(self, tenant_id: str, lookup: asyncio.Future[tuple[WebhookEndpoint, ...]]) -> None:
-        self._lookups.pop(tenant_id, None)
-        if not lookup.cancelled():
-            lookup.exception()  # retrieved: a failed refresh is retried on the next use
+        fresh is cached (a notify job then reads the endpoints when it runs)."""
+        endpoints = self.cached(tenant_id, fresh=True)
+        return True if endpoints is None else bool(endpoints)
 
     def subscribed(self, tenant_id: str, event_type: str) -> bool:
         """Whether some endpoint of the tenant wants ``event_type``, from the cache that
@@ -144,9 +132,11 @@ class EventRecorder:
         """Events for ``changes`` (``None`` entries skipped), their webhook jobs if ``notify``
         (a ``notify`` job instead when the tenant's endpoints are not cached), and the SMPP
         receipts and replies the changes owe."""
+        # A caller that says ``notify`` just asked ``wants_notifications``: the cache is as
+        # fresh as it gets. Otherwise it is decided here from a fresh cache entry (none counts
+        # as listening: the notify job fallback reads the endpoints), with no read beforehand.
+        fresh = notify is None
         if notify is None:
-            # Decided here from the cache (no endpoints cached counts as listening: the notify
-            # job fallback reads them), so callers need no read of their own beforehand.
             notify = bool(message.callback_url) or self._endpoints.listening(message.tenant_id)
         events: list[EventRecord] = []
         jobs: list[NewJob] = []
@@ -169,7 +159,7 @@ class EventRecorder:
                 change.status.value, message.category.value, message.connector_id or "-"
             ).inc()
             if notify and change.status in WEBHOOK_STATUSES:
-                endpoints = self._endpoints.cached(message.tenant_id)
+                endpoints = self._endpoints.cached(message.tenant_id, fresh=fresh)
                 if endpoints is not None:
                     # The deliveries themselves, written with the change (one job stage less).
                     jobs.extend(webhook_jobs(event, endpoints, message.callback_url))

@@ -24,6 +24,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pigeon.raw_sql import execute_many, sqlite_driver
 from pigeon.store.tables import UtcDateTime
 
 _Convert = Callable[[Any], Any]
@@ -152,6 +153,10 @@ class _Statement:
         if self._postgres:
             arrays = tuple(list(column) for column in zip(*converted, strict=True))
             await connection.exec_driver_sql(self.sql, arrays)
+            return
+        driver = await sqlite_driver(connection)
+        if driver is not None:  # straight to sqlite3: SQLAlchemy's executemany costs more
+            execute_many(driver, self.sql, converted)
         else:
             await connection.exec_driver_sql(self.sql, [tuple(values) for values in converted])
 

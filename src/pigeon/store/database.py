@@ -218,7 +218,7 @@ class Database:
     @contextmanager
     def raw_read(self) -> Iterator[sqlite3.Connection]:
         """A pooled read-only ``sqlite3`` connection in autocommit mode (SQLite only): for
-        single-statement hot reads that skip SQLAlchemy (``store.raw_select``)."""
+        single-statement hot reads that skip SQLAlchemy (``pigeon.raw_sql``)."""
         if self._sqlite_reads is None:
             raise RuntimeError("raw reads exist on SQLite only")
         proxied = self._sqlite_reads.raw_connection()

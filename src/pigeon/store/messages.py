@@ -8,6 +8,7 @@ and one executemany per table. Reads use the read connections and never wait for
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -36,9 +37,9 @@ from pigeon.ports import (
     Mutation,
     NewJob,
 )
+from pigeon.raw_sql import RawSelect, sqlite_driver
 from pigeon.store.bulk import BulkInsert, BulkUpdate
 from pigeon.store.database import Database
-from pigeon.store.raw_select import RawSelect
 from pigeon.store.statements import job_row, one_of
 from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, messages
 
@@ -109,7 +110,7 @@ class SqlMessageStore:
             .order_by(message_parts.c.message_id.desc())
             .limit(1)
         )
-        # On SQLite the two reads every message makes skip SQLAlchemy (``raw_select``).
+        # On SQLite the two reads every message makes skip SQLAlchemy (``pigeon.raw_sql``).
         self._raw: _RawReads | None = None
         if database.sqlite_reads:
             self._raw = _RawReads(
@@ -375,6 +376,10 @@ class SqlMessageStore:
         ids = sorted(set(message_ids))
         if not ids:
             return {}
+        driver = None if self._raw is None else await sqlite_driver(connection)
+        if driver is not None and self._raw is not None and tenant_id is None:
+            found = self._raw.load(driver, ids)
+            return {row.id: _message_from(row, parts) for row, parts in found}
         statement = sa.select(messages).where(one_of(messages.c.id, ids, self._dialect))
         if tenant_id is not None:
             statement = statement.where(messages.c.tenant_id == tenant_id)
@@ -412,7 +417,7 @@ class SqlMessageStore:
 
 
 class _RawReads:
-    """The hot reads compiled for ``sqlite3`` (see ``raw_select``)."""
+    """The hot reads compiled for ``sqlite3`` (see ``pigeon.raw_sql``)."""
 
     def __init__(
         self, dialect: Dialect, get_message: sa.Select[Any], get_tenant_message: sa.Select[Any]
@@ -421,6 +426,40 @@ class _RawReads:
         self.get_message = RawSelect(get_message, dialect)
         self.get_tenant_message = RawSelect(get_tenant_message, dialect)
         self._by_carrier_id: dict[int, RawSelect] = {}
+        self._lists: dict[tuple[str, int], RawSelect] = {}
+
+    def load(self, driver: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[Any, list[Part]]]:
+        """The message rows of ``ids`` with their parts (in part order)."""
+        # Lists are padded to a power of two (repeating an id changes no IN), so a handful of
+        # compiled statements serve every batch size.
+        size = 1 << (len(ids) - 1).bit_length()
+        padded = [*ids, *([ids[-1]] * (size - len(ids)))]
+        values = {f"id_{i}": value for i, value in enumerate(padded)}
+        rows = self._by_ids(size, messages).rows(driver, values)
+        parts: dict[str, list[Part]] = {}
+        for part in self._by_ids(size, message_parts).rows(driver, values):
+            parts.setdefault(part.message_id, []).append(
+                Part(
+                    index=part.part_index,
+                    status=MessageStatus(part.status),
+                    carrier_message_id=part.carrier_message_id,
+                    error_code=part.error_code,
+                )
+            )
+        return [(row, parts.get(row.id, [])) for row in rows]
+
+    def _by_ids(self, size: int, table: sa.Table) -> RawSelect:
+        key = (table.name, size)
+        found = self._lists.get(key)
+        if found is None:
+            column = table.c.id if table is messages else table.c.message_id
+            statement = sa.select(table).where(
+                column.in_([sa.bindparam(f"id_{i}") for i in range(size)])
+            )
+            if table is message_parts:
+                statement = statement.order_by(table.c.message_id, table.c.part_index)
+            found = self._lists[key] = RawSelect(statement, self._dialect)
+        return found
 
     def find_by_carrier_id(self, count: int) -> RawSelect:
         """The lookup by carrier id for ``count`` candidate forms (``candidate_0``...)."""

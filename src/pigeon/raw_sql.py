@@ -1,0 +1,120 @@
+"""Hot statements on SQLite straight through ``sqlite3``.
+
+Even with its compiled-statement cache, SQLAlchemy spends ~100 µs of Python on a one-row
+SELECT (connection checkout, BEGIN, execution context, result wrapping), while SQLite answers
+it in ~15 µs. The statements every message pays for (dispatch loads it, its receipt finds it
+by the carrier's id, the job queue claims and the writer's batches) are therefore compiled
+once to SQL text here and run on the ``sqlite3`` connection underneath; each parameter and
+each value goes through the column type's own bind and result processors, so rows read and
+written this way are exactly what SQLAlchemy would read and write (tests compare the paths).
+
+A single SELECT in autocommit mode reads one consistent WAL snapshot, which is all the point
+reads need; statements run on the writer's connection are inside its transaction.
+
+This module sits outside the layers (like ``ids``): the store and the queue both use it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_Processor = Callable[[Any], Any] | None
+
+
+async def sqlite_driver(connection: AsyncConnection) -> sqlite3.Connection | None:
+    """The ``sqlite3`` connection under ``connection``, or ``None`` on other drivers."""
+    driver = await connection.run_sync(_driver_of)
+    return driver if isinstance(driver, sqlite3.Connection) else None
+
+
+def _driver_of(connection: Connection) -> Any:
+    return connection.connection.driver_connection
+
+
+def execute(connection: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> sqlite3.Cursor:
+    """``connection.execute``, with errors raised as SQLAlchemy raises them (``IntegrityError``
+    and friends), so callers handle both paths alike."""
+    try:
+        return connection.execute(sql, parameters)
+    except sqlite3.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+
+
+def execute_many(connection: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``connection.executemany``, with errors raised as SQLAlchemy raises them."""
+    try:
+        connection.executemany(sql, rows)
+    except sqlite3.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, rows, exc, sqlite3.Error) from exc
+
+
+class RawSelect:
+    """``statement`` compiled once for ``dialect`` (SQLite), run on a ``sqlite3`` connection.
+
+    Parameters are bound by name (``sa.bindparam``); expanding parameters are not supported
+    (compile one ``RawSelect`` per list length instead). ``columns`` are the result columns
+    (default: a SELECT's selected columns; give an UPDATE's RETURNING columns).
+    """
+
+    def __init__(
+        self,
+        statement: sa.Select[Any] | sa.Update | sa.Delete | sa.Insert,
+        dialect: Dialect,
+        columns: Sequence[sa.ColumnElement[Any]] | None = None,
+    ) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.positiontup is None:
+            raise ValueError("RawSelect needs a positional paramstyle (SQLite's qmark)")
+        self.sql = compiled.string
+        self._names: tuple[str, ...] = tuple(compiled.positiontup)
+        # Values compiled into the statement (LIMIT...); the caller's parameters override.
+        self._defaults: dict[str, Any] = dict(compiled.params)
+        self._binds: tuple[_Processor, ...] = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self._names
+        )
+        if columns is None:
+            if not isinstance(statement, sa.Select):
+                raise TypeError("give the result columns of a statement other than SELECT")
+            columns = list(statement.selected_columns)
+        self._processors: tuple[_Processor, ...] = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        )
+        # A namedtuple: attribute access by column key, as on ``sa.Row``.
+        self._row = namedtuple("_RawRow", [column.key for column in columns])  # type: ignore[misc]
+        self._plain = all(processor is None for processor in self._processors)
+
+    def rows(self, connection: sqlite3.Connection, parameters: Mapping[str, Any]) -> list[Any]:
+        """The processed rows (attribute access by column key, like ``sa.Row``)."""
+        defaults = self._defaults
+        values = [
+            parameters[name] if name in parameters else defaults[name] for name in self._names
+        ]
+        for index, bind in enumerate(self._binds):
+            if bind is not None and values[index] is not None:
+                values[index] = bind(values[index])
+        cursor = execute(connection, self.sql, values)
+        try:
+            fetched: Sequence[tuple[Any, ...]] = cursor.fetchall()
+        finally:
+            cursor.close()
+        make = self._row
+        if self._plain:
+            return [make(*row) for row in fetched]
+        processors = self._processors
+        return [
+            make(
+                *[
+                    value if processor is None or value is None else processor(value)
+                    for processor, value in zip(processors, row, strict=True)
+                ]
+            )
+            for row in fetched
+        ]
