@@ -414,15 +414,16 @@ class _RawSqliteQueue:
             return []
         candidates.sort(key=lambda row: (-row.priority, row.due_at, row.id))
         due = {row.id: row.due_at for row in candidates[:limit]}
-        lease = self._lease_statement(len(due))
-        values: dict[str, Any] = {f"id_{i}": job_id for i, job_id in enumerate(due)}
+        ids = _padded(list(due))
+        lease = self._lease_statement(len(ids))
+        values: dict[str, Any] = {f"id_{i}": job_id for i, job_id in enumerate(ids)}
         values.update(owner=owner, until=until)
         return [_Claimed(row, due[row.id]) for row in lease.rows(driver, values)]
 
     def complete(self, driver: sqlite3.Connection, owner: str, ids: Sequence[str]) -> None:
         """Delete the jobs of ``ids`` that ``owner`` holds."""
         for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
+            chunk = _padded(ids[start : start + _CHUNK])
             values: dict[str, Any] = {f"id_{i}": job_id for i, job_id in enumerate(chunk)}
             values["owner"] = owner
             self._complete_statement(len(chunk)).rows(driver, values)
@@ -465,4 +466,11 @@ class _RawSqliteQueue:
 
 
 #: Ids per statement when completing many jobs (SQLite binds at most 32,766 parameters).
-_CHUNK: Final = 500
+_CHUNK: Final = 512
+
+
+def _padded(ids: Sequence[str]) -> list[str]:
+    """``ids`` padded to a power of two by repeating the last one (an IN list does not care),
+    so a handful of compiled statements serve every batch size."""
+    size = 1 << (len(ids) - 1).bit_length()
+    return [*ids, *([ids[-1]] * (size - len(ids)))]
