@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.ports import WebhookAttempt, WebhookEndpoint
+from pigeon.store.bulk import BulkInsert
 from pigeon.store.database import Database
 from pigeon.store.tables import webhook_attempts, webhook_endpoints
 
@@ -19,6 +21,9 @@ class SqlWebhookStore:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._insert_attempts = BulkInsert(webhook_attempts, database.dialect)
+        # Bound once: the writer groups batched items by this callable.
+        self._attempts_run = self._attempts_batch
 
     async def create_endpoint(self, endpoint: WebhookEndpoint) -> None:
         """Store a new endpoint."""
@@ -84,7 +89,7 @@ class SqlWebhookStore:
 
     async def record_attempt(self, attempt: WebhookAttempt) -> None:
         """Append one delivery attempt to the log."""
-        row = {
+        row: dict[str, Any] = {
             "id": attempt.id,
             "event_id": attempt.event_id,
             "endpoint_id": attempt.endpoint_id,
@@ -96,10 +101,14 @@ class SqlWebhookStore:
             "duration_ms": attempt.duration_ms,
         }
 
-        async def insert(connection: AsyncConnection) -> None:
-            await connection.execute(sa.insert(webhook_attempts), row)
+        # Batched: concurrent deliveries log their attempts in one multi-row INSERT.
+        await self._db.write_batched(self._attempts_run, row)
 
-        await self._db.write(insert)
+    async def _attempts_batch(
+        self, connection: AsyncConnection, rows: Sequence[dict[str, Any]]
+    ) -> list[None]:
+        await self._insert_attempts(connection, rows)
+        return [None] * len(rows)
 
     async def attempts_for(self, event_id: str) -> list[WebhookAttempt]:
         """Every attempt to deliver the event, oldest first."""
