@@ -376,3 +376,20 @@ async def test_settings_reject_unknown_modes() -> None:
         dataclasses.replace(base, bind_mode="rx")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="concat"):
         dataclasses.replace(base, concat="udh7")  # type: ignore[arg-type]
+
+
+async def test_an_otp_overtakes_marketing_queued_at_a_full_window(carrier: Factory) -> None:
+    """With the window full of marketing, a later OTP gets the next free slot, not the last."""
+    _, connector = await carrier(sim_with(response_delay=0.05), window=1)
+    finished: list[str] = []
+
+    async def send(name: str, category: Category) -> None:
+        await connector.submit(dataclasses.replace(message(), id=name, category=category))
+        finished.append(name)
+
+    marketing = [asyncio.create_task(send(f"m{n}", Category.MARKETING)) for n in range(8)]
+    await asyncio.sleep(0.01)  # the first one holds the slot, seven wait behind it
+    otp = asyncio.create_task(send("otp", Category.OTP))
+    await asyncio.gather(*marketing, otp)
+    assert finished.index("otp") <= 2
+    assert finished[-1] != "otp"

@@ -44,9 +44,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
+import itertools
 import logging
 import secrets
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,7 +76,7 @@ from pigeon.domain.errors import (
     TemporaryFailure,
     Throttled,
 )
-from pigeon.domain.messages import Message
+from pigeon.domain.messages import Category, Message
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus, parse_receipt_status
 from pigeon.ports import Clock, ReceiptSink, SubmitResult
 from pigeon.smpp import tlv
@@ -109,6 +110,13 @@ log = logging.getLogger(__name__)
 
 _S = CommandStatus
 _THROTTLING = frozenset({_S.ESME_RTHROTTLED, _S.ESME_RMSGQFUL})
+
+#: Who gets a free window slot first when submits queue at the carrier's window.
+CATEGORY_PRIORITY: dict[Category, int] = {
+    Category.OTP: 2,
+    Category.TRANSACTIONAL: 1,
+    Category.MARKETING: 0,
+}
 _NOT_SENT_RETRIES = 3
 
 _STATE_STATUS: dict[int, ReceiptStatus] = {
@@ -220,7 +228,9 @@ class SmppClientConnector:
         self._bucket = (
             _TokenBucket(settings.throughput_per_second) if settings.throughput_per_second else None
         )
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Submits waiting for a window slot, best first: (-priority, arrival, future).
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
         self._state_waiters: list[asyncio.Future[None]] = []
         self._reference = secrets.randbelow(0x10000)
         self._reassembler = Reassembler(timeout=settings.mo_reassembly_timeout)
@@ -298,10 +308,12 @@ class SmppClientConnector:
                 f"{self.id}: no bound transmitter to the carrier", code="smpp_not_bound"
             )
         pdus = self._compose(message)
+        priority = CATEGORY_PRIORITY.get(message.category, 0)
         if len(pdus) == 1:
-            return SubmitResult(carrier_message_ids=(await self._submit_segment(pdus[0]),))
+            segment = await self._submit_segment(pdus[0], priority)
+            return SubmitResult(carrier_message_ids=(segment,))
         outcomes = await asyncio.gather(
-            *(self._submit_segment(pdu) for pdu in pdus), return_exceptions=True
+            *(self._submit_segment(pdu, priority) for pdu in pdus), return_exceptions=True
         )
         ids: list[str] = []
         errors: list[CarrierError] = []
@@ -367,13 +379,13 @@ class SmppClientConnector:
             for segment in text.segments
         ]
 
-    async def _submit_segment(self, pdu: Callable[[int], SubmitSm]) -> str:
+    async def _submit_segment(self, pdu: Callable[[int], SubmitSm], priority: int = 0) -> str:
         settings = self.settings
         loop = asyncio.get_running_loop()
         throttled_since: float | None = None
         not_sent = 0
         while True:
-            link = await self._acquire()
+            link = await self._acquire(priority)
             try:
                 if self._bucket is not None:
                     await self._bucket.take()
@@ -430,8 +442,12 @@ class SmppClientConnector:
                 settings.message_fault_statuses,
             )
 
-    async def _acquire(self) -> SmppLink:
-        """Reserve a window slot on the least busy bound transmitter, waiting if all are full."""
+    async def _acquire(self, priority: int = 0) -> SmppLink:
+        """Reserve a window slot on the least busy bound transmitter, waiting if all are full.
+
+        Waiters are served by ``priority`` (an OTP before queued marketing), then in arrival
+        order; a new submit does not take a free slot while a better one waits for it.
+        """
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         while True:
@@ -450,7 +466,7 @@ class SmppClientConnector:
                         best = link
                 elif link.paused_until > now and (wake is None or link.paused_until < wake):
                     wake = link.paused_until
-            if best is not None:
+            if best is not None and not self._better_waiting(priority):
                 best.busy += 1
                 return best
             if not bound:
@@ -466,7 +482,7 @@ class SmppClientConnector:
                 )
             until = deadline if wake is None else min(wake, deadline)
             waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(waiter)
+            heapq.heappush(self._waiters, (-priority, next(self._arrivals), waiter))
             woken = False
             try:
                 async with asyncio.timeout(max(until - now, 0.0)):
@@ -480,10 +496,17 @@ class SmppClientConnector:
                 elif not woken and not waiter.cancelled():
                     self._wake()  # we were handed a slot but leave: pass it on
 
+    def _better_waiting(self, priority: int) -> bool:
+        """Whether a submit of higher priority than ``priority`` waits for a slot."""
+        waiters = self._waiters
+        while waiters and waiters[0][2].done():  # cancelled or timed out: drop
+            heapq.heappop(waiters)
+        return bool(waiters) and -waiters[0][0] > priority
+
     def _wake(self, *, everyone: bool = False) -> None:
         waiters = self._waiters
         while waiters:
-            waiter = waiters.popleft()
+            _, _, waiter = heapq.heappop(waiters)
             if not waiter.done():
                 waiter.set_result(None)
                 if not everyone:
