@@ -40,8 +40,10 @@ e2e: $(STAMP)
 interop: $(STAMP)
 	$(BIN)/pytest -q tests/interop
 
+# Every scenario on SQLite and PostgreSQL (bench/suite.py --help); e.g. BENCH_ARGS=--quick.
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/suite.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) pigeon-data .mypy_cache .ruff_cache .pytest_cache

@@ -15,7 +15,8 @@ too): one SMPP transceiver to its sim, ``max-pending-submits 100``, ``msg-id-typ
 ``--kannel-store file``. Load: ``GET /cgi-bin/sendsms`` with ``dlr-mask=1`` (final success
 only) and a ``dlr-url`` pointing at a receiver in this process that counts callbacks.
 
-Pigeon: ``python -m pigeon serve`` on SQLite in a temporary data dir, a live bootstrap key, a
+Pigeon: ``python -m pigeon serve`` on SQLite in a temporary data dir (or ``--database-url``,
+an empty database), a live bootstrap key, a
 ``pigeon.toml`` with one ``[[connectors]]`` SMPP table to its sim (``--pigeon-binds`` x window
 100; default one bind, like Kannel's one transceiver with 100 pending submits) and a webhook
 endpoint for ``message.delivered`` registered with ``POST /v1/webhook-endpoints``, pointing at
@@ -25,22 +26,20 @@ The load generator is the same for both: a separate process with ``--concurrency
 keep-alive clients sending ``--messages`` requests in total, one at a time each. A phase is
 timed from the first request to the last event observed (sim counters are polled every 50 ms);
 each wait is bounded by ``--timeout``. Every process started here is stopped on the way out.
+``bench/suite.py`` (``make bench``) runs the two phases as its scenario c through
+:func:`side_by_side`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import multiprocessing
 import os
 import platform
 import queue as queues
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,51 +50,32 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+from harness import (
+    KEY,
+    SIM_PASSWORD,
+    SIM_USER,
+    SOURCE,
+    Processes,
+    Receiver,
+    Sim,
+    cpu_seconds,
+    free_port,
+    http_json,
+    http_ok,
+    percentiles,
+    rss_mb,
+    start_pigeon,
+)
 
-KEY = "pk_live_bench_0123456789abcdefghijklmnop"
 TEXT = "Your verification code is 123456"
-SIM_USER, SIM_PASSWORD = "pigeon", "secret"
 KANNEL_USER, KANNEL_PASSWORD = "bench", "benchpw"
 _PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
-BEARERBOX = shutil.which("bearerbox", path=_PATH)
-SMSBOX = shutil.which("smsbox", path=_PATH)
 TICK = 0.05
 
 
-SOURCE: list[str] = []
-"""``--pigeon-src``: a directory put first on PYTHONPATH of every pigeon child (if given)."""
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, **extra}
-    if SOURCE:
-        env["PYTHONPATH"] = os.pathsep.join([*SOURCE, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def http_ok(url: str) -> bool:
-    """Whether a GET of ``url`` answers 200 or 202 (False if it cannot be reached)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status in (200, 202)
-    except OSError:
-        return False
+def kannel_binaries() -> tuple[str | None, str | None]:
+    """Where ``bearerbox`` and ``smsbox`` are (``None`` when not installed)."""
+    return shutil.which("bearerbox", path=_PATH), shutil.which("smsbox", path=_PATH)
 
 
 def server_pid(pid: int, profiled: bool) -> int:
@@ -106,121 +86,13 @@ def server_pid(pid: int, profiled: bool) -> int:
     return int(children[0]) if children else pid
 
 
-def http_json(url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers or {})
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read() or b"null")
-
-
-@dataclass
-class Processes:
-    """Every child process started, stopped in reverse order whatever happens."""
-
-    started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-
-    def start(
-        self, name: str, argv: list[str], log: Path, **kwargs: Any
-    ) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kwargs)
-        self.started.append((name, process))
-        return process
-
-    inner: list[int] = field(default_factory=list)
-    """Processes under a wrapper (the server under py-spy): signalled first."""
-
-    def stop_all(self) -> None:
-        while self.inner:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.inner.pop(), signal.SIGTERM)
-        while self.started:
-            _, process = self.started.pop()
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
-
-
-class Sim:
-    """A ``pigeon smsc-sim`` process with its control port."""
-
-    def __init__(self, processes: Processes, tmp: Path, name: str, delay: float) -> None:
-        self.port, self.control = free_port(), free_port()
-        argv = [
-            *(sys.executable, "-m", "pigeon", "smsc-sim", "--port", str(self.port)),
-            *("--control-port", str(self.control), "--ids", "hex", "--window", "100"),
-            *("--receipt-delay", str(delay), "--default-outcome", "DELIVRD"),
-            *("--system-id", SIM_USER, "--password", SIM_PASSWORD),
-        ]
-        self.process = processes.start(name, argv, tmp / f"{name}.log", env=child_env())
-
-    def stats(self) -> dict[str, Any]:
-        return dict(http_json(f"http://127.0.0.1:{self.control}/stats"))
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                self.stats()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("smsc-sim did not start")
-
-    def open_binds(self) -> int:
-        return sum(1 for bind in self.stats()["binds"] if bind["open"])
-
-
-class Receiver:
-    """An aiohttp server in this process counting callbacks (Kannel DLRs, Pigeon webhooks)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.last = 0.0
-        self.runner: web.AppRunner | None = None
-        self.port = 0
-        self.arrived = asyncio.Event()
-
-    async def _hit(self, request: web.Request) -> web.Response:
-        if request.method == "POST":
-            event = json.loads(await request.read())
-            if event.get("type") != "message.delivered":
-                return web.Response(text="ignored")
-        self.count += 1
-        self.last = time.monotonic()
-        self.arrived.set()
-        return web.Response(text="ok")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._hit)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    async def first(self, timeout: float) -> None:
-        """Wait for one callback (the warm-up's), then reset the count."""
-        await asyncio.wait_for(self.arrived.wait(), timeout)
-        self.count = 0
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-
 # -- load generator (its own process) ------------------------------------------------------
 
 
 def _load(kind: str, url: str, messages: int, concurrency: int, extra: str, out: Any) -> None:
     """Send ``messages`` requests from ``concurrency`` keep-alive clients; report back."""
     shared = {"sent": 0, "accepted": 0, "errors": 0, "last": 0.0}
+    latencies: list[float] = []
 
     async def client() -> None:
         connector = aiohttp.TCPConnector(limit=1)
@@ -249,9 +121,12 @@ def _load(kind: str, url: str, messages: int, concurrency: int, extra: str, out:
                             json={"to": to, "body": TEXT},
                             headers={"Authorization": f"Bearer {KEY}"},
                         )
+                    sent = time.perf_counter()
                     async with request as reply:
                         await reply.read()
                         ok = reply.status in (200, 202)
+                    if ok:
+                        latencies.append(time.perf_counter() - sent)
                 except aiohttp.ClientError:
                     ok = False
                 if ok:
@@ -266,7 +141,7 @@ def _load(kind: str, url: str, messages: int, concurrency: int, extra: str, out:
         return started
 
     started = asyncio.run(main())
-    out.put((started, shared["last"], shared["accepted"], shared["errors"]))
+    out.put((started, shared["last"], shared["accepted"], shared["errors"], latencies))
 
 
 @dataclass
@@ -281,6 +156,9 @@ class Phase:
     callback_rate: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
     wall: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    rss_mb: dict[str, float] = field(default_factory=dict)
 
 
 async def measure(
@@ -340,7 +218,8 @@ async def measure(
         loader.join(timeout=10)
     if result is None:
         raise RuntimeError(f"{name}: the load generator did not finish in {args.timeout} s")
-    started, accept_last, phase.accepted, phase.errors = result
+    started, accept_last, phase.accepted, phase.errors, latencies = result
+    phase.p50_ms, phase.p99_ms = percentiles(latencies)
     if not phase.accepted:
         raise RuntimeError(f"{name}: no request was accepted ({phase.errors} errors)")
     phase.accept_rate = phase.accepted / max(accept_last - started, 1e-9)
@@ -351,6 +230,8 @@ async def measure(
     phase.wall = max(accept_last, submit_last, receiver.last) - started
     for label, pid in pids.items():
         phase.cpu[label] = cpu_seconds(pid) - cpu0[label]
+        if label not in ("load generator", "receiver (this process)"):
+            phase.rss_mb[label] = rss_mb(pid)
     return phase
 
 
@@ -411,7 +292,8 @@ omit-empty = true
 async def run_kannel(
     processes: Processes, tmp: Path, args: argparse.Namespace, receiver: Receiver
 ) -> Phase:
-    if BEARERBOX is None or SMSBOX is None:
+    bearerbox_path, smsbox_path = kannel_binaries()
+    if bearerbox_path is None or smsbox_path is None:
         raise RuntimeError("Kannel is not installed (apt-get install -y kannel)")
     sim = Sim(processes, tmp, "kannel-sim", args.receipt_delay)
     await asyncio.to_thread(sim.wait_ready)
@@ -419,10 +301,10 @@ async def run_kannel(
     config = tmp / "kannel.conf"
     config.write_text(kannel_config(tmp, sim, ports, args.kannel_store))
     bearerbox = processes.start(
-        "bearerbox", [BEARERBOX, "-v", "2", str(config)], tmp / "bearerbox.out"
+        "bearerbox", [bearerbox_path, "-v", "2", str(config)], tmp / "bearerbox.out"
     )
     await asyncio.sleep(0.5)  # smsbox connects to bearerbox, which must be listening
-    smsbox = processes.start("smsbox", [SMSBOX, "-v", "2", str(config)], tmp / "smsbox.out")
+    smsbox = processes.start("smsbox", [smsbox_path, "-v", "2", str(config)], tmp / "smsbox.out")
     sendsms = f"http://127.0.0.1:{ports['sendsms']}/cgi-bin/sendsms"
     dlr_url = f"http://127.0.0.1:{receiver.port}/dlr?status=%d"
     # Ready: the sim sees the bind and one message goes all the way to its DLR.
@@ -462,41 +344,15 @@ async def run_pigeon(
 ) -> Phase:
     sim = Sim(processes, tmp, "pigeon-sim", args.receipt_delay)
     await asyncio.to_thread(sim.wait_ready)
-    config = tmp / "pigeon.toml"
-    config.write_text(
-        '[[connectors]]\nid = "sim"\ntype = "smpp"\nhost = "127.0.0.1"\n'
-        f'port = {sim.port}\nsystem_id = "{SIM_USER}"\npassword = "{SIM_PASSWORD}"\n'
-        f'bind_mode = "trx"\nbinds = {args.pigeon_binds}\nwindow = 100\n'
+    pigeon = await start_pigeon(
+        processes,
+        tmp,
+        sim,
+        database_url=getattr(args, "database_url", None),
+        binds=args.pigeon_binds,
+        profile=args.profile,
     )
-    http_port = free_port()
-    env = child_env(
-        PIGEON_CONFIG=str(config),
-        PIGEON_DATA_DIR=str(tmp / "pigeon-data"),
-        PIGEON_HTTP_PORT=str(http_port),
-        PIGEON_SMPP_PORT=str(free_port()),
-        PIGEON_BOOTSTRAP_API_KEY=KEY,
-        PIGEON_LOG_LEVEL="WARNING",
-    )
-    argv = [sys.executable, "-m", "pigeon", "serve"]
-    if args.profile:
-        argv = [
-            str(Path(sys.executable).with_name("py-spy")),
-            *("record", "--rate", "50", "--idle", "--threads", "--format", "raw"),
-            *("-o", args.profile, "--", *argv),
-        ]
-    server = processes.start("pigeon serve", argv, tmp / "pigeon.out", env=env)
-    base = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if await asyncio.to_thread(http_ok, f"{base}/readyz"):
-            try:
-                if await asyncio.to_thread(sim.open_binds) >= args.pigeon_binds:
-                    break
-            except OSError:
-                pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            raise RuntimeError(f"pigeon serve did not get ready; see {tmp / 'pigeon.out'}")
-        await asyncio.sleep(0.2)
+    server, base = pigeon.process, pigeon.base
     auth = {"Authorization": f"Bearer {KEY}"}
     await asyncio.to_thread(
         http_json,
@@ -509,7 +365,15 @@ async def run_pigeon(
     await asyncio.to_thread(
         http_json, f"{base}/v1/messages", {"to": "+14155550100", "body": "warm-up"}, auth
     )
-    await receiver.first(60)
+    try:
+        await receiver.first(60)
+    except TimeoutError:
+        log = (tmp / "pigeon.out").read_text(errors="replace")[-2000:]
+        stats = await asyncio.to_thread(sim.stats)
+        raise RuntimeError(
+            f"the warm-up message got no webhook in 60 s (sim: {stats['submits_received']} "
+            f"submits, {stats['receipts_sent']} receipts); pigeon serve said:\n{log}"
+        ) from None
     pid = await asyncio.to_thread(server_pid, server.pid, bool(args.profile))
     if pid != server.pid:
         processes.inner.append(pid)
@@ -543,7 +407,7 @@ def report(kannel: Phase, pigeon: Phase, args: argparse.Namespace) -> str:
     ]
     for phase, setup in (
         (kannel, f"1 trx, max-pending-submits 100, store {args.kannel_store}"),
-        (pigeon, f"SQLite, {binds}"),
+        (pigeon, f"{'PostgreSQL' if args.database_url else 'SQLite'}, {binds}"),
     ):
         rows.append(
             f"| {phase.name} ({setup}) | {phase.accept_rate:,.0f} | {phase.submit_rate:,.0f} "
@@ -574,21 +438,27 @@ def report(kannel: Phase, pigeon: Phase, args: argparse.Namespace) -> str:
     )
 
 
-async def run(args: argparse.Namespace) -> str:
+async def side_by_side(
+    args: argparse.Namespace, *, kannel: bool = True, pigeon: bool = True
+) -> tuple[Phase | None, Phase | None]:
+    """Measure Kannel, then Pigeon (each when asked), one after the other; stop everything."""
     processes = Processes()
     receiver = Receiver()
     await receiver.start()
+    kannel_phase = pigeon_phase = None
     try:
         with tempfile.TemporaryDirectory(prefix="pigeon-vs-kannel-") as name:
             tmp = Path(name)
             (tmp / "kannel").mkdir()
             (tmp / "pigeon").mkdir()
             try:
-                print("Kannel phase...", flush=True)
-                kannel = await run_kannel(processes, tmp / "kannel", args, receiver)
-                processes.stop_all()
-                print("Pigeon phase...", flush=True)
-                pigeon = await run_pigeon(processes, tmp / "pigeon", args, receiver)
+                if kannel:
+                    print("Kannel phase...", flush=True)
+                    kannel_phase = await run_kannel(processes, tmp / "kannel", args, receiver)
+                    processes.stop_all()
+                if pigeon:
+                    print("Pigeon phase...", flush=True)
+                    pigeon_phase = await run_pigeon(processes, tmp / "pigeon", args, receiver)
             except BaseException:
                 if args.keep_logs:
                     shutil.copytree(tmp, args.keep_logs, dirs_exist_ok=True)
@@ -600,6 +470,13 @@ async def run(args: argparse.Namespace) -> str:
     finally:
         processes.stop_all()
         await receiver.stop()
+    return kannel_phase, pigeon_phase
+
+
+async def run(args: argparse.Namespace) -> str:
+    kannel, pigeon = await side_by_side(args)
+    assert kannel is not None
+    assert pigeon is not None
     return report(kannel, pigeon, args)
 
 
@@ -619,6 +496,9 @@ def main() -> None:
         "--profile", metavar="FILE", help="py-spy record pigeon serve (collapsed stacks, idle too)"
     )
     parser.add_argument("--keep-logs", metavar="DIR", help="copy configs and logs to DIR")
+    parser.add_argument(
+        "--database-url", metavar="URL", help="Pigeon on this (empty) database, e.g. PostgreSQL"
+    )
     args = parser.parse_args()
     if args.pigeon_src:
         SOURCE.append(str(Path(args.pigeon_src).resolve()))

@@ -6,6 +6,9 @@ prints the figures as Markdown rows for ``docs/benchmarks.md``.
 
     .venv/bin/python bench/run.py [--seconds 15] [--concurrency 64] [--messages 5000]
 
+``bench/suite.py`` (``make bench``) runs :func:`accept` as its scenario a, on SQLite and
+PostgreSQL, followed by an open-loop load at a fixed rate (:func:`paced`).
+
 Scenarios:
   accept  N concurrent clients post single messages for --seconds; accepted msg/s and latency
           percentiles. Workers are off, so this is the durable accept path alone.
@@ -22,8 +25,6 @@ import os
 import platform
 import signal
 import socket
-import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from harness import count_messages, percentiles, rss_mb
 
 KEY = "pk_live_bench_0123456789abcdefghijklmnop"
 BODY = {"to": "+14155550100", "body": "Your verification code is 123456"}
@@ -47,9 +49,17 @@ def free_port() -> int:
 class Server:
     """``pigeon serve`` in a child process."""
 
-    def __init__(self, data_dir: Path, *, workers: bool, receipt_delay: float) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        workers: bool,
+        receipt_delay: float,
+        database_url: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
+        self.database_url = database_url or f"sqlite:///{data_dir / 'pigeon.db'}"
         self.env = {
             **os.environ,
             "PIGEON_DATA_DIR": str(data_dir),
@@ -59,7 +69,12 @@ class Server:
             "PIGEON_RUN_WORKERS": "true" if workers else "false",
             "PIGEON_SIMULATOR_RECEIPT_DELAY": str(receipt_delay),
             "PIGEON_LOG_LEVEL": "WARNING",
+            "PIGEON_CONFIG": str(data_dir / "none.toml"),
         }
+        if database_url:
+            self.env["PIGEON_DATABASE_URL"] = database_url
+        else:
+            self.env.pop("PIGEON_DATABASE_URL", None)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,6 +82,8 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Server:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "none.toml").write_text("")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pigeon", "serve"],
             env=self.env,
@@ -93,16 +110,10 @@ class Server:
 
     def rss_mb(self) -> float:
         assert self.process is not None
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return rss_mb(self.process.pid)
 
     def count(self, status: str) -> int:
-        with sqlite3.connect(self.data_dir / "pigeon.db", timeout=30) as db:
-            row = db.execute("SELECT count(*) FROM messages WHERE status = ?", (status,)).fetchone()
-        return int(row[0])
+        return count_messages(self.database_url, status)
 
 
 async def _client(url: str, deadline: float, limit: int | None, shared: dict[str, Any]) -> None:
@@ -142,25 +153,97 @@ def drive(url: str, seconds: float, concurrency: int, limit: int | None = None) 
     process.start()
     elapsed, latencies, errors = queue.get()
     process.join()
-    latencies.sort()
-    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 100 else [0.0] * 99
+    p50, p99 = percentiles(latencies)
     return {
         "accepted": len(latencies),
         "errors": errors,
         "elapsed": elapsed,
         "rate": len(latencies) / elapsed,
-        "p50_ms": quantiles[49] * 1000,
-        "p99_ms": quantiles[98] * 1000,
+        "p50_ms": p50,
+        "p99_ms": p99,
     }
 
 
-def accept_scenario(seconds: float, concurrency: int) -> str:
+def _paced_load(url: str, rate: float, seconds: float, out: Any) -> None:
+    """Load-generator process body: one POST every ``1/rate`` s (open loop), report back."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        headers = {"Authorization": f"Bearer {KEY}"}
+        try:
+            async with session.post(f"{url}/v1/messages", json=BODY, headers=headers) as reply:
+                await reply.read()
+                ok = reply.status == 202
+        except aiohttp.ClientError:
+            ok = False
+        if ok:
+            latencies.append(time.perf_counter() - started)
+        else:
+            errors += 1
+
+    async def main() -> float:
+        connector = aiohttp.TCPConnector(limit=512)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            started = time.monotonic()
+            tasks = []
+            for n in range(int(rate * seconds)):
+                await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+                tasks.append(asyncio.create_task(one(session)))
+            await asyncio.gather(*tasks)
+            return time.monotonic() - started
+
+    elapsed = asyncio.run(main())
+    out.put((elapsed, latencies, errors))
+
+
+def paced(url: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Offer ``rate`` requests/s for ``seconds`` (open loop, from another process); the
+    achieved rate, errors and latency percentiles."""
+    queue: Any = multiprocessing.Queue()
+    process = multiprocessing.Process(target=_paced_load, args=(url, rate, seconds, queue))
+    process.start()
+    elapsed, latencies, errors = queue.get()
+    process.join()
+    p50, p99 = percentiles(latencies)
+    return {
+        "offered_per_s": rate,
+        "accepted": len(latencies),
+        "errors": errors,
+        "rate": len(latencies) / elapsed,
+        "p50_ms": p50,
+        "p99_ms": p99,
+    }
+
+
+def accept(
+    seconds: float,
+    concurrency: int,
+    database_url: str | None = None,
+    offered_rate: float = 0.0,
+) -> dict[str, Any]:
+    """Scenario a: ``concurrency`` clients post single messages for ``seconds`` to a gateway
+    with its workers off; the figures of ``drive`` plus ``rss_mb``, the gateway's peak RSS,
+    and with an ``offered_rate``, ``paced``: the figures of ``paced`` at that rate."""
     with (
         tempfile.TemporaryDirectory() as tmp,
-        Server(Path(tmp), workers=False, receipt_delay=0.1) as server,
+        Server(
+            Path(tmp) / "data", workers=False, receipt_delay=0.1, database_url=database_url
+        ) as server,
     ):
+        drive(server.url, 2, min(concurrency, 8))  # warm-up
         result = drive(server.url, seconds, concurrency)
-        rss = server.rss_mb()
+        if offered_rate:
+            result["paced"] = paced(server.url, offered_rate, seconds)
+        result["rss_mb"] = server.rss_mb()
+    return result
+
+
+def accept_scenario(seconds: float, concurrency: int) -> str:
+    result = accept(seconds, concurrency)
+    rss = result["rss_mb"]
     return (
         f"| REST accept, SQLite, workers off | {concurrency} clients, {seconds:.0f} s | "
         f"{result['rate']:,.0f} msg/s | {result['p50_ms']:.1f} ms | {result['p99_ms']:.1f} ms | "
@@ -171,7 +254,7 @@ def accept_scenario(seconds: float, concurrency: int) -> str:
 def e2e_scenario(messages: int, concurrency: int) -> str:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        Server(Path(tmp), workers=True, receipt_delay=0.1) as server,
+        Server(Path(tmp) / "data", workers=True, receipt_delay=0.1) as server,
     ):
         started = time.monotonic()
         result = drive(server.url, 600, concurrency, limit=messages)

@@ -131,7 +131,7 @@ async def run(args: argparse.Namespace) -> float:
             await process.wait()
     if args.receipts:
         print(f"receipts handed to the sink during the run: {receipts}")
-    return args.count / elapsed
+    return float(args.count) / elapsed
 
 
 def main() -> None:

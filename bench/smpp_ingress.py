@@ -20,14 +20,15 @@ import asyncio
 import os
 import platform
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+from harness import free_port, percentiles, rss_mb
 
 from pigeon.domain.encoding import encode_gsm7
 from pigeon.smpp.codec import PduDecoder, encode
@@ -37,12 +38,6 @@ from pigeon.smpp.pdu import BindTransmitter, Pdu, SubmitSm, Unbind
 SYSTEM_ID = "bench"
 PASSWORD = "bench123"  # noqa: S105 - a throwaway account in a throwaway database
 WARMUP = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Gateway:
@@ -61,6 +56,8 @@ class Gateway:
         }
         if database_url:
             self.env["PIGEON_DATABASE_URL"] = database_url
+        else:
+            self.env.pop("PIGEON_DATABASE_URL", None)
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Gateway:
@@ -113,10 +110,7 @@ class Gateway:
 
     def rss_mb(self) -> float:
         assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return rss_mb(self.process.pid)
 
 
 class Bind:
@@ -196,6 +190,30 @@ async def load(port: int, binds: int, window: int, seconds: float) -> list[Bind]
     return sessions
 
 
+def ingress(
+    seconds: float, binds: int = 1, window: int = 100, database_url: str | None = None
+) -> dict[str, Any]:
+    """Scenario b: ``binds`` transmitters keep ``window`` submit_sm in flight for ``seconds``
+    (after a warm-up); submit_sm_resp OK per second, latency percentiles, peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp, Gateway(Path(tmp), database_url) as gateway:
+        sessions = asyncio.run(load(gateway.smpp_port, binds, window, seconds))
+        rss = gateway.rss_mb()
+    ok = sum(s.ok for s in sessions)
+    refused: dict[int, int] = {}
+    for session in sessions:
+        for status, count in session.refused.items():
+            refused[status] = refused.get(status, 0) + count
+    p50, p99 = percentiles([latency for s in sessions for latency in s.latencies])
+    return {
+        "ok": ok,
+        "rate": ok / seconds,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "refused": {f"0x{k:08X}": v for k, v in refused.items()},
+        "rss_mb": rss,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0)
@@ -203,24 +221,14 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, Gateway(Path(tmp), args.database_url) as gateway:
-        sessions = asyncio.run(load(gateway.smpp_port, args.binds, args.window, args.seconds))
-        rss = gateway.rss_mb()
-    ok = sum(s.ok for s in sessions)
-    refused: dict[int, int] = {}
-    for session in sessions:
-        for status, count in session.refused.items():
-            refused[status] = refused.get(status, 0) + count
-    latencies = sorted(latency for s in sessions for latency in s.latencies)
-    p50 = statistics.median(latencies) * 1000 if latencies else 0.0
-    p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0
+    result = ingress(args.seconds, args.binds, args.window, args.database_url)
     engine = "PostgreSQL" if args.database_url else "SQLite"
     print(f"# {platform.python_implementation()} {platform.python_version()}, {engine}")
     print("| binds x window | submit_sm_resp OK/s | p50 | p99 | refused | peak RSS |")
     print("|---|---|---|---|---|---|")
     print(
-        f"| {args.binds} x {args.window} | {ok / args.seconds:,.0f} | {p50:.1f} ms"
-        f" | {p99:.1f} ms | {refused or 0} | {rss:.0f} MB |"
+        f"| {args.binds} x {args.window} | {result['rate']:,.0f} | {result['p50_ms']:.1f} ms"
+        f" | {result['p99_ms']:.1f} ms | {result['refused'] or 0} | {result['rss_mb']:.0f} MB |"
     )
 
 

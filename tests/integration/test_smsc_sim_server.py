@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,7 +17,7 @@ import smpplib.exceptions
 from pigeon.smpp import tlv
 from pigeon.smpp.codec import PduDecoder, encode
 from pigeon.smpp.constants import CommandStatus, DataCoding
-from pigeon.smpp.pdu import BindTransmitter, DataSm, DataSmResp, Pdu
+from pigeon.smpp.pdu import BindTransmitter, DataSm, DataSmResp, Pdu, SubmitSm
 from pigeon.smsc_sim import (
     Faults,
     SmscSimConfig,
@@ -251,3 +252,47 @@ async def test_data_sm_is_answered_with_an_id_and_recorded(sim: SmscSimulator) -
         (answer.message_id,),
         "payload",
     )
+
+
+async def test_received_lists_messages_with_arrival_times_from_an_index(
+    sim: SmscSimulator,
+) -> None:
+    """GET /received pages through messages from ``since``, filters by text, times each."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    decoder = PduDecoder()
+    before = time.monotonic()
+    try:
+        writer.write(
+            encode(BindTransmitter(sequence_number=1, system_id="pigeon", password="secret"))
+        )
+        for number, text in enumerate(["promo 1", "code 111", "promo 2", "code 222"], 2):
+            writer.write(
+                encode(
+                    SubmitSm(
+                        sequence_number=number,
+                        source_addr="Pigeon",
+                        destination_addr="447700900123",
+                        short_message=text.encode(),
+                    )
+                )
+            )
+        answered = 0
+        while answered < 5:
+            answered += len(decoder.feed(await reader.read(4096)))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    after = time.monotonic()
+    assert sim.control_port is not None
+    status, page = await http(sim.control_port, "GET", "/received?since=1&match=code")
+    assert status == 200
+    assert isinstance(page, dict)
+    assert (page["total"], page["next"]) == (4, 4)
+    assert [(m["index"], m["text"]) for m in page["messages"]] == [(1, "code 111"), (3, "code 222")]
+    assert all(before <= m["monotonic"] <= after for m in page["messages"])
+    assert all(abs(m["wall"] - time.time()) < 60 for m in page["messages"])
+    status, page = await http(sim.control_port, "GET", "/received?limit=2")
+    assert isinstance(page, dict)
+    assert (page["next"], [m["text"] for m in page["messages"]]) == (2, ["promo 1", "code 111"])
+    status, _ = await http(sim.control_port, "GET", "/received?since=x")
+    assert status == 400

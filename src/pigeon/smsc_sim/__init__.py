@@ -37,7 +37,8 @@ calls :func:`main`; :func:`build_config_from_args` turns the flags into a config
     seed of the outcome draws.
 ``--control-port N``
     serve the HTTP control endpoint on 127.0.0.1:N (``GET /stats``, ``GET /messages``,
-    ``POST /mo``; see :mod:`pigeon.smsc_sim.control`).
+    ``GET /received?since=N`` with arrival times, ``POST /mo``; see
+    :mod:`pigeon.smsc_sim.control`).
 ``--fault SPEC`` (repeatable)
     ``throttle:RATE`` (ESME_RTHROTTLED beyond RATE submits/s), ``queue-full:N`` (every N-th
     submit ESME_RMSGQFUL), ``no-response:N`` (every N-th submit never answered),

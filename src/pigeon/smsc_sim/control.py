@@ -4,6 +4,11 @@ Routes (JSON in and out, one request per connection):
 
 * ``GET /stats``: the counters (submits, receipts, MO, binds with their in-flight maxima);
 * ``GET /messages``: the last 1,000 messages received, reassembled;
+* ``GET /received?since=N&limit=M&match=TEXT``: messages received from index ``N`` on (0 is
+  the first message since start), at most ``M`` (default 10,000), only those whose text
+  contains ``TEXT`` when given; each with its ``index`` and when it arrived (``monotonic``:
+  ``time.monotonic()`` of the host, comparable across processes; ``wall``: Unix time).
+  Answers ``{"total": ..., "next": ..., "messages": [...]}``: ask again with ``since=next``;
 * ``POST /mo`` with ``{"source": "+447700900123", "destination": "12345", "text": "hi",
   "concat": "udh8"}``: inject a mobile-originated message; answers ``{"parts": n}``.
 
@@ -17,14 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pigeon.smsc_sim.server import SmscSimulator
 
-__all__ = ["start_control", "stats_document"]
+__all__ = ["received_document", "start_control", "stats_document"]
 
 _MAX_BODY = 64 * 1024
+_RECEIVED_LIMIT = 10_000
 _REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 504: "Timeout"}
 
 
@@ -64,7 +71,51 @@ def stats_document(sim: SmscSimulator) -> dict[str, Any]:
     }
 
 
-async def _route(sim: SmscSimulator, method: str, path: str, body: bytes) -> tuple[int, Any]:
+def received_document(
+    sim: SmscSimulator, since: int = 0, limit: int = _RECEIVED_LIMIT, match: str = ""
+) -> dict[str, Any]:
+    """Messages received from index ``since`` on (at most ``limit`` scanned), with their
+    arrival times; only those whose text contains ``match`` when it is not empty."""
+    messages = sim.messages
+    total = len(messages)
+    start = max(0, min(since, total))
+    end = min(total, start + max(0, limit))
+    found = []
+    for index in range(start, end):
+        m = messages[index]
+        if match and match not in m.text:
+            continue
+        found.append(
+            {
+                "index": index,
+                "source": m.source,
+                "destination": m.destination,
+                "text": m.text,
+                "message_ids": list(m.message_ids),
+                "monotonic": m.received_at,
+                "wall": m.received_wall,
+            }
+        )
+    return {"total": total, "next": end, "messages": found}
+
+
+def _query_int(query: dict[str, list[str]], name: str, default: int) -> int:
+    values = query.get(name)
+    return int(values[0]) if values else default
+
+
+async def _route(
+    sim: SmscSimulator, method: str, path: str, body: bytes, query: str = ""
+) -> tuple[int, Any]:
+    if method == "GET" and path == "/received":
+        try:
+            params = urllib.parse.parse_qs(query)
+            since = _query_int(params, "since", 0)
+            limit = _query_int(params, "limit", _RECEIVED_LIMIT)
+        except ValueError as exc:
+            return 400, {"error": f"bad request: {exc}"}
+        match = params.get("match", [""])[0]
+        return 200, received_document(sim, since, limit, match)
     if method == "GET" and path == "/stats":
         return 200, stats_document(sim)
     if method == "GET" and path == "/messages":
@@ -108,7 +159,8 @@ async def _serve(
             if name.strip().lower() == "content-length":
                 length = min(int(value.strip() or "0"), _MAX_BODY)
         body = await asyncio.wait_for(reader.readexactly(length), 10.0) if length else b""
-        status, document = await _route(sim, method.upper(), path.split("?")[0], body)
+        target, _, query = path.partition("?")
+        status, document = await _route(sim, method.upper(), target, body, query)
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
         status, document = 400, {"error": "bad request"}
     payload = json.dumps(document).encode()

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import random
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -143,6 +144,10 @@ class ReceivedMessage:
     data_coding: int
     message_ids: tuple[str, ...]
     concat: str  # "none", "udh8", "udh16", "sar" or "payload"
+    #: When the (last part of the) message arrived: the event loop's clock, which is
+    #: ``time.monotonic()`` (one clock for every process of the host), and the wall clock.
+    received_at: float = 0.0
+    received_wall: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -655,6 +660,8 @@ class SmscSimulator:
                     pdu.data_coding,
                     (message_id,),
                     concat,
+                    now,
+                    time.time(),
                 )
             )
             return
@@ -676,6 +683,8 @@ class SmscSimulator:
                 pdu.data_coding,
                 tuple(self._part_ids.pop(key, [])),
                 concat,
+                now,
+                time.time(),
             )
         )
         self._bump()

@@ -1,0 +1,508 @@
+"""``make bench``: every benchmark scenario, on SQLite and PostgreSQL, everything on loopback.
+
+    .venv/bin/python bench/suite.py                       # what `make bench` runs
+    .venv/bin/python bench/suite.py --quick               # small counts, a few minutes
+    .venv/bin/python bench/suite.py --scenarios a,c --databases sqlite --no-kannel
+
+Scenarios (each on every ``--databases`` entry, PostgreSQL on a new database per scenario,
+``pigeon_bench_*`` on the local server, dropped afterwards):
+
+  a  REST accept (``bench/run.py``): ``--concurrency`` clients post single messages for
+     ``--seconds`` to ``pigeon serve`` with its workers off; then an open-loop load offering
+     ``--offered-rate`` messages/s for as long (the issue's "p99 at 1,000 msg/s").
+  b  SMPP server ingress (``bench/smpp_ingress.py``): one transmitter bind keeping 100
+     submit_sm in flight for ``--seconds``; each submit_sm_resp follows the durable accept.
+  c  end to end (``bench/kannel_side_by_side.py``): ``--messages`` REST messages -> dispatch
+     -> SMPP to ``pigeon smsc-sim`` -> receipt -> signed webhook to a local receiver, counting
+     delivered webhooks; and once per run the same through Kannel 1.4.5 (bearerbox + smsbox,
+     sendsms, DLRs to an HTTP dlr-url) against its own smsc-sim, for the ratio Pigeon/Kannel.
+  d  OTP latency (``bench/latency.py otp``): POST (category otp) -> submit_sm at the carrier
+     while a ``--backlog`` of queued marketing messages drains on the same route.
+  e  store growth (``bench/latency.py store``): accept and dispatch figures on an empty store
+     and on one seeded with ``--store-size`` messages; the ratios large / empty.
+
+Each scenario gives one row: messages, seconds, msg/s, p50/p99 latency (ms) and the peak RSS
+of the gateway process (``VmHWM``); details under ``extra``. The table is printed at the end
+and everything (machine, command, configuration, rows, Kannel, distance to the issue's
+targets) is written as JSON to ``--output``. Exit status 1 when a scenario failed or moved
+no message. Kannel is installed with apt-get when missing (as root, else ``sudo -n``); when
+that is not possible its column says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kannel_side_by_side
+import latency
+import run as rest
+import smpp_ingress
+from harness import (
+    Result,
+    fresh_database,
+    machine_info,
+    postgres_available,
+    scratch,
+)
+
+SCENARIOS = ("a", "b", "c", "d", "e")
+DATABASES = ("sqlite", "postgresql")
+FULL = {
+    "seconds": 15.0,
+    "concurrency": 64,
+    "offered_rate": 1000.0,
+    "messages": 5000,
+    "backlog": 100_000,
+    "otps": 300,
+    "otp_rate": 20.0,
+    "store_size": 1_000_000,
+    "store_messages": 3000,
+}
+QUICK = {
+    "seconds": 3.0,
+    "concurrency": 32,
+    "offered_rate": 500.0,
+    "messages": 500,
+    "backlog": 20_000,
+    "otps": 40,
+    "otp_rate": 20.0,
+    "store_size": 20_000,
+    "store_messages": 300,
+}
+
+
+def ensure_kannel() -> str:
+    """Empty when bearerbox and smsbox are there (installing them if need be), else why not."""
+    if all(kannel_side_by_side.kannel_binaries()):
+        return ""
+    install = ["apt-get", "install", "-y", "kannel"]
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            return "Kannel is not installed, and not root and no sudo to install it"
+        install = ["sudo", "-n", *install]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        for attempt in range(2):
+            if attempt:  # the package lists may be stale or missing: refresh them once
+                print(f"refreshing package lists: {' '.join(install[:-3])} update", flush=True)
+                subprocess.run([*install[:-3], "update"], capture_output=True, env=env, timeout=600)
+            print(f"installing Kannel: {' '.join(install)}", flush=True)
+            done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
+            if done.returncode == 0:
+                break
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"could not install Kannel: {exc}"
+    if done.returncode != 0 or not all(kannel_side_by_side.kannel_binaries()):
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+        return f"could not install Kannel ({' '.join(install)}: exit {done.returncode}: {tail[0]})"
+    return ""
+
+
+def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argparse.Namespace:
+    return argparse.Namespace(
+        messages=config["messages"],
+        concurrency=config["concurrency"],
+        receipt_delay=0.1,
+        pigeon_binds=1,
+        kannel_store="none",
+        timeout=max(120.0, config["messages"] / 20),
+        stall=20.0,
+        profile=None,
+        keep_logs=None,
+        database_url=database_url,
+    )
+
+
+def _phase_extra(phase: kannel_side_by_side.Phase) -> dict[str, Any]:
+    return {
+        "accepted": phase.accepted,
+        "accepted_per_s": round(phase.accept_rate, 1),
+        "submits": phase.submits,
+        "submitted_per_s": round(phase.submit_rate, 1),
+        "callbacks": phase.callbacks,
+        "callbacks_per_s": round(phase.callback_rate, 1),
+        "accept_p50_ms": round(phase.p50_ms, 2),
+        "accept_p99_ms": round(phase.p99_ms, 2),
+        "rss_mb": {k: round(v, 1) for k, v in phase.rss_mb.items()},
+        "cpu_share": {k: round(v / max(phase.wall, 1e-9), 2) for k, v in phase.cpu.items()},
+        "rate_is": "delivered callbacks/s; p50/p99: accept (HTTP request) latency",
+    }
+
+
+def _phase_result(
+    phase: kannel_side_by_side.Phase, database: str, gateway_processes: tuple[str, ...]
+) -> Result:
+    return Result(
+        scenario="c",
+        name=f"end to end, {phase.name}",
+        database=database,
+        messages=phase.callbacks,
+        seconds=phase.wall,
+        rate=phase.callback_rate,
+        p50_ms=phase.p50_ms,
+        p99_ms=phase.p99_ms,
+        peak_rss_mb=sum(phase.rss_mb.get(name, 0.0) for name in gateway_processes),
+        errors=phase.errors + max(0, phase.accepted - phase.callbacks),
+        extra=_phase_extra(phase),
+    )
+
+
+def run_kannel(config: dict[str, Any]) -> Result:
+    """The Kannel half of scenario c (once per run)."""
+    why = ensure_kannel()
+    if why:
+        return Result("c", "end to end, Kannel 1.4.5", "-", skipped=why)
+    args = _side_by_side_args(config, None)
+    kannel, _ = asyncio.run(kannel_side_by_side.side_by_side(args, pigeon=False))
+    assert kannel is not None
+    return _phase_result(kannel, "-", ("bearerbox", "smsbox"))
+
+
+def scenario_a(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:
+    figures = rest.accept(config["seconds"], config["concurrency"], url, config["offered_rate"])
+    paced = figures.get("paced", {})
+    return [
+        Result(
+            scenario="a",
+            name=f"REST accept, {config['concurrency']} clients, workers off",
+            database=database,
+            messages=figures["accepted"],
+            seconds=figures["elapsed"],
+            rate=figures["rate"],
+            p50_ms=figures["p50_ms"],
+            p99_ms=figures["p99_ms"],
+            peak_rss_mb=figures["rss_mb"],
+            errors=figures["errors"],
+            extra={
+                "paced_offered_per_s": paced.get("offered_per_s"),
+                "paced_accepted_per_s": round(paced.get("rate", 0.0), 1),
+                "paced_p50_ms": round(paced.get("p50_ms", 0.0), 2),
+                "paced_p99_ms": round(paced.get("p99_ms", 0.0), 2),
+                "paced_errors": paced.get("errors"),
+            },
+        )
+    ]
+
+
+def scenario_b(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:
+    figures = smpp_ingress.ingress(config["seconds"], 1, 100, url)
+    return [
+        Result(
+            scenario="b",
+            name="SMPP ingress, 1 bind x window 100, workers off",
+            database=database,
+            messages=figures["ok"],
+            seconds=config["seconds"],
+            rate=figures["rate"],
+            p50_ms=figures["p50_ms"],
+            p99_ms=figures["p99_ms"],
+            peak_rss_mb=figures["rss_mb"],
+            errors=sum(figures["refused"].values()),
+            extra={"refused": figures["refused"]},
+        )
+    ]
+
+
+def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:
+    args = _side_by_side_args(config, url)
+    _, pigeon = asyncio.run(kannel_side_by_side.side_by_side(args, kannel=False))
+    assert pigeon is not None
+    return [_phase_result(pigeon, database, ("pigeon serve",))]
+
+
+def scenario_d(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:
+    backlog = latency.otp_behind_backlog(
+        url, tmp, backlog=config["backlog"], otps=config["otps"], otp_rate=config["otp_rate"]
+    )
+    return [asyncio.run(backlog)]
+
+
+def scenario_e(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:
+    def fresh() -> Any:
+        return fresh_database(database, tmp)
+
+    growth = latency.store_growth(
+        url,
+        tmp,
+        fresh,
+        store_size=config["store_size"],
+        messages=config["store_messages"],
+        concurrency=32,
+    )
+    return asyncio.run(growth)
+
+
+RUNNERS: dict[str, Callable[[dict[str, Any], str | None, str, Path], list[Result]]] = {
+    "a": scenario_a,
+    "b": scenario_b,
+    "c": scenario_c,
+    "d": scenario_d,
+    "e": scenario_e,
+}
+
+
+def _ratio(pigeon: float, kannel: float) -> float | None:
+    return round(pigeon / kannel, 3) if kannel else None
+
+
+def kannel_ratios(results: list[Result], kannel: Result | None) -> dict[str, Any]:
+    """Pigeon/Kannel for accepted/s, submitted-to-carrier/s and receipt callbacks/s."""
+    if kannel is None or kannel.skipped:
+        return {"skipped": kannel.skipped if kannel else "scenario c not run"}
+    ratios: dict[str, Any] = {}
+    for result in results:
+        if result.scenario != "c" or result.skipped or result.database == "-":
+            continue
+        if result.extra.get("failed"):
+            continue
+        ratios[result.database] = {
+            key: _ratio(result.extra.get(key, 0.0), kannel.extra.get(key, 0.0))
+            for key in ("accepted_per_s", "submitted_per_s", "callbacks_per_s")
+        }
+        result.extra["ratio_to_kannel"] = ratios[result.database]
+    return ratios
+
+
+def targets(results: list[Result], ratios: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each of the issue's targets: what was measured, per database, and whether it is met."""
+    found: list[dict[str, Any]] = []
+
+    def add(target: str, database: str, measured: str, met: bool | None) -> None:
+        found.append({"target": target, "database": database, "measured": measured, "met": met})
+
+    for database, ratio in ratios.items():
+        if isinstance(ratio, dict):
+            value = ratio.get("callbacks_per_s") or 0.0
+            add("end to end >= 2x Kannel (receipt callbacks/s)", database, f"{value}x", value >= 2)
+    for result in results:
+        if result.skipped or result.extra.get("failed"):
+            continue
+        if result.scenario == "a":
+            p99 = result.extra.get("paced_p99_ms") or 0.0
+            achieved = result.extra.get("paced_accepted_per_s") or 0.0
+            offered = result.extra.get("paced_offered_per_s") or 0.0
+            add(
+                f"REST accept p99 < 50 ms at 1,000 msg/s (offered {offered:,.0f}/s)",
+                result.database,
+                f"p99 {p99:,.1f} ms at {achieved:,.0f} accepted/s",
+                (achieved >= 0.98 * offered and p99 < 50) if offered >= 1000 else None,
+            )
+        elif result.scenario == "d":
+            add(
+                "OTP submit p99 < 100 ms behind the backlog",
+                result.database,
+                f"p99 {result.p99_ms:,.1f} ms (backlog {result.extra.get('backlog'):,})",
+                result.p99_ms < 100 and not result.errors,
+            )
+        elif result.scenario == "e" and "dispatch_p99_ms_ratio" in result.extra:
+            extra = result.extra
+            keys = ("accept_p99_ms_ratio", "dispatch_p99_ms_ratio", "peak_rss_mb_ratio")
+            worst = max(extra[key] for key in keys)
+            add(
+                f"flat latency and memory to {extra['stored']:,} messages (ratios <= 1.2)",
+                result.database,
+                ", ".join(f"{key.removesuffix('_ratio')} {extra[key]}x" for key in keys),
+                worst <= 1.2,
+            )
+    return found
+
+
+def table(results: list[Result]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        "| scenario | database | messages | seconds | msg/s | p50 ms | p99 ms | peak RSS MB "
+        "| errors | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r.skipped:
+            lines.append(f"| {r.scenario}: {r.name} | {r.database} | | | | | | | | {r.skipped} |")
+            continue
+        note = r.extra.get("failed", "")
+        if note:
+            pass
+        elif r.scenario == "a" and r.extra.get("paced_offered_per_s"):
+            note = (
+                f"offered {r.extra['paced_offered_per_s']:,.0f}/s: "
+                f"{r.extra['paced_accepted_per_s']:,.0f}/s, p50 {r.extra['paced_p50_ms']:,.1f} ms,"
+                f" p99 {r.extra['paced_p99_ms']:,.1f} ms"
+            )
+        elif r.scenario == "c":
+            note = (
+                f"accepted {r.extra['accepted_per_s']:,.0f}/s, submitted "
+                f"{r.extra['submitted_per_s']:,.0f}/s, callbacks "
+                f"{r.extra['callbacks_per_s']:,.0f}/s; p: accept"
+            )
+            if "ratio_to_kannel" in r.extra:
+                ratio = r.extra["ratio_to_kannel"]
+                note += (
+                    f"; vs Kannel {ratio['accepted_per_s']}x / {ratio['submitted_per_s']}x / "
+                    f"{ratio['callbacks_per_s']}x"
+                )
+        elif r.scenario == "d":
+            note = (
+                f"p: POST->submit_sm; msg/s: all submits; accept p99 "
+                f"{r.extra['accept_p99_ms']:,.1f} ms; backlog left "
+                f"{r.extra['backlog_left_at_end']:,}"
+            )
+        elif r.scenario == "e":
+            note = (
+                f"p: POST->submit_sm; accept {r.extra['accept_per_s']:,.0f}/s p99 "
+                f"{r.extra['accept_p99_ms']:,.1f} ms"
+            )
+            if "dispatch_p99_ms_ratio" in r.extra:
+                note += (
+                    f"; vs empty: dispatch p99 {r.extra['dispatch_p99_ms_ratio']}x, accept p99 "
+                    f"{r.extra['accept_p99_ms_ratio']}x, RSS {r.extra['peak_rss_mb_ratio']}x"
+                )
+        lines.append(
+            f"| {r.scenario}: {r.name} | {r.database} | {r.messages:,} | {r.seconds:,.1f} "
+            f"| {r.rate:,.0f} | {r.p50_ms:,.1f} | {r.p99_ms:,.1f} | {r.peak_rss_mb:,.0f} "
+            f"| {r.errors:,} | {note} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (a few minutes)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="e.g. a,c")
+    parser.add_argument("--databases", default=",".join(DATABASES), help="sqlite,postgresql")
+    parser.add_argument("--no-kannel", action="store_true", help="scenario c without Kannel")
+    parser.add_argument("--output", default="docs/benchmarks-latest.json", help="JSON results")
+    parser.add_argument("--report", metavar="JSON", help="only print the table of a JSON result")
+    for name, value in FULL.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=type(value), default=None, help=f"default {value:,}")
+    args = parser.parse_args(argv)
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
+    for scenario in args.scenarios:
+        if scenario not in SCENARIOS:
+            parser.error(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
+    for database in args.databases:
+        if database not in DATABASES:
+            parser.error(f"unknown database {database!r} (one of {', '.join(DATABASES)})")
+    return args
+
+
+def report(path: Path) -> None:
+    """Print the table, ratios and targets of a JSON result written earlier."""
+    document = json.loads(path.read_text())
+    fields = set(Result.__dataclass_fields__) - {"rate"}
+    results = []
+    for row in document["results"]:
+        result = Result(**{k: v for k, v in row.items() if k in fields})
+        result.rate = row["msg_per_s"]
+        results.append(result)
+    print(table(results))
+    print(f"\nPigeon / Kannel: {json.dumps(document['kannel_ratio'])}")
+    print_targets(document["targets"])
+
+
+def print_targets(found: list[dict[str, Any]]) -> None:
+    print("\nTargets (issue 5):")
+    for target in found:
+        mark = {True: "met", False: "NOT met", None: "not measured (offered < 1,000/s)"}[
+            target["met"]
+        ]
+        print(f"- {target['target']} [{target['database']}]: {target['measured']} -> {mark}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.report:
+        report(Path(args.report))
+        return 0
+    config = dict(QUICK if args.quick else FULL)
+    for name in FULL:
+        if getattr(args, name) is not None:
+            config[name] = getattr(args, name)
+    started = time.monotonic()
+    document: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "config": {**config, "scenarios": args.scenarios, "databases": args.databases},
+    }
+    print(f"machine: {json.dumps(document['machine'])}", flush=True)
+    results: list[Result] = []
+    kannel: Result | None = None
+    failed = False
+    if "c" in args.scenarios:
+        if args.no_kannel:
+            kannel = Result("c", "end to end, Kannel 1.4.5", "-", skipped="--no-kannel")
+        else:
+            print("== c: Kannel 1.4.5", flush=True)
+            try:
+                kannel = run_kannel(config)
+                document["machine"]["kannel"] = machine_info()["kannel"]
+            except Exception as exc:  # one scenario failing must not lose the others
+                traceback.print_exc()
+                kannel = Result("c", "end to end, Kannel 1.4.5", "-", skipped=f"failed: {exc}")
+    unavailable = {}
+    if "postgresql" in args.databases:
+        why = postgres_available()
+        if why:
+            unavailable["postgresql"] = f"PostgreSQL not reachable: {why}"
+    for database in args.databases:
+        for scenario in args.scenarios:
+            print(f"== {scenario} on {database}", flush=True)
+            if database in unavailable:
+                results.append(Result(scenario, "", database, skipped=unavailable[database]))
+                failed = True
+                continue
+            try:
+                with (
+                    scratch(f"pigeon-bench-{scenario}-") as tmp,
+                    fresh_database(database, tmp) as url,
+                ):
+                    rows = RUNNERS[scenario](config, url, database, tmp)
+            except Exception as exc:  # one scenario failing must not lose the others
+                traceback.print_exc()
+                rows = [Result(scenario, "(failed)", database, extra={"failed": f"{exc!r}"})]
+            for row in rows:
+                if row.messages == 0 and not row.skipped:
+                    row.extra.setdefault("failed", "no message went through")
+                    failed = True
+                print(json.dumps(row.as_dict()), flush=True)
+            results.extend(rows)
+    if kannel is not None:
+        if kannel.messages == 0 and not kannel.skipped:
+            failed = True
+        results.insert(
+            next((i for i, r in enumerate(results) if r.scenario > "c"), len(results)), kannel
+        )
+    ratios = kannel_ratios(results, kannel)
+    document["results"] = [r.as_dict() for r in results]
+    document["kannel_ratio"] = ratios
+    document["targets"] = targets(results, ratios)
+    document["seconds"] = round(time.monotonic() - started, 1)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=1) + "\n")
+    print()
+    print(table(results))
+    if isinstance(ratios, dict) and ratios and "skipped" not in ratios:
+        print(f"\nPigeon / Kannel: {json.dumps(ratios)}")
+    elif "skipped" in ratios:
+        print(f"\nKannel: skipped ({ratios['skipped']})")
+    print_targets(document["targets"])
+    print(f"\n{len(results)} rows in {document['seconds']:,.0f} s; JSON in {output}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

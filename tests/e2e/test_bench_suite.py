@@ -1,0 +1,67 @@
+"""``bench/suite.py`` (what ``make bench`` runs), tiny and on SQLite only: it runs, it measures
+what went through, and it writes every field of its JSON result. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIELDS = {
+    "scenario",
+    "name",
+    "database",
+    "messages",
+    "seconds",
+    "msg_per_s",
+    "p50_ms",
+    "p99_ms",
+    "peak_rss_mb",
+    "errors",
+    "extra",
+    "skipped",
+}
+
+
+@pytest.mark.slow
+def test_quick_suite_measures_rest_accept_and_end_to_end_on_sqlite(tmp_path: Path) -> None:
+    """A tiny --quick run of scenarios a and c exits 0 and records delivered webhooks."""
+    output = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "suite.py"),
+            *("--quick", "--scenarios", "a,c", "--databases", "sqlite", "--no-kannel"),
+            *("--seconds", "1", "--messages", "100", "--offered-rate", "100"),
+            *("--concurrency", "8", "--output", str(output)),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    document = json.loads(output.read_text())
+    assert {"command", "machine", "config", "results", "kannel_ratio", "targets"} <= set(document)
+    assert {"cpu", "cores", "python", "sqlite"} <= set(document["machine"])
+    rows = {(row["scenario"], row["database"]): row for row in document["results"]}
+    for row in rows.values():
+        assert set(row) == FIELDS
+    accept = rows[("a", "sqlite")]
+    assert accept["messages"] > 0
+    assert accept["msg_per_s"] > 0
+    assert accept["peak_rss_mb"] > 0
+    assert accept["extra"]["paced_accepted_per_s"] > 0
+    end_to_end = rows[("c", "sqlite")]
+    assert end_to_end["messages"] == 100  # delivered webhooks, one per message
+    assert end_to_end["extra"]["submits"] == 100
+    assert end_to_end["errors"] == 0
+    assert rows[("c", "-")]["skipped"] == "--no-kannel"
+    assert "| c: end to end, Pigeon | sqlite | 100 |" in done.stdout
