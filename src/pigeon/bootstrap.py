@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import hashlib
 import hmac
 import logging
@@ -12,20 +11,22 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from litestar import Litestar
 
 from pigeon.api.app import ApiServices, create_app
 from pigeon.clock import SystemClock
 from pigeon.config import (
-    CONNECTOR_COMMON_KEYS,
     ConfigError,
     ConnectorConfig,
     Settings,
     build_routing,
+    parse_peers,
 )
+from pigeon.connectors.factory import ConnectorFactory, answer_callback, settings_for
 from pigeon.connectors.simulator import SimulatorConnector, SimulatorSettings
-from pigeon.connectors.smpp_client import InboundMessage, SmppClientConnector
+from pigeon.connectors.smpp_client import InboundMessage
 from pigeon.connectors.smpp_settings import SmppConnectorSettings
 from pigeon.domain.accounts import (
     ApiKey,
@@ -37,13 +38,22 @@ from pigeon.domain.accounts import (
     key_mode_of,
     new_key_secret,
 )
+from pigeon.domain.connectors import ConnectorRecord
 from pigeon.domain.receipts import DeliveryReceipt
 from pigeon.ids import UlidFactory
-from pigeon.ports import Connector
+from pigeon.ports import CarrierAnswer, CarrierRequest, Connector
 from pigeon.queue import SqlJobQueue
+from pigeon.queue.wake import WakeBroadcast, WakeListener
 from pigeon.services.accept import AcceptMessage, AcceptPolicy
 from pigeon.services.account import DescribeAccount
 from pigeon.services.authenticate import Authenticate
+from pigeon.services.connector_stats import (
+    ConnectorFigures,
+    ReadConnectorStats,
+    RecordingQualityWindow,
+    sample_quality_gauges,
+)
+from pigeon.services.connectors import LiveRouting, ManageConnectors, ManageRoutes
 from pigeon.services.dispatch import DispatchMessage, ExpireMessage
 from pigeon.services.events import EndpointDirectory, EventRecorder
 from pigeon.services.inbound import ReceiveMessage, Reply
@@ -58,6 +68,7 @@ from pigeon.smpp_server import SmppServer, SmppServerSettings, SmppServices
 from pigeon.store import (
     Database,
     SqlAccountStore,
+    SqlConnectorStore,
     SqlMessageStore,
     SqlNumberStore,
     SqlPartStore,
@@ -65,6 +76,7 @@ from pigeon.store import (
     connect,
     migrate,
 )
+from pigeon.store.connector_stats import SqlConnectorStatsStore
 from pigeon.telemetry import JOBS_PENDING
 from pigeon.webhooks.sender import AiohttpWebhookSender
 from pigeon.webhooks.signing import new_secret, signature_headers
@@ -130,15 +142,53 @@ class Gateway:
     smpp_accounts: ManageSmppAccounts
     numbers: SqlNumberStore
     inbound: ReceiveMessage
+    connector_store: SqlConnectorStore
+    live: LiveRouting
+    manage_connectors: ManageConnectors
+    manage_routes: ManageRoutes
+    connector_builder: ConnectorFactory
     smpp: SmppServer | None = None
     smpp_runner: JobRunner | None = None
+    #: Hears "jobs are due" from the other processes on this database (``wake_port``).
+    wake_listener: WakeListener | None = None
+    wake_broadcast: WakeBroadcast | None = None
+    #: Seconds between polls of the store's routing version (changes made by other processes).
+    routing_poll_seconds: float = 1.0
+    #: Quality figures per connector, flushed to the store (``None``: not kept).
+    figures: ConnectorFigures | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _runner_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    async def import_declared(self) -> None:
+        """Upsert ``pigeon.toml``'s connectors into the store (it is the source of the ids it
+        declares) and, when it has ``[[routes]]``, make them the routing table."""
+        for record in toml_connector_records(self.settings, self.clock.now()):
+            await self.manage_connectors.put(record)
+        if self.settings.routes:
+            await ManageRoutes(self.connector_store, self.clock).replace(
+                [{"id": route.id, **route.options} for route in self.settings.routes]
+            )
+
+    def offline_management(self) -> tuple[ManageConnectors, ManageRoutes]:
+        """Connector and route management that only writes the store (the CLI): running
+        gateways pick the change up through the store's version marker."""
+        return (
+            ManageConnectors(self.connector_store, self.connector_builder, self.clock),
+            ManageRoutes(self.connector_store, self.clock),
+        )
+
     async def start_workers(self) -> None:
-        """Start connectors and the job runners."""
+        """Start connectors (the simulator, then those of the store) and the job runners."""
         for connector in self.connectors.values():
             await connector.start()
+        await self.live.reload()
+        self._runner_tasks.append(
+            asyncio.create_task(self.live.watch(self._stop, self.routing_poll_seconds))
+        )
+        if self.figures is not None:
+            self._runner_tasks.append(asyncio.create_task(self.figures.run(self._stop)))
+        if self.wake_listener is not None:
+            await self.wake_listener.start()
         if self.settings.run_workers:
             self._runner_tasks.append(asyncio.create_task(self.runner.run(self._stop)))
             if self.smpp_runner is not None:
@@ -158,9 +208,19 @@ class Gateway:
         self._stop.set()
         for task in self._runner_tasks:
             await task
+        if self.wake_listener is not None:
+            self.wake_listener.close()
+        if self.wake_broadcast is not None:
+            self.wake_broadcast.close()
+        await self.live.close()
         for connector in self.connectors.values():
             await connector.stop()
         await self.sender.close()
+        if self.figures is not None:
+            try:
+                await self.figures.flush()
+            except Exception:  # the figures of the last seconds are lost, nothing else
+                log.exception("last flush of connector figures failed")
         await self.database.close()
 
     async def readiness(self) -> dict[str, bool]:
@@ -171,7 +231,7 @@ class Gateway:
             queue_ok = True
         except Exception:  # readiness reports failures instead of raising them
             queue_ok = False
-        connectors_ok = all(c.ready for c in self.connectors.values())
+        connectors_ok = all(c.ready for c in self.router.connectors.values())
         checks = {"store": store_ok, "queue": queue_ok, "connectors": connectors_ok}
         if self.smpp is not None:
             checks["smpp"] = self.smpp.listening
@@ -181,6 +241,7 @@ class Gateway:
         """Refresh gauges sampled at scrape time."""
         for kind, count in (await self.queue.pending()).items():
             JOBS_PENDING.labels(kind).set(count)
+        sample_quality_gauges(self.router.quality, self.router.connectors, self.clock.now())
 
     def api_services(self) -> ApiServices:
         """The use cases the REST API calls."""
@@ -193,6 +254,28 @@ class Gateway:
             before_metrics=self.sample_metrics,
             account=DescribeAccount(self.callback_secrets),
             explain=ExplainRoute(self.router, self.clock),
+            connector_stats=self._read_connector_stats(),
+            connectors=self.manage_connectors,
+            routes=self.manage_routes,
+            carrier_callbacks=self.carrier_callback,
+        )
+
+    async def carrier_callback(
+        self, connector_id: str, request: CarrierRequest
+    ) -> CarrierAnswer | None:
+        """Hand a carrier's HTTP callback to its connector; ``None`` for an unknown one."""
+        target = self.live.callback_target(connector_id)
+        return None if target is None else await answer_callback(target, request)
+
+    def _read_connector_stats(self) -> ReadConnectorStats | None:
+        if self.figures is None:
+            return None
+        router = self.router
+        return ReadConnectorStats(
+            self.figures.store,
+            self.figures,
+            self.clock,
+            lambda connector_id: connector_id in router.connectors,
         )
 
     def app(self) -> Litestar:
@@ -203,20 +286,50 @@ class Gateway:
 def smpp_settings_from(config: ConnectorConfig) -> SmppConnectorSettings:
     """The SMPP connector settings a ``[[connectors]]`` table describes; ``ConfigError`` if
     they are not valid."""
-    known = {f.name for f in dataclasses.fields(SmppConnectorSettings)} - {"id"}
-    options = {k: v for k, v in config.options.items() if k not in CONNECTOR_COMMON_KEYS}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"connector {config.id!r}: unknown settings {', '.join(unknown)}")
+    settings = connector_settings_from(config)
+    if not isinstance(settings, SmppConnectorSettings):
+        raise ConfigError(f"connector {config.id!r} is not an smpp connector")
+    return settings
+
+
+def connector_settings_from(config: ConnectorConfig, public_url: str | None = None) -> object:
+    """The adapter settings a ``[[connectors]]`` table describes (any type); ``ConfigError``
+    if they are not valid."""
+    options = {k: v for k, v in config.options.items() if k != "enabled"}
     try:
-        return SmppConnectorSettings(id=config.id, **options)
-    except (TypeError, ValueError) as exc:
+        return settings_for(config.type, config.id, options, callback_base_url=public_url)
+    except ValueError as exc:
         raise ConfigError(f"connector {config.id!r}: {exc}") from exc
+
+
+def toml_connector_records(settings: Settings, now: datetime) -> list[ConnectorRecord]:
+    """The ``[[connectors]]`` of ``pigeon.toml`` as store records (price files read in)."""
+    records = []
+    for config in settings.connectors:
+        options = {k: v for k, v in config.options.items() if k not in ("prices", "enabled")}
+        prices_csv: str | None = None
+        if "prices" in config.options:
+            path = settings.config_dir / str(config.options["prices"])
+            prices_csv = path.read_text(encoding="utf-8")
+        records.append(
+            ConnectorRecord(
+                id=config.id,
+                type=config.type,
+                options=options,
+                enabled=bool(config.options.get("enabled", True)),
+                created_at=now,
+                updated_at=now,
+                prices_csv=prices_csv,
+                source="toml",
+            )
+        )
+    return records
 
 
 async def open_gateway(settings: Settings) -> Gateway:
     """Connect and migrate the store, then wire every adapter and use case."""
-    carrier_settings = [smpp_settings_from(config) for config in settings.connectors]
+    for config in settings.connectors:
+        connector_settings_from(config)
     url = settings.effective_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -252,11 +365,29 @@ async def open_gateway(settings: Settings) -> Gateway:
         await receipts(receipt)
 
     connectors: dict[str, Connector] = {SIMULATOR_ID: simulator}
-    for carrier in carrier_settings:
-        connectors[carrier.id] = SmppClientConnector(carrier, receipt_sink, clock, mo_sink)
-    router = TableRouter(routing.table, connectors, simulator, clock, prices=routing.prices)
+    # Quality figures: counted in memory, stored per minute, warmed from the last 24 hours.
+    quality = RecordingQualityWindow()
+    figures = ConnectorFigures(SqlConnectorStatsStore(database), quality, clock)
+    await figures.warm_up()
+    router = TableRouter(
+        routing.table, connectors, simulator, clock, prices=routing.prices, quality=quality
+    )
+    factory = ConnectorFactory(
+        clock, receipt_sink, mo_sink, callback_base_url=settings.effective_public_url
+    )
+    connector_store = SqlConnectorStore(database)
+    live = LiveRouting(
+        connector_store,
+        factory,
+        router,
+        preferred_default=settings.default_connector
+        or (settings.connectors[0].id if settings.connectors else ""),
+    )
+    manage_connectors = ManageConnectors(connector_store, factory, clock, live)
+    manage_routes = ManageRoutes(connector_store, clock, live)
     receipts = ApplyReceipt(messages, queue, recorder, clock, on_outcome=router.outcome)
-    sender = AiohttpWebhookSender()
+    per_host = settings.webhook_connections_per_host
+    sender = AiohttpWebhookSender(limit=max(100, per_host), limit_per_host=per_host)
     callback_secrets = CallbackSecrets(load_secret_key(settings))
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     runner = JobRunner(
@@ -267,7 +398,14 @@ async def open_gateway(settings: Settings) -> Gateway:
             "expire": ExpireMessage(messages, recorder, clock),
             "notify": NotifyEvent(messages, webhooks, queue),
             "webhook": DeliverWebhook(
-                webhooks, queue, sender, signature_headers, callback_secrets, clock, ids
+                webhooks,
+                queue,
+                sender,
+                signature_headers,
+                callback_secrets,
+                clock,
+                ids,
+                endpoints=directory,
             ),
         },
         clock,
@@ -285,7 +423,7 @@ async def open_gateway(settings: Settings) -> Gateway:
             max_segments=settings.max_segments,
             default_validity_seconds=settings.default_validity_seconds,
         ),
-        on_accepted=runner.nudge,
+        on_accepted=lambda: jobs_due(),
     )
     read = ReadMessages(messages)
     passwords = Passwords()
@@ -320,6 +458,26 @@ async def open_gateway(settings: Settings) -> Gateway:
             lease_seconds=settings.lease_seconds,
         )
         smpp.on_receiver_bound = smpp_runner.nudge
+    wake_runners = [runner.nudge] if smpp_runner is None else [runner.nudge, smpp_runner.nudge]
+
+    def wake_local() -> None:
+        for wake in wake_runners:
+            wake()
+
+    # Other processes on this database (``worker_processes``) hear about due jobs too.
+    broadcast = WakeBroadcast(parse_peers(settings.wake_peers))
+
+    def jobs_due() -> None:
+        wake_local()
+        broadcast()
+
+    # Jobs made in this process (dispatch, notify, webhook, receipt, deliver_sm) start at once
+    # instead of at the runners' next poll.
+    messages.on_due_jobs = jobs_due
+    queue.on_due_jobs = jobs_due
+    wake_listener = (
+        WakeListener("127.0.0.1", settings.wake_port, wake_local) if settings.wake_port else None
+    )
     return Gateway(
         settings=settings,
         database=database,
@@ -344,6 +502,14 @@ async def open_gateway(settings: Settings) -> Gateway:
         inbound=inbound,
         smpp=smpp,
         smpp_runner=smpp_runner,
+        wake_listener=wake_listener,
+        wake_broadcast=broadcast,
+        figures=figures,
+        connector_store=connector_store,
+        live=live,
+        manage_connectors=manage_connectors,
+        manage_routes=manage_routes,
+        connector_builder=factory,
     )
 
 
@@ -406,6 +572,8 @@ class Bootstrap:
     smpp_password: str | None = None
     #: Whether the operator key of ``bootstrap_admin_key`` was created now.
     admin_key_created: bool = False
+    #: An operator key generated now (no operator key existed and none was configured).
+    admin_key: str | None = None
 
 
 DEMO_SYSTEM_ID = "demo"
@@ -418,7 +586,8 @@ async def ensure_demo_tenant(gateway: Gateway) -> Bootstrap:
     set later is added to the demo tenant if it does not exist yet. The SMPP account (system_id
     ``demo``, a test account like the generated key) gets ``PIGEON_BOOTSTRAP_SMPP_PASSWORD``
     or a fresh password, when it does not exist yet. ``PIGEON_BOOTSTRAP_ADMIN_KEY``, when set,
-    becomes an operator key (``/v1/routes/explain``...) if it does not exist yet.
+    becomes an operator key (``/v1/routes/explain``...) if it does not exist yet; without it,
+    an operator key is generated (``admin_key``, shown once) when none exists.
     """
     settings = gateway.settings
     tenant = await gateway.accounts.find_tenant_by_name("demo")
@@ -434,10 +603,13 @@ async def ensure_demo_tenant(gateway: Gateway) -> Bootstrap:
     elif created:
         secret = (await create_key(gateway, tenant.id, mode=KeyMode.TEST)).secret
     admin_created = False
+    admin_secret: str | None = None
     admin = settings.bootstrap_admin_key
     if admin and await gateway.accounts.find_api_key(key_digest(admin)) is None:
         await create_key(gateway, tenant.id, role=Role.OPERATOR, secret=admin)
         admin_created = True
+    elif not admin and not await gateway.accounts.has_operator_key():
+        admin_secret = (await create_key(gateway, tenant.id, role=Role.OPERATOR)).secret
     account = await gateway.accounts.find_smpp_account(DEMO_SYSTEM_ID)
     password: str | None = None
     if account is None:
@@ -455,4 +627,5 @@ async def ensure_demo_tenant(gateway: Gateway) -> Bootstrap:
         smpp_account=account,
         smpp_password=password,
         admin_key_created=admin_created,
+        admin_key=admin_secret,
     )

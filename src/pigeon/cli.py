@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +21,7 @@ from rich.console import Console
 
 from pigeon.config import ConfigError, Settings, load_settings
 from pigeon.domain.accounts import KeyMode, Role
+from pigeon.supervisor import WorkerProcesses, free_udp_port
 
 app = typer.Typer(help="Pigeon: a self-hosted global SMS aggregator.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
@@ -32,6 +36,14 @@ app.add_typer(smpp_accounts_app, name="smpp-accounts")
 numbers_app = typer.Typer(help="The numbers inventory: replies go to a number's owner.")
 numbers_app.info.no_args_is_help = True
 app.add_typer(numbers_app, name="numbers")
+connectors_app = typer.Typer(
+    help="Carrier connectors as data (a running gateway applies changes within seconds)."
+)
+connectors_app.info.no_args_is_help = True
+app.add_typer(connectors_app, name="connectors")
+routes_app = typer.Typer(help="The routing table (a running gateway applies it within seconds).")
+routes_app.info.no_args_is_help = True
+app.add_typer(routes_app, name="routes")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,10 +81,79 @@ def serve(config: ConfigOption = None) -> None:
     settings = _settings(config)
     _configure_logging(settings)
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, config))
     except ConfigError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+
+
+ParentOption = Annotated[
+    int | None,
+    typer.Option("--parent-pid", hidden=True, help="Stop when this process is gone."),
+]
+
+
+@app.command()
+def worker(config: ConfigOption = None, parent_pid: ParentOption = None) -> None:
+    """Run job runners and carrier links only (no API, no SMPP server): dispatch, receipts,
+    webhooks. ``pigeon serve`` starts these itself with ``worker_processes``."""
+    settings = _settings(config)
+    _configure_logging(settings)
+    try:
+        asyncio.run(
+            _work(dataclasses.replace(settings, run_smpp=False, run_workers=True), parent_pid)
+        )
+    except ConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+async def _work(settings: Settings, parent_pid: int | None = None) -> None:
+    from pigeon.bootstrap import open_gateway
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    gateway = await open_gateway(settings)
+    watch: asyncio.Task[None] | None = None
+    if parent_pid is not None:
+        watch = asyncio.create_task(_stop_when_orphaned(parent_pid, stop))
+    try:
+        await gateway.start_workers()
+        await stop.wait()
+    finally:
+        if watch is not None:
+            watch.cancel()
+        await gateway.close()
+
+
+async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once the parent is gone (killed without stopping its children)."""
+    # Polling: nothing signals a parent's death to a child (without prctl, Linux only).
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 - no event exists to wait on
+        await asyncio.sleep(1.0)
+    logging.getLogger(__name__).warning("parent %d is gone; stopping", parent_pid)
+    stop.set()
+
+
+def _worker_processes(
+    settings: Settings, config: Path | None
+) -> tuple[Settings, WorkerProcesses | None]:
+    """With ``worker_processes``, the child processes and this process's settings (its own
+    runners off, wake ports on); otherwise ``settings`` unchanged."""
+    if settings.worker_processes < 1:
+        return settings, None
+    argv = [sys.executable, "-m", "pigeon", "worker", "--parent-pid", str(os.getpid())]
+    if config is not None:
+        argv += ["--config", str(config.resolve())]
+    port = free_udp_port()
+    children = WorkerProcesses(
+        settings.worker_processes, argv, dict(os.environ), parent_wake_port=port
+    )
+    peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)
+    own = dataclasses.replace(settings, run_workers=False, wake_port=port, wake_peers=peers)
+    return own, children
 
 
 @app.command(
@@ -106,18 +187,24 @@ def _let_shutdown_finish() -> None:
         signal.signal(signum, handler)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, config: Path | None = None) -> None:
     from pigeon.bootstrap import ensure_demo_tenant, open_gateway
 
     _let_shutdown_finish()
+    settings, children = _worker_processes(settings, config)
     gateway = await open_gateway(settings)
     try:
         boot = await ensure_demo_tenant(gateway)
+        await gateway.import_declared()
         await gateway.start_workers()
+        if children is not None:  # after the migrations and the bootstrap rows are in place
+            await children.start()
         smpp_port = await gateway.start_smpp()
         _print_banner(settings, boot.tenant.id, boot.api_key, boot.created)
         if boot.admin_key_created:
             print("Operator key created from bootstrap_admin_key (PIGEON_BOOTSTRAP_ADMIN_KEY).")
+        if boot.admin_key:
+            print(f"Operator key (connectors, routes; shown once): {boot.admin_key}", flush=True)
         if smpp_port is not None and boot.smpp_account is not None:
             _print_smpp_banner(settings, smpp_port, boot.smpp_account.system_id, boot.smpp_password)
         server = uvicorn.Server(
@@ -132,6 +219,8 @@ async def _serve(settings: Settings) -> None:
         )
         await server.serve()
     finally:
+        if children is not None:
+            await children.stop()
         await gateway.close()
 
 
@@ -374,6 +463,209 @@ def smpp_accounts_list(
             )
 
     asyncio.run(_with_gateway(settings, action))
+
+
+def _option_value(text: str) -> Any:
+    """A ``--set`` value: a TOML value (``2775``, ``true``, ``["a", "b"]``), else the text."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _options(pairs: list[str] | None, options_json: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if options_json:
+        try:
+            loaded = json.loads(options_json)
+        except ValueError as exc:
+            err_console.print(f"[red]--options-json is not JSON: {exc}[/red]")
+            raise typer.Exit(2) from exc
+        if not isinstance(loaded, dict):
+            err_console.print("[red]--options-json must be a JSON object[/red]")
+            raise typer.Exit(2)
+        options.update(loaded)
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            err_console.print(f"[red]--set takes KEY=VALUE, not {pair!r}[/red]")
+            raise typer.Exit(2)
+        options[name.strip()] = _option_value(value.strip())
+    return options
+
+
+def _print_json(data: Any) -> None:
+    # Plain print: rich would wrap long values (price lists) and break the JSON.
+    print(json.dumps(data, indent=2, ensure_ascii=False), flush=True)
+
+
+def _manage(settings: Settings, change: Any) -> Any:
+    """Run ``change(connectors, routes)`` on the store; errors are printed, exit code 1."""
+    from pigeon.domain.errors import PigeonError
+
+    async def action(gateway: Any) -> Any:
+        connectors, routes = gateway.offline_management()
+        try:
+            return await change(connectors, routes)
+        except PigeonError as exc:
+            err_console.print(f"[red]{exc.code}: {exc.detail}[/red]")
+            raise typer.Exit(1) from exc
+
+    return asyncio.run(_with_gateway(settings, action))
+
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="An option KEY=VALUE (VALUE read as TOML, else text); repeat."),
+]
+OptionsJson = Annotated[
+    str | None, typer.Option("--options-json", help="Options as one JSON object.")
+]
+
+
+@connectors_app.command("list")
+def connectors_list(config: ConfigOption = None) -> None:
+    """List connectors as JSON (credentials masked)."""
+    settings = _settings(config)
+
+    async def change(connectors: Any, routes: Any) -> Any:
+        return await connectors.list_connectors()
+
+    _print_json(_manage(settings, change))
+
+
+@connectors_app.command("add")
+def connectors_add(
+    connector_id: Annotated[str, typer.Argument(help="The connector id.")],
+    kind: Annotated[str, typer.Option("--type", help="smpp, generic_http, twilio or infobip.")],
+    set_options: SetOption = None,
+    options_json: OptionsJson = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled.")] = False,
+    prices: Annotated[Path | None, typer.Option(help="A price list CSV file.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a connector (validated as pigeon.toml's [[connectors]] are)."""
+    settings = _settings(config)
+    options = _options(set_options, options_json)
+    prices_csv = prices.read_text(encoding="utf-8") if prices else None
+
+    async def change(connectors: Any, routes: Any) -> Any:
+        return await connectors.add(
+            connector_id, kind, options, enabled=not disabled, prices_csv=prices_csv
+        )
+
+    _print_json(_manage(settings, change))
+
+
+@connectors_app.command("update")
+def connectors_update(
+    connector_id: Annotated[str, typer.Argument(help="The connector id.")],
+    set_options: SetOption = None,
+    options_json: OptionsJson = None,
+    unset: Annotated[
+        list[str] | None, typer.Option("--unset", help="Remove an option; repeat.")
+    ] = None,
+    kind: Annotated[str | None, typer.Option("--type", help="A new adapter type.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Change a connector's options (merged) or type."""
+    settings = _settings(config)
+    options: dict[str, Any] = {**_options(set_options, options_json)}
+    options.update(dict.fromkeys(unset or []))
+
+    async def change(connectors: Any, routes: Any) -> Any:
+        return await connectors.update(connector_id, connector_type=kind, options=options)
+
+    _print_json(_manage(settings, change))
+
+
+def _set_enabled(connector_id: str, enabled: bool, config: Path | None) -> None:
+    settings = _settings(config)
+
+    async def change(connectors: Any, routes: Any) -> Any:
+        return await connectors.update(connector_id, enabled=enabled)
+
+    _manage(settings, change)
+    print(f"{connector_id} {'enabled' if enabled else 'disabled'}")
+
+
+@connectors_app.command("enable")
+def connectors_enable(connector_id: str, config: ConfigOption = None) -> None:
+    """Enable a connector: it starts and joins route plans."""
+    _set_enabled(connector_id, True, config)
+
+
+@connectors_app.command("disable")
+def connectors_disable(connector_id: str, config: ConfigOption = None) -> None:
+    """Disable a connector: it stops and leaves route plans."""
+    _set_enabled(connector_id, False, config)
+
+
+@connectors_app.command("remove")
+def connectors_remove(connector_id: str, config: ConfigOption = None) -> None:
+    """Remove a connector no route names."""
+    settings = _settings(config)
+
+    async def change(connectors: Any, routes: Any) -> None:
+        await connectors.remove(connector_id)
+
+    _manage(settings, change)
+    print(f"{connector_id} removed")
+
+
+@connectors_app.command("prices")
+def connectors_prices(
+    connector_id: str,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="CSV: prefix/country,price,currency.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the price list.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Replace (--file) or remove (--clear) a connector's price list."""
+    if (file is None) == (not clear):
+        err_console.print("[red]give exactly one of --file and --clear[/red]")
+        raise typer.Exit(2)
+    settings = _settings(config)
+    text = file.read_text(encoding="utf-8") if file is not None else None
+
+    async def change(connectors: Any, routes: Any) -> Any:
+        return await connectors.set_prices(connector_id, text)
+
+    _manage(settings, change)
+    print(f"{connector_id} prices {'cleared' if clear else 'set'}")
+
+
+@routes_app.command("list")
+def routes_list(config: ConfigOption = None) -> None:
+    """Print the routing table as JSON, in order."""
+    settings = _settings(config)
+
+    async def change(connectors: Any, routes: Any) -> Any:
+        return await routes.list_routes()
+
+    _print_json(_manage(settings, change))
+
+
+@routes_app.command("set")
+def routes_set(
+    file: Annotated[Path, typer.Option("--file", help="A TOML file of [[routes]] tables.")],
+    config: ConfigOption = None,
+) -> None:
+    """Replace the whole routing table with the [[routes]] of a TOML file (validated)."""
+    settings = _settings(config)
+    try:
+        document = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        err_console.print(f"[red]cannot read {file}: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    table = document.get("routes", [])
+
+    async def change(connectors: Any, routes: Any) -> Any:
+        return await routes.replace(table)
+
+    _manage(settings, change)
+    print(f"{len(table)} routes set")
 
 
 def _api(method: str, url: str, key: str, body: dict[str, Any] | None = None) -> Any:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pigeon.domain.addressing import SenderKind
+from pigeon.domain.connectors import CONNECTOR_TYPES as KNOWN_CONNECTOR_TYPES
 from pigeon.domain.messages import Category
 from pigeon.domain.price_lists import PriceList, PriceListError, parse_price_list_csv
 from pigeon.domain.routing import (
@@ -34,6 +35,20 @@ from pigeon.domain.routing import (
 )
 
 
+def parse_peers(text: str) -> list[tuple[str, int]]:
+    """``"127.0.0.1:7001,[::1]:7002"`` -> ``[("127.0.0.1", 7001), ("::1", 7002)]``;
+    ``ValueError`` for anything else (``wake_peers``)."""
+    peers: list[tuple[str, int]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"a wake peer is host:port, not {item!r}")
+        peers.append((host.strip("[]"), int(port)))
+    return peers
+
+
 class ConfigError(Exception):
     """The configuration is invalid; the message lists every problem found."""
 
@@ -42,9 +57,9 @@ class ConfigError(Exception):
 class ConnectorConfig:
     """One ``[[connectors]]`` table of ``pigeon.toml``: a carrier link.
 
-    ``type`` picks the adapter (``smpp`` today); ``options`` are the adapter's own settings
-    (for ``smpp``: host, port, system_id, password, window, binds, throughput_per_second...),
-    checked when the adapter is built at start.
+    ``type`` picks the adapter (``smpp``, ``generic_http``, ``twilio``, ``infobip``);
+    ``options`` are the adapter's own settings (for ``smpp``: host, port, system_id, password,
+    window, binds, throughput_per_second...), checked by ``connectors.factory`` at start.
     """
 
     id: str
@@ -52,7 +67,8 @@ class ConnectorConfig:
     options: Mapping[str, Any]
 
 
-CONNECTOR_TYPES = frozenset({"smpp"})
+#: ``smpp``, ``generic_http``, ``twilio`` or ``infobip`` (see ``docs/connectors.md``).
+CONNECTOR_TYPES = KNOWN_CONNECTOR_TYPES
 
 #: Keys of a ``[[connectors]]`` table that Pigeon reads itself (not passed to the adapter).
 CONNECTOR_COMMON_KEYS = frozenset({"prices"})
@@ -92,6 +108,15 @@ class Settings:
     lease_seconds: float = 60.0
     run_workers: bool = True
     run_smpp: bool = True
+    #: ``pigeon serve`` also starts this many ``pigeon worker`` processes and leaves dispatch,
+    #: receipts and webhooks to them (0: everything in the one process).
+    worker_processes: int = 0
+    #: UDP port on loopback this process hears "jobs are due" on (0: none), and the peers it
+    #: tells (``host:port,...``); ``serve`` sets both for the workers it starts.
+    wake_port: int = 0
+    wake_peers: str = ""
+    #: Webhook deliveries in flight to one host at once (per process).
+    webhook_connections_per_host: int = 32
     log_level: str = "INFO"
     log_format: str = "console"
     #: Carrier links from ``[[connectors]]`` tables (TOML only).
@@ -238,7 +263,7 @@ def _validate(settings: Settings) -> list[str]:
         problems.append(
             f"default_connector {settings.default_connector!r} is not a configured connector"
         )
-    for name in ("http_port", "smpp_port"):
+    for name in ("http_port", "smpp_port", "wake_port"):
         port = getattr(settings, name)
         if not 0 <= port <= 65535:
             problems.append(f"{name} must be between 0 and 65535, not {port}")
@@ -266,6 +291,14 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("simulator_receipt_delay must not be negative")
     if settings.worker_concurrency < 1 or settings.worker_batch < 1:
         problems.append("worker_concurrency and worker_batch must be positive")
+    if not 1 <= settings.webhook_connections_per_host <= 1000:
+        problems.append("webhook_connections_per_host must be between 1 and 1000")
+    if not 0 <= settings.worker_processes <= 64:
+        problems.append("worker_processes must be between 0 and 64")
+    try:
+        parse_peers(settings.wake_peers)
+    except ValueError as exc:
+        problems.append(f"wake_peers: {exc}")
     if settings.log_format not in ("console", "json"):
         problems.append("log_format must be 'console' or 'json'")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -398,9 +431,36 @@ def build_routing(settings: Settings) -> Routing:
             problems.append(f"connector {connector.id!r}: cannot read prices {path}: {exc}")
         except PriceListError as exc:
             problems.append(f"connector {connector.id!r}: prices {path}: {exc}")
-    routes: list[Route] = []
+    fallback = settings.default_connector or (
+        settings.connectors[0].id if settings.connectors else "simulator"
+    )
+    table: RoutingTable | None = None
+    try:
+        table = routing_table(settings.routes, known, fallback)
+    except ConfigError as exc:
+        problems.extend(line.removeprefix("  - ") for line in str(exc).splitlines()[1:])
+    if problems or table is None:
+        raise ConfigError("invalid routing configuration:\n  - " + "\n  - ".join(problems))
+    default_connector = table.default.candidates[0].connector_id
+    return Routing(table=table, prices=prices, default_connector=default_connector)
+
+
+def routing_table(
+    routes: Sequence[RouteConfig], known: Collection[str], fallback: str
+) -> RoutingTable:
+    """The routing table of ``routes`` (in order) over the connector ids in ``known``.
+
+    Without a ``default = true`` route, the default sends everything to ``fallback``. The one
+    validator of routes, whether they come from ``pigeon.toml``, the REST API or the CLI;
+    raises ``ConfigError`` listing every problem.
+    """
+    problems: list[str] = []
+    routes_built: list[Route] = []
     defaults: list[Route] = []
-    for config in settings.routes:
+    ids = [config.id for config in routes]
+    if len(ids) != len(set(ids)):
+        problems.append("route ids must be unique")
+    for config in routes:
         options = config.options
         unknown = sorted(set(options) - _ROUTE_KEYS)
         if unknown:
@@ -426,19 +486,16 @@ def build_routing(settings: Settings) -> Routing:
         except (TypeError, ValueError) as exc:
             problems.append(f"route {config.id!r}: {exc}")
             continue
-        (defaults if is_default else routes).append(route)
+        (defaults if is_default else routes_built).append(route)
     if len(defaults) > 1:
         problems.append("only one route may have default = true")
-    fallback = settings.default_connector or (
-        settings.connectors[0].id if settings.connectors else "simulator"
-    )
     default = defaults[0] if defaults else Route("default", (), (Candidate(fallback),), Priority())
     table: RoutingTable | None = None
     if not problems:
         try:
-            table = RoutingTable(routes, default)
+            table = RoutingTable(routes_built, default)
         except ValueError as exc:
             problems.append(str(exc))
     if problems or table is None:
         raise ConfigError("invalid routing configuration:\n  - " + "\n  - ".join(problems))
-    return Routing(table=table, prices=prices, default_connector=default.candidates[0].connector_id)
+    return table

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from pigeon.domain.accounts import ApiKey, SmppAccount, Tenant
+from pigeon.domain.connectors import ConnectorRecord, RouteRecord
 from pigeon.domain.messages import Message, MessageStatus
 from pigeon.domain.numbers import OwnedNumber
 from pigeon.domain.receipts import DeliveryReceipt
@@ -407,3 +408,64 @@ class NumberStore(Protocol):
         ...
 
     async def list_numbers(self, tenant_id: str) -> list[OwnedNumber]: ...
+
+
+# --- connectors and routes as data ----------------------------------------------------------
+
+
+class ConnectorStore(Protocol):
+    """Connectors and the routing table, with a version bumped by every change."""
+
+    async def list_connectors(self) -> list[ConnectorRecord]: ...
+
+    async def get_connector(self, connector_id: str) -> ConnectorRecord | None: ...
+
+    async def put_connector(self, record: ConnectorRecord) -> None:
+        """Create or replace (keeping ``created_at``)."""
+        ...
+
+    async def delete_connector(self, connector_id: str, at: datetime) -> bool: ...
+
+    async def list_routes(self) -> list[RouteRecord]: ...
+
+    async def replace_routes(self, table: Sequence[RouteRecord], at: datetime) -> None: ...
+
+    async def version(self) -> int: ...
+
+
+class ConnectorBuilder(Protocol):
+    """Builds connectors from their stored ``(type, options)``: lives with the adapters."""
+
+    def check(self, connector_type: str, connector_id: str, options: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` (naming every problem) unless the options build a connector."""
+        ...
+
+    def build(
+        self, connector_type: str, connector_id: str, options: Mapping[str, Any]
+    ) -> Connector:
+        """A new, not yet started connector."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierRequest:
+    """A carrier's HTTP request to ``/v1/carriers/{id}/receipts`` or ``.../inbound``."""
+
+    kind: str
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierAnswer:
+    """What to answer the carrier: status, body and its content type."""
+
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+
+
+#: Hands a carrier's callback to connector ``id``; ``None`` when no such HTTP connector exists.
+CarrierCallbacks = Callable[[str, CarrierRequest], Awaitable[CarrierAnswer | None]]

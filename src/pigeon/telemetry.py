@@ -42,3 +42,44 @@ JOBS_PENDING = Gauge(
     ["kind"],
     registry=REGISTRY,
 )
+
+# Quality figures per connector (see docs/connectors.md, "Quality figures").
+CONNECTOR_SUBMITTED = Counter(
+    "pigeon_connector_submitted",
+    "Messages a connector's carrier accepted.",
+    ["connector"],
+    registry=REGISTRY,
+)
+CONNECTOR_OUTCOMES = Counter(
+    "pigeon_connector_outcomes",
+    "Final receipts of a connector's messages, by outcome (delivered, undelivered).",
+    ["connector", "outcome"],
+    registry=REGISTRY,
+)
+CONNECTOR_ERRORS = Counter(
+    "pigeon_connector_errors",
+    "Submit errors of a connector, by error code.",
+    ["connector", "code"],
+    registry=REGISTRY,
+)
+CONNECTOR_RECEIPT_LATENCY = Histogram(
+    "pigeon_connector_receipt_latency_seconds",
+    "Time from a carrier accepting a message to its final receipt, per connector.",
+    ["connector"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200, 21600, 86400),
+    registry=REGISTRY,
+)
+CONNECTOR_DELIVERY_RATE = Gauge(
+    "pigeon_connector_delivery_rate",
+    "Delivered among final receipts over a sliding window (5m, 1h, 24h), sampled at scrape; "
+    "absent while the window holds no receipt.",
+    ["connector", "window"],
+    registry=REGISTRY,
+)
+CONNECTOR_RECEIPT_LATENCY_P90 = Gauge(
+    "pigeon_connector_receipt_latency_p90_seconds",
+    "90th percentile of receipt latency over a sliding window (5m, 1h, 24h), sampled at "
+    "scrape; absent while the window holds no latency.",
+    ["connector", "window"],
+    registry=REGISTRY,
+)

@@ -51,7 +51,7 @@ def _connector(connector_id: str, port: int) -> str:
 def two_carriers(tmp_path: Path) -> Iterator[TwoCarriers]:
     """A refusing carrier first in the default route, a healthy one second."""
     refusing_port, healthy_port = free_port(), free_port()
-    carriers = [_carrier(refusing_port, "error:0x0B"), _carrier(healthy_port)]
+    carriers = [_carrier(refusing_port, "error:0x45"), _carrier(healthy_port)]
     config = tmp_path / "pigeon.toml"
     config.write_text(
         _connector("refusing", refusing_port)

@@ -16,8 +16,6 @@ import pytest
 from aiohttp import web
 
 from pigeon.connectors.http import (
-    CallbackResult,
-    CarrierCallback,
     GenericHttpConnector,
     GenericHttpSettings,
 )
@@ -26,6 +24,7 @@ from pigeon.domain.encoding import analyse
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
 from pigeon.testing import FakeClock
+from support.fake_carrier import callback_server, serve
 
 TOKEN = "generic-token-secret"
 PASSWORD = "generic-password-secret"
@@ -85,15 +84,6 @@ class Pigeon:
     sink_fails: int = 0
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 @pytest.fixture
 async def carrier() -> AsyncIterator[Carrier]:
     """A fake carrier on an ephemeral loopback port."""
@@ -114,47 +104,19 @@ async def carrier() -> AsyncIterator[Carrier]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", any_request)
-    runner, state.url = await _serve(app)
+    runner, state.url = await serve(app)
     try:
         yield state
     finally:
         await runner.cleanup()
-
-
-async def _answer(result: CallbackResult) -> web.Response:
-    headers = {"Content-Type": result.content_type} if result.content_type else {}
-    return web.Response(status=result.status, body=result.body, headers=headers)
-
-
-async def _callback(request: web.Request) -> CarrierCallback:
-    return CarrierCallback(request.method, str(request.url), request.headers, await request.read())
 
 
 @pytest.fixture
 async def pigeon() -> AsyncIterator[Pigeon]:
     """Our callback endpoints, delegating to ``pigeon.connector``'s handlers."""
     state = Pigeon()
-
-    async def receipts(request: web.Request) -> web.Response:
-        assert state.connector is not None
-        return await _answer(
-            await state.connector.handle_receipt_callback(await _callback(request))
-        )
-
-    async def inbound(request: web.Request) -> web.Response:
-        assert state.connector is not None
-        return await _answer(
-            await state.connector.handle_inbound_callback(await _callback(request))
-        )
-
-    app = web.Application()
-    app.router.add_route("*", "/v1/carriers/{connector_id}/receipts", receipts)
-    app.router.add_route("*", "/v1/carriers/{connector_id}/inbound", inbound)
-    runner, state.url = await _serve(app)
-    try:
+    async with callback_server(lambda: state.connector) as state.url:
         yield state
-    finally:
-        await runner.cleanup()
 
 
 Connect = Callable[..., Awaitable[GenericHttpConnector]]

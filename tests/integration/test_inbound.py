@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pytest
 
-from conftest import Stores
 from pigeon.domain.accounts import Tenant
 from pigeon.domain.addressing import SenderKind
 from pigeon.domain.errors import ValidationError
@@ -17,6 +17,9 @@ from pigeon.ports import MessageQuery
 from pigeon.services.events import EndpointDirectory, EventRecorder
 from pigeon.services.inbound import ReceiveMessage, Reply
 from pigeon.store import SqlNumberStore
+
+if TYPE_CHECKING:
+    from conftest import Stores
 
 AT = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

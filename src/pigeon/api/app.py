@@ -21,7 +21,15 @@ from pigeon.api.dependencies import (
 )
 from pigeon.api.docs import DocsPlugin, SchemaPlugin, openapi_document
 from pigeon.api.problems import handle_http_exception, handle_pigeon_error, handle_unexpected
-from pigeon.api.routes import account, messages, operations, routing, webhook_endpoints
+from pigeon.api.routes import (
+    account,
+    connector_stats,
+    connectors,
+    messages,
+    operations,
+    routing,
+    webhook_endpoints,
+)
 from pigeon.domain.errors import PigeonError
 
 __all__ = ["ApiServices", "create_app"]
@@ -70,6 +78,8 @@ def create_app(
             *webhook_endpoints.ROUTES,
             *account.ROUTES,
             *routing.ROUTES,
+            *connector_stats.ROUTES,
+            *connectors.ROUTES,
         ],
         dependencies={"caller": Provide(provide_caller)},
         security=[{SECURITY_SCHEME_NAME: []}],
@@ -80,7 +90,7 @@ def create_app(
         Exception: handle_unexpected,
     }
     return Litestar(
-        route_handlers=[v1, *operations.ROUTES, openapi_json],
+        route_handlers=[v1, *connectors.CALLBACK_ROUTES, *operations.ROUTES, openapi_json],
         dependencies={"services": Provide(provide_services, sync_to_thread=False, use_cache=True)},
         exception_handlers=exception_handlers,
         request_max_body_size=max_body_bytes,
@@ -95,6 +105,8 @@ def create_app(
                 Tag(name="Messages", description="Send, preview, read and list messages."),
                 Tag(name="Webhook endpoints", description="Where signed events are posted."),
                 Tag(name="Routing", description="Which carriers a message would try, and why."),
+                Tag(name="Connectors", description="Carrier links and how well they deliver."),
+                Tag(name="Carrier callbacks", description="HTTP carriers' receipts and replies."),
                 Tag(name="Operations", description="Health, readiness and metrics."),
             ],
             use_handler_docstrings=False,

@@ -10,9 +10,12 @@ from litestar import Request
 from litestar.di import NamedDependency
 from litestar.openapi.spec import SecurityScheme
 
+from pigeon.ports import CarrierCallbacks
 from pigeon.services.accept import AcceptMessage
 from pigeon.services.account import DescribeAccount
 from pigeon.services.authenticate import Authenticate, Caller
+from pigeon.services.connector_stats import ReadConnectorStats
+from pigeon.services.connectors import ManageConnectors, ManageRoutes
 from pigeon.services.queries import ReadMessages
 from pigeon.services.routing import ExplainRoute
 from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
@@ -33,6 +36,13 @@ class ApiServices:
     account: DescribeAccount
     #: Explains routing decisions (``None`` where routing is not wired, e.g. API-only tests).
     explain: ExplainRoute | None = None
+    #: Quality figures per connector (operator keys; ``None`` where not wired).
+    connector_stats: ReadConnectorStats | None = None
+    #: Connectors and routes as data (operator keys; ``None`` where not wired).
+    connectors: ManageConnectors | None = None
+    routes: ManageRoutes | None = None
+    #: HTTP carriers' receipt and inbound callbacks, by connector id.
+    carrier_callbacks: CarrierCallbacks | None = None
 
 
 #: Handler parameter types: Litestar injects the dependency registered under the parameter's name

@@ -124,8 +124,32 @@ PROBLEMS: dict[str, ProblemKind] = {
         "Not found",
         "No such route, or no such resource for this tenant (other tenants' ids included).",
     ),
+    "connector_not_found": ProblemKind(
+        404, "Connector not found", "No connector has this id (configured or with figures)."
+    ),
     "method_not_allowed": ProblemKind(
         405, "Method not allowed", "The route exists but not with this HTTP method."
+    ),
+    "unsupported_media_type": ProblemKind(
+        415, "Unsupported media type", "The body's Content-Type is not one this endpoint reads."
+    ),
+    # Connectors and routes (operator keys).
+    "invalid_connector": ProblemKind(
+        422,
+        "Invalid connector",
+        "The connector's id, type or options are not valid; `field` names the part at fault.",
+    ),
+    "invalid_price_list": ProblemKind(
+        422, "Invalid price list", "The price list cannot be read; `detail` lists each bad line."
+    ),
+    "invalid_routes": ProblemKind(
+        422,
+        "Invalid routes",
+        "The routing table is not valid (unknown keys or connectors, no or two defaults...).",
+    ),
+    "connector_exists": ProblemKind(409, "Connector exists", "A connector has this id already."),
+    "connector_in_use": ProblemKind(
+        409, "Connector in use", "A route still sends to this connector; change the routes first."
     ),
     # The gateway itself.
     "illegal_transition": ProblemKind(

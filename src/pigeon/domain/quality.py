@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 from types import MappingProxyType
+from typing import NamedTuple
 
 #: Latencies below this (seconds) fall into one bucket reported as half of it.
 LATENCY_FLOOR = 0.1
@@ -201,32 +202,63 @@ class _Ring:
         """How many buckets hold data."""
         return sum(1 for bucket in self.slots if bucket is not None)
 
-    def stats(self, seconds: float) -> QualityStats:
-        """The totals of the window ending at ``seconds``."""
+    def stats(self, seconds: float, min_samples: int | None = None) -> QualityStats:
+        """The totals of the window ending at ``seconds`` (rates and percentiles need
+        ``min_samples`` samples, the ring's own floor when not given)."""
         self.advance(int(seconds // self.resolution))
+        if min_samples is not None and min_samples != self.min_samples:
+            return _summary(
+                self.submitted,
+                self.delivered,
+                self.failed,
+                self.latencies,
+                self.latency_samples,
+                self.errors,
+                min_samples,
+            )
         cached = self.cached
         if cached is not None:
             return cached
-        outcomes = self.delivered + self.failed
-        rate = self.delivered / outcomes if outcomes >= self.min_samples else None
-        p50 = p90 = None
-        samples = self.latency_samples
-        if samples >= self.min_samples:
-            p50, p90 = _percentiles(self.latencies, samples)
-        cached = QualityStats(
-            submitted=self.submitted,
-            delivered=self.delivered,
-            failed=self.failed,
-            delivery_rate=rate,
-            p50_latency=p50,
-            p90_latency=p90,
-            errors_by_code=MappingProxyType(dict(self.errors)),
+        cached = _summary(
+            self.submitted,
+            self.delivered,
+            self.failed,
+            self.latencies,
+            self.latency_samples,
+            self.errors,
+            self.min_samples,
         )
         self.cached = cached
         return cached
 
 
-def _percentiles(histogram: list[int], samples: int) -> tuple[float, float]:
+def _summary(
+    submitted: int,
+    delivered: int,
+    failed: int,
+    latencies: Sequence[int],
+    latency_samples: int,
+    errors: Mapping[str, int],
+    min_samples: int,
+) -> QualityStats:
+    """``QualityStats`` of raw totals; rates and percentiles need ``min_samples`` samples."""
+    outcomes = delivered + failed
+    rate = delivered / outcomes if outcomes and outcomes >= min_samples else None
+    p50 = p90 = None
+    if latency_samples and latency_samples >= min_samples:
+        p50, p90 = _percentiles(latencies, latency_samples)
+    return QualityStats(
+        submitted=submitted,
+        delivered=delivered,
+        failed=failed,
+        delivery_rate=rate,
+        p50_latency=p50,
+        p90_latency=p90,
+        errors_by_code=MappingProxyType(dict(errors)),
+    )
+
+
+def _percentiles(histogram: Sequence[int], samples: int) -> tuple[float, float]:
     """Nearest-rank p50 and p90 of a latency histogram holding ``samples`` values."""
     rank50 = (samples + 1) // 2  # ceil(samples * 0.5), in integers
     rank90 = (samples * 9 + 9) // 10  # ceil(samples * 0.9)
@@ -378,11 +410,13 @@ class QualityWindow:
         window: timedelta | None = None,
         *,
         country: str | None = None,
+        min_samples: int | None = None,
     ) -> QualityStats:
         """The record of ``connector_id`` (in ``country`` if given) over ``window`` up to ``now``.
 
         ``window`` defaults to the default window (1 h); only configured windows are answered.
-        An unknown connector has an empty record.
+        An unknown connector has an empty record. ``min_samples`` overrides the sample floor of
+        rates and percentiles for this call (e.g. 1 for dashboards).
         """
         window = self._default if window is None else window
         series = self._series.get((connector_id, country))
@@ -396,7 +430,39 @@ class QualityWindow:
         if now is not self._now:
             self._now_seconds = _seconds(now)
             self._now = now
-        return ring.stats(self._now_seconds)
+        return ring.stats(self._now_seconds, min_samples)
+
+    def record_counts(self, connector_id: str, at: datetime, counts: MinuteCounts) -> None:
+        """Add many events of ``connector_id`` at once, all at ``at`` (warming up from stored
+        figures): submits, outcomes with their latency histogram, and errors by code."""
+        seconds = _seconds(at)
+        for series in self._targets(connector_id, None):
+            for ring in series.rings.values():
+                bucket = ring.bucket(seconds)
+                if bucket is None:
+                    continue
+                bucket.submitted += counts.submitted
+                ring.submitted += counts.submitted
+                bucket.delivered += counts.delivered
+                ring.delivered += counts.delivered
+                bucket.failed += counts.undelivered
+                ring.failed += counts.undelivered
+                for index, count in counts.latency_bins.items():
+                    if not 0 <= index < _BINS or count <= 0:
+                        continue
+                    bucket.latencies[index] = bucket.latencies.get(index, 0) + count
+                    ring.latencies[index] += count
+                    ring.latency_samples += count
+                for code, count in counts.errors.items():
+                    if count <= 0:
+                        continue
+                    key = ring.error_key(code)
+                    bucket.errors[key] = bucket.errors.get(key, 0) + count
+                    ring.errors[key] = ring.errors.get(key, 0) + count
+
+    def connector_ids(self) -> list[str]:
+        """The connectors with a record (possibly empty until the next ``prune``), sorted."""
+        return sorted({connector_id for connector_id, _ in self._series})
 
     def over(self, window: timedelta) -> WindowView:
         """This accumulator as a routing ``QualitySource`` answering for ``window``."""
@@ -437,3 +503,142 @@ class WindowView:
 
 
 _EMPTY = QualityStats(0, 0, 0, None, None, None, MappingProxyType({}))
+
+
+# Durable figures: per-minute counters that a store adds up and reads back.
+
+#: The kinds of per-minute counters (``MinuteKey.metric``).
+SUBMITTED = "submitted"
+DELIVERED = "delivered"
+UNDELIVERED = "undelivered"
+ERROR = "error"
+LATENCY = "latency"
+METRICS = (SUBMITTED, DELIVERED, UNDELIVERED, ERROR, LATENCY)
+#: Error codes longer than this are cut (a carrier's free text must not grow the store).
+MAX_ERROR_CODE_LENGTH = 64
+
+
+class MinuteKey(NamedTuple):
+    """One counter of one connector in one minute (a tuple: cheap to build and hash).
+
+    ``minute`` counts minutes since the Unix epoch (UTC); ``key`` is the error code for
+    ``error``, the latency histogram bin (see ``latency_bin``) as text for ``latency``, and ""
+    for the other metrics.
+    """
+
+    connector_id: str
+    minute: int
+    metric: str
+    key: str = ""
+
+
+def epoch_minute(at: datetime) -> int:
+    """The minute ``at`` falls in, counted from the Unix epoch."""
+    return int(_seconds(at) // 60)
+
+
+class MinuteRollup:
+    """Per-minute counters waiting to be written: adding is one dict update per counter.
+
+    ``drain`` hands over everything counted so far and starts afresh; ``restore`` puts back
+    counts that could not be written (they are added to whatever was counted meanwhile).
+    """
+
+    __slots__ = ("_counts",)
+
+    def __init__(self) -> None:
+        self._counts: dict[MinuteKey, int] = {}
+
+    def _add(self, key: MinuteKey, count: int = 1) -> None:
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + count
+
+    def add_submit(self, connector_id: str, at: datetime) -> None:
+        """A message was handed to ``connector_id``."""
+        key = MinuteKey(connector_id, epoch_minute(at), SUBMITTED, "")
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+
+    def add_outcome(
+        self, connector_id: str, delivered: bool, latency_seconds: float | None, at: datetime
+    ) -> None:
+        """A final receipt: delivered or not, and its latency when known."""
+        minute = epoch_minute(at)
+        self._add(MinuteKey(connector_id, minute, DELIVERED if delivered else UNDELIVERED))
+        if latency_seconds is not None and not math.isnan(latency_seconds):
+            index = latency_bin(max(latency_seconds, 0.0))
+            self._add(MinuteKey(connector_id, minute, LATENCY, str(index)))
+
+    def add_error(self, connector_id: str, code: str, at: datetime) -> None:
+        """A submit failed with ``code``."""
+        code = code[:MAX_ERROR_CODE_LENGTH] or "unknown"
+        self._add(MinuteKey(connector_id, epoch_minute(at), ERROR, code))
+
+    def drain(self) -> dict[MinuteKey, int]:
+        """Everything counted since the last drain; the rollup is empty afterwards."""
+        counts, self._counts = self._counts, {}
+        return counts
+
+    def restore(self, counts: Mapping[MinuteKey, int]) -> None:
+        """Put back drained counts that were not written."""
+        for key, count in counts.items():
+            self._add(key, count)
+
+    def pending(self) -> Mapping[MinuteKey, int]:
+        """What is counted and not drained yet (a read-only view)."""
+        return MappingProxyType(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
+@dataclass(slots=True)
+class MinuteCounts:
+    """The counters of one connector added up over some minutes."""
+
+    submitted: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    latency_bins: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def add(self, metric: str, key: str, count: int) -> None:
+        """Add ``count`` to one counter; unknown metrics and bad bins are ignored."""
+        if metric == SUBMITTED:
+            self.submitted += count
+        elif metric == DELIVERED:
+            self.delivered += count
+        elif metric == UNDELIVERED:
+            self.undelivered += count
+        elif metric == ERROR:
+            self.errors[key] = self.errors.get(key, 0) + count
+        elif metric == LATENCY:
+            try:
+                index = int(key)
+            except ValueError:
+                return
+            if 0 <= index < _BINS:
+                self.latency_bins[index] = self.latency_bins.get(index, 0) + count
+
+    def summary(self, min_samples: int = 1) -> QualityStats:
+        """These totals as ``QualityStats`` (rates and percentiles need ``min_samples``)."""
+        histogram = [0] * _BINS
+        for index, count in self.latency_bins.items():
+            histogram[index] += count
+        return _summary(
+            self.submitted,
+            self.delivered,
+            self.undelivered,
+            histogram,
+            sum(histogram),
+            self.errors,
+            min_samples,
+        )
+
+
+def window_start_minute(now: datetime, window: timedelta) -> int:
+    """The first minute a window of ``window`` ending at ``now`` covers in per-minute figures:
+    the current minute and the whole minutes before it, ``window`` in all (so it reaches between
+    ``window`` minus one minute and ``window`` into the past)."""
+    minutes = max(1, math.ceil(window.total_seconds() / 60))
+    return epoch_minute(now) - minutes + 1

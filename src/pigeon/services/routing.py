@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from pigeon.domain.addressing import parse_msisdn
-from pigeon.domain.errors import ValidationError
+from pigeon.domain.errors import TemporaryFailure, ValidationError
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus
 from pigeon.domain.price_lists import PriceList
 from pigeon.domain.quality import QualityWindow
 from pigeon.domain.routing import Candidate, Route, RouteContext, RoutePlan, RoutingTable
-from pigeon.ports import Clock, Connector
+from pigeon.ports import Clock, Connector, SubmitResult
 from pigeon.services.authenticate import Caller
 
 
@@ -57,8 +57,42 @@ class TableRouter:
         return table.plan(context, self._prices, self.quality, self._available, self._rng)
 
     def connector(self, connector_id: str) -> Connector:
-        """The connector with ``connector_id``."""
-        return self._connectors[connector_id]
+        """The connector with ``connector_id`` (a never-ready stand-in once it is removed)."""
+        found = self._connectors.get(connector_id)
+        return found if found is not None else AbsentConnector(connector_id)
+
+    @property
+    def table(self) -> RoutingTable:
+        """The routing table plans are made from."""
+        return self._table
+
+    @property
+    def connectors(self) -> Mapping[str, Connector]:
+        """The registered connectors by id (the sandbox included)."""
+        return dict(self._connectors)
+
+    def replace_table(self, table: RoutingTable) -> None:
+        """Plan from ``table`` from now on (one reference swap: plans see old or new)."""
+        self._table = table
+
+    def put_connector(self, connector: Connector) -> None:
+        """Register ``connector`` (replacing one with the same id)."""
+        connectors = dict(self._connectors)
+        connectors[connector.id] = connector
+        self._connectors = connectors
+
+    def remove_connector(self, connector_id: str) -> Connector | None:
+        """Unregister the connector (the sandbox stays); the one removed, if any."""
+        if connector_id == self._sandbox.id:
+            return None
+        connectors = dict(self._connectors)
+        removed = connectors.pop(connector_id, None)
+        self._connectors = connectors
+        return removed
+
+    def set_prices(self, prices: Mapping[str, PriceList]) -> None:
+        """Price candidates with ``prices`` from now on."""
+        self._prices = dict(prices)
 
     def choose(self, message: Message) -> Connector:
         """The connector ``message`` tries first."""
@@ -77,6 +111,34 @@ class TableRouter:
     ) -> None:
         """A final receipt arrived for a message sent through ``connector_id``."""
         self.quality.record_outcome(connector_id, delivered, latency_seconds, at)
+
+
+class AbsentConnector:
+    """Stands in for a connector a plan names that is no longer registered (removed or
+    disabled): never ready, and every submit is a temporary failure, so dispatch moves on."""
+
+    def __init__(self, connector_id: str) -> None:
+        self._id = connector_id
+
+    @property
+    def id(self) -> str:
+        """The missing connector's id."""
+        return self._id
+
+    @property
+    def ready(self) -> bool:
+        """Never."""
+        return False
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
+
+    async def submit(self, message: Message) -> SubmitResult:
+        """Refuse: the connector is gone."""
+        raise TemporaryFailure(f"connector {self._id!r} is not configured", code="connector_absent")
 
 
 class ExplainRoute:

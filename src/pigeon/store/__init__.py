@@ -13,6 +13,7 @@ Wiring::
 """
 
 from pigeon.store.accounts import SqlAccountStore
+from pigeon.store.connectors import SqlConnectorStore
 from pigeon.store.database import Database, connect, normalise_url
 from pigeon.store.messages import SqlMessageStore, normalise_carrier_id
 from pigeon.store.migrate import current_revision, head_revision, migrate
@@ -24,6 +25,7 @@ from pigeon.store.writer import Writer, WriterClosedError, WriterStats
 __all__ = [
     "Database",
     "SqlAccountStore",
+    "SqlConnectorStore",
     "SqlMessageStore",
     "SqlNumberStore",
     "SqlPartStore",

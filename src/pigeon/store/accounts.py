@@ -93,6 +93,16 @@ class SqlAccountStore:
                 code="already_exists",
             ) from exc
 
+    async def has_operator_key(self) -> bool:
+        """Whether any unrevoked operator key exists."""
+        statement = (
+            sa.select(api_keys.c.id)
+            .where(api_keys.c.role == str(Role.OPERATOR), api_keys.c.revoked.is_(sa.false()))
+            .limit(1)
+        )
+        async with self._db.read() as connection:
+            return (await connection.scalar(statement)) is not None
+
     async def find_api_key(self, digest: str) -> ApiKey | None:
         """The unrevoked key with this SHA-256 digest."""
         statement = sa.select(api_keys).where(

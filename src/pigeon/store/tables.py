@@ -275,3 +275,52 @@ numbers = sa.Table(
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Per-connector quality figures, one additive counter per (connector, minute, metric, key):
+# ``metric`` is submitted, delivered, undelivered, error (key: the error code) or latency (key:
+# the receipt-latency histogram bin of ``pigeon.domain.quality``); ``key`` is "" otherwise.
+# Writers add to ``count`` (upsert), so several processes can flush into the same minute.
+connector_minutes = sa.Table(
+    "connector_minutes",
+    metadata,
+    sa.Column("connector_id", sa.Text, primary_key=True),
+    sa.Column("minute", UtcDateTime, primary_key=True),
+    sa.Column("metric", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    # Warm-up reads and pruning go by time.
+    sa.Index(None, "minute"),
+)
+
+
+# Carrier links and the routing table as data (``pigeon.toml``, the REST API and the CLI).
+connectors = sa.Table(
+    "connectors",
+    metadata,
+    _id(),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("options", Json, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("prices_csv", sa.Text),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+routes = sa.Table(
+    "routes",
+    metadata,
+    _id(),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("options", Json, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One counter per kind of configuration, bumped with every change: gateways poll it.
+config_versions = sa.Table(
+    "config_versions",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

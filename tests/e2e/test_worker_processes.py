@@ -1,0 +1,103 @@
+"""``pigeon serve`` with worker processes: the children do the work and are kept running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from support.gateway import API_KEY, GatewayProcess, new_gateway
+
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def children_of(pid: int) -> set[int]:
+    """The ``pigeon worker`` processes whose parent is ``pid``."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"worker" in command:
+            found.add(int(entry.name))
+    return found
+
+
+async def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll ``check()`` until it is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def send_and_deliver(base: str, count: int) -> None:
+    """Send ``count`` test messages and wait until every one is delivered."""
+    async with aiohttp.ClientSession(headers=HEADERS) as session:
+        ids = []
+        for n in range(count):
+            async with session.post(
+                f"{base}/v1/messages", json={"to": "+14155550100", "body": f"w {n}"}
+            ) as response:
+                assert response.status == 202
+                ids.append((await response.json())["id"])
+        pending = set(ids)
+        deadline = time.monotonic() + 90
+        while pending and time.monotonic() < deadline:
+            for message_id in list(pending):
+                async with session.get(f"{base}/v1/messages/{message_id}") as response:
+                    if (await response.json())["status"] == "delivered":
+                        pending.discard(message_id)
+            await asyncio.sleep(0.2)
+        assert not pending, f"{len(pending)} of {count} not delivered"
+
+
+async def test_worker_processes_deliver_and_a_killed_one_is_replaced(tmp_path: Path) -> None:
+    """Two workers deliver every message; one SIGKILLed is restarted and delivery goes on."""
+    gateway: GatewayProcess = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="2")
+    gateway.start()
+    try:
+        assert gateway.process is not None
+        serve = gateway.process.pid
+        await wait_for(lambda: len(children_of(serve)) == 2, "two worker processes")
+        await send_and_deliver(gateway.base_url, 40)
+        victim = min(children_of(serve))
+        os.kill(victim, signal.SIGKILL)
+        await wait_for(
+            lambda: len(children_of(serve)) == 2 and victim not in children_of(serve),
+            "a replacement worker",
+        )
+        await send_and_deliver(gateway.base_url, 40)
+    finally:
+        gateway.stop()
+    assert gateway.process is not None
+    assert gateway.process.returncode == 0
+    assert children_of(serve) == set()
+
+
+async def test_workers_stop_when_serve_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of serve leaves no worker behind: each notices its parent is gone and stops."""
+    gateway = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="1")
+    gateway.start()
+    assert gateway.process is not None
+    serve = gateway.process.pid
+    await wait_for(lambda: len(children_of(serve)) == 1, "a worker process")
+    orphans = children_of(serve)
+    gateway.kill()
+
+    def gone() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() for pid in orphans)
+
+    await wait_for(gone, "the orphaned worker to stop", timeout=30)

@@ -1,0 +1,105 @@
+"""``connectors.factory``: one validator turns stored ``(type, options)`` into adapter settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pigeon.connectors.factory import ConnectorFactory, settings_for
+from pigeon.connectors.http import GenericHttpConnector, GenericHttpSettings, TwilioStyleSettings
+from pigeon.connectors.smpp_client import InboundMessage
+from pigeon.connectors.smpp_settings import SmppConnectorSettings
+from pigeon.domain.connectors import MASK, masked
+from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
+from pigeon.testing import FakeClock
+
+TWILIO = {"account_sid": "AC1", "auth_token": "secret-token"}
+
+
+async def _receipts(receipt: DeliveryReceipt) -> None:
+    """A receipt sink that drops everything."""
+
+
+async def _inbound(message: InboundMessage) -> None:
+    """An MO sink that drops everything."""
+
+
+def test_json_lists_become_sets_and_status_maps_become_statuses() -> None:
+    """Lists fill frozenset fields and status map values become receipt statuses."""
+    settings = settings_for(
+        "generic_http",
+        "g",
+        {
+            "url": "https://carrier.example/send",
+            "fields": {"to": "{to}"},
+            "success_statuses": [200, 202],
+            "receipt_status_map": {"OK": "DELIVRD"},
+        },
+    )
+    assert isinstance(settings, GenericHttpSettings)
+    assert settings.success_statuses == frozenset({200, 202})
+    assert settings.receipt_status_map == {"OK": ReceiptStatus.DELIVRD}
+
+
+def test_http_connectors_advertise_the_public_url_unless_they_set_their_own() -> None:
+    """``callback_base_url`` defaults to the gateway's public URL; an explicit one wins."""
+    default = settings_for("twilio", "tw", TWILIO, callback_base_url="https://sms.example")
+    own = settings_for(
+        "twilio",
+        "tw",
+        {**TWILIO, "callback_base_url": "https://other.example"},
+        callback_base_url="https://sms.example",
+    )
+    assert isinstance(default, TwilioStyleSettings)
+    assert default.callback_url("receipts") == "https://sms.example/v1/carriers/tw/receipts"
+    assert own.callback_base_url == "https://other.example"
+
+
+def test_smpp_options_ignore_the_price_file_key() -> None:
+    """``prices`` is Pigeon's own key, not the adapter's."""
+    options = {"host": "127.0.0.1", "port": 2775, "system_id": "me", "prices": "p.csv"}
+    settings = settings_for("smpp", "s", options)
+    assert isinstance(settings, SmppConnectorSettings)
+    assert settings.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "text"),
+    [
+        ("fax", {}, "type 'fax'"),
+        ("twilio", {**TWILIO, "colour": "red"}, "unknown settings colour"),
+        ("twilio", {**TWILIO, "id": "other"}, "unknown settings id"),
+        ("twilio", {"account_sid": "AC1"}, "auth_token"),
+        ("smpp", {"host": "h", "system_id": "me"}, "port"),
+    ],
+)
+def test_bad_options_raise_value_error(kind: str, options: dict[str, Any], text: str) -> None:
+    """Unknown types, unknown or missing settings and bad values are ``ValueError``s."""
+    with pytest.raises(ValueError, match=text):
+        settings_for(kind, "c", options)
+
+
+def test_factory_builds_the_adapter_of_each_type() -> None:
+    """The factory builds the adapter class of the type, not started."""
+    factory = ConnectorFactory(FakeClock(), _receipts, _inbound)
+    built = factory.build(
+        "generic_http", "g", {"url": "https://carrier.example/send", "fields": {"to": "{to}"}}
+    )
+    assert isinstance(built, GenericHttpConnector)
+    assert built.id == "g"
+    assert not built.ready
+
+
+def test_credentials_are_masked_at_any_depth() -> None:
+    """Passwords, tokens, secrets and API keys read as the mask; other options are kept."""
+    shown = masked(
+        {"password": "p", "api_key": "k", "host": "h", "headers": {"X-Secret": "s"}, "token": ""}
+    )
+    assert shown == {
+        "password": MASK,
+        "api_key": MASK,
+        "host": "h",
+        "headers": {"X-Secret": MASK},
+        "token": "",
+    }

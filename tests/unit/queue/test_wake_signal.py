@@ -1,0 +1,81 @@
+"""The cross-process wake signal: UDP datagrams on loopback that nudge job runners."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pigeon.config import ConfigError, load_settings, parse_peers
+from pigeon.queue.wake import WakeBroadcast, WakeListener
+
+
+async def test_a_broadcast_reaches_every_listener() -> None:
+    """Each peer's listener calls its callback when another process says jobs are due."""
+    heard: list[str] = []
+    got = asyncio.Event()
+
+    def hear(name: str) -> None:
+        heard.append(name)
+        if len(set(heard)) == 2:
+            got.set()
+
+    first = WakeListener("127.0.0.1", 0, lambda: hear("first"))
+    second = WakeListener("127.0.0.1", 0, lambda: hear("second"))
+    ports = [await first.start(), await second.start()]
+    broadcast = WakeBroadcast([("127.0.0.1", port) for port in ports])
+    try:
+        broadcast()
+        await asyncio.wait_for(got.wait(), timeout=10)
+    finally:
+        broadcast.close()
+        first.close()
+        second.close()
+    assert sorted(set(heard)) == ["first", "second"]
+
+
+async def test_calls_in_one_loop_turn_send_one_datagram() -> None:
+    """A burst of wake calls in one loop turn costs one datagram per peer."""
+    heard: list[int] = []
+    listener = WakeListener("127.0.0.1", 0, lambda: heard.append(1))
+    port = await listener.start()
+    broadcast = WakeBroadcast([("127.0.0.1", port)])
+    try:
+        for _ in range(100):
+            broadcast()
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if heard:
+                break
+        await asyncio.sleep(0.05)
+    finally:
+        broadcast.close()
+        listener.close()
+    assert heard == [1]
+
+
+def test_a_broadcast_to_a_closed_port_does_not_raise() -> None:
+    """A peer that is restarting (nobody listening) costs nothing but the datagram."""
+    broadcast = WakeBroadcast([("127.0.0.1", 9)])
+    broadcast()
+    broadcast.close()
+
+
+def test_peers_parse_hosts_and_ports() -> None:
+    """``host:port`` lists parse, IPv6 in brackets included; anything else is refused."""
+    assert parse_peers("127.0.0.1:7001, [::1]:7002,") == [("127.0.0.1", 7001), ("::1", 7002)]
+    assert parse_peers("") == []
+    for bad in ("7001", "localhost:", "a:b", "h:70000"):
+        with pytest.raises(ValueError, match="host:port"):
+            parse_peers(bad)
+
+
+def test_settings_refuse_bad_worker_and_wake_values(tmp_path: Path) -> None:
+    """worker_processes out of range and malformed wake_peers are configuration errors."""
+    empty = tmp_path / "pigeon.toml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="worker_processes"):
+        load_settings(environ={"PIGEON_WORKER_PROCESSES": "-1"}, config_file=empty)
+    with pytest.raises(ConfigError, match="wake_peers"):
+        load_settings(environ={"PIGEON_WAKE_PEERS": "nope"}, config_file=empty)
