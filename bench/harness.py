@@ -74,6 +74,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live children of ``pid`` (``pigeon worker`` processes of a ``pigeon serve``)."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def rss_mb(pid: int) -> float:
     """Peak resident memory of a live process (``VmHWM``), in MB; 0 if it is gone."""
     try:
@@ -268,6 +283,7 @@ async def start_pigeon(
     database_url: str | None = None,
     binds: int = 1,
     workers: bool = True,
+    worker_processes: int = 0,
     profile: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Pigeon:
@@ -293,6 +309,7 @@ async def start_pigeon(
         PIGEON_BOOTSTRAP_API_KEY=KEY,
         PIGEON_LOG_LEVEL="WARNING",
         PIGEON_RUN_WORKERS="true" if workers else "false",
+        PIGEON_WORKER_PROCESSES=str(worker_processes if workers else 0),
         **(extra_env or {}),
     )
     if database_url:

@@ -58,6 +58,7 @@ from harness import (
     Processes,
     Receiver,
     Sim,
+    child_pids,
     cpu_seconds,
     free_port,
     http_json,
@@ -350,6 +351,7 @@ async def run_pigeon(
         sim,
         database_url=getattr(args, "database_url", None),
         binds=args.pigeon_binds,
+        worker_processes=getattr(args, "pigeon_workers", 0),
         profile=args.profile,
     )
     server, base = pigeon.process, pigeon.base
@@ -378,6 +380,8 @@ async def run_pigeon(
     if pid != server.pid:
         processes.inner.append(pid)
     pids = {"pigeon serve": pid, "smsc-sim": sim.process.pid}
+    for number, child in enumerate(child_pids(pid), 1):  # worker_processes
+        pids[f"pigeon worker {number}"] = child
     phase = await measure("Pigeon", "pigeon", f"{base}/v1/messages", "", sim, receiver, args, pids)
     if processes.inner:  # stop the server so that py-spy writes its file
         os.kill(processes.inner.pop(), signal.SIGTERM)
@@ -474,6 +478,10 @@ async def side_by_side(
 
 
 async def run(args: argparse.Namespace) -> str:
+    if args.pigeon_only:
+        _, pigeon = await side_by_side(args, kannel=False)
+        assert pigeon is not None
+        return repr(pigeon)
     kannel, pigeon = await side_by_side(args)
     assert kannel is not None
     assert pigeon is not None
@@ -486,6 +494,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--receipt-delay", type=float, default=0.1)
     parser.add_argument("--pigeon-binds", type=int, default=1)
+    parser.add_argument(
+        "--pigeon-workers", type=int, default=1, help="worker_processes of pigeon serve (0: one)"
+    )
+    parser.add_argument("--pigeon-only", action="store_true", help="skip the Kannel phase")
     parser.add_argument("--kannel-store", choices=["none", "file"], default="none")
     parser.add_argument("--timeout", type=float, default=120, help="bound of each phase (s)")
     parser.add_argument("--stall", type=float, default=20, help="give up after no progress (s)")

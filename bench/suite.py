@@ -69,6 +69,7 @@ FULL = {
     "otp_rate": 20.0,
     "store_size": 1_000_000,
     "store_messages": 3000,
+    "pigeon_workers": 1,
 }
 QUICK = {
     "seconds": 3.0,
@@ -80,6 +81,7 @@ QUICK = {
     "otp_rate": 20.0,
     "store_size": 20_000,
     "store_messages": 300,
+    "pigeon_workers": 1,
 }
 
 
@@ -116,6 +118,7 @@ def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argp
         concurrency=config["concurrency"],
         receipt_delay=0.1,
         pigeon_binds=1,
+        pigeon_workers=config["pigeon_workers"],
         kannel_store="none",
         timeout=max(120.0, config["messages"] / 20),
         stall=20.0,
@@ -219,7 +222,8 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
     args = _side_by_side_args(config, url)
     _, pigeon = asyncio.run(kannel_side_by_side.side_by_side(args, kannel=False))
     assert pigeon is not None
-    return [_phase_result(pigeon, database, ("pigeon serve",))]
+    gateway = tuple(name for name in pigeon.rss_mb if name.startswith("pigeon"))
+    return [_phase_result(pigeon, database, gateway)]
 
 
 def scenario_d(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:

@@ -85,6 +85,9 @@ log = logging.getLogger(__name__)
 
 SIMULATOR_ID = "simulator"
 
+#: Concurrent writer transactions on PostgreSQL.
+POSTGRES_WRITER_TASKS = 4
+
 
 def load_secret_key(settings: Settings) -> bytes:
     """The server secret (derives per-tenant callback signing secrets).
@@ -336,7 +339,9 @@ async def open_gateway(settings: Settings) -> Gateway:
     await migrate(url)
     clock = SystemClock()
     ids = UlidFactory()
-    database = await connect(url)
+    # PostgreSQL: a few batches in flight at once, so one batch's round trips and commit do
+    # not hold up the next (SQLite has one writer whatever this says).
+    database = await connect(url, writer_tasks=POSTGRES_WRITER_TASKS)
     messages = SqlMessageStore(database, clock)
     accounts = SqlAccountStore(database)
     webhooks = SqlWebhookStore(database)

@@ -186,18 +186,34 @@ async def test_message_fault_fails_without_failover(routed: Routed) -> None:
     assert await routed.failovers(message.id) == []
 
 
-async def test_failover_after_temporary_failures_spend_the_budget(routed: Routed) -> None:
-    """Temporary failures retry on the same carrier until the budget is spent, then fail over."""
+async def test_temporary_failure_fails_over_at_once_when_another_carrier_is_up(
+    routed: Routed,
+) -> None:
+    """A temporary failure (a 5xx, a timeout) moves to the next ready carrier in the same job."""
+    routed.failing["a"] = lambda m: TemporaryFailure("HTTP 503", code="http_5xx")
+    message = await routed.send()
+    await routed.drain(rounds=1)
+    stored = await routed.stored(message.id)
+    assert stored.status is S.SENT
+    assert stored.connector_id == "b"
+    assert len(routed.carriers["a"].submitted) == 1
+    assert await routed.failovers(message.id) == [("a", "temporary")]
+
+
+async def test_temporary_failures_spend_the_budget_when_nowhere_else_is_up(
+    routed: Routed,
+) -> None:
+    """With the other carrier down, the preferred one gets its budget before the last resort."""
     routed.failing["a"] = lambda m: TemporaryFailure("busy")
+    await routed.carriers["b"].stop()
     message = await routed.send()
     for _ in range(3):
         await routed.drain()
         routed.stores.clock.advance(10)
     stored = await routed.stored(message.id)
-    assert stored.status is S.SENT
-    assert stored.connector_id == "b"
     assert len(routed.carriers["a"].submitted) == 3
     assert await routed.failovers(message.id) == [("a", "temporary")]
+    assert stored.connector_id == "b"
 
 
 async def test_every_candidate_failing_fails_with_the_last_code(routed: Routed) -> None:

@@ -170,6 +170,17 @@ class MessageEvent(msgspec.Struct, omit_defaults=True):
     detail: str | UnsetType = UNSET
 
 
+class MessageAttempt(msgspec.Struct, omit_defaults=True):
+    """A submit that did not go through: which connector, why, and what came next."""
+
+    connector: str
+    at: Timestamp
+    reason: str
+    code: str | UnsetType = UNSET
+    detail: str | UnsetType = UNSET
+    failover: bool = False
+
+
 class MessagePart(msgspec.Struct, omit_defaults=True):
     """One segment of a multipart message as the carrier knows it."""
 
@@ -179,9 +190,11 @@ class MessagePart(msgspec.Struct, omit_defaults=True):
 
 
 class MessageDetail(MessageResponse, kw_only=True, omit_defaults=True):
-    """A message with its history and, when multipart, its parts."""
+    """A message with its history, its failed submit attempts (each carrier given up and
+    why) and, when multipart, its parts."""
 
     events: list[MessageEvent]
+    attempts: list[MessageAttempt] | UnsetType = UNSET
     parts: list[MessagePart] | UnsetType = UNSET
 
 
@@ -259,6 +272,20 @@ def message_detail(message: Message, events: list[EventRecord]) -> MessageDetail
         for event in events
         if event.status is not None
     ]
+    attempts = [
+        {
+            "connector": str(event.payload.get("connector", "")),
+            "at": iso(event.at),
+            "reason": str(event.payload.get("reason", "")),
+            "failover": bool(event.payload.get("failover", False)),
+        }
+        | ({"code": str(event.payload["code"])} if event.payload.get("code") else {})
+        | ({"detail": event.detail} if event.detail else {})
+        for event in events
+        if event.type == "message.attempt_failed"
+    ]
+    if attempts:
+        data["attempts"] = attempts
     if message.segments > 1 or len(message.parts) > 1:
         data["parts"] = [
             {"index": part.index, "status": part.status.value}

@@ -214,10 +214,19 @@ class DispatchMessage:
                 here = history.attempts.get(candidate, 0) + 1
                 retry_at = now + self._retry.delay(here)
                 out_of_time = message.expires_at is not None and retry_at >= message.expires_at
-                if here < self._retry.max_attempts and not out_of_time:
+                # Another carrier that is up takes the message now (one retry cycle, not the
+                # whole budget); the budget is for a route with nowhere else to go.
+                others = [c for c in plan.order if c not in tried and c != candidate]
+                elsewhere = any(self._router.connector(c).ready for c in others)
+                if not elsewhere and here < self._retry.max_attempts and not out_of_time:
                     await self._temporary(job, message, candidate, exc, attempt, retry_at)
                     return
-                reason = "validity ends before a retry" if out_of_time else "retry budget spent"
+                if elsewhere:
+                    reason = "another connector is up"
+                elif out_of_time:
+                    reason = "validity ends before a retry"
+                else:
+                    reason = "retry budget spent"
                 if next_candidate(plan, {*tried, candidate}) is None:
                     await self._finish(
                         job,
