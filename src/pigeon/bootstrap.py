@@ -378,7 +378,7 @@ async def open_gateway(settings: Settings) -> Gateway:
         routing.table, connectors, simulator, clock, prices=routing.prices, quality=quality
     )
     factory = ConnectorFactory(
-        clock, receipt_sink, mo_sink, callback_base_url=settings.effective_public_url
+        clock, receipt_sink, mo_sink, callback_base_url=settings.effective_public_url, queue=queue
     )
     connector_store = SqlConnectorStore(database)
     live = LiveRouting(

@@ -326,3 +326,19 @@ async def test_signed_inbound_callback_becomes_the_number_owners_message(admin: 
     page = await admin.gateway.messages.list_messages(tenant.id, MessageQuery())
     inbound = [m for m in page.messages if m.direction is Direction.MO]
     assert [(m.body, m.sender) for m in inbound] == [("STOP", "+14155550100")]
+
+
+async def test_a_simulator_connector_is_added_and_routed_to_live(admin: Admin) -> None:
+    """A connector of type simulator is built with its own id and takes routed traffic."""
+    body = {"id": "sim2", "type": "simulator", "options": {"receipt_delay_seconds": 0}}
+    added = await admin.client.post("/v1/connectors", json=body, headers=admin.operator)
+    assert added.status_code == 201, added.text
+    connector = admin.gateway.router.connectors["sim2"]
+    assert connector.id == "sim2"
+    assert connector.ready
+    routes = [{"id": "main", "default": True, "candidates": ["sim2"]}]
+    put = await admin.client.put("/v1/routes", json={"routes": routes}, headers=admin.operator)
+    assert put.status_code == 200, put.text
+    bad = {"id": "sim3", "type": "simulator", "options": {"default": "teleported"}}
+    refused = await admin.client.post("/v1/connectors", json=bad, headers=admin.operator)
+    assert refused.status_code == 422

@@ -24,5 +24,5 @@ def test_an_unknown_type_lists_the_known_ones(tmp_path: Path) -> None:
     """An unknown type is refused, naming every known type."""
     config = tmp_path / "pigeon.toml"
     config.write_text('[[connectors]]\nid = "c"\ntype = "fax"\n')
-    with pytest.raises(ConfigError, match="generic_http, infobip, smpp, twilio"):
+    with pytest.raises(ConfigError, match="generic_http, infobip, simulator, smpp, twilio"):
         load_settings({}, config)

@@ -21,14 +21,21 @@ from pigeon.connectors.http import (
     TwilioStyleConnector,
     TwilioStyleSettings,
 )
+from pigeon.connectors.simulator import (
+    MAGIC_PREFIXES,
+    Outcome,
+    SimulatorConnector,
+    SimulatorSettings,
+)
 from pigeon.connectors.smpp_client import MoSink, SmppClientConnector
 from pigeon.connectors.smpp_settings import SmppConnectorSettings
 from pigeon.domain.receipts import ReceiptStatus
-from pigeon.ports import CarrierAnswer, CarrierRequest, Clock, Connector, ReceiptSink
+from pigeon.ports import CarrierAnswer, CarrierRequest, Clock, Connector, JobQueue, ReceiptSink
 
 __all__ = ["ConnectorFactory", "answer_callback", "settings_for"]
 
 _SETTINGS: dict[str, type[Any]] = {
+    "simulator": SimulatorSettings,
     "smpp": SmppConnectorSettings,
     "generic_http": GenericHttpSettings,
     "twilio": TwilioStyleSettings,
@@ -57,6 +64,8 @@ def settings_for(
     unknown = sorted(set(values) - set(fields) | ({"id"} & set(values)))
     if unknown:
         raise ValueError(f"unknown settings {', '.join(unknown)}")
+    if kind is SimulatorSettings:
+        return _simulator_settings(values)
     for name, value in list(values.items()):
         annotation = str(fields[name].type)
         if "frozenset" in annotation and isinstance(value, list | tuple):
@@ -71,6 +80,23 @@ def settings_for(
         raise ValueError(str(exc).split(".__init__() ", 1)[-1]) from exc
 
 
+def _simulator_settings(values: Mapping[str, Any]) -> SimulatorSettings:
+    """A simulator's settings: ``receipt_delay_seconds``, ``prefixes`` (destination prefix ->
+    outcome, added to the magic numbers) and the ``default`` outcome."""
+    try:
+        prefixes = dict(MAGIC_PREFIXES)
+        for prefix, outcome in dict(values.get("prefixes", {})).items():
+            prefixes[str(prefix)] = Outcome(outcome)
+        default = Outcome(values.get("default", Outcome.DELIVERED))
+        delay = float(values.get("receipt_delay_seconds", 1.0))
+    except (TypeError, ValueError) as exc:
+        outcomes = ", ".join(o.value for o in Outcome)
+        raise ValueError(f"{exc} (outcomes: {outcomes})") from exc
+    if delay < 0:
+        raise ValueError("receipt_delay_seconds must not be negative")
+    return SimulatorSettings(receipt_delay_seconds=delay, prefixes=prefixes, default=default)
+
+
 class ConnectorFactory:
     """``ports.ConnectorBuilder``: every connector type, wired to the gateway's sinks."""
 
@@ -81,7 +107,9 @@ class ConnectorFactory:
         mo_sink: MoSink,
         *,
         callback_base_url: str | None = None,
+        queue: JobQueue | None = None,
     ) -> None:
+        self._queue = queue
         self._clock = clock
         self._receipt_sink = receipt_sink
         self._mo_sink = mo_sink
@@ -100,6 +128,10 @@ class ConnectorFactory:
         settings = settings_for(
             connector_type, connector_id, options, callback_base_url=self._callback_base_url
         )
+        if isinstance(settings, SimulatorSettings):
+            if self._queue is None:
+                raise ValueError("simulator connectors need the job queue")
+            return SimulatorConnector(connector_id, self._queue, self._clock, settings)
         if isinstance(settings, SmppConnectorSettings):
             return SmppClientConnector(settings, self._receipt_sink, self._clock, self._mo_sink)
         if isinstance(settings, TwilioStyleSettings):

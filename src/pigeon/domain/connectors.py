@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 #: The adapters a connector can be built with.
-CONNECTOR_TYPES = frozenset({"smpp", "generic_http", "twilio", "infobip"})
+CONNECTOR_TYPES = frozenset({"simulator", "smpp", "generic_http", "twilio", "infobip"})
 
 #: Option names (or parts of names) that hold credentials: never shown back.
 SECRET_WORDS = ("password", "token", "secret", "api_key", "credential")
