@@ -41,6 +41,7 @@ from harness import (
     Processes,
     Result,
     Sim,
+    child_pids,
     fresh_database,
     percentiles,
     rss_mb,
@@ -185,6 +186,7 @@ async def otp_behind_backlog(
     otp_rate: float = 20.0,
     settle: float = 3.0,
     timeout: float = 60.0,
+    worker_processes: int = 0,
 ) -> Result:
     """Scenario d (see the module docstring)."""
     database = _database_label(database_url)
@@ -193,13 +195,15 @@ async def otp_behind_backlog(
     try:
         sim = Sim(processes, tmp, "sim", 1.0)
         await asyncio.to_thread(sim.wait_ready)
-        pigeon = await start_pigeon(processes, tmp, sim, database_url=database_url)
+        pigeon = await start_pigeon(
+            processes, tmp, sim, database_url=database_url, worker_processes=worker_processes
+        )
         await asyncio.sleep(settle)
         before = (await asyncio.to_thread(sim.stats))["submits_received"]
         timed = await post_messages(pigeon.base, "otp", otps, category="otp", rate=otp_rate)
         _, last = await wait_arrivals(sim, timed, "otp", 0, timeout)
         after = (await asyncio.to_thread(sim.stats))["submits_received"]
-        rss = rss_mb(pigeon.pid)
+        rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in child_pids(pigeon.pid))
         trouble = await diagnostics(tmp, sim, timed)
     finally:
         await asyncio.to_thread(processes.stop_all)
@@ -240,18 +244,21 @@ async def _store_phase(
     messages: int,
     concurrency: int,
     timeout: float,
+    worker_processes: int = 0,
 ) -> dict[str, Any]:
     figures = await seed(_seed_url(tmp, database_url), stored=stored)
     processes = Processes()
     try:
         sim = Sim(processes, tmp, "sim", 0.1)
         await asyncio.to_thread(sim.wait_ready)
-        pigeon = await start_pigeon(processes, tmp, sim, database_url=database_url)
+        pigeon = await start_pigeon(
+            processes, tmp, sim, database_url=database_url, worker_processes=worker_processes
+        )
         warm = await post_messages(pigeon.base, "warm", 50, concurrency=8)
         since, _ = await wait_arrivals(sim, warm, "warm", 0, timeout)
         timed = await post_messages(pigeon.base, "msg", messages, concurrency=concurrency)
         _, last = await wait_arrivals(sim, timed, "msg", since, timeout)
-        rss = rss_mb(pigeon.pid)
+        rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in child_pids(pigeon.pid))
         trouble = await diagnostics(tmp, sim, timed, warm)
     finally:
         await asyncio.to_thread(processes.stop_all)
@@ -290,16 +297,19 @@ async def store_growth(
     messages: int = 3000,
     concurrency: int = 32,
     timeout: float = 60.0,
+    worker_processes: int = 0,
 ) -> list[Result]:
     """Scenario e (see the module docstring): ``fresh()`` gives a second empty database (a
     context manager yielding its URL, ``None`` for SQLite) for the large store."""
     database = _database_label(database_url)
     (tmp / "empty").mkdir()
-    empty = await _store_phase(database_url, tmp / "empty", 0, messages, concurrency, timeout)
+    empty = await _store_phase(
+        database_url, tmp / "empty", 0, messages, concurrency, timeout, worker_processes
+    )
     (tmp / "large").mkdir()
     with fresh() as large_url:
         large = await _store_phase(
-            large_url, tmp / "large", store_size, messages, concurrency, timeout
+            large_url, tmp / "large", store_size, messages, concurrency, timeout, worker_processes
         )
     ratios = {
         f"{key}_ratio": _ratio(large[key], empty[key])

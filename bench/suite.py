@@ -228,7 +228,12 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
 
 def scenario_d(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:
     backlog = latency.otp_behind_backlog(
-        url, tmp, backlog=config["backlog"], otps=config["otps"], otp_rate=config["otp_rate"]
+        url,
+        tmp,
+        backlog=config["backlog"],
+        otps=config["otps"],
+        otp_rate=config["otp_rate"],
+        worker_processes=config["pigeon_workers"],
     )
     return [asyncio.run(backlog)]
 
@@ -244,6 +249,7 @@ def scenario_e(config: dict[str, Any], url: str | None, database: str, tmp: Path
         store_size=config["store_size"],
         messages=config["store_messages"],
         concurrency=32,
+        worker_processes=config["pigeon_workers"],
     )
     return asyncio.run(growth)
 

@@ -168,7 +168,8 @@ async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(sqlite_database: 
             values.append(await connection.scalar(sa.text(f"PRAGMA {name}")))
         return tuple(values)
 
-    assert await database.write(pragmas) == ("wal", 2, 1, 5000)
+    # The writer waits for other processes' locks itself (take_write_lock), not in SQLite.
+    assert await database.write(pragmas) == ("wal", 2, 1, 0)
     async with database.read() as connection:
         assert await pragmas(connection) == ("wal", 2, 1, 5000)
         with pytest.raises(sa.exc.OperationalError, match="readonly"):
@@ -335,3 +336,43 @@ async def test_sqlite_has_one_writer_connection(sqlite_database: Database) -> No
     assert opened == []
     assert database.write_engine.pool.size() == 1
     assert await _count(database, tenants) == 200
+
+
+async def test_urgent_items_join_the_next_batch_ahead_of_queued_work(database_url: str) -> None:
+    """With a full queue of background items, an urgent item submitted last runs in batch one."""
+    database = await connect(database_url, max_batch=4)
+    seen: list[list[str]] = []
+
+    async def run(connection: AsyncConnection, items: list[str]) -> list[str]:
+        seen.append(list(items))
+        return items
+
+    try:
+        background = [
+            asyncio.ensure_future(database.write_batched(run, f"b{i}")) for i in range(12)
+        ]
+        urgent = asyncio.ensure_future(database.write_batched(run, "urgent", urgent=True))
+        await asyncio.gather(*background, urgent)
+    finally:
+        await database.close()
+    assert "urgent" in seen[0]
+    assert [item for batch in seen for item in batch if item != "urgent"] == [
+        f"b{i}" for i in range(12)
+    ]
+
+
+async def test_the_writer_waits_for_another_process_holding_the_lock(
+    sqlite_database: Database,
+) -> None:
+    """A write while another connection holds the write lock waits, then commits."""
+    url = sqlite_database.url
+    path = url.split("///", 1)[1]
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    write = asyncio.ensure_future(sqlite_database.write(_insert_tenant("waited")))
+    await asyncio.sleep(0.3)
+    assert not write.done()
+    other.execute("COMMIT")
+    other.close()
+    assert await asyncio.wait_for(write, timeout=10) == "waited"
+    assert await _count(sqlite_database, tenants) == 1

@@ -219,9 +219,12 @@ class Database:
         """Run ``operation`` in the writer's next group-committed transaction."""
         return await self._writer.submit(operation)
 
-    async def write_batched(self, run: BatchOperation[ItemT, ResultT], item: ItemT) -> ResultT:
-        """Hand ``item`` to ``run`` with the other items of the next batch (see ``writer``)."""
-        return await self._writer.submit_batched(run, item)
+    async def write_batched(
+        self, run: BatchOperation[ItemT, ResultT], item: ItemT, *, urgent: bool = False
+    ) -> ResultT:
+        """Hand ``item`` to ``run`` with the other items of the next batch (see ``writer``);
+        ``urgent`` items go first."""
+        return await self._writer.submit_batched(run, item, urgent=urgent)
 
     @property
     def sqlite_reads(self) -> bool:

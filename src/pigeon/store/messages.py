@@ -127,7 +127,8 @@ class SqlMessageStore:
         or flags ``idempotency_conflict`` when the request hash differs. The key is looked up
         inside the write transaction, so concurrent requests with one key make one message.
         """
-        return await self._db.write_batched(self._accept_run, acceptance)
+        # Urgent: a client waits for this answer; dispatch and receipt work can wait.
+        return await self._db.write_batched(self._accept_run, acceptance, urgent=True)
 
     async def mutate(
         self,

@@ -22,6 +22,7 @@ See docs/adr/0008-sqlite-sync-reads-threaded-commit.md.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
@@ -158,7 +159,8 @@ def sqlite_settings(role: Role, busy_timeout: float) -> tuple[dict[str, str], st
     ``migrator`` is a writer with foreign keys off, as table rebuilds in migrations need.
     """
     pragmas = {
-        "busy_timeout": str(int(busy_timeout * 1000)),
+        # The writer waits for another process's lock itself (``take_write_lock``).
+        "busy_timeout": "0" if role == "writer" else str(int(busy_timeout * 1000)),
         "foreign_keys": "OFF" if role == "migrator" else "ON",
         "synchronous": "FULL",
     }
@@ -197,10 +199,46 @@ def install_sqlite_hooks(engine: Engine, *, role: Role, busy_timeout: float) -> 
         def _on_begin_directly(connection: Connection) -> None:
             # Straight to sqlite3: a tenth of the cost of a statement through SQLAlchemy,
             # paid by every read. (So ``before_cursor_execute`` hooks do not see it.)
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
             try:
-                connection.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+                if role == "writer":
+                    take_write_lock(driver, begin, busy_timeout)
+                else:
+                    driver.execute(begin)
             except sqlite3.Error as exc:  # raised as SQLAlchemy would have wrapped it
                 raise sa.exc.DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
+
+
+#: Between two tries at another process's write lock (SQLite's own busy handler sleeps up to
+#: 100 ms between tries, which shows as latency spikes when processes share a file).
+LOCK_RETRY_SECONDS = 0.0005
+
+
+def take_write_lock(driver: sqlite3.Connection, begin: str, busy_timeout: float) -> None:
+    """``BEGIN IMMEDIATE``, retried every ``LOCK_RETRY_SECONDS`` while another process holds
+    the write lock, for ``busy_timeout`` seconds at most (then SQLite's "database is locked").
+    The writer's connection has SQLite's own busy timeout off: once in its transaction (WAL)
+    no statement waits for a lock.
+
+    Runs in the writer's thread: the sleeps never hold up the event loop.
+    """
+    deadline: float | None = None
+    while True:
+        try:
+            driver.execute(begin)
+            return
+        except sqlite3.OperationalError as exc:
+            now = time.monotonic()
+            deadline = deadline or now + busy_timeout
+            if not _locked(exc) or now >= deadline:
+                raise
+        time.sleep(LOCK_RETRY_SECONDS)
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def sqlite_sync_engine(

@@ -135,6 +135,8 @@ class Writer:
         self._task_count = tasks
         self._name = name
         self._pending: deque[_Entry] = deque()
+        #: Operations a client waits on (accepts): taken into batches before the others.
+        self._urgent: deque[_Entry] = deque()
         self._wake = asyncio.Event()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -165,7 +167,7 @@ class Writer:
     @property
     def backlog(self) -> int:
         """Operations submitted and not yet taken into a batch."""
-        return len(self._pending)
+        return len(self._pending) + len(self._urgent)
 
     async def close(self) -> None:
         """Stop taking operations, finish every one already submitted, stop the task(s)."""
@@ -174,7 +176,9 @@ class Writer:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         # Only reachable if the tasks were cancelled from outside: nobody waits forever.
-        self._fail(list(self._pending), WriterClosedError("the writer stopped"))
+        stopped = WriterClosedError("the writer stopped")
+        self._fail([*self._urgent, *self._pending], stopped)
+        self._urgent.clear()
         self._pending.clear()
         if self._thread is not None:
             self._thread.shutdown(wait=True)  # idle by now: every batch has returned
@@ -185,18 +189,28 @@ class Writer:
         """Run ``operation`` in the next batch; return its result once the batch committed."""
         return cast(T, await self._enqueue(None, operation))
 
-    async def submit_batched(self, run: BatchOperation[ItemT, ResultT], item: ItemT) -> ResultT:
-        """Hand ``item`` to ``run`` together with the other items of the next batch."""
-        return cast(ResultT, await self._enqueue(run, item))
+    async def submit_batched(
+        self, run: BatchOperation[ItemT, ResultT], item: ItemT, *, urgent: bool = False
+    ) -> ResultT:
+        """Hand ``item`` to ``run`` together with the other items of the next batch.
 
-    def _enqueue(self, run: BatchOperation[Any, Any] | None, item: Any) -> asyncio.Future[Any]:
+        ``urgent`` items (a client waits for them: accepts) go into the next batch ahead of
+        the others, so background work queued behind them (dispatch, receipts) cannot make a
+        client wait for several transactions.
+        """
+        return cast(ResultT, await self._enqueue(run, item, urgent=urgent))
+
+    def _enqueue(
+        self, run: BatchOperation[Any, Any] | None, item: Any, *, urgent: bool = False
+    ) -> asyncio.Future[Any]:
         if self._closing:
             raise WriterClosedError("the writer is closed")
         if not self._tasks:
             raise WriterClosedError("the writer is not started")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Entry(run, item, future))  # deque.append is thread-safe
+        # deque.append is thread-safe
+        (self._urgent if urgent else self._pending).append(_Entry(run, item, future))
         if loop is self._home:
             self._wake.set()
         elif self._home is not None:  # a caller on another thread's loop
@@ -207,13 +221,15 @@ class Writer:
 
     async def _loop(self) -> None:
         while True:
-            if not self._pending:
+            if not self._pending and not self._urgent:
                 if self._closing:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             batch: list[_Entry] = []
+            while self._urgent and len(batch) < self._max_batch:
+                batch.append(self._urgent.popleft())
             while self._pending and len(batch) < self._max_batch:
                 batch.append(self._pending.popleft())
             try:
