@@ -28,6 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 _Processor = Callable[[Any], Any] | None
 
 
+async def asyncpg_driver(connection: AsyncConnection) -> Any:
+    """The ``asyncpg`` connection under an autocommit ``connection`` (``None`` on other
+    drivers). Only for single statements outside a transaction: the SQLAlchemy adapter starts
+    its transactions lazily, so a statement sent past it could run outside one."""
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    return driver if type(driver).__module__.startswith("asyncpg") else None
+
+
 async def sqlite_driver(connection: AsyncConnection) -> sqlite3.Connection | None:
     """The ``sqlite3`` connection under ``connection``, or ``None`` on other drivers."""
     driver = await connection.run_sync(_driver_of)
@@ -91,8 +100,7 @@ class RawSelect:
         self._row = namedtuple("_RawRow", [column.key for column in columns])  # type: ignore[misc]
         self._plain = all(processor is None for processor in self._processors)
 
-    def rows(self, connection: sqlite3.Connection, parameters: Mapping[str, Any]) -> list[Any]:
-        """The processed rows (attribute access by column key, like ``sa.Row``)."""
+    def _values(self, parameters: Mapping[str, Any]) -> list[Any]:
         defaults = self._defaults
         values = [
             parameters[name] if name in parameters else defaults[name] for name in self._names
@@ -100,11 +108,23 @@ class RawSelect:
         for index, bind in enumerate(self._binds):
             if bind is not None and values[index] is not None:
                 values[index] = bind(values[index])
-        cursor = execute(connection, self.sql, values)
+        return values
+
+    def rows(self, connection: sqlite3.Connection, parameters: Mapping[str, Any]) -> list[Any]:
+        """The processed rows (attribute access by column key, like ``sa.Row``)."""
+        cursor = execute(connection, self.sql, self._values(parameters))
         try:
             fetched: Sequence[tuple[Any, ...]] = cursor.fetchall()
         finally:
             cursor.close()
+        return self._made(fetched)
+
+    async def fetch(self, driver: Any, parameters: Mapping[str, Any]) -> list[Any]:
+        """The processed rows through an ``asyncpg`` connection (``statement`` compiled for
+        SQLAlchemy's asyncpg dialect, whose codecs that connection was set up with)."""
+        return self._made(await driver.fetch(self.sql, *self._values(parameters)))
+
+    def _made(self, fetched: Sequence[Sequence[Any]]) -> list[Any]:
         make = self._row
         if self._plain:
             return [make(*row) for row in fetched]

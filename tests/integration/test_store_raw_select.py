@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import pytest
 import sqlalchemy as sa
 
 from pigeon.domain.messages import Category, MessageStatus
-from pigeon.raw_sql import RawSelect
+from pigeon.raw_sql import RawSelect, asyncpg_driver
 from pigeon.store.tables import message_parts, messages
 
 if TYPE_CHECKING:
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
 async def test_raw_rows_equal_sqlalchemy_rows(stores: Stores, factory: Factory) -> None:
     """Every column of a message joined with its parts converts as SQLAlchemy converts it."""
     database = stores.database
-    if not database.sqlite_reads:
-        pytest.skip("raw reads exist on SQLite only")
     tenant = await factory.tenant()
     now = stores.clock.now()
     message = factory.message(
@@ -43,10 +40,14 @@ async def test_raw_rows_equal_sqlalchemy_rows(stores: Stores, factory: Factory) 
     )
     async with database.read() as connection:
         expected = [tuple(row) for row in await connection.execute(statement, {"id": message.id})]
-    with database.raw_read() as raw_connection:
-        rows = RawSelect(statement, database.read_engine.dialect).rows(
-            raw_connection, {"id": message.id}
-        )
+    raw = RawSelect(statement, database.read_engine.dialect)
+    if database.sqlite_reads:
+        with database.raw_read() as raw_connection:
+            rows = raw.rows(raw_connection, {"id": message.id})
+    else:  # PostgreSQL: through asyncpg under an autocommit read connection
+        async with database.read() as connection:
+            driver = await asyncpg_driver(connection)
+            rows = await raw.fetch(driver, {"id": message.id})
     assert [tuple(row) for row in rows] == expected
     assert len(rows) == 2
     assert rows[0].expires_at == message.expires_at

@@ -37,7 +37,7 @@ from pigeon.ports import (
     Mutation,
     NewJob,
 )
-from pigeon.raw_sql import RawSelect, sqlite_driver
+from pigeon.raw_sql import RawSelect, asyncpg_driver, sqlite_driver
 from pigeon.store.bulk import BulkInsert, BulkUpdate
 from pigeon.store.database import Database
 from pigeon.store.statements import job_row, one_of
@@ -112,10 +112,12 @@ class SqlMessageStore:
         )
         # On SQLite the two reads every message makes skip SQLAlchemy (``pigeon.raw_sql``).
         self._raw: _RawReads | None = None
+        self._pg_raw: _RawReads | None = None
+        reads = _RawReads(database.read_engine.dialect, self._get_message, self._get_tenant_message)
         if database.sqlite_reads:
-            self._raw = _RawReads(
-                database.read_engine.dialect, self._get_message, self._get_tenant_message
-            )
+            self._raw = reads
+        else:  # PostgreSQL: the same point reads straight through asyncpg
+            self._pg_raw = reads
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -287,7 +289,16 @@ class SqlMessageStore:
                 rows = raw.rows(raw_connection, parameters)
         else:
             async with self._db.read() as connection:
-                rows = (await connection.execute(statement, parameters)).all()
+                driver = None if self._pg_raw is None else await asyncpg_driver(connection)
+                if driver is not None and self._pg_raw is not None:
+                    pg = (
+                        self._pg_raw.get_message
+                        if tenant_id is None
+                        else self._pg_raw.get_tenant_message
+                    )
+                    rows = await pg.fetch(driver, parameters)
+                else:
+                    rows = (await connection.execute(statement, parameters)).all()
         if not rows:
             return None
         parts = [
@@ -359,9 +370,16 @@ class SqlMessageStore:
             with self._db.raw_read() as raw_connection:
                 found = raw.rows(raw_connection, {"connector_id": connector_id, **values})
             return None if not found else (found[0].message_id, found[0].carrier_message_id)
-        parameters = {"connector_id": connector_id, "candidates": list(candidates)}
+        parameters = {"connector_id": connector_id, "candidates": sorted(candidates)}
         async with self._db.read() as connection:
-            row = (await connection.execute(self._find_by_carrier_id, parameters)).first()
+            driver = None if self._pg_raw is None else await asyncpg_driver(connection)
+            if driver is not None and self._pg_raw is not None:
+                found = await self._pg_raw.by_carrier_id_array(self._find_by_carrier_id).fetch(
+                    driver, parameters
+                )
+                row = found[0] if found else None
+            else:
+                row = (await connection.execute(self._find_by_carrier_id, parameters)).first()
         return None if row is None else (row.message_id, row.carrier_message_id)
 
     # --- loading --------------------------------------------------------------------------
@@ -428,6 +446,7 @@ class _RawReads:
         self.get_tenant_message = RawSelect(get_tenant_message, dialect)
         self._by_carrier_id: dict[int, RawSelect] = {}
         self._lists: dict[tuple[str, int], RawSelect] = {}
+        self._by_array: RawSelect | None = None
 
     def load(self, driver: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[Any, list[Part]]]:
         """The message rows of ``ids`` with their parts (in part order)."""
@@ -461,6 +480,12 @@ class _RawReads:
                 statement = statement.order_by(table.c.message_id, table.c.part_index)
             found = self._lists[key] = RawSelect(statement, self._dialect)
         return found
+
+    def by_carrier_id_array(self, statement: sa.Select[Any]) -> RawSelect:
+        """The lookup by carrier id with the candidates as one array (PostgreSQL)."""
+        if self._by_array is None:
+            self._by_array = RawSelect(statement, self._dialect)
+        return self._by_array
 
     def find_by_carrier_id(self, count: int) -> RawSelect:
         """The lookup by carrier id for ``count`` candidate forms (``candidate_0``...)."""
