@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,8 +97,14 @@ class RawSelect:
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
         # A namedtuple: attribute access by column key, as on ``sa.Row``.
-        self._row = namedtuple("_RawRow", [column.key for column in columns])  # type: ignore[misc]
+        row_type: Any = namedtuple("_RawRow", [column.key for column in columns])  # type: ignore[misc]
+        self._make: Callable[[Iterable[Any]], Any] = row_type._make
         self._plain = all(processor is None for processor in self._processors)
+        self._converted = [
+            (index, processor)
+            for index, processor in enumerate(self._processors)
+            if processor is not None
+        ]
 
     def _values(self, parameters: Mapping[str, Any]) -> list[Any]:
         defaults = self._defaults
@@ -125,16 +131,17 @@ class RawSelect:
         return self._made(await driver.fetch(self.sql, *self._values(parameters)))
 
     def _made(self, fetched: Sequence[Sequence[Any]]) -> list[Any]:
-        make = self._row
+        make = self._make
         if self._plain:
-            return [make(*row) for row in fetched]
-        processors = self._processors
-        return [
-            make(
-                *[
-                    value if processor is None or value is None else processor(value)
-                    for processor, value in zip(processors, row, strict=True)
-                ]
-            )
-            for row in fetched
-        ]
+            return [make(row) for row in fetched]
+        # Only the columns that need it cost a call (times, JSON, booleans).
+        converted = self._converted
+        rows = []
+        for row in fetched:
+            values = list(row)
+            for index, processor in converted:
+                value = values[index]
+                if value is not None:
+                    values[index] = processor(value)
+            rows.append(make(values))
+        return rows
