@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from support.carriers import smpp_toml, start_smsc_sim
 from support.gateway import LIVE_KEY, GatewayProcess, free_port, new_gateway
 
 ADMIN_KEY = "pk_live_e2e_operator_0123456789abcdef"
@@ -26,36 +25,15 @@ class TwoCarriers:
     gateway: GatewayProcess
 
 
-def _carrier(port: int, *faults: str) -> subprocess.Popen[bytes]:
-    fault_args = [arg for fault in faults for arg in ("--fault", fault)]
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "pigeon", "smsc-sim", "--port", str(port)),
-            *("--system-id", "pigeon", "--password", "s3cret", "--receipt-delay", "0.1"),
-            *fault_args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _connector(connector_id: str, port: int) -> str:
-    return (
-        f'[[connectors]]\nid = "{connector_id}"\ntype = "smpp"\nhost = "127.0.0.1"\n'
-        f'port = {port}\nsystem_id = "pigeon"\npassword = "s3cret"\nwindow = 20\n'
-        "reconnect_min_delay = 0.1\n\n"
-    )
-
-
 @pytest.fixture
 def two_carriers(tmp_path: Path) -> Iterator[TwoCarriers]:
     """A refusing carrier first in the default route, a healthy one second."""
     refusing_port, healthy_port = free_port(), free_port()
-    carriers = [_carrier(refusing_port, "error:0x45"), _carrier(healthy_port)]
+    carriers = [start_smsc_sim(refusing_port, "error:0x45"), start_smsc_sim(healthy_port)]
     config = tmp_path / "pigeon.toml"
     config.write_text(
-        _connector("refusing", refusing_port)
-        + _connector("healthy", healthy_port)
+        smpp_toml("refusing", refusing_port)
+        + smpp_toml("healthy", healthy_port)
         + '[[routes]]\nid = "main"\ndefault = true\ncandidates = ["refusing", "healthy"]\n'
     )
     gateway = new_gateway(
