@@ -341,7 +341,9 @@ async def open_gateway(settings: Settings) -> Gateway:
     ids = UlidFactory()
     # PostgreSQL: a few batches in flight at once, so one batch's round trips and commit do
     # not hold up the next (SQLite has one writer whatever this says).
-    database = await connect(url, writer_tasks=POSTGRES_WRITER_TASKS)
+    database = await connect(
+        url, writer_tasks=POSTGRES_WRITER_TASKS, max_batch=settings.writer_max_batch
+    )
     messages = SqlMessageStore(database, clock)
     accounts = SqlAccountStore(database)
     webhooks = SqlWebhookStore(database)

@@ -115,6 +115,8 @@ class Settings:
     #: tells (``host:port,...``); ``serve`` sets both for the workers it starts.
     wake_port: int = 0
     wake_peers: str = ""
+    #: Most operations in one group-commit transaction (smaller: shorter lock holds, more fsyncs).
+    writer_max_batch: int = 64
     #: Webhook deliveries in flight to one host at once (per process).
     webhook_connections_per_host: int = 32
     log_level: str = "INFO"
@@ -291,6 +293,8 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("simulator_receipt_delay must not be negative")
     if settings.worker_concurrency < 1 or settings.worker_batch < 1:
         problems.append("worker_concurrency and worker_batch must be positive")
+    if not 1 <= settings.writer_max_batch <= 100_000:
+        problems.append("writer_max_batch must be between 1 and 100000")
     if not 1 <= settings.webhook_connections_per_host <= 1000:
         problems.append("webhook_connections_per_host must be between 1 and 1000")
     if not 0 <= settings.worker_processes <= 64:

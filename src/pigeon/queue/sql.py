@@ -64,7 +64,9 @@ class QueueDatabase(Protocol):
     @property
     def metadata(self) -> sa.MetaData: ...
 
-    async def write(self, operation: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
+    async def write(
+        self, operation: Callable[[AsyncConnection], Awaitable[T]], *, urgent: bool = False
+    ) -> T: ...
 
     async def write_batched(
         self,
@@ -142,7 +144,9 @@ class SqlJobQueue:
             found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
             return found
 
-        return await self._db.write(claim)
+        # Urgent: the runner waits on it with free slots, and what it claims first (an OTP)
+        # should not sit behind the mutations already queued for the writer.
+        return await self._db.write(claim, urgent=True)
 
     async def _claim(
         self,

@@ -218,9 +218,10 @@ class Database:
         assert self._async_reads is not None
         return self._async_reads.sync_engine
 
-    async def write(self, operation: Operation[T]) -> T:
-        """Run ``operation`` in the writer's next group-committed transaction."""
-        return await self._writer.submit(operation)
+    async def write(self, operation: Operation[T], *, urgent: bool = False) -> T:
+        """Run ``operation`` in the writer's next group-committed transaction (``urgent``:
+        ahead of the operations already waiting)."""
+        return await self._writer.submit(operation, urgent=urgent)
 
     async def write_batched(
         self, run: BatchOperation[ItemT, ResultT], item: ItemT, *, urgent: bool = False

@@ -185,9 +185,10 @@ class Writer:
 
     # --- submitting -----------------------------------------------------------------------
 
-    async def submit(self, operation: Operation[T]) -> T:
-        """Run ``operation`` in the next batch; return its result once the batch committed."""
-        return cast(T, await self._enqueue(None, operation))
+    async def submit(self, operation: Operation[T], *, urgent: bool = False) -> T:
+        """Run ``operation`` in the next batch; return its result once the batch committed.
+        ``urgent`` operations go ahead of the others (see ``submit_batched``)."""
+        return cast(T, await self._enqueue(None, operation, urgent=urgent))
 
     async def submit_batched(
         self, run: BatchOperation[ItemT, ResultT], item: ItemT, *, urgent: bool = False
