@@ -63,7 +63,7 @@ from pigeon.services.receipts import ApplyReceipt
 from pigeon.services.routing import ExplainRoute, TableRouter
 from pigeon.services.smpp_accounts import AuthenticateBind, ManageSmppAccounts, Passwords
 from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
-from pigeon.services.worker import JobRunner
+from pigeon.services.worker import Handler, JobRunner
 from pigeon.smpp_server import SmppServer, SmppServerSettings, SmppServices
 from pigeon.store import (
     Database,
@@ -397,24 +397,26 @@ async def open_gateway(settings: Settings) -> Gateway:
     sender = AiohttpWebhookSender(limit=max(100, per_host), limit_per_host=per_host)
     callback_secrets = CallbackSecrets(load_secret_key(settings))
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    handlers: dict[str, Handler] = {
+        "dispatch": DispatchMessage(messages, queue, router, recorder, clock, ids),
+        "receipt": receipts.from_job,
+        "expire": ExpireMessage(messages, recorder, clock),
+        "notify": NotifyEvent(messages, webhooks, queue),
+        "webhook": DeliverWebhook(
+            webhooks,
+            queue,
+            sender,
+            signature_headers,
+            callback_secrets,
+            clock,
+            ids,
+            endpoints=directory,
+        ),
+    }
+    kinds = settings.job_kinds_wanted
     runner = JobRunner(
         queue,
-        {
-            "dispatch": DispatchMessage(messages, queue, router, recorder, clock, ids),
-            "receipt": receipts.from_job,
-            "expire": ExpireMessage(messages, recorder, clock),
-            "notify": NotifyEvent(messages, webhooks, queue),
-            "webhook": DeliverWebhook(
-                webhooks,
-                queue,
-                sender,
-                signature_headers,
-                callback_secrets,
-                clock,
-                ids,
-                endpoints=directory,
-            ),
-        },
+        {kind: handler for kind, handler in handlers.items() if not kinds or kind in kinds},
         clock,
         owner,
         concurrency=settings.worker_concurrency,

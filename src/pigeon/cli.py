@@ -148,12 +148,18 @@ def _worker_processes(
     if config is not None:
         argv += ["--config", str(config.resolve())]
     port = free_udp_port()
-    children = WorkerProcesses(
-        settings.worker_processes, argv, dict(os.environ), parent_wake_port=port
-    )
+    env = {**os.environ, "PIGEON_JOB_KINDS": WORKER_JOB_KINDS}
+    children = WorkerProcesses(settings.worker_processes, argv, env, parent_wake_port=port)
     peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)
-    own = dataclasses.replace(settings, run_workers=False, wake_port=port, wake_peers=peers)
+    # This process keeps the webhook deliveries (its loop has the time: it only accepts),
+    # the workers take dispatch, receipts and expiries: the CPU splits about evenly.
+    own = dataclasses.replace(settings, job_kinds=SERVE_JOB_KINDS, wake_port=port, wake_peers=peers)
     return own, children
+
+
+#: What ``serve``'s own runner takes when it has worker processes (they take the rest).
+SERVE_JOB_KINDS = "webhook,notify"
+WORKER_JOB_KINDS = "dispatch,receipt,expire"
 
 
 @app.command(

@@ -34,6 +34,10 @@ from pigeon.domain.routing import (
     time_window,
 )
 
+#: The job kinds a runner can take (``job_kinds``); ``smpp_deliver`` runs where the SMPP
+#: server is.
+JOB_KINDS = frozenset({"dispatch", "receipt", "expire", "notify", "webhook"})
+
 
 def parse_peers(text: str) -> list[tuple[str, int]]:
     """``"127.0.0.1:7001,[::1]:7002"`` -> ``[("127.0.0.1", 7001), ("::1", 7002)]``;
@@ -115,6 +119,9 @@ class Settings:
     #: tells (``host:port,...``); ``serve`` sets both for the workers it starts.
     wake_port: int = 0
     wake_peers: str = ""
+    #: The job kinds this process's runner takes (comma-separated; empty: every kind). ``serve``
+    #: with ``worker_processes`` keeps ``webhook,notify`` and gives the rest to its workers.
+    job_kinds: str = ""
     #: Most operations in one group-commit transaction (smaller: shorter lock holds, more fsyncs).
     writer_max_batch: int = 64
     #: Webhook deliveries in flight to one host at once (per process).
@@ -129,6 +136,11 @@ class Settings:
     routes: tuple[RouteConfig, ...] = ()
     #: The folder relative paths in the config file (price lists) are resolved against.
     config_dir: Path = Path(".")
+
+    @property
+    def job_kinds_wanted(self) -> frozenset[str]:
+        """``job_kinds`` as a set (empty: every kind)."""
+        return frozenset(k.strip() for k in self.job_kinds.split(",") if k.strip())
 
     @property
     def effective_database_url(self) -> str:
@@ -293,6 +305,12 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("simulator_receipt_delay must not be negative")
     if settings.worker_concurrency < 1 or settings.worker_batch < 1:
         problems.append("worker_concurrency and worker_batch must be positive")
+    unknown_kinds = settings.job_kinds_wanted - JOB_KINDS
+    if unknown_kinds:
+        problems.append(
+            f"job_kinds: unknown {', '.join(sorted(unknown_kinds))} "
+            f"(known: {', '.join(sorted(JOB_KINDS))})"
+        )
     if not 1 <= settings.writer_max_batch <= 100_000:
         problems.append("writer_max_batch must be between 1 and 100000")
     if not 1 <= settings.webhook_connections_per_host <= 1000:
