@@ -148,7 +148,11 @@ def _worker_processes(
     if config is not None:
         argv += ["--config", str(config.resolve())]
     port = free_udp_port()
-    env = {**os.environ, "PIGEON_JOB_KINDS": WORKER_JOB_KINDS}
+    env = {
+        **os.environ,
+        "PIGEON_JOB_KINDS": WORKER_JOB_KINDS,
+        "PIGEON_WRITER_MAX_BATCH": str(settings.worker_writer_max_batch),
+    }
     children = WorkerProcesses(settings.worker_processes, argv, env, parent_wake_port=port)
     peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)
     # This process keeps the webhook deliveries (its loop has the time: it only accepts),

@@ -124,6 +124,9 @@ class Settings:
     job_kinds: str = ""
     #: Most operations in one group-commit transaction (smaller: shorter lock holds, more fsyncs).
     writer_max_batch: int = 64
+    #: ``writer_max_batch`` of the worker processes ``serve`` starts: their dispatch batches
+    #: hold SQLite's write lock for less time, so the API's accepts wait less.
+    worker_writer_max_batch: int = 32
     #: Webhook deliveries in flight to one host at once (per process).
     webhook_connections_per_host: int = 32
     log_level: str = "INFO"
@@ -311,8 +314,9 @@ def _validate(settings: Settings) -> list[str]:
             f"job_kinds: unknown {', '.join(sorted(unknown_kinds))} "
             f"(known: {', '.join(sorted(JOB_KINDS))})"
         )
-    if not 1 <= settings.writer_max_batch <= 100_000:
-        problems.append("writer_max_batch must be between 1 and 100000")
+    for name in ("writer_max_batch", "worker_writer_max_batch"):
+        if not 1 <= getattr(settings, name) <= 100_000:
+            problems.append(f"{name} must be between 1 and 100000")
     if not 1 <= settings.webhook_connections_per_host <= 1000:
         problems.append("webhook_connections_per_host must be between 1 and 1000")
     if not 0 <= settings.worker_processes <= 64:
