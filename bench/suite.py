@@ -68,7 +68,7 @@ FULL = {
     "otps": 300,
     "otp_rate": 20.0,
     "store_size": 1_000_000,
-    "store_messages": 3000,
+    "store_messages": 10000,
     "pigeon_workers": 1,
 }
 QUICK = {
