@@ -41,11 +41,12 @@ from typing import Any, Final, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.ports import Clock, Job, NewJob
-from pigeon.raw_sql import RawSelect, sqlite_driver
+from pigeon.raw_sql import RawSelect, asyncpg_driver, sqlite_driver
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
@@ -87,6 +88,7 @@ class SqlJobQueue:
         self._jobs = database.metadata.tables["jobs"]
         # On SQLite the claim and completion statements skip SQLAlchemy (``pigeon.raw_sql``).
         self._raw = None if self._postgres else _RawSqliteQueue(self._jobs)
+        self._pg_raw = _RawPostgresQueue(self._jobs) if self._postgres else None
         #: Called once enqueued jobs that are due now are durable (wakes this process's runner).
         self.on_due_jobs: Callable[[], None] | None = None
         # Bound once: the writer groups the completions of a batch by this callable.
@@ -158,10 +160,16 @@ class SqlJobQueue:
         until: datetime,
     ) -> Sequence[Any]:
         """The claim through SQLAlchemy (PostgreSQL; SQLite under another driver)."""
+        # Through SQLAlchemy first: its asyncpg adapter begins the transaction lazily, at the
+        # first statement; only after it may statements go to asyncpg directly.
         await connection.execute(self._wake(now))
         if self._postgres and len(kinds) == 1:
             statement = self._claim_in_one_statement(kinds[0], limit, owner, until)
             return (await connection.execute(statement)).all()
+        if self._pg_raw is not None:
+            driver = await asyncpg_driver(connection)
+            if driver is not None:
+                return await self._pg_raw.claim(driver, kinds, limit, owner, until)
         return await self._claim_by_kind(connection, kinds, limit, owner, until)
 
     async def complete(self, job_id: str, owner: str) -> None:
@@ -467,6 +475,55 @@ class _RawSqliteQueue:
             )
             found = self._complete[count] = RawSelect(statement, self._dialect, columns=())
         return found
+
+
+class _RawPostgresQueue:
+    """The multi-kind claim compiled once for asyncpg: per kind the best ``limit`` ready jobs
+    (``FOR UPDATE SKIP LOCKED``), then one UPDATE of the chosen ones, as ``_claim_by_kind``
+    does through SQLAlchemy. Used inside the claim's transaction only."""
+
+    def __init__(self, table: sa.Table) -> None:
+        # The class has no annotations; an instance is all that compiling needs.
+        dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+        self._ready = RawSelect(
+            sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
+            .where(table.c.ready.is_(sa.true()), table.c.kind == sa.bindparam("kind"))
+            .order_by(table.c.priority.desc(), table.c.run_at)
+            .limit(sa.bindparam("limit", type_=sa.Integer))
+            .with_for_update(skip_locked=True),
+            dialect,
+        )
+        until = sa.bindparam("until", type_=table.c.lease_until.type)
+        returned = (table.c.id, table.c.kind, table.c.payload, table.c.priority, table.c.attempts)
+        ids = sa.bindparam("ids", type_=postgresql.ARRAY(table.c.id.type))
+        self._lease = RawSelect(
+            sa.update(table)
+            .where(table.c.id == sa.any_(ids))
+            .values(
+                ready=False,
+                lease_owner=sa.bindparam("owner"),
+                lease_until=until,
+                run_at=until,
+                attempts=table.c.attempts + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
+            )
+            .returning(*returned),
+            dialect,
+            columns=returned,
+        )
+
+    async def claim(
+        self, driver: Any, kinds: Sequence[str], limit: int, owner: str, until: datetime
+    ) -> list[Any]:
+        """Lease the best ``limit`` ready jobs of ``kinds``."""
+        candidates: list[Any] = []
+        for kind in kinds:
+            candidates.extend(await self._ready.fetch(driver, {"kind": kind, "limit": limit}))
+        if not candidates:
+            return []
+        candidates.sort(key=lambda row: (-row.priority, row.due_at, row.id))
+        due = {row.id: row.due_at for row in candidates[:limit]}
+        values = {"ids": list(due), "owner": owner, "until": until}
+        return [_Claimed(row, due[row.id]) for row in await self._lease.fetch(driver, values)]
 
 
 #: Ids per statement when completing many jobs (SQLite binds at most 32,766 parameters).
