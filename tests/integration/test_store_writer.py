@@ -376,3 +376,26 @@ async def test_the_writer_waits_for_another_process_holding_the_lock(
     other.close()
     assert await asyncio.wait_for(write, timeout=10) == "waited"
     assert await _count(sqlite_database, tenants) == 1
+
+
+async def test_a_flood_of_urgent_items_leaves_room_for_background_work(database_url: str) -> None:
+    """Every batch keeps a quarter for waiting background items, however many urgent ones wait."""
+    database = await connect(database_url, max_batch=8)
+    seen: list[list[str]] = []
+
+    async def run(connection: AsyncConnection, items: list[str]) -> list[str]:
+        seen.append(list(items))
+        return items
+
+    try:
+        background = [asyncio.ensure_future(database.write_batched(run, f"b{i}")) for i in range(4)]
+        urgent = [
+            asyncio.ensure_future(database.write_batched(run, f"u{i}", urgent=True))
+            for i in range(40)
+        ]
+        await asyncio.gather(*background, *urgent)
+    finally:
+        await database.close()
+    first = seen[0]
+    assert sum(item.startswith("b") for item in first) == 2
+    assert sum(item.startswith("u") for item in first) == 6

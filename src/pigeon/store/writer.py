@@ -229,10 +229,15 @@ class Writer:
                 await self._wake.wait()
                 continue
             batch: list[_Entry] = []
-            while self._urgent and len(batch) < self._max_batch:
+            # Urgent entries first, but a quarter of the batch stays for waiting background
+            # work: a flood of accepts must not starve dispatch and receipts.
+            reserve = min(len(self._pending), max(1, self._max_batch // 4))
+            while self._urgent and len(batch) < self._max_batch - reserve:
                 batch.append(self._urgent.popleft())
             while self._pending and len(batch) < self._max_batch:
                 batch.append(self._pending.popleft())
+            while self._urgent and len(batch) < self._max_batch:
+                batch.append(self._urgent.popleft())
             try:
                 await self._commit(batch)
             except Exception as exc:  # a bug in here must not stop every later write
