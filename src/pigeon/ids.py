@@ -13,12 +13,14 @@ import time
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+#: Every pair of base32 digits, indexed by the 10 bits they encode: two digits per step.
+_PAIRS = tuple(high + low for high in _ALPHABET for low in _ALPHABET)
+
+
 def _base32(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, index = divmod(value, 32)
-        chars.append(_ALPHABET[index])
-    return "".join(reversed(chars))
+    """``value`` as ``length`` (even) Crockford base32 digits, most significant first."""
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 0x3FF] for shift in range(5 * length - 10, -1, -10)])
 
 
 class UlidFactory:
@@ -28,6 +30,7 @@ class UlidFactory:
         self._lock = threading.Lock()
         self._last_ms = 0
         self._last_random = 0
+        self._time_digits = _base32(0, 10)
 
     def ulid(self) -> str:
         """A new ULID string, greater than every one this factory made before."""
@@ -39,7 +42,8 @@ class UlidFactory:
             else:
                 self._last_ms = now_ms
                 self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
-            return _base32(now_ms, 10) + _base32(self._last_random, 16)
+                self._time_digits = _base32(now_ms, 10)
+            return self._time_digits + _base32(self._last_random, 16)
 
     def new(self, prefix: str) -> str:
         """A new id such as ``msg_01JD3...``."""

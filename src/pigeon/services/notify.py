@@ -10,12 +10,13 @@ wakes every job of its account and tenant by that prefix.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Protocol
+
+import msgspec
 
 from pigeon.domain.accounts import SMPP_ORIGIN
 from pigeon.domain.errors import TemporaryFailure
@@ -130,18 +131,20 @@ def webhook_delay(attempt: int) -> timedelta:
     return timedelta(seconds=WEBHOOK_DELAYS[index])
 
 
+#: Compact UTF-8 JSON, ~10x faster than ``json.dumps`` for a webhook body.
+_JSON = msgspec.json.Encoder()
+
+
 def webhook_body(event: EventRecord) -> str:
     """The JSON a webhook carries for ``event`` (the same bytes on every attempt)."""
-    return json.dumps(
+    return _JSON.encode(
         {
             "id": event.id,
             "type": event.type,
             "created_at": iso(event.at),
             "data": event.payload,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+        }
+    ).decode()
 
 
 def webhook_jobs(

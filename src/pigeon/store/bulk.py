@@ -15,7 +15,6 @@ round-trip tests hold both paths to that.
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.raw_sql import execute_many, sqlite_driver
+from pigeon.store import json_text
 from pigeon.store.tables import UtcDateTime
 
 _Convert = Callable[[Any], Any]
@@ -51,7 +51,7 @@ def _postgres_time(value: datetime | None) -> datetime | None:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+    return None if value is None else json_text.dumps(value)
 
 
 def _sqlite_bool(value: bool | None) -> int | None:

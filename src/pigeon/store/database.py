@@ -33,6 +33,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from pigeon.store import json_text
 from pigeon.store.sqlite_sync import Role, SyncConnection, install_sqlite_hooks, sqlite_sync_engine
 from pigeon.store.tables import metadata as schema
 from pigeon.store.writer import DEFAULT_MAX_BATCH, BatchOperation, Operation, Writer
@@ -117,6 +118,8 @@ def sqlite_engine(
         pool_size=pool_size,
         max_overflow=0,
         connect_args={"timeout": busy_timeout},
+        json_serializer=json_text.dumps,
+        json_deserializer=json_text.loads,
     )
     install_sqlite_hooks(engine.sync_engine, role=role, busy_timeout=busy_timeout)
     return engine
@@ -139,6 +142,8 @@ def postgresql_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
         pool_timeout=60,
         pool_recycle=POOL_RECYCLE_SECONDS,
         connect_args={"server_settings": {"application_name": "pigeon"}},
+        json_serializer=json_text.dumps,
+        json_deserializer=json_text.loads,
     )
 
 

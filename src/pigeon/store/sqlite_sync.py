@@ -33,6 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.base import Executable
 
+from pigeon.store import json_text
+
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -262,6 +264,8 @@ def sqlite_sync_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        json_serializer=json_text.dumps,
+        json_deserializer=json_text.loads,
     )
     install_sqlite_hooks(engine, role=role, busy_timeout=busy_timeout)
     return engine

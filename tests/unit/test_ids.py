@@ -1,0 +1,45 @@
+"""Prefixed ULIDs: the base32 digits and their order."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pigeon.ids import UlidFactory, _base32
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _decode(digits: str) -> int:
+    value = 0
+    for digit in digits:
+        value = value * 32 + ALPHABET.index(digit)
+    return value
+
+
+@given(st.integers(min_value=0, max_value=2**80 - 1))
+def test_random_part_round_trips(value: int) -> None:
+    """Sixteen digits encode any 80-bit value exactly, most significant digit first."""
+    digits = _base32(value, 16)
+    assert len(digits) == 16
+    assert _decode(digits) == value
+
+
+@given(st.integers(min_value=0, max_value=2**48 - 1), st.integers(min_value=0, max_value=2**48 - 1))
+def test_time_part_sorts_like_the_number(first: int, second: int) -> None:
+    """Ten digits of a millisecond time compare as strings the way the times compare."""
+    assert (_base32(first, 10) < _base32(second, 10)) == (first < second)
+    assert _decode(_base32(first, 10)) == first
+
+
+def test_ids_are_strictly_increasing_and_well_formed() -> None:
+    """Ids made by one factory increase strictly, also within one millisecond."""
+    factory = UlidFactory()
+    ids = [factory.new("msg") for _ in range(5_000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    for made in ids[:50]:
+        prefix, ulid = made.split("_")
+        assert prefix == "msg"
+        assert len(ulid) == 26
+        assert set(ulid) <= set(ALPHABET)
