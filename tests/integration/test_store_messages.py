@@ -11,14 +11,17 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncConnection
 from ulid import ULID
 
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus
 from pigeon.ports import EventRecord, MessageQuery, Mutation, NewJob
 from pigeon.store import SqlMessageStore, connect, normalise_carrier_id
 from pigeon.store.messages import MAX_PAGE_SIZE
+from pigeon.store.tables import message_parts
 from pigeon.testing import FakeClock
 
 if TYPE_CHECKING:
@@ -465,6 +468,33 @@ async def test_find_by_carrier_id_prefers_the_newest_message(
         await stores.messages.accept(factory.acceptance(message))
 
     assert await stores.messages.find_by_carrier_id("c", ["42"]) == (new.id, "042")
+
+
+async def test_receipt_lookup_finds_ids_this_store_submitted_without_a_read(
+    stores: Stores, factory: Factory
+) -> None:
+    """A carrier id written by this store's mutate is found from memory; another store on the
+    same database (another process) reads it from the table instead."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant, connector_id="c")
+    await stores.messages.accept(factory.acceptance(message))
+
+    def submitted(current: Message) -> Mutation:
+        current.parts = [factory.part(0, "00AB12")]
+        return Mutation(message=current)
+
+    await stores.messages.mutate(message.id, submitted)
+    other = SqlMessageStore(stores.database, stores.clock)
+    assert await other.find_by_carrier_id("c", ["ab12"]) == (message.id, "00AB12")
+
+    # With the part's row gone only the memory of the submitting store still knows the id.
+    async def forget_parts(connection: AsyncConnection) -> None:
+        await connection.execute(sa.delete(message_parts))
+
+    await stores.database.write(forget_parts)
+    assert await stores.messages.find_by_carrier_id("c", ["AB12"]) == (message.id, "00AB12")
+    assert await other.find_by_carrier_id("c", ["ab12"]) is None
+    assert await stores.messages.find_by_carrier_id("other", ["ab12"]) is None
 
 
 def test_carrier_ids_normalise_to_lower_case_without_leading_zeros() -> None:

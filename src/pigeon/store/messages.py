@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -65,6 +67,55 @@ def normalise_carrier_id(value: str) -> str:
     return trimmed or ("0" if text else "")
 
 
+class RecentCarrierIds:
+    """The carrier ids this process submitted lately: (connector, normalised id) -> (message
+    id, stored id), so that most receipts find their message without a read.
+
+    Bounded (oldest out first) and short-lived: an entry older than ``ttl`` seconds is not
+    used (carriers recycle ids; a late receipt then reads the database, which picks the
+    newest message). A receipt for a message another process submitted misses and reads.
+    """
+
+    def __init__(
+        self,
+        size: int = 32_768,
+        ttl: float = 600.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._size = size
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._entries: OrderedDict[tuple[str, str], tuple[str, str, float]] = OrderedDict()
+
+    def remember(self, message: Message) -> None:
+        """Note the carrier ids of ``message``'s parts (after its change is durable)."""
+        connector_id = message.connector_id
+        if connector_id is None:
+            return
+        now = self._monotonic()
+        entries = self._entries
+        for part in message.parts:
+            carrier_id = part.carrier_message_id
+            if carrier_id is None:
+                continue
+            key = (connector_id, normalise_carrier_id(carrier_id))
+            entries[key] = (message.id, carrier_id, now)
+            entries.move_to_end(key)
+        while len(entries) > self._size:
+            entries.popitem(last=False)
+
+    def find(self, connector_id: str, candidates: Iterable[str]) -> tuple[str, str] | None:
+        """The newest remembered (message id, stored id) for any of the normalised
+        ``candidates``; ``None`` when none is remembered (or only too long ago)."""
+        oldest = self._monotonic() - self._ttl
+        best: tuple[str, str] | None = None
+        for candidate in candidates:
+            entry = self._entries.get((connector_id, candidate))
+            if entry is not None and entry[2] >= oldest and (best is None or entry[0] > best[0]):
+                best = (entry[0], entry[1])
+        return best
+
+
 @dataclass(slots=True)
 class _Change:
     message_id: str
@@ -84,6 +135,7 @@ class SqlMessageStore:
         #: Called after a mutation that added a job due now is durable (wakes the job runner
         #: in this process instead of leaving the job to its next poll).
         self.on_due_jobs: Callable[[], None] | None = None
+        self.recent_carrier_ids = RecentCarrierIds()
         self._insert_messages = BulkInsert(messages, self._dialect)
         self._insert_parts = BulkInsert(message_parts, self._dialect)
         self._insert_events = BulkInsert(events, self._dialect)
@@ -152,6 +204,8 @@ class SqlMessageStore:
         result = await self._db.write_batched(self._mutate_run, item)
         if item.due_job and self.on_due_jobs is not None:
             self.on_due_jobs()
+        if result is not None and result.parts:
+            self.recent_carrier_ids.remember(result)
         return result
 
     async def _accept_batch(
@@ -364,6 +418,9 @@ class SqlMessageStore:
         candidates = {normalise_carrier_id(value) for value in carrier_message_ids} - {""}
         if not candidates:
             return None
+        remembered = self.recent_carrier_ids.find(connector_id, candidates)
+        if remembered is not None:
+            return remembered
         if self._raw is not None:
             raw = self._raw.find_by_carrier_id(len(candidates))
             values = {f"candidate_{i}": value for i, value in enumerate(sorted(candidates))}
