@@ -21,6 +21,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,6 +36,66 @@ async def asyncpg_driver(connection: AsyncConnection) -> Any:
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     return driver if type(driver).__module__.startswith("asyncpg") else None
+
+
+async def asyncpg_in_transaction(connection: AsyncConnection) -> Any:
+    """The ``asyncpg`` connection under ``connection``, for statements inside its current
+    transaction; ``None`` on other drivers or outside a transaction.
+
+    SQLAlchemy's asyncpg adapter sends ``BEGIN`` lazily, with the first statement it runs;
+    when it has not yet, it is told to now, so a statement sent straight to asyncpg can never
+    run outside the transaction (and be committed on its own).
+    """
+    # SQLite's synchronous stand-in (``store.sqlite_sync``) has neither asyncpg nor this method.
+    in_transaction = getattr(connection, "in_transaction", None)
+    if in_transaction is None or not in_transaction():
+        return None
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    if not type(driver).__module__.startswith("asyncpg"):
+        return None
+    adapted: Any = raw.dbapi_connection
+    # Private to SQLAlchemy's adapter (2.0): its lazy BEGIN, see above.
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    return driver
+
+
+async def pg_execute(
+    connection: AsyncConnection, driver: Any, sql: str, arguments: Sequence[Any]
+) -> str:
+    """``driver.execute(sql, *arguments)`` (asyncpg) with errors raised as SQLAlchemy raises
+    them: ``IntegrityError`` for constraint violations, ``DBAPIError`` otherwise, and a lost
+    connection invalidated (``connection_invalidated``), so callers handle both paths alike."""
+    try:
+        status: str = await driver.execute(sql, *arguments)
+    except Exception as exc:
+        raise await _as_sqlalchemy_error(connection, sql, arguments, exc) from exc
+    return status
+
+
+async def pg_fetch(
+    connection: AsyncConnection, driver: Any, sql: str, arguments: Sequence[Any]
+) -> list[Any]:
+    """``driver.fetch(sql, *arguments)`` (asyncpg) with errors mapped as ``pg_execute``."""
+    try:
+        rows: list[Any] = await driver.fetch(sql, *arguments)
+    except Exception as exc:
+        raise await _as_sqlalchemy_error(connection, sql, arguments, exc) from exc
+    return rows
+
+
+async def _as_sqlalchemy_error(
+    connection: AsyncConnection, sql: str, arguments: Sequence[Any], exc: Exception
+) -> Exception:
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return sa.exc.IntegrityError(sql, arguments, exc)
+    if isinstance(exc, asyncpg.PostgresError):
+        return sa.exc.DBAPIError(sql, arguments, exc)
+    if isinstance(exc, asyncpg.InterfaceError | OSError | ConnectionError):
+        await connection.invalidate(exc)
+        return sa.exc.DBAPIError(sql, arguments, exc, connection_invalidated=True)
+    return exc
 
 
 async def sqlite_driver(connection: AsyncConnection) -> sqlite3.Connection | None:
@@ -125,10 +186,19 @@ class RawSelect:
             cursor.close()
         return self._made(fetched)
 
-    async def fetch(self, driver: Any, parameters: Mapping[str, Any]) -> list[Any]:
+    async def fetch(
+        self,
+        driver: Any,
+        parameters: Mapping[str, Any],
+        connection: AsyncConnection | None = None,
+    ) -> list[Any]:
         """The processed rows through an ``asyncpg`` connection (``statement`` compiled for
-        SQLAlchemy's asyncpg dialect, whose codecs that connection was set up with)."""
-        return self._made(await driver.fetch(self.sql, *self._values(parameters)))
+        SQLAlchemy's asyncpg dialect, whose codecs that connection was set up with); with the
+        SQLAlchemy ``connection`` it sits under, errors are mapped as ``pg_execute`` does."""
+        values = self._values(parameters)
+        if connection is not None:
+            return self._made(await pg_fetch(connection, driver, self.sql, values))
+        return self._made(await driver.fetch(self.sql, *values))
 
     def _made(self, fetched: Sequence[Sequence[Any]]) -> list[Any]:
         make = self._make

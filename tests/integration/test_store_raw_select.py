@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.messages import Category, MessageStatus
-from pigeon.raw_sql import RawSelect, asyncpg_driver
+from pigeon.raw_sql import RawSelect, asyncpg_driver, asyncpg_in_transaction, pg_execute
 from pigeon.store.tables import message_parts, messages
 
 if TYPE_CHECKING:
@@ -67,3 +69,59 @@ async def test_find_by_carrier_id_matches_any_candidate_form(
     assert found == (newer.id, "AB")
     assert await stores.messages.find_by_carrier_id("c1", ["cd"]) is None
     assert await stores.messages.find_by_carrier_id("other", ["ab"]) is None
+
+
+async def test_statements_sent_straight_to_asyncpg_roll_back_with_their_transaction(
+    stores: Stores, factory: Factory
+) -> None:
+    """A writer transaction that fails after raw asyncpg statements leaves nothing behind,
+    even when the raw statement was the transaction's first."""
+    database = stores.database
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+
+    async def raw_then_fail(connection: AsyncConnection) -> None:
+        driver = await asyncpg_in_transaction(connection)
+        if database.sqlite_reads:
+            assert driver is None  # not PostgreSQL: nothing to bypass
+            await connection.execute(sa.update(messages).values(body="changed"))
+        else:
+            await pg_execute(connection, driver, "UPDATE messages SET body = $1", ["changed"])
+        raise RuntimeError("the caller's own failure")
+
+    with pytest.raises(RuntimeError, match="own failure"):
+        await database.write(raw_then_fail)
+    stored = await stores.messages.get_message(message.id)
+    assert stored is not None
+    assert stored.body == message.body
+
+
+async def test_raw_asyncpg_errors_reach_callers_as_sqlalchemy_errors(
+    stores: Stores, factory: Factory
+) -> None:
+    """A constraint violation sent straight to asyncpg raises SQLAlchemy's IntegrityError."""
+    database = stores.database
+    if database.sqlite_reads:
+        pytest.skip("asyncpg only")
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+
+    async def duplicate(connection: AsyncConnection) -> None:
+        driver = await asyncpg_in_transaction(connection)
+        await pg_execute(
+            connection,
+            driver,
+            "INSERT INTO messages SELECT * FROM messages WHERE id = $1",
+            [message.id],
+        )
+
+    with pytest.raises(sa.exc.IntegrityError):
+        await database.write(duplicate)
+
+
+async def test_no_asyncpg_connection_outside_a_transaction(stores: Stores) -> None:
+    """Outside a transaction (autocommit reads) no raw connection is handed out for writes."""
+    async with stores.database.read() as connection:
+        assert await asyncpg_in_transaction(connection) is None

@@ -23,7 +23,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pigeon.raw_sql import execute_many, sqlite_driver
+from pigeon.raw_sql import asyncpg_in_transaction, execute_many, pg_execute, sqlite_driver
 from pigeon.store import json_text
 from pigeon.store.tables import UtcDateTime
 
@@ -152,7 +152,11 @@ class _Statement:
         converted = [self._row(row) for row in rows]
         if self._postgres:
             arrays = tuple(list(column) for column in zip(*converted, strict=True))
-            await connection.exec_driver_sql(self.sql, arrays)
+            pg = await asyncpg_in_transaction(connection)
+            if pg is not None:  # straight to asyncpg: SQLAlchemy's adapter costs more
+                await pg_execute(connection, pg, self.sql, arrays)
+            else:
+                await connection.exec_driver_sql(self.sql, arrays)
             return
         driver = await sqlite_driver(connection)
         if driver is not None:  # straight to sqlite3: SQLAlchemy's executemany costs more

@@ -39,7 +39,13 @@ from pigeon.ports import (
     Mutation,
     NewJob,
 )
-from pigeon.raw_sql import RawSelect, asyncpg_driver, sqlite_driver
+from pigeon.raw_sql import (
+    RawSelect,
+    asyncpg_driver,
+    asyncpg_in_transaction,
+    pg_execute,
+    sqlite_driver,
+)
 from pigeon.store.bulk import BulkInsert, BulkUpdate
 from pigeon.store.database import Database
 from pigeon.store.statements import job_row, one_of
@@ -315,9 +321,13 @@ class SqlMessageStore:
             if item.complete_job is not None:
                 completed.append(item.complete_job)
         if completed:
-            await connection.execute(
-                sa.delete(jobs).where(one_of(jobs.c.id, completed, self._dialect))
-            )
+            pg = await asyncpg_in_transaction(connection) if self._pg_raw is not None else None
+            if pg is not None:
+                await pg_execute(connection, pg, _DELETE_JOBS_PG, [completed])
+            else:
+                await connection.execute(
+                    sa.delete(jobs).where(one_of(jobs.c.id, completed, self._dialect))
+                )
         await self._update_messages(connection, [_message_row(m) for m in changed.values()])
         await self._upsert_parts(
             connection, [_part_row(m, part) for m in changed.values() for part in m.parts]
@@ -456,6 +466,11 @@ class SqlMessageStore:
         if driver is not None and self._raw is not None and tenant_id is None:
             found = self._raw.load(driver, ids)
             return {row.id: _message_from(row, parts) for row, parts in found}
+        if self._pg_raw is not None and tenant_id is None:
+            pg = await asyncpg_in_transaction(connection)
+            if pg is not None:
+                found = await self._pg_raw.pg_load(connection, pg, ids, lock=lock)
+                return {row.id: _message_from(row, parts) for row, parts in found}
         statement = sa.select(messages).where(one_of(messages.c.id, ids, self._dialect))
         if tenant_id is not None:
             statement = statement.where(messages.c.tenant_id == tenant_id)
@@ -504,6 +519,7 @@ class _RawReads:
         self._by_carrier_id: dict[int, RawSelect] = {}
         self._lists: dict[tuple[str, int], RawSelect] = {}
         self._by_array: RawSelect | None = None
+        self._pg_by_ids: tuple[RawSelect, RawSelect, RawSelect] | None = None
 
     def load(self, driver: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[Any, list[Part]]]:
         """The message rows of ``ids`` with their parts (in part order)."""
@@ -515,6 +531,39 @@ class _RawReads:
         rows = self._by_ids(size, messages).rows(driver, values)
         parts: dict[str, list[Part]] = {}
         for part in self._by_ids(size, message_parts).rows(driver, values):
+            parts.setdefault(part.message_id, []).append(
+                Part(
+                    index=part.part_index,
+                    status=MessageStatus(part.status),
+                    carrier_message_id=part.carrier_message_id,
+                    error_code=part.error_code,
+                )
+            )
+        return [(row, parts.get(row.id, [])) for row in rows]
+
+    async def pg_load(
+        self, connection: AsyncConnection, driver: Any, ids: Sequence[str], *, lock: bool
+    ) -> list[tuple[Any, list[Part]]]:
+        """``load`` on PostgreSQL inside the writer's transaction, the message rows locked
+        (``FOR UPDATE``, in id order) when ``lock``: one array parameter, any number of ids."""
+        if self._pg_by_ids is None:
+            array = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text()))
+            chosen = sa.select(messages).where(messages.c.id == sa.any_(array))
+            self._pg_by_ids = (
+                RawSelect(chosen.order_by(messages.c.id), self._dialect),
+                RawSelect(chosen.order_by(messages.c.id).with_for_update(), self._dialect),
+                RawSelect(
+                    sa.select(message_parts)
+                    .where(message_parts.c.message_id == sa.any_(array))
+                    .order_by(message_parts.c.message_id, message_parts.c.part_index),
+                    self._dialect,
+                ),
+            )
+        plain, locked, parts_of = self._pg_by_ids
+        values = {"ids": list(ids)}
+        rows = await (locked if lock else plain).fetch(driver, values, connection)
+        parts: dict[str, list[Part]] = {}
+        for part in await parts_of.fetch(driver, values, connection):
             parts.setdefault(part.message_id, []).append(
                 Part(
                     index=part.part_index,
@@ -560,6 +609,10 @@ class _RawReads:
             )
             found = self._by_carrier_id[count] = RawSelect(statement, self._dialect)
         return found
+
+
+#: The completed jobs of a batch, on PostgreSQL straight through asyncpg (one array).
+_DELETE_JOBS_PG: Final = "DELETE FROM jobs WHERE id = ANY($1::text[])"
 
 
 def _one_of_param(column: sa.ColumnElement[Any], name: str, dialect: str) -> Any:
