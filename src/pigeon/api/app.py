@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, Response, Router, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Tag
-from litestar.types import ExceptionHandlersMap
+from litestar.types import (
+    ExceptionHandlersMap,
+    LifeSpanReceive,
+    LifeSpanScope,
+    LifeSpanSend,
+    Receive,
+    Scope,
+    Send,
+)
 
 from pigeon.api.dependencies import (
     SECURITY_SCHEME,
@@ -20,6 +28,7 @@ from pigeon.api.dependencies import (
     provide_caller,
 )
 from pigeon.api.docs import DocsPlugin, SchemaPlugin, openapi_document
+from pigeon.api.fast_accept import FastAccept
 from pigeon.api.problems import handle_http_exception, handle_pigeon_error, handle_unexpected
 from pigeon.api.routes import (
     account,
@@ -32,7 +41,7 @@ from pigeon.api.routes import (
 )
 from pigeon.domain.errors import PigeonError
 
-__all__ = ["ApiServices", "create_app"]
+__all__ = ["ApiServices", "PigeonApp", "create_app"]
 
 API_VERSION = "1.0.0"
 
@@ -56,16 +65,42 @@ def openapi_json(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(openapi_document(request.app))
 
 
+class PigeonApp(Litestar):
+    """The Litestar app with ``POST /v1/messages`` answered first by ``fast_accept`` when set.
+
+    Every other request (and that one too when ``fast_accept`` is ``None``) goes to Litestar
+    unchanged; see ``pigeon.api.fast_accept`` for why.
+    """
+
+    fast_accept: FastAccept | None = None
+
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        """Serve one ASGI connection (or the lifespan)."""
+        fast = self.fast_accept
+        if fast is not None and fast.serves(scope):
+            await fast(scope, cast("Receive", receive), cast("Send", send))
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     services: ApiServices,
     *,
     max_body_bytes: int = 1_048_576,
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
-) -> Litestar:
+    fast_accept: bool = True,
+) -> PigeonApp:
     """The REST API over ``services``: ``/v1`` routes, operations endpoints and offline docs.
 
     Request bodies larger than ``max_body_bytes`` are refused with ``413`` (checked on the
-    announced ``Content-Length`` and on the bytes actually received).
+    announced ``Content-Length`` and on the bytes actually received). ``fast_accept=False``
+    leaves ``POST /v1/messages`` to the Litestar route too (same answers, more CPU): the
+    equivalence tests compare the two.
     """
 
     def provide_services() -> ApiServices:
@@ -89,7 +124,7 @@ def create_app(
         HTTPException: handle_http_exception,
         Exception: handle_unexpected,
     }
-    return Litestar(
+    app = PigeonApp(
         route_handlers=[v1, *connectors.CALLBACK_ROUTES, *operations.ROUTES, openapi_json],
         dependencies={"services": Provide(provide_services, sync_to_thread=False, use_cache=True)},
         exception_handlers=exception_handlers,
@@ -114,3 +149,6 @@ def create_app(
         lifespan=list(lifespan),
         logging_config=None,
     )
+    if fast_accept:
+        app.fast_accept = FastAccept(services, max_body_bytes=max_body_bytes)
+    return app

@@ -180,6 +180,39 @@ class ApiError(PigeonError):
         self.status = status
 
 
+@dataclass(frozen=True, slots=True)
+class ProblemAnswer:
+    """A rendered problem: what any HTTP layer sends back for an error.
+
+    Litestar's exception handlers and the ``POST /v1/messages`` fast path
+    (``pigeon.api.fast_accept``) both render errors through the functions below, so the two
+    answer with the same bytes.
+    """
+
+    status: int
+    #: The problem+json document.
+    body: bytes
+    #: Headers besides ``content-type`` (e.g. ``WWW-Authenticate``), in sending order.
+    headers: dict[str, str] | None = None
+
+
+def render_problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> ProblemAnswer:
+    """The problem+json document for ``code``."""
+    kind = PROBLEMS.get(code)
+    title = kind.title if kind is not None else _phrase(status)
+    body = Problem(
+        type=TYPE_PREFIX + code, title=title, status=status, detail=detail, code=code, field=field
+    )
+    return ProblemAnswer(status, msgspec.json.encode(body), headers)
+
+
 def problem(
     status: int,
     code: str,
@@ -189,62 +222,118 @@ def problem(
     headers: dict[str, str] | None = None,
 ) -> Response[bytes]:
     """A problem+json response for ``code``."""
-    kind = PROBLEMS.get(code)
-    title = kind.title if kind is not None else _phrase(status)
-    body = Problem(
-        type=TYPE_PREFIX + code, title=title, status=status, detail=detail, code=code, field=field
-    )
+    return problem_response(render_problem(status, code, detail, field=field, headers=headers))
+
+
+def problem_response(answer: ProblemAnswer) -> Response[bytes]:
+    """``answer`` as a Litestar response."""
     return Response(
-        content=msgspec.json.encode(body),
-        status_code=status,
+        content=answer.body,
+        status_code=answer.status,
         media_type=PROBLEM_MEDIA_TYPE,
-        headers=headers,
+        headers=answer.headers,
     )
 
 
-def _www_authenticate(request: Request[Any, Any, Any]) -> dict[str, str]:
+def _www_authenticate(authorization: str | None) -> dict[str, str]:
     # RFC 6750 section 3.1: no error attribute when the request carried no credentials.
-    if request.headers.get("authorization"):
+    if authorization:
         return {"WWW-Authenticate": 'Bearer realm="pigeon", error="invalid_token"'}
     return {"WWW-Authenticate": 'Bearer realm="pigeon"'}
 
 
-def handle_pigeon_error(request: Request[Any, Any, Any], exc: PigeonError) -> Response[bytes]:
-    """Domain, service and adapter errors, with their own status, code and field."""
+def pigeon_error_problem(
+    exc: PigeonError, *, method: str, path: str, authorization: str | None
+) -> ProblemAnswer:
+    """Domain, service and adapter errors, with their own status, code and field.
+
+    ``authorization`` is the request's ``Authorization`` header (its first value), which decides
+    the ``WWW-Authenticate`` challenge of a 401.
+    """
     status = exc.status if 400 <= exc.status <= 599 else 500
     if status >= 500:
-        log.error(
-            "request_failed",
-            method=request.method,
-            path=request.url.path,
-            code=exc.code,
-            exc_info=exc,
-        )
-    headers = _www_authenticate(request) if status == 401 else None
-    return problem(status, exc.code, exc.detail, field=exc.field, headers=headers)
+        log.error("request_failed", method=method, path=path, code=exc.code, exc_info=exc)
+    headers = _www_authenticate(authorization) if status == 401 else None
+    return render_problem(status, exc.code, exc.detail, field=exc.field, headers=headers)
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    """Litestar's own errors: unknown routes, wrong methods, oversized bodies, bad parameters."""
+def http_exception_problem(
+    exc: HTTPException, *, method: str, path: str, max_body_bytes: int | None
+) -> ProblemAnswer:
+    """Litestar's own errors: unknown routes, wrong methods, oversized bodies, bad parameters.
+
+    ``max_body_bytes`` is the route's body limit, named in a 413's detail.
+    """
     headers = dict(exc.headers or {})
     if isinstance(exc, NotFoundException):
-        return problem(404, "not_found", f"No route {request.url.path}.", headers=headers)
+        return render_problem(404, "not_found", f"No route {path}.", headers=headers)
     if isinstance(exc, MethodNotAllowedException):
-        return problem(
-            405,
-            "method_not_allowed",
-            f"{request.method} is not allowed on {request.url.path}.",
-            headers=headers,
+        return render_problem(
+            405, "method_not_allowed", f"{method} is not allowed on {path}.", headers=headers
         )
     if isinstance(exc, RequestEntityTooLarge):
-        limit = request.route_handler.resolve_request_max_body_size()
-        return problem(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
+        return render_problem(
+            413, "payload_too_large", f"The request body is larger than {max_body_bytes} bytes."
+        )
     if isinstance(exc, ValidationException):
         return _parameter_problem(exc)
     if exc.status_code >= 500:
-        log.error("request_failed", method=request.method, path=request.url.path, exc_info=exc)
-        return problem(500, "internal_error", "An unexpected error occurred.")
-    return problem(exc.status_code, _status_code_name(exc.status_code), exc.detail, headers=headers)
+        log.error("request_failed", method=method, path=path, exc_info=exc)
+        return render_problem(500, "internal_error", "An unexpected error occurred.")
+    return render_problem(
+        exc.status_code, _status_code_name(exc.status_code), exc.detail, headers=headers
+    )
+
+
+def unexpected_problem(exc: Exception, *, method: str, path: str) -> ProblemAnswer:
+    """Anything else is a bug: log it with its traceback and answer a bland 500."""
+    log.error("request_crashed", method=method, path=path, exc_info=exc)
+    return render_problem(
+        500, "internal_error", "An unexpected error occurred; it has been logged."
+    )
+
+
+def error_problem(
+    exc: Exception, *, method: str, path: str, authorization: str | None, max_body_bytes: int | None
+) -> ProblemAnswer:
+    """The problem for any exception, chosen as the app's exception handlers are (by class)."""
+    if isinstance(exc, PigeonError):
+        return pigeon_error_problem(exc, method=method, path=path, authorization=authorization)
+    if isinstance(exc, HTTPException):
+        return http_exception_problem(exc, method=method, path=path, max_body_bytes=max_body_bytes)
+    return unexpected_problem(exc, method=method, path=path)
+
+
+def handle_pigeon_error(request: Request[Any, Any, Any], exc: PigeonError) -> Response[bytes]:
+    """Litestar's handler for ``PigeonError``: see ``pigeon_error_problem``."""
+    return problem_response(
+        pigeon_error_problem(
+            exc,
+            method=request.method,
+            path=request.url.path,
+            authorization=request.headers.get("authorization"),
+        )
+    )
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Litestar's handler for its ``HTTPException``s: see ``http_exception_problem``."""
+    # Only a 413 names the limit; an unknown route has no route handler to ask.
+    limit = (
+        request.route_handler.resolve_request_max_body_size()
+        if isinstance(exc, RequestEntityTooLarge)
+        else None
+    )
+    return problem_response(
+        http_exception_problem(
+            exc, method=request.method, path=request.url.path, max_body_bytes=limit
+        )
+    )
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Litestar's handler for any other exception: see ``unexpected_problem``."""
+    return problem_response(unexpected_problem(exc, method=request.method, path=request.url.path))
 
 
 def _phrase(status: int) -> str:
@@ -259,7 +348,7 @@ def _status_code_name(status: int) -> str:
     return _phrase(status).lower().replace(" ", "_").replace("-", "_")
 
 
-def _parameter_problem(exc: ValidationException) -> Response[bytes]:
+def _parameter_problem(exc: ValidationException) -> ProblemAnswer:
     """A 400 ``invalid_parameter`` naming the first query, path or header parameter at fault."""
     field: str | None = None
     detail = "A parameter is invalid."
@@ -268,13 +357,7 @@ def _parameter_problem(exc: ValidationException) -> Response[bytes]:
         field = str(first["key"]) if first.get("key") else None
         message = str(first.get("message") or "invalid value")
         detail = f"{field}: {message}." if field else f"{message}."
-    return problem(400, "invalid_parameter", detail, field=field)
-
-
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """Anything else is a bug: log it with its traceback and answer a bland 500."""
-    log.error("request_crashed", method=request.method, path=request.url.path, exc_info=exc)
-    return problem(500, "internal_error", "An unexpected error occurred; it has been logged.")
+    return render_problem(400, "invalid_parameter", detail, field=field)
 
 
 #: What any route with a JSON body may answer before its use case runs.

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
-from pigeon.api.dependencies import CurrentCaller, Services
+from pigeon.api.dependencies import ApiServices, CurrentCaller, Services
 from pigeon.api.problems import BODY_PROBLEMS, ApiError, problem_responses
 from pigeon.api.schemas import (
     ID_PATTERN,
@@ -29,6 +30,7 @@ from pigeon.domain.errors import InvalidRecipient
 from pigeon.domain.messages import MessageStatus
 from pigeon.ports import MessageQuery
 from pigeon.services.accept import SendRequest
+from pigeon.services.authenticate import Caller
 from pigeon.services.queries import MAX_PAGE
 from pigeon.services.webhook_endpoints import check_url
 
@@ -70,6 +72,36 @@ def _idempotency_key(value: str | None) -> str | None:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What ``POST /v1/messages`` answers with ``202``: the message and the extra headers."""
+
+    message: MessageResponse
+    #: ``Location``, then ``Idempotent-Replayed: true`` on a replay.
+    headers: dict[str, str]
+
+
+async def send_one(
+    caller: Caller,
+    services: ApiServices,
+    idempotency_key: str | None,
+    read_body: Callable[[], Awaitable[bytes]],
+) -> Sent:
+    """``POST /v1/messages`` once the caller is authenticated, for every HTTP layer.
+
+    The Litestar route below and the fast path (``pigeon.api.fast_accept``) both call this;
+    ``idempotency_key`` is the header's raw (first) value, and the body is read only after it
+    passed. Raises ``PigeonError``s (rendered as problems) and whatever ``read_body`` raises.
+    """
+    key = _idempotency_key(idempotency_key)
+    request = _send_request(await read_body())
+    result = await services.accept(caller, request, idempotency_key=key)
+    headers = {"Location": f"/v1/messages/{result.message.id}"}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Sent(message_response(result.message), headers)
+
+
 @post(
     "/messages",
     operation_id="sendMessage",
@@ -104,13 +136,8 @@ async def send_message(
     ] = None,
 ) -> Response[MessageResponse]:
     """Accept one message for sending."""
-    key = _idempotency_key(idempotency_key)
-    send = _send_request(await request.body())
-    result = await services.accept(caller, send, idempotency_key=key)
-    headers = {"Location": f"/v1/messages/{result.message.id}"}
-    if result.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(message_response(result.message), status_code=202, headers=headers)
+    sent = await send_one(caller, services, idempotency_key, request.body)
+    return Response(sent.message, status_code=202, headers=sent.headers)
 
 
 @post(

@@ -1,0 +1,429 @@
+"""The ``POST /v1/messages`` fast path answers exactly like the Litestar route it stands in for.
+
+Two apps share one set of services on this test's database: ``fast`` (as ``pigeon serve`` runs
+it) and ``plain`` (``create_app(fast_accept=False)``: Litestar all the way). Each case sends the
+same requests, at the ASGI level, to both and compares status, every header (names, values,
+order) and the body bytes, with generated message ids and times replaced consistently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from litestar.types import HTTPScope, Message
+
+from pigeon.api.app import ApiServices, PigeonApp, create_app
+from pigeon.api.fast_accept import FastAccept
+from pigeon.clock import SystemClock
+from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant, key_digest
+from pigeon.ids import UlidFactory
+from pigeon.services.accept import AcceptMessage
+from pigeon.services.account import DescribeAccount
+from pigeon.services.authenticate import Authenticate
+from pigeon.services.events import EndpointDirectory, EventRecorder
+from pigeon.services.queries import ReadMessages
+from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
+from pigeon.store import Database, SqlAccountStore, SqlMessageStore, SqlWebhookStore
+from pigeon.webhooks.signing import new_secret
+
+TEST_KEY = "pk_test_fast_" + "a" * 40
+LIVE_KEY = "pk_live_fast_" + "b" * 40
+OPERATOR_KEY = "pk_live_oper_" + "c" * 40
+REVOKED_KEY = "pk_live_gone_" + "d" * 40
+UNKNOWN_KEY = "pk_live_none_" + "e" * 40
+MOBILE = "+447400123456"
+MAX_BODY = 4096
+#: Replaced by the app's name in Idempotency-Key values, so the two runs never share a key.
+RUN = "{run}"
+SOON = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0).isoformat()
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request: headers (name, value) and the body, in the chunks it arrives in."""
+
+    body: Sequence[bytes] = (b"",)
+    key: str | None = TEST_KEY
+    headers: Sequence[tuple[str, str]] = ()
+    content_length: bool = True
+    method: str = "POST"
+    path: str = "/v1/messages"
+    query: bytes = b""
+    disconnect: bool = False
+
+
+@dataclass
+class Answer:
+    """What an app sent back."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+@dataclass
+class Apps:
+    """The two apps under test and what they share."""
+
+    fast: PigeonApp
+    plain: PigeonApp
+    services: ApiServices
+    served: list[str] = field(default_factory=list)
+
+
+class CountingFastAccept(FastAccept):
+    """The fast path, recording each request it answered."""
+
+    __slots__ = ("served",)
+
+    def __init__(self, services: ApiServices, served: list[str]) -> None:
+        super().__init__(services, max_body_bytes=MAX_BODY)
+        self.served = served
+
+    async def __call__(self, scope: HTTPScope, receive: Any, send: Any) -> None:
+        """Record, then answer."""
+        self.served.append(scope["path"])
+        await super().__call__(scope, receive, send)
+
+
+def json_step(text: str, **changes: Any) -> Step:
+    """A POST of ``text`` as a JSON body."""
+    return Step(body=(text.encode(),), **changes)
+
+
+def idempotent(key: str, text: str) -> Step:
+    """A POST with an Idempotency-Key (``{run}`` is replaced per app)."""
+    return json_step(text, headers=[("idempotency-key", key)])
+
+
+HI = f'{{"to": "{MOBILE}", "body": "Hello"}}'
+CASES: dict[str, list[Step]] = {
+    "plain": [json_step(HI)],
+    "unicode": [json_step(f'{{"to": "{MOBILE}", "body": "Привет, мир 👋 ü"}}')],
+    "long multipart": [json_step(f'{{"to": "{MOBILE}", "body": "{"long text " * 60}"}}')],
+    "client_ref": [json_step(f'{{"to": "{MOBILE}", "body": "x", "client_ref": "order-7"}}')],
+    "callback_url": [
+        json_step(f'{{"to": "{MOBILE}", "body": "x", "callback_url": "https://example.com/cb"}}')
+    ],
+    "scheduled": [json_step(f'{{"to": "{MOBILE}", "body": "later", "send_at": "{SOON}"}}')],
+    "otp": [json_step(f'{{"to": "{MOBILE}", "body": "Code 123456", "category": "otp"}}')],
+    "sender and validity": [
+        json_step(f'{{"to": "{MOBILE}", "body": "x", "from": "Acme", "validity_seconds": 600}}')
+    ],
+    "national number": [json_step('{"to": "07400 123456", "body": "x", "country": "GB"}')],
+    "max_price": [json_step(f'{{"to": "{MOBILE}", "body": "x", "max_price": "0.05"}}')],
+    "live key": [json_step(HI, key=LIVE_KEY)],
+    "operator key": [json_step(HI, key=OPERATOR_KEY)],
+    "text/plain content type": [json_step(HI, headers=[("content-type", "text/plain")])],
+    "chunked body": [Step(body=(HI[:10].encode(), b"", HI[10:].encode()), content_length=False)],
+    "idempotency replay": [idempotent(f"{RUN}-1", HI), idempotent(f"{RUN}-1", HI)],
+    "idempotency conflict": [
+        idempotent(f"{RUN}-2", HI),
+        idempotent(f"{RUN}-2", f'{{"to": "{MOBILE}", "body": "other"}}'),
+    ],
+    "first idempotency header wins": [
+        json_step(HI, headers=[("idempotency-key", ""), ("idempotency-key", f"{RUN}-3")])
+    ],
+    "empty idempotency key": [idempotent("", HI)],
+    "long idempotency key": [idempotent("k" * 256, HI)],
+    "tab in idempotency key": [idempotent("a\tb", HI)],
+    "key checked before body": [idempotent("", "{bad")],
+    "no authorization": [json_step(HI, key=None)],
+    "basic scheme": [json_step(HI, key=None, headers=[("authorization", "Basic dXNlcjpwYXNz")])],
+    "bearer without key": [json_step(HI, key=None, headers=[("authorization", "Bearer ")])],
+    "not a pigeon key": [json_step(HI, key="sk_something")],
+    "unknown key": [json_step(HI, key=UNKNOWN_KEY)],
+    "revoked key": [json_step(HI, key=REVOKED_KEY)],
+    "auth before body size": [json_step("x" * (MAX_BODY + 1), key=None)],
+    "malformed json": [json_step('{"to": ')],
+    "json array": [json_step(f'["{MOBILE}"]')],
+    "json string": [json_step('"hello"')],
+    "missing to": [json_step('{"body": "x"}')],
+    "bad number": [json_step('{"to": "12", "body": "x"}')],
+    "wrong type": [json_step('{"to": 447400123456, "body": "x"}')],
+    "empty body": [Step()],
+    "blank body": [json_step("  \n")],
+    "empty text": [json_step(f'{{"to": "{MOBILE}", "body": ""}}')],
+    "text too long": [json_step(f'{{"to": "{MOBILE}", "body": "{"x" * 1600}"}}')],
+    "unknown field": [json_step(f'{{"to": "{MOBILE}", "body": "x", "colour": "red"}}')],
+    "template": [json_step(f'{{"to": "{MOBILE}", "template": {{"id": "t"}}}}')],
+    "bad callback_url": [
+        json_step(f'{{"to": "{MOBILE}", "body": "x", "callback_url": "ftp://x"}}')
+    ],
+    "send_at without zone": [
+        json_step(f'{{"to": "{MOBILE}", "body": "x", "send_at": "2030-01-01T00:00:00"}}')
+    ],
+    "bad validity": [json_step(f'{{"to": "{MOBILE}", "body": "x", "validity_seconds": 5}}')],
+    "bad country": [json_step('{"to": "07400 123456", "body": "x", "country": "GBR"}')],
+    "nul character": [json_step(f'{{"to": "{MOBILE}", "body": "a\\u0000b"}}')],
+    "announced body over the limit": [
+        json_step(f'{{"to": "{MOBILE}", "body": "{"x" * MAX_BODY}"}}')
+    ],
+    "streamed body over the limit": [
+        Step(body=(b'{"body": "' + b"x" * MAX_BODY, b'", "to": "1"}'), content_length=False)
+    ],
+    "body at the limit": [
+        json_step(f'{{"to": "{MOBILE}", "body": "{"x" * (MAX_BODY - 40)}"}}'.ljust(MAX_BODY))
+    ],
+    "unreadable content-length": [
+        json_step(HI, content_length=False, headers=[("content-length", "twelve")])
+    ],
+    "client gone mid-body": [Step(body=(b'{"to": ',), content_length=False, disconnect=True)],
+}
+
+#: Requests the fast path must leave to Litestar.
+PASSED_ON: dict[str, Step] = {
+    "list": Step(method="GET"),
+    "head": Step(method="HEAD"),
+    "put": json_step(HI, method="PUT"),
+    "trailing slash": json_step(HI, path="/v1/messages/"),
+    "query string": json_step(HI, query=b"x=1"),
+    "preview": json_step(HI, path="/v1/messages/preview"),
+    "unknown route": json_step(HI, path="/v1/message"),
+}
+
+
+async def _key(
+    accounts: SqlAccountStore, ids: UlidFactory, tenant: Tenant, secret: str, **changes: Any
+) -> None:
+    mode = KeyMode.TEST if secret.startswith("pk_test_") else KeyMode.LIVE
+    key = ApiKey(
+        id=ids.new("key"),
+        tenant_id=tenant.id,
+        mode=mode,
+        role=Role.TENANT,
+        digest=key_digest(secret),
+        prefix=secret[:12],
+        created_at=datetime.now(UTC),
+    )
+    await accounts.create_api_key(replace(key, **changes))
+
+
+@pytest.fixture
+async def services(database: Database) -> ApiServices:
+    """The API's services on this test's database, with a tenant and its keys."""
+    clock = SystemClock()
+    ids = UlidFactory()
+    messages = SqlMessageStore(database, clock)
+    accounts = SqlAccountStore(database)
+    webhooks = SqlWebhookStore(database)
+    directory = EndpointDirectory(webhooks)
+
+    async def readiness() -> dict[str, bool]:
+        return {"store": True}
+
+    async def before_metrics() -> None:
+        return None
+
+    tenant = Tenant(id=ids.new("ten"), name="acme", default_region=None, created_at=clock.now())
+    await accounts.create_tenant(tenant)
+    await _key(accounts, ids, tenant, TEST_KEY)
+    await _key(accounts, ids, tenant, LIVE_KEY)
+    await _key(accounts, ids, tenant, OPERATOR_KEY, role=Role.OPERATOR)
+    await _key(accounts, ids, tenant, REVOKED_KEY, revoked=True)
+    return ApiServices(
+        authenticate=Authenticate(accounts),
+        accept=AcceptMessage(messages, clock, ids, EventRecorder(ids, clock, directory)),
+        read=ReadMessages(messages),
+        endpoints=ManageWebhookEndpoints(webhooks, ids, clock, directory, new_secret),
+        readiness=readiness,
+        before_metrics=before_metrics,
+        account=DescribeAccount(lambda tenant_id: f"whsec_{tenant_id}"),
+    )
+
+
+def _apps(services: ApiServices) -> Apps:
+    served: list[str] = []
+    fast = create_app(services, max_body_bytes=MAX_BODY)
+    assert fast.fast_accept is not None
+    fast.fast_accept = CountingFastAccept(services, served)
+    plain = create_app(services, max_body_bytes=MAX_BODY, fast_accept=False)
+    assert plain.fast_accept is None
+    return Apps(fast, plain, services, served)
+
+
+@pytest.fixture
+def apps(services: ApiServices) -> Apps:
+    """The fast and the plain app over the same services."""
+    return _apps(services)
+
+
+async def call(app: PigeonApp, step: Step, run: str) -> Answer:
+    """Send ``step`` to ``app`` as an ASGI server would; what it answered."""
+    headers: Headers = []
+    if step.key is not None:
+        headers.append((b"authorization", f"Bearer {step.key}".encode()))
+    for name, value in step.headers:
+        headers.append((name.encode("latin-1"), value.replace(RUN, run).encode("latin-1")))
+    if step.content_length:
+        headers.append((b"content-length", str(sum(map(len, step.body))).encode()))
+    scope: HTTPScope = {  # type: ignore[typeddict-item]  # only the keys an ASGI server sets
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": step.method,
+        "scheme": "http",
+        "path": step.path,
+        "raw_path": step.path.encode(),
+        "query_string": step.query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    events: Iterator[dict[str, Any]] = iter(
+        [
+            {"type": "http.request", "body": chunk, "more_body": i < len(step.body) - 1}
+            for i, chunk in enumerate(step.body)
+        ]
+        if not step.disconnect
+        else [{"type": "http.request", "body": step.body[0], "more_body": True}]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(events, {"type": "http.disconnect"})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)  # type: ignore[arg-type]  # our receive returns dicts
+    start, *bodies = sent
+    assert start["type"] == "http.response.start"
+    body = b"".join(
+        message["body"] for message in bodies if message["type"] == "http.response.body"
+    )  # type: ignore[typeddict-item]
+    return Answer(start["status"], list(start["headers"]), body)
+
+
+class Normaliser:
+    """Replaces generated ids and times by placeholders numbered in order of appearance."""
+
+    PATTERN = re.compile(rb"msg_[0-9A-Z]{26}|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, bytes] = {}
+
+    def _sub(self, match: re.Match[bytes]) -> bytes:
+        value = match.group()
+        kind = b"msg" if value.startswith(b"msg_") else b"time"
+        return self.seen.setdefault(value, b"<%s%d>" % (kind, len(self.seen)))
+
+    def __call__(self, answer: Answer) -> Answer:
+        return Answer(
+            answer.status,
+            [(name, self._header(name, value)) for name, value in answer.headers],
+            self.PATTERN.sub(self._sub, answer.body),
+        )
+
+    def _header(self, name: bytes, value: bytes) -> bytes:
+        if name == b"allow":
+            # Litestar lists a 405's methods from a set: the order varies between app instances.
+            return b", ".join(sorted(value.split(b", ")))
+        return self.PATTERN.sub(self._sub, value)
+
+
+async def run_both(apps: Apps, steps: Sequence[Step]) -> tuple[list[Answer], list[Answer]]:
+    """The answers of the fast app, then of the plain one, to ``steps``, normalised."""
+    fast, plain = Normaliser(), Normaliser()
+    fast_answers = [fast(await call(apps.fast, step, "fast")) for step in steps]
+    plain_answers = [plain(await call(apps.plain, step, "plain")) for step in steps]
+    return fast_answers, plain_answers
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_fast_path_answers_like_litestar(apps: Apps, name: str) -> None:
+    """Each kind of send answers the same status, headers and bytes on both paths."""
+    steps = CASES[name]
+    fast, plain = await run_both(apps, steps)
+    assert apps.served == ["/v1/messages"] * len(steps)
+    assert fast == plain
+
+
+async def test_matrix_covers_success_and_every_error_class(apps: Apps) -> None:
+    """The cases above include accepted sends and each problem code a send can answer."""
+    statuses: set[int] = set()
+    codes: set[str] = set()
+    for steps in CASES.values():
+        for answer in (await run_both(apps, steps))[0]:
+            statuses.add(answer.status)
+            if found := re.search(rb'"code":"([a-z_]+)"', answer.body):
+                codes.add(found.group(1).decode())
+    assert statuses == {202, 400, 401, 413, 422, 500}
+    assert codes >= {
+        "unauthorized",
+        "malformed_json",
+        "bad_request",
+        "invalid_request",
+        "missing_field",
+        "invalid_field",
+        "unknown_field",
+        "unsupported_field",
+        "invalid_recipient",
+        "invalid_body",
+        "body_too_long",
+        "invalid_url",
+        "invalid_send_at",
+        "invalid_validity",
+        "invalid_country",
+        "idempotency_key_reused",
+        "invalid_idempotency_key",
+        "payload_too_large",
+        "internal_error",
+    }
+
+
+async def test_replay_is_marked_on_the_fast_path(apps: Apps) -> None:
+    """A replayed key answers the first message again with Idempotent-Replayed: true."""
+    first, again = (await run_both(apps, CASES["idempotency replay"]))[0]
+    assert first.body == again.body
+    assert (b"idempotent-replayed", b"true") in again.headers
+    assert (b"idempotent-replayed", b"true") not in first.headers
+
+
+@pytest.mark.parametrize("name", list(PASSED_ON))
+async def test_other_requests_go_to_litestar(apps: Apps, name: str) -> None:
+    """Other methods, paths, a trailing slash or a query string are Litestar's, unchanged."""
+    fast, plain = await run_both(apps, [PASSED_ON[name]])
+    assert apps.served == []
+    assert fast == plain
+
+
+async def test_websocket_and_lifespan_go_to_litestar(apps: Apps) -> None:
+    """Only HTTP requests are claimed; websocket and lifespan scopes are not."""
+    assert not FastAccept.serves({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}})
+    websocket: Any = {"type": "websocket", "path": "/v1/messages", "headers": []}
+    assert not FastAccept.serves(websocket)
+
+
+class Crash(Exception):
+    """A bug in a use case."""
+
+
+class CrashingAccept:
+    """An accept use case with a bug."""
+
+    async def __call__(self, *args: object, **kwargs: object) -> None:
+        raise Crash("fire")
+
+
+async def test_unexpected_error_is_the_same_logged_500(
+    services: ApiServices, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An exception from accept is the same bland 500 on both paths, logged each time."""
+    apps = _apps(replace(services, accept=cast("AcceptMessage", CrashingAccept())))
+    fast, plain = await run_both(apps, [json_step(HI)])
+    assert fast == plain
+    assert fast[0].status == 500
+    assert b"fire" not in fast[0].body
+    logged = capsys.readouterr()
+    assert (logged.out + logged.err).count("request_crashed") == 2
