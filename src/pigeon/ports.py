@@ -143,6 +143,8 @@ class Mutation:
     message: Message
     events: list[EventRecord] = field(default_factory=list)
     jobs: list[NewJob] = field(default_factory=list)
+    #: Ids of jobs the change makes pointless (deleted with it; unknown ids are ignored).
+    done_jobs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,6 +192,22 @@ async def test_message_goes_from_accept_to_delivered(pipeline: Pipeline) -> None
     assert [e.sequence for e in events] == [1, 2, 3, 4]
 
 
+async def test_final_receipt_removes_the_pending_expiry_job(pipeline: Pipeline) -> None:
+    """Sending leaves an expiry job waiting for the receipt; the final receipt deletes it with
+    the status change, so no job is left over for the rest of the validity."""
+    message = await pipeline.send()
+    await pipeline.drain()
+    assert await pipeline.stores.queue.pending() == {"expire": 1}
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    carrier_id = stored.parts[0].carrier_message_id or ""
+    await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.ENROUTE))
+    assert await pipeline.stores.queue.pending() == {"expire": 1}
+    await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.UNDELIV))
+    assert await pipeline.status(message.id) is S.UNDELIVERED
+    assert "expire" not in await pipeline.stores.queue.pending()
+
+
 async def test_duplicate_receipts_change_nothing(pipeline: Pipeline) -> None:
     """The same receipt applied twice yields one delivered event."""
     message = await pipeline.send()

@@ -316,6 +316,7 @@ class SqlMessageStore:
                     current[message.id] = changed[message.id] = mutation.message
                     new_events.extend(mutation.events)
                     new_jobs.extend(mutation.jobs)
+                    completed.extend(mutation.done_jobs)
                     item.due_job = any(job.run_at <= now for job in mutation.jobs)
                     results.append(mutation.message)
             if item.complete_job is not None:
