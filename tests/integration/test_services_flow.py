@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -431,6 +432,40 @@ async def test_uncached_endpoints_fall_back_to_a_notify_job(
     assert pipeline.ran.count("notify") == 1
     assert pipeline.ran.count("webhook") == 1
     assert "message.delivered" in receiver.types()
+
+
+async def test_stale_endpoint_cache_still_counts_while_it_is_looked_up_again(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    """Past its TTL a cached answer still spares the notify job and starts a lookup that
+    brings in endpoints added meanwhile; past twelve TTLs it no longer counts."""
+    await pipeline.endpoints.create(pipeline.caller, receiver.url, ["message.delivered"])
+    message = await pipeline.send()
+    await pipeline.drain()
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    now = [100.0]
+    directory = EndpointDirectory(pipeline.stores.webhooks, ttl_seconds=5, monotonic=lambda: now[0])
+    recorder = EventRecorder(UlidFactory(), pipeline.stores.clock, directory)
+    assert await directory.has_endpoints(stored.tenant_id)
+    await pipeline.endpoints.create(pipeline.caller, receiver.url + "?second", None)
+    change = stored.transition(S.DELIVERED, pipeline.stores.clock.now())
+
+    now[0] += 6  # stale: the old answer (one endpoint) is used, a lookup starts
+    _, jobs = recorder.record(stored, [change])
+    assert [job.kind for job in jobs] == ["webhook"]
+    await asyncio.sleep(0.05)  # let the background lookup finish
+    for _ in range(100):
+        cached = directory.cached(stored.tenant_id)
+        if cached is not None and len(cached) == 2:
+            break
+        await asyncio.sleep(0.05)
+    _, jobs = recorder.record(stored, [change])
+    assert sorted(job.payload["url"] for job in jobs) == [receiver.url, receiver.url + "?second"]
+
+    now[0] += 5 * 12  # far too old: nothing counts, a notify job reads the endpoints later
+    _, jobs = recorder.record(stored, [change])
+    assert [job.kind for job in jobs] == ["notify"]
 
 
 async def test_warm_endpoint_cache_makes_webhook_jobs_with_the_status(

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pigeon.domain.messages import Message, StatusChange
 from pigeon.ports import Clock, EventRecord, IdFactory, NewJob, WebhookEndpoint, WebhookStore
@@ -15,18 +16,35 @@ from pigeon.telemetry import MESSAGE_STATUS
 
 NOTIFY_PRIORITY = 25
 
+#: How many TTLs a cached answer still counts while it is being looked up again.
+STALE_TTLS = 12
+
+log = logging.getLogger(__name__)
+
+
+def _log_failed_refresh(lookup: asyncio.Future[tuple[WebhookEndpoint, ...]]) -> None:
+    if not lookup.cancelled() and lookup.exception() is not None:
+        log.warning("refreshing webhook endpoints failed: %s", lookup.exception())
+
 
 class EndpointDirectory:
     """Each tenant's enabled webhook endpoints, cached briefly: hot paths skip a query, events
     nobody subscribed to cost no job, and deliveries find their endpoint's secret in memory.
 
     Changes made through this process are seen at once (``forget``); changes made by another
-    node are seen within ``ttl_seconds``.
+    node are seen within ``ttl_seconds`` (plus one lookup, for the hot paths that keep using a
+    stale answer while it is looked up again).
     """
 
-    def __init__(self, webhooks: WebhookStore, ttl_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        webhooks: WebhookStore,
+        ttl_seconds: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._webhooks = webhooks
         self._ttl = ttl_seconds
+        self._monotonic = monotonic
         self._cache: dict[str, tuple[float, tuple[WebhookEndpoint, ...]]] = {}
         self._lookups: dict[str, asyncio.Future[tuple[WebhookEndpoint, ...]]] = {}
         self._generations: dict[str, int] = {}
@@ -46,8 +64,17 @@ class EndpointDirectory:
         Synchronous, so it never refreshes: the senders' ``has_endpoints`` calls keep it warm.
         """
         cached = self._cache.get(tenant_id)
-        if cached is None or (fresh and time.monotonic() - cached[0] >= self._ttl):
+        if cached is None:
             return None
+        if fresh:
+            age = self._monotonic() - cached[0]
+            if age >= self._ttl * STALE_TTLS:
+                return None
+            if age >= self._ttl:
+                # Stale while revalidating: a lookup starts in the background and the answer
+                # counts for a while longer, so a receipt that comes seconds after its send
+                # does not cost a notify job; past ``STALE_TTLS`` it no longer counts.
+                self._refresh(tenant_id)
         return cached[1]
 
     def listening(self, tenant_id: str) -> bool:
@@ -78,17 +105,33 @@ class EndpointDirectory:
 
     async def _endpoints(self, tenant_id: str) -> tuple[WebhookEndpoint, ...]:
         cached = self._cache.get(tenant_id)
-        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+        if cached is not None and self._monotonic() - cached[0] < self._ttl:
             return cached[1]
+        return await asyncio.shield(self._lookup_once(tenant_id))
+
+    def _lookup_once(self, tenant_id: str) -> asyncio.Future[tuple[WebhookEndpoint, ...]]:
+        """The lookup in flight for the tenant, started if there is none (callers share it)."""
         lookup = self._lookups.get(tenant_id)
         if lookup is None:
             lookup = asyncio.ensure_future(self._lookup(tenant_id))
             self._lookups[tenant_id] = lookup
             lookup.add_done_callback(lambda _: self._lookups.pop(tenant_id, None))
-        return await asyncio.shield(lookup)
+        return lookup
+
+    def _refresh(self, tenant_id: str) -> None:
+        """Start a lookup in the background (when a loop runs and none is in flight)."""
+        if tenant_id in self._lookups:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        lookup = self._lookup_once(tenant_id)
+        # Nobody awaits it: a failure is logged here, and the next caller tries again.
+        lookup.add_done_callback(_log_failed_refresh)
 
     async def _lookup(self, tenant_id: str) -> tuple[WebhookEndpoint, ...]:
-        started = time.monotonic()
+        started = self._monotonic()
         generation = self._generations.get(tenant_id, 0)
         found = tuple(
             e for e in await self._webhooks.list_endpoints(tenant_id) if e.disabled_at is None
