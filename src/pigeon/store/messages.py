@@ -43,6 +43,7 @@ from pigeon.raw_sql import (
     RawSelect,
     asyncpg_driver,
     asyncpg_in_transaction,
+    execute,
     pg_execute,
     sqlite_driver,
 )
@@ -323,8 +324,12 @@ class SqlMessageStore:
                 completed.append(item.complete_job)
         if completed:
             pg = await asyncpg_in_transaction(connection) if self._pg_raw is not None else None
+            lite = await sqlite_driver(connection) if self._raw is not None else None
             if pg is not None:
                 await pg_execute(connection, pg, _DELETE_JOBS_PG, [completed])
+            elif lite is not None:
+                marks = ", ".join("?" * len(completed))
+                execute(lite, f"DELETE FROM jobs WHERE id IN ({marks})", completed)  # noqa: S608 - only placeholders
             else:
                 await connection.execute(
                     sa.delete(jobs).where(one_of(jobs.c.id, completed, self._dialect))
