@@ -78,7 +78,7 @@ from pigeon.store import (
 )
 from pigeon.store.connector_stats import SqlConnectorStatsStore
 from pigeon.telemetry import JOBS_PENDING
-from pigeon.webhooks.sender import AiohttpWebhookSender
+from pigeon.webhooks.sender import HttpWebhookSender
 from pigeon.webhooks.signing import new_secret, signature_headers
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class Gateway:
     runner: JobRunner
     connectors: dict[str, Connector]
     router: TableRouter
-    sender: AiohttpWebhookSender
+    sender: HttpWebhookSender
     callback_secrets: CallbackSecrets
     smpp_accounts: ManageSmppAccounts
     numbers: SqlNumberStore
@@ -394,7 +394,7 @@ async def open_gateway(settings: Settings) -> Gateway:
     manage_routes = ManageRoutes(connector_store, clock, live)
     receipts = ApplyReceipt(messages, queue, recorder, clock, on_outcome=router.outcome)
     per_host = settings.webhook_connections_per_host
-    sender = AiohttpWebhookSender(limit=max(100, per_host), limit_per_host=per_host)
+    sender = HttpWebhookSender(limit=max(100, per_host), limit_per_host=per_host)
     callback_secrets = CallbackSecrets(load_secret_key(settings))
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     handlers: dict[str, Handler] = {

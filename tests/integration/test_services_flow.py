@@ -26,7 +26,7 @@ from pigeon.services.notify import DeliverWebhook, NotifyEvent
 from pigeon.services.receipts import ApplyReceipt
 from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
 from pigeon.testing import FakeConnector
-from pigeon.webhooks.sender import AiohttpWebhookSender
+from pigeon.webhooks.sender import HttpWebhookSender
 from pigeon.webhooks.signing import new_secret, signature_headers, verify
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ async def pipeline(stores: Stores) -> AsyncIterator[Pipeline]:
     tenant = Tenant(ids.new("ten"), "acme", None, clock.now())
     await stores.accounts.create_tenant(tenant)
     key = ApiKey(ids.new("key"), tenant.id, KeyMode.LIVE, Role.TENANT, "d" * 64, "pk", clock.now())
-    sender = AiohttpWebhookSender()
+    sender = HttpWebhookSender()
     receipts = ApplyReceipt(stores.messages, stores.queue, recorder, clock)
 
     def callback_secret(tenant_id: str) -> str:

@@ -1,11 +1,14 @@
-"""The aiohttp webhook sender against a real HTTP server on 127.0.0.1."""
+"""The webhook sender against a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -13,7 +16,8 @@ from aiohttp import web
 
 from pigeon.domain.errors import TemporaryFailure
 from pigeon.ports import WebhookSender
-from pigeon.webhooks.sender import MAX_RESPONSE_BYTES, AiohttpWebhookSender
+from pigeon.webhooks import http_client
+from pigeon.webhooks.sender import MAX_RESPONSE_BYTES, USER_AGENT, HttpWebhookSender
 from pigeon.webhooks.signing import new_secret, signature_headers, verify
 
 SECRET = new_secret()
@@ -114,9 +118,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def sender() -> AsyncIterator[AiohttpWebhookSender]:
+async def sender() -> AsyncIterator[HttpWebhookSender]:
     """A sender that is closed after the test."""
-    client = AiohttpWebhookSender()
+    client = HttpWebhookSender()
     try:
         yield client
     finally:
@@ -131,13 +135,13 @@ def _closed_port() -> int:
 
 
 def test_sender_implements_the_port() -> None:
-    """AiohttpWebhookSender satisfies the WebhookSender protocol."""
-    port: WebhookSender = AiohttpWebhookSender()
+    """HttpWebhookSender satisfies the WebhookSender protocol."""
+    port: WebhookSender = HttpWebhookSender()
     assert callable(port.send)
 
 
 async def test_delivers_body_and_headers_intact_and_signature_verifies(
-    receiver: Receiver, sender: AiohttpWebhookSender
+    receiver: Receiver, sender: HttpWebhookSender
 ) -> None:
     """The receiver gets the exact body and headers, and verify() accepts the signature."""
     headers = signature_headers(SECRET, "evt_1", int(time.time()), BODY)
@@ -155,7 +159,7 @@ async def test_delivers_body_and_headers_intact_and_signature_verifies(
 
 
 async def test_receiver_rejects_a_tampered_delivery(
-    receiver: Receiver, sender: AiohttpWebhookSender
+    receiver: Receiver, sender: HttpWebhookSender
 ) -> None:
     """A body that does not match its signature fails verify() at the receiver."""
     headers = signature_headers(SECRET, "evt_1", int(time.time()), BODY)
@@ -168,7 +172,7 @@ async def test_receiver_rejects_a_tampered_delivery(
 
 @pytest.mark.parametrize("code", [500, 410, 404, 429])
 async def test_error_statuses_are_returned(
-    receiver: Receiver, sender: AiohttpWebhookSender, code: int
+    receiver: Receiver, sender: HttpWebhookSender, code: int
 ) -> None:
     """Non-2xx answers such as 500 and 410 come back as the status, not as an exception."""
     headers = signature_headers(SECRET, "evt_1", int(time.time()), BODY)
@@ -176,7 +180,7 @@ async def test_error_statuses_are_returned(
     assert await sender.send(f"{receiver.base_url}/status/{code}", headers, BODY, timeout=5) == code
 
 
-async def test_redirects_are_not_followed(receiver: Receiver, sender: AiohttpWebhookSender) -> None:
+async def test_redirects_are_not_followed(receiver: Receiver, sender: HttpWebhookSender) -> None:
     """A 302 is returned as-is and its Location is never requested."""
     headers = signature_headers(SECRET, "evt_1", int(time.time()), BODY)
 
@@ -187,7 +191,7 @@ async def test_redirects_are_not_followed(receiver: Receiver, sender: AiohttpWeb
 
 
 async def test_a_huge_response_body_is_cut_off_and_the_sender_still_works(
-    receiver: Receiver, sender: AiohttpWebhookSender
+    receiver: Receiver, sender: HttpWebhookSender
 ) -> None:
     """A response far beyond 64 KiB yields its status, its connection is dropped, sends go on."""
     headers = signature_headers(SECRET, "evt_1", int(time.time()), BODY)
@@ -200,7 +204,7 @@ async def test_a_huge_response_body_is_cut_off_and_the_sender_still_works(
 
 
 async def test_connections_are_reused_between_sends(
-    receiver: Receiver, sender: AiohttpWebhookSender
+    receiver: Receiver, sender: HttpWebhookSender
 ) -> None:
     """Consecutive deliveries to one host go over the same pooled keep-alive connection."""
     headers = signature_headers(SECRET, "evt_1", int(time.time()), BODY)
@@ -211,7 +215,7 @@ async def test_connections_are_reused_between_sends(
     assert len({r.peer for r in receiver.requests}) == 1
 
 
-async def test_connection_refused_raises_temporary_failure(sender: AiohttpWebhookSender) -> None:
+async def test_connection_refused_raises_temporary_failure(sender: HttpWebhookSender) -> None:
     """Posting to a closed port raises TemporaryFailure naming the address."""
     port = _closed_port()
 
@@ -222,7 +226,7 @@ async def test_connection_refused_raises_temporary_failure(sender: AiohttpWebhoo
 
 
 async def test_timeout_raises_temporary_failure(
-    receiver: Receiver, sender: AiohttpWebhookSender
+    receiver: Receiver, sender: HttpWebhookSender
 ) -> None:
     """A receiver slower than the timeout makes send raise TemporaryFailure promptly."""
     headers = signature_headers(SECRET, "evt_1", int(time.time()), BODY)
@@ -233,16 +237,16 @@ async def test_timeout_raises_temporary_failure(
     assert len(receiver.requests) == 1
 
 
-async def test_invalid_url_raises_temporary_failure(sender: AiohttpWebhookSender) -> None:
-    """A URL that is not http(s) raises TemporaryFailure instead of leaking aiohttp errors."""
+async def test_invalid_url_raises_temporary_failure(sender: HttpWebhookSender) -> None:
+    """A URL that is not http(s) raises TemporaryFailure instead of leaking client errors."""
     with pytest.raises(TemporaryFailure, match="not an http"):
         await sender.send("ftp://127.0.0.1/hook", {}, BODY, timeout=1)
 
 
 async def test_close_is_idempotent_and_send_reopens(
-    receiver: Receiver, sender: AiohttpWebhookSender
+    receiver: Receiver, sender: HttpWebhookSender
 ) -> None:
-    """close() may be called twice, and a later send opens a fresh session."""
+    """close() may be called twice, and a later send opens a fresh pool."""
     headers = signature_headers(SECRET, "evt_1", int(time.time()), BODY)
     assert await sender.send(f"{receiver.base_url}/hook", headers, BODY, timeout=5) == 204
 
@@ -254,4 +258,492 @@ async def test_close_is_idempotent_and_send_reopens(
 
 async def test_close_without_send_does_nothing() -> None:
     """Closing a sender that never sent anything is harmless."""
-    await AiohttpWebhookSender().close()
+    await HttpWebhookSender().close()
+
+
+# --- the HTTP/1.1 client against hand-written servers -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Closing:
+    """An answer after which the raw server closes the connection."""
+
+    data: bytes
+
+
+Answer = Callable[[int, int, bytes], Awaitable[bytes | Closing | None]]
+"""How a raw server answers: (connection number, request number on it, request) -> bytes to
+write, ``Closing`` to write and hang up, or None to hang up without answering."""
+
+
+@dataclass
+class RawServer:
+    """An asyncio TCP server on 127.0.0.1 speaking HTTP by hand, and what it saw."""
+
+    port: int
+    connections: int = 0
+    open_now: int = 0
+    most_open: int = 0
+    requests: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def url(self, path: str = "/hook") -> str:
+        """A URL of this server."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
+    """One request, head and body, or None at the end of the connection."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await reader.readexactly(length)
+
+
+@asynccontextmanager
+async def raw_server(answer: Answer) -> AsyncIterator[RawServer]:
+    """Serve ``answer`` on an ephemeral loopback port; every connection is closed afterwards."""
+    writers: set[asyncio.StreamWriter] = set()
+    tasks: set[asyncio.Task[None]] = set()
+    state = RawServer(port=0)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        writers.add(writer)
+        state.connections += 1
+        number = state.connections
+        state.open_now += 1
+        state.most_open = max(state.most_open, state.open_now)
+        try:
+            for index in itertools.count():
+                request = await _read_request(reader)
+                if request is None:
+                    break
+                state.requests.append((number, request))
+                reply = await answer(number, index, request)
+                if reply is None:
+                    break
+                writer.write(reply.data if isinstance(reply, Closing) else reply)
+                await writer.drain()
+                if isinstance(reply, Closing):
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            state.open_now -= 1
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    state.port = server.sockets[0].getsockname()[1]
+    try:
+        yield state
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+def _ok(body: bytes = b"", *, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+async def test_sequential_requests_share_one_keep_alive_connection() -> None:
+    """The server sees a single TCP connection for several sequential deliveries."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return _ok(b"thanks")
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            for _ in range(4):
+                assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+    finally:
+        await sender.close()
+    assert server.connections == 1
+    assert len(server.requests) == 4
+
+
+async def test_request_head_carries_host_agent_length_and_caller_headers() -> None:
+    """The request is a POST of path+query with Host (port included), our User-Agent, the
+    Content-Length and the caller's headers."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            url = server.url("/a/b?x=1&y=%20z")
+            assert await sender.send(url, {"X-Custom": "v", "Content-Type": "a/b"}, BODY, 5) == 200
+    finally:
+        await sender.close()
+    [(_, request)] = server.requests
+    head, body = request.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "POST /a/b?x=1&y=%20z HTTP/1.1"
+    fields = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    assert fields["host"] == f"127.0.0.1:{server.port}"
+    assert fields["user-agent"] == USER_AGENT
+    assert fields["content-length"] == str(len(BODY))
+    assert fields["x-custom"] == "v"
+    assert fields["content-type"] == "a/b"
+    assert "cookie" not in fields
+    assert body == BODY
+
+
+async def test_an_idle_connection_closed_by_the_server_is_retried_on_a_new_one() -> None:
+    """A pooled connection lost before any answer byte gets the request again, once, on a
+    freshly opened connection."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes | None:
+        # The first connection answers once, then "times out" just as the next request comes.
+        return None if (conn, index) == (1, 1) else _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+    finally:
+        await sender.close()
+    assert server.connections == 2
+    assert [conn for conn, _ in server.requests] == [1, 1, 2]
+
+
+async def test_a_new_connection_closed_without_answer_is_not_retried() -> None:
+    """On a freshly opened connection, a server hanging up without answering is a failure."""
+
+    async def answer(conn: int, index: int, request: bytes) -> None:
+        return None
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            with pytest.raises(TemporaryFailure, match="server disconnected without answering"):
+                await sender.send(server.url(), {}, BODY, timeout=5)
+    finally:
+        await sender.close()
+    assert server.connections == 1
+
+
+async def test_chunked_response_is_read_and_the_connection_reused() -> None:
+    """A chunked answer gives its status, and the connection serves the next request."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 202
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 202
+    finally:
+        await sender.close()
+    assert server.connections == 1
+
+
+async def test_a_body_over_64_kib_costs_the_connection() -> None:
+    """An answer with more than MAX_RESPONSE_BYTES of body yields its status; the connection is
+    not reused."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return _ok(b"y" * (MAX_RESPONSE_BYTES + 1) if conn == 1 else b"")
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+    finally:
+        await sender.close()
+    assert server.connections == 2
+
+
+async def test_a_body_of_exactly_64_kib_keeps_the_connection() -> None:
+    """An answer of exactly MAX_RESPONSE_BYTES is read in full and its connection reused."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return _ok(b"y" * MAX_RESPONSE_BYTES)
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+    finally:
+        await sender.close()
+    assert server.connections == 1
+
+
+async def test_connection_close_is_honoured() -> None:
+    """After an answer with ``Connection: close`` the next request opens a new connection."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return _ok(b"bye", extra=b"Connection: close\r\n")
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+    finally:
+        await sender.close()
+    assert server.connections == 2
+
+
+async def test_interim_100_continue_is_skipped() -> None:
+    """A ``100 Continue`` before the answer is skipped; the final status is returned."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return b"HTTP/1.1 100 Continue\r\n\r\n" + _ok(b"done")
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+    finally:
+        await sender.close()
+    assert server.connections == 1
+
+
+async def test_close_delimited_body_gives_the_status() -> None:
+    """An HTTP/1.0 answer whose body ends with the connection gives its status."""
+
+    async def answer(conn: int, index: int, request: bytes) -> Closing:
+        return Closing(b"HTTP/1.0 201 Created\r\n\r\nsome body until the end")
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 201
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 201
+    finally:
+        await sender.close()
+    assert server.connections == 2
+
+
+async def test_timeout_after_the_status_returns_the_status() -> None:
+    """When the body stalls after the status line, the timeout returns the status."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part"
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=0.3) == 200
+            assert await sender.send(server.url(), {}, BODY, timeout=0.3) == 200
+    finally:
+        await sender.close()
+    assert server.connections == 2  # the half-read connection was not reused
+
+
+async def test_timeout_before_the_status_raises() -> None:
+    """A server that never answers makes send raise TemporaryFailure naming the timeout."""
+    release = asyncio.Event()
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        await release.wait()
+        return _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            with pytest.raises(TemporaryFailure, match=r"^timed out after 0\.2s$"):
+                await sender.send(server.url(), {}, BODY, timeout=0.2)
+            release.set()
+    finally:
+        await sender.close()
+
+
+async def test_malformed_answer_raises_temporary_failure() -> None:
+    """An answer that is not HTTP raises TemporaryFailure and drops the connection."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return b"SMTP ready\r\n\r\n" if conn == 1 else _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            with pytest.raises(TemporaryFailure, match="BadResponse"):
+                await sender.send(server.url(), {}, BODY, timeout=5)
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+    finally:
+        await sender.close()
+    assert server.connections == 2
+
+
+async def test_limit_per_host_caps_concurrent_connections() -> None:
+    """With limit_per_host=2, five concurrent sends use at most two connections at once."""
+    arrived = asyncio.Event()
+    waiting = 0
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        nonlocal waiting
+        waiting += 1
+        if waiting >= 2:
+            arrived.set()
+        await arrived.wait()
+        return _ok()
+
+    sender = HttpWebhookSender(limit=10, limit_per_host=2)
+    try:
+        async with raw_server(answer) as server:
+            statuses = await asyncio.gather(
+                *(sender.send(server.url(), {}, BODY, timeout=5) for _ in range(5))
+            )
+    finally:
+        await sender.close()
+    assert statuses == [200] * 5
+    assert server.most_open == 2
+    assert server.connections == 2
+
+
+async def test_limit_caps_connections_across_hosts() -> None:
+    """With limit=2, sends to two hosts never hold more than two connections in all."""
+    open_now = 0
+    most_open = 0
+
+    async def answer(conn: int, index: int, request: bytes) -> Closing:
+        nonlocal open_now, most_open
+        open_now += 1
+        most_open = max(most_open, open_now)
+        await asyncio.sleep(0.01)
+        open_now -= 1
+        return Closing(_ok())
+
+    sender = HttpWebhookSender(limit=2, limit_per_host=2)
+    try:
+        async with raw_server(answer) as one, raw_server(answer) as two:
+            statuses = await asyncio.gather(
+                *(sender.send(server.url(), {}, BODY, timeout=5) for server in [one, two] * 4)
+            )
+    finally:
+        await sender.close()
+    assert statuses == [200] * 8
+    assert most_open == 2
+    assert one.most_open + two.most_open <= 3  # a closing socket may linger a moment
+
+
+async def test_https_to_a_plain_http_port_is_a_tls_error(
+    receiver: Receiver, sender: HttpWebhookSender
+) -> None:
+    """Speaking TLS to a plain HTTP server raises TemporaryFailure("TLS error with host:port")."""
+    url = receiver.base_url.replace("http://", "https://") + "/hook"
+    host_port = receiver.base_url.removeprefix("http://")
+
+    with pytest.raises(TemporaryFailure) as caught:
+        await sender.send(url, {}, BODY, timeout=5)
+
+    assert str(caught.value) == f"TLS error with {host_port}"
+
+
+@pytest.mark.parametrize(
+    ("url", "detail"),
+    [
+        ("http:///hook", "invalid URL http:///hook"),
+        ("http://127.0.0.1:99999/hook", "invalid URL http://127.0.0.1:99999/hook"),
+        ("http//127.0.0.1/hook", "invalid URL http//127.0.0.1/hook"),
+        ("mailto:ops@example.com", "not an http(s) URL: mailto:ops@example.com"),
+    ],
+)
+async def test_unusable_urls_have_the_former_details(url: str, detail: str) -> None:
+    """Invalid and non-http URLs raise TemporaryFailure with the same detail as before."""
+    sender = HttpWebhookSender()
+    try:
+        with pytest.raises(TemporaryFailure) as caught:
+            await sender.send(url, {}, BODY, timeout=1)
+    finally:
+        await sender.close()
+    assert str(caught.value) == detail
+
+
+async def test_a_sender_belongs_to_the_loop_of_its_first_use(receiver: Receiver) -> None:
+    """Using a sender from a second event loop raises RuntimeError; after close it may move."""
+    sender = HttpWebhookSender()
+    url = f"{receiver.base_url}/status/200"
+    try:
+        assert await sender.send(url, {}, BODY, timeout=5) == 200
+
+        def elsewhere() -> None:
+            with pytest.raises(RuntimeError, match="another event loop"):
+                asyncio.run(sender.send(url, {}, BODY, timeout=5))
+
+        await asyncio.to_thread(elsewhere)
+    finally:
+        await sender.close()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Yield to the loop until ``condition`` holds (bounded, so a bug fails instead of hanging)."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+async def test_idle_connections_expire_after_the_keep_alive_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pooled connection idle for KEEPALIVE_SECONDS is closed; the next send opens another."""
+    monkeypatch.setattr(http_client, "KEEPALIVE_SECONDS", 0.05)
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            await _until(lambda: server.open_now == 0)
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+    finally:
+        await sender.close()
+    assert server.connections == 2
+
+
+async def test_close_closes_pooled_connections() -> None:
+    """close() hangs up every kept-alive connection."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return _ok()
+
+    sender = HttpWebhookSender()
+    async with raw_server(answer) as server:
+        assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+        assert server.open_now == 1
+        await sender.close()
+        await _until(lambda: server.open_now == 0)
+
+
+async def test_the_total_limit_evicts_an_idle_connection_of_another_host() -> None:
+    """With limit=1, a send to a second host closes the first host's idle connection."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return _ok()
+
+    sender = HttpWebhookSender(limit=1, limit_per_host=1)
+    try:
+        async with raw_server(answer) as one, raw_server(answer) as two:
+            assert await sender.send(one.url(), {}, BODY, timeout=5) == 200
+            assert await sender.send(two.url(), {}, BODY, timeout=5) == 200
+            await _until(lambda: one.open_now == 0)
+            assert two.open_now == 1
+    finally:
+        await sender.close()
