@@ -320,7 +320,16 @@ async def start_pigeon(
     if profile:
         argv = [
             str(Path(sys.executable).with_name("py-spy")),
-            *("record", "--rate", "50", "--idle", "--threads", "--format", "raw"),
+            *(
+                "record",
+                "--rate",
+                "100",
+                "--subprocesses",
+                "--idle",
+                "--threads",
+                "--format",
+                "raw",
+            ),
             *("-o", profile, "--", *argv),
         ]
     log = tmp / "pigeon.out"

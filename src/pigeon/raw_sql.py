@@ -179,11 +179,22 @@ class RawSelect:
 
     def rows(self, connection: sqlite3.Connection, parameters: Mapping[str, Any]) -> list[Any]:
         """The processed rows (attribute access by column key, like ``sa.Row``)."""
+        return self._made(self.raw_rows(connection, parameters))
+
+    def raw_rows(
+        self, connection: sqlite3.Connection, parameters: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """The rows as ``sqlite3`` returns them, unprocessed: cheap to compare (``made``
+        processes them later)."""
         cursor = execute(connection, self.sql, self._values(parameters))
         try:
-            fetched: Sequence[tuple[Any, ...]] = cursor.fetchall()
+            fetched: list[tuple[Any, ...]] = cursor.fetchall()
         finally:
             cursor.close()
+        return fetched
+
+    def made(self, fetched: Sequence[Sequence[Any]]) -> list[Any]:
+        """``raw_rows``' rows processed as ``rows`` returns them."""
         return self._made(fetched)
 
     async def fetch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -10,8 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.messages import Category, MessageStatus
+from pigeon.ports import NewJob
 from pigeon.raw_sql import RawSelect, asyncpg_driver, asyncpg_in_transaction, pg_execute
-from pigeon.store.tables import message_parts, messages
+from pigeon.store.tables import jobs, message_parts, messages
 
 if TYPE_CHECKING:
     from conftest import Factory, Stores
@@ -125,3 +127,29 @@ async def test_no_asyncpg_connection_outside_a_transaction(stores: Stores) -> No
     """Outside a transaction (autocommit reads) no raw connection is handed out for writes."""
     async with stores.database.read() as connection:
         assert await asyncpg_in_transaction(connection) is None
+
+
+async def test_raw_pool_reads_json_columns_as_sqlalchemy_does(
+    stores: Stores, factory: Factory
+) -> None:
+    """The asyncpg read pool decodes JSON (and every other column) as SQLAlchemy does."""
+    database = stores.database
+    if database.sqlite_reads:
+        pytest.skip("PostgreSQL only")
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    job = NewJob(
+        "dispatch:x",
+        "dispatch",
+        {"message_id": message.id, "n": [1, 2.5, None]},
+        stores.clock.now(),
+    )
+    await stores.messages.accept(dataclasses.replace(factory.acceptance(message), jobs=[job]))
+    statement = sa.select(jobs).where(jobs.c.id == sa.bindparam("id"))
+    async with database.read() as connection:
+        expected = [tuple(row) for row in await connection.execute(statement, {"id": job.id})]
+    raw = RawSelect(statement, database.read_engine.dialect)
+    async with database.raw_pg_read() as driver:
+        rows = await raw.fetch(driver, {"id": job.id})
+    assert [tuple(row) for row in rows] == expected
+    assert rows[0].payload == {"message_id": message.id, "n": [1, 2.5, None]}

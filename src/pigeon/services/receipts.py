@@ -95,6 +95,9 @@ class ApplyReceipt:
         outcomes: list[tuple[str, bool, float | None]] = []
 
         def change(message: Message) -> Mutation | None:
+            # The writer may run this more than once (a batch worked out again): start afresh.
+            delivered.clear()
+            outcomes.clear()
             sent_at = message.updated_at if message.status is MessageStatus.SENT else None
             step, _ = apply_receipt(message, matched, now)
             if step is None:
@@ -104,7 +107,6 @@ class ApplyReceipt:
                 delivered.append(message)
             if step.status in FINAL_OUTCOMES and message.connector_id is not None:
                 latency = (now - sent_at).total_seconds() if sent_at is not None else None
-                outcomes.clear()
                 outcomes.append(
                     (message.connector_id, step.status is MessageStatus.DELIVERED, latency)
                 )

@@ -149,7 +149,17 @@ class _Statement:
         """Run the statement for ``rows`` in the connection's current transaction."""
         if not rows:
             return
-        converted = [self._row(row) for row in rows]
+        await self.write(connection, self.convert(rows))
+
+    def convert(self, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+        """``rows`` as the statement's parameter lists: the Python half of ``__call__``, which
+        can run before the transaction (see ``SqlMessageStore``'s prepared batches)."""
+        return [self._row(row) for row in rows]
+
+    async def write(self, connection: AsyncConnection, converted: Sequence[list[Any]]) -> None:
+        """Run the statement for rows ``convert`` made, in the current transaction."""
+        if not converted:
+            return
         if self._postgres:
             arrays = tuple(list(column) for column in zip(*converted, strict=True))
             pg = await asyncpg_in_transaction(connection)

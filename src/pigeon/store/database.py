@@ -24,11 +24,12 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
+import asyncpg
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -147,6 +148,45 @@ def postgresql_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
     )
 
 
+#: Connections of the asyncpg pool for hot point reads (``Database.raw_pg_read``).
+PG_READ_POOL_SIZE: Final = 8
+
+
+async def _pg_read_pool(url: URL) -> Any:
+    """An asyncpg pool on ``url`` whose JSON codecs match SQLAlchemy's asyncpg dialect (JSON
+    text through ``json_text``), so ``RawSelect`` rows convert as through SQLAlchemy."""
+
+    async def codecs(connection: Any) -> None:
+        def decode(value: bytes) -> Any:
+            return json_text.loads(value)
+
+        def decode_jsonb(value: bytes) -> Any:
+            return json_text.loads(value[1:])  # binary jsonb: a version byte, then the text
+
+        def encode_jsonb(value: str) -> bytes:
+            return b"\x01" + value.encode()
+
+        await connection.set_type_codec(
+            "json", encoder=str.encode, decoder=decode, schema="pg_catalog", format="binary"
+        )
+        await connection.set_type_codec(
+            "jsonb",
+            encoder=encode_jsonb,
+            decoder=decode_jsonb,
+            schema="pg_catalog",
+            format="binary",
+        )
+
+    return await asyncpg.create_pool(
+        url.set(drivername="postgresql").render_as_string(hide_password=False),
+        min_size=1,
+        max_size=PG_READ_POOL_SIZE,
+        max_inactive_connection_lifetime=POOL_RECYCLE_SECONDS,
+        server_settings={"application_name": "pigeon"},
+        init=codecs,
+    )
+
+
 #: Age after which a pooled PostgreSQL connection is replaced.
 POOL_RECYCLE_SECONDS: Final = 1800
 
@@ -188,6 +228,9 @@ class Database:
         self._closed = False
         self._raw_readers = threading.local()
         self._raw_kept: list[Any] = []
+        #: PostgreSQL: a small asyncpg pool for the hot point reads (``raw_pg_read``).
+        self._pg_pool: Any = None
+        self._pg_pool_lock = asyncio.Lock()
 
     @property
     def url(self) -> str:
@@ -235,6 +278,13 @@ class Database:
         ``urgent`` items go first."""
         return await self._writer.submit_batched(run, item, urgent=urgent)
 
+    def prepare_batches(
+        self, run: BatchOperation[Any, Any], prepare: Callable[[Sequence[Any]], None]
+    ) -> None:
+        """Have the writer call ``prepare`` before each batch of ``run``'s items takes the
+        write lock (``Writer.prepare_with``)."""
+        self._writer.prepare_with(run, prepare)
+
     @property
     def sqlite_reads(self) -> bool:
         """Whether ``raw_read`` is available (SQLite)."""
@@ -256,6 +306,21 @@ class Database:
         driver = kept.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         yield driver
+
+    @asynccontextmanager
+    async def raw_pg_read(self) -> AsyncIterator[Any]:
+        """An ``asyncpg`` connection in autocommit mode (PostgreSQL only) from a small pool of
+        its own, for single-statement hot reads that skip SQLAlchemy (``pigeon.raw_sql``):
+        its checkout costs a fraction of a SQLAlchemy connection's. Its JSON codecs are the
+        ones SQLAlchemy's dialect installs, so rows read through it convert alike."""
+        if self._async_reads is None:
+            raise RuntimeError("raw asyncpg reads exist on PostgreSQL only")
+        if self._pg_pool is None:
+            async with self._pg_pool_lock:
+                if self._pg_pool is None:
+                    self._pg_pool = await _pg_read_pool(self._url)
+        async with self._pg_pool.acquire() as connection:
+            yield connection
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -296,6 +361,9 @@ class Database:
             for kept in self._raw_kept:  # back to the pool, which dispose closes
                 kept.close()
             self._raw_kept.clear()
+            pool, self._pg_pool = self._pg_pool, None
+            if pool is not None:
+                await pool.close()
             await _dispose(self._owned)
 
 

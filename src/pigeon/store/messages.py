@@ -41,7 +41,6 @@ from pigeon.ports import (
 )
 from pigeon.raw_sql import (
     RawSelect,
-    asyncpg_driver,
     asyncpg_in_transaction,
     execute,
     pg_execute,
@@ -132,8 +131,50 @@ class _Change:
     due_job: bool = False
 
 
+@dataclass(slots=True)
+class _Plan:
+    """What a batch of mutations writes (rows already converted for the statements), worked
+    out from the messages as they were loaded."""
+
+    results: list[Message | Exception | None]
+    due: list[bool]
+    completed: list[str]
+    message_rows: list[list[Any]]
+    part_rows: list[list[Any]]
+    event_rows: list[list[Any]]
+    job_rows: list[list[Any]]
+
+
+@dataclass(slots=True, eq=False)
+class _Prepared:
+    """A batch worked out before the write lock (SQLite): ``items`` as the writer handed
+    them over, and for mutations the message ids and raw rows the plan was made from."""
+
+    items: Sequence[Any]
+    ids: list[str]
+    seen: _RawState | None
+    plan: Any
+
+
+def _same_items(prepared: _Prepared | None, items: Sequence[Any]) -> bool:
+    return (
+        prepared is not None
+        and len(prepared.items) == len(items)
+        and all(a is b for a, b in zip(prepared.items, items, strict=True))
+    )
+
+
 class SqlMessageStore:
-    """``ports.MessageStore`` on a ``Database``; ``clock`` stamps job and idempotency rows."""
+    """``ports.MessageStore`` on a ``Database``; ``clock`` stamps job and idempotency rows.
+
+    On SQLite the writer's batches of accepts and mutations are worked out before the write
+    lock is taken (``Writer.prepare_with``): rows built, mutations run on the messages as a
+    snapshot read them. Under the lock a mutation batch only re-reads its rows raw and
+    compares them with that snapshot (another process may have changed a message since);
+    unchanged, the prepared rows are written as they are, else the batch is worked out again
+    under the lock. The lock, which every process on the file takes turns at, is then held
+    for little more than SQLite's own work and the commit.
+    """
 
     def __init__(self, database: Database, clock: Clock) -> None:
         self._db = database
@@ -155,6 +196,9 @@ class SqlMessageStore:
         # Bound once: the writer groups batched items by this callable.
         self._accept_run = self._accept_batch
         self._mutate_run = self._mutate_batch
+        #: The last batches worked out before the write lock (SQLite; one writer task).
+        self._accepts_prepared: _Prepared | None = None
+        self._mutations_prepared: _Prepared | None = None
         # The hot reads' statements, built once (building one costs more than running it).
         self._get_message = _message_with_parts(messages.c.id == sa.bindparam("id"))
         self._get_tenant_message = _message_with_parts(
@@ -175,6 +219,8 @@ class SqlMessageStore:
         reads = _RawReads(database.read_engine.dialect, self._get_message, self._get_tenant_message)
         if database.sqlite_reads:
             self._raw = reads
+            database.prepare_batches(self._accept_run, self._prepare_accepts)
+            database.prepare_batches(self._mutate_run, self._prepare_mutations)
         else:  # PostgreSQL: the same point reads straight through asyncpg
             self._pg_raw = reads
 
@@ -215,9 +261,22 @@ class SqlMessageStore:
             self.recent_carrier_ids.remember(result)
         return result
 
+    def _prepare_accepts(self, items: Sequence[Acceptance]) -> None:
+        """Before the write lock: the rows of a batch of accepts without idempotency keys
+        (a key must be looked up under the lock)."""
+        self._accepts_prepared = None
+        if any(a.idempotency is not None for a in items):
+            return
+        self._accepts_prepared = _Prepared(list(items), [], None, self._accept_rows(items))
+
     async def _accept_batch(
         self, connection: AsyncConnection, items: Sequence[Acceptance]
     ) -> list[AcceptResult | Exception]:
+        prepared, self._accepts_prepared = self._accepts_prepared, None
+        if _same_items(prepared, items):
+            assert prepared is not None
+            await self._write_accepts(connection, prepared.plan)
+            return [AcceptResult(acceptance.message) for acceptance in items]
         results: dict[int, AcceptResult | Exception] = {}
         known = await self._known_keys(connection, [a.idempotency for a in items])
         first_use: dict[tuple[str, str], tuple[Message, str]] = {}
@@ -274,32 +333,99 @@ class SqlMessageStore:
         }
 
     async def _insert(self, connection: AsyncConnection, fresh: Sequence[Acceptance]) -> None:
-        if not fresh:
-            return
+        if fresh:
+            await self._write_accepts(connection, self._accept_rows(fresh))
+
+    def _accept_rows(self, fresh: Sequence[Acceptance]) -> list[list[list[Any]]]:
+        """The converted rows accepting ``fresh`` inserts, table by table (see
+        ``_write_accepts``)."""
         now = self._clock.now()
-        await self._insert_messages(connection, [_message_row(a.message) for a in fresh])
-        await self._insert_parts(
-            connection, [_part_row(a.message, p) for a in fresh for p in a.message.parts]
+        return [
+            self._insert_messages.convert([_message_row(a.message) for a in fresh]),
+            self._insert_parts.convert(
+                [_part_row(a.message, p) for a in fresh for p in a.message.parts]
+            ),
+            self._insert_events.convert([_event_row(e) for a in fresh for e in a.events]),
+            self._insert_jobs.convert([job_row(j, now) for a in fresh for j in a.jobs]),
+            self._insert_keys.convert(
+                [_idempotency_row(a.idempotency) for a in fresh if a.idempotency is not None]
+            ),
+        ]
+
+    async def _write_accepts(
+        self, connection: AsyncConnection, rows: list[list[list[Any]]]
+    ) -> None:
+        statements = (
+            self._insert_messages,
+            self._insert_parts,
+            self._insert_events,
+            self._insert_jobs,
+            self._insert_keys,
         )
-        await self._insert_events(connection, [_event_row(e) for a in fresh for e in a.events])
-        await self._insert_jobs(connection, [job_row(j, now) for a in fresh for j in a.jobs])
-        await self._insert_keys(
-            connection,
-            [_idempotency_row(a.idempotency) for a in fresh if a.idempotency is not None],
-        )
+        for statement, converted in zip(statements, rows, strict=True):
+            await statement.write(connection, converted)
+
+    def _prepare_mutations(self, items: Sequence[_Change]) -> None:
+        """Before the write lock: load the messages from a snapshot and work the batch out."""
+        self._mutations_prepared = None
+        if self._raw is None or not items:
+            return
+        ids = sorted({item.message_id for item in items})
+        with self._db.raw_read() as driver:
+            seen = self._raw.load_raw(driver, ids)
+        current = {
+            row.id: _message_from(row, parts) for row, parts in self._raw.from_raw(len(ids), seen)
+        }
+        self._mutations_prepared = _Prepared(list(items), ids, seen, self._plan(current, items))
 
     async def _mutate_batch(
         self, connection: AsyncConnection, items: Sequence[_Change]
     ) -> list[Message | Exception | None]:
-        current = await self._load(connection, {item.message_id for item in items}, lock=True)
+        prepared, self._mutations_prepared = self._mutations_prepared, None
+        plan: _Plan | None = None
+        if _same_items(prepared, items) and self._raw is not None:
+            assert prepared is not None
+            driver = await sqlite_driver(connection)
+            # Unchanged since the snapshot (no other process wrote these messages): as planned.
+            if driver is not None and self._raw.load_raw(driver, prepared.ids) == prepared.seen:
+                plan = prepared.plan
+        if plan is None:
+            current = await self._load(connection, {item.message_id for item in items}, lock=True)
+            plan = self._plan(current, items)
+        for item, due in zip(items, plan.due, strict=True):
+            item.due_job = due
+        if plan.completed:
+            pg = await asyncpg_in_transaction(connection) if self._pg_raw is not None else None
+            lite = await sqlite_driver(connection) if self._raw is not None else None
+            if pg is not None:
+                await pg_execute(connection, pg, _DELETE_JOBS_PG, [plan.completed])
+            elif lite is not None:
+                marks = ", ".join("?" * len(plan.completed))
+                execute(lite, f"DELETE FROM jobs WHERE id IN ({marks})", plan.completed)  # noqa: S608 - only placeholders
+            else:
+                await connection.execute(
+                    sa.delete(jobs).where(one_of(jobs.c.id, plan.completed, self._dialect))
+                )
+        await self._update_messages.write(connection, plan.message_rows)
+        await self._upsert_parts.write(connection, plan.part_rows)
+        await self._insert_events.write(connection, plan.event_rows)
+        await self._insert_jobs.write(connection, plan.job_rows)
+        return plan.results
+
+    def _plan(self, current: dict[str, Message], items: Sequence[_Change]) -> _Plan:
+        """Run the batch's changes on ``current`` (the messages as loaded, by id): results,
+        and the rows to write. Changes only copies: ``current`` may be planned from again."""
+        current = dict(current)
         now = self._clock.now()
         results: list[Message | Exception | None] = []
+        due: list[bool] = []
         changed: dict[str, Message] = {}
         new_events: list[EventRecord] = []
         new_jobs: list[NewJob] = []
         completed: list[str] = []
         for item in items:
             message = current.get(item.message_id)
+            item_due = False
             if message is None:
                 results.append(None)
             else:
@@ -310,6 +436,7 @@ class SqlMessageStore:
                         _check(mutation.message, message)
                 except Exception as exc:  # the caller's own failure: nothing written for it
                     results.append(exc)
+                    due.append(False)
                     continue
                 if mutation is None:
                     results.append(message)
@@ -318,29 +445,22 @@ class SqlMessageStore:
                     new_events.extend(mutation.events)
                     new_jobs.extend(mutation.jobs)
                     completed.extend(mutation.done_jobs)
-                    item.due_job = any(job.run_at <= now for job in mutation.jobs)
+                    item_due = any(job.run_at <= now for job in mutation.jobs)
                     results.append(mutation.message)
+            due.append(item_due)
             if item.complete_job is not None:
                 completed.append(item.complete_job)
-        if completed:
-            pg = await asyncpg_in_transaction(connection) if self._pg_raw is not None else None
-            lite = await sqlite_driver(connection) if self._raw is not None else None
-            if pg is not None:
-                await pg_execute(connection, pg, _DELETE_JOBS_PG, [completed])
-            elif lite is not None:
-                marks = ", ".join("?" * len(completed))
-                execute(lite, f"DELETE FROM jobs WHERE id IN ({marks})", completed)  # noqa: S608 - only placeholders
-            else:
-                await connection.execute(
-                    sa.delete(jobs).where(one_of(jobs.c.id, completed, self._dialect))
-                )
-        await self._update_messages(connection, [_message_row(m) for m in changed.values()])
-        await self._upsert_parts(
-            connection, [_part_row(m, part) for m in changed.values() for part in m.parts]
+        return _Plan(
+            results,
+            due,
+            completed,
+            self._update_messages.convert([_message_row(m) for m in changed.values()]),
+            self._upsert_parts.convert(
+                [_part_row(m, part) for m in changed.values() for part in m.parts]
+            ),
+            self._insert_events.convert([_event_row(e) for e in new_events]),
+            self._insert_jobs.convert([job_row(job, now) for job in new_jobs]),
         )
-        await self._insert_events(connection, [_event_row(e) for e in new_events])
-        await self._insert_jobs(connection, [job_row(job, now) for job in new_jobs])
-        return results
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -357,18 +477,13 @@ class SqlMessageStore:
             raw = self._raw.get_message if tenant_id is None else self._raw.get_tenant_message
             with self._db.raw_read() as raw_connection:
                 rows = raw.rows(raw_connection, parameters)
+        elif self._pg_raw is not None:
+            pg = self._pg_raw.get_message if tenant_id is None else self._pg_raw.get_tenant_message
+            async with self._db.raw_pg_read() as driver:
+                rows = await pg.fetch(driver, parameters)
         else:
             async with self._db.read() as connection:
-                driver = None if self._pg_raw is None else await asyncpg_driver(connection)
-                if driver is not None and self._pg_raw is not None:
-                    pg = (
-                        self._pg_raw.get_message
-                        if tenant_id is None
-                        else self._pg_raw.get_tenant_message
-                    )
-                    rows = await pg.fetch(driver, parameters)
-                else:
-                    rows = (await connection.execute(statement, parameters)).all()
+                rows = (await connection.execute(statement, parameters)).all()
         if not rows:
             return None
         parts = [
@@ -444,14 +559,13 @@ class SqlMessageStore:
                 found = raw.rows(raw_connection, {"connector_id": connector_id, **values})
             return None if not found else (found[0].message_id, found[0].carrier_message_id)
         parameters = {"connector_id": connector_id, "candidates": sorted(candidates)}
-        async with self._db.read() as connection:
-            driver = None if self._pg_raw is None else await asyncpg_driver(connection)
-            if driver is not None and self._pg_raw is not None:
-                found = await self._pg_raw.by_carrier_id_array(self._find_by_carrier_id).fetch(
-                    driver, parameters
-                )
-                row = found[0] if found else None
-            else:
+        if self._pg_raw is not None:
+            lookup = self._pg_raw.by_carrier_id_array(self._find_by_carrier_id)
+            async with self._db.raw_pg_read() as driver:
+                found = await lookup.fetch(driver, parameters)
+            row = found[0] if found else None
+        else:
+            async with self._db.read() as connection:
                 row = (await connection.execute(self._find_by_carrier_id, parameters)).first()
         return None if row is None else (row.message_id, row.carrier_message_id)
 
@@ -513,6 +627,10 @@ class SqlMessageStore:
 # --- statements ----------------------------------------------------------------------------
 
 
+#: Message rows and part rows as ``sqlite3`` returns them (``_RawReads.load_raw``).
+_RawState = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
 class _RawReads:
     """The hot reads compiled for ``sqlite3`` (see ``pigeon.raw_sql``)."""
 
@@ -529,14 +647,27 @@ class _RawReads:
 
     def load(self, driver: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[Any, list[Part]]]:
         """The message rows of ``ids`` with their parts (in part order)."""
+        return self.from_raw(len(ids), self.load_raw(driver, ids))
+
+    def load_raw(self, driver: sqlite3.Connection, ids: Sequence[str]) -> _RawState:
+        """The unprocessed message and part rows of ``ids``: what ``load`` reads, in a form
+        cheap to compare (has anything changed since?) and to process later (``from_raw``)."""
         # Lists are padded to a power of two (repeating an id changes no IN), so a handful of
         # compiled statements serve every batch size.
         size = 1 << (len(ids) - 1).bit_length()
         padded = [*ids, *([ids[-1]] * (size - len(ids)))]
         values = {f"id_{i}": value for i, value in enumerate(padded)}
-        rows = self._by_ids(size, messages).rows(driver, values)
+        return (
+            self._by_ids(size, messages).raw_rows(driver, values),
+            self._by_ids(size, message_parts).raw_rows(driver, values),
+        )
+
+    def from_raw(self, count: int, state: _RawState) -> list[tuple[Any, list[Part]]]:
+        """The rows ``load_raw`` read for ``count`` ids, processed as ``load`` returns them."""
+        size = 1 << (count - 1).bit_length()
+        rows = self._by_ids(size, messages).made(state[0])
         parts: dict[str, list[Part]] = {}
-        for part in self._by_ids(size, message_parts).rows(driver, values):
+        for part in self._by_ids(size, message_parts).made(state[1]):
             parts.setdefault(part.message_id, []).append(
                 Part(
                     index=part.part_index,

@@ -69,6 +69,10 @@ BatchOperation = Callable[
     [AsyncConnection, Sequence[ItemT]], Awaitable[Sequence[ResultT | Exception]]
 ]
 
+#: Works out a batch's writes for one ``BatchOperation`` before its transaction (see
+#: ``Writer.prepare_with``).
+Prepare = Callable[[Sequence[Any]], None]
+
 DEFAULT_MAX_BATCH: Final = 512
 
 #: SQLSTATEs worth retrying the whole batch for: serialization failure and deadlock.
@@ -141,6 +145,7 @@ class Writer:
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._home: asyncio.AbstractEventLoop | None = None
+        self._preparers: dict[BatchOperation[Any, Any], Prepare] = {}
         self.stats = WriterStats()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -182,6 +187,19 @@ class Writer:
         self._pending.clear()
         if self._thread is not None:
             self._thread.shutdown(wait=True)  # idle by now: every batch has returned
+
+    def prepare_with(self, run: BatchOperation[Any, Any], prepare: Prepare) -> None:
+        """Call ``prepare(items)`` with ``run``'s items of every batch just before the batch's
+        transaction begins (SQLite only: before the write lock is taken), in the order ``run``
+        will get them.
+
+        The write lock is shared with every other process on the database file, so work that
+        needs no lock (building rows, running domain logic on a snapshot) is better done
+        before taking it: ``run`` then only checks that what the preparation read is unchanged
+        and writes. ``run`` must still work alone: a preparation that failed, or one the
+        items no longer match (a batch split after a failure), is simply not used.
+        """
+        self._preparers[run] = prepare
 
     # --- submitting -----------------------------------------------------------------------
 
@@ -308,6 +326,7 @@ class Writer:
         except Exception as exc:
             raise _UnavailableError from exc
         try:
+            self._prepare(entries)
             try:
                 transaction = await self._in_thread(connection.begin)
             except Exception as exc:
@@ -324,6 +343,20 @@ class Writer:
         finally:
             # Returning it to the pool also rolls back whatever sqlite3 still holds open.
             connection.close()
+
+    def _prepare(self, entries: list[_Entry]) -> None:
+        """Run the preparers of the batch's operations (see ``prepare_with``)."""
+        if not self._preparers:
+            return
+        groups: dict[BatchOperation[Any, Any], list[Any]] = {}
+        for entry in entries:
+            if entry.run is not None and entry.run in self._preparers:
+                groups.setdefault(entry.run, []).append(entry.item)
+        for run, items in groups.items():
+            try:
+                self._preparers[run](items)
+            except Exception:  # the batch runs unprepared: slower, still right
+                log.warning("writer: preparing a batch failed", exc_info=True)
 
     async def _in_thread(self, call: Callable[[], T]) -> T:
         """``call()`` in the writer's thread; the loop serves others until it returns.
