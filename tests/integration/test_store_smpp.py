@@ -168,6 +168,26 @@ async def test_a_reused_reference_after_acceptance_starts_a_new_message(
     assert (fresh.message_id, fresh.duplicate, fresh.complete) == ("msg_new", False, None)
 
 
+async def test_a_reused_reference_of_a_waiting_set_starts_a_new_message(
+    stores: Stores, parts: tuple[SqlPartStore, SmppAccount]
+) -> None:
+    """A part with another text in a place of a set still waiting (the sender gave that set
+    up) starts a new set: the new message's parts never join the abandoned one's."""
+    store, account = parts
+    await store.add_part(_part(stores, account, 1))  # its parts 2 and 3 never come
+
+    fresh = await store.add_part(
+        _part(stores, account, 1, payload=b"new text", message_id="msg_new")
+    )
+    await store.add_part(_part(stores, account, 2, payload=b"new 2", message_id="msg_x"))
+    done = await store.add_part(_part(stores, account, 3, payload=b"new 3", message_id="msg_y"))
+
+    assert (fresh.message_id, fresh.duplicate) == ("msg_new", False)
+    assert done.message_id == "msg_new"
+    assert done.complete is not None
+    assert [p.payload for p in done.complete] == [b"new text", b"new 2", b"new 3"]
+
+
 async def test_parts_of_one_message_arriving_together_share_an_id(
     stores: Stores, parts: tuple[SqlPartStore, SmppAccount]
 ) -> None:

@@ -66,9 +66,13 @@ def event_type(status: MessageStatus) -> str:
     return f"message.{status.value}"
 
 
-def event_payload(message: Message, change: StatusChange) -> dict[str, Any]:
-    """The webhook ``data`` for a change: the message then, plus ordering information."""
-    data = message_to_dict(message)
+def event_payload(
+    message: Message, change: StatusChange, as_dict: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The webhook ``data`` for a change: the message then, plus ordering information.
+    ``as_dict``: ``message_to_dict(message)`` when the caller has it (it is copied, not
+    changed), so several changes of one message share its making."""
+    data = message_to_dict(message) if as_dict is None else dict(as_dict)
     data["status"] = change.status.value
     data["previous_status"] = change.previous_status.value if change.previous_status else None
     data["status_sequence"] = change.sequence

@@ -135,13 +135,25 @@ def _as_text(data: str | bytes) -> str:
     return data.decode("latin-1")
 
 
+_SEPARATORS = re.compile(r"[ _]+")
+#: Field names as carriers spell them -> our keys ("submit date" -> "submitdate"): a handful
+#: of spellings in practice, bounded all the same.
+_KEY_NAMES: dict[str, str] = {}
+_KEY_NAMES_KEPT = 256
+
+
 def parse_receipt(data: str | bytes) -> ReceiptText | None:
     """Parse receipt text; None if it has no ``id:`` field (then it is not a receipt)."""
     text = _as_text(data)
     fields: dict[str, str] = {}
     matches = list(_KEY.finditer(text))
     for i, match in enumerate(matches):
-        key = re.sub(r"[ _]+", "", match.group(1).lower())
+        name = match.group(1)
+        key = _KEY_NAMES.get(name)
+        if key is None:
+            key = _SEPARATORS.sub("", name.lower())
+            if len(_KEY_NAMES) < _KEY_NAMES_KEPT:
+                _KEY_NAMES[name] = key
         if key == "text":
             fields.setdefault(key, text[match.end() :].strip())
             break

@@ -148,8 +148,11 @@ def postgresql_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
     )
 
 
-#: Connections of the asyncpg pool for hot point reads (``Database.raw_pg_read``).
-PG_READ_POOL_SIZE: Final = 8
+#: Connections of the asyncpg pool for hot point reads (``Database.raw_pg_read``), opened as
+#: needed. Dispatch runs hundreds of reads at once: 8 made them queue for a connection (end to
+#: end ~8% slower than through SQLAlchemy's pool of 20); 16-20 measured on par, with ~15% less
+#: worker CPU. With the engine's 20, a process uses at most 36 of PostgreSQL's 100.
+PG_READ_POOL_SIZE: Final = 16
 
 
 async def _pg_read_pool(url: URL) -> Any:

@@ -43,16 +43,22 @@ class SqlPartStore:
             ).all()
             held = [_part_from(row) for row in rows]
             same = next((row for row in rows if row.seqnum == part.seqnum), None)
+            resent = same is not None and bytes(same.payload) == part.payload
             if rows and rows[0].accepted:
-                if same is not None and bytes(same.payload) == part.payload:
+                if resent:
                     return PartProgress(rows[0].message_id, None, duplicate=True, accepted=True)
                 # The sender reused the reference of a message already accepted: a new set.
                 await connection.execute(sa.delete(table).where(*where))
                 rows, held = [], []
-            elif same is not None:
+            elif resent:
                 # A retransmission of a part still waiting: the first copy stays.
                 whole = held if len(held) == part.total else None
                 return PartProgress(rows[0].message_id, whole, duplicate=True)
+            elif same is not None:
+                # Another text in a place already taken: the sender gave up on the waiting set
+                # (a part of it was refused, say) and reused its reference. A new set.
+                await connection.execute(sa.delete(table).where(*where))
+                rows, held = [], []
             message_id = rows[0].message_id if rows else part.message_id
             await connection.execute(
                 sa.insert(table),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pigeon.domain.addressing import NumberType, SenderKind, parse_msisdn, parse_sender
 from pigeon.domain.errors import InvalidRecipient, InvalidSender
@@ -62,3 +65,30 @@ def test_invalid_senders_raise(raw: str) -> None:
     """Over-long, too-short, non-numeric-only junk and impossible numbers are refused."""
     with pytest.raises(InvalidSender):
         parse_sender(raw)
+
+
+_COUNTRY_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    country_code=st.sampled_from(_COUNTRY_CODES),
+    digits=st.text(alphabet="0123456789", min_size=4, max_size=13),
+)
+def test_validity_and_type_agree_with_libphonenumber(country_code: int, digits: str) -> None:
+    """A number is accepted exactly when libphonenumber calls it valid, typed as it types it."""
+    raw = f"+{country_code}{digits}"
+    try:
+        reference = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        return  # not a number at all: parse_msisdn refuses it before any validity check
+    if phonenumbers.is_valid_number(reference):
+        parsed = parse_msisdn(raw)
+        assert parsed.e164 == phonenumbers.format_number(
+            reference, phonenumbers.PhoneNumberFormat.E164
+        )
+        assert parsed.country == phonenumbers.region_code_for_number(reference)
+        assert parsed.number_type is not NumberType.UNKNOWN
+    else:
+        with pytest.raises(InvalidRecipient):
+            parse_msisdn(raw)
