@@ -63,7 +63,7 @@ FULL = {
     "seconds": 15.0,
     "concurrency": 64,
     "offered_rate": 1000.0,
-    "messages": 5000,
+    "messages": 10000,
     "backlog": 100_000,
     "otps": 300,
     "otp_rate": 20.0,
