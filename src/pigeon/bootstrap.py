@@ -23,6 +23,7 @@ from pigeon.config import (
     Settings,
     build_routing,
     parse_peers,
+    writer_batch,
 )
 from pigeon.connectors.factory import ConnectorFactory, answer_callback, settings_for
 from pigeon.connectors.simulator import SimulatorConnector, SimulatorSettings
@@ -342,7 +343,7 @@ async def open_gateway(settings: Settings) -> Gateway:
     # PostgreSQL: a few batches in flight at once, so one batch's round trips and commit do
     # not hold up the next (SQLite has one writer whatever this says).
     database = await connect(
-        url, writer_tasks=POSTGRES_WRITER_TASKS, max_batch=settings.writer_max_batch
+        url, writer_tasks=POSTGRES_WRITER_TASKS, max_batch=writer_batch(settings)
     )
     messages = SqlMessageStore(database, clock)
     accounts = SqlAccountStore(database)

@@ -21,7 +21,7 @@ import uvicorn
 import uvloop
 from rich.console import Console
 
-from pigeon.config import ConfigError, Settings, load_settings
+from pigeon.config import ConfigError, Settings, load_settings, writer_batch
 from pigeon.domain.accounts import KeyMode, Role
 from pigeon.supervisor import WorkerProcesses, free_udp_port
 
@@ -160,7 +160,7 @@ def _worker_processes(
     env = {
         **os.environ,
         "PIGEON_JOB_KINDS": WORKER_JOB_KINDS,
-        "PIGEON_WRITER_MAX_BATCH": str(settings.worker_writer_max_batch),
+        "PIGEON_WRITER_MAX_BATCH": str(writer_batch(settings, worker=True)),
     }
     children = WorkerProcesses(settings.worker_processes, argv, env, parent_wake_port=port)
     peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pigeon.config import ConfigError, Settings, load_settings
+from pigeon.config import ConfigError, Settings, load_settings, writer_batch
 
 
 def test_defaults_give_embedded_sqlite(tmp_path: Path) -> None:
@@ -113,3 +113,30 @@ def test_bad_connector_tables_are_reported(tmp_path: Path) -> None:
     text = str(info.value)
     for fragment in ("needs an id", "carrier-pigeon", "unique", "default_connector"):
         assert fragment in text
+
+
+def test_writer_batches_default_by_database(tmp_path: Path) -> None:
+    """Left at 0, the batch bounds are short on SQLite (one shared lock), long on PostgreSQL."""
+    absent = str(tmp_path / "absent.toml")
+    sqlite = load_settings({"PIGEON_CONFIG": absent})
+    postgres = load_settings(
+        {"PIGEON_CONFIG": absent, "PIGEON_DATABASE_URL": "postgresql://u@127.0.0.1/db"}
+    )
+
+    assert (writer_batch(sqlite), writer_batch(sqlite, worker=True)) == (64, 32)
+    assert (writer_batch(postgres), writer_batch(postgres, worker=True)) == (256, 128)
+
+
+def test_writer_batches_set_explicitly_win(tmp_path: Path) -> None:
+    """A value set for either batch bound is used on any database; a negative one is refused."""
+    env = {
+        "PIGEON_CONFIG": str(tmp_path / "absent.toml"),
+        "PIGEON_DATABASE_URL": "postgresql://u@127.0.0.1/db",
+        "PIGEON_WRITER_MAX_BATCH": "16",
+        "PIGEON_WORKER_WRITER_MAX_BATCH": "8",
+    }
+    settings = load_settings(env)
+
+    assert (writer_batch(settings), writer_batch(settings, worker=True)) == (16, 8)
+    with pytest.raises(ConfigError, match="writer_max_batch"):
+        load_settings({**env, "PIGEON_WRITER_MAX_BATCH": "-1"})
