@@ -399,3 +399,52 @@ async def test_a_flood_of_urgent_items_leaves_room_for_background_work(database_
     first = seen[0]
     assert sum(item.startswith("b") for item in first) == 2
     assert sum(item.startswith("u") for item in first) == 6
+
+
+async def test_an_operation_alone_runs_next_in_a_transaction_of_its_own(database_url: str) -> None:
+    """Submitted behind a queue of batched items, an ``alone`` operation commits first, and
+    by itself (no batched item shares its transaction)."""
+    database = await connect(database_url, max_batch=4)
+    order: list[str] = []
+
+    async def run(connection: AsyncConnection, items: list[str]) -> list[str]:
+        order.append(",".join(items))
+        return items
+
+    async def claim(connection: AsyncConnection) -> str:
+        order.append("alone")
+        return "claimed"
+
+    try:
+        background = [
+            asyncio.ensure_future(database.write_batched(run, f"b{i}")) for i in range(12)
+        ]
+        alone = asyncio.ensure_future(database.write(claim, alone=True))
+        before = database.writer.stats.transactions
+        await asyncio.gather(*background, alone)
+        transactions = database.writer.stats.transactions - before
+    finally:
+        await database.close()
+    assert alone.result() == "claimed"
+    assert order[0] == "alone"
+    assert order[1:] == ["b0,b1,b2,b3", "b4,b5,b6,b7", "b8,b9,b10,b11"]
+    assert transactions == 4
+
+
+async def test_a_free_write_lock_is_taken_without_waiting_in_the_thread(
+    sqlite_database: Database,
+) -> None:
+    """SQLite: a free lock is taken on the loop; only a lock held elsewhere counts a wait."""
+    stats = sqlite_database.writer.stats
+    await sqlite_database.write(_insert_tenant("free"))
+    assert stats.lock_waits == 0
+    path = sqlite_database.url.split("///", 1)[1]
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    write = asyncio.ensure_future(sqlite_database.write(_insert_tenant("held")))
+    await asyncio.sleep(0.2)
+    other.execute("COMMIT")
+    other.close()
+    assert await asyncio.wait_for(write, timeout=10) == "held"
+    assert stats.lock_waits == 1
+    assert await _count(sqlite_database, tenants) == 2

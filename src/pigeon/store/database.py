@@ -269,10 +269,13 @@ class Database:
         assert self._async_reads is not None
         return self._async_reads.sync_engine
 
-    async def write(self, operation: Operation[T], *, urgent: bool = False) -> T:
+    async def write(
+        self, operation: Operation[T], *, urgent: bool = False, alone: bool = False
+    ) -> T:
         """Run ``operation`` in the writer's next group-committed transaction (``urgent``:
-        ahead of the operations already waiting)."""
-        return await self._writer.submit(operation, urgent=urgent)
+        ahead of the operations already waiting; ``alone``: next, in a transaction of its
+        own)."""
+        return await self._writer.submit(operation, urgent=urgent, alone=alone)
 
     async def write_batched(
         self, run: BatchOperation[ItemT, ResultT], item: ItemT, *, urgent: bool = False

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Final, Literal, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -203,6 +203,8 @@ def install_sqlite_hooks(engine: Engine, *, role: Role, busy_timeout: float) -> 
             # paid by every read. (So ``before_cursor_execute`` hooks do not see it.)
             driver = connection.connection.driver_connection
             assert isinstance(driver, sqlite3.Connection)
+            if connection.connection.info.pop(BEGUN, False):
+                return  # ``try_write_lock`` took it already
             try:
                 if role == "writer":
                     take_write_lock(driver, begin, busy_timeout)
@@ -215,6 +217,30 @@ def install_sqlite_hooks(engine: Engine, *, role: Role, busy_timeout: float) -> 
 #: Between two tries at another process's write lock (SQLite's own busy handler sleeps up to
 #: 100 ms between tries, which shows as latency spikes when processes share a file).
 LOCK_RETRY_SECONDS = 0.0005
+
+
+#: Set in a pooled connection's ``info`` by ``try_write_lock``: its next ``begin`` is taken.
+BEGUN: Final = "pigeon.begun"
+
+
+def try_write_lock(connection: Connection, begin: str = "BEGIN IMMEDIATE") -> bool:
+    """One try at the write lock for ``connection`` (a writer's), without waiting: whether it
+    was taken. When it was, the connection's next ``begin()`` starts no second transaction.
+
+    The writer tries on the event loop first, so that a free lock is taken and used at once;
+    only a held lock is waited for in its thread (whose answer the loop picks up later, while
+    the lock is held).
+    """
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    try:
+        driver.execute(begin)
+    except sqlite3.OperationalError as exc:
+        if _locked(exc):
+            return False
+        raise sa.exc.DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
+    connection.connection.info[BEGUN] = True
+    return True
 
 
 def take_write_lock(driver: sqlite3.Connection, begin: str, busy_timeout: float) -> None:

@@ -53,7 +53,7 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pigeon.store.sqlite_sync import SyncConnection
+from pigeon.store.sqlite_sync import SyncConnection, try_write_lock
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class WriterStats:
     failures: int = 0
     #: The largest batch committed so far.
     largest_batch: int = 0
+    #: SQLite: transactions that found the write lock held by another process and waited.
+    lock_waits: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -141,6 +143,8 @@ class Writer:
         self._pending: deque[_Entry] = deque()
         #: Operations a client waits on (accepts): taken into batches before the others.
         self._urgent: deque[_Entry] = deque()
+        #: Operations that run next, each in a transaction of its own (job claims).
+        self._alone: deque[_Entry] = deque()
         self._wake = asyncio.Event()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -172,7 +176,7 @@ class Writer:
     @property
     def backlog(self) -> int:
         """Operations submitted and not yet taken into a batch."""
-        return len(self._pending) + len(self._urgent)
+        return len(self._pending) + len(self._urgent) + len(self._alone)
 
     async def close(self) -> None:
         """Stop taking operations, finish every one already submitted, stop the task(s)."""
@@ -182,7 +186,8 @@ class Writer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         # Only reachable if the tasks were cancelled from outside: nobody waits forever.
         stopped = WriterClosedError("the writer stopped")
-        self._fail([*self._urgent, *self._pending], stopped)
+        self._fail([*self._alone, *self._urgent, *self._pending], stopped)
+        self._alone.clear()
         self._urgent.clear()
         self._pending.clear()
         if self._thread is not None:
@@ -203,10 +208,18 @@ class Writer:
 
     # --- submitting -----------------------------------------------------------------------
 
-    async def submit(self, operation: Operation[T], *, urgent: bool = False) -> T:
+    async def submit(
+        self, operation: Operation[T], *, urgent: bool = False, alone: bool = False
+    ) -> T:
         """Run ``operation`` in the next batch; return its result once the batch committed.
-        ``urgent`` operations go ahead of the others (see ``submit_batched``)."""
-        return cast(T, await self._enqueue(None, operation, urgent=urgent))
+        ``urgent`` operations go ahead of the others (see ``submit_batched``).
+
+        ``alone``: in a transaction of its own, before any other waiting batch. For short
+        operations whose caller's latency matters more than a shared commit: a job claim
+        that would otherwise wait for a whole batch of mutations (an OTP's dispatch claimed
+        behind a marketing backlog's receipts).
+        """
+        return cast(T, await self._enqueue(None, operation, urgent=urgent, alone=alone))
 
     async def submit_batched(
         self, run: BatchOperation[ItemT, ResultT], item: ItemT, *, urgent: bool = False
@@ -220,7 +233,12 @@ class Writer:
         return cast(ResultT, await self._enqueue(run, item, urgent=urgent))
 
     def _enqueue(
-        self, run: BatchOperation[Any, Any] | None, item: Any, *, urgent: bool = False
+        self,
+        run: BatchOperation[Any, Any] | None,
+        item: Any,
+        *,
+        urgent: bool = False,
+        alone: bool = False,
     ) -> asyncio.Future[Any]:
         if self._closing:
             raise WriterClosedError("the writer is closed")
@@ -229,7 +247,8 @@ class Writer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         # deque.append is thread-safe
-        (self._urgent if urgent else self._pending).append(_Entry(run, item, future))
+        queue = self._alone if alone else self._urgent if urgent else self._pending
+        queue.append(_Entry(run, item, future))
         if loop is self._home:
             self._wake.set()
         elif self._home is not None:  # a caller on another thread's loop
@@ -240,13 +259,16 @@ class Writer:
 
     async def _loop(self) -> None:
         while True:
-            if not self._pending and not self._urgent:
+            if not self._pending and not self._urgent and not self._alone:
                 if self._closing:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             batch: list[_Entry] = []
+            if self._alone:
+                await self._run_batch([self._alone.popleft()])
+                continue
             # Urgent entries first, but a quarter of the batch stays for waiting background
             # work: a flood of accepts must not starve dispatch and receipts.
             reserve = min(len(self._pending), max(1, self._max_batch // 4))
@@ -256,14 +278,17 @@ class Writer:
                 batch.append(self._pending.popleft())
             while self._urgent and len(batch) < self._max_batch:
                 batch.append(self._urgent.popleft())
-            try:
-                await self._commit(batch)
-            except Exception as exc:  # a bug in here must not stop every later write
-                log.exception("writer batch crashed")
-                self._fail(batch, exc)
-            except BaseException:
-                self._fail(batch, WriterClosedError("the writer was cancelled"))
-                raise
+            await self._run_batch(batch)
+
+    async def _run_batch(self, batch: list[_Entry]) -> None:
+        try:
+            await self._commit(batch)
+        except Exception as exc:  # a bug in here must not stop every later write
+            log.exception("writer batch crashed")
+            self._fail(batch, exc)
+        except BaseException:
+            self._fail(batch, WriterClosedError("the writer was cancelled"))
+            raise
 
     async def _commit(self, batch: list[_Entry]) -> None:
         entries = [entry for entry in batch if not entry.future.done()]
@@ -319,8 +344,14 @@ class Writer:
             await connection.close()
 
     async def _sync_transaction(self, engine: Engine, entries: list[_Entry]) -> list[Any]:
-        """One transaction on the synchronous SQLite connection: BEGIN IMMEDIATE in the
-        writer's thread, the operations here, COMMIT in the thread again."""
+        """One transaction on the synchronous SQLite connection: BEGIN IMMEDIATE here when the
+        lock is free (else waited for in the writer's thread), the operations here, COMMIT in
+        the thread.
+
+        Taking a free lock on the loop matters: an answer from the thread resumes this task
+        only after the callbacks already queued on the loop, and the lock is held meanwhile,
+        keeping the other processes' writers waiting.
+        """
         try:
             connection = engine.connect()
         except Exception as exc:
@@ -328,7 +359,11 @@ class Writer:
         try:
             self._prepare(entries)
             try:
-                transaction = await self._in_thread(connection.begin)
+                if try_write_lock(connection):
+                    transaction = connection.begin()
+                else:
+                    self.stats.lock_waits += 1
+                    transaction = await self._in_thread(connection.begin)
             except Exception as exc:
                 raise _UnavailableError from exc
             try:
