@@ -423,6 +423,8 @@ async def open_gateway(settings: Settings) -> Gateway:
         concurrency=settings.worker_concurrency,
         batch=settings.worker_batch,
         lease_seconds=settings.lease_seconds,
+        urgent_priority=settings.worker_urgent_priority,
+        urgent_slots=settings.worker_urgent_slots,
     )
     accept = AcceptMessage(
         messages,
@@ -433,7 +435,7 @@ async def open_gateway(settings: Settings) -> Gateway:
             max_segments=settings.max_segments,
             default_validity_seconds=settings.default_validity_seconds,
         ),
-        on_accepted=lambda: jobs_due(),
+        on_accepted=lambda priority: jobs_due(priority >= settings.worker_urgent_priority),
     )
     read = ReadMessages(messages)
     passwords = Passwords()
@@ -468,18 +470,18 @@ async def open_gateway(settings: Settings) -> Gateway:
             lease_seconds=settings.lease_seconds,
         )
         smpp.on_receiver_bound = smpp_runner.nudge
-    wake_runners = [runner.nudge] if smpp_runner is None else [runner.nudge, smpp_runner.nudge]
 
-    def wake_local() -> None:
-        for wake in wake_runners:
-            wake()
+    def wake_local(urgent: bool = False) -> None:
+        runner.nudge(urgent)
+        if smpp_runner is not None:
+            smpp_runner.nudge()
 
     # Other processes on this database (``worker_processes``) hear about due jobs too.
     broadcast = WakeBroadcast(parse_peers(settings.wake_peers))
 
-    def jobs_due() -> None:
-        wake_local()
-        broadcast()
+    def jobs_due(urgent: bool = False) -> None:
+        wake_local(urgent)
+        broadcast(urgent)
 
     # Jobs made in this process (dispatch, notify, webhook, receipt, deliver_sm) start at once
     # instead of at the runners' next poll.

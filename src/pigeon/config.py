@@ -109,6 +109,11 @@ class Settings:
     simulator_receipt_delay: float = 1.0
     worker_concurrency: int = 256
     worker_batch: int = 128
+    #: Jobs of at least this priority (OTP messages' dispatch: 30) take the urgent lane: a
+    #: runner whose ``worker_concurrency`` slots are all busy (a marketing backlog) still
+    #: claims them at once, into ``worker_urgent_slots`` extra slots.
+    worker_urgent_priority: int = 30
+    worker_urgent_slots: int = 32
     lease_seconds: float = 60.0
     run_workers: bool = True
     run_smpp: bool = True
@@ -330,6 +335,8 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("simulator_receipt_delay must not be negative")
     if settings.worker_concurrency < 1 or settings.worker_batch < 1:
         problems.append("worker_concurrency and worker_batch must be positive")
+    if settings.worker_urgent_slots < 0:
+        problems.append("worker_urgent_slots must not be negative")
     unknown_kinds = settings.job_kinds_wanted - JOB_KINDS
     if unknown_kinds:
         problems.append(

@@ -67,9 +67,16 @@ class JobQueue(Protocol):
     async def enqueue(self, jobs: Sequence[NewJob]) -> None: ...
 
     async def claim(
-        self, kinds: Sequence[str], limit: int, owner: str, lease_seconds: float
+        self,
+        kinds: Sequence[str],
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        *,
+        min_priority: int | None = None,
     ) -> list[Job]:
-        """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``."""
+        """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``
+        (only jobs of at least ``min_priority``, when given)."""
         ...
 
     async def complete(self, job_id: str, owner: str) -> None: ...

@@ -231,3 +231,24 @@ async def test_claiming_thousands_of_jobs_is_fast(stores: Stores) -> None:
     assert claimed == 5000
     assert loop.time() - started < 10
     assert await stores.queue.pending() == {}
+
+
+async def test_a_priority_floor_claims_only_jobs_at_or_above_it(stores: Stores) -> None:
+    """``min_priority`` leaves lower-priority jobs ready, for one kind and across kinds."""
+    await stores.queue.enqueue(
+        [
+            _job(stores, "m10", priority=10),
+            _job(stores, "o30", priority=30),
+            _job(stores, "o40", priority=40),
+            _job(stores, "w25", kind="webhook", priority=25),
+            _job(stores, "w30", kind="webhook", priority=30),
+        ]
+    )
+
+    one_kind = await stores.queue.claim(["dispatch"], 10, "w1", 30, min_priority=30)
+    kinds = await stores.queue.claim(["dispatch", "webhook"], 10, "w1", 30, min_priority=30)
+    rest = await stores.queue.claim(["dispatch", "webhook"], 10, "w1", 30)
+
+    assert [job.id for job in one_kind] == ["o40", "o30"]
+    assert [job.id for job in kinds] == ["w30"]
+    assert [job.id for job in rest] == ["w25", "m10"]

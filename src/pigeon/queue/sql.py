@@ -55,6 +55,10 @@ ResultT = TypeVar("ResultT")
 #: How many waiting jobs one claim wakes at most (the rest wake at the next claims).
 WAKE_BATCH: Final = 5_000
 
+#: Below every priority a job can have (``priority`` is a 32-bit integer column): the floor of
+#: a claim that takes any job.
+LOWEST_PRIORITY: Final = -(2**31)
+
 
 class QueueDatabase(Protocol):
     """What the queue needs from a database (``pigeon.store.Database`` provides it)."""
@@ -66,7 +70,11 @@ class QueueDatabase(Protocol):
     def metadata(self) -> sa.MetaData: ...
 
     async def write(
-        self, operation: Callable[[AsyncConnection], Awaitable[T]], *, urgent: bool = False
+        self,
+        operation: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        urgent: bool = False,
+        alone: bool = False,
     ) -> T: ...
 
     async def write_batched(
@@ -115,21 +123,31 @@ class SqlJobQueue:
             self.on_due_jobs()
 
     async def claim(
-        self, kinds: Sequence[str], limit: int, owner: str, lease_seconds: float
+        self,
+        kinds: Sequence[str],
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        *,
+        min_priority: int | None = None,
     ) -> list[Job]:
-        """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``."""
+        """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``
+        (only jobs of at least ``min_priority``, when given: the runners' urgent lane)."""
         if not kinds or limit < 1:
             return []
         now = self._clock.now()
         until = now + timedelta(seconds=lease_seconds)
         kinds = list(dict.fromkeys(kinds))
+        floor = LOWEST_PRIORITY if min_priority is None else min_priority
 
         async def claim(connection: AsyncConnection) -> list[Job]:
             driver = None if self._raw is None else await sqlite_driver(connection)
             if driver is not None and self._raw is not None:
-                rows: Sequence[Any] = self._raw.claim(driver, kinds, limit, owner, now, until)
+                rows: Sequence[Any] = self._raw.claim(
+                    driver, kinds, limit, owner, now, until, floor
+                )
             else:
-                rows = await self._claim(connection, kinds, limit, owner, now, until)
+                rows = await self._claim(connection, kinds, limit, owner, now, until, floor)
             found = [
                 Job(
                     id=row.id,
@@ -146,9 +164,11 @@ class SqlJobQueue:
             found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
             return found
 
-        # Urgent: the runner waits on it with free slots, and what it claims first (an OTP)
-        # should not sit behind the mutations already queued for the writer.
-        return await self._db.write(claim, urgent=True)
+        # Alone: the runner waits on it with free slots, and what it claims first (an OTP)
+        # should not sit behind the mutations already queued for the writer, nor wait for a
+        # batch of them to be worked out and written with it (that took ~30 ms a claim
+        # behind a marketing backlog: most of an OTP's time to its carrier).
+        return await self._db.write(claim, alone=True)
 
     async def _claim(
         self,
@@ -158,19 +178,20 @@ class SqlJobQueue:
         owner: str,
         now: datetime,
         until: datetime,
+        floor: int,
     ) -> Sequence[Any]:
         """The claim through SQLAlchemy (PostgreSQL; SQLite under another driver)."""
         # Through SQLAlchemy first: its asyncpg adapter begins the transaction lazily, at the
         # first statement; only after it may statements go to asyncpg directly.
         await connection.execute(self._wake(now))
         if self._postgres and len(kinds) == 1:
-            statement = self._claim_in_one_statement(kinds[0], limit, owner, until)
+            statement = self._claim_in_one_statement(kinds[0], limit, owner, until, floor)
             return (await connection.execute(statement)).all()
         if self._pg_raw is not None:
             driver = await asyncpg_driver(connection)
             if driver is not None:
-                return await self._pg_raw.claim(driver, kinds, limit, owner, until)
-        return await self._claim_by_kind(connection, kinds, limit, owner, until)
+                return await self._pg_raw.claim(driver, kinds, limit, owner, until, floor)
+        return await self._claim_by_kind(connection, kinds, limit, owner, until, floor)
 
     async def complete(self, job_id: str, owner: str) -> None:
         """Delete the job if ``owner`` still holds it; otherwise do nothing."""
@@ -279,12 +300,12 @@ class SqlJobQueue:
             "attempts": table.c.attempts + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
         }
 
-    def _ready(self, kind: str, limit: int) -> sa.Select[Any]:
+    def _ready(self, kind: str, limit: int, floor: int) -> sa.Select[Any]:
         # One kind at a time: an index range of ix_jobs_claim already in claim order.
         table = self._jobs
         statement = (
             sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
-            .where(table.c.ready.is_(sa.true()), table.c.kind == kind)
+            .where(table.c.ready.is_(sa.true()), table.c.kind == kind, table.c.priority >= floor)
             .order_by(table.c.priority.desc(), table.c.run_at)
             .limit(limit)
         )
@@ -293,11 +314,11 @@ class SqlJobQueue:
         return statement
 
     def _claim_in_one_statement(
-        self, kind: str, limit: int, owner: str, until: datetime
+        self, kind: str, limit: int, owner: str, until: datetime, floor: int
     ) -> sa.Update:
         # PostgreSQL, one kind: UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING.
         table = self._jobs
-        picked = self._ready(kind, limit).subquery("picked")
+        picked = self._ready(kind, limit, floor).subquery("picked")
         return (
             sa.update(table)
             .where(table.c.id == picked.c.id)
@@ -319,6 +340,7 @@ class SqlJobQueue:
         limit: int,
         owner: str,
         until: datetime,
+        floor: int,
     ) -> list[Any]:
         # The best ``limit`` jobs of each kind (each an index range, locked with SKIP LOCKED on
         # PostgreSQL), merged here: the best ``limit`` overall are among them. Sorting every
@@ -327,7 +349,7 @@ class SqlJobQueue:
         # writer's transaction makes these statements one atomic step.
         candidates = []
         for kind in kinds:
-            candidates.extend((await connection.execute(self._ready(kind, limit))).all())
+            candidates.extend((await connection.execute(self._ready(kind, limit, floor))).all())
         if not candidates:
             return []
         candidates.sort(key=lambda row: (-row.priority, row.due_at, row.id))
@@ -400,7 +422,11 @@ class _RawSqliteQueue:
         )
         self._ready = RawSelect(
             sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
-            .where(table.c.ready.is_(sa.true()), table.c.kind == sa.bindparam("kind"))
+            .where(
+                table.c.ready.is_(sa.true()),
+                table.c.kind == sa.bindparam("kind"),
+                table.c.priority >= sa.bindparam("floor", type_=sa.Integer),
+            )
             .order_by(table.c.priority.desc(), table.c.run_at)
             .limit(sa.bindparam("limit", type_=sa.Integer)),
             self._dialect,
@@ -416,12 +442,15 @@ class _RawSqliteQueue:
         owner: str,
         now: datetime,
         until: datetime,
+        floor: int,
     ) -> list[Any]:
-        """Wake due jobs, then lease the best ``limit`` ready ones of ``kinds``."""
+        """Wake due jobs, then lease the best ``limit`` ready ones of ``kinds`` (of at least
+        ``floor`` priority)."""
         self._wake.rows(driver, {"now": now})
         candidates: list[Any] = []
         for kind in kinds:
-            candidates.extend(self._ready.rows(driver, {"kind": kind, "limit": limit}))
+            wanted = {"kind": kind, "limit": limit, "floor": floor}
+            candidates.extend(self._ready.rows(driver, wanted))
         if not candidates:
             return []
         candidates.sort(key=lambda row: (-row.priority, row.due_at, row.id))
@@ -487,7 +516,11 @@ class _RawPostgresQueue:
         dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
         self._ready = RawSelect(
             sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
-            .where(table.c.ready.is_(sa.true()), table.c.kind == sa.bindparam("kind"))
+            .where(
+                table.c.ready.is_(sa.true()),
+                table.c.kind == sa.bindparam("kind"),
+                table.c.priority >= sa.bindparam("floor", type_=sa.Integer),
+            )
             .order_by(table.c.priority.desc(), table.c.run_at)
             .limit(sa.bindparam("limit", type_=sa.Integer))
             .with_for_update(skip_locked=True),
@@ -512,12 +545,19 @@ class _RawPostgresQueue:
         )
 
     async def claim(
-        self, driver: Any, kinds: Sequence[str], limit: int, owner: str, until: datetime
+        self,
+        driver: Any,
+        kinds: Sequence[str],
+        limit: int,
+        owner: str,
+        until: datetime,
+        floor: int,
     ) -> list[Any]:
-        """Lease the best ``limit`` ready jobs of ``kinds``."""
+        """Lease the best ``limit`` ready jobs of ``kinds`` (of at least ``floor`` priority)."""
         candidates: list[Any] = []
         for kind in kinds:
-            candidates.extend(await self._ready.fetch(driver, {"kind": kind, "limit": limit}))
+            values = {"kind": kind, "limit": limit, "floor": floor}
+            candidates.extend(await self._ready.fetch(driver, values))
         if not candidates:
             return []
         candidates.sort(key=lambda row: (-row.priority, row.due_at, row.id))

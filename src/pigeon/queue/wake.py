@@ -6,7 +6,8 @@ serve`` with ``worker_processes``), the others would only see the job at their n
 the process also sends a one-byte UDP datagram on loopback to every peer's wake port, and a
 peer's listener nudges its runners. Datagrams are coalesced to one per peer per event-loop
 turn, sending never blocks, and a lost datagram costs at most one poll interval: the queue,
-not this signal, is what holds the work.
+not this signal, is what holds the work. The byte says whether an urgent job (an OTP's
+dispatch) is among the new ones: runners claim those even with every regular slot busy.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Callable, Sequence
 log = logging.getLogger(__name__)
 
 WAKE = b"w"
+#: Among the due jobs is one of the urgent lane's priority.
+WAKE_URGENT = b"u"
 
 
 class WakeBroadcast:
@@ -28,6 +31,7 @@ class WakeBroadcast:
     def __init__(self, peers: Sequence[tuple[str, int]]) -> None:
         self._peers = list(peers)
         self._pending = False
+        self._urgent = False
         self._sockets: dict[int, socket.socket] = {}
 
     @property
@@ -35,9 +39,13 @@ class WakeBroadcast:
         """Where the datagrams go."""
         return list(self._peers)
 
-    def __call__(self) -> None:
-        """Wake every peer soon (once for any number of calls in this loop turn)."""
-        if not self._peers or self._pending:
+    def __call__(self, urgent: bool = False) -> None:
+        """Wake every peer soon (once for any number of calls in this loop turn; urgent if any
+        of them was)."""
+        if not self._peers:
+            return
+        self._urgent |= urgent
+        if self._pending:
             return
         self._pending = True
         try:
@@ -47,6 +55,8 @@ class WakeBroadcast:
 
     def _send(self) -> None:
         self._pending = False
+        datagram = WAKE_URGENT if self._urgent else WAKE
+        self._urgent = False
         for host, port in self._peers:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = self._sockets.get(family)
@@ -54,7 +64,7 @@ class WakeBroadcast:
                 sock = self._sockets[family] = socket.socket(family, socket.SOCK_DGRAM)
                 sock.setblocking(False)
             try:
-                sock.sendto(WAKE, (host, port))
+                sock.sendto(datagram, (host, port))
             except OSError as exc:  # a peer restarting or a full buffer: it will poll
                 log.debug("wake datagram to %s:%d not sent: %s", host, port, exc)
 
@@ -66,18 +76,20 @@ class WakeBroadcast:
 
 
 class _WakeProtocol(asyncio.DatagramProtocol):
-    def __init__(self, on_wake: Callable[[], None]) -> None:
+    def __init__(self, on_wake: Callable[[bool], None]) -> None:
         self._on_wake = on_wake
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if data == WAKE:
-            self._on_wake()
+            self._on_wake(False)
+        elif data == WAKE_URGENT:
+            self._on_wake(True)
 
 
 class WakeListener:
-    """Listens on ``host:port`` (UDP) and calls ``on_wake`` for every wake datagram."""
+    """Listens on ``host:port`` (UDP) and calls ``on_wake(urgent)`` for every wake datagram."""
 
-    def __init__(self, host: str, port: int, on_wake: Callable[[], None]) -> None:
+    def __init__(self, host: str, port: int, on_wake: Callable[[bool], None]) -> None:
         self._host = host
         self._port = port
         self._on_wake = on_wake

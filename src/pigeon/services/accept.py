@@ -106,7 +106,7 @@ class AcceptMessage:
         ids: IdFactory,
         recorder: EventRecorder,
         policy: AcceptPolicy | None = None,
-        on_accepted: Callable[[], None] | None = None,
+        on_accepted: Callable[[int], None] | None = None,
     ) -> None:
         self._on_accepted = on_accepted
         self._store = store
@@ -223,7 +223,7 @@ class AcceptMessage:
             )
         ACCEPT_SECONDS.observe(time.perf_counter() - started)
         if self._on_accepted is not None and not result.replayed:
-            self._on_accepted()
+            self._on_accepted(request.category.priority)
         return result
 
     def _check_send_at(self, send_at: datetime | None, now: datetime) -> datetime | None:

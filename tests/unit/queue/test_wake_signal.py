@@ -21,8 +21,8 @@ async def test_a_broadcast_reaches_every_listener() -> None:
         if len(set(heard)) == 2:
             got.set()
 
-    first = WakeListener("127.0.0.1", 0, lambda: hear("first"))
-    second = WakeListener("127.0.0.1", 0, lambda: hear("second"))
+    first = WakeListener("127.0.0.1", 0, lambda _urgent: hear("first"))
+    second = WakeListener("127.0.0.1", 0, lambda _urgent: hear("second"))
     ports = [await first.start(), await second.start()]
     broadcast = WakeBroadcast([("127.0.0.1", port) for port in ports])
     try:
@@ -38,7 +38,7 @@ async def test_a_broadcast_reaches_every_listener() -> None:
 async def test_calls_in_one_loop_turn_send_one_datagram() -> None:
     """A burst of wake calls in one loop turn costs one datagram per peer."""
     heard: list[int] = []
-    listener = WakeListener("127.0.0.1", 0, lambda: heard.append(1))
+    listener = WakeListener("127.0.0.1", 0, lambda _urgent: heard.append(1))
     port = await listener.start()
     broadcast = WakeBroadcast([("127.0.0.1", port)])
     try:
@@ -53,6 +53,33 @@ async def test_calls_in_one_loop_turn_send_one_datagram() -> None:
         broadcast.close()
         listener.close()
     assert heard == [1]
+
+
+async def test_one_urgent_call_makes_the_coalesced_datagram_urgent() -> None:
+    """A burst with one urgent job in it wakes the peer once, as urgent; a later burst
+    without one is not urgent."""
+    heard: list[bool] = []
+    listener = WakeListener("127.0.0.1", 0, heard.append)
+    port = await listener.start()
+    broadcast = WakeBroadcast([("127.0.0.1", port)])
+
+    async def hear(count: int) -> None:
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if len(heard) >= count:
+                return
+
+    try:
+        broadcast()
+        broadcast(urgent=True)
+        broadcast()
+        await hear(1)
+        broadcast()
+        await hear(2)
+    finally:
+        broadcast.close()
+        listener.close()
+    assert heard == [True, False]
 
 
 def test_a_broadcast_to_a_closed_port_does_not_raise() -> None:
