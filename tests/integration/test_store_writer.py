@@ -402,8 +402,9 @@ async def test_a_flood_of_urgent_items_leaves_room_for_background_work(database_
 
 
 async def test_an_operation_alone_runs_next_in_a_transaction_of_its_own(database_url: str) -> None:
-    """Submitted behind a queue of batched items, an ``alone`` operation commits first, and
-    by itself (no batched item shares its transaction)."""
+    """Submitted behind a queue of batched items, an ``alone`` operation runs by itself (no
+    batched item shares its transaction): next on SQLite, beside the writer's own
+    transactions on PostgreSQL (no lock to take turns at)."""
     database = await connect(database_url, max_batch=4)
     order: list[str] = []
 
@@ -426,8 +427,14 @@ async def test_an_operation_alone_runs_next_in_a_transaction_of_its_own(database
     finally:
         await database.close()
     assert alone.result() == "claimed"
-    assert order[0] == "alone"
-    assert order[1:] == ["b0,b1,b2,b3", "b4,b5,b6,b7", "b8,b9,b10,b11"]
+    if database_url.startswith("sqlite"):
+        assert order[0] == "alone"
+    assert [entry for entry in order if entry != "alone"] == [
+        "b0,b1,b2,b3",
+        "b4,b5,b6,b7",
+        "b8,b9,b10,b11",
+    ]
+    assert order.count("alone") == 1
     assert transactions == 4
 
 

@@ -145,6 +145,8 @@ class Writer:
         self._urgent: deque[_Entry] = deque()
         #: Operations that run next, each in a transaction of its own (job claims).
         self._alone: deque[_Entry] = deque()
+        #: PostgreSQL: ``alone`` operations running beside the writer tasks.
+        self._side: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,8 +184,8 @@ class Writer:
         """Stop taking operations, finish every one already submitted, stop the task(s)."""
         self._closing = True
         self._wake.set()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks or self._side:
+            await asyncio.gather(*self._tasks, *self._side, return_exceptions=True)
         # Only reachable if the tasks were cancelled from outside: nobody waits forever.
         stopped = WriterClosedError("the writer stopped")
         self._fail([*self._alone, *self._urgent, *self._pending], stopped)
@@ -246,6 +248,14 @@ class Writer:
             raise WriterClosedError("the writer is not started")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if alone and loop is self._home and not isinstance(self._engine, Engine):
+            # PostgreSQL: no lock to take turns at, so no need to wait for a writer task
+            # (each may be busy with a batch of a hundred mutations): its own transaction
+            # starts now, on a connection of the shared pool.
+            side = loop.create_task(self._run_batch([_Entry(run, item, future)]))
+            self._side.add(side)
+            side.add_done_callback(self._side.discard)
+            return future
         # deque.append is thread-safe
         queue = self._alone if alone else self._urgent if urgent else self._pending
         queue.append(_Entry(run, item, future))
