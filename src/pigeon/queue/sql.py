@@ -157,21 +157,7 @@ class SqlJobQueue:
                 )
             else:
                 rows = await self._claim(connection, kinds, limit, owner, now, until, floor)
-            found = [
-                Job(
-                    id=row.id,
-                    kind=row.kind,
-                    payload=row.payload,
-                    priority=row.priority,
-                    run_at=row.due_at,
-                    attempts=row.attempts,
-                    lease_owner=owner,
-                    lease_until=until,
-                )
-                for row in rows
-            ]
-            found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
-            return found
+            return _claimed_jobs(rows, owner, until)
 
         # Alone: the runner waits on it with free slots, and what it claims first (an OTP)
         # should not sit behind the mutations already queued for the writer, nor wait for a
@@ -203,21 +189,7 @@ class SqlJobQueue:
                 await self._pg_raw.wake(driver, now)
                 self._woken_at = now
             rows = await self._pg_raw.claim_at_once(driver, kinds, limit, owner, until, floor)
-        found = [
-            Job(
-                id=row.id,
-                kind=row.kind,
-                payload=row.payload,
-                priority=row.priority,
-                run_at=row.due_at,
-                attempts=row.attempts,
-                lease_owner=owner,
-                lease_until=until,
-            )
-            for row in rows
-        ]
-        found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
-        return found
+        return _claimed_jobs(rows, owner, until)
 
     async def _claim(
         self,
@@ -428,6 +400,26 @@ class _Claimed:
         self.priority = row.priority
         self.attempts = row.attempts
         self.due_at = due_at
+
+
+def _claimed_jobs(rows: Sequence[Any], owner: str, until: datetime) -> list[Job]:
+    """The jobs of claimed rows (id, kind, payload, priority, attempts, due_at), in claim
+    order: highest priority first, then earliest due."""
+    found = [
+        Job(
+            id=row.id,
+            kind=row.kind,
+            payload=row.payload,
+            priority=row.priority,
+            run_at=row.due_at,
+            attempts=row.attempts,
+            lease_owner=owner,
+            lease_until=until,
+        )
+        for row in rows
+    ]
+    found.sort(key=lambda job: (-job.priority, job.run_at, job.id))
+    return found
 
 
 def _job_row(job: NewJob, now: datetime) -> dict[str, Any]:
