@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pigeon.domain.messages import Direction, Message, MessageStatus, StatusChange
@@ -25,11 +25,24 @@ WEBHOOK_STATUSES = frozenset(
 )
 
 
+#: Recent UTC times and their text: one message's times come back in each of its events, and
+#: the changes of one batch share their time (bounded: emptied when full).
+_ISO_KEPT: dict[datetime, str] = {}
+_ISO_KEPT_MAX = 4096
+
+
 def iso(moment: datetime | None) -> str | None:
     """UTC ISO-8601 with a ``Z`` and millisecond precision, or ``None``."""
     if moment is None:
         return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:  # kept only for UTC: equal instants may differ in offset
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = _ISO_KEPT.get(moment)
+    if text is None:
+        if len(_ISO_KEPT) >= _ISO_KEPT_MAX:
+            _ISO_KEPT.clear()
+        text = _ISO_KEPT[moment] = moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+    return text
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:

@@ -142,9 +142,52 @@ _KEY_NAMES: dict[str, str] = {}
 _KEY_NAMES_KEPT = 256
 
 
+#: The layout nearly every carrier sends (SMPP 3.4 Appendix B), matched in one step; any other
+#: text takes the general parser, which gives the same answer for this layout.
+_STANDARD = re.compile(
+    r"id:(\S+) sub:(\d{3}) dlvrd:(\d{3}) submit date:(\d{10}|\d{12})"
+    r" done date:(\d{10}|\d{12}) stat:([A-Za-z]+) err:(\w+)(?: text:(.*))?",
+    re.DOTALL,
+)
+
+
+def _digits_date(value: str) -> datetime | None:
+    """``_date_or_none`` for 10 or 12 digits (YYMMDDhhmm[ss], years 2000-2099)."""
+    try:
+        return datetime(
+            2000 + int(value[0:2]),
+            int(value[2:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[8:10]),
+            int(value[10:12]) if len(value) == 12 else 0,
+        )
+    except ValueError:
+        return None
+
+
 def parse_receipt(data: str | bytes) -> ReceiptText | None:
     """Parse receipt text; None if it has no ``id:`` field (then it is not a receipt)."""
     text = _as_text(data)
+    standard = _STANDARD.fullmatch(text)
+    if standard is not None:
+        message_id, sub, dlvrd, submitted, done, stat, error, rest = standard.groups()
+        return ReceiptText(
+            message_id=message_id,
+            submitted=int(sub),
+            delivered=int(dlvrd),
+            submit_date=_digits_date(submitted),
+            done_date=_digits_date(done),
+            stat=stat.upper(),
+            error=error,
+            text=(rest or "").strip(),
+        )
+    return parse_receipt_fields(text)
+
+
+def parse_receipt_fields(text: str) -> ReceiptText | None:
+    """``parse_receipt`` field by field: keys in any order or case, any spacing, missing
+    fields (what the one-step match of the standard layout does not cover)."""
     fields: dict[str, str] = {}
     matches = list(_KEY.finditer(text))
     for i, match in enumerate(matches):

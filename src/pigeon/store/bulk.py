@@ -36,14 +36,25 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
+#: Recent times and their stored text: rows of one batch share their times (bounded: emptied
+#: when full). Keyed by instant: equal instants store the same UTC text whatever the offset.
+_SQLITE_TIMES: dict[datetime, str] = {}
+_SQLITE_TIMES_MAX = 4096
+
+
 def _sqlite_time(value: datetime | None) -> str | None:
     # SQLAlchemy's SQLite storage format for ``UtcDateTime`` ("YYYY-MM-DD HH:MM:SS.ffffff",
     # fixed width so it sorts): the first 26 characters of the UTC ISO form.
     if value is None:
         return None
-    if value.tzinfo is not UTC:
-        value = _aware(value).astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    text = _SQLITE_TIMES.get(value) if value.tzinfo is not None else None
+    if text is None:
+        if value.tzinfo is not UTC:
+            value = _aware(value).astimezone(UTC)
+        if len(_SQLITE_TIMES) >= _SQLITE_TIMES_MAX:
+            _SQLITE_TIMES.clear()
+        text = _SQLITE_TIMES[value] = value.isoformat(" ", "microseconds")[:26]
+    return text
 
 
 def _postgres_time(value: datetime | None) -> datetime | None:

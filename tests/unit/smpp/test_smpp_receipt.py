@@ -17,6 +17,7 @@ from pigeon.smpp.receipt import (
     id_candidates,
     normalise_message_id,
     parse_receipt,
+    parse_receipt_fields,
     receipt_from_pdu,
     stat_state,
 )
@@ -214,3 +215,34 @@ def test_submit_resp_id_and_receipt_id_meet_across_bases() -> None:
     submitted = normalise_message_id("0000012345")
     assert submitted in id_candidates("3039")
     assert normalise_message_id("3039") in id_candidates("12345")
+
+
+_IDS = st.text(st.characters(blacklist_categories=("Zs", "Zl", "Zp", "Cc")), min_size=1)
+_DATES = st.from_regex(r"\A(\d{10}|\d{12})\Z")
+_STANDARD_LAYOUT = st.builds(
+    lambda message_id, sub, dlvrd, submitted, done, stat, err, text: (
+        f"id:{message_id} sub:{sub} dlvrd:{dlvrd} submit date:{submitted}"
+        f" done date:{done} stat:{stat} err:{err}" + ("" if text is None else f" text:{text}")
+    ),
+    _IDS,
+    st.from_regex(r"\A\d{3}\Z"),
+    st.from_regex(r"\A\d{3}\Z"),
+    _DATES,
+    _DATES,
+    st.sampled_from(["DELIVRD", "undeliv", "Expired", "REJECTD", "x"]),
+    st.from_regex(r"\A\w{1,4}\Z"),
+    st.none() | st.text(),
+)
+
+
+@given(_STANDARD_LAYOUT)
+def test_the_one_step_standard_match_agrees_with_the_field_parser(text: str) -> None:
+    """For the standard layout (any id, date, stat, err, text), the one-step match gives
+    what the general field-by-field parser gives."""
+    assert parse_receipt(text) == parse_receipt_fields(text)
+
+
+@given(st.text() | _STANDARD_LAYOUT.map(lambda text: text.replace(" ", "  ", 1)))
+def test_any_text_parses_as_the_field_parser_says(text: str) -> None:
+    """Texts off the standard layout (odd spacing, anything) take the general parser."""
+    assert parse_receipt(text) == parse_receipt_fields(text)
