@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pigeon.domain.messages import Category, MessageStatus
 from pigeon.ports import NewJob
 from pigeon.raw_sql import RawSelect, asyncpg_driver, asyncpg_in_transaction, pg_execute
+from pigeon.store.database import PG_READ_POOL_SIZE
 from pigeon.store.tables import jobs, message_parts, messages
 
 if TYPE_CHECKING:
@@ -153,3 +154,26 @@ async def test_raw_pool_reads_json_columns_as_sqlalchemy_does(
         rows = await raw.fetch(driver, {"id": job.id})
     assert [tuple(row) for row in rows] == expected
     assert rows[0].payload == {"message_id": message.id, "n": [1, 2.5, None]}
+
+
+async def test_a_transaction_left_open_on_the_raw_pool_is_rolled_back_on_release(
+    stores: Stores, factory: Factory
+) -> None:
+    """Without asyncpg's reset query at release, a connection still in a transaction is
+    rolled back all the same: nothing it wrote survives, no later user finds it open."""
+    database = stores.database
+    if database.sqlite_reads:
+        pytest.skip("PostgreSQL only")
+    tenant = await factory.tenant()
+    async with database.raw_pg_read() as driver:
+        await driver.execute("BEGIN")
+        await driver.execute("UPDATE tenants SET name = 'left open' WHERE id = $1", tenant.id)
+        assert driver.is_in_transaction()
+    for _ in range(PG_READ_POOL_SIZE + 1):  # every pooled connection, whichever comes back
+        async with database.raw_pg_read() as driver:
+            assert not driver.is_in_transaction()
+    async with database.read() as connection:
+        name = await connection.scalar(
+            sa.text("SELECT name FROM tenants WHERE id = :id"), {"id": tenant.id}
+        )
+    assert name == tenant.name
