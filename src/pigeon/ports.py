@@ -190,6 +190,11 @@ class MessageStore(Protocol):
         """The message with its parts; ``None`` when absent or owned by another tenant."""
         ...
 
+    async def get_messages(self, message_ids: Sequence[str]) -> dict[str, Message]:
+        """The messages of ``message_ids`` that exist, with their parts, by id (one read for
+        all of them)."""
+        ...
+
     async def list_messages(self, tenant_id: str, query: MessageQuery) -> MessagePage: ...
 
     async def events_of(self, message_id: str, tenant_id: str | None = None) -> list[EventRecord]:

@@ -549,3 +549,27 @@ async def test_accepted_message_survives_an_abrupt_exit(
         assert stored.body == "hi"
     finally:
         await reopened.close()
+
+
+async def test_get_messages_reads_many_with_their_parts_as_get_message_does(
+    stores: Stores, factory: Factory
+) -> None:
+    """One read gives every existing message of the ids, equal to ``get_message``'s; ids of
+    no message are left out."""
+    tenant = await factory.tenant()
+    first = factory.message(
+        tenant,
+        parts=[factory.part(0, "0A1B", status=MessageStatus.SENT), factory.part(1)],
+    )
+    second = factory.message(tenant)
+    for message in (first, second):
+        await stores.messages.accept(factory.acceptance(message))
+
+    found = await stores.messages.get_messages([second.id, "msg_missing", first.id, first.id])
+
+    assert found == {
+        first.id: await stores.messages.get_message(first.id),
+        second.id: await stores.messages.get_message(second.id),
+    }
+    assert found[first.id] == first
+    assert await stores.messages.get_messages([]) == {}

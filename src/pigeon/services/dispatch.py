@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 S = MessageStatus
 DISPATCHABLE = frozenset({S.QUEUED, S.SCHEDULED})
 
+#: Prefetched messages kept at most (the runner claims far fewer at once).
+PREFETCHED_KEPT = 4096
+
 
 class Router(Protocol):
     """Plans the connectors a message tries, in failover order, and learns from submits."""
@@ -155,11 +158,23 @@ class DispatchMessage:
         self._ids = ids
         self._retry = retry or RetryPolicy()
         self._receipt_grace = receipt_grace
+        #: Messages read by ``prefetch`` for jobs about to start, by id.
+        self._prefetched: dict[str, Message] = {}
+
+    async def prefetch(self, jobs: Sequence[Job]) -> None:
+        """Read the messages of a claimed batch of dispatch jobs in one go (the runner calls
+        this before starting them); each job takes its own, or reads it if it is not here."""
+        if len(self._prefetched) > PREFETCHED_KEPT:  # jobs that never ran (a stop)
+            self._prefetched.clear()
+        ids = [str(job.payload["message_id"]) for job in jobs]
+        self._prefetched.update(await self._store.get_messages(ids))
 
     async def __call__(self, job: Job) -> None:
         """Run one dispatch job to its end: sent, retried later, failed or expired."""
         message_id = str(job.payload["message_id"])
-        message = await self._store.get_message(message_id)
+        message = self._prefetched.pop(message_id, None)
+        if message is None:
+            message = await self._store.get_message(message_id)
         if message is None or message.status not in DISPATCHABLE:
             # Already handled (e.g. recorded before a crash, or canceled): nothing to send.
             await self._queue.complete(job.id, job.lease_owner)

@@ -5,14 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
+from typing import Protocol, runtime_checkable
 
 from pigeon.ports import Clock, Job, JobQueue
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Job], Awaitable[None]]
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A handler that reads what a claimed batch of its jobs needs in one go, before they
+    start (instead of one read per job, each a round trip and a loop turn on PostgreSQL)."""
+
+    async def prefetch(self, jobs: Sequence[Job]) -> None: ...
+
 
 #: Waits after a handler crashed on a job, by how often the job was tried.
 CRASH_DELAYS = (1, 5, 30, 120, 600)
@@ -110,11 +120,26 @@ class JobRunner:
             log.exception("claiming jobs failed")
             await self._wait(stop, 1.0)
             return 0
+        await self._prefetch(jobs)
         for job in jobs:
             task = asyncio.create_task(self._run_one(job))
             self._tasks.add(task)
             task.add_done_callback(self._finished)
         return len(jobs)
+
+    async def _prefetch(self, jobs: list[Job]) -> None:
+        """Let the handlers that prefetch read for their kind's jobs of this claim; a failed
+        prefetch costs only the reads the jobs then make one by one."""
+        kinds: dict[str, list[Job]] = {}
+        for job in jobs:
+            kinds.setdefault(job.kind, []).append(job)
+        for kind, batch in kinds.items():
+            handler: object = self._handlers.get(kind)
+            if isinstance(handler, Prefetching):
+                try:
+                    await handler.prefetch(batch)
+                except Exception:
+                    log.exception("prefetching %d %s jobs failed", len(batch), kind)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -464,6 +464,23 @@ class SqlMessageStore:
 
     # --- reads ----------------------------------------------------------------------------
 
+    async def get_messages(self, message_ids: Sequence[str]) -> dict[str, Message]:
+        """The messages of ``message_ids`` that exist, with their parts, by id: one read of
+        the messages and one of their parts, whatever their number."""
+        ids = sorted(set(message_ids))
+        if not ids:
+            return {}
+        if self._raw is not None:
+            with self._db.raw_read() as driver:
+                found = self._raw.load(driver, ids)
+        elif self._pg_raw is not None:
+            async with self._db.raw_pg_read() as pg:
+                found = await self._pg_raw.pg_load(None, pg, ids, lock=False)
+        else:
+            async with self._db.read() as connection:
+                return await self._load(connection, ids)
+        return {row.id: _message_from(row, parts) for row, parts in found}
+
     async def get_message(self, message_id: str, tenant_id: str | None = None) -> Message | None:
         """The message with its parts; ``None`` when absent or owned by another tenant."""
         # One statement: the message LEFT JOIN its parts (a row per part, or one without).
@@ -679,7 +696,12 @@ class _RawReads:
         return [(row, parts.get(row.id, [])) for row in rows]
 
     async def pg_load(
-        self, connection: AsyncConnection, driver: Any, ids: Sequence[str], *, lock: bool
+        self,
+        connection: AsyncConnection | None,
+        driver: Any,
+        ids: Sequence[str],
+        *,
+        lock: bool,
     ) -> list[tuple[Any, list[Part]]]:
         """``load`` on PostgreSQL inside the writer's transaction, the message rows locked
         (``FOR UPDATE``, in id order) when ``lock``: one array parameter, any number of ids."""
