@@ -11,7 +11,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from litestar import Litestar
 
@@ -330,6 +330,27 @@ def toml_connector_records(settings: Settings, now: datetime) -> list[ConnectorR
     return records
 
 
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """The priority bounds of a process's job runner (``job_lane``)."""
+
+    min_priority: int | None = None
+    max_priority: int | None = None
+    ceiling_grace: timedelta | None = None
+
+
+def _lane(settings: Settings) -> _Lane:
+    """An OTP worker takes urgent jobs only; the other workers leave them to it unless one
+    has waited ``worker_urgent_takeover_seconds``."""
+    urgent = settings.worker_urgent_priority
+    if settings.job_lane == "urgent":
+        return _Lane(min_priority=urgent)
+    if settings.job_lane == "regular":
+        grace = timedelta(seconds=settings.worker_urgent_takeover_seconds)
+        return _Lane(max_priority=urgent - 1, ceiling_grace=grace)
+    return _Lane()
+
+
 async def open_gateway(settings: Settings) -> Gateway:
     """Connect and migrate the store, then wire every adapter and use case."""
     for config in settings.connectors:
@@ -415,6 +436,7 @@ async def open_gateway(settings: Settings) -> Gateway:
         ),
     }
     kinds = settings.job_kinds_wanted
+    lane = _lane(settings)
     runner = JobRunner(
         queue,
         {kind: handler for kind, handler in handlers.items() if not kinds or kind in kinds},
@@ -425,6 +447,9 @@ async def open_gateway(settings: Settings) -> Gateway:
         lease_seconds=settings.lease_seconds,
         urgent_priority=settings.worker_urgent_priority,
         urgent_slots=settings.worker_urgent_slots,
+        min_priority=lane.min_priority,
+        max_priority=lane.max_priority,
+        ceiling_grace=lane.ceiling_grace,
     )
     accept = AcceptMessage(
         messages,

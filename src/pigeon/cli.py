@@ -174,7 +174,14 @@ def _worker_processes(
         "PIGEON_JOB_KINDS": WORKER_JOB_KINDS,
         "PIGEON_WRITER_MAX_BATCH": str(writer_batch(settings, worker=True)),
     }
-    children = WorkerProcesses(settings.worker_processes, argv, env, parent_wake_port=port)
+    # The regular workers leave the urgent lane's jobs (OTPs) to the urgent ones, whose event
+    # loop is free when one comes: behind a marketing backlog a regular worker's loop is busy
+    # (turns of 10-20 ms on PostgreSQL), and every await of a dispatch waits for one.
+    urgent = settings.worker_urgent_processes
+    regular_lane = "regular" if urgent else "all"
+    roles = [{"PIGEON_JOB_LANE": regular_lane}] * settings.worker_processes
+    roles += [{"PIGEON_JOB_LANE": "urgent", "PIGEON_JOB_KINDS": URGENT_JOB_KINDS}] * urgent
+    children = WorkerProcesses(roles, argv, env, parent_wake_port=port)
     peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)
     # This process keeps the webhook deliveries (its loop has the time: it only accepts),
     # the workers take dispatch, receipts and expiries: the CPU splits about evenly.
@@ -185,6 +192,8 @@ def _worker_processes(
 #: What ``serve``'s own runner takes when it has worker processes (they take the rest).
 SERVE_JOB_KINDS = "webhook,notify"
 WORKER_JOB_KINDS = "dispatch,receipt,expire"
+#: What the urgent worker processes take (of the urgent lane's priority only).
+URGENT_JOB_KINDS = "dispatch"
 
 
 @app.command(

@@ -39,6 +39,10 @@ from pigeon.domain.routing import (
 JOB_KINDS = frozenset({"dispatch", "receipt", "expire", "notify", "webhook"})
 
 
+#: The values of ``job_lane``.
+JOB_LANES = ("all", "urgent", "regular")
+
+
 def parse_peers(text: str) -> list[tuple[str, int]]:
     """``"127.0.0.1:7001,[::1]:7002"`` -> ``[("127.0.0.1", 7001), ("::1", 7002)]``;
     ``ValueError`` for anything else (``wake_peers``)."""
@@ -120,6 +124,17 @@ class Settings:
     #: ``pigeon serve`` also starts this many ``pigeon worker`` processes and leaves dispatch,
     #: receipts and webhooks to them (0: everything in the one process).
     worker_processes: int = 0
+    #: With ``worker_processes``: this many more worker processes that send only the urgent
+    #: lane's jobs (``worker_urgent_priority`` and up: OTPs), which the others then leave to
+    #: them. Their event loop is idle when an OTP comes, however long the marketing backlog
+    #: the others work through. Each opens its own binds to every SMPP carrier.
+    worker_urgent_processes: int = 1
+    #: The other workers still take an urgent job due for this long (seconds): the OTP workers
+    #: may be down (restarting) or unable to bind to the carrier.
+    worker_urgent_takeover_seconds: float = 2.0
+    #: Which jobs this process's runner takes by priority: ``all``; ``urgent`` (at least
+    #: ``worker_urgent_priority``); ``regular`` (below it). ``serve`` sets it for its workers.
+    job_lane: str = "all"
     #: UDP port on loopback this process hears "jobs are due" on (0: none), and the peers it
     #: tells (``host:port,...``); ``serve`` sets both for the workers it starts.
     wake_port: int = 0
@@ -350,6 +365,12 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("webhook_connections_per_host must be between 1 and 1000")
     if not 0 <= settings.worker_processes <= 64:
         problems.append("worker_processes must be between 0 and 64")
+    if not 0 <= settings.worker_urgent_processes <= 8:
+        problems.append("worker_urgent_processes must be between 0 and 8")
+    if not 0 < settings.worker_urgent_takeover_seconds <= 3600:
+        problems.append("worker_urgent_takeover_seconds must be above 0 and at most 3600")
+    if settings.job_lane not in JOB_LANES:
+        problems.append(f"job_lane must be one of {', '.join(JOB_LANES)}")
     try:
         parse_peers(settings.wake_peers)
     except ValueError as exc:

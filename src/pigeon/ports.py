@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pigeon.domain.accounts import ApiKey, SmppAccount, Tenant
@@ -74,9 +74,12 @@ class JobQueue(Protocol):
         lease_seconds: float,
         *,
         min_priority: int | None = None,
+        max_priority: int | None = None,
+        ceiling_grace: timedelta | None = None,
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``
-        (only jobs of at least ``min_priority``, when given)."""
+        (only jobs of at least ``min_priority`` and at most ``max_priority``, when given; above
+        ``max_priority`` also those due for ``ceiling_grace`` or longer, when given)."""
         ...
 
     async def complete(self, job_id: str, owner: str) -> None: ...

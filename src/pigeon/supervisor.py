@@ -3,6 +3,7 @@
 With ``worker_processes = N``, ``serve`` keeps the REST API and the SMPP server and leaves the
 job runners and carrier links (dispatch, receipts, webhooks) to N child processes on the same
 database: Python runs one core per process, and a gateway's work is mostly in those runners.
+``worker_urgent_processes`` more children send only the urgent lane's jobs (OTPs).
 Each child gets a wake port and its peers' (``pigeon.queue.wake``), is restarted with a backoff
 when it dies, and is stopped (SIGTERM, then SIGKILL after ``stop_timeout``) with ``serve``.
 Nothing is lost when a child dies: its leased jobs are taken over when their lease ends.
@@ -28,11 +29,12 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
 
 
 class WorkerProcesses:
-    """``count`` children running ``argv`` with ``env`` plus their own wake settings."""
+    """Children running ``argv`` with ``env`` plus their own wake settings: one per entry of
+    ``roles``, the variables that child adds (``PIGEON_JOB_LANE`` for instance)."""
 
     def __init__(
         self,
-        count: int,
+        roles: Sequence[Mapping[str, str]],
         argv: Sequence[str],
         env: Mapping[str, str],
         *,
@@ -46,6 +48,8 @@ class WorkerProcesses:
         self._env = dict(env)
         self._host = host
         self._parent = (host, parent_wake_port)
+        self._roles = [dict(role) for role in roles]
+        count = len(self._roles)
         self.ports = [free_udp_port(host) for _ in range(count)]
         self._restart_min = restart_min_delay
         self._restart_max = restart_max_delay
@@ -71,6 +75,7 @@ class WorkerProcesses:
         others = [self._parent, *(p for i, p in enumerate(self.peers) if i != index)]
         return {
             **self._env,
+            **self._roles[index],
             "PIGEON_RUN_WORKERS": "true",
             "PIGEON_RUN_SMPP": "false",
             "PIGEON_WORKER_PROCESSES": "0",

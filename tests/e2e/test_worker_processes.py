@@ -65,18 +65,19 @@ async def send_and_deliver(base: str, count: int) -> None:
 
 
 async def test_worker_processes_deliver_and_a_killed_one_is_replaced(tmp_path: Path) -> None:
-    """Two workers deliver every message; one SIGKILLed is restarted and delivery goes on."""
+    """Two workers (and the OTP worker) deliver every message; one SIGKILLed is restarted and
+    delivery goes on."""
     gateway: GatewayProcess = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="2")
     gateway.start()
     try:
         assert gateway.process is not None
         serve = gateway.process.pid
-        await wait_for(lambda: len(children_of(serve)) == 2, "two worker processes")
+        await wait_for(lambda: len(children_of(serve)) == 3, "three worker processes")
         await send_and_deliver(gateway.base_url, 40)
         victim = min(children_of(serve))
         os.kill(victim, signal.SIGKILL)
         await wait_for(
-            lambda: len(children_of(serve)) == 2 and victim not in children_of(serve),
+            lambda: len(children_of(serve)) == 3 and victim not in children_of(serve),
             "a replacement worker",
         )
         await send_and_deliver(gateway.base_url, 40)
@@ -89,7 +90,7 @@ async def test_worker_processes_deliver_and_a_killed_one_is_replaced(tmp_path: P
 
 async def test_workers_stop_when_serve_is_killed(tmp_path: Path) -> None:
     """SIGKILL of serve leaves no worker behind: each notices its parent is gone and stops."""
-    gateway = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="1")
+    gateway = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="1", PIGEON_WORKER_URGENT_PROCESSES="0")
     gateway.start()
     assert gateway.process is not None
     serve = gateway.process.pid
@@ -101,3 +102,98 @@ async def test_workers_stop_when_serve_is_killed(tmp_path: Path) -> None:
         return not any(Path(f"/proc/{pid}").exists() for pid in orphans)
 
     await wait_for(gone, "the orphaned worker to stop", timeout=30)
+
+
+def lane_of(pid: int) -> str:
+    """The ``PIGEON_JOB_LANE`` a worker process was started with."""
+    for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if item.startswith(b"PIGEON_JOB_LANE="):
+            return item.split(b"=", 1)[1].decode()
+    return ""
+
+
+async def stop_worker_of_lane(gateway: GatewayProcess, lane: str) -> int:
+    """Once ``serve`` runs its regular and its OTP worker, SIGSTOP the one of ``lane``; its
+    pid (to SIGCONT)."""
+    assert gateway.process is not None
+    serve = gateway.process.pid
+    await wait_for(lambda: len(children_of(serve)) == 2, "two worker processes")
+    lanes = {lane_of(pid): pid for pid in children_of(serve)}
+    assert set(lanes) == {"regular", "urgent"}
+    os.kill(lanes[lane], signal.SIGSTOP)
+    return lanes[lane]
+
+
+async def status_of(session: aiohttp.ClientSession, base: str, message_id: str) -> str:
+    """A message's status through the API."""
+    async with session.get(f"{base}/v1/messages/{message_id}") as response:
+        return str((await response.json())["status"])
+
+
+async def test_the_otp_worker_sends_otps_while_the_others_are_stuck(tmp_path: Path) -> None:
+    """With the regular worker stopped (SIGSTOP), an OTP is still sent, by the OTP worker
+    process, while a marketing message waits; once the worker goes on, both are delivered."""
+    gateway = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="1")
+    gateway.start()
+    stopped: int | None = None
+    try:
+        stopped = await stop_worker_of_lane(gateway, "regular")
+        async with aiohttp.ClientSession(headers=HEADERS) as session:
+            ids = {}
+            for category in ("marketing", "otp"):
+                body = {"to": "+14155550100", "body": f"{category} 1", "category": category}
+                async with session.post(f"{gateway.base_url}/v1/messages", json=body) as response:
+                    assert response.status == 202
+                    ids[category] = (await response.json())["id"]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if await status_of(session, gateway.base_url, ids["otp"]) in ("sent", "delivered"):
+                    break
+                await asyncio.sleep(0.1)
+            assert await status_of(session, gateway.base_url, ids["otp"]) in ("sent", "delivered")
+            assert await status_of(session, gateway.base_url, ids["marketing"]) == "queued"
+            os.kill(stopped, signal.SIGCONT)
+            stopped = None
+            deadline = time.monotonic() + 60
+            statuses: set[str] = set()
+            while time.monotonic() < deadline:
+                statuses = {await status_of(session, gateway.base_url, i) for i in ids.values()}
+                if statuses == {"delivered"}:
+                    break
+                await asyncio.sleep(0.2)
+            assert statuses == {"delivered"}
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        gateway.stop()
+
+
+async def test_the_other_workers_take_over_otps_when_the_otp_worker_is_stuck(
+    tmp_path: Path,
+) -> None:
+    """With the OTP worker stopped (SIGSTOP), an OTP is still delivered: the regular worker
+    takes it once it has waited ``worker_urgent_takeover_seconds``."""
+    gateway = new_gateway(
+        tmp_path, PIGEON_WORKER_PROCESSES="1", PIGEON_WORKER_URGENT_TAKEOVER_SECONDS="1"
+    )
+    gateway.start()
+    stopped: int | None = None
+    try:
+        stopped = await stop_worker_of_lane(gateway, "urgent")
+        async with aiohttp.ClientSession(headers=HEADERS) as session:
+            body = {"to": "+14155550100", "body": "code 1", "category": "otp"}
+            async with session.post(f"{gateway.base_url}/v1/messages", json=body) as response:
+                assert response.status == 202
+                otp = (await response.json())["id"]
+            deadline = time.monotonic() + 30
+            status = ""
+            while time.monotonic() < deadline:
+                status = await status_of(session, gateway.base_url, otp)
+                if status == "delivered":
+                    break
+                await asyncio.sleep(0.2)
+            assert status == "delivered"
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        gateway.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -102,3 +103,191 @@ async def test_without_urgent_slots_the_otp_waits_for_the_backlog(
     """With no urgent slots the full runner claims nothing more: the OTP waits."""
     handler = await _run_backlog(stores, urgent_slots=0, nudge=nudge)
     assert handler.started == ["m00", "m01"]
+
+
+class _Counting:
+    """The real queue, counting the claims made through it."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.queue = stores.queue
+        self.claims = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.queue, name)
+
+    async def claim(self, *args: object, **kwargs: object) -> list[Job]:
+        self.claims += 1
+        return await self.queue.claim(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class _Noting:
+    """A handler that completes each job and notes its id."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self.started: list[str] = []
+        self.changed = asyncio.Event()
+
+    async def __call__(self, job: Job) -> None:
+        self.started.append(job.id)
+        await self.stores.queue.complete(job.id, job.lease_owner)
+        self.changed.set()
+
+
+async def _until(handler: _Noting, ids: set[str]) -> None:
+    async with asyncio.timeout(5):
+        while not ids <= set(handler.started):
+            handler.changed.clear()
+            await handler.changed.wait()
+
+
+async def test_an_urgent_only_runner_takes_urgent_jobs_and_ignores_regular_nudges(
+    stores: Stores,
+) -> None:
+    """A runner of the urgent lane only (an OTP worker process) does not claim on a regular
+    nudge, claims an OTP on an urgent one, and never takes the marketing job."""
+    handler = _Noting(stores)
+    queue = _Counting(stores)
+    runner = JobRunner(
+        queue,  # type: ignore[arg-type]
+        {"dispatch": handler},
+        stores.clock,
+        "otp-worker",
+        idle_seconds=60,
+        urgent_priority=URGENT,
+        urgent_slots=4,
+        min_priority=URGENT,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    now = stores.clock.now()
+    try:
+        for _ in range(500):  # the first claim, at start
+            if queue.claims:
+                break
+            await asyncio.sleep(0.01)
+        first = queue.claims
+        await stores.queue.enqueue(
+            [NewJob(id="m10", kind="dispatch", payload={}, run_at=now, priority=10)]
+        )
+        runner.nudge()
+        await asyncio.sleep(0.2)
+        assert queue.claims == first
+        await stores.queue.enqueue(
+            [NewJob(id="otp", kind="dispatch", payload={}, run_at=now, priority=URGENT)]
+        )
+        runner.nudge(urgent=True)
+        await _until(handler, {"otp"})
+    finally:
+        stop.set()
+        runner.nudge(urgent=True)
+        await asyncio.wait_for(running, timeout=10)
+    assert handler.started == ["otp"]
+    left = await stores.queue.claim(["dispatch"], 10, "w2", 30)
+    assert [job.id for job in left] == ["m10"]
+
+
+async def test_a_regular_lane_runner_leaves_urgent_jobs_to_the_otp_workers(
+    stores: Stores,
+) -> None:
+    """A runner capped below the urgent priority (the other worker processes) runs the
+    marketing jobs, with free slots and through an urgent nudge alike, but never the OTP."""
+    handler = _Noting(stores)
+    now = stores.clock.now()
+    await stores.queue.enqueue(
+        [
+            NewJob(id="otp", kind="dispatch", payload={}, run_at=now, priority=URGENT),
+            *(
+                NewJob(id=f"m{i}", kind="dispatch", payload={}, run_at=now, priority=10)
+                for i in range(3)
+            ),
+        ]
+    )
+    runner = JobRunner(
+        stores.queue,
+        {"dispatch": handler},
+        stores.clock,
+        "worker",
+        concurrency=1,
+        batch=1,
+        idle_seconds=0.05,
+        urgent_priority=URGENT,
+        urgent_slots=4,
+        max_priority=URGENT - 1,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    try:
+        runner.nudge(urgent=True)
+        await _until(handler, {"m0", "m1", "m2"})
+        await asyncio.sleep(0.2)  # idle polls, which look at the urgent lane when it has one
+    finally:
+        stop.set()
+        runner.nudge()
+        await asyncio.wait_for(running, timeout=10)
+    assert sorted(handler.started) == ["m0", "m1", "m2"]
+    left = await stores.queue.claim(["dispatch"], 10, "w2", 30)
+    assert [job.id for job in left] == ["otp"]
+
+
+async def test_a_regular_lane_runner_takes_over_an_otp_left_waiting(stores: Stores) -> None:
+    """With a ceiling grace, the capped runner's urgent lane takes an OTP due for longer than
+    the grace (its OTP workers are down) even while the backlog holds every regular slot,
+    and leaves a fresh one until it too has waited that long."""
+    handler = _Blocking(stores)
+    now = stores.clock.now()
+    await stores.queue.enqueue(
+        [
+            *(
+                NewJob(id=f"m{i:02}", kind="dispatch", payload={}, run_at=now, priority=10)
+                for i in range(4)
+            ),
+            NewJob(id="fresh", kind="dispatch", payload={}, run_at=now, priority=URGENT),
+            NewJob(
+                id="stale",
+                kind="dispatch",
+                payload={},
+                run_at=now - timedelta(seconds=5),
+                priority=URGENT,
+            ),
+        ]
+    )
+    runner = JobRunner(
+        stores.queue,
+        {"dispatch": handler},
+        stores.clock,
+        "worker",
+        concurrency=2,
+        batch=2,
+        idle_seconds=60,
+        urgent_priority=URGENT,
+        urgent_slots=2,
+        max_priority=URGENT - 1,
+        ceiling_grace=timedelta(seconds=2),
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    try:
+        for _ in range(500):
+            if len(handler.started) == 3:
+                break
+            await asyncio.sleep(0.01)
+        # The first claim took the stale OTP and the oldest marketing job; the OTP done, the
+        # next marketing job. The fresh OTP, inside the grace, stays for the OTP workers even
+        # through an urgent nudge with every regular slot held.
+        assert handler.started == ["stale", "m00", "m01"]
+        runner.nudge(urgent=True)
+        await asyncio.sleep(0.2)
+        assert handler.started == ["stale", "m00", "m01"]
+        # Once it has waited the grace too, the full runner's urgent lane takes it.
+        handler.urgent_ran.clear()
+        stores.clock.advance(2.5)
+        runner.nudge(urgent=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(handler.urgent_ran.wait(), timeout=2)
+        assert handler.started == ["stale", "m00", "m01", "fresh"]
+    finally:
+        handler.release.set()
+        stop.set()
+        runner.nudge()
+        await asyncio.wait_for(running, timeout=10)

@@ -252,3 +252,56 @@ async def test_a_priority_floor_claims_only_jobs_at_or_above_it(stores: Stores) 
     assert [job.id for job in one_kind] == ["o40", "o30"]
     assert [job.id for job in kinds] == ["w30"]
     assert [job.id for job in rest] == ["w25", "m10"]
+
+
+async def test_a_priority_ceiling_claims_only_jobs_at_or_below_it(stores: Stores) -> None:
+    """``max_priority`` leaves higher-priority jobs (OTPs) ready, for one kind and across
+    kinds; with ``min_priority`` it claims a band."""
+    await stores.queue.enqueue(
+        [
+            _job(stores, "m10", priority=10),
+            _job(stores, "m29", priority=29),
+            _job(stores, "o30", priority=30),
+            _job(stores, "w25", kind="webhook", priority=25),
+            _job(stores, "w40", kind="webhook", priority=40),
+        ]
+    )
+
+    one_kind = await stores.queue.claim(["dispatch"], 10, "w1", 30, max_priority=29)
+    band = await stores.queue.claim(
+        ["dispatch", "webhook"], 10, "w1", 30, min_priority=20, max_priority=29
+    )
+    rest = await stores.queue.claim(["dispatch", "webhook"], 10, "w1", 30)
+
+    assert [job.id for job in one_kind] == ["m29", "m10"]
+    assert [job.id for job in band] == ["w25"]
+    assert [job.id for job in rest] == ["w40", "o30"]
+
+
+async def test_a_ceiling_grace_takes_the_urgent_jobs_left_waiting(stores: Stores) -> None:
+    """With ``ceiling_grace``, a capped claim also takes jobs above the ceiling that have been
+    due that long (an OTP its workers did not take), first by priority; fresher ones stay."""
+    now = stores.clock.now()
+    await stores.queue.enqueue(
+        [
+            _job(stores, "m10", priority=10, run_at=now - timedelta(seconds=30)),
+            _job(stores, "old-otp", priority=30, run_at=now - timedelta(seconds=3)),
+            _job(stores, "new-otp", priority=30, run_at=now - timedelta(seconds=1)),
+        ]
+    )
+    grace = timedelta(seconds=2)
+
+    capped = await stores.queue.claim(
+        ["dispatch"], 10, "w1", 30, max_priority=29, ceiling_grace=grace
+    )
+    only_overdue = await stores.queue.claim(
+        ["dispatch"], 10, "w1", 30, min_priority=30, max_priority=29, ceiling_grace=grace
+    )
+    stores.clock.advance(1.5)
+    later = await stores.queue.claim(
+        ["dispatch"], 10, "w1", 30, min_priority=30, max_priority=29, ceiling_grace=grace
+    )
+
+    assert [job.id for job in capped] == ["old-otp", "m10"]
+    assert only_overdue == []
+    assert [job.id for job in later] == ["new-otp"]

@@ -141,3 +141,17 @@ def test_writer_batches_set_explicitly_win(tmp_path: Path) -> None:
     assert (writer_batch(settings), writer_batch(settings, worker=True)) == (16, 8)
     with pytest.raises(ConfigError, match="writer_max_batch"):
         load_settings({**env, "PIGEON_WRITER_MAX_BATCH": "-1"})
+
+
+def test_worker_lanes_are_checked(tmp_path: Path) -> None:
+    """``job_lane`` takes all, urgent or regular; ``worker_urgent_processes`` 0 to 8."""
+    empty = tmp_path / "pigeon.toml"
+    empty.write_text("")
+    assert load_settings(environ={}, config_file=empty).worker_urgent_processes == 1
+    assert load_settings(environ={}, config_file=empty).job_lane == "all"
+    lane = load_settings(environ={"PIGEON_JOB_LANE": "urgent"}, config_file=empty)
+    assert lane.job_lane == "urgent"
+    with pytest.raises(ConfigError, match="job_lane"):
+        load_settings(environ={"PIGEON_JOB_LANE": "fast"}, config_file=empty)
+    with pytest.raises(ConfigError, match="worker_urgent_processes"):
+        load_settings(environ={"PIGEON_WORKER_URGENT_PROCESSES": "9"}, config_file=empty)

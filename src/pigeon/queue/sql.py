@@ -36,7 +36,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -58,6 +59,27 @@ WAKE_BATCH: Final = 5_000
 #: Below every priority a job can have (``priority`` is a 32-bit integer column): the floor of
 #: a claim that takes any job.
 LOWEST_PRIORITY: Final = -(2**31)
+
+#: Above every priority a job can have: the ceiling of a claim that takes any job.
+HIGHEST_PRIORITY: Final = 2**31 - 1
+
+#: Before every job's due time: the ``overdue`` of a claim whose ceiling has no exception.
+NEVER: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """The priorities a claim takes: ``floor`` to ``ceiling``, and above the ceiling the jobs
+    due since ``overdue`` or earlier (those the processes they were left to did not take)."""
+
+    floor: int
+    ceiling: int
+    overdue: datetime
+
+    def values(self) -> dict[str, Any]:
+        """The claim statements' parameters."""
+        return {"floor": self.floor, "ceiling": self.ceiling, "overdue": self.overdue}
+
 
 #: PostgreSQL: how often (clock time) a claim first makes the jobs due by now claimable.
 PG_WAKE_INTERVAL: Final = timedelta(milliseconds=50)
@@ -137,26 +159,33 @@ class SqlJobQueue:
         lease_seconds: float,
         *,
         min_priority: int | None = None,
+        max_priority: int | None = None,
+        ceiling_grace: timedelta | None = None,
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``
-        (only jobs of at least ``min_priority``, when given: the runners' urgent lane)."""
+        (only jobs of at least ``min_priority`` and at most ``max_priority``, when given: the
+        runners' urgent lane, the OTP worker processes and the others). With
+        ``ceiling_grace``, jobs above ``max_priority`` that have been due that long are taken
+        too: the OTPs an OTP worker process did not take (it is down, or cannot bind)."""
         if not kinds or limit < 1:
             return []
         now = self._clock.now()
         until = now + timedelta(seconds=lease_seconds)
         kinds = list(dict.fromkeys(kinds))
-        floor = LOWEST_PRIORITY if min_priority is None else min_priority
+        band = Band(
+            LOWEST_PRIORITY if min_priority is None else min_priority,
+            HIGHEST_PRIORITY if max_priority is None else max_priority,
+            NEVER if ceiling_grace is None else now - ceiling_grace,
+        )
         if self._pg_raw is not None:
-            return await self._pg_claim(kinds, limit, owner, now, until, floor)
+            return await self._pg_claim(kinds, limit, owner, now, until, band)
 
         async def claim(connection: AsyncConnection) -> list[Job]:
             driver = None if self._raw is None else await sqlite_driver(connection)
             if driver is not None and self._raw is not None:
-                rows: Sequence[Any] = self._raw.claim(
-                    driver, kinds, limit, owner, now, until, floor
-                )
+                rows: Sequence[Any] = self._raw.claim(driver, kinds, limit, owner, now, until, band)
             else:
-                rows = await self._claim(connection, kinds, limit, owner, now, until, floor)
+                rows = await self._claim(connection, kinds, limit, owner, now, until, band)
             return _claimed_jobs(rows, owner, until)
 
         # Alone: the runner waits on it with free slots, and what it claims first (an OTP)
@@ -172,7 +201,7 @@ class SqlJobQueue:
         owner: str,
         now: datetime,
         until: datetime,
-        floor: int,
+        band: Band,
     ) -> list[Job]:
         """PostgreSQL: the claim as one statement in autocommit, outside the writer.
 
@@ -188,7 +217,7 @@ class SqlJobQueue:
             if self._woken_at is None or now - self._woken_at >= PG_WAKE_INTERVAL:
                 await self._pg_raw.wake(driver, now)
                 self._woken_at = now
-            rows = await self._pg_raw.claim_at_once(driver, kinds, limit, owner, until, floor)
+            rows = await self._pg_raw.claim_at_once(driver, kinds, limit, owner, until, band)
         return _claimed_jobs(rows, owner, until)
 
     async def _claim(
@@ -199,20 +228,20 @@ class SqlJobQueue:
         owner: str,
         now: datetime,
         until: datetime,
-        floor: int,
+        band: Band,
     ) -> Sequence[Any]:
         """The claim through SQLAlchemy (PostgreSQL; SQLite under another driver)."""
         # Through SQLAlchemy first: its asyncpg adapter begins the transaction lazily, at the
         # first statement; only after it may statements go to asyncpg directly.
         await connection.execute(self._wake(now))
         if self._postgres and len(kinds) == 1:
-            statement = self._claim_in_one_statement(kinds[0], limit, owner, until, floor)
+            statement = self._claim_in_one_statement(kinds[0], limit, owner, until, band)
             return (await connection.execute(statement)).all()
         if self._pg_raw is not None:
             driver = await asyncpg_driver(connection)
             if driver is not None:
-                return await self._pg_raw.claim(driver, kinds, limit, owner, until, floor)
-        return await self._claim_by_kind(connection, kinds, limit, owner, until, floor)
+                return await self._pg_raw.claim(driver, kinds, limit, owner, until, band)
+        return await self._claim_by_kind(connection, kinds, limit, owner, until, band)
 
     async def complete(self, job_id: str, owner: str) -> None:
         """Delete the job if ``owner`` still holds it; otherwise do nothing."""
@@ -321,12 +350,17 @@ class SqlJobQueue:
             "attempts": table.c.attempts + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
         }
 
-    def _ready(self, kind: str, limit: int, floor: int) -> sa.Select[Any]:
+    def _ready(self, kind: str, limit: int, band: Band) -> sa.Select[Any]:
         # One kind at a time: an index range of ix_jobs_claim already in claim order.
         table = self._jobs
         statement = (
             sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
-            .where(table.c.ready.is_(sa.true()), table.c.kind == kind, table.c.priority >= floor)
+            .where(
+                table.c.ready.is_(sa.true()),
+                table.c.kind == kind,
+                table.c.priority >= band.floor,
+                sa.or_(table.c.priority <= band.ceiling, table.c.run_at <= band.overdue),
+            )
             .order_by(table.c.priority.desc(), table.c.run_at)
             .limit(limit)
         )
@@ -335,11 +369,11 @@ class SqlJobQueue:
         return statement
 
     def _claim_in_one_statement(
-        self, kind: str, limit: int, owner: str, until: datetime, floor: int
+        self, kind: str, limit: int, owner: str, until: datetime, band: Band
     ) -> sa.Update:
         # PostgreSQL, one kind: UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING.
         table = self._jobs
-        picked = self._ready(kind, limit, floor).subquery("picked")
+        picked = self._ready(kind, limit, band).subquery("picked")
         return (
             sa.update(table)
             .where(table.c.id == picked.c.id)
@@ -361,7 +395,7 @@ class SqlJobQueue:
         limit: int,
         owner: str,
         until: datetime,
-        floor: int,
+        band: Band,
     ) -> list[Any]:
         # The best ``limit`` jobs of each kind (each an index range, locked with SKIP LOCKED on
         # PostgreSQL), merged here: the best ``limit`` overall are among them. Sorting every
@@ -370,7 +404,7 @@ class SqlJobQueue:
         # writer's transaction makes these statements one atomic step.
         candidates = []
         for kind in kinds:
-            candidates.extend((await connection.execute(self._ready(kind, limit, floor))).all())
+            candidates.extend((await connection.execute(self._ready(kind, limit, band))).all())
         if not candidates:
             return []
         candidates.sort(key=lambda row: (-row.priority, row.due_at, row.id))
@@ -467,6 +501,10 @@ class _RawSqliteQueue:
                 table.c.ready.is_(sa.true()),
                 table.c.kind == sa.bindparam("kind"),
                 table.c.priority >= sa.bindparam("floor", type_=sa.Integer),
+                sa.or_(
+                    table.c.priority <= sa.bindparam("ceiling", type_=sa.Integer),
+                    table.c.run_at <= sa.bindparam("overdue", type_=table.c.run_at.type),
+                ),
             )
             .order_by(table.c.priority.desc(), table.c.run_at)
             .limit(sa.bindparam("limit", type_=sa.Integer)),
@@ -483,14 +521,14 @@ class _RawSqliteQueue:
         owner: str,
         now: datetime,
         until: datetime,
-        floor: int,
+        band: Band,
     ) -> list[Any]:
         """Wake due jobs, then lease the best ``limit`` ready ones of ``kinds`` (of at least
-        ``floor`` priority)."""
+        ``band``)."""
         self._wake.rows(driver, {"now": now})
         candidates: list[Any] = []
         for kind in kinds:
-            wanted = {"kind": kind, "limit": limit, "floor": floor}
+            wanted = {"kind": kind, "limit": limit, **band.values()}
             candidates.extend(self._ready.rows(driver, wanted))
         if not candidates:
             return []
@@ -561,6 +599,10 @@ class _RawPostgresQueue:
                 table.c.ready.is_(sa.true()),
                 table.c.kind == sa.bindparam("kind"),
                 table.c.priority >= sa.bindparam("floor", type_=sa.Integer),
+                sa.or_(
+                    table.c.priority <= sa.bindparam("ceiling", type_=sa.Integer),
+                    table.c.run_at <= sa.bindparam("overdue", type_=table.c.run_at.type),
+                ),
             )
             .order_by(table.c.priority.desc(), table.c.run_at)
             .limit(sa.bindparam("limit", type_=sa.Integer))
@@ -597,6 +639,10 @@ class _RawPostgresQueue:
                 ready.c.ready.is_(sa.true()),
                 ready.c.kind == kinds.c.kind,
                 ready.c.priority >= sa.bindparam("floor", type_=sa.Integer),
+                sa.or_(
+                    ready.c.priority <= sa.bindparam("ceiling", type_=sa.Integer),
+                    ready.c.run_at <= sa.bindparam("overdue", type_=ready.c.run_at.type),
+                ),
             )
             .order_by(ready.c.priority.desc(), ready.c.run_at)
             .limit(sa.bindparam("limit", type_=sa.Integer))
@@ -642,11 +688,11 @@ class _RawPostgresQueue:
         limit: int,
         owner: str,
         until: datetime,
-        floor: int,
+        band: Band,
     ) -> list[Any]:
-        """Lease the best ``limit`` ready jobs of ``kinds`` (of at least ``floor`` priority)
+        """Lease the best ``limit`` ready jobs of ``kinds`` (of ``band``)
         in one statement (atomic on its own: autocommit is enough)."""
-        values = {"kinds": list(kinds), "limit": limit, "floor": floor}
+        values = {"kinds": list(kinds), "limit": limit, **band.values()}
         values.update(owner=owner, until=until)
         return await self._claim_at_once.fetch(driver, values)
 
@@ -657,12 +703,12 @@ class _RawPostgresQueue:
         limit: int,
         owner: str,
         until: datetime,
-        floor: int,
+        band: Band,
     ) -> list[Any]:
-        """Lease the best ``limit`` ready jobs of ``kinds`` (of at least ``floor`` priority)."""
+        """Lease the best ``limit`` ready jobs of ``kinds`` (of ``band``)."""
         candidates: list[Any] = []
         for kind in kinds:
-            values = {"kind": kind, "limit": limit, "floor": floor}
+            values = {"kind": kind, "limit": limit, **band.values()}
             candidates.extend(await self._ready.fetch(driver, values))
         if not candidates:
             return []

@@ -40,6 +40,11 @@ class JobRunner:
     nudged about one (``nudge(urgent=True)``) and at each idle poll. Otherwise an OTP accepted
     behind a marketing backlog would wait until enough marketing submits finished to free a
     claim's worth of slots (tens of milliseconds at a thousand submits a second).
+
+    ``min_priority`` and ``max_priority`` bound every claim: an OTP worker process takes only
+    the urgent jobs, the other workers leave them to it. With ``ceiling_grace`` those others
+    still take the urgent jobs due for that long (their urgent lane then looks at those only):
+    the OTP workers may be down, or unable to bind to the carrier.
     """
 
     def __init__(
@@ -55,6 +60,9 @@ class JobRunner:
         idle_seconds: float = 0.25,
         urgent_priority: int | None = None,
         urgent_slots: int = 32,
+        min_priority: int | None = None,
+        max_priority: int | None = None,
+        ceiling_grace: timedelta | None = None,
     ) -> None:
         self._queue = queue
         self._handlers = dict(handlers)
@@ -67,8 +75,26 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._full = False
+        self._min_priority = min_priority
+        self._max_priority = max_priority
+        self._ceiling_grace = ceiling_grace
+        if (
+            urgent_priority is not None
+            and max_priority is not None
+            and max_priority < urgent_priority
+            and ceiling_grace is None
+        ):
+            urgent_priority = None  # this runner never takes urgent jobs
+        if urgent_priority is not None and min_priority is not None:
+            urgent_priority = max(urgent_priority, min_priority)
         self._urgent_priority = urgent_priority
         self._urgent_slots = urgent_slots if urgent_priority is not None else 0
+        #: Takes urgent jobs only: a nudge about others (a marketing accept) is not for it.
+        self._urgent_only = (
+            min_priority is not None
+            and urgent_priority is not None
+            and min_priority >= urgent_priority
+        )
         #: Whether the urgent lane should be looked at (set by urgent nudges and idle polls).
         self._urgent_wanted = False
 
@@ -80,8 +106,10 @@ class JobRunner:
     def nudge(self, urgent: bool = False) -> None:
         """Wake the loop now (new work was just enqueued; ``urgent``: a job of the urgent lane's
         priority, which is claimed even when every regular slot is busy)."""
-        if urgent and self._urgent_slots:
-            self._urgent_wanted = True
+        if urgent:
+            self._urgent_wanted = self._urgent_slots > 0
+        elif self._urgent_only:
+            return
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -103,7 +131,7 @@ class JobRunner:
                 continue
             self._urgent_wanted = False  # a regular claim takes the best jobs first anyway
             wanted = min(free, self._batch)
-            if await self._claim(stop, kinds, wanted, None) < wanted:
+            if await self._claim(stop, kinds, wanted, self._min_priority) < wanted:
                 await self._wait(stop, self._idle)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -114,7 +142,13 @@ class JobRunner:
         """Claim up to ``limit`` jobs and start them; how many were claimed."""
         try:
             jobs = await self._queue.claim(
-                kinds, limit, self._owner, self._lease, min_priority=min_priority
+                kinds,
+                limit,
+                self._owner,
+                self._lease,
+                min_priority=min_priority,
+                max_priority=self._max_priority,
+                ceiling_grace=self._ceiling_grace,
             )
         except Exception:
             log.exception("claiming jobs failed")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import random
 import time
@@ -466,7 +467,10 @@ class SmscSimulator:
         self._connections: set[_Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
+        #: Pending timers by a number of their own (not by handle: a callback that named its
+        #: handle would make a reference cycle per receipt, left to the cyclic collector).
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._timer_numbers = itertools.count()
         self._waiting: list[_Delivery] = []
         self._watchers: list[asyncio.Future[None]] = []
         self._recent: deque[float] = deque()
@@ -498,7 +502,7 @@ class SmscSimulator:
         for server in (self._server, self._control):
             if server is not None:
                 server.close()
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
         for task in self._tasks:
@@ -557,15 +561,13 @@ class SmscSimulator:
         task.add_done_callback(self._tasks.discard)
 
     def _call_later(self, delay: float, callback: Callable[[], None]) -> None:
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle
+        number = next(self._timer_numbers)
 
         def run() -> None:
-            self._timers.discard(handle)
+            self._timers.pop(number, None)
             callback()
 
-        handle = loop.call_later(delay, run)
-        self._timers.add(handle)
+        self._timers[number] = asyncio.get_running_loop().call_later(delay, run)
 
     def _later(self, delay: float, receipt: _Delivery) -> None:
         if delay > 0:
