@@ -116,15 +116,15 @@ def test_bad_connector_tables_are_reported(tmp_path: Path) -> None:
 
 
 def test_writer_batches_default_by_database(tmp_path: Path) -> None:
-    """Left at 0, the workers' batches are short on SQLite (one shared lock), long on
-    PostgreSQL (round trips); serve's are 64 on both."""
+    """Left at 0, the workers' batches are 64 on SQLite (one shared lock), 128 on PostgreSQL
+    (round trips); serve's are 64 on both."""
     absent = str(tmp_path / "absent.toml")
     sqlite = load_settings({"PIGEON_CONFIG": absent})
     postgres = load_settings(
         {"PIGEON_CONFIG": absent, "PIGEON_DATABASE_URL": "postgresql://u@127.0.0.1/db"}
     )
 
-    assert (writer_batch(sqlite), writer_batch(sqlite, worker=True)) == (64, 32)
+    assert (writer_batch(sqlite), writer_batch(sqlite, worker=True)) == (64, 64)
     assert (writer_batch(postgres), writer_batch(postgres, worker=True)) == (64, 128)
 
 
