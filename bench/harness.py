@@ -351,6 +351,17 @@ async def start_pigeon(
     return Pigeon(server, base, url, smpp_port)
 
 
+def stop_profiled(pigeon: Pigeon, timeout: float = 60.0) -> None:
+    """Stop a ``pigeon serve`` started under py-spy (``start_pigeon(profile=...)``): SIGTERM
+    to serve itself, then wait for py-spy to write its file and exit. (Stopping py-spy
+    first would lose the file.)"""
+    for child in child_pids(pigeon.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        pigeon.process.wait(timeout)
+
+
 def count_messages(database_url: str, status: str) -> int:
     """How many messages have ``status`` (a direct read of the gateway's database)."""
     if database_url.startswith("sqlite"):

@@ -47,6 +47,7 @@ from harness import (
     rss_mb,
     scratch,
     start_pigeon,
+    stop_profiled,
 )
 from seed import seed
 
@@ -245,6 +246,7 @@ async def _store_phase(
     concurrency: int,
     timeout: float,
     worker_processes: int = 0,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     figures = await seed(_seed_url(tmp, database_url), stored=stored)
     processes = Processes()
@@ -252,7 +254,12 @@ async def _store_phase(
         sim = Sim(processes, tmp, "sim", 0.1)
         await asyncio.to_thread(sim.wait_ready)
         pigeon = await start_pigeon(
-            processes, tmp, sim, database_url=database_url, worker_processes=worker_processes
+            processes,
+            tmp,
+            sim,
+            database_url=database_url,
+            worker_processes=worker_processes,
+            profile=profile,
         )
         warm = await post_messages(pigeon.base, "warm", 50, concurrency=8)
         since, _ = await wait_arrivals(sim, warm, "warm", 0, timeout)
@@ -260,6 +267,8 @@ async def _store_phase(
         _, last = await wait_arrivals(sim, timed, "msg", since, timeout)
         rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in child_pids(pigeon.pid))
         trouble = await diagnostics(tmp, sim, timed, warm)
+        if profile:
+            await asyncio.to_thread(stop_profiled, pigeon)
     finally:
         await asyncio.to_thread(processes.stop_all)
     accept50, accept99 = percentiles(timed.accept)
@@ -298,18 +307,39 @@ async def store_growth(
     concurrency: int = 32,
     timeout: float = 60.0,
     worker_processes: int = 0,
+    profile_dir: Path | None = None,
 ) -> list[Result]:
     """Scenario e (see the module docstring): ``fresh()`` gives a second empty database (a
-    context manager yielding its URL, ``None`` for SQLite) for the large store."""
+    context manager yielding its URL, ``None`` for SQLite) for the large store. With
+    ``profile_dir``, each phase runs under ``py-spy record`` (``e-<database>-<stored>.txt``
+    there: raw collapsed stacks of ``serve`` and its workers, idle included)."""
     database = _database_label(database_url)
+
+    def profile(stored: int) -> str | None:
+        return None if profile_dir is None else str(profile_dir / f"e-{database}-{stored}.txt")
+
     (tmp / "empty").mkdir()
     empty = await _store_phase(
-        database_url, tmp / "empty", 0, messages, concurrency, timeout, worker_processes
+        database_url,
+        tmp / "empty",
+        0,
+        messages,
+        concurrency,
+        timeout,
+        worker_processes,
+        profile(0),
     )
     (tmp / "large").mkdir()
     with fresh() as large_url:
         large = await _store_phase(
-            large_url, tmp / "large", store_size, messages, concurrency, timeout, worker_processes
+            large_url,
+            tmp / "large",
+            store_size,
+            messages,
+            concurrency,
+            timeout,
+            worker_processes,
+            profile(store_size),
         )
     ratios = {
         f"{key}_ratio": _ratio(large[key], empty[key])

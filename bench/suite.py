@@ -250,6 +250,7 @@ def scenario_e(config: dict[str, Any], url: str | None, database: str, tmp: Path
         messages=config["store_messages"],
         concurrency=32,
         worker_processes=config["pigeon_workers"],
+        profile_dir=Path(config["profile_dir"]) if config.get("profile_dir") else None,
     )
     return asyncio.run(growth)
 
@@ -393,6 +394,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-kannel", action="store_true", help="scenario c without Kannel")
     parser.add_argument("--output", default="docs/benchmarks-latest.json", help="JSON results")
     parser.add_argument("--report", metavar="JSON", help="only print the table of a JSON result")
+    parser.add_argument(
+        "--profile-dir",
+        metavar="DIR",
+        help="scenario e under py-spy record: one file of raw stacks per phase in DIR "
+        "(py-spy shares the cores: the figures of such a run are not comparable)",
+    )
     for name, value in FULL.items():
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=type(value), default=None, help=f"default {value:,}")
@@ -440,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in FULL:
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
+    if args.profile_dir:
+        Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
+        config["profile_dir"] = str(Path(args.profile_dir).resolve())
     started = time.monotonic()
     document: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
