@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncConnection
 from ulid import ULID
 
-from pigeon.domain.messages import Category, Direction, Message, MessageStatus
+from pigeon.domain.messages import Category, Direction, Message, MessageStatus, ReceiptRequest
 from pigeon.ports import EventRecord, MessageQuery, Mutation, NewJob
 from pigeon.store import SqlMessageStore, connect, normalise_carrier_id
-from pigeon.store.messages import MAX_PAGE_SIZE
+from pigeon.store.messages import MAX_PAGE_SIZE, RecentCarrierIds
 from pigeon.store.tables import message_parts
 from pigeon.testing import FakeClock
 
@@ -370,6 +370,149 @@ async def test_mutate_that_raises_writes_nothing_and_keeps_the_job(
     assert await stores.messages.get_message(message.id) == message
     assert len(await stores.messages.events_of(message.id)) == 1
     assert await stores.queue.pending() == {"dispatch": 1}
+
+
+_FIXED_CHANGES: dict[str, object] = {
+    "direction": Direction.MO,
+    "to": "+14155550199",
+    "sender": "Other",
+    "body": "changed",
+    "category": Category.MARKETING,
+    "encoding": "ucs2",
+    "segments": 9,
+    "created_at": datetime(2020, 1, 1, tzinfo=UTC),
+    "country": "FR",
+    "client_ref": "other",
+    "callback_url": "https://example.test/other",
+    "is_test": True,
+    "origin": "smpp:acc",
+    "origin_parts": 4,
+    "receipt_request": ReceiptRequest.ALL,
+}
+
+
+@pytest.mark.parametrize("field", sorted(_FIXED_CHANGES))
+async def test_mutate_that_changes_what_is_fixed_at_accept_is_refused(
+    stores: Stores, factory: Factory, field: str
+) -> None:
+    """A mutation may not change a field fixed at accept (the UPDATE leaves those columns out):
+    the caller gets an error and nothing is written."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+
+    def change(current: Message) -> Mutation:
+        current.transition(MessageStatus.SENDING, current.updated_at)
+        setattr(current, field, _FIXED_CHANGES[field])
+        return Mutation(current)
+
+    with pytest.raises(ValueError, match="fixed at accept"):
+        await stores.messages.mutate(message.id, change)
+
+    assert await stores.messages.get_message(message.id) == message
+
+
+async def test_mutate_stores_every_field_a_mutation_may_change(
+    stores: Stores, factory: Factory
+) -> None:
+    """Status, schedule, validity, price, connector, error and attempts all change through
+    a mutation and read back as written."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant, status=MessageStatus.SCHEDULED)
+    await stores.messages.accept(factory.acceptance(message))
+    later = stores.clock.now() + timedelta(hours=3)
+
+    def change(current: Message) -> Mutation:
+        current.transition(MessageStatus.QUEUED, later, error_code="E7")
+        current.send_at = later
+        current.expires_at = later + timedelta(days=1)
+        current.price = 4_200
+        current.currency = "USD"
+        current.connector_id = "smpp-b"
+        current.attempts = 5
+        return Mutation(current)
+
+    after = await stores.messages.mutate(message.id, change)
+
+    stored = await stores.messages.get_message(message.id)
+    assert stored == after
+    assert stored is not None
+    assert (stored.status, stored.updated_at, stored.error_code) == (
+        MessageStatus.QUEUED,
+        later,
+        "E7",
+    )
+    assert (stored.send_at, stored.expires_at) == (later, later + timedelta(days=1))
+    assert (stored.price, stored.currency, stored.connector_id, stored.attempts) == (
+        4_200,
+        "USD",
+        "smpp-b",
+        5,
+    )
+    assert (stored.to, stored.body) == (message.to, message.body)
+
+
+async def test_mutate_of_one_parts_status_keeps_the_other_parts_and_carrier_ids(
+    stores: Stores, factory: Factory
+) -> None:
+    """A receipt-like change of one part's status is stored, the other parts stay as they
+    were, and the message is still found by each carrier id (read from the database)."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant, parts=[factory.part(0), factory.part(1), factory.part(2)])
+    await stores.messages.accept(factory.acceptance(message))
+    await stores.messages.mutate(message.id, _send(MessageStatus.SENDING))
+
+    def sent(current: Message) -> Mutation:
+        current.parts = [
+            dataclasses.replace(p, status=MessageStatus.SENT, carrier_message_id=f"C{p.index}")
+            for p in current.parts
+        ]
+        return Mutation(current)
+
+    def delivered_second(current: Message) -> Mutation:
+        current.parts[1].status = MessageStatus.DELIVERED
+        current.parts[1].error_code = "000"
+        return Mutation(current)
+
+    await stores.messages.mutate(message.id, sent)
+    after = await stores.messages.mutate(message.id, delivered_second)
+
+    stored = await stores.messages.get_message(message.id)
+    assert stored == after
+    assert stored is not None
+    assert [(p.status, p.carrier_message_id, p.error_code) for p in stored.parts] == [
+        (MessageStatus.SENT, "C0", None),
+        (MessageStatus.DELIVERED, "C1", "000"),
+        (MessageStatus.SENT, "C2", None),
+    ]
+    stores.messages.recent_carrier_ids = RecentCarrierIds()  # read the database, not memory
+    for index in range(3):
+        assert await stores.messages.find_by_carrier_id("smpp-a", [f"C{index}"]) == (
+            message.id,
+            f"C{index}",
+        )
+
+
+async def test_mutate_to_another_connector_moves_the_parts_carrier_ids(
+    stores: Stores, factory: Factory
+) -> None:
+    """A message whose connector changes while its parts keep their carrier ids is found by
+    them under the new connector only."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant, parts=[factory.part(0)])
+    await stores.messages.accept(factory.acceptance(message))
+    await stores.messages.mutate(message.id, _send(MessageStatus.SENDING))
+
+    def moved(current: Message) -> Mutation:
+        current.connector_id = "smpp-b"
+        current.parts[0].status = MessageStatus.SENT
+        return Mutation(current)
+
+    await stores.messages.mutate(message.id, moved)
+
+    stores.messages.recent_carrier_ids = RecentCarrierIds()
+    assert await stores.messages.find_by_carrier_id("smpp-b", ["00AbC"]) == (message.id, "00AbC")
+    assert await stores.messages.find_by_carrier_id("smpp-a", ["00AbC"]) is None
 
 
 async def test_mutate_failing_in_the_database_is_all_or_nothing(

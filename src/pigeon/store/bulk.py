@@ -230,20 +230,22 @@ class BulkInsert(_Statement):
 
 
 class BulkUpdate(_Statement):
-    """UPDATE many rows of ``table`` by ``key``; each row maps ``key`` and every column in
-    ``columns`` to its value."""
+    """UPDATE many rows of ``table`` by ``key`` (a column, or several); each row maps the key
+    columns and every column in ``columns`` to its value."""
 
-    def __init__(self, table: sa.Table, dialect: str, *, key: str, columns: Sequence[str]) -> None:
-        super().__init__([table.c[name] for name in (key, *columns)], dialect)
+    def __init__(
+        self, table: sa.Table, dialect: str, *, key: str | Sequence[str], columns: Sequence[str]
+    ) -> None:
+        keys = (key,) if isinstance(key, str) else tuple(key)
+        super().__init__([table.c[name] for name in (*keys, *columns)], dialect)
         name = _quote(table.name)
         if self._postgres:
             sets = ", ".join(f"{_quote(c)} = {self._selected(c)}" for c in columns)
-            sql = (
-                f"UPDATE {name} AS t SET {sets} "  # noqa: S608
-                f"FROM {self._unnest()} WHERE t.{_quote(key)} = u.{_quote(key)}"
-            )
+            where = " AND ".join(f"t.{_quote(k)} = u.{_quote(k)}" for k in keys)
+            sql = f"UPDATE {name} AS t SET {sets} FROM {self._unnest()} WHERE {where}"  # noqa: S608
         else:
-            # SQLite binds the key first too: ``WHERE`` uses the numbered parameter ?1.
-            sets = ", ".join(f"{_quote(c)} = ?{i}" for i, c in enumerate(columns, 2))
-            sql = f"UPDATE {name} SET {sets} WHERE {_quote(key)} = ?1"  # noqa: S608
+            # SQLite binds the keys first too: ``WHERE`` uses the numbered parameters ?1...
+            sets = ", ".join(f"{_quote(c)} = ?{i}" for i, c in enumerate(columns, len(keys) + 1))
+            where = " AND ".join(f"{_quote(k)} = ?{i}" for i, k in enumerate(keys, 1))
+            sql = f"UPDATE {name} SET {sets} WHERE {where}"  # noqa: S608
         self.sql = sql

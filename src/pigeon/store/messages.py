@@ -54,12 +54,33 @@ from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, m
 #: The most messages one page of ``list_messages`` holds, whatever the query asks.
 MAX_PAGE_SIZE: Final = 100
 
-#: Columns a mutation may change (everything but identity and creation).
-_MUTABLE: Final = tuple(
-    column.name
-    for column in messages.columns
-    if column.name not in ("id", "tenant_id", "created_at")
+#: Columns fixed once a message is accepted: a mutation that changes one is refused
+#: (``_check``), and the UPDATE of a mutation leaves them out. Naming a column in an UPDATE
+#: matters on SQLite: it rewrites the entry of every index on that column even when the value
+#: is the same, and ``recipient``'s index takes its entries in random order, so each mutation
+#: dirtied one more page there, in a B-tree that grows with the store.
+_FIXED: Final = (
+    "id",
+    "tenant_id",
+    "direction",
+    "recipient",
+    "sender",
+    "body",
+    "category",
+    "encoding",
+    "segments",
+    "created_at",
+    "country",
+    "client_ref",
+    "callback_url",
+    "is_test",
+    "origin",
+    "origin_parts",
+    "receipt_request",
 )
+
+#: Columns a mutation may change: status and its bookkeeping, schedule, price, connector.
+_MUTABLE: Final = tuple(column.name for column in messages.columns if column.name not in _FIXED)
 
 
 def normalise_carrier_id(value: str) -> str:
@@ -140,7 +161,9 @@ class _Plan:
     due: list[bool]
     completed: list[str]
     message_rows: list[list[Any]]
+    #: Parts new or with a new carrier id (upserted), parts whose status alone changed.
     part_rows: list[list[Any]]
+    part_status_rows: list[list[Any]]
     event_rows: list[list[Any]]
     job_rows: list[list[Any]]
 
@@ -192,6 +215,14 @@ class SqlMessageStore:
         self._update_messages = BulkUpdate(messages, self._dialect, key="id", columns=_MUTABLE)
         self._upsert_parts = BulkInsert(
             message_parts, self._dialect, upsert_on=("message_id", "part_index")
+        )
+        # A receipt changes a part's status, not its carrier id: an UPDATE of the status alone
+        # leaves the carrier-id index as it is (an upsert names, and so rewrites, its columns).
+        self._update_part_status = BulkUpdate(
+            message_parts,
+            self._dialect,
+            key=("message_id", "part_index"),
+            columns=("status", "error_code"),
         )
         # Bound once: the writer groups batched items by this callable.
         self._accept_run = self._accept_batch
@@ -408,6 +439,7 @@ class SqlMessageStore:
                 )
         await self._update_messages.write(connection, plan.message_rows)
         await self._upsert_parts.write(connection, plan.part_rows)
+        await self._update_part_status.write(connection, plan.part_status_rows)
         await self._insert_events.write(connection, plan.event_rows)
         await self._insert_jobs.write(connection, plan.job_rows)
         return plan.results
@@ -415,6 +447,7 @@ class SqlMessageStore:
     def _plan(self, current: dict[str, Message], items: Sequence[_Change]) -> _Plan:
         """Run the batch's changes on ``current`` (the messages as loaded, by id): results,
         and the rows to write. Changes only copies: ``current`` may be planned from again."""
+        loaded = current
         current = dict(current)
         now = self._clock.now()
         results: list[Message | Exception | None] = []
@@ -450,14 +483,17 @@ class SqlMessageStore:
             due.append(item_due)
             if item.complete_job is not None:
                 completed.append(item.complete_job)
+        part_rows: list[dict[str, Any]] = []
+        part_status_rows: list[dict[str, Any]] = []
+        for message in changed.values():
+            _part_changes(loaded.get(message.id), message, part_rows, part_status_rows)
         return _Plan(
             results,
             due,
             completed,
             self._update_messages.convert([_message_row(m) for m in changed.values()]),
-            self._upsert_parts.convert(
-                [_part_row(m, part) for m in changed.values() for part in m.parts]
-            ),
+            self._upsert_parts.convert(part_rows),
+            self._update_part_status.convert(part_status_rows),
             self._insert_events.convert([_event_row(e) for e in new_events]),
             self._insert_jobs.convert([job_row(job, now) for job in new_jobs]),
         )
@@ -809,6 +845,29 @@ def _copy(message: Message) -> Message:
 def _check(new: Message, old: Message) -> None:
     if new.id != old.id or new.tenant_id != old.tenant_id:
         raise ValueError(f"a mutation of {old.id} returned message {new.id} of {new.tenant_id}")
+    if _fixed_fields(new) != _fixed_fields(old):
+        raise ValueError(f"a mutation of {old.id} changed what is fixed at accept")
+
+
+def _fixed_fields(message: Message) -> tuple[Any, ...]:
+    """What ``_FIXED`` stores of ``message`` (id and tenant are checked on their own)."""
+    return (
+        message.direction,
+        message.to,
+        message.sender,
+        message.body,
+        message.category,
+        message.encoding,
+        message.segments,
+        message.created_at,
+        message.country,
+        message.client_ref,
+        message.callback_url,
+        message.is_test,
+        message.origin,
+        message.origin_parts,
+        message.receipt_request,
+    )
 
 
 def _message_row(message: Message) -> dict[str, Any]:
@@ -888,6 +947,31 @@ def _part_row(message: Message, part: Part) -> dict[str, Any]:
         "connector_id": message.connector_id,
         "error_code": part.error_code,
     }
+
+
+def _part_changes(
+    before: Message | None,
+    after: Message,
+    upserts: list[dict[str, Any]],
+    status_updates: list[dict[str, Any]],
+) -> None:
+    """Add the rows ``after``'s parts need, given the stored ``before``: none for a part as it
+    was, a status update for a part whose status or error alone changed, an upsert else."""
+    stored = {} if before is None else {part.index: part for part in before.parts}
+    same_connector = before is not None and before.connector_id == after.connector_id
+    for part in after.parts:
+        old = stored.get(part.index)
+        if old is None or not same_connector or old.carrier_message_id != part.carrier_message_id:
+            upserts.append(_part_row(after, part))
+        elif old.status is not part.status or old.error_code != part.error_code:
+            status_updates.append(
+                {
+                    "message_id": after.id,
+                    "part_index": part.index,
+                    "status": str(part.status),
+                    "error_code": part.error_code,
+                }
+            )
 
 
 def _event_row(event: EventRecord) -> dict[str, Any]:
