@@ -31,6 +31,10 @@ class UlidFactory:
         self._last_ms = 0
         self._last_random = 0
         self._time_digits = _base32(0, 10)
+        #: The random part but its last 10 bits, and its 14 digits: within a millisecond only
+        #: the last two digits change, but for a carry every 1,024 ids.
+        self._high = -1
+        self._high_digits = ""
 
     def ulid(self) -> str:
         """A new ULID string, greater than every one this factory made before."""
@@ -43,7 +47,12 @@ class UlidFactory:
                 self._last_ms = now_ms
                 self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
                 self._time_digits = _base32(now_ms, 10)
-            return self._time_digits + _base32(self._last_random, 16)
+            random = self._last_random
+            high = random >> 10
+            if high != self._high:
+                self._high = high
+                self._high_digits = _base32(high, 14)
+            return self._time_digits + self._high_digits + _PAIRS[random & 0x3FF]
 
     def new(self, prefix: str) -> str:
         """A new id such as ``msg_01JD3...``."""

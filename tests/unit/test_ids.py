@@ -43,3 +43,15 @@ def test_ids_are_strictly_increasing_and_well_formed() -> None:
         assert prefix == "msg"
         assert len(ulid) == 26
         assert set(ulid) <= set(ALPHABET)
+
+
+@given(st.integers(min_value=0, max_value=2**79 - 1), st.integers(min_value=1, max_value=2_100))
+def test_ids_within_one_millisecond_count_up_across_carries(start: int, count: int) -> None:
+    """Within one millisecond each id's random part is the previous one plus one, also where
+    the digits carry beyond the last two (every 1,024 ids)."""
+    factory = UlidFactory()
+    factory.ulid()
+    factory._last_ms = 2**47  # far ahead: every id below falls in this millisecond
+    factory._last_random = start
+    randoms = [_decode(factory.ulid()[10:]) for _ in range(count)]
+    assert randoms == list(range(start + 1, start + count + 1))
