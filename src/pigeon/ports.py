@@ -218,7 +218,9 @@ class MessageStore(Protocol):
         Inside one transaction: load the message (locked on PostgreSQL), call ``change`` (pure,
         no I/O), write the new state, its parts, events and jobs, and complete ``complete_job``.
         ``change`` returning ``None`` writes nothing but still completes the job. Returns the
-        message as stored afterwards (``None`` if it does not exist).
+        message as stored afterwards (``None`` if it does not exist). What was fixed when the
+        message was accepted (recipient, sender, body, category, encoding, ...) stays fixed:
+        a change that alters it raises ``ValueError`` to the caller and writes nothing.
         """
         ...
 

@@ -486,7 +486,12 @@ class SqlMessageStore:
         part_rows: list[dict[str, Any]] = []
         part_status_rows: list[dict[str, Any]] = []
         for message in changed.values():
-            _part_changes(loaded.get(message.id), message, part_rows, part_status_rows)
+            _part_changes(
+                loaded.get(message.id),
+                message,
+                part_rows,
+                part_status_rows if self._raw is not None else part_rows,
+            )
         return _Plan(
             results,
             due,
@@ -956,7 +961,10 @@ def _part_changes(
     status_updates: list[dict[str, Any]],
 ) -> None:
     """Add the rows ``after``'s parts need, given the stored ``before``: none for a part as it
-    was, a status update for a part whose status or error alone changed, an upsert else."""
+    was, a status update for a part whose status or error alone changed, an upsert else.
+
+    PostgreSQL gives ``upserts`` for both: it rewrites no index entry whose value stays the
+    same, and one statement for the batch's parts spares it a round trip."""
     stored = {} if before is None else {part.index: part for part in before.parts}
     same_connector = before is not None and before.connector_id == after.connector_id
     for part in after.parts:
@@ -965,7 +973,9 @@ def _part_changes(
             upserts.append(_part_row(after, part))
         elif old.status is not part.status or old.error_code != part.error_code:
             status_updates.append(
-                {
+                _part_row(after, part)
+                if status_updates is upserts
+                else {
                     "message_id": after.id,
                     "part_index": part.index,
                     "status": str(part.status),

@@ -68,3 +68,17 @@ def test_new_carrier_ids_new_parts_and_a_new_connector_are_upserts() -> None:
     assert _rows(before, sent) == ([(0, "C0"), (1, "C1")], [])
     assert _rows(_message([Part(0, S.SENT, "C0")]), moved) == ([(0, "C0")], [])
     assert _rows(None, sent) == ([(0, "C0"), (1, "C1")], [])
+
+
+def test_with_one_list_for_both_a_status_change_is_an_upsert() -> None:
+    """Given the same list for upserts and status updates (PostgreSQL), a receipt's part is
+    upserted whole: one statement for the batch's parts."""
+    before = _message([Part(0, S.SENT, "C0"), Part(1, S.SENT, "C1")])
+    after = _message([Part(0, S.SENT, "C0"), Part(1, S.DELIVERED, "C1", "000")])
+    rows: list[dict[str, Any]] = []
+
+    _part_changes(before, after, rows, rows)
+
+    assert [(r["part_index"], r["status"], r["carrier_message_id"]) for r in rows] == [
+        (1, "delivered", "C1")
+    ]
