@@ -282,9 +282,10 @@ async def test_a_failing_sqlite_commit_fails_its_callers_only(sqlite_database: D
 async def test_sqlite_commits_off_the_loop_and_answers_after_them(
     sqlite_database: Database,
 ) -> None:
-    """The COMMIT runs in the writer's thread: meanwhile the loop serves reads (which do not
-    see the batch yet), and the caller is answered only once the COMMIT returned."""
+    """A COMMIT in the writer's thread (slow disks): meanwhile the loop serves reads (which
+    do not see the batch yet), and the caller is answered only once the COMMIT returned."""
     database = sqlite_database
+    database.writer.inline_commit_below = 0.0  # always the thread
     loop_thread = threading.current_thread().name
     commits: list[str] = []
 
@@ -314,6 +315,62 @@ async def test_sqlite_commits_off_the_loop_and_answers_after_them(
     assert seen_before_answer
     assert seen_before_answer[0] == 0
     assert await _count(database, tenants) == 1
+
+
+async def test_quick_sqlite_commits_run_on_the_loop(sqlite_database: Database) -> None:
+    """While commits are quick, COMMIT runs on the loop's thread: no hop to the writer's."""
+    database = sqlite_database
+    loop_thread = threading.current_thread().name
+    commits: list[str] = []
+
+    def note_commit(_connection: object) -> None:
+        commits.append(threading.current_thread().name)
+
+    sa.event.listen(database.write_engine, "commit", note_commit)
+    try:
+        for index in range(5):
+            await database.write(_insert_tenant(f"quick{index}"))
+    finally:
+        sa.event.remove(database.write_engine, "commit", note_commit)
+
+    assert commits == [loop_thread] * 5
+    assert database.writer.stats.inline_commits == 5
+    assert database.writer.stats.threaded_commits == 0
+    assert await _count(database, tenants) == 5
+
+
+async def test_slow_sqlite_commits_move_to_the_thread_and_back(sqlite_database: Database) -> None:
+    """Commits slower than ``inline_commit_below`` on average move to the writer's thread;
+    once they are quick again on average, they come back to the loop."""
+    database = sqlite_database
+    writer = database.writer
+    loop_thread = threading.current_thread().name
+    commits: list[str] = []
+    slow = True
+
+    def commit(_connection: object) -> None:
+        commits.append(threading.current_thread().name)
+        if slow:
+            time.sleep(0.1)  # stands in for a slow disk's fsync
+
+    sa.event.listen(database.write_engine, "commit", commit)
+    try:
+        await database.write(_insert_tenant("slow0"))
+        await database.write(_insert_tenant("slow1"))
+        slow_average = writer.commit_seconds
+        slow = False
+        for index in range(40):
+            await database.write(_insert_tenant(f"quick{index}"))
+    finally:
+        sa.event.remove(database.write_engine, "commit", commit)
+
+    assert commits[0] == loop_thread  # nothing measured yet: quick until shown otherwise
+    assert commits[1] != loop_thread
+    assert slow_average > writer.inline_commit_below
+    assert writer.commit_seconds < writer.inline_commit_below
+    assert commits[-1] == loop_thread
+    assert writer.stats.threaded_commits >= 2
+    assert await _count(database, tenants) == 42
 
 
 async def test_sqlite_has_one_writer_connection(sqlite_database: Database) -> None:
@@ -376,6 +433,25 @@ async def test_the_writer_waits_for_another_process_holding_the_lock(
     other.close()
     assert await asyncio.wait_for(write, timeout=10) == "waited"
     assert await _count(sqlite_database, tenants) == 1
+
+
+async def test_a_lock_held_past_the_busy_timeout_fails_the_batch_only(tmp_path: Path) -> None:
+    """A write lock another process holds past ``busy_timeout`` fails the waiting batch with
+    "database is locked"; the writer goes on once the lock is free."""
+    url = f"sqlite:///{tmp_path / 'pigeon.db'}"
+    await migrate(url)
+    database = await connect(url, busy_timeout=0.3)
+    other = sqlite3.connect(tmp_path / "pigeon.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            await asyncio.wait_for(database.write(_insert_tenant("refused")), 10)
+        other.execute("COMMIT")
+        assert await database.write(_insert_tenant("after")) == "after"
+        assert await _count(database, tenants) == 1
+    finally:
+        other.close()
+        await database.close()
 
 
 async def test_a_flood_of_urgent_items_leaves_room_for_background_work(database_url: str) -> None:

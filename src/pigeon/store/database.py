@@ -37,7 +37,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from pigeon.store import json_text
 from pigeon.store.sqlite_sync import Role, SyncConnection, install_sqlite_hooks, sqlite_sync_engine
 from pigeon.store.tables import metadata as schema
-from pigeon.store.writer import DEFAULT_MAX_BATCH, BatchOperation, Operation, Writer
+from pigeon.store.writer import (
+    DEFAULT_MAX_BATCH,
+    INLINE_COMMIT_BELOW_SECONDS,
+    BatchOperation,
+    Operation,
+    Writer,
+)
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
@@ -407,12 +413,15 @@ async def connect(
     read_pool_size: int = 4,
     writer_tasks: int = 1,
     busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    inline_commit_below: float = INLINE_COMMIT_BELOW_SECONDS,
 ) -> Database:
     """Open the database at ``url`` and start its writer (the schema must be migrated).
 
     ``pool_size`` is PostgreSQL's connection pool; ``read_pool_size`` how many idle reader
     connections SQLite keeps (more open while more reads overlap); ``writer_tasks`` > 1 is
-    honoured on PostgreSQL only (SQLite has one writer).
+    honoured on PostgreSQL only (SQLite has one writer). ``inline_commit_below``: SQLite
+    COMMITs quicker than this on average run on the event loop, slower ones in the writer's
+    thread (0: always the thread; see ``pigeon.store.writer``).
     """
     sa_url = normalise_url(url)
     owned: tuple[Engine | AsyncEngine, ...]
@@ -429,7 +438,12 @@ async def connect(
             busy_timeout=busy_timeout,
         )
         owned = (write_engine, read_engine)
-        writer = Writer(write_engine, max_batch=max_batch)
+        writer = Writer(
+            write_engine,
+            max_batch=max_batch,
+            inline_commit_below=inline_commit_below,
+            busy_timeout=busy_timeout,
+        )
         database = Database(
             sa_url,
             writer=writer,

@@ -6,9 +6,9 @@ measured on, while SQLite answers it in microseconds. On SQLite, therefore:
 
 - reads run synchronously on the caller's thread, on a pool of ``sqlite3`` connections
   (WAL: a reader never waits for the writer, so the statement cannot block on it);
-- the writer runs a batch's statements synchronously on its ONE connection, and only the
-  ``COMMIT`` (the fsync, ~2 ms) goes to a dedicated thread, so the loop keeps serving meanwhile
-  (see ``pigeon.store.writer``).
+- the writer runs a batch's statements synchronously on its ONE connection; its ``COMMIT``
+  (the fsync) too while commits are quick, else in a dedicated thread, so that the loop keeps
+  serving meanwhile (see ``pigeon.store.writer``).
 
 The repositories are written against ``AsyncConnection`` (``await connection.execute(...)``).
 ``SyncConnection`` keeps that contract: its ``async def`` methods run the statement at once,
@@ -16,7 +16,7 @@ without yielding to the loop. ``SqlConnection`` is the part of that contract bot
 results are live cursors here, so consume them inside the ``read()`` block or operation (as
 every repository does).
 
-See docs/adr/0008-sqlite-sync-reads-threaded-commit.md.
+See docs/adr/0008-sqlite-sync-reads-threaded-commit.md and ADR 15.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def sqlite_settings(role: Role, busy_timeout: float) -> tuple[dict[str, str], st
     ``migrator`` is a writer with foreign keys off, as table rebuilds in migrations need.
     """
     pragmas = {
-        # The writer waits for another process's lock itself (``take_write_lock``).
+        # The writer waits for another process's lock itself (``Writer``, ``take_write_lock``).
         "busy_timeout": "0" if role == "writer" else str(int(busy_timeout * 1000)),
         "foreign_keys": "OFF" if role == "migrator" else "ON",
         "synchronous": "FULL",
@@ -227,9 +227,10 @@ def try_write_lock(connection: Connection, begin: str = "BEGIN IMMEDIATE") -> bo
     """One try at the write lock for ``connection`` (a writer's), without waiting: whether it
     was taken. When it was, the connection's next ``begin()`` starts no second transaction.
 
-    The writer tries on the event loop first, so that a free lock is taken and used at once;
-    only a held lock is waited for in its thread (whose answer the loop picks up later, while
-    the lock is held).
+    The writer tries on the event loop, so that a free lock is taken and used at once, and
+    tries again while another process holds it (``Writer._wait_for_write_lock``): an answer
+    from a thread would reach the loop only after the callbacks queued before it, while the
+    lock is held.
     """
     driver = connection.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
@@ -249,7 +250,8 @@ def take_write_lock(driver: sqlite3.Connection, begin: str, busy_timeout: float)
     The writer's connection has SQLite's own busy timeout off: once in its transaction (WAL)
     no statement waits for a lock.
 
-    Runs in the writer's thread: the sleeps never hold up the event loop.
+    For a ``begin()`` on a writer connection outside the ``Writer`` (which takes the lock with
+    ``try_write_lock`` on the loop instead): it sleeps, so not on an event loop.
     """
     deadline: float | None = None
     while True:

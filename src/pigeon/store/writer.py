@@ -33,10 +33,13 @@ On SQLite exactly one writer task (one connection) exists, so the database never
 
 On SQLite the writer is given a synchronous ``sqlite3`` engine (``pigeon.store.sqlite_sync``):
 a batch's operations run their statements synchronously on the loop thread (no thread hop per
-statement), while ``BEGIN IMMEDIATE`` (which may wait for another process's lock) and
-``COMMIT`` (the fsync) run in the writer's own thread, so the loop keeps serving meanwhile.
-Callers are answered only after that commit returned, and nothing touches the connection
-while the thread has it.
+statement). A write lock held by another process is waited for on the loop (tried again every
+``LOCK_RETRY_SECONDS`` while the loop serves others). ``COMMIT`` (the fsync) runs on the loop
+too while commits are quick, and in the writer's own thread once they take longer than
+``inline_commit_below`` on average (a slow disk), so that the loop keeps serving meanwhile.
+A hop to that thread costs up to Python's switch interval (5 ms) while the loop is busy,
+and the write lock every process shares is held all along (ADR 15). Callers are answered
+only after the commit returned, and nothing touches the connection while the thread has it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
+import sys
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +59,7 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pigeon.store.sqlite_sync import SyncConnection, try_write_lock
+from pigeon.store.sqlite_sync import LOCK_RETRY_SECONDS, SyncConnection, try_write_lock
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,16 @@ BatchOperation = Callable[
 Prepare = Callable[[Sequence[Any]], None]
 
 DEFAULT_MAX_BATCH: Final = 512
+
+#: SQLite: COMMITs that take less than this on average run on the event loop. A hop to the
+#: writer's thread and back costs up to Python's switch interval while the loop is busy, and
+#: every process waits for the write lock meanwhile; a quicker fsync is cheaper to wait for.
+INLINE_COMMIT_BELOW_SECONDS: Final = sys.getswitchinterval()
+#: Weight of the latest COMMIT in the running average that picks where the next one runs.
+_COMMIT_AVERAGE_WEIGHT: Final = 0.1
+#: SQLite: how long a write waits for another process's lock by default (then "database is
+#: locked" fails its batch).
+DEFAULT_BUSY_TIMEOUT: Final = 5.0
 
 #: SQLSTATEs worth retrying the whole batch for: serialization failure and deadlock.
 _RETRY_STATES: Final = frozenset({"40001", "40P01"})
@@ -102,6 +118,9 @@ class WriterStats:
     largest_batch: int = 0
     #: SQLite: transactions that found the write lock held by another process and waited.
     lock_waits: int = 0
+    #: SQLite: COMMITs run on the event loop, and in the writer's thread (a slow disk).
+    inline_commits: int = 0
+    threaded_commits: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -129,6 +148,8 @@ class Writer:
         max_batch: int = DEFAULT_MAX_BATCH,
         tasks: int = 1,
         name: str = "pigeon-writer",
+        inline_commit_below: float = INLINE_COMMIT_BELOW_SECONDS,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         if max_batch < 1 or tasks < 1:
             raise ValueError("max_batch and tasks must be at least 1")
@@ -139,6 +160,12 @@ class Writer:
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._max_batch = max_batch
         self._task_count = tasks
+        #: SQLite: where COMMIT runs (see ``INLINE_COMMIT_BELOW_SECONDS``); 0: always the
+        #: writer's thread.
+        self.inline_commit_below = inline_commit_below
+        #: SQLite: the running average of COMMIT's duration (seconds), wherever it ran.
+        self.commit_seconds = 0.0
+        self._busy_timeout = busy_timeout
         self._name = name
         self._pending: deque[_Entry] = deque()
         #: Operations a client waits on (accepts): taken into batches before the others.
@@ -354,13 +381,13 @@ class Writer:
             await connection.close()
 
     async def _sync_transaction(self, engine: Engine, entries: list[_Entry]) -> list[Any]:
-        """One transaction on the synchronous SQLite connection: BEGIN IMMEDIATE here when the
-        lock is free (else waited for in the writer's thread), the operations here, COMMIT in
-        the thread.
+        """One transaction on the synchronous SQLite connection: BEGIN IMMEDIATE on the loop
+        (tried again while another process holds the lock), the operations on the loop,
+        COMMIT on the loop or in the writer's thread (``_commit_sqlite``).
 
-        Taking a free lock on the loop matters: an answer from the thread resumes this task
-        only after the callbacks already queued on the loop, and the lock is held meanwhile,
-        keeping the other processes' writers waiting.
+        Nothing of it goes through the writer's thread while commits are quick: an answer
+        from the thread resumes this task only after the callbacks already queued on the loop,
+        and the lock is held meanwhile, keeping the other processes' writers waiting.
         """
         try:
             connection = engine.connect()
@@ -369,16 +396,15 @@ class Writer:
         try:
             self._prepare(entries)
             try:
-                if try_write_lock(connection):
-                    transaction = connection.begin()
-                else:
+                if not try_write_lock(connection):
                     self.stats.lock_waits += 1
-                    transaction = await self._in_thread(connection.begin)
+                    await self._wait_for_write_lock(connection)
+                transaction = connection.begin()
             except Exception as exc:
                 raise _UnavailableError from exc
             try:
                 results = await self._execute(SyncConnection(connection).as_async(), entries)
-                await self._in_thread(transaction.commit)
+                await self._commit_sqlite(transaction)
             except BaseException as exc:
                 _roll_back(connection, transaction)
                 if isinstance(exc, Exception) and _is_environmental(exc):
@@ -388,6 +414,35 @@ class Writer:
         finally:
             # Returning it to the pool also rolls back whatever sqlite3 still holds open.
             connection.close()
+
+    async def _wait_for_write_lock(self, connection: Connection) -> None:
+        """Try for the write lock every ``LOCK_RETRY_SECONDS`` (the loop serves others
+        meanwhile) until it is taken, or fail as SQLite would after ``busy_timeout``."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            await asyncio.sleep(LOCK_RETRY_SECONDS)
+            if try_write_lock(connection):
+                return
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError("database is locked")
+
+    async def _commit_sqlite(self, transaction: RootTransaction) -> None:
+        """COMMIT on the loop while commits are quick on average, else in the writer's thread;
+        either way its duration updates the average."""
+        if self.commit_seconds < self.inline_commit_below:
+            self.stats.inline_commits += 1
+            self._timed_commit(transaction)
+        else:
+            self.stats.threaded_commits += 1
+            await self._in_thread(lambda: self._timed_commit(transaction))
+
+    def _timed_commit(self, transaction: RootTransaction) -> None:
+        started = time.perf_counter()
+        try:
+            transaction.commit()
+        finally:
+            elapsed = time.perf_counter() - started
+            self.commit_seconds += _COMMIT_AVERAGE_WEIGHT * (elapsed - self.commit_seconds)
 
     def _prepare(self, entries: list[_Entry]) -> None:
         """Run the preparers of the batch's operations (see ``prepare_with``)."""
