@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+import uvloop
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.store import Database, WriterClosedError, connect, migrate, normalise_url
@@ -452,6 +453,34 @@ async def test_a_lock_held_past_the_busy_timeout_fails_the_batch_only(tmp_path: 
     finally:
         other.close()
         await database.close()
+
+
+def test_a_held_lock_is_polled_not_spun_for(tmp_path: Path) -> None:
+    """On uvloop (as ``serve`` runs), while another process holds the lock for 0.3 s the
+    writer tries at most every millisecond, later every 5 ms: no busy loop (uvloop's timers
+    count whole milliseconds, so a shorter sleep would return at once)."""
+    url = f"sqlite:///{tmp_path / 'pigeon.db'}"
+
+    async def scenario() -> tuple[int, int, float]:
+        await migrate(url)
+        database = await connect(url)
+        other = sqlite3.connect(tmp_path / "pigeon.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            write = asyncio.ensure_future(database.write(_insert_tenant("polled")))
+            await asyncio.sleep(0.3)
+            other.execute("COMMIT")
+            assert await asyncio.wait_for(write, timeout=10) == "polled"
+            waited_ms = (time.monotonic() - started) * 1000
+            return database.writer.stats.lock_waits, database.writer.stats.lock_tries, waited_ms
+        finally:
+            other.close()
+            await database.close()
+
+    waits, tries, waited_ms = uvloop.run(scenario())
+    assert waits == 1
+    assert 1 <= tries <= waited_ms + 1
 
 
 async def test_a_flood_of_urgent_items_leaves_room_for_background_work(database_url: str) -> None:

@@ -34,7 +34,7 @@ On SQLite exactly one writer task (one connection) exists, so the database never
 On SQLite the writer is given a synchronous ``sqlite3`` engine (``pigeon.store.sqlite_sync``):
 a batch's operations run their statements synchronously on the loop thread (no thread hop per
 statement). A write lock held by another process is waited for on the loop (tried again every
-``LOCK_RETRY_SECONDS`` while the loop serves others). ``COMMIT`` (the fsync) runs on the loop
+millisecond while the loop serves others). ``COMMIT`` (the fsync) runs on the loop
 too while commits are quick, and in the writer's own thread once they take longer than
 ``inline_commit_below`` on average (a slow disk), so that the loop keeps serving meanwhile.
 A hop to that thread costs up to Python's switch interval (5 ms) while the loop is busy,
@@ -59,7 +59,7 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pigeon.store.sqlite_sync import LOCK_RETRY_SECONDS, SyncConnection, try_write_lock
+from pigeon.store.sqlite_sync import SyncConnection, try_write_lock
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,13 @@ DEFAULT_MAX_BATCH: Final = 512
 INLINE_COMMIT_BELOW_SECONDS: Final = sys.getswitchinterval()
 #: Weight of the latest COMMIT in the running average that picks where the next one runs.
 _COMMIT_AVERAGE_WEIGHT: Final = 0.1
+#: SQLite: between two tries at a write lock another process holds, on the loop. (uvloop's
+#: timers count whole milliseconds: a shorter sleep would return at once, a busy wait.)
+LOCK_POLL_SECONDS: Final = 0.001
+#: ... for this long; then every ``LOCK_POLL_LONG_SECONDS`` (a lock held that long is held by
+#: something slower than our batches: a backup, a migration, a tool).
+LOCK_POLL_SHORT_FOR: Final = 0.05
+LOCK_POLL_LONG_SECONDS: Final = 0.005
 #: SQLite: how long a write waits for another process's lock by default (then "database is
 #: locked" fails its batch).
 DEFAULT_BUSY_TIMEOUT: Final = 5.0
@@ -116,8 +123,10 @@ class WriterStats:
     failures: int = 0
     #: The largest batch committed so far.
     largest_batch: int = 0
-    #: SQLite: transactions that found the write lock held by another process and waited.
+    #: SQLite: transactions that found the write lock held by another process and waited,
+    #: and the tries at the lock they made meanwhile.
     lock_waits: int = 0
+    lock_tries: int = 0
     #: SQLite: COMMITs run on the event loop, and in the writer's thread (a slow disk).
     inline_commits: int = 0
     threaded_commits: int = 0
@@ -416,11 +425,16 @@ class Writer:
             connection.close()
 
     async def _wait_for_write_lock(self, connection: Connection) -> None:
-        """Try for the write lock every ``LOCK_RETRY_SECONDS`` (the loop serves others
-        meanwhile) until it is taken, or fail as SQLite would after ``busy_timeout``."""
-        deadline = time.monotonic() + self._busy_timeout
+        """Try for the write lock every ``LOCK_POLL_SECONDS`` (the loop serves others
+        meanwhile), every ``LOCK_POLL_LONG_SECONDS`` once it has waited ``LOCK_POLL_SHORT_FOR``,
+        until it is taken, or fail as SQLite would after ``busy_timeout``."""
+        started = time.monotonic()
+        deadline = started + self._busy_timeout
         while True:
-            await asyncio.sleep(LOCK_RETRY_SECONDS)
+            now = time.monotonic()
+            short = now - started < LOCK_POLL_SHORT_FOR
+            await asyncio.sleep(LOCK_POLL_SECONDS if short else LOCK_POLL_LONG_SECONDS)
+            self.stats.lock_tries += 1
             if try_write_lock(connection):
                 return
             if time.monotonic() >= deadline:
