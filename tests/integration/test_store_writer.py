@@ -318,9 +318,21 @@ async def test_sqlite_commits_off_the_loop_and_answers_after_them(
     assert await _count(database, tenants) == 1
 
 
-async def test_quick_sqlite_commits_run_on_the_loop(sqlite_database: Database) -> None:
-    """While commits are quick, COMMIT runs on the loop's thread: no hop to the writer's."""
+def _contend(path: str) -> sqlite3.Connection:
+    """Another process's connection holding the write lock; commit it to let go."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
+    sqlite_database: Database,
+) -> None:
+    """Alone on the file, COMMIT runs in the writer's thread (the loop works meanwhile); once
+    a transaction found the lock held by another process, quick commits run on the loop."""
     database = sqlite_database
+    writer = database.writer
+    writer.contended_for = 60.0  # however slow the machine, the window lasts the test
     loop_thread = threading.current_thread().name
     commits: list[str] = []
 
@@ -329,22 +341,38 @@ async def test_quick_sqlite_commits_run_on_the_loop(sqlite_database: Database) -
 
     sa.event.listen(database.write_engine, "commit", note_commit)
     try:
-        for index in range(5):
-            await database.write(_insert_tenant(f"quick{index}"))
+        for index in range(3):
+            await database.write(_insert_tenant(f"alone{index}"))
+        other = _contend(database.url.split("///", 1)[1])
+        waiting = asyncio.ensure_future(database.write(_insert_tenant("waited")))
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(waiting, 10)
+        for index in range(3):
+            await database.write(_insert_tenant(f"contended{index}"))
     finally:
         sa.event.remove(database.write_engine, "commit", note_commit)
 
-    assert commits == [loop_thread] * 5
-    assert database.writer.stats.inline_commits == 5
-    assert database.writer.stats.threaded_commits == 0
-    assert await _count(database, tenants) == 5
+    assert all(name != loop_thread for name in commits[:3])
+    assert commits[3:] == [loop_thread] * 4
+    assert writer.stats.threaded_commits == 3
+    assert writer.stats.inline_commits == 4
+    assert await _count(database, tenants) == 7
 
 
 async def test_slow_sqlite_commits_move_to_the_thread_and_back(sqlite_database: Database) -> None:
-    """Commits slower than ``inline_commit_below`` on average move to the writer's thread;
-    once they are quick again on average, they come back to the loop."""
+    """Under contention, commits slower than ``inline_commit_below`` on average move to the
+    writer's thread; once they are quick again on average, they come back to the loop."""
     database = sqlite_database
     writer = database.writer
+    writer.contended_for = 60.0
+    other = _contend(database.url.split("///", 1)[1])
+    waiting = asyncio.ensure_future(database.write(_insert_tenant("waited")))
+    await asyncio.sleep(0.05)
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(waiting, 10)
     loop_thread = threading.current_thread().name
     commits: list[str] = []
     slow = True
@@ -365,13 +393,12 @@ async def test_slow_sqlite_commits_move_to_the_thread_and_back(sqlite_database: 
     finally:
         sa.event.remove(database.write_engine, "commit", commit)
 
-    assert commits[0] == loop_thread  # nothing measured yet: quick until shown otherwise
+    assert commits[0] == loop_thread  # quick until shown otherwise
     assert commits[1] != loop_thread
     assert slow_average > writer.inline_commit_below
     assert writer.commit_seconds < writer.inline_commit_below
     assert commits[-1] == loop_thread
-    assert writer.stats.threaded_commits >= 2
-    assert await _count(database, tenants) == 42
+    assert await _count(database, tenants) == 43
 
 
 async def test_sqlite_has_one_writer_connection(sqlite_database: Database) -> None:

@@ -34,12 +34,13 @@ On SQLite exactly one writer task (one connection) exists, so the database never
 On SQLite the writer is given a synchronous ``sqlite3`` engine (``pigeon.store.sqlite_sync``):
 a batch's operations run their statements synchronously on the loop thread (no thread hop per
 statement). A write lock held by another process is waited for on the loop (tried again every
-millisecond while the loop serves others). ``COMMIT`` (the fsync) runs on the loop
-too while commits are quick, and in the writer's own thread once they take longer than
-``inline_commit_below`` on average (a slow disk), so that the loop keeps serving meanwhile.
-A hop to that thread costs up to Python's switch interval (5 ms) while the loop is busy,
-and the write lock every process shares is held all along (ADR 15). Callers are answered
-only after the commit returned, and nothing touches the connection while the thread has it.
+millisecond while the loop serves others). ``COMMIT`` (the fsync) runs in the writer's own
+thread, so that the loop keeps working meanwhile, except while other processes contend for
+the write lock (one was found holding it in the last second) and commits are quick (under
+``inline_commit_below`` on average): then on the loop. A hop to the thread costs up to
+Python's switch interval (5 ms) while the loop is busy, and the lock every process shares is
+held all along (ADR 15). Callers are answered only after the commit returned, and nothing
+touches the connection while the thread has it.
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ DEFAULT_MAX_BATCH: Final = 512
 #: writer's thread and back costs up to Python's switch interval while the loop is busy, and
 #: every process waits for the write lock meanwhile; a quicker fsync is cheaper to wait for.
 INLINE_COMMIT_BELOW_SECONDS: Final = sys.getswitchinterval()
+#: SQLite: commits run on the loop only this long after a transaction found the write lock
+#: held by another process. Without such a process there is no one to keep waiting, and the
+#: thread lets the loop work (decode, build the next batch) while the disk syncs.
+CONTENDED_FOR_SECONDS: Final = 1.0
 #: Weight of the latest COMMIT in the running average that picks where the next one runs.
 _COMMIT_AVERAGE_WEIGHT: Final = 0.1
 #: SQLite: between two tries at a write lock another process holds, on the loop. (uvloop's
@@ -174,6 +179,10 @@ class Writer:
         self.inline_commit_below = inline_commit_below
         #: SQLite: the running average of COMMIT's duration (seconds), wherever it ran.
         self.commit_seconds = 0.0
+        #: SQLite: how long after a wait for the write lock it counts as contended
+        #: (``CONTENDED_FOR_SECONDS``), and until when (monotonic) it does.
+        self.contended_for = CONTENDED_FOR_SECONDS
+        self._contended_until = 0.0
         self._busy_timeout = busy_timeout
         self._name = name
         self._pending: deque[_Entry] = deque()
@@ -407,6 +416,7 @@ class Writer:
             try:
                 if not try_write_lock(connection):
                     self.stats.lock_waits += 1
+                    self._contended_until = time.monotonic() + self.contended_for
                     await self._wait_for_write_lock(connection)
                 transaction = connection.begin()
             except Exception as exc:
@@ -441,9 +451,11 @@ class Writer:
                 raise sqlite3.OperationalError("database is locked")
 
     async def _commit_sqlite(self, transaction: RootTransaction) -> None:
-        """COMMIT on the loop while commits are quick on average, else in the writer's thread;
-        either way its duration updates the average."""
-        if self.commit_seconds < self.inline_commit_below:
+        """COMMIT on the loop while another process contends for the write lock and commits
+        are quick on average, else in the writer's thread; either way its duration updates
+        the average."""
+        contended = time.monotonic() < self._contended_until
+        if contended and self.commit_seconds < self.inline_commit_below:
             self.stats.inline_commits += 1
             self._timed_commit(transaction)
         else:
