@@ -318,11 +318,18 @@ async def test_sqlite_commits_off_the_loop_and_answers_after_them(
     assert await _count(database, tenants) == 1
 
 
-def _contend(path: str) -> sqlite3.Connection:
-    """Another process's connection holding the write lock; commit it to let go."""
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    return other
+async def _write_past_another_process(database: Database, tenant_id: str) -> None:
+    """Write ``tenant_id`` while another process holds the write lock for 50 ms: the writer
+    waits for it, and counts the lock as contended from then on."""
+    other = sqlite3.connect(database.url.split("///", 1)[1], isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.ensure_future(database.write(_insert_tenant(tenant_id)))
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    await asyncio.wait_for(waiting, 10)
 
 
 async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
@@ -343,12 +350,7 @@ async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
     try:
         for index in range(3):
             await database.write(_insert_tenant(f"alone{index}"))
-        other = _contend(database.url.split("///", 1)[1])
-        waiting = asyncio.ensure_future(database.write(_insert_tenant("waited")))
-        await asyncio.sleep(0.05)
-        other.execute("COMMIT")
-        other.close()
-        await asyncio.wait_for(waiting, 10)
+        await _write_past_another_process(database, "waited")
         for index in range(3):
             await database.write(_insert_tenant(f"contended{index}"))
     finally:
@@ -367,12 +369,7 @@ async def test_slow_sqlite_commits_move_to_the_thread_and_back(sqlite_database: 
     database = sqlite_database
     writer = database.writer
     writer.contended_for = 60.0
-    other = _contend(database.url.split("///", 1)[1])
-    waiting = asyncio.ensure_future(database.write(_insert_tenant("waited")))
-    await asyncio.sleep(0.05)
-    other.execute("COMMIT")
-    other.close()
-    await asyncio.wait_for(waiting, 10)
+    await _write_past_another_process(database, "waited")
     loop_thread = threading.current_thread().name
     commits: list[str] = []
     slow = True
