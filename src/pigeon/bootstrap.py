@@ -55,7 +55,7 @@ from pigeon.services.connector_stats import (
     sample_quality_gauges,
 )
 from pigeon.services.connectors import LiveRouting, ManageConnectors, ManageRoutes
-from pigeon.services.dispatch import DispatchMessage, ExpireMessage
+from pigeon.services.dispatch import DispatchMessage, ExpireMessage, SweepOverdueReceipts
 from pigeon.services.events import EndpointDirectory, EventRecorder
 from pigeon.services.inbound import ReceiveMessage, Reply
 from pigeon.services.notify import SMPP_DELIVER, DeliverWebhook, NotifyEvent
@@ -160,6 +160,8 @@ class Gateway:
     routing_poll_seconds: float = 1.0
     #: Quality figures per connector, flushed to the store (``None``: not kept).
     figures: ConnectorFigures | None = None
+    #: Makes messages whose receipt is overdue ``unknown`` (``None``: not in this process).
+    receipt_sweep: SweepOverdueReceipts | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _runner_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -195,6 +197,10 @@ class Gateway:
             await self.wake_listener.start()
         if self.settings.run_workers:
             self._runner_tasks.append(asyncio.create_task(self.runner.run(self._stop)))
+            if self.receipt_sweep is not None:
+                every = self.settings.receipt_sweep_seconds
+                sweep = self.receipt_sweep.run(self._stop, every)
+                self._runner_tasks.append(asyncio.create_task(sweep))
             if self.smpp_runner is not None:
                 self._runner_tasks.append(asyncio.create_task(self.smpp_runner.run(self._stop)))
 
@@ -437,6 +443,9 @@ async def open_gateway(settings: Settings) -> Gateway:
     }
     kinds = settings.job_kinds_wanted
     lane = _lane(settings)
+    # Where expiries run (not in the OTP workers): messages past their receipt's due time.
+    sweeps = (not kinds or "expire" in kinds) and settings.job_lane != "urgent"
+    receipt_sweep = SweepOverdueReceipts(messages, recorder, clock) if sweeps else None
     runner = JobRunner(
         queue,
         {kind: handler for kind, handler in handlers.items() if not kinds or kind in kinds},
@@ -542,6 +551,7 @@ async def open_gateway(settings: Settings) -> Gateway:
         wake_listener=wake_listener,
         wake_broadcast=broadcast,
         figures=figures,
+        receipt_sweep=receipt_sweep,
         connector_store=connector_store,
         live=live,
         manage_connectors=manage_connectors,

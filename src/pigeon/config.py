@@ -150,6 +150,9 @@ class Settings:
     #: their own workers; 64 drains a backlog ~15% faster), 128 on PostgreSQL (no shared lock
     #: there: larger batches save round trips).
     worker_writer_max_batch: int = 0
+    #: Seconds between two sweeps for messages whose receipt is overdue (they become
+    #: ``unknown``), in the processes that run expiries.
+    receipt_sweep_seconds: float = 1.0
     #: Webhook deliveries in flight to one host at once (per process).
     webhook_connections_per_host: int = 32
     log_level: str = "INFO"

@@ -231,6 +231,11 @@ class MessageStore(Protocol):
         ids (normalised forms: lower-case, hex or decimal)."""
         ...
 
+    async def overdue_receipts(self, due_by: datetime, limit: int) -> list[str]:
+        """Ids of at most ``limit`` messages still waiting for a receipt that was due at
+        ``due_by`` or earlier (``receipt_due_at``), the longest overdue first."""
+        ...
+
 
 class AccountStore(Protocol):
     """Tenants, API keys and SMPP accounts."""

@@ -17,10 +17,16 @@ from pigeon.domain.errors import CarrierError, PermanentFailure, TemporaryFailur
 from pigeon.domain.messages import Category, Message, MessageStatus
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
 from pigeon.ids import UlidFactory
-from pigeon.ports import Mutation
+from pigeon.ports import Mutation, NewJob
 from pigeon.services.accept import AcceptMessage, SendRequest
 from pigeon.services.authenticate import Caller
-from pigeon.services.dispatch import DispatchMessage, ExpireMessage, RetryPolicy, SandboxRouter
+from pigeon.services.dispatch import (
+    DispatchMessage,
+    ExpireMessage,
+    RetryPolicy,
+    SandboxRouter,
+    SweepOverdueReceipts,
+)
 from pigeon.services.events import EndpointDirectory, EventRecorder
 from pigeon.services.notify import DeliverWebhook, NotifyEvent
 from pigeon.services.receipts import ApplyReceipt
@@ -30,7 +36,7 @@ from pigeon.webhooks.sender import HttpWebhookSender
 from pigeon.webhooks.signing import new_secret, signature_headers, verify
 
 if TYPE_CHECKING:
-    from conftest import Stores
+    from conftest import Factory, Stores
 
 S = MessageStatus
 
@@ -80,11 +86,13 @@ class Pipeline:
     handlers: dict[str, Callable[[Any], Any]]
     callback_secret: Callable[[str], str]
     script: dict[str, CarrierError | list[CarrierError]]
+    sweep: SweepOverdueReceipts
     ran: list[str] = field(default_factory=list)
 
     async def drain(self, rounds: int = 20) -> None:
-        """Run due jobs until none is due."""
+        """Sweep overdue receipts and run due jobs until none is due."""
         for _ in range(rounds):
+            await self.sweep()
             jobs = await self.stores.queue.claim(list(self.handlers), 100, "test", 30)
             if not jobs:
                 return
@@ -172,6 +180,7 @@ async def pipeline(stores: Stores) -> AsyncIterator[Pipeline]:
         handlers=handlers,
         callback_secret=callback_secret,
         script=script,
+        sweep=SweepOverdueReceipts(stores.messages, recorder, clock),
     )
     yield built
     await sender.close()
@@ -193,20 +202,74 @@ async def test_message_goes_from_accept_to_delivered(pipeline: Pipeline) -> None
     assert [e.sequence for e in events] == [1, 2, 3, 4]
 
 
-async def test_final_receipt_removes_the_pending_expiry_job(pipeline: Pipeline) -> None:
-    """Sending leaves an expiry job waiting for the receipt; the final receipt deletes it with
-    the status change, so no job is left over for the rest of the validity."""
-    message = await pipeline.send()
+async def test_sending_waits_for_the_receipt_until_due_without_a_job(pipeline: Pipeline) -> None:
+    """Sending sets when the receipt is due (validity + 10 min grace) and leaves no job; an
+    intermediate receipt keeps the wait, a final one ends it with the status change."""
+    message = await pipeline.send(validity_seconds=600)
     await pipeline.drain()
-    assert await pipeline.stores.queue.pending() == {"expire": 1}
+    assert await pipeline.stores.queue.pending() == {}
     stored = await pipeline.stores.messages.get_message(message.id)
     assert stored is not None
+    assert stored.expires_at is not None
+    assert stored.receipt_due_at == stored.expires_at + timedelta(minutes=10)
+    later = stored.receipt_due_at + timedelta(days=1)
+    assert await pipeline.stores.messages.overdue_receipts(later, 10) == [message.id]
     carrier_id = stored.parts[0].carrier_message_id or ""
     await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.ENROUTE))
-    assert await pipeline.stores.queue.pending() == {"expire": 1}
+    assert await pipeline.stores.messages.overdue_receipts(later, 10) == [message.id]
     await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.UNDELIV))
     assert await pipeline.status(message.id) is S.UNDELIVERED
+    final = await pipeline.stores.messages.get_message(message.id)
+    assert final is not None
+    assert final.receipt_due_at is None
+    assert await pipeline.stores.messages.overdue_receipts(later, 10) == []
     assert "expire" not in await pipeline.stores.queue.pending()
+
+
+async def test_the_sweep_ends_only_waits_that_are_due(pipeline: Pipeline, factory: Factory) -> None:
+    """The sweep makes a sent message whose receipt is overdue unknown, leaves one not yet
+    due, and only clears the wait of a message whose status moved on meanwhile."""
+    tenant = await factory.tenant()
+    now = pipeline.stores.clock.now()
+    past, future = now - timedelta(seconds=1), now + timedelta(minutes=5)
+    overdue = factory.message(tenant, status=S.SENT, receipt_due_at=past)
+    not_due = factory.message(tenant, status=S.SENT, receipt_due_at=future)
+    moved_on = factory.message(tenant, status=S.DELIVERED, receipt_due_at=past)
+    for message in (overdue, not_due, moved_on):
+        await pipeline.stores.messages.accept(factory.acceptance(message))
+
+    assert await pipeline.sweep() == 2
+
+    store = pipeline.stores.messages
+    assert await pipeline.status(overdue.id) is S.UNKNOWN
+    assert [e.status for e in await store.events_of(overdue.id)][-1] is S.UNKNOWN
+    assert await pipeline.status(not_due.id) is S.SENT
+    assert await pipeline.status(moved_on.id) is S.DELIVERED
+    cleared = await store.get_message(moved_on.id)
+    assert cleared is not None
+    assert cleared.receipt_due_at is None
+    assert await store.overdue_receipts(future, 10) == [not_due.id]
+    assert await pipeline.sweep() == 0
+
+
+async def test_an_expire_job_from_before_the_sweep_still_ends_the_wait(pipeline: Pipeline) -> None:
+    """A message sent by an older version waits on an ``expire`` job: the job still makes it
+    unknown when no receipt came."""
+    message = await pipeline.send()
+    await pipeline.drain()
+    await pipeline.stores.queue.enqueue(
+        [
+            NewJob(
+                id=f"expire:{message.id}",
+                kind="expire",
+                payload={"message_id": message.id},
+                run_at=pipeline.stores.clock.now(),
+            )
+        ]
+    )
+    await pipeline.drain()
+    assert await pipeline.status(message.id) is S.UNKNOWN
+    assert pipeline.ran.count("expire") == 1
 
 
 async def test_duplicate_receipts_change_nothing(pipeline: Pipeline) -> None:

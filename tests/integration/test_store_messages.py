@@ -716,3 +716,61 @@ async def test_get_messages_reads_many_with_their_parts_as_get_message_does(
     }
     assert found[first.id] == first
     assert await stores.messages.get_messages([]) == {}
+
+
+async def test_overdue_receipts_are_found_by_due_time_oldest_first(
+    stores: Stores, factory: Factory
+) -> None:
+    """Only messages whose receipt was due by the given time are found, the longest overdue
+    first, at most ``limit``; a message no longer waiting (due cleared) is not."""
+    tenant = await factory.tenant()
+    now = stores.clock.now()
+    due = {
+        "late": now - timedelta(minutes=5),
+        "later": now - timedelta(minutes=1),
+        "on_time": now,
+        "not_yet": now + timedelta(minutes=1),
+        "waiting_none": None,
+    }
+    ids: dict[str, str] = {}
+    for name, due_at in due.items():
+        message = factory.message(tenant, status=MessageStatus.SENT, receipt_due_at=due_at)
+        await stores.messages.accept(factory.acceptance(message))
+        ids[name] = message.id
+    stored = await stores.messages.get_message(ids["late"])
+    assert stored is not None
+    assert stored.receipt_due_at == due["late"]
+
+    assert await stores.messages.overdue_receipts(now, 10) == [
+        ids["late"],
+        ids["later"],
+        ids["on_time"],
+    ]
+    assert await stores.messages.overdue_receipts(now, 2) == [ids["late"], ids["later"]]
+
+    def arrived(message: Message) -> Mutation:
+        message.transition(MessageStatus.DELIVERED, now)
+        return Mutation(message)
+
+    await stores.messages.mutate(ids["late"], arrived)
+    assert await stores.messages.overdue_receipts(now, 10) == [ids["later"], ids["on_time"]]
+
+
+async def test_sqlite_finds_overdue_receipts_through_the_partial_index(
+    stores: Stores,
+) -> None:
+    """SQLite: the sweep's read searches the partial index of waiting messages, not the
+    whole table (so its cost does not grow with the messages stored)."""
+    if stores.database.dialect != "sqlite":
+        pytest.skip("SQLite's query plan")
+    query = (
+        "SELECT id FROM messages WHERE receipt_due_at IS NOT NULL AND receipt_due_at <= ? "
+        "ORDER BY receipt_due_at LIMIT 10"
+    )
+    async with stores.database.read() as connection:
+        plan = await connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {query}", ("2026-01-01 00:00:00.000000",)
+        )
+        details = " ".join(str(row[-1]) for row in plan)
+    assert "USING INDEX ix_messages_receipt_due_at" in details
+    assert "TEMP B-TREE" not in details  # the index gives the order too

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -29,7 +31,6 @@ from pigeon.ports import (
     JobQueue,
     MessageStore,
     Mutation,
-    NewJob,
     SubmitResult,
 )
 from pigeon.services.events import EventRecorder
@@ -129,11 +130,6 @@ class _History:
     tried: set[str] = field(default_factory=set)
     attempts: dict[str, int] = field(default_factory=dict)
     last: tuple[str, str, str] | None = None
-
-
-def expire_job_id(message_id: str) -> str:
-    """The id of the job that ends a silent carrier's wait for a receipt."""
-    return f"expire:{message_id}"
 
 
 class DispatchMessage:
@@ -337,15 +333,8 @@ class DispatchMessage:
             steps.append(message.transition(S.SENDING, now, detail=f"via {connector_id}"))
             steps.append(message.transition(S.SENT, now, detail=f"accepted by {connector_id}"))
             events, jobs = self._recorder.record(message, steps, notify=notify)
-            deadline = (message.expires_at or now) + self._receipt_grace
-            jobs.append(
-                NewJob(
-                    id=expire_job_id(message.id),
-                    kind="expire",
-                    payload={"message_id": message.id},
-                    run_at=deadline,
-                )
-            )
+            # The receipt sweep (``SweepOverdueReceipts``) makes it ``unknown`` after this.
+            message.receipt_due_at = (message.expires_at or now) + self._receipt_grace
             return Mutation(message, events, jobs)
 
         await self._store.mutate(message_id, change, complete_job=job.id)
@@ -415,8 +404,71 @@ class DispatchMessage:
         await self._queue.retry(job.id, job.lease_owner, retry_at, f"{exc.code}: {exc.detail}")
 
 
+class SweepOverdueReceipts:
+    """Messages still waiting for a receipt past their ``receipt_due_at`` become ``unknown``.
+
+    One indexed read finds them (only messages waiting for a receipt are in that index), in
+    batches of ``batch``; a status changed meanwhile (the receipt came) is left as it is. Any
+    number of processes may sweep: a message's change is decided on its current row.
+    """
+
+    def __init__(
+        self,
+        store: MessageStore,
+        recorder: EventRecorder,
+        clock: Clock,
+        *,
+        batch: int = 256,
+    ) -> None:
+        self._store = store
+        self._recorder = recorder
+        self._clock = clock
+        self._batch = batch
+
+    async def __call__(self) -> int:
+        """One sweep of at most ``batch`` overdue messages; how many it found."""
+        now = self._clock.now()
+        ids = await self._store.overdue_receipts(now, self._batch)
+        if not ids:
+            return 0
+        found = await self._store.get_messages(ids)
+        await asyncio.gather(*(self._expire(message, now) for message in found.values()))
+        return len(ids)
+
+    async def run(self, stop: asyncio.Event, every: float) -> None:
+        """Sweep every ``every`` seconds (at once again while batches come back full) until
+        ``stop`` is set."""
+        while not stop.is_set():
+            swept = 0
+            try:
+                swept = await self()
+            except Exception:  # the next sweep tries again; the rows stay until then
+                log.exception("receipt sweep failed")
+            if swept >= self._batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+
+    async def _expire(self, found: Message, now: datetime) -> None:
+        notify = await self._recorder.wants_notifications(found)
+
+        def change(message: Message) -> Mutation | None:
+            due = message.receipt_due_at
+            if due is None or due > now:
+                return None  # the receipt came, or the message was sent again meanwhile
+            if message.status not in (S.SENT, S.SENDING):
+                message.receipt_due_at = None  # nothing to wait for any more
+                return Mutation(message)
+            step = message.transition(S.UNKNOWN, now, detail="no receipt within the validity")
+            events, jobs = self._recorder.record(message, [step], notify=notify)
+            return Mutation(message, events, jobs)
+
+        await self._store.mutate(found.id, change)
+
+
 class ExpireMessage:
-    """Handles ``expire`` jobs: a message still waiting for its receipt becomes ``unknown``."""
+    """Handles ``expire`` jobs, which messages sent before ``receipt_due_at`` existed still
+    have: a message still waiting for its receipt becomes ``unknown``."""
 
     def __init__(self, store: MessageStore, recorder: EventRecorder, clock: Clock) -> None:
         self._store = store

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from pigeon.domain.messages import Message, MessageStatus
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus, apply_receipt, carrier_id_forms
 from pigeon.ports import Clock, Job, JobQueue, MessageStore, Mutation, NewJob
-from pigeon.services.dispatch import expire_job_id
 from pigeon.services.events import EventRecorder
 from pigeon.telemetry import DELIVERY_SECONDS
 
@@ -112,10 +111,8 @@ class ApplyReceipt:
                 )
             # Whether anyone listens is decided from the endpoint cache: no read here.
             events, jobs = self._recorder.record(message, [step])
-            # A final outcome ends the wait for a receipt: its expiry job goes now, so pending
-            # jobs do not pile up for the whole validity (48 h by default) of every message.
-            done = [expire_job_id(message.id)] if step.status.is_final else []
-            return Mutation(message, events, jobs, done)
+            # A final outcome ends the wait (``receipt_due_at``, cleared by the transition).
+            return Mutation(message, events, jobs)
 
         await self._store.mutate(message_id, change, complete_job=job.id if job else None)
         for message in delivered:

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -522,6 +523,19 @@ class SqlMessageStore:
                 return await self._load(connection, ids)
         return {row.id: _message_from(row, parts) for row, parts in found}
 
+    async def overdue_receipts(self, due_by: datetime, limit: int) -> list[str]:
+        """Ids of at most ``limit`` messages whose receipt was due by ``due_by``, the longest
+        overdue first (the partial index holds only messages waiting for one)."""
+        due = messages.c.receipt_due_at
+        statement = (
+            sa.select(messages.c.id)
+            .where(due.is_not(None), due <= due_by)
+            .order_by(due)
+            .limit(limit)
+        )
+        async with self._db.read() as connection:
+            return list((await connection.scalars(statement)).all())
+
     async def get_message(self, message_id: str, tenant_id: str | None = None) -> Message | None:
         """The message with its parts; ``None`` when absent or owned by another tenant."""
         # One statement: the message LEFT JOIN its parts (a row per part, or one without).
@@ -904,6 +918,7 @@ def _message_row(message: Message) -> dict[str, Any]:
         "origin": message.origin,
         "origin_parts": message.origin_parts,
         "receipt_request": str(message.receipt_request),
+        "receipt_due_at": message.receipt_due_at,
     }
 
 
@@ -937,6 +952,7 @@ def _message_from(row: sa.Row[Any], parts: list[Part]) -> Message:
         origin=row.origin,
         origin_parts=row.origin_parts,
         receipt_request=ReceiptRequest(row.receipt_request),
+        receipt_due_at=row.receipt_due_at,
     )
 
 

@@ -124,11 +124,20 @@ messages = sa.Table(
     sa.Column("origin", sa.Text),
     sa.Column("origin_parts", sa.Integer, nullable=False, server_default="1"),
     sa.Column("receipt_request", sa.Text, nullable=False, server_default="none"),
+    # Sent and waiting for its receipt until then (then ``unknown``); NULL otherwise.
+    sa.Column("receipt_due_at", UtcDateTime),
     # Listing is newest first by id within a tenant, optionally filtered.
     sa.Index(None, "tenant_id", "id"),
     sa.Index(None, "tenant_id", "status", "id"),
     sa.Index(None, "tenant_id", "recipient", "id"),
     sa.Index(None, "tenant_id", "created_at"),
+    # The receipt sweep's: only messages waiting for a receipt have an entry.
+    sa.Index(
+        None,
+        "receipt_due_at",
+        sqlite_where=sa.text("receipt_due_at IS NOT NULL"),
+        postgresql_where=sa.text("receipt_due_at IS NOT NULL"),
+    ),
 )
 
 message_parts = sa.Table(
