@@ -84,6 +84,7 @@ def _message(
         "origin": None,
         "origin_parts": 1,
         "receipt_request": "none",
+        "receipt_due_at": None,
     }
     row.update(changes)
     return row

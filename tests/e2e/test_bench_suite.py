@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,28 @@ def test_quick_suite_measures_rest_accept_and_end_to_end_on_sqlite(tmp_path: Pat
     assert end_to_end["errors"] == 0
     assert rows[("c", "-")]["skipped"] == "--no-kannel"
     assert "| c: end to end, Pigeon | sqlite | 100 |" in done.stdout
+
+
+@pytest.mark.slow
+def test_seed_writes_stored_messages_and_a_backlog_the_schema_reads_back(tmp_path: Path) -> None:
+    """``bench/seed.py`` (scenarios d and e) writes every column the schema has: a small
+    store and backlog on SQLite, then read back through the store."""
+    database = tmp_path / "seed.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "seed.py"),
+            f"sqlite:///{database}",
+            *("--stored", "50", "--backlog", "20", "--chunk", "16"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with sqlite3.connect(database) as connection:
+        counts = dict(connection.execute("SELECT status, count(*) FROM messages GROUP BY status"))
+    assert counts == {"delivered": 50, "queued": 20}
