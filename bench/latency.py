@@ -20,7 +20,11 @@ a message's dispatch latency is the simulator's arrival time minus that.
 - ``store``: the same gateway on an empty database, then on one seeded with ``--store-size``
   delivered messages (and their parts and events); each time ``--messages`` messages are
   posted by ``--concurrency`` clients. Reports accept rate and latency, submit_sm/s and
-  POST -> submit_sm latency, peak RSS, and the ratios large store / empty store.
+  POST -> submit_sm latency, peak RSS, and the ratios large store / empty store. Then, once
+  those all reached the carrier, ``--paced-messages`` more offered at ``--paced-rate``
+  per second (open loop, below what either database dispatches): their accept and
+  POST -> submit_sm latencies are the path's, while the closed loop's dispatch latency is
+  mostly the backlog it builds up.
 """
 
 from __future__ import annotations
@@ -247,6 +251,8 @@ async def _store_phase(
     timeout: float,
     worker_processes: int = 0,
     profile: str | None = None,
+    paced_messages: int = 0,
+    paced_rate: float = 500.0,
 ) -> dict[str, Any]:
     figures = await seed(_seed_url(tmp, database_url), stored=stored)
     processes = Processes()
@@ -264,7 +270,13 @@ async def _store_phase(
         warm = await post_messages(pigeon.base, "warm", 50, concurrency=8)
         since, _ = await wait_arrivals(sim, warm, "warm", 0, timeout)
         timed = await post_messages(pigeon.base, "msg", messages, concurrency=concurrency)
-        _, last = await wait_arrivals(sim, timed, "msg", since, timeout)
+        since, last = await wait_arrivals(sim, timed, "msg", since, timeout)
+        # Then an open-loop load below what either database dispatches, into an empty queue:
+        # its latencies are the path's, not the backlog the closed loop above builds up.
+        paced = await post_messages(
+            pigeon.base, "paced", paced_messages, concurrency=64, rate=paced_rate
+        )
+        await wait_arrivals(sim, paced, "paced", since, timeout)
         rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in child_pids(pigeon.pid))
         trouble = await diagnostics(tmp, sim, timed, warm)
         if profile:
@@ -273,6 +285,8 @@ async def _store_phase(
         await asyncio.to_thread(processes.stop_all)
     accept50, accept99 = percentiles(timed.accept)
     dispatch50, dispatch99 = percentiles(timed.dispatch())
+    paced_accept50, paced_accept99 = percentiles(paced.accept)
+    paced_dispatch50, paced_dispatch99 = percentiles(paced.dispatch())
     accept_span = max(timed.last_accept - timed.first, 1e-9)
     submit_span = max(last - timed.first, 1e-9)
     return {
@@ -289,6 +303,13 @@ async def _store_phase(
         "dispatch_p99_ms": round(dispatch99, 2),
         "seconds": round(submit_span, 3),
         "peak_rss_mb": round(rss, 1),
+        "paced_rate_per_s": paced_rate,
+        "paced_messages": len(paced.arrived),
+        "paced_errors": paced.errors + (len(paced.posted) - len(paced.arrived)),
+        "paced_accept_p50_ms": round(paced_accept50, 2),
+        "paced_accept_p99_ms": round(paced_accept99, 2),
+        "paced_dispatch_p50_ms": round(paced_dispatch50, 2),
+        "paced_dispatch_p99_ms": round(paced_dispatch99, 2),
         **trouble,
     }
 
@@ -308,6 +329,8 @@ async def store_growth(
     timeout: float = 60.0,
     worker_processes: int = 0,
     profile_dir: Path | None = None,
+    paced_messages: int = 0,
+    paced_rate: float = 500.0,
 ) -> list[Result]:
     """Scenario e (see the module docstring): ``fresh()`` gives a second empty database (a
     context manager yielding its URL, ``None`` for SQLite) for the large store. With
@@ -328,6 +351,8 @@ async def store_growth(
         timeout,
         worker_processes,
         profile(0),
+        paced_messages,
+        paced_rate,
     )
     (tmp / "large").mkdir()
     with fresh() as large_url:
@@ -340,6 +365,8 @@ async def store_growth(
             timeout,
             worker_processes,
             profile(store_size),
+            paced_messages,
+            paced_rate,
         )
     ratios = {
         f"{key}_ratio": _ratio(large[key], empty[key])
@@ -349,6 +376,9 @@ async def store_growth(
             "submit_per_s",
             "dispatch_p50_ms",
             "dispatch_p99_ms",
+            "paced_accept_p99_ms",
+            "paced_dispatch_p50_ms",
+            "paced_dispatch_p99_ms",
             "peak_rss_mb",
         )
     }
@@ -386,6 +416,8 @@ def main() -> None:
     parser.add_argument("--store-size", type=int, default=1_000_000)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--paced-messages", type=int, default=5000)
+    parser.add_argument("--paced-rate", type=float, default=500.0)
     args = parser.parse_args()
 
     def fresh() -> contextlib.AbstractContextManager[str | None]:
@@ -405,6 +437,8 @@ def main() -> None:
                 store_size=args.store_size,
                 messages=args.messages,
                 concurrency=args.concurrency,
+                paced_messages=args.paced_messages,
+                paced_rate=args.paced_rate,
             )
             results = asyncio.run(growth)
     for result in results:

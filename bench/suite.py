@@ -69,6 +69,8 @@ FULL = {
     "otp_rate": 20.0,
     "store_size": 1_000_000,
     "store_messages": 10000,
+    "store_paced_messages": 5000,
+    "store_paced_rate": 500.0,
     "pigeon_workers": 1,
 }
 QUICK = {
@@ -81,6 +83,8 @@ QUICK = {
     "otp_rate": 20.0,
     "store_size": 20_000,
     "store_messages": 300,
+    "store_paced_messages": 200,
+    "store_paced_rate": 200.0,
     "pigeon_workers": 1,
 }
 
@@ -251,6 +255,8 @@ def scenario_e(config: dict[str, Any], url: str | None, database: str, tmp: Path
         concurrency=32,
         worker_processes=config["pigeon_workers"],
         profile_dir=Path(config["profile_dir"]) if config.get("profile_dir") else None,
+        paced_messages=config["store_paced_messages"],
+        paced_rate=config["store_paced_rate"],
     )
     return asyncio.run(growth)
 
@@ -319,7 +325,13 @@ def targets(results: list[Result], ratios: dict[str, Any]) -> list[dict[str, Any
             )
         elif result.scenario == "e" and "dispatch_p99_ms_ratio" in result.extra:
             extra = result.extra
-            keys = ("accept_p99_ms_ratio", "dispatch_p99_ms_ratio", "peak_rss_mb_ratio")
+            # At a paced load (the closed loop's dispatch latency is the backlog it builds up,
+            # which follows the accept/dispatch rate difference, not the store's size).
+            keys = (
+                ("paced_accept_p99_ms_ratio", "paced_dispatch_p99_ms_ratio", "peak_rss_mb_ratio")
+                if "paced_dispatch_p99_ms_ratio" in extra
+                else ("accept_p99_ms_ratio", "dispatch_p99_ms_ratio", "peak_rss_mb_ratio")
+            )
             worst = max(extra[key] for key in keys)
             add(
                 f"flat latency and memory to {extra['stored']:,} messages (ratios <= 1.2)",
@@ -373,10 +385,22 @@ def table(results: list[Result]) -> str:
                 f"p: POST->submit_sm; accept {r.extra['accept_per_s']:,.0f}/s p99 "
                 f"{r.extra['accept_p99_ms']:,.1f} ms"
             )
+            if "paced_dispatch_p99_ms" in r.extra:
+                note += (
+                    f"; paced {r.extra['paced_rate_per_s']:,.0f}/s: dispatch p50 "
+                    f"{r.extra['paced_dispatch_p50_ms']:,.1f} ms p99 "
+                    f"{r.extra['paced_dispatch_p99_ms']:,.1f} ms, accept p99 "
+                    f"{r.extra['paced_accept_p99_ms']:,.1f} ms"
+                )
             if "dispatch_p99_ms_ratio" in r.extra:
                 note += (
                     f"; vs empty: dispatch p99 {r.extra['dispatch_p99_ms_ratio']}x, accept p99 "
                     f"{r.extra['accept_p99_ms_ratio']}x, RSS {r.extra['peak_rss_mb_ratio']}x"
+                )
+            if "paced_dispatch_p99_ms_ratio" in r.extra:
+                note += (
+                    f"; paced vs empty: dispatch p99 {r.extra['paced_dispatch_p99_ms_ratio']}x, "
+                    f"accept p99 {r.extra['paced_accept_p99_ms_ratio']}x"
                 )
         lines.append(
             f"| {r.scenario}: {r.name} | {r.database} | {r.messages:,} | {r.seconds:,.1f} "
