@@ -6,7 +6,9 @@ INSERTs are rendered once per table and fed plain values:
 
 - SQLite: ``INSERT ... VALUES (?, ?, ...)`` with ``executemany`` of tuples (the loop runs in C);
 - PostgreSQL: ``INSERT ... SELECT FROM unnest($1::text[], $2::timestamptz[], ...)``: ONE
-  statement per table and batch whatever the number of rows, one array per column.
+  statement per table and batch whatever the number of rows, one array per column; and
+  ``StatementChain`` sends several tables' statements as one (data-modifying ``WITH``
+  clauses), one round trip instead of one per table.
 
 Values are converted here exactly as the column types in ``tables.py`` do (aware UTC datetimes,
 JSON text, booleans), so rows written this way read back through SQLAlchemy unchanged; the
@@ -16,6 +18,7 @@ round-trip tests hold both paths to that.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -23,7 +26,13 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pigeon.raw_sql import asyncpg_in_transaction, execute_many, pg_execute, sqlite_driver
+from pigeon.raw_sql import (
+    asyncpg_driver,
+    asyncpg_in_transaction,
+    execute_many,
+    pg_execute,
+    sqlite_driver,
+)
 from pigeon.store import json_text
 from pigeon.store.tables import UtcDateTime
 
@@ -184,6 +193,80 @@ class _Statement:
             execute_many(driver, self.sql, converted)
         else:
             await connection.exec_driver_sql(self.sql, [tuple(values) for values in converted])
+
+
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+class StatementChain:
+    """Statements written together: on PostgreSQL as ONE statement whose first ones are
+    data-modifying ``WITH`` clauses (``WITH s1 AS (INSERT ...), s2 AS (INSERT ...) INSERT
+    ...``), one round trip for them all; on SQLite one after the other.
+
+    One statement is atomic on its own: outside a transaction (``alone``) PostgreSQL commits
+    it as a whole or not at all, so a batch that writes nothing else needs neither ``BEGIN``
+    nor ``COMMIT``. The statements must not touch the same rows (the clauses of one statement
+    run on one snapshot and do not see each other's writes; inserts into different tables,
+    as an accept's, are fine, and foreign keys are checked at the end of the statement).
+    """
+
+    def __init__(self, statements: Sequence[_Statement]) -> None:
+        self._statements = tuple(statements)
+        self._postgres = bool(statements) and statements[0]._postgres
+        #: The combined SQL by which statements have rows (rows are often missing for some).
+        self._sql: dict[tuple[int, ...], str] = {}
+
+    def _combined(self, present: tuple[int, ...]) -> str:
+        sql = self._sql.get(present)
+        if sql is None:
+            parts: list[str] = []
+            offset = 0
+            for index in present:
+                statement = self._statements[index]
+                parts.append(_renumbered(statement.sql, offset))
+                offset += len(statement._names)
+            clauses = ", ".join(f"s{n} AS ({part})" for n, part in enumerate(parts[:-1], 1))
+            sql = self._sql[present] = f"WITH {clauses} {parts[-1]}" if clauses else parts[-1]
+        return sql
+
+    async def write(
+        self,
+        connection: AsyncConnection,
+        converted: Sequence[Sequence[list[Any]]],
+        *,
+        alone: bool = False,
+    ) -> None:
+        """Run each statement for its rows (``converted``, in the order of the statements;
+        empty ones are left out). ``alone``: the caller's transaction has nothing else to
+        write, so on PostgreSQL the statement may run on its own, outside one (when nothing
+        began one yet)."""
+        if len(converted) != len(self._statements):
+            raise ValueError(f"{len(converted)} row lists for {len(self._statements)} statements")
+        if not self._postgres:
+            for statement, rows in zip(self._statements, converted, strict=True):
+                await statement.write(connection, rows)
+            return
+        present = tuple(index for index, rows in enumerate(converted) if rows)
+        if not present:
+            return
+        arrays: list[list[Any]] = []
+        for index in present:
+            arrays.extend(list(column) for column in zip(*converted[index], strict=True))
+        sql = self._combined(present)
+        pg = await asyncpg_in_transaction(connection)
+        if pg is None and alone and not connection.in_transaction():
+            pg = await asyncpg_driver(connection)
+        if pg is not None:
+            await pg_execute(connection, pg, sql, arrays)
+        else:
+            await connection.exec_driver_sql(sql, tuple(arrays))
+
+
+def _renumbered(sql: str, offset: int) -> str:
+    """``sql`` with its parameters ``$n`` made ``$(n + offset)``."""
+    if not offset:
+        return sql
+    return _PARAMETER.sub(lambda match: f"${int(match.group(1)) + offset}", sql)
 
 
 # S608 below: every name in these statements comes from our own table definitions, quoted;

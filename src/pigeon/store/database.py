@@ -305,6 +305,11 @@ class Database:
         write lock (``Writer.prepare_with``)."""
         self._writer.prepare_with(run, prepare)
 
+    def writes_one_statement(self, run: BatchOperation[Any, Any]) -> None:
+        """Tell the writer that ``run`` writes a batch with one statement, atomic by itself
+        (``Writer.writes_one_statement``)."""
+        self._writer.writes_one_statement(run)
+
     @property
     def sqlite_reads(self) -> bool:
         """Whether ``raw_read`` is available (SQLite)."""

@@ -47,7 +47,7 @@ from pigeon.raw_sql import (
     pg_execute,
     sqlite_driver,
 )
-from pigeon.store.bulk import BulkInsert, BulkUpdate
+from pigeon.store.bulk import BulkInsert, BulkUpdate, StatementChain
 from pigeon.store.database import Database
 from pigeon.store.statements import job_row, one_of
 from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, messages
@@ -213,6 +213,15 @@ class SqlMessageStore:
         self._insert_events = BulkInsert(events, self._dialect)
         self._insert_jobs = BulkInsert(jobs, self._dialect, ignore_duplicates=True)
         self._insert_keys = BulkInsert(idempotency_keys, self._dialect)
+        self._accept_chain = StatementChain(
+            (
+                self._insert_messages,
+                self._insert_parts,
+                self._insert_events,
+                self._insert_jobs,
+                self._insert_keys,
+            )
+        )
         self._update_messages = BulkUpdate(messages, self._dialect, key="id", columns=_MUTABLE)
         self._upsert_parts = BulkInsert(
             message_parts, self._dialect, upsert_on=("message_id", "part_index")
@@ -255,6 +264,7 @@ class SqlMessageStore:
             database.prepare_batches(self._mutate_run, self._prepare_mutations)
         else:  # PostgreSQL: the same point reads straight through asyncpg
             self._pg_raw = reads
+            database.writes_one_statement(self._accept_run)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -387,15 +397,9 @@ class SqlMessageStore:
     async def _write_accepts(
         self, connection: AsyncConnection, rows: list[list[list[Any]]]
     ) -> None:
-        statements = (
-            self._insert_messages,
-            self._insert_parts,
-            self._insert_events,
-            self._insert_jobs,
-            self._insert_keys,
-        )
-        for statement, converted in zip(statements, rows, strict=True):
-            await statement.write(connection, converted)
+        # One statement on PostgreSQL (one round trip, and alone in its batch no BEGIN or
+        # COMMIT either: ``writes_one_statement`` below); the rows go into different tables.
+        await self._accept_chain.write(connection, rows, alone=True)
 
     def _prepare_mutations(self, items: Sequence[_Change]) -> None:
         """Before the write lock: load the messages from a snapshot and work the batch out."""

@@ -135,6 +135,9 @@ class WriterStats:
     #: SQLite: COMMITs run on the event loop, and in the writer's thread (a slow disk).
     inline_commits: int = 0
     threaded_commits: int = 0
+    #: PostgreSQL: batches written as one statement outside a transaction
+    #: (``writes_one_statement``).
+    single_statements: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -197,6 +200,7 @@ class Writer:
         self._tasks: list[asyncio.Task[None]] = []
         self._home: asyncio.AbstractEventLoop | None = None
         self._preparers: dict[BatchOperation[Any, Any], Prepare] = {}
+        self._one_statement: set[BatchOperation[Any, Any]] = set()
         self.stats = WriterStats()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -252,6 +256,14 @@ class Writer:
         items no longer match (a batch split after a failure), is simply not used.
         """
         self._preparers[run] = prepare
+
+    def writes_one_statement(self, run: BatchOperation[Any, Any]) -> None:
+        """Declare that ``run`` writes a batch with ONE statement, atomic by itself. On
+        PostgreSQL a batch holding only ``run``'s items then begins no transaction: no
+        ``BEGIN`` and ``COMMIT`` round trips, the statement commits alone (``run`` may still
+        read first: a transaction such a read began is committed after ``run``). Batches
+        mixing it with other operations run in one transaction as before."""
+        self._one_statement.add(run)
 
     # --- submitting -----------------------------------------------------------------------
 
@@ -389,6 +401,12 @@ class Writer:
             raise _UnavailableError from exc
         try:
             try:
+                if self._alone_in_batch(entries):
+                    self.stats.single_statements += 1
+                    results = await self._execute(connection, entries)
+                    if connection.in_transaction():  # something read first, in a transaction
+                        await connection.commit()
+                    return results
                 async with connection.begin():
                     return await self._execute(connection, entries)
             except Exception as exc:
@@ -397,6 +415,11 @@ class Writer:
                 raise
         finally:
             await connection.close()
+
+    def _alone_in_batch(self, entries: list[_Entry]) -> bool:
+        """Whether the batch is only items of one ``writes_one_statement`` operation."""
+        run = entries[0].run if entries else None
+        return run in self._one_statement and all(entry.run == run for entry in entries)
 
     async def _sync_transaction(self, engine: Engine, entries: list[_Entry]) -> list[Any]:
         """One transaction on the synchronous SQLite connection: BEGIN IMMEDIATE on the loop
