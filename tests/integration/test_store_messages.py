@@ -352,6 +352,29 @@ async def test_mutate_writes_state_parts_events_jobs_and_completes_the_job(
     assert await stores.queue.pending() == {"expire": 1}
 
 
+async def test_mutate_completing_a_job_it_makes_again_keeps_the_new_one(
+    stores: Stores, factory: Factory
+) -> None:
+    """A mutation that completes its job and adds one with the same id (a retry made anew)
+    leaves the new job, due when the new one says, on either engine."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+    job_id = f"dispatch:{message.id}"
+    later = stores.clock.now() + timedelta(minutes=5)
+    again = NewJob(job_id, "dispatch", {"message_id": message.id}, later)
+
+    after = await stores.messages.mutate(
+        message.id, _send(MessageStatus.SENDING, again), complete_job=job_id
+    )
+
+    assert after is not None
+    assert await stores.queue.pending() == {"dispatch": 1}
+    assert await stores.queue.claim(["dispatch"], 10, "test", 60.0) == []  # not due until ``later``
+    stores.clock.advance(6 * 60)
+    assert [job.id for job in await stores.queue.claim(["dispatch"], 10, "test", 60.0)] == [job_id]
+
+
 async def test_mutate_that_raises_writes_nothing_and_keeps_the_job(
     stores: Stores, factory: Factory
 ) -> None:

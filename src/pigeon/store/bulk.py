@@ -332,3 +332,16 @@ class BulkUpdate(_Statement):
             where = " AND ".join(f"{_quote(k)} = ?{i}" for i, k in enumerate(keys, 1))
             sql = f"UPDATE {name} SET {sets} WHERE {where}"  # noqa: S608
         self.sql = sql
+
+
+class BulkDelete(_Statement):
+    """DELETE the rows of ``table`` whose ``key`` is among the rows' (each row maps ``key``)."""
+
+    def __init__(self, table: sa.Table, dialect: str, *, key: str) -> None:
+        super().__init__([table.c[key]], dialect)
+        name, column = _quote(table.name), _quote(key)
+        if self._postgres:
+            sql = f"DELETE FROM {name} WHERE {column} = ANY($1::{_ARRAY[self._kinds[0]]})"  # noqa: S608
+        else:
+            sql = f"DELETE FROM {name} WHERE {column} = ?"  # noqa: S608
+        self.sql = sql

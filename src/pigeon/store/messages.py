@@ -44,10 +44,9 @@ from pigeon.raw_sql import (
     RawSelect,
     asyncpg_in_transaction,
     execute,
-    pg_execute,
     sqlite_driver,
 )
-from pigeon.store.bulk import BulkInsert, BulkUpdate, StatementChain
+from pigeon.store.bulk import BulkDelete, BulkInsert, BulkUpdate, StatementChain
 from pigeon.store.database import Database
 from pigeon.store.statements import job_row, one_of
 from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, messages
@@ -233,6 +232,17 @@ class SqlMessageStore:
             self._dialect,
             key=("message_id", "part_index"),
             columns=("status", "error_code"),
+        )
+        self._delete_jobs = BulkDelete(jobs, self._dialect, key="id")
+        # PostgreSQL: a mutation batch's writes, each statement on its own table.
+        self._mutation_chain = StatementChain(
+            (
+                self._delete_jobs,
+                self._update_messages,
+                self._upsert_parts,
+                self._insert_events,
+                self._insert_jobs,
+            )
         )
         # Bound once: the writer groups batched items by this callable.
         self._accept_run = self._accept_batch
@@ -430,12 +440,12 @@ class SqlMessageStore:
             plan = self._plan(current, items)
         for item, due in zip(items, plan.due, strict=True):
             item.due_job = due
+        if self._dialect == "postgresql":
+            await self._write_mutations_pg(connection, plan)
+            return plan.results
         if plan.completed:
-            pg = await asyncpg_in_transaction(connection) if self._pg_raw is not None else None
             lite = await sqlite_driver(connection) if self._raw is not None else None
-            if pg is not None:
-                await pg_execute(connection, pg, _DELETE_JOBS_PG, [plan.completed])
-            elif lite is not None:
+            if lite is not None:
                 marks = ", ".join("?" * len(plan.completed))
                 execute(lite, f"DELETE FROM jobs WHERE id IN ({marks})", plan.completed)  # noqa: S608 - only placeholders
             else:
@@ -448,6 +458,30 @@ class SqlMessageStore:
         await self._insert_events.write(connection, plan.event_rows)
         await self._insert_jobs.write(connection, plan.job_rows)
         return plan.results
+
+    async def _write_mutations_pg(self, connection: AsyncConnection, plan: _Plan) -> None:
+        """PostgreSQL: the batch's writes as one statement (``StatementChain``), one round trip
+        instead of one per table. A completed job whose id comes back among the new ones (a
+        job made again) is deleted first, on its own: one statement must not touch a row
+        twice."""
+        completed = plan.completed
+        if completed:
+            new_ids = {row[0] for row in plan.job_rows}
+            if new_ids.intersection(completed):
+                await self._delete_jobs.write(connection, [[job_id] for job_id in completed])
+                completed = []
+        # (Status-only part updates are SQLite's; here they are in the parts' upsert.)
+        await self._update_part_status.write(connection, plan.part_status_rows)
+        await self._mutation_chain.write(
+            connection,
+            [
+                [[job_id] for job_id in completed],
+                plan.message_rows,
+                plan.part_rows,
+                plan.event_rows,
+                plan.job_rows,
+            ],
+        )
 
     def _plan(self, current: dict[str, Message], items: Sequence[_Change]) -> _Plan:
         """Run the batch's changes on ``current`` (the messages as loaded, by id): results,
@@ -827,10 +861,6 @@ class _RawReads:
             )
             found = self._by_carrier_id[count] = RawSelect(statement, self._dialect)
         return found
-
-
-#: The completed jobs of a batch, on PostgreSQL straight through asyncpg (one array).
-_DELETE_JOBS_PG: Final = "DELETE FROM jobs WHERE id = ANY($1::text[])"
 
 
 def _one_of_param(column: sa.ColumnElement[Any], name: str, dialect: str) -> Any:
