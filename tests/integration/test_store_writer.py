@@ -584,3 +584,21 @@ async def test_a_free_write_lock_is_taken_without_waiting_in_the_thread(
     assert await asyncio.wait_for(write, timeout=10) == "held"
     assert stats.lock_waits == 1
     assert await _count(sqlite_database, tenants) == 2
+
+
+async def test_postgresql_sessions_plan_each_execution_for_its_parameters(
+    database: Database,
+) -> None:
+    """Every PostgreSQL session, pooled reads and writer alike, plans each execution anew (no
+    generic plan kept from when the tables were nearly empty)."""
+    if database.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    async with database.read() as connection:
+        assert await connection.scalar(sa.text("SHOW plan_cache_mode")) == "force_custom_plan"
+    async with database.raw_pg_read() as driver:
+        assert await driver.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+
+    async def setting(connection: AsyncConnection) -> str:
+        return str(await connection.scalar(sa.text("SHOW plan_cache_mode")))
+
+    assert await database.write(setting) == "force_custom_plan"
