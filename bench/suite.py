@@ -71,6 +71,7 @@ FULL = {
     "store_messages": 10000,
     "store_paced_messages": 5000,
     "store_paced_rate": 500.0,
+    "store_paced_rounds": 3,
     "pigeon_workers": 1,
 }
 QUICK = {
@@ -85,6 +86,7 @@ QUICK = {
     "store_messages": 300,
     "store_paced_messages": 200,
     "store_paced_rate": 200.0,
+    "store_paced_rounds": 2,
     "pigeon_workers": 1,
 }
 
@@ -257,6 +259,7 @@ def scenario_e(config: dict[str, Any], url: str | None, database: str, tmp: Path
         profile_dir=Path(config["profile_dir"]) if config.get("profile_dir") else None,
         paced_messages=config["store_paced_messages"],
         paced_rate=config["store_paced_rate"],
+        paced_rounds=config["store_paced_rounds"],
     )
     return asyncio.run(growth)
 
