@@ -164,12 +164,15 @@ def drive(url: str, seconds: float, concurrency: int, limit: int | None = None) 
     }
 
 
-def _paced_load(url: str, rate: float, seconds: float, out: Any) -> None:
-    """Load-generator process body: one POST every ``1/rate`` s (open loop), report back."""
+def _paced_load(url: str, rate: float, seconds: float, warmup: float, out: Any) -> None:
+    """Load-generator process body: one POST every ``1/rate`` s (open loop) for ``warmup +
+    seconds``, report back the latencies of the requests started after ``warmup``, and
+    separately of those started before."""
     latencies: list[float] = []
+    warming: list[float] = []
     errors = 0
 
-    async def one(session: aiohttp.ClientSession) -> None:
+    async def one(session: aiohttp.ClientSession, counted: bool) -> None:
         nonlocal errors
         started = time.perf_counter()
         headers = {"Authorization": f"Bearer {KEY}"}
@@ -179,33 +182,46 @@ def _paced_load(url: str, rate: float, seconds: float, out: Any) -> None:
                 ok = reply.status == 202
         except aiohttp.ClientError:
             ok = False
-        if ok:
-            latencies.append(time.perf_counter() - started)
-        else:
+        if not ok:
             errors += 1
+        else:
+            (latencies if counted else warming).append(time.perf_counter() - started)
 
     async def main() -> float:
         connector = aiohttp.TCPConnector(limit=512)
         async with aiohttp.ClientSession(connector=connector) as session:
-            started = time.monotonic()
-            tasks = []
-            for n in range(int(rate * seconds)):
+            started = counted_from = time.monotonic()
+            pending: set[asyncio.Task[None]] = set()
+            warm = int(rate * warmup)
+            for n in range(warm + int(rate * seconds)):
                 await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
-                tasks.append(asyncio.create_task(one(session)))
-            await asyncio.gather(*tasks)
-            return time.monotonic() - started
+                if n == warm:
+                    counted_from = time.monotonic()
+                task = asyncio.create_task(one(session, n >= warm))
+                pending.add(task)  # only the ones in flight: no ever-growing list to collect
+                task.add_done_callback(pending.discard)
+            await asyncio.gather(*pending)
+            return time.monotonic() - counted_from
 
     elapsed = asyncio.run(main())
-    out.put((elapsed, latencies, errors))
+    out.put((elapsed, latencies, errors, warming))
 
 
-def paced(url: str, rate: float, seconds: float) -> dict[str, Any]:
-    """Offer ``rate`` requests/s for ``seconds`` (open loop, from another process); the
-    achieved rate, errors and latency percentiles."""
+#: Seconds of the paced load before its latencies count: the load generator is a new process
+#: whose connections the gateway accepts (and whose pools both sides fill) in that time.
+PACED_WARMUP_SECONDS = 1.0
+
+
+def paced(
+    url: str, rate: float, seconds: float, warmup: float = PACED_WARMUP_SECONDS
+) -> dict[str, Any]:
+    """Offer ``rate`` requests/s for ``warmup`` then ``seconds`` (open loop, from another
+    process); the achieved rate, errors and latency percentiles after the warm-up, and the
+    warm-up's own p99 (``warmup_p99_ms``)."""
     queue: Any = multiprocessing.Queue()
-    process = multiprocessing.Process(target=_paced_load, args=(url, rate, seconds, queue))
+    process = multiprocessing.Process(target=_paced_load, args=(url, rate, seconds, warmup, queue))
     process.start()
-    elapsed, latencies, errors = queue.get()
+    elapsed, latencies, errors, warming = queue.get()
     process.join()
     p50, p99 = percentiles(latencies)
     return {
@@ -215,6 +231,8 @@ def paced(url: str, rate: float, seconds: float) -> dict[str, Any]:
         "rate": len(latencies) / elapsed,
         "p50_ms": p50,
         "p99_ms": p99,
+        "warmup_seconds": warmup,
+        "warmup_p99_ms": percentiles(warming)[1] if warming else 0.0,
     }
 
 

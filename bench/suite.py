@@ -200,6 +200,8 @@ def scenario_a(config: dict[str, Any], url: str | None, database: str, tmp: Path
                 "paced_p50_ms": round(paced.get("p50_ms", 0.0), 2),
                 "paced_p99_ms": round(paced.get("p99_ms", 0.0), 2),
                 "paced_errors": paced.get("errors"),
+                "paced_warmup_seconds": paced.get("warmup_seconds"),
+                "paced_warmup_p99_ms": round(paced.get("warmup_p99_ms", 0.0), 2),
             },
         )
     ]
@@ -365,6 +367,11 @@ def table(results: list[Result]) -> str:
                 f"{r.extra['paced_accepted_per_s']:,.0f}/s, p50 {r.extra['paced_p50_ms']:,.1f} ms,"
                 f" p99 {r.extra['paced_p99_ms']:,.1f} ms"
             )
+            if r.extra.get("paced_warmup_seconds"):
+                note += (
+                    f" (after {r.extra['paced_warmup_seconds']:g} s of warm-up, whose p99 was "
+                    f"{r.extra['paced_warmup_p99_ms']:,.1f} ms)"
+                )
         elif r.scenario == "c":
             note = (
                 f"accepted {r.extra['accepted_per_s']:,.0f}/s, submitted "
