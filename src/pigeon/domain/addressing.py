@@ -87,18 +87,39 @@ def parse_msisdn(raw: str, region: str | None = None, *, field: str = "to") -> M
                 f"{raw!r} is not in international format; give 'country' for a national number.",
                 field=field,
             )
+    found = _numbers.get((text, default_region))
+    if found is None:
+        found = _classify(text, default_region)
+        if len(_numbers) >= _NUMBERS_KEPT:
+            _numbers.clear()
+        _numbers[(text, default_region)] = found
+    if isinstance(found, Msisdn):
+        return found
+    raise InvalidRecipient(f"{raw!r} {found}", field=field)
+
+
+#: Numbers classified lately, and why the refused ones were refused: libphonenumber's parse
+#: and classification cost ~45 us, most of a REST accept's own work, and one recipient gets
+#: many messages (OTPs, alerts, campaigns sent again). Answers depend only on the text and the
+#: region; the bound keeps it a few MB (cleared whole when full).
+_NUMBERS_KEPT = 16_384
+_numbers: dict[tuple[str, str | None], Msisdn | str] = {}
+
+
+def _classify(text: str, default_region: str | None) -> Msisdn | str:
+    """The number ``text`` is, or why it is none (what follows the number in the error)."""
     try:
         number = phonenumbers.parse(text, default_region)
     except NumberParseException as exc:
         reason = str(exc).split(") ", 1)[-1].rstrip(".")
-        raise InvalidRecipient(f"{raw!r} is not a phone number: {reason}.", field=field) from exc
+        return f"is not a phone number: {reason}."
     # ``number_type`` is UNKNOWN exactly when ``is_valid_number`` is false (both match the
     # number against the metadata of the region ``region_code_for_number`` finds); asking
     # for the type alone spares is_valid_number's second pass over the metadata patterns,
     # which cost most of an accept's number handling (a property test holds the two equal).
     kind = phonenumbers.number_type(number)
     if kind == phonenumbers.PhoneNumberType.UNKNOWN:
-        raise InvalidRecipient(f"{raw!r} is not a valid phone number.", field=field)
+        return "is not a valid phone number."
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     country = phonenumbers.region_code_for_number(number) or "ZZ"
     return Msisdn(e164=e164, country=country, number_type=_TYPES.get(kind, NumberType.UNKNOWN))

@@ -92,3 +92,36 @@ def test_validity_and_type_agree_with_libphonenumber(country_code: int, digits: 
     else:
         with pytest.raises(InvalidRecipient):
             parse_msisdn(raw)
+
+
+def test_a_number_asked_again_gets_the_same_answer() -> None:
+    """A remembered number comes back equal, and a refusal again names the text as given."""
+    first = parse_msisdn("+44 7400 123-457")
+    assert parse_msisdn("+44 7400 123-457") == first
+    details = []
+    for raw in ("+99912345678", " +99912345678 ", "+99912345678"):
+        with pytest.raises(InvalidRecipient) as info:
+            parse_msisdn(raw, field="from")
+        assert info.value.detail.startswith(f"{raw!r} is not a")
+        assert info.value.field == "from"
+        details.append(info.value.detail)
+    assert details[0] == details[2]
+    assert details[0] != details[1]
+
+
+def test_the_region_is_part_of_what_is_remembered() -> None:
+    """One national text read under two regions gives each region's number."""
+    assert parse_msisdn("07400 123458", "GB").e164 == "+447400123458"
+    assert parse_msisdn("0612345678", "FR").e164 == "+33612345678"
+    with pytest.raises(InvalidRecipient):
+        parse_msisdn("0612345678", "GB")
+
+
+def test_remembering_stays_bounded() -> None:
+    """Past its bound the memory of numbers starts again, and answers stay right."""
+    from pigeon.domain import addressing
+
+    for index in range(addressing._NUMBERS_KEPT + 10):
+        addressing.parse_msisdn(f"+1415555{index % 10_000:04d}", "US" if index > 9_999 else None)
+    assert len(addressing._numbers) <= addressing._NUMBERS_KEPT
+    assert parse_msisdn("+14155550123").country == "US"
