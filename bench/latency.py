@@ -22,7 +22,9 @@ a message's dispatch latency is the simulator's arrival time minus that.
   posted by ``--concurrency`` clients. Reports accept rate and latency, submit_sm/s and
   POST -> submit_sm latency, peak RSS, and the ratios large store / empty store. Then, once
   those all reached the carrier, ``--paced-messages`` more offered at ``--paced-rate``
-  per second (open loop, below what either database dispatches): their accept and
+  per second, or at ``--paced-share`` of what the empty store's closed loop dispatched if
+  that is less (open loop, below what the database dispatches on this machine today; the
+  large store gets the empty store's rate, so both phases see one load): their accept and
   POST -> submit_sm latencies are the path's, while the closed loop's dispatch latency is
   mostly the backlog it builds up. The paced load runs ``--paced-rounds`` times; each
   paced figure is the median round's (one stall of the shared machine spoils one round's
@@ -257,6 +259,7 @@ async def _store_phase(
     paced_messages: int = 0,
     paced_rate: float = 500.0,
     paced_rounds: int = 1,
+    paced_share: float | None = None,
 ) -> dict[str, Any]:
     figures = await seed(_seed_url(tmp, database_url), stored=stored)
     processes = Processes()
@@ -275,6 +278,9 @@ async def _store_phase(
         since, _ = await wait_arrivals(sim, warm, "warm", 0, timeout)
         timed = await post_messages(pigeon.base, "msg", messages, concurrency=concurrency)
         since, last = await wait_arrivals(sim, timed, "msg", since, timeout)
+        closed_rate = len(timed.arrived) / max(last - timed.first, 1e-9)
+        if paced_share is not None:  # below what this database dispatched just now
+            paced_rate = round(min(paced_rate, paced_share * closed_rate), 1)
         # Then an open-loop load below what either database dispatches, into an empty queue:
         # its latencies are the path's, not the backlog the closed loop above builds up.
         # In rounds, each with its own percentiles: one stall of the shared machine moves
@@ -350,6 +356,7 @@ async def store_growth(
     paced_messages: int = 0,
     paced_rate: float = 500.0,
     paced_rounds: int = 1,
+    paced_share: float | None = 0.5,
 ) -> list[Result]:
     """Scenario e (see the module docstring): ``fresh()`` gives a second empty database (a
     context manager yielding its URL, ``None`` for SQLite) for the large store. With
@@ -373,6 +380,7 @@ async def store_growth(
         paced_messages,
         paced_rate,
         paced_rounds,
+        paced_share,
     )
     (tmp / "large").mkdir()
     with fresh() as large_url:
@@ -386,7 +394,7 @@ async def store_growth(
             worker_processes,
             profile(store_size),
             paced_messages,
-            paced_rate,
+            empty["paced_rate_per_s"],  # the same load as the empty store's
             paced_rounds,
         )
     ratios = {
@@ -440,6 +448,7 @@ def main() -> None:
     parser.add_argument("--paced-messages", type=int, default=5000)
     parser.add_argument("--paced-rate", type=float, default=500.0)
     parser.add_argument("--paced-rounds", type=int, default=3)
+    parser.add_argument("--paced-share", type=float, default=0.5)
     args = parser.parse_args()
 
     def fresh() -> contextlib.AbstractContextManager[str | None]:
@@ -462,6 +471,7 @@ def main() -> None:
                 paced_messages=args.paced_messages,
                 paced_rate=args.paced_rate,
                 paced_rounds=args.paced_rounds,
+                paced_share=args.paced_share or None,
             )
             results = asyncio.run(growth)
     for result in results:

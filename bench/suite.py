@@ -72,6 +72,9 @@ FULL = {
     "store_paced_messages": 5000,
     "store_paced_rate": 500.0,
     "store_paced_rounds": 3,
+    # The paced load at this share of what the empty store's closed loop dispatched, when
+    # that is below store_paced_rate (0: always store_paced_rate).
+    "store_paced_share": 0.5,
     "pigeon_workers": 1,
 }
 QUICK = {
@@ -87,6 +90,7 @@ QUICK = {
     "store_paced_messages": 200,
     "store_paced_rate": 200.0,
     "store_paced_rounds": 2,
+    "store_paced_share": 0.5,
     "pigeon_workers": 1,
 }
 
@@ -262,6 +266,7 @@ def scenario_e(config: dict[str, Any], url: str | None, database: str, tmp: Path
         paced_messages=config["store_paced_messages"],
         paced_rate=config["store_paced_rate"],
         paced_rounds=config["store_paced_rounds"],
+        paced_share=config["store_paced_share"] or None,
     )
     return asyncio.run(growth)
 
