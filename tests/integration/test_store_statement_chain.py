@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-
 from ulid import ULID
 
 from pigeon.store import Database, normalise_url
