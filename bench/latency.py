@@ -17,18 +17,20 @@ a message's dispatch latency is the simulator's arrival time minus that.
   second; after ``--settle`` seconds, ``--otps`` OTPs (category ``otp``) are posted at
   ``--otp-rate`` per second. Reports the POST -> submit_sm percentiles and how much of the
   backlog was still queued when the last OTP reached the carrier.
-- ``store``: the same gateway on an empty database, then on one seeded with ``--store-size``
-  delivered messages (and their parts and events); each time ``--messages`` messages are
-  posted by ``--concurrency`` clients. Reports accept rate and latency, submit_sm/s and
+- ``store``: two gateways, one on an empty database, one on a database seeded with
+  ``--store-size`` delivered messages (and their parts and events), both running from the
+  start, each measured while the other idles: ``--messages`` messages posted by
+  ``--concurrency`` clients to the empty store's, then to the large store's. Reports accept rate and latency, submit_sm/s and
   POST -> submit_sm latency, peak RSS, and the ratios large store / empty store. Then, once
   those all reached the carrier, ``--paced-messages`` more offered at ``--paced-rate``
   per second, or at ``--paced-share`` of what the empty store's closed loop dispatched if
   that is less (open loop, below what the database dispatches on this machine today; the
-  large store gets the empty store's rate, so both phases see one load): their accept and
+  large store gets the empty store's rate, so both stores see one load): their accept and
   POST -> submit_sm latencies are the path's, while the closed loop's dispatch latency is
-  mostly the backlog it builds up. The paced load runs ``--paced-rounds`` times; each
-  paced figure is the median round's (one stall of the shared machine spoils one round's
-  p99, not the figure).
+  mostly the backlog it builds up. The paced load runs ``--paced-rounds`` times on each
+  store, the stores taking turns (empty then large, then large then empty, ...), so a slow
+  spell of the shared machine falls on both; each paced figure is the median round's (one
+  stall spoils one round's p99, not the figure).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from typing import Any
 import aiohttp
 from harness import (
     KEY,
+    Pigeon,
     Processes,
     Result,
     Sim,
@@ -247,57 +250,90 @@ async def otp_behind_backlog(
     )
 
 
-async def _store_phase(
+@dataclass
+class _StoreGateway:
+    """One gateway of scenario e, serving its own store, with what was measured on it."""
+
+    stored: int
+    tmp: Path
+    processes: Processes
+    sim: Sim
+    pigeon: Pigeon
+    seed_seconds: float
+    since: int = 0
+    warm: Timed = field(default_factory=Timed)
+    timed: Timed = field(default_factory=Timed)
+    last: float = 0.0
+    rounds: list[Timed] = field(default_factory=list)
+
+
+async def _open_store(
     database_url: str | None,
     tmp: Path,
     stored: int,
-    messages: int,
-    concurrency: int,
+    processes: Processes,
+    worker_processes: int,
+    profile: str | None,
     timeout: float,
-    worker_processes: int = 0,
-    profile: str | None = None,
-    paced_messages: int = 0,
-    paced_rate: float = 500.0,
-    paced_rounds: int = 1,
-    paced_share: float | None = None,
-) -> dict[str, Any]:
+) -> _StoreGateway:
+    """Seed the store, start its simulator and gateway, and warm it up with 50 messages."""
     figures = await seed(_seed_url(tmp, database_url), stored=stored)
-    processes = Processes()
-    try:
-        sim = Sim(processes, tmp, "sim", 0.1)
-        await asyncio.to_thread(sim.wait_ready)
-        pigeon = await start_pigeon(
-            processes,
-            tmp,
-            sim,
-            database_url=database_url,
-            worker_processes=worker_processes,
-            profile=profile,
-        )
-        warm = await post_messages(pigeon.base, "warm", 50, concurrency=8)
-        since, _ = await wait_arrivals(sim, warm, "warm", 0, timeout)
-        timed = await post_messages(pigeon.base, "msg", messages, concurrency=concurrency)
-        since, last = await wait_arrivals(sim, timed, "msg", since, timeout)
-        closed_rate = len(timed.arrived) / max(last - timed.first, 1e-9)
-        if paced_share is not None:  # below what this database dispatched just now
-            paced_rate = round(min(paced_rate, paced_share * closed_rate), 1)
-        # Then an open-loop load below what either database dispatches, into an empty queue:
-        # its latencies are the path's, not the backlog the closed loop above builds up.
-        # In rounds, each with its own percentiles: one stall of the shared machine moves
-        # the p99 of one round, and the median round leaves it out.
-        rounds = []
-        for number in range(max(paced_rounds, 1) if paced_messages else 0):
-            paced = await post_messages(
-                pigeon.base, f"paced{number}", paced_messages, concurrency=64, rate=paced_rate
-            )
-            since, _ = await wait_arrivals(sim, paced, f"paced{number}", since, timeout)
-            rounds.append(paced)
-        rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in child_pids(pigeon.pid))
-        trouble = await diagnostics(tmp, sim, timed, warm)
-        if profile:
-            await asyncio.to_thread(stop_profiled, pigeon)
-    finally:
-        await asyncio.to_thread(processes.stop_all)
+    sim = Sim(processes, tmp, "sim", 0.1)
+    await asyncio.to_thread(sim.wait_ready)
+    pigeon = await start_pigeon(
+        processes,
+        tmp,
+        sim,
+        database_url=database_url,
+        worker_processes=worker_processes,
+        profile=profile,
+    )
+    gateway = _StoreGateway(stored, tmp, processes, sim, pigeon, figures["seconds"])
+    gateway.warm = await post_messages(pigeon.base, "warm", 50, concurrency=8)
+    gateway.since, _ = await wait_arrivals(sim, gateway.warm, "warm", 0, timeout)
+    return gateway
+
+
+async def _closed_loop(
+    gateway: _StoreGateway, messages: int, concurrency: int, timeout: float
+) -> float:
+    """``messages`` posted by ``concurrency`` clients until all reached the carrier; the rate
+    they were dispatched at."""
+    timed = await post_messages(gateway.pigeon.base, "msg", messages, concurrency=concurrency)
+    gateway.since, gateway.last = await wait_arrivals(
+        gateway.sim, timed, "msg", gateway.since, timeout
+    )
+    gateway.timed = timed
+    return len(timed.arrived) / max(gateway.last - timed.first, 1e-9)
+
+
+async def _paced_round(
+    gateway: _StoreGateway, number: int, messages: int, rate: float, timeout: float
+) -> None:
+    """One open-loop round of ``messages`` at ``rate`` per second, waited for at the carrier."""
+    paced = await post_messages(
+        gateway.pigeon.base, f"paced{number}", messages, concurrency=64, rate=rate
+    )
+    gateway.since, _ = await wait_arrivals(
+        gateway.sim, paced, f"paced{number}", gateway.since, timeout
+    )
+    gateway.rounds.append(paced)
+
+
+async def _close_store(gateway: _StoreGateway, profiled: bool) -> dict[str, Any]:
+    """Peak memory and (if something went missing) diagnostics; the gateway stops."""
+    pigeon = gateway.pigeon
+    rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in child_pids(pigeon.pid))
+    trouble = await diagnostics(gateway.tmp, gateway.sim, gateway.timed, gateway.warm)
+    if profiled:
+        await asyncio.to_thread(stop_profiled, pigeon)
+    return {"peak_rss_mb": round(rss, 1), **trouble}
+
+
+def _store_figures(
+    gateway: _StoreGateway, paced_rate: float, closing: dict[str, Any]
+) -> dict[str, Any]:
+    timed, rounds, last = gateway.timed, gateway.rounds, gateway.last
     accept50, accept99 = percentiles(timed.accept)
     dispatch50, dispatch99 = percentiles(timed.dispatch())
     paced_accept = [percentiles(paced.accept) for paced in rounds]
@@ -305,8 +341,8 @@ async def _store_phase(
     accept_span = max(timed.last_accept - timed.first, 1e-9)
     submit_span = max(last - timed.first, 1e-9)
     return {
-        "stored": stored,
-        "seed_seconds": round(figures["seconds"], 1),
+        "stored": gateway.stored,
+        "seed_seconds": round(gateway.seed_seconds, 1),
         "accepted": len(timed.accept),
         "at_carrier": len(timed.arrived),
         "errors": timed.errors + (len(timed.posted) - len(timed.arrived)),
@@ -317,19 +353,18 @@ async def _store_phase(
         "dispatch_p50_ms": round(dispatch50, 2),
         "dispatch_p99_ms": round(dispatch99, 2),
         "seconds": round(submit_span, 3),
-        "peak_rss_mb": round(rss, 1),
         "paced_rate_per_s": paced_rate,
         "paced_rounds": len(rounds),
         "paced_messages": sum(len(paced.arrived) for paced in rounds),
         "paced_errors": sum(p.errors + (len(p.posted) - len(p.arrived)) for p in rounds),
-        # The median round's figure (see above); every round's in ``..._rounds_ms``.
+        # The median round's figure (see the module docstring); every round's in ``..._rounds_ms``.
         "paced_accept_p50_ms": _median_round([p50 for p50, _ in paced_accept]),
         "paced_accept_p99_ms": _median_round([p99 for _, p99 in paced_accept]),
         "paced_dispatch_p50_ms": _median_round([p50 for p50, _ in paced_dispatch]),
         "paced_dispatch_p99_ms": _median_round([p99 for _, p99 in paced_dispatch]),
         "paced_accept_p99_rounds_ms": [round(p99, 2) for _, p99 in paced_accept],
         "paced_dispatch_p99_rounds_ms": [round(p99, 2) for _, p99 in paced_dispatch],
-        **trouble,
+        **closing,
     }
 
 
@@ -368,37 +403,46 @@ async def store_growth(
         return None if profile_dir is None else str(profile_dir / f"e-{database}-{stored}.txt")
 
     (tmp / "empty").mkdir()
-    empty = await _store_phase(
-        database_url,
-        tmp / "empty",
-        0,
-        messages,
-        concurrency,
-        timeout,
-        worker_processes,
-        profile(0),
-        paced_messages,
-        paced_rate,
-        paced_rounds,
-        paced_share,
-    )
     (tmp / "large").mkdir()
+    processes = Processes()
     with fresh() as large_url:
-        large = await _store_phase(
-            large_url,
-            tmp / "large",
-            store_size,
-            messages,
-            concurrency,
-            timeout,
-            worker_processes,
-            profile(store_size),
-            paced_messages,
-            empty["paced_rate_per_s"],  # the same load as the empty store's
-            paced_rounds,
-        )
+        try:
+            # Both stores are seeded and both gateways run from the start; each is measured
+            # while the other idles, in turns (the paced rounds alternate), so a slow spell of
+            # the shared machine falls on both stores instead of on one phase.
+            empty = await _open_store(
+                database_url, tmp / "empty", 0, processes, worker_processes, profile(0), timeout
+            )
+            large = await _open_store(
+                large_url,
+                tmp / "large",
+                store_size,
+                processes,
+                worker_processes,
+                profile(store_size),
+                timeout,
+            )
+            closed_rate = await _closed_loop(empty, messages, concurrency, timeout)
+            await _closed_loop(large, messages, concurrency, timeout)
+            if paced_share is not None:  # below what this database dispatched just now
+                paced_rate = round(min(paced_rate, paced_share * closed_rate), 1)
+            # Then an open-loop load below what either store dispatches, into an empty queue:
+            # its latencies are the path's, not the backlog the closed loop builds up. In
+            # rounds, each with its own percentiles, the stores taking turns (empty first in
+            # even rounds, large first in odd ones): one stall of the shared machine moves
+            # the p99 of one round, and the median round leaves it out.
+            for number in range(max(paced_rounds, 1) if paced_messages else 0):
+                turns = (empty, large) if number % 2 == 0 else (large, empty)
+                for gateway in turns:
+                    await _paced_round(gateway, number, paced_messages, paced_rate, timeout)
+            closing_empty = await _close_store(empty, profile_dir is not None)
+            closing_large = await _close_store(large, profile_dir is not None)
+        finally:
+            await asyncio.to_thread(processes.stop_all)
+    empty_figures = _store_figures(empty, paced_rate, closing_empty)
+    large_figures = _store_figures(large, paced_rate, closing_large)
     ratios = {
-        f"{key}_ratio": _ratio(large[key], empty[key])
+        f"{key}_ratio": _ratio(large_figures[key], empty_figures[key])
         for key in (
             "accept_per_s",
             "accept_p99_ms",
@@ -412,7 +456,8 @@ async def store_growth(
         )
     }
     results = []
-    for label, phase in (("empty store", empty), (f"{store_size:,} messages stored", large)):
+    phases = (("empty store", empty_figures), (f"{store_size:,} messages stored", large_figures))
+    for label, phase in phases:
         results.append(
             Result(
                 scenario="e",
@@ -428,7 +473,7 @@ async def store_growth(
                 extra={
                     **phase,
                     "rate_is": "submit_sm/s at the carrier; p50/p99: POST -> submit_sm",
-                    **(ratios if phase is large else {}),
+                    **(ratios if phase is large_figures else {}),
                 },
             )
         )
@@ -447,7 +492,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--paced-messages", type=int, default=5000)
     parser.add_argument("--paced-rate", type=float, default=500.0)
-    parser.add_argument("--paced-rounds", type=int, default=3)
+    parser.add_argument("--paced-rounds", type=int, default=5)
     parser.add_argument("--paced-share", type=float, default=0.5)
     args = parser.parse_args()
 

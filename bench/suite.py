@@ -71,7 +71,7 @@ FULL = {
     "store_messages": 10000,
     "store_paced_messages": 5000,
     "store_paced_rate": 500.0,
-    "store_paced_rounds": 3,
+    "store_paced_rounds": 5,
     # The paced load at this share of what the empty store's closed loop dispatched, when
     # that is below store_paced_rate (0: always store_paced_rate).
     "store_paced_share": 0.5,
