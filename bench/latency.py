@@ -20,17 +20,17 @@ a message's dispatch latency is the simulator's arrival time minus that.
 - ``store``: two gateways, one on an empty database, one on a database seeded with
   ``--store-size`` delivered messages (and their parts and events), both running from the
   start, each measured while the other idles: ``--messages`` messages posted by
-  ``--concurrency`` clients to the empty store's, then to the large store's. Reports accept rate and latency, submit_sm/s and
-  POST -> submit_sm latency, peak RSS, and the ratios large store / empty store. Then, once
-  those all reached the carrier, ``--paced-messages`` more offered at ``--paced-rate``
-  per second, or at ``--paced-share`` of what the empty store's closed loop dispatched if
-  that is less (open loop, below what the database dispatches on this machine today; the
-  large store gets the empty store's rate, so both stores see one load): their accept and
-  POST -> submit_sm latencies are the path's, while the closed loop's dispatch latency is
-  mostly the backlog it builds up. The paced load runs ``--paced-rounds`` times on each
-  store, the stores taking turns (empty then large, then large then empty, ...), so a slow
-  spell of the shared machine falls on both; each paced figure is the median round's (one
-  stall spoils one round's p99, not the figure).
+  ``--concurrency`` clients to the empty store's, then to the large store's. Reports accept
+  rate and latency, submit_sm/s and POST -> submit_sm latency, peak RSS, and the ratios
+  large store / empty store. Then, once those all reached the carrier, ``--paced-messages``
+  more offered at ``--paced-rate`` per second, or at ``--paced-share`` of what the empty
+  store's closed loop dispatched if that is less (open loop, below what the database
+  dispatches on this machine today; the large store gets the empty store's rate, so both
+  stores see one load): their accept and POST -> submit_sm latencies are the path's, while
+  the closed loop's dispatch latency is mostly the backlog it builds up. The paced load runs
+  ``--paced-rounds`` times on each store, the stores taking turns (empty then large, then
+  large then empty, ...), so a slow spell of the shared machine falls on both; each paced
+  figure is the median round's (one stall spoils one round's p99, not the figure).
 """
 
 from __future__ import annotations

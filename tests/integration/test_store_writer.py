@@ -586,19 +586,67 @@ async def test_a_free_write_lock_is_taken_without_waiting_in_the_thread(
     assert await _count(sqlite_database, tenants) == 2
 
 
-async def test_postgresql_sessions_plan_each_execution_for_its_parameters(
+async def test_postgresql_sessions_price_out_full_scans_and_hash_joins(
     database: Database,
 ) -> None:
-    """Every PostgreSQL session, pooled reads and writer alike, plans each execution anew (no
-    generic plan kept from when the tables were nearly empty)."""
+    """Every PostgreSQL session, pooled reads and writer alike, may keep generic plans but
+    has full scans and hash and merge joins priced out (ADR 20)."""
     if database.dialect != "postgresql":
         pytest.skip("PostgreSQL only")
+    wanted = {
+        "plan_cache_mode": "auto",
+        "enable_seqscan": "off",
+        "enable_hashjoin": "off",
+        "enable_mergejoin": "off",
+    }
     async with database.read() as connection:
-        assert await connection.scalar(sa.text("SHOW plan_cache_mode")) == "force_custom_plan"
+        for name, value in wanted.items():
+            assert await connection.scalar(sa.text(f"SHOW {name}")) == value
     async with database.raw_pg_read() as driver:
-        assert await driver.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        for name, value in wanted.items():
+            assert await driver.fetchval(f"SHOW {name}") == value
 
-    async def setting(connection: AsyncConnection) -> str:
-        return str(await connection.scalar(sa.text("SHOW plan_cache_mode")))
+    async def settings(connection: AsyncConnection) -> dict[str, str]:
+        return {name: str(await connection.scalar(sa.text(f"SHOW {name}"))) for name in wanted}
 
-    assert await database.write(setting) == "force_custom_plan"
+    assert await database.write(settings) == wanted
+
+
+async def test_postgresql_plans_made_on_an_empty_table_stay_on_its_index(
+    database: Database,
+) -> None:
+    """Statements prepared and run while their table was empty (so a generic plan is kept)
+    still read it through its primary key, and join to it row by row, once it holds 20,000
+    rows: no full scan, no hash join (what plain ``auto`` kept, ADR 18)."""
+    if database.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    async with database.raw_pg_read() as driver:
+        await driver.execute("CREATE TEMP TABLE plan_probe (id text PRIMARY KEY, n int)")
+        try:
+            await driver.execute(
+                "PREPARE probe_read(text[]) AS SELECT n FROM plan_probe WHERE id = ANY($1)"
+            )
+            await driver.execute(
+                "PREPARE probe_update(json) AS UPDATE plan_probe AS t SET n = u.n"
+                " FROM json_to_recordset($1) AS u(id text, n int) WHERE t.id = u.id"
+            )
+            for _ in range(8):  # past the five custom plans: a generic one may be kept
+                await driver.execute("EXECUTE probe_read('{a,b}')")
+                await driver.execute("""EXECUTE probe_update('[{"id": "a", "n": 1}]')""")
+            await driver.execute(
+                "INSERT INTO plan_probe SELECT 'k' || g, g FROM generate_series(1, 20000) g"
+            )
+            plans = [
+                "\n".join(row[0] for row in await driver.fetch(f"EXPLAIN EXECUTE {call}"))
+                for call in (
+                    "probe_read('{k1,k2}')",
+                    """probe_update('[{"id": "k1", "n": 2}, {"id": "k2", "n": 3}]')""",
+                )
+            ]
+        finally:
+            await driver.execute("DEALLOCATE ALL")
+            await driver.execute("DROP TABLE plan_probe")
+    for plan in plans:
+        assert "Seq Scan on plan_probe" not in plan, plan
+        assert "Hash Join" not in plan, plan
+        assert "Index Cond" in plan, plan

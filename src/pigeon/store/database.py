@@ -154,13 +154,22 @@ def postgresql_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
     )
 
 
-#: Every PostgreSQL session's settings. ``plan_cache_mode``: each execution of a prepared
-#: statement is planned for its parameters. With the default a statement run five times gets
-#: a generic plan kept for the session: one made while a table was nearly empty (a fresh
-#: database, before any ANALYZE) scans it whole forever after, and the hot reads by an array
-#: of ids took 7-24 ms each at 15,000 messages instead of well under one. Planning these short
-#: statements costs tens of microseconds of the server's CPU.
-PG_SESSION_SETTINGS: Final = {"application_name": "pigeon", "plan_cache_mode": "force_custom_plan"}
+#: Every PostgreSQL session's settings (ADR 20, which replaced ADR 18's ``force_custom_plan``).
+#: Pigeon's statements are key lookups, index ranges and bulk writes by primary key, each
+#: designed for an index; a generic plan (``plan_cache_mode = auto``: a prepared statement
+#: run five times may keep one for the session) spares the server planning every execution,
+#: about a third of its CPU end to end. What made generic plans unsafe is what they would
+#: pick while the tables were nearly empty (a fresh database, before any ANALYZE), and keep:
+#: a full scan, or a hash join over a whole index. So full scans and hash or merge joins are
+#: priced out (the ``enable_*`` settings only add cost: a statement no index serves still
+#: runs), and every plan reads through its indexes, row by row, however the tables grow.
+PG_SESSION_SETTINGS: Final = {
+    "application_name": "pigeon",
+    "plan_cache_mode": "auto",
+    "enable_seqscan": "off",
+    "enable_hashjoin": "off",
+    "enable_mergejoin": "off",
+}
 
 
 #: Connections of the asyncpg pool for hot point reads (``Database.raw_pg_read``), opened as
