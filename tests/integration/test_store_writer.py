@@ -590,7 +590,7 @@ async def test_postgresql_sessions_price_out_full_scans_and_hash_joins(
     database: Database,
 ) -> None:
     """Every PostgreSQL session, pooled reads and writer alike, may keep generic plans but
-    has full scans and hash and merge joins priced out (ADR 20)."""
+    has full scans, bitmap scans and hash and merge joins priced out (ADR 20)."""
     if database.dialect != "postgresql":
         pytest.skip("PostgreSQL only")
     wanted = {
@@ -598,6 +598,7 @@ async def test_postgresql_sessions_price_out_full_scans_and_hash_joins(
         "enable_seqscan": "off",
         "enable_hashjoin": "off",
         "enable_mergejoin": "off",
+        "enable_bitmapscan": "off",
     }
     async with database.read() as connection:
         for name, value in wanted.items():
@@ -615,13 +616,22 @@ async def test_postgresql_sessions_price_out_full_scans_and_hash_joins(
 async def test_postgresql_plans_made_on_an_empty_table_stay_on_its_index(
     database: Database,
 ) -> None:
-    """Statements prepared and run while their table was empty (so a generic plan is kept)
-    still read it through its primary key, and join to it row by row, once it holds 20,000
-    rows: no full scan, no hash join (what plain ``auto`` kept, ADR 18)."""
+    """Statements prepared and run while their tables were empty (so a generic plan may be
+    kept, and the statistics say empty) still read them through their indexes, in index
+    order, once they hold 20,000 rows: a read by id array, a bulk update joined row by row,
+    and a claim-shaped ordered LIMIT that reads its rows, not every match then a sort (ADR
+    20; plain ``auto`` kept a full scan under a hash join, ADR 18)."""
     if database.dialect != "postgresql":
         pytest.skip("PostgreSQL only")
     async with database.raw_pg_read() as driver:
         await driver.execute("CREATE TEMP TABLE plan_probe (id text PRIMARY KEY, n int)")
+        await driver.execute(
+            "CREATE TEMP TABLE plan_queue (id text PRIMARY KEY, ready boolean, kind text,"
+            " priority int, run_at timestamptz)"
+        )
+        await driver.execute(
+            "CREATE INDEX plan_queue_claim ON plan_queue (ready, kind, priority DESC, run_at)"
+        )
         try:
             await driver.execute(
                 "PREPARE probe_read(text[]) AS SELECT n FROM plan_probe WHERE id = ANY($1)"
@@ -630,23 +640,41 @@ async def test_postgresql_plans_made_on_an_empty_table_stay_on_its_index(
                 "PREPARE probe_update(json) AS UPDATE plan_probe AS t SET n = u.n"
                 " FROM json_to_recordset($1) AS u(id text, n int) WHERE t.id = u.id"
             )
+            await driver.execute(  # the shape of the queue's claim: the best of each kind
+                "PREPARE probe_claim(text[], int, int, timestamptz, int) AS SELECT best.id"
+                " FROM unnest($1) AS wanted(kind) JOIN LATERAL (SELECT id, priority, run_at"
+                " FROM plan_queue WHERE ready IS true AND kind = wanted.kind AND priority >= $2"
+                " AND (priority <= $3 OR run_at <= $4) ORDER BY priority DESC, run_at"
+                " LIMIT $5) AS best ON true"
+            )
+            calls = {
+                "probe_read('{k1,k2}')": "plan_probe_pkey",
+                """probe_update('[{"id": "k1", "n": 2}, {"id": "k2", "n": 3}]')""": (
+                    "plan_probe_pkey"
+                ),
+                "probe_claim('{a}', 0, 100, now(), 64)": "plan_queue_claim",
+            }
             for _ in range(8):  # past the five custom plans: a generic one may be kept
-                await driver.execute("EXECUTE probe_read('{a,b}')")
-                await driver.execute("""EXECUTE probe_update('[{"id": "a", "n": 1}]')""")
+                for call in calls:
+                    await driver.execute(f"EXECUTE {call}")
             await driver.execute(
                 "INSERT INTO plan_probe SELECT 'k' || g, g FROM generate_series(1, 20000) g"
             )
-            plans = [
-                "\n".join(row[0] for row in await driver.fetch(f"EXPLAIN EXECUTE {call}"))
-                for call in (
-                    "probe_read('{k1,k2}')",
-                    """probe_update('[{"id": "k1", "n": 2}, {"id": "k2", "n": 3}]')""",
-                )
-            ]
+            await driver.execute(
+                "INSERT INTO plan_queue SELECT 'j' || g, true, CASE WHEN g % 2 = 0 THEN 'a'"
+                " ELSE 'b' END, (g % 3) * 10, now() - interval '1 s'"
+                " FROM generate_series(1, 40000) g"
+            )
+            plans = {
+                index: "\n".join(row[0] for row in await driver.fetch(f"EXPLAIN EXECUTE {call}"))
+                for call, index in calls.items()
+            }
         finally:
             await driver.execute("DEALLOCATE ALL")
-            await driver.execute("DROP TABLE plan_probe")
-    for plan in plans:
-        assert "Seq Scan on plan_probe" not in plan, plan
+            await driver.execute("DROP TABLE plan_probe, plan_queue")
+    for index, plan in plans.items():
+        assert f"Index Scan using {index}" in plan, plan
+        assert "Seq Scan" not in plan, plan
         assert "Hash Join" not in plan, plan
-        assert "Index Cond" in plan, plan
+        assert "Bitmap" not in plan, plan
+        assert "Sort" not in plan, plan
