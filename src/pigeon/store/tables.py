@@ -61,6 +61,36 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        """On SQLite, stored text straight to an aware UTC datetime (``sqlite_utc``); elsewhere
+        the driver's value through ``process_result_value``."""
+        if dialect.name == "sqlite":
+            return sqlite_utc
+        return super().result_processor(dialect, coltype)
+
+
+#: Stored texts recently read and their instants: a message's times come back in every read of
+#: it, and rows written together share them (bounded: emptied when full).
+_READ_TIMES: dict[str, datetime] = {}
+_READ_TIMES_MAX = 4096
+
+
+def sqlite_utc(value: str | None) -> datetime | None:
+    """The aware UTC instant of a time SQLite stores (``UtcDateTime``'s text), or ``None``.
+
+    One lookup for a text seen lately; else one ``fromisoformat``, where SQLAlchemy's reader
+    parses and ``process_result_value`` then copies (a few per cent of a worker's CPU)."""
+    if value is None:
+        return None
+    found = _READ_TIMES.get(value)
+    if found is None:
+        parsed = datetime.fromisoformat(value)
+        found = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if len(_READ_TIMES) >= _READ_TIMES_MAX:
+            _READ_TIMES.clear()
+        _READ_TIMES[value] = found
+    return found
+
 
 #: JSON documents: ``jsonb`` on PostgreSQL, text on SQLite.
 Json: sa.types.TypeEngine[Any] = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")

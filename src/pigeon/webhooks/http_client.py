@@ -649,12 +649,19 @@ class HttpClient:
         return _Grant.NEW_CONNECTION
 
     def _wake(self) -> None:
-        """Serve the waiters, earliest first, with what is free now."""
+        """Serve the waiters, earliest first, with what is free now.
+
+        A host that could not serve one waiter cannot serve a later one in the same pass
+        (serving others only takes connections away), so its other waiters are passed over
+        without asking: hundreds of deliveries may wait for one receiver's connections.
+        """
+        full: set[_Host] = set()
         for waiter in list(self._waiters):
-            if waiter.future.done():
+            if waiter.host in full or waiter.future.done():
                 continue
             grant = self._take(waiter.host, fresh=waiter.fresh)
             if grant is None:
+                full.add(waiter.host)
                 continue
             self._waiters.remove(waiter)
             waiter.host.waiting -= 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pigeon.api.problems import PROBLEMS, ApiError
 from pigeon.api.schemas import (
@@ -77,6 +80,18 @@ def test_nul_character_is_refused() -> None:
     """A NUL character in a text field is a 422 invalid_field (it cannot be stored)."""
     error = _problem(b'{"to": "+447400123456", "from": "A\\u0000"}')
     assert (error.code, error.field) == ("invalid_field", "from")
+
+
+@given(body=st.text(), sender=st.text(max_size=11))
+def test_nul_is_refused_exactly_when_a_decoded_text_holds_one(body: str, sender: str) -> None:
+    """Whatever the texts and however they are escaped, a NUL in one is refused, else nothing."""
+    raw = msgspec.json.encode({"to": "+447400123456", "from": sender, "body": body})
+    if "\x00" in body or "\x00" in sender:
+        error = _problem(raw)
+        assert error.code == "invalid_field"
+    else:
+        decoded = decode_body(raw, SendMessageRequest)
+        assert (decoded.body, decoded.sender) == (body, sender)
 
 
 def test_template_is_not_supported_yet() -> None:

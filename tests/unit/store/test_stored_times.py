@@ -1,4 +1,5 @@
-"""SQLite's stored form of times: the kept (cached) text equals SQLAlchemy's own."""
+"""SQLite's stored form of times: the kept (cached) text and the instant read back equal
+SQLAlchemy's own."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import DATETIME
 
 from pigeon.store.bulk import _sqlite_time
+from pigeon.store.tables import UtcDateTime, sqlite_utc
 
 OFFSETS = st.sampled_from([UTC, timezone(timedelta(hours=-5)), timezone(timedelta(0))])
 SQLALCHEMY = DATETIME().bind_processor(None)  # type: ignore[arg-type]
@@ -31,3 +34,33 @@ def test_naive_times_are_refused_even_after_an_equal_aware_one() -> None:
     with pytest.raises(ValueError, match="naive"):
         _sqlite_time(aware.replace(tzinfo=None))
     assert _sqlite_time(None) is None
+
+
+SQLALCHEMY_READ = DATETIME().result_processor(sqlite.dialect(), None)
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 1, 1)), OFFSETS)
+def test_a_stored_text_reads_back_as_sqlalchemys_instant_in_utc(
+    moment: datetime, zone: object
+) -> None:
+    """Any stored time reads back as the instant SQLAlchemy reads, aware in UTC, twice alike."""
+    text = _sqlite_time(moment.replace(tzinfo=zone))  # type: ignore[arg-type]
+    expected = SQLALCHEMY_READ(text).replace(tzinfo=UTC)
+    for _ in range(2):
+        read = sqlite_utc(text)
+        assert read == expected
+        assert read is not None
+        assert read.tzinfo is UTC
+
+
+def test_texts_without_microseconds_or_with_an_offset_read_as_their_utc_instant() -> None:
+    """Older forms read right too: no fraction, or an explicit offset."""
+    assert sqlite_utc("2026-12-02 12:00:00") == datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    assert sqlite_utc("2026-12-02 12:00:00+01:00") == datetime(2026, 12, 2, 11, 0, tzinfo=UTC)
+    assert sqlite_utc(None) is None
+
+
+def test_utc_date_time_reads_through_sqlite_utc_on_sqlite_only() -> None:
+    """The column type hands SQLite's reads to ``sqlite_utc``, other dialects to SQLAlchemy."""
+    assert UtcDateTime().result_processor(sqlite.dialect(), None) is sqlite_utc
+    assert UtcDateTime().result_processor(postgresql.dialect(), None) is not sqlite_utc
