@@ -7,7 +7,6 @@ and one executemany per table. Reads use the read connections and never wait for
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import time
 from collections import OrderedDict
@@ -892,7 +891,7 @@ def _message_with_parts(*conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
 
 
 def _copy(message: Message) -> Message:
-    return dataclasses.replace(message, parts=[dataclasses.replace(p) for p in message.parts])
+    return message.copy()
 
 
 def _check(new: Message, old: Message) -> None:

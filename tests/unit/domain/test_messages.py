@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pigeon.domain.errors import IllegalTransition
 from pigeon.domain.messages import (
@@ -14,6 +17,7 @@ from pigeon.domain.messages import (
     Direction,
     Message,
     MessageStatus,
+    Part,
     can_transition,
     fold_parts,
     is_stale,
@@ -105,3 +109,18 @@ def test_fold_parts_needs_every_part_delivered() -> None:
 def test_category_priority_puts_otp_first() -> None:
     """OTP outranks transactional, which outranks marketing."""
     assert Category.OTP.priority > Category.TRANSACTIONAL.priority > Category.MARKETING.priority
+
+
+@given(st.builds(Message, parts=st.lists(st.builds(Part), max_size=4)))
+def test_a_copy_is_equal_and_changing_it_leaves_the_original_as_it_was(message: Message) -> None:
+    """``copy`` keeps every field; the copy's parts are its own, so changes stay in the copy."""
+    before = dataclasses.replace(message, parts=[dataclasses.replace(p) for p in message.parts])
+    clone = message.copy()
+    assert clone == message
+    assert clone is not message
+    assert all(a is not b for a, b in zip(clone.parts, message.parts, strict=True))
+    clone.status_sequence += 1
+    clone.parts.append(Part(index=len(clone.parts)))
+    for part in clone.parts:
+        part.status = S.DELIVERED
+    assert message == before
