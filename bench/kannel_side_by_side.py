@@ -402,6 +402,18 @@ def cpu_note(phase: Phase) -> str:
     return ", ".join(f"{label} {seconds / wall:.0%}" for label, seconds in phase.cpu.items())
 
 
+#: The processes that are the gateway in a phase; the rest is the harness (load, sim, receiver).
+GATEWAY_PROCESSES = ("bearerbox", "smsbox", "pigeon")
+
+
+def cpu_per_message(phase: Phase) -> tuple[float, float]:
+    """CPU milliseconds per callback: the gateway's processes, and the harness's."""
+    count = max(phase.callbacks, 1)
+    gateway = sum(s for label, s in phase.cpu.items() if label.startswith(GATEWAY_PROCESSES))
+    harness = sum(phase.cpu.values()) - gateway
+    return 1000 * gateway / count, 1000 * harness / count
+
+
 def report(kannel: Phase, pigeon: Phase, args: argparse.Namespace) -> str:
     binds = f"{args.pigeon_binds} bind{'s' if args.pigeon_binds > 1 else ''} x window 100"
     rows = [
@@ -427,6 +439,12 @@ def report(kannel: Phase, pigeon: Phase, args: argparse.Namespace) -> str:
         f"CPU over the phase ({phase.wall:.1f} s, 100% = one core): {phase.name}: {cpu_note(phase)}"
         for phase in (kannel, pigeon)
     )
+    per_message = "\n".join(
+        f"CPU per message: {phase.name}: the gateway {gateway:.3f} ms, the harness {harness:.3f} ms"
+        for phase in (kannel, pigeon)
+        for gateway, harness in (cpu_per_message(phase),)
+    )
+    cpu += "\n" + per_message
     model = ""
     with Path("/proc/cpuinfo").open() as info:
         for line in info:
@@ -481,7 +499,11 @@ async def run(args: argparse.Namespace) -> str:
     if args.pigeon_only:
         _, pigeon = await side_by_side(args, kannel=False)
         assert pigeon is not None
-        return repr(pigeon)
+        gateway, harness = cpu_per_message(pigeon)
+        return (
+            f"{pigeon!r}\nCPU per message: the gateway {gateway:.3f} ms, "
+            f"the harness {harness:.3f} ms"
+        )
     kannel, pigeon = await side_by_side(args)
     assert kannel is not None
     assert pigeon is not None
