@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pigeon.domain.addressing import NumberType, SenderKind, parse_msisdn, parse_sender
+from pigeon.domain.addressing import (
+    NumberType,
+    SenderKind,
+    international_number,
+    number_type_for,
+    parse_msisdn,
+    parse_sender,
+)
 from pigeon.domain.errors import InvalidRecipient, InvalidSender
 
 
@@ -125,3 +132,68 @@ def test_remembering_stays_bounded() -> None:
         addressing.parse_msisdn(f"+1415555{index % 10_000:04d}", "US" if index > 9_999 else None)
     assert len(addressing._numbers) <= addressing._NUMBERS_KEPT
     assert parse_msisdn("+14155550123").country == "US"
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    country_code=st.sampled_from(_COUNTRY_CODES),
+    digits=st.text(alphabet="0123456789", min_size=4, max_size=13),
+    region=st.sampled_from([None, "US", "GB", "DE", "RU", "IT", "FR"]),
+)
+def test_the_international_fast_path_reads_as_parse_does(
+    country_code: int, digits: str, region: str | None
+) -> None:
+    """Wherever the fast path makes a number, libphonenumber's parse makes the same one."""
+    raw = f"+{country_code}{digits}"
+    made = international_number(raw)
+    if made is None:
+        return
+    assert made == phonenumbers.parse(raw, region)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+14155550123",  # the plain case
+        "+114155550123",  # the US national prefix after the calling code: parse drops it
+        "+390612345678",  # Italy keeps its leading zero
+        "+78005553535",  # Russia's national prefix is 8
+        "+4407400123456",  # a UK trunk zero written after +44
+        "+012345678",  # no calling code starts with 0
+        "+1 415 555 0123",  # spaces: parse's
+    ],
+)
+def test_the_fast_path_leaves_what_parse_may_read_otherwise(raw: str) -> None:
+    """Texts parse could read differently (prefixes, zeros, spacing) go to parse; the answer
+    is the same either way."""
+    made = international_number(raw)
+    if made is not None:
+        assert made == phonenumbers.parse(raw, None)
+    try:
+        reference = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        with pytest.raises(InvalidRecipient):
+            parse_msisdn(raw)
+        return
+    if phonenumbers.is_valid_number(reference):
+        assert parse_msisdn(raw).e164 == phonenumbers.format_number(
+            reference, phonenumbers.PhoneNumberFormat.E164
+        )
+    else:
+        with pytest.raises(InvalidRecipient):
+            parse_msisdn(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    country_code=st.sampled_from(_COUNTRY_CODES),
+    digits=st.text(alphabet="0123456789", min_size=4, max_size=13),
+)
+def test_the_type_lookup_agrees_withnumber_type_for(country_code: int, digits: str) -> None:
+    """The type found from the region already looked up is libphonenumber's ``number_type``."""
+    try:
+        number = phonenumbers.parse(f"+{country_code}{digits}", None)
+    except phonenumbers.NumberParseException:
+        return
+    region = phonenumbers.region_code_for_number(number)
+    assert number_type_for(number, region) == phonenumbers.number_type(number)
