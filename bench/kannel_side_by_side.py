@@ -64,6 +64,7 @@ from harness import (
     http_json,
     http_ok,
     percentiles,
+    quiet_collector,
     rss_mb,
     start_pigeon,
 )
@@ -141,6 +142,7 @@ def _load(kind: str, url: str, messages: int, concurrency: int, extra: str, out:
         await asyncio.gather(*(client() for _ in range(concurrency)))
         return started
 
+    quiet_collector()
     started = asyncio.run(main())
     out.put((started, shared["last"], shared["accepted"], shared["errors"], latencies))
 

@@ -56,6 +56,7 @@ from harness import (
     child_pids,
     fresh_database,
     percentiles,
+    quiet_collector,
     rss_mb,
     scratch,
     start_pigeon,
@@ -212,6 +213,7 @@ async def otp_behind_backlog(
             processes, tmp, sim, database_url=database_url, worker_processes=worker_processes
         )
         await asyncio.sleep(settle)
+        quiet_collector()
         before = (await asyncio.to_thread(sim.stats))["submits_received"]
         timed = await post_messages(pigeon.base, "otp", otps, category="otp", rate=otp_rate)
         _, last = await wait_arrivals(sim, timed, "otp", 0, timeout)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import count_messages, percentiles, rss_mb
+from harness import count_messages, percentiles, quiet_collector, rss_mb
 
 KEY = "pk_live_bench_0123456789abcdefghijklmnop"
 BODY = {"to": "+14155550100", "body": "Your verification code is 123456"}
@@ -143,6 +143,7 @@ def _load(url: str, seconds: float, concurrency: int, limit: int | None, out: An
         await asyncio.gather(*(_client(url, deadline, limit, shared) for _ in range(concurrency)))
         return time.monotonic() - started
 
+    quiet_collector()
     elapsed = asyncio.run(main())
     out.put((elapsed, shared["latencies"], shared["errors"]))
 
@@ -203,6 +204,7 @@ def _paced_load(url: str, rate: float, seconds: float, warmup: float, out: Any) 
             await asyncio.gather(*pending)
             return time.monotonic() - counted_from
 
+    quiet_collector()
     elapsed = asyncio.run(main())
     out.put((elapsed, latencies, errors, warming))
 
