@@ -98,6 +98,19 @@ QUICK = {
 }
 
 
+def settle_disk() -> None:
+    """Write the dirty pages earlier scenarios left behind before the next one starts.
+
+    The kernel writes a page back ~30 s after it was dirtied (``vm.dirty_expire_centisecs``),
+    all of a file's at once: without this, what one scenario wrote (scenario e's million
+    messages on SQLite, a closed loop at three times the paced rate) was written back in the
+    middle of the next one's window, where it stalled every commit's fsync behind it for
+    100-300 ms (docs/benchmarks.md, session 13). Each scenario's own writeback stays in it."""
+    started = time.monotonic()
+    os.sync()
+    print(f"   (dirty pages written back in {time.monotonic() - started:.1f} s)", flush=True)
+
+
 def ensure_kannel() -> str:
     """Empty when bearerbox and smsbox are there (installing them if need be), else why not."""
     if all(kannel_side_by_side.kannel_binaries()):
@@ -531,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     for database in args.databases:
         for scenario in args.scenarios:
             print(f"== {scenario} on {database}", flush=True)
+            settle_disk()
             if database in unavailable:
                 results.append(Result(scenario, "", database, skipped=unavailable[database]))
                 failed = True
