@@ -340,7 +340,6 @@ async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
     database = sqlite_database
     writer = database.writer
     writer.contended_for = 60.0  # however slow the machine, the window lasts the test
-    writer.inline_commit_below = 60.0  # however slow its disk, every commit counts as quick
     loop_thread = threading.current_thread().name
     commits: list[str] = []
 
@@ -370,8 +369,6 @@ async def test_slow_sqlite_commits_move_to_the_thread_and_back(sqlite_database: 
     database = sqlite_database
     writer = database.writer
     writer.contended_for = 60.0
-    # Between a quick commit and the slow ones below (one of them moves the average past it).
-    writer.inline_commit_below = 0.005
     await _write_past_another_process(database, "waited")
     loop_thread = threading.current_thread().name
     commits: list[str] = []

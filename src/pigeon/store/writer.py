@@ -37,11 +37,10 @@ statement). A write lock held by another process is waited for on the loop (trie
 millisecond while the loop serves others). ``COMMIT`` (the fsync) runs in the writer's own
 thread, so that the loop keeps working meanwhile, except while other processes contend for
 the write lock (one was found holding it in the last second) and commits are quick (under
-``inline_commit_below``, 1 ms, on average): then on the loop. A hop to the thread costs up
-to Python's switch interval (5 ms) while the loop is busy, and the lock every process shares
-is held all along (ADR 15); a slower fsync on the loop stops the process meanwhile (ADR 21).
-Callers are answered only after the commit returned, and nothing touches the connection
-while the thread has it.
+``inline_commit_below`` on average): then on the loop. A hop to the thread costs up to
+Python's switch interval (5 ms) while the loop is busy, and the lock every process shares is
+held all along (ADR 15). Callers are answered only after the commit returned, and nothing
+touches the connection while the thread has it.
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ import asyncio
 import concurrent.futures
 import logging
 import sqlite3
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -82,13 +82,10 @@ Prepare = Callable[[Sequence[Any]], None]
 
 DEFAULT_MAX_BATCH: Final = 512
 
-#: SQLite: COMMITs that take less than this on average run on the event loop (ADR 15, ADR 21).
-#: A hop to the writer's thread and back can cost up to Python's switch interval while the
-#: loop is busy, and every process waits for the write lock meanwhile; but a COMMIT on the
-#: loop stops all of the process's other work for the whole fsync. Measured end to end: with
-#: commits of 0.2-0.6 ms the loop won (+10%, session 7); with commits of ~2 ms the thread
-#: won (+9-12%, session 13). The bound sits between the two.
-INLINE_COMMIT_BELOW_SECONDS: Final = 0.001
+#: SQLite: COMMITs that take less than this on average run on the event loop. A hop to the
+#: writer's thread and back costs up to Python's switch interval while the loop is busy, and
+#: every process waits for the write lock meanwhile; a quicker fsync is cheaper to wait for.
+INLINE_COMMIT_BELOW_SECONDS: Final = sys.getswitchinterval()
 #: SQLite: commits run on the loop only this long after a transaction found the write lock
 #: held by another process. Without such a process there is no one to keep waiting, and the
 #: thread lets the loop work (decode, build the next batch) while the disk syncs.
