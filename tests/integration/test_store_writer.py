@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pigeon.store import Database, WriterClosedError, connect, migrate, normalise_url
 from pigeon.store.tables import message_parts, tenants
 from pigeon.store.writer import Operation
+from pigeon.telemetry import REGISTRY
 
 if TYPE_CHECKING:
     from conftest import Factory, Stores
@@ -79,6 +80,35 @@ async def test_a_failing_operation_fails_only_its_caller(database: Database) -> 
     assert [o for i, o in enumerate(outcomes) if i != 20] == [f"t{i:02d}" for i in range(40)]
     assert await _count(database, tenants) == 40
     assert database.writer.stats.splits >= 1
+
+
+async def test_each_committed_transaction_is_timed_in_the_write_histogram(
+    database: Database,
+) -> None:
+    """Every transaction the writer commits adds one observation to
+    ``pigeon_store_write_seconds``, at least as long as the writes inside it took."""
+
+    def samples() -> tuple[float, float]:
+        count = REGISTRY.get_sample_value("pigeon_store_write_seconds_count") or 0.0
+        total = REGISTRY.get_sample_value("pigeon_store_write_seconds_sum") or 0.0
+        return count, total
+
+    async def slow(connection: AsyncConnection) -> None:
+        await connection.execute(
+            sa.insert(tenants).values(id="slow", name="slow", created_at=sa.func.now())
+        )
+        await asyncio.sleep(0.03)  # the transaction lasts at least this long
+
+    count_before, total_before = samples()
+    transactions_before = database.writer.stats.transactions
+    await database.write(_insert_tenant("timed"))
+    await database.write(slow)
+    count_after, total_after = samples()
+
+    committed = database.writer.stats.transactions - transactions_before
+    assert committed == 2
+    assert count_after - count_before == committed
+    assert total_after - total_before >= 0.03
 
 
 async def test_an_operation_raising_its_own_error_fails_alone(database: Database) -> None:

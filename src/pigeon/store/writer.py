@@ -61,6 +61,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.store.sqlite_sync import SyncConnection, try_write_lock
+from pigeon.telemetry import STORE_WRITE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +362,7 @@ class Writer:
         entries = [entry for entry in batch if not entry.future.done()]
         retries = 0
         while entries:
+            started = time.perf_counter()
             try:
                 results = await self._transaction(entries)
             except _UnavailableError as exc:
@@ -381,6 +383,7 @@ class Writer:
                 await self._commit(entries[:middle])
                 await self._commit(entries[middle:])
                 return
+            STORE_WRITE_SECONDS.observe(time.perf_counter() - started)
             self.stats.transactions += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(entries))
             for entry, result in zip(entries, results, strict=True):
