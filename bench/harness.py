@@ -402,6 +402,19 @@ async def _postgres_fetchval(url: str, query: str, *args: Any) -> Any:
         await connection.close()
 
 
+def postgres_backends(database_url: str) -> list[int]:
+    """The process ids of the PostgreSQL backends connected to ``database_url``'s database
+    (other than the asking one): the server's share of a gateway's work is theirs."""
+    pids = blocking(
+        _postgres_fetchval(
+            database_url,
+            "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+    )
+    return [int(pid) for pid in pids]
+
+
 def blocking(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine`` to completion on its own loop in another thread (callable from inside
     a running event loop as well as outside one)."""

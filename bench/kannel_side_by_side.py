@@ -45,6 +45,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ from harness import (
     http_json,
     http_ok,
     percentiles,
+    postgres_backends,
     quiet_collector,
     rss_mb,
     start_pigeon,
@@ -173,12 +175,18 @@ async def measure(
     receiver: Receiver,
     args: argparse.Namespace,
     pids: dict[str, int],
+    backends: Callable[[], list[int]] | None = None,
 ) -> Phase:
-    """Drive one gateway and watch its sim and callbacks until everything arrived."""
+    """Drive one gateway and watch its sim and callbacks until everything arrived.
+
+    ``backends``: the database server's processes that work for the gateway (PostgreSQL's
+    backends of its database), asked at the start and at the end; their CPU in the phase
+    counts as the gateway's ("pigeon: postgresql backends")."""
     base = (await asyncio.to_thread(sim.stats))["submits_received"]
     receiver.count, receiver.last = 0, 0.0
     pids = {**pids, "receiver (this process)": os.getpid()}
     cpu0 = {label: cpu_seconds(pid) for label, pid in pids.items()}
+    server0 = {pid: cpu_seconds(pid) for pid in backends()} if backends else {}
     queue: Any = multiprocessing.Queue()
     loader = multiprocessing.Process(
         target=_load, args=(kind, url, args.messages, args.concurrency, extra, queue)
@@ -235,7 +243,16 @@ async def measure(
         phase.cpu[label] = cpu_seconds(pid) - cpu0[label]
         if label not in ("load generator", "receiver (this process)"):
             phase.rss_mb[label] = rss_mb(pid)
+    if backends is not None:
+        # A backend that came and went within the phase is missed: the pools keep theirs.
+        phase.cpu[SERVER_LABEL] = sum(
+            max(0.0, cpu_seconds(pid) - server0.get(pid, 0.0)) for pid in backends()
+        )
     return phase
+
+
+#: The PostgreSQL server's CPU for the gateway (counted as the gateway's: "pigeon" prefix).
+SERVER_LABEL = "pigeon: postgresql backends"
 
 
 # -- Kannel -----------------------------------------------------------------------------------
@@ -384,7 +401,15 @@ async def run_pigeon(
     pids = {"pigeon serve": pid, "smsc-sim": sim.process.pid}
     for number, child in enumerate(child_pids(pid), 1):  # worker_processes
         pids[f"pigeon worker {number}"] = child
-    phase = await measure("Pigeon", "pigeon", f"{base}/v1/messages", "", sim, receiver, args, pids)
+    database_url = getattr(args, "database_url", None)
+    backends = (
+        (lambda: postgres_backends(database_url))
+        if database_url and database_url.startswith("postgresql")
+        else None
+    )
+    phase = await measure(
+        "Pigeon", "pigeon", f"{base}/v1/messages", "", sim, receiver, args, pids, backends
+    )
     if processes.inner:  # stop the server so that py-spy writes its file
         os.kill(processes.inner.pop(), signal.SIGTERM)
         await asyncio.to_thread(server.wait, 60)
