@@ -73,19 +73,26 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
 #: it, and rows written together share them (bounded: emptied when full).
 _READ_TIMES: dict[str, datetime] = {}
 _READ_TIMES_MAX = 4096
+#: "YYYY-MM-DD HH:MM:SS.ffffff"
+_STORED_LENGTH = 26
 
 
 def sqlite_utc(value: str | None) -> datetime | None:
     """The aware UTC instant of a time SQLite stores (``UtcDateTime``'s text), or ``None``.
 
     One lookup for a text seen lately; else one ``fromisoformat``, where SQLAlchemy's reader
-    parses and ``process_result_value`` then copies (a few per cent of a worker's CPU)."""
+    parses and ``process_result_value`` then copies (a few per cent of a worker's CPU). The
+    form Pigeon writes (26 characters, no offset) is read as UTC by ``fromisoformat`` itself:
+    a fifth of the cost of reading it naive and then setting its zone."""
     if value is None:
         return None
     found = _READ_TIMES.get(value)
     if found is None:
-        parsed = datetime.fromisoformat(value)
-        found = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if len(value) == _STORED_LENGTH and value[19] == ".":
+            found = datetime.fromisoformat(value + "+00:00")
+        else:  # older forms: no fraction, or an offset of their own
+            parsed = datetime.fromisoformat(value)
+            found = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
         if len(_READ_TIMES) >= _READ_TIMES_MAX:
             _READ_TIMES.clear()
         _READ_TIMES[value] = found

@@ -28,3 +28,16 @@ def test_equal_instants_in_other_offsets_keep_their_own_text() -> None:
     assert iso(utc) == "2026-12-02T12:00:00.123Z"
     assert iso(plus_two) == "2026-12-02T14:00:00.123+02:00"
     assert iso(None) is None
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 1, 1)),
+    st.lists(st.integers(min_value=0, max_value=999_999), min_size=2, max_size=8),
+)
+def test_times_within_one_second_keep_their_own_milliseconds(
+    moment: datetime, microseconds: list[int]
+) -> None:
+    """Times that share their second (and so its kept text) each end in their own milliseconds."""
+    for microsecond in microseconds:
+        value = moment.replace(microsecond=microsecond, tzinfo=UTC)
+        assert iso(value) == value.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -64,3 +64,19 @@ def test_utc_date_time_reads_through_sqlite_utc_on_sqlite_only() -> None:
     """The column type hands SQLite's reads to ``sqlite_utc``, other dialects to SQLAlchemy."""
     assert UtcDateTime().result_processor(sqlite.dialect(), None) is sqlite_utc
     assert UtcDateTime().result_processor(postgresql.dialect(), None) is not sqlite_utc
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 1, 1)),
+    st.lists(st.integers(min_value=0, max_value=999_999), min_size=2, max_size=8),
+)
+def test_times_within_one_second_store_their_own_microseconds(
+    moment: datetime, microseconds: list[int]
+) -> None:
+    """Times that share their second (and so its kept text) each store their own fraction, and
+    read back as themselves."""
+    for microsecond in microseconds:
+        value = moment.replace(microsecond=microsecond, tzinfo=UTC)
+        text = _sqlite_time(value)
+        assert text == SQLALCHEMY(value.replace(tzinfo=None))
+        assert sqlite_utc(text) == value
