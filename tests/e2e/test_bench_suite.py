@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -66,6 +67,51 @@ def test_quick_suite_measures_rest_accept_and_end_to_end_on_sqlite(tmp_path: Pat
     assert end_to_end["errors"] == 0
     assert rows[("c", "-")]["skipped"] == "--no-kannel"
     assert "| c: end to end, Pigeon | sqlite | 100 |" in done.stdout
+
+
+KANNEL = all(
+    shutil.which(name) or os.access(f"/usr/sbin/{name}", os.X_OK)
+    for name in ("bearerbox", "smsbox")
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KANNEL, reason="Kannel is not installed (apt-get install -y kannel)")
+def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
+    tmp_path: Path,
+) -> None:
+    """Scenario c with Kannel runs both gateways once per round and reports, per database, the
+    Kannel and Pigeon rows of the median round and the median of each round's ratios."""
+    output = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "suite.py"),
+            *("--quick", "--scenarios", "c", "--databases", "sqlite", "--c-rounds", "3"),
+            *("--messages", "60", "--concurrency", "8", "--output", str(output)),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    document = json.loads(output.read_text())
+    rows = {row["name"]: row for row in document["results"]}
+    kannel, pigeon = rows["end to end, Kannel 1.4.5"], rows["end to end, Pigeon"]
+    assert kannel["database"] == pigeon["database"] == "sqlite"
+    assert kannel["messages"] == pigeon["messages"] == 60
+    rounds = pigeon["extra"]["rounds"]
+    assert len(rounds) == 3
+    ratios = sorted(r["callbacks_per_s_ratio"] for r in rounds)
+    median = rounds[pigeon["extra"]["median_round"] - 1]
+    assert median["callbacks_per_s_ratio"] == ratios[1]
+    assert median["pigeon_callbacks_per_s"] == pigeon["extra"]["callbacks_per_s"]
+    assert median["kannel_callbacks_per_s"] == kannel["extra"]["callbacks_per_s"]
+    assert document["kannel_ratio"]["sqlite"]["callbacks_per_s"] == ratios[1]
+    assert document["kannel_ratio"]["sqlite"] == pigeon["extra"]["ratio_to_kannel"]
 
 
 @pytest.mark.slow
