@@ -1,5 +1,9 @@
 # Pigeon: `make run` starts the gateway, `make test` runs every check and test.
-PYTHON ?= python3
+# The interpreter .venv is made from: Debian's python3.11 where it can make a venv (built with
+# profile-guided optimisation and LTO: ~25% less CPU per message than an unoptimised build
+# such as pyenv's default, docs/adr/0022), else python3 on PATH.
+SYSTEM_PYTHON := /usr/bin/python3.11
+PYTHON ?= $(shell $(SYSTEM_PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 && echo $(SYSTEM_PYTHON) || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
