@@ -300,10 +300,12 @@ async def start_pigeon(
     worker_processes: int = 0,
     profile: str | None = None,
     extra_env: dict[str, str] | None = None,
+    python: str | None = None,
 ) -> Pigeon:
     """``pigeon serve`` on ``database_url`` (SQLite in ``tmp`` by default) with the live key
     ``KEY``; with a ``sim``, one ``[[connectors]]`` SMPP table to it (``binds`` transceivers,
-    window 100), else the built-in simulator. Returns once ready (and bound to the sim)."""
+    window 100), else the built-in simulator. Returns once ready (and bound to the sim).
+    ``python``: the interpreter of the gateway (and so of its workers), if not this one's."""
     config = tmp / "pigeon.toml"
     if sim is not None:
         config.write_text(
@@ -330,7 +332,7 @@ async def start_pigeon(
         env["PIGEON_DATABASE_URL"] = database_url
     else:
         env.pop("PIGEON_DATABASE_URL", None)
-    argv = [sys.executable, "-m", "pigeon", "serve"]
+    argv = [python or sys.executable, "-m", "pigeon", "serve"]
     if profile:
         argv = [
             str(Path(sys.executable).with_name("py-spy")),

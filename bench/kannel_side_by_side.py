@@ -372,6 +372,7 @@ async def run_pigeon(
         binds=args.pigeon_binds,
         worker_processes=getattr(args, "pigeon_workers", 0),
         profile=args.profile,
+        python=getattr(args, "pigeon_python", None),
     )
     server, base = pigeon.process, pigeon.base
     auth = {"Authorization": f"Bearer {KEY}"}
@@ -551,6 +552,12 @@ def main() -> None:
         "--pigeon-workers", type=int, default=1, help="worker_processes of pigeon serve (0: one)"
     )
     parser.add_argument("--pigeon-only", action="store_true", help="skip the Kannel phase")
+    parser.add_argument(
+        "--pigeon-python",
+        metavar="PATH",
+        help="run pigeon serve and its workers on this interpreter (its environment must have "
+        "Pigeon's dependencies; the harness stays on this one): to compare interpreter builds",
+    )
     parser.add_argument("--kannel-store", choices=["none", "file"], default="none")
     parser.add_argument("--timeout", type=float, default=120, help="bound of each phase (s)")
     parser.add_argument("--stall", type=float, default=20, help="give up after no progress (s)")
