@@ -235,6 +235,15 @@ class Sim:
         return sum(1 for bind in self.stats()["binds"] if bind["open"])
 
 
+#: The receiver's listen backlog (aiohttp's default is 128). Kannel's smsbox opens a connection
+#: per DLR callback, up to a hundred at once: with 128, the accept queue overflowed now and
+#: then (``TcpExtListenOverflows``), and each dropped SYN was sent again a second later, a
+#: ~0.9 s gap before the last callbacks that cut Kannel's callbacks/s by up to a fifth in a
+#: 10,000-message phase (docs/benchmarks.md, session 14). Pigeon's webhooks reuse keep-alive
+#: connections and never met it.
+LISTEN_BACKLOG = 4096
+
+
 class Receiver:
     """An aiohttp server in this process counting callbacks (Kannel DLRs, Pigeon webhooks)."""
 
@@ -256,13 +265,13 @@ class Receiver:
         return web.Response(text="ok")
 
     async def start(self) -> None:
-        """Listen on a free port of 127.0.0.1."""
+        """Listen on a free port of 127.0.0.1, with a listen backlog of ``LISTEN_BACKLOG``."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._hit)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         self.port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=LISTEN_BACKLOG).start()
 
     async def first(self, timeout: float) -> None:
         """Wait for one callback (the warm-up's), then reset the count."""
