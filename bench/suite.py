@@ -163,6 +163,7 @@ def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argp
 
 
 def _phase_extra(phase: kannel_side_by_side.Phase) -> dict[str, Any]:
+    gateway_ms, harness_ms = kannel_side_by_side.cpu_per_message(phase)
     return {
         "accepted": phase.accepted,
         "accepted_per_s": round(phase.accept_rate, 1),
@@ -174,6 +175,8 @@ def _phase_extra(phase: kannel_side_by_side.Phase) -> dict[str, Any]:
         "accept_p99_ms": round(phase.p99_ms, 2),
         "rss_mb": {k: round(v, 1) for k, v in phase.rss_mb.items()},
         "cpu_share": {k: round(v / max(phase.wall, 1e-9), 2) for k, v in phase.cpu.items()},
+        "gateway_cpu_ms_per_message": round(gateway_ms, 4),
+        "harness_cpu_ms_per_message": round(harness_ms, 4),
         "rate_is": "delivered callbacks/s; p50/p99: accept (HTTP request) latency",
     }
 
@@ -280,6 +283,7 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
                 "kannel_callbacks_per_s": theirs["callbacks_per_s"],
                 "pigeon_callbacks_per_s": mine["callbacks_per_s"],
                 **{f"{key}_ratio": _ratio(mine[key], theirs[key]) for key in keys},
+                **_cpu_ratios(mine, theirs),
             }
         )
     order = sorted(range(len(rounds)), key=lambda i: per_round[i]["callbacks_per_s_ratio"] or 0)
@@ -293,7 +297,25 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
         key: round(statistics.median(r[f"{key}_ratio"] or 0.0 for r in per_round), 3)
         for key in keys
     }
+    row.extra["cpu_ratios"] = {
+        key: round(statistics.median(r[key] or 0.0 for r in per_round), 3)
+        for key in ("gateway_cpu_ratio", "cpu_bound_ratio")
+    }
     return [_phase_result(kannel, database, ("bearerbox", "smsbox")), row]
+
+
+def _cpu_ratios(pigeon: dict[str, Any], kannel: dict[str, Any]) -> dict[str, float | None]:
+    """What bounds scenario c on a shared machine: ``gateway_cpu_ratio``, Pigeon's CPU per
+    delivered message over Kannel's (its processes only); ``cpu_bound_ratio``, the throughput
+    ratio the cores alone would allow (Kannel's CPU per message, its harness's included, over
+    Pigeon's), which the callbacks/s ratio follows when the phases keep the cores busy."""
+    mine_gateway = pigeon["gateway_cpu_ms_per_message"]
+    mine_all = mine_gateway + pigeon["harness_cpu_ms_per_message"]
+    theirs_all = kannel["gateway_cpu_ms_per_message"] + kannel["harness_cpu_ms_per_message"]
+    return {
+        "gateway_cpu_ratio": _ratio(mine_gateway, kannel["gateway_cpu_ms_per_message"]),
+        "cpu_bound_ratio": _ratio(theirs_all, mine_all),
+    }
 
 
 def scenario_d(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:
@@ -444,6 +466,14 @@ def table(results: list[Result]) -> str:
                 note += (
                     f"; vs Kannel {ratio['accepted_per_s']}x / {ratio['submitted_per_s']}x / "
                     f"{ratio['callbacks_per_s']}x"
+                )
+            gateway_ms = r.extra["gateway_cpu_ms_per_message"]
+            note += f"; gateway CPU {gateway_ms:.3f} ms/message"
+            if "cpu_ratios" in r.extra:
+                cpu = r.extra["cpu_ratios"]
+                note += (
+                    f" ({cpu['gateway_cpu_ratio']}x Kannel's; the cores allow "
+                    f"{cpu['cpu_bound_ratio']}x)"
                 )
         elif r.scenario == "d":
             note = (

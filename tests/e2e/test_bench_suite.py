@@ -112,6 +112,11 @@ def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
     assert median["kannel_callbacks_per_s"] == kannel["extra"]["callbacks_per_s"]
     assert document["kannel_ratio"]["sqlite"]["callbacks_per_s"] == ratios[1]
     assert document["kannel_ratio"]["sqlite"] == pigeon["extra"]["ratio_to_kannel"]
+    gateway_ratios = sorted(r["gateway_cpu_ratio"] for r in rounds)
+    assert gateway_ratios[0] > 0
+    assert pigeon["extra"]["cpu_ratios"]["gateway_cpu_ratio"] == gateway_ratios[1]
+    assert all(r["cpu_bound_ratio"] > 0 for r in rounds)
+    assert pigeon["extra"]["gateway_cpu_ms_per_message"] > 0
 
 
 @pytest.mark.slow
