@@ -215,7 +215,7 @@ class EventRecorder:
             )
             events.append(event)
             _status_counter(
-                change.status.value, message.category.value, message.connector_id or "-"
+                str(change.status), str(message.category), message.connector_id or "-"
             ).inc()
             if notify and change.status in WEBHOOK_STATUSES:
                 endpoints = self._endpoints.cached(message.tenant_id, fresh=fresh)

@@ -74,6 +74,8 @@ def smpp_receipt_job(message: Message, change: StatusChange) -> NewJob | None:
     The payload holds everything the deliver_sm is built from, fixed now: a receipt sent again
     after a reconnect or a crash is the same receipt.
     """
+    if message.origin is None:  # a REST message (most of them): no SMPP customer to tell
+        return None
     account_id = smpp_account_of(message)
     stat = receipt_for(change.status)
     if account_id is None or stat is None or not message.receipt_request.wants(change.status):

@@ -54,12 +54,12 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     """The public representation of a message (PRODUCT.md's ``Message``)."""
     data: dict[str, Any] = {
         "id": message.id,
-        "status": message.status.value,
+        "status": str(message.status),
         "direction": "outbound" if message.direction is Direction.MT else "inbound",
         "to": message.to,
         "from": message.sender,
         "body": message.body,
-        "category": message.category.value,
+        "category": str(message.category),
         "encoding": message.encoding,
         "segments": message.segments,
         "price": None,
@@ -79,9 +79,14 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     return data
 
 
+#: Each status's event type, made once (formatting one costs more than looking it up).
+_EVENT_TYPES: dict[MessageStatus, str] = {status: f"message.{status}" for status in MessageStatus}
+
+
 def event_type(status: MessageStatus) -> str:
     """The webhook event type of a status change, e.g. ``message.delivered``."""
-    return f"message.{status.value}"
+    found = _EVENT_TYPES.get(status)
+    return found if found is not None else f"message.{status}"
 
 
 def event_payload(
@@ -91,8 +96,10 @@ def event_payload(
     ``as_dict``: ``message_to_dict(message)`` when the caller has it (it is copied, not
     changed), so several changes of one message share its making."""
     data = message_to_dict(message) if as_dict is None else dict(as_dict)
-    data["status"] = change.status.value
-    data["previous_status"] = change.previous_status.value if change.previous_status else None
+    # ``str`` of a ``StrEnum`` member is its value, without ``.value``'s two Python-level calls.
+    data["status"] = str(change.status)
+    previous = change.previous_status
+    data["previous_status"] = str(previous) if previous else None
     data["status_sequence"] = change.sequence
     data["occurred_at"] = iso(change.at)
     if change.detail:
