@@ -46,6 +46,9 @@ Signer = Callable[[str, str, int, bytes], Mapping[str, str]]
 #: Waits between delivery attempts; together they span more than 24 hours.
 WEBHOOK_DELAYS: tuple[int, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800, 28800)
 MAX_WEBHOOK_ATTEMPTS = len(WEBHOOK_DELAYS) + 1
+
+#: ``WEBHOOK_ATTEMPTS``' children by outcome (``labels()`` costs more than the count).
+_ATTEMPTS = {outcome: WEBHOOK_ATTEMPTS.labels(outcome) for outcome in ("ok", "disabled", "failed")}
 WEBHOOK_PRIORITY = 25
 CALLBACK_TARGET = "callback"
 
@@ -291,16 +294,16 @@ class DeliverWebhook:
             )
         )
         if status is not None and 200 <= status < 300:
-            WEBHOOK_ATTEMPTS.labels("ok").inc()
+            _ATTEMPTS["ok"].inc()
             await self._queue.complete(job.id, job.lease_owner)
             return
         if status == 410 and endpoint_id is not None:
-            WEBHOOK_ATTEMPTS.labels("disabled").inc()
+            _ATTEMPTS["disabled"].inc()
             await self._webhooks.disable_endpoint(endpoint_id, now)
             self._endpoints.forget(str(payload["tenant_id"]))
             await self._queue.complete(job.id, job.lease_owner)
             return
-        WEBHOOK_ATTEMPTS.labels("failed").inc()
+        _ATTEMPTS["failed"].inc()
         if attempt >= MAX_WEBHOOK_ATTEMPTS:
             log.warning("webhook %s to %s given up after %d attempts", event_id, url, attempt)
             await self._queue.complete(job.id, job.lease_owner)
