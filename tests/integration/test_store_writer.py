@@ -370,6 +370,9 @@ async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
     database = sqlite_database
     writer = database.writer
     writer.contended_for = 60.0  # however slow the machine, the window lasts the test
+    # Quick commits stay quick on a disk whose fsync is slow now and then (the default bound
+    # is 5 ms, an average a few slow fsyncs of the fixture's own writes can pass).
+    writer.inline_commit_below = 0.05
     loop_thread = threading.current_thread().name
     commits: list[str] = []
 
@@ -399,7 +402,12 @@ async def test_slow_sqlite_commits_move_to_the_thread_and_back(sqlite_database: 
     database = sqlite_database
     writer = database.writer
     writer.contended_for = 60.0
+    # A bound well above a real fsync (so the quick commits are quick on any disk) and well
+    # below the slow ones; the average starts from "quick" whatever the real fsyncs before
+    # (the fixture's, the contended write's) took.
+    writer.inline_commit_below = 0.02
     await _write_past_another_process(database, "waited")
+    writer.commit_seconds = 0.0
     loop_thread = threading.current_thread().name
     commits: list[str] = []
     slow = True
@@ -407,7 +415,7 @@ async def test_slow_sqlite_commits_move_to_the_thread_and_back(sqlite_database: 
     def commit(_connection: object) -> None:
         commits.append(threading.current_thread().name)
         if slow:
-            time.sleep(0.1)  # stands in for a slow disk's fsync
+            time.sleep(0.25)  # stands in for a slow disk's fsync
 
     sa.event.listen(database.write_engine, "commit", commit)
     try:
