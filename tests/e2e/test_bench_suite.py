@@ -47,7 +47,8 @@ def test_quick_suite_measures_rest_accept_and_end_to_end_on_sqlite(tmp_path: Pat
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        # Each scenario starts with os.sync(), which waits for whatever else writes the disk.
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     document = json.loads(output.read_text())

@@ -271,6 +271,7 @@ async def test_throttling_without_end_raises_throttled(carrier: Factory) -> None
 async def test_no_response_is_a_temporary_failure(carrier: Factory) -> None:
     """A submit the carrier never answers raises TemporaryFailure coded smpp_timeout."""
     _, connector = await carrier(sim_with(no_response_every=1), response_timeout=0.2)
+    assert await connector.wait_bound(10)  # the bind has the same 0.2 s; a slow one retries
     with pytest.raises(TemporaryFailure) as caught:
         await connector.submit(message())
     assert caught.value.code == "smpp_timeout"
@@ -281,11 +282,13 @@ async def test_consecutive_timeouts_make_the_bind_reconnect(carrier: Factory) ->
     sim, connector = await carrier(
         sim_with(no_response_every=1), response_timeout=0.2, unhealthy_after_timeouts=2
     )
+    assert await connector.wait_bound(10)  # the bind has the same 0.2 s; a slow one retries
+    binds_before = len(sim.stats.binds)
     for _ in range(2):
         with pytest.raises(TemporaryFailure):
             await connector.submit(message())
-    await sim.wait_until(lambda: len(sim.stats.binds) == 2)
-    assert sim.stats.binds[0].open is False
+    await sim.wait_until(lambda: len(sim.stats.binds) == binds_before + 1)
+    assert sim.stats.binds[binds_before - 1].open is False
 
 
 async def test_disconnect_mid_window_then_reconnect_and_submit(carrier: Factory) -> None:
@@ -380,7 +383,8 @@ async def test_settings_reject_unknown_modes() -> None:
 
 async def test_an_otp_overtakes_marketing_queued_at_a_full_window(carrier: Factory) -> None:
     """With the window full of marketing, a later OTP gets the next free slot, not the last."""
-    _, connector = await carrier(sim_with(response_delay=0.05), window=1)
+    # A waiter for the slot gives up after response_timeout: far longer than the 9 x 50 ms.
+    _, connector = await carrier(sim_with(response_delay=0.05), window=1, response_timeout=10)
     finished: list[str] = []
 
     async def send(name: str, category: Category) -> None:

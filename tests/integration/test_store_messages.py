@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncConnection
-from ulid import ULID
 
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus, ReceiptRequest
+from pigeon.ids import UlidFactory
 from pigeon.ports import EventRecord, MessageQuery, Mutation, NewJob
 from pigeon.store import SqlMessageStore, connect, normalise_carrier_id
 from pigeon.store.messages import MAX_PAGE_SIZE, RecentCarrierIds
@@ -29,9 +29,12 @@ if TYPE_CHECKING:
     from pigeon.domain.accounts import Tenant
 
 
+_ULIDS = UlidFactory()
+
+
 def new_id(prefix: str) -> str:
-    """A prefixed, time-ordered id."""
-    return f"{prefix}_{ULID()}"
+    """A prefixed, time-ordered id (in order even within one millisecond)."""
+    return f"{prefix}_{_ULIDS.ulid()}"
 
 
 def _event(message: Message, type_: str, at_seconds: int = 0) -> EventRecord:

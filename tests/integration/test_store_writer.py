@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import threading
 import time
@@ -319,10 +320,11 @@ async def test_sqlite_commits_off_the_loop_and_answers_after_them(
     database.writer.inline_commit_below = 0.0  # always the thread
     loop_thread = threading.current_thread().name
     commits: list[str] = []
+    fsynced = threading.Event()
 
     def slow_commit(_connection: object) -> None:
         commits.append(threading.current_thread().name)
-        time.sleep(0.3)  # stands in for a slow fsync
+        fsynced.wait(30)  # stands in for a slow fsync: it ends when the loop has ticked
 
     sa.event.listen(database.write_engine, "commit", slow_commit)
     try:
@@ -334,13 +336,16 @@ async def test_sqlite_commits_off_the_loop_and_answers_after_them(
             ticks += 1
             if not write.done():
                 seen_before_answer.append(await _count(database, tenants))
+            if ticks == 3:
+                fsynced.set()
         await write
     finally:
+        fsynced.set()
         sa.event.remove(database.write_engine, "commit", slow_commit)
 
     assert commits
     assert all(name != loop_thread for name in commits)
-    assert ticks >= 3  # the loop went on while the commit took 0.3 s
+    assert ticks >= 3  # the loop went on while the commit waited
     # The first read runs while the commit still sleeps. (A read just after the commit returned
     # but before the caller was answered may see the row: that is allowed.)
     assert seen_before_answer
@@ -362,6 +367,18 @@ async def _write_past_another_process(database: Database, tenant_id: str) -> Non
     await asyncio.wait_for(waiting, 10)
 
 
+class _CommitClock:
+    """Stands in for the writer's ``time`` module: ``perf_counter`` moves only when a test
+    moves ``now``; ``monotonic`` (the contention window) is the real one."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.monotonic = time.monotonic
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
 async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
     sqlite_database: Database,
 ) -> None:
@@ -370,9 +387,10 @@ async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
     database = sqlite_database
     writer = database.writer
     writer.contended_for = 60.0  # however slow the machine, the window lasts the test
-    # Quick commits stay quick on a disk whose fsync is slow now and then (the default bound
-    # is 5 ms, an average a few slow fsyncs of the fixture's own writes can pass).
-    writer.inline_commit_below = 0.05
+    # This test is about contention, not speed: no commit average, however slow this disk's
+    # real fsyncs, sends a contended commit to the thread.
+    writer.inline_commit_below = math.inf
+    writer.commit_seconds = 0.0
     loop_thread = threading.current_thread().name
     commits: list[str] = []
 
@@ -396,17 +414,20 @@ async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
     assert await _count(database, tenants) == 7
 
 
-async def test_slow_sqlite_commits_move_to_the_thread_and_back(sqlite_database: Database) -> None:
+async def test_slow_sqlite_commits_move_to_the_thread_and_back(
+    sqlite_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Under contention, commits slower than ``inline_commit_below`` on average move to the
     writer's thread; once they are quick again on average, they come back to the loop."""
     database = sqlite_database
     writer = database.writer
     writer.contended_for = 60.0
-    # A bound well above a real fsync (so the quick commits are quick on any disk) and well
-    # below the slow ones; the average starts from "quick" whatever the real fsyncs before
-    # (the fixture's, the contended write's) took.
     writer.inline_commit_below = 0.02
     await _write_past_another_process(database, "waited")
+    # The writer times its commits on a clock that only the commits below move: 0.25 s for a
+    # slow one, nothing for a quick one, whatever this disk's real fsyncs take.
+    clock = _CommitClock()
+    monkeypatch.setattr("pigeon.store.writer.time", clock)
     writer.commit_seconds = 0.0
     loop_thread = threading.current_thread().name
     commits: list[str] = []
@@ -415,7 +436,7 @@ async def test_slow_sqlite_commits_move_to_the_thread_and_back(sqlite_database: 
     def commit(_connection: object) -> None:
         commits.append(threading.current_thread().name)
         if slow:
-            time.sleep(0.25)  # stands in for a slow disk's fsync
+            clock.now += 0.25  # stands in for a slow disk's fsync
 
     sa.event.listen(database.write_engine, "commit", commit)
     try:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -181,7 +182,8 @@ def kannel(gateway: GatewayProcess, tmp_path: Path) -> Iterator[Kannel]:
                 processes.append(
                     subprocess.Popen([binary, str(config)], stdout=out, stderr=subprocess.STDOUT)
                 )
-            time.sleep(0.3)  # smsbox connects to bearerbox, which must be listening
+            if binary == BEARERBOX:  # smsbox connects to bearerbox once, at start
+                _wait_listening(box, processes[0])
         yield Kannel(
             sendsms_url=f"http://127.0.0.1:{sendsms}/cgi-bin/sendsms",
             admin_url=f"http://127.0.0.1:{admin}",
@@ -194,6 +196,19 @@ def kannel(gateway: GatewayProcess, tmp_path: Path) -> Iterator[Kannel]:
             _stop(process)
         receiver.shutdown()
         receiver.server_close()
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    """Return once ``process`` accepts TCP connections on ``port`` (or fail naming why)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"bearerbox exited with {process.returncode}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"bearerbox did not listen on port {port} within {seconds} s")
 
 
 def _wait_online(kannel: Kannel, seconds: float = 60) -> None:

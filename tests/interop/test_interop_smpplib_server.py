@@ -12,12 +12,14 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
@@ -25,7 +27,13 @@ import smpplib.exceptions
 from pigeon.domain.encoding import encode_gsm7, encode_ucs2
 from pigeon.smpp.concat import concat_udh
 from pigeon.smpp.receipt import parse_receipt
-from support.gateway import API_KEY, SMPP_PASSWORD, SMPP_SYSTEM_ID, GatewayProcess
+from support.gateway import (
+    API_KEY,
+    SMPP_PASSWORD,
+    SMPP_SYSTEM_ID,
+    GatewayProcess,
+    new_gateway,
+)
 
 TO = "14155550100"
 LONG = "".join(f"Multipart line {n:02d} sent through smpplib. " for n in range(8))
@@ -186,8 +194,22 @@ def _expected_receipt(gateway: GatewayProcess, message_id: str) -> str:
     )
 
 
-def test_receipts_wait_for_smpplib_to_bind_again(gateway: GatewayProcess) -> None:
+@pytest.fixture
+def late_receipts_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A started ``pigeon serve`` whose simulator sends receipts 2 s after the submit: an ESME
+    that leaves once its submits are answered is gone before any receipt, however slowly
+    this machine answers them."""
+    process = new_gateway(tmp_path, PIGEON_SIMULATOR_RECEIPT_DELAY="2")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_receipts_wait_for_smpplib_to_bind_again(late_receipts_gateway: GatewayProcess) -> None:
     """An ESME gone before its receipts gets every one, unchanged, when it binds again (RX)."""
+    gateway = late_receipts_gateway
 
     def submit_and_leave() -> list[str]:
         esme = Esme.bind(gateway.smpp_port)
