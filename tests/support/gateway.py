@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,11 +19,32 @@ SMPP_SYSTEM_ID = "demo"
 SMPP_PASSWORD = "e2e-pass"
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out to outgoing connections and to binds on port 0."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(int(low), int(high) + 1)
+
+
 def free_port() -> int:
-    """An unused TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """An unused TCP port on 127.0.0.1, for a child process to bind later.
+
+    Chosen below the kernel's ephemeral range where there is room: a port from that range,
+    free now, could be taken by any outgoing connection (or a bind on port 0) before the child
+    binds it; one below it is only ever taken by a bind to that very port."""
+    ephemeral = _ephemeral_ports()
+    low, high = (20000, ephemeral.start) if ephemeral.start > 21000 else (1024, 0)
+    for _ in range(100):
+        with socket.socket() as sock:
+            port = random.randrange(low, high) if high else 0
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free TCP port on 127.0.0.1")
 
 
 @dataclass
