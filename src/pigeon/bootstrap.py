@@ -370,7 +370,10 @@ async def open_gateway(settings: Settings) -> Gateway:
     # PostgreSQL: a few batches in flight at once, so one batch's round trips and commit do
     # not hold up the next (SQLite has one writer whatever this says).
     database = await connect(
-        url, writer_tasks=POSTGRES_WRITER_TASKS, max_batch=writer_batch(settings)
+        url,
+        writer_tasks=POSTGRES_WRITER_TASKS,
+        max_batch=writer_batch(settings),
+        sqlite_synchronous="normal" if settings.sqlite_synchronous == "normal" else "full",
     )
     messages = SqlMessageStore(database, clock)
     accounts = SqlAccountStore(database)

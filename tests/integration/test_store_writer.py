@@ -210,6 +210,26 @@ async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(sqlite_database: 
             )
 
 
+async def test_sqlite_synchronous_normal_is_the_writers_only(tmp_path: Path) -> None:
+    """``sqlite_synchronous="normal"`` sets the writer's connection to synchronous=NORMAL (1)
+    and its writes still commit; the readers keep their settings."""
+    url = normalise_url(f"sqlite:///{tmp_path / 'normal.db'}")
+    await migrate(url)
+    database = await connect(url, sqlite_synchronous="normal")
+    try:
+
+        async def write_and_read_pragma(connection: AsyncConnection) -> object:
+            await _insert_tenant("normal")(connection)
+            return await connection.scalar(sa.text("PRAGMA synchronous"))
+
+        assert await database.write(write_and_read_pragma) == 1
+        async with database.read() as connection:
+            assert await connection.scalar(sa.text("PRAGMA synchronous")) == 2
+        assert await _count(database, tenants) == 1
+    finally:
+        await database.close()
+
+
 async def test_writes_take_the_sqlite_write_lock_up_front(sqlite_database: Database) -> None:
     """The writer's transactions start with BEGIN IMMEDIATE (a reserved lock before any read)."""
     database = sqlite_database

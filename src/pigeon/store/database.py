@@ -35,7 +35,13 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from pigeon.store import json_text
-from pigeon.store.sqlite_sync import Role, SyncConnection, install_sqlite_hooks, sqlite_sync_engine
+from pigeon.store.sqlite_sync import (
+    Role,
+    SyncConnection,
+    Synchronous,
+    install_sqlite_hooks,
+    sqlite_sync_engine,
+)
 from pigeon.store.tables import metadata as schema
 from pigeon.store.writer import (
     DEFAULT_MAX_BATCH,
@@ -441,6 +447,7 @@ async def connect(
     writer_tasks: int = 1,
     busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     inline_commit_below: float = INLINE_COMMIT_BELOW_SECONDS,
+    sqlite_synchronous: Synchronous = "full",
 ) -> Database:
     """Open the database at ``url`` and start its writer (the schema must be migrated).
 
@@ -448,14 +455,21 @@ async def connect(
     connections SQLite keeps (more open while more reads overlap); ``writer_tasks`` > 1 is
     honoured on PostgreSQL only (SQLite has one writer). ``inline_commit_below``: SQLite
     COMMITs quicker than this on average run on the event loop, slower ones in the writer's
-    thread (0: always the thread; see ``pigeon.store.writer``).
+    thread (0: always the thread; see ``pigeon.store.writer``). ``sqlite_synchronous``: whether
+    SQLite fsyncs every COMMIT (``full``) or leaves that to the OS (``normal``; see
+    ``sqlite_sync.sqlite_settings``).
     """
     sa_url = normalise_url(url)
     owned: tuple[Engine | AsyncEngine, ...]
     if dialect_of(sa_url) == "sqlite":
         await prepare_sqlite_file(sa_url, busy_timeout)
         write_engine = sqlite_sync_engine(
-            sa_url, role="writer", pool_size=1, max_overflow=0, busy_timeout=busy_timeout
+            sa_url,
+            role="writer",
+            pool_size=1,
+            max_overflow=0,
+            busy_timeout=busy_timeout,
+            synchronous=sqlite_synchronous,
         )
         read_engine = sqlite_sync_engine(
             sa_url,
