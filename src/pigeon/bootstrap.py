@@ -373,7 +373,7 @@ async def open_gateway(settings: Settings) -> Gateway:
         url,
         writer_tasks=POSTGRES_WRITER_TASKS,
         max_batch=writer_batch(settings),
-        sqlite_synchronous="normal" if settings.sqlite_synchronous == "normal" else "full",
+        synchronous_commit=settings.synchronous_commit,
     )
     messages = SqlMessageStore(database, clock)
     accounts = SqlAccountStore(database)

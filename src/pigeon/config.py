@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from pigeon.domain.addressing import SenderKind
 from pigeon.domain.connectors import CONNECTOR_TYPES as KNOWN_CONNECTOR_TYPES
@@ -150,11 +150,12 @@ class Settings:
     #: their own workers; 64 drains a backlog ~15% faster), 128 on PostgreSQL (no shared lock
     #: there: larger batches save round trips).
     worker_writer_max_batch: int = 0
-    #: SQLite only. ``full``: every COMMIT is fsynced before its callers are answered (an
-    #: accepted message survives a power cut). ``normal``: the operating system writes the WAL
-    #: out when it will (an accepted message survives Pigeon's crash and restart, not the
-    #: machine's): fewer fsyncs, more messages per second.
-    sqlite_synchronous: str = "full"
+    #: On: every COMMIT is on disk before its callers are answered (an accepted message
+    #: survives a power cut). Off: the database writes its log out soon after (SQLite
+    #: ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): an accepted message
+    #: survives Pigeon's crash and restart, not the database's or the machine's; fewer
+    #: fsyncs, more messages per second.
+    synchronous_commit: bool = True
     #: Seconds between two sweeps for messages whose receipt is overdue (they become
     #: ``unknown``), in the processes that run expiries.
     receipt_sweep_seconds: float = 1.0
@@ -196,10 +197,6 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 #: +20-35% webhooks/s), while ``serve`` keeps 64, which spreads accepts over its parallel
 #: writer transactions (256 doubled to quadrupled the accept p99 at 1,000/s offered).
 _WRITER_BATCH = {"sqlite": (64, 64), "postgresql": (64, 128)}
-
-
-#: The values of ``sqlite_synchronous``.
-SQLITE_SYNCHRONOUS: Final = ("full", "normal")
 
 
 def writer_batch(settings: Settings, *, worker: bool = False) -> int:
@@ -373,8 +370,6 @@ def _validate(settings: Settings) -> list[str]:
     for name in ("writer_max_batch", "worker_writer_max_batch"):
         if not 0 <= getattr(settings, name) <= 100_000:
             problems.append(f"{name} must be between 0 (by database) and 100000")
-    if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
-        problems.append(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
     if not 1 <= settings.webhook_connections_per_host <= 1000:
         problems.append("webhook_connections_per_host must be between 1 and 1000")
     if not 0 <= settings.worker_processes <= 64:

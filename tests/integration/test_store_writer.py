@@ -210,22 +210,36 @@ async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(sqlite_database: 
             )
 
 
-async def test_sqlite_synchronous_normal_is_the_writers_only(tmp_path: Path) -> None:
-    """``sqlite_synchronous="normal"`` sets the writer's connection to synchronous=NORMAL (1)
-    and its writes still commit; the readers keep their settings."""
-    url = normalise_url(f"sqlite:///{tmp_path / 'normal.db'}")
-    await migrate(url)
-    database = await connect(url, sqlite_synchronous="normal")
+async def test_commits_without_waiting_for_the_disk_when_synchronous_commit_is_off(
+    database_url: str,
+) -> None:
+    """``synchronous_commit=False`` makes the writer's sessions commit before the log is on
+    disk (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``) and its writes
+    still commit; the default waits for the disk."""
+    statement = (
+        "PRAGMA synchronous" if database_url.startswith("sqlite") else "SHOW synchronous_commit"
+    )
+    found: dict[bool, object] = {}
+    for synchronous_commit in (False, True):
+        database = await connect(database_url, synchronous_commit=synchronous_commit)
+        try:
+
+            async def write_and_read_setting(
+                connection: AsyncConnection, tenant_id: str = f"sync{synchronous_commit}"
+            ) -> object:
+                await _insert_tenant(tenant_id)(connection)
+                return await connection.scalar(sa.text(statement))
+
+            found[synchronous_commit] = await database.write(write_and_read_setting)
+        finally:
+            await database.close()
+    if database_url.startswith("sqlite"):
+        assert found == {False: 1, True: 2}  # NORMAL, FULL
+    else:
+        assert found == {False: "off", True: "on"}
+    database = await connect(database_url)
     try:
-
-        async def write_and_read_pragma(connection: AsyncConnection) -> object:
-            await _insert_tenant("normal")(connection)
-            return await connection.scalar(sa.text("PRAGMA synchronous"))
-
-        assert await database.write(write_and_read_pragma) == 1
-        async with database.read() as connection:
-            assert await connection.scalar(sa.text("PRAGMA synchronous")) == 2
-        assert await _count(database, tenants) == 1
+        assert await _count(database, tenants) == 2
     finally:
         await database.close()
 

@@ -143,15 +143,15 @@ def test_writer_batches_set_explicitly_win(tmp_path: Path) -> None:
         load_settings({**env, "PIGEON_WRITER_MAX_BATCH": "-1"})
 
 
-def test_sqlite_synchronous_is_full_unless_set_to_normal(tmp_path: Path) -> None:
-    """``sqlite_synchronous`` is ``full`` by default, takes ``normal``, refuses anything else."""
+def test_synchronous_commit_is_on_unless_turned_off(tmp_path: Path) -> None:
+    """``synchronous_commit`` is on by default, can be turned off, refuses a non-boolean."""
     empty = tmp_path / "pigeon.toml"
     empty.write_text("")
-    assert load_settings(environ={}, config_file=empty).sqlite_synchronous == "full"
-    normal = load_settings(environ={"PIGEON_SQLITE_SYNCHRONOUS": "normal"}, config_file=empty)
-    assert normal.sqlite_synchronous == "normal"
-    with pytest.raises(ConfigError, match="sqlite_synchronous must be one of full, normal"):
-        load_settings(environ={"PIGEON_SQLITE_SYNCHRONOUS": "off"}, config_file=empty)
+    assert load_settings(environ={}, config_file=empty).synchronous_commit is True
+    off = load_settings(environ={"PIGEON_SYNCHRONOUS_COMMIT": "false"}, config_file=empty)
+    assert off.synchronous_commit is False
+    with pytest.raises(ConfigError, match="synchronous_commit"):
+        load_settings(environ={"PIGEON_SYNCHRONOUS_COMMIT": "normal"}, config_file=empty)
 
 
 def test_worker_lanes_are_checked(tmp_path: Path) -> None:

@@ -38,7 +38,6 @@ from pigeon.store import json_text
 from pigeon.store.sqlite_sync import (
     Role,
     SyncConnection,
-    Synchronous,
     install_sqlite_hooks,
     sqlite_sync_engine,
 )
@@ -138,7 +137,9 @@ def sqlite_engine(
     return engine
 
 
-def postgresql_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
+def postgresql_engine(
+    url: URL, *, pool_size: int = 20, synchronous_commit: bool = True
+) -> AsyncEngine:
     """An asyncpg engine with a fixed pool of ``pool_size`` connections.
 
     No overflow: hundreds of concurrent jobs would otherwise open and close a connection per
@@ -146,15 +147,20 @@ def postgresql_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
     ``SELECT 1`` transaction before every checkout doubled the cost of a point read; instead a
     connection the server dropped fails its statement once, which invalidates the pool (every
     caller retries: jobs by their backoff, clients by HTTP 503), and connections are recycled
-    after ``POOL_RECYCLE_SECONDS``.
+    after ``POOL_RECYCLE_SECONDS``. Without ``synchronous_commit`` its sessions set
+    ``synchronous_commit=off``; with it they keep the server's setting (which may ask more,
+    of a replica).
     """
+    settings = dict(PG_SESSION_SETTINGS)
+    if not synchronous_commit:
+        settings["synchronous_commit"] = "off"
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=60,
         pool_recycle=POOL_RECYCLE_SECONDS,
-        connect_args={"server_settings": PG_SESSION_SETTINGS},
+        connect_args={"server_settings": settings},
         json_serializer=json_text.dumps,
         json_deserializer=json_text.loads,
     )
@@ -447,7 +453,7 @@ async def connect(
     writer_tasks: int = 1,
     busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     inline_commit_below: float = INLINE_COMMIT_BELOW_SECONDS,
-    sqlite_synchronous: Synchronous = "full",
+    synchronous_commit: bool = True,
 ) -> Database:
     """Open the database at ``url`` and start its writer (the schema must be migrated).
 
@@ -455,9 +461,10 @@ async def connect(
     connections SQLite keeps (more open while more reads overlap); ``writer_tasks`` > 1 is
     honoured on PostgreSQL only (SQLite has one writer). ``inline_commit_below``: SQLite
     COMMITs quicker than this on average run on the event loop, slower ones in the writer's
-    thread (0: always the thread; see ``pigeon.store.writer``). ``sqlite_synchronous``: whether
-    SQLite fsyncs every COMMIT (``full``) or leaves that to the OS (``normal``; see
-    ``sqlite_sync.sqlite_settings``).
+    thread (0: always the thread; see ``pigeon.store.writer``). ``synchronous_commit``: off, a
+    COMMIT returns before its log is on disk (SQLite ``synchronous=NORMAL``, PostgreSQL
+    ``synchronous_commit=off``): it survives Pigeon's crash, not the database's or the
+    machine's.
     """
     sa_url = normalise_url(url)
     owned: tuple[Engine | AsyncEngine, ...]
@@ -469,7 +476,7 @@ async def connect(
             pool_size=1,
             max_overflow=0,
             busy_timeout=busy_timeout,
-            synchronous=sqlite_synchronous,
+            synchronous_commit=synchronous_commit,
         )
         read_engine = sqlite_sync_engine(
             sa_url,
@@ -494,7 +501,9 @@ async def connect(
         )
         probe = write_engine
     else:
-        async_engine = postgresql_engine(sa_url, pool_size=pool_size)
+        async_engine = postgresql_engine(
+            sa_url, pool_size=pool_size, synchronous_commit=synchronous_commit
+        )
         owned = (async_engine,)
         writer = Writer(async_engine, max_batch=max_batch, tasks=writer_tasks)
         database = Database(

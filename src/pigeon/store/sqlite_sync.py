@@ -39,10 +39,6 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 Role = Literal["writer", "reader", "migrator"]
-#: SQLite's ``synchronous`` in WAL mode (``sqlite_settings``).
-Synchronous = Literal["full", "normal"]
-#: The values ``Synchronous`` takes, for checking settings.
-SYNCHRONOUS_MODES: Final = ("full", "normal")
 
 
 class SqlConnection(Protocol):
@@ -158,22 +154,22 @@ if TYPE_CHECKING:  # both connections provide what repositories use
 
 
 def sqlite_settings(
-    role: Role, busy_timeout: float, synchronous: Synchronous = "full"
+    role: Role, busy_timeout: float, synchronous_commit: bool = True
 ) -> tuple[dict[str, str], str]:
     """The pragmas every new connection of ``role`` gets, and the statement its BEGIN emits.
 
     ``writer`` connections take the write lock at BEGIN (``BEGIN IMMEDIATE``); ``reader``
     connections are read-only (``query_only``) with deferred BEGIN (one snapshot per read); the
     ``migrator`` is a writer with foreign keys off, as table rebuilds in migrations need.
-    ``synchronous``: ``full`` fsyncs the WAL at every COMMIT (a commit survives a power cut);
-    ``normal`` leaves the WAL to the operating system between checkpoints (a commit survives
-    the process's crash, not the machine's).
+    ``synchronous_commit``: on, ``synchronous=FULL`` fsyncs the WAL at every COMMIT (a commit
+    survives a power cut); off, ``NORMAL`` leaves the WAL to the operating system between
+    checkpoints (a commit survives the process's crash, not the machine's).
     """
     pragmas = {
         # The writer waits for another process's lock itself (``Writer``, ``take_write_lock``).
         "busy_timeout": "0" if role == "writer" else str(int(busy_timeout * 1000)),
         "foreign_keys": "OFF" if role == "migrator" else "ON",
-        "synchronous": synchronous.upper(),
+        "synchronous": "FULL" if synchronous_commit else "NORMAL",
     }
     if role == "reader":
         pragmas["query_only"] = "ON"
@@ -181,14 +177,14 @@ def sqlite_settings(
 
 
 def install_sqlite_hooks(
-    engine: Engine, *, role: Role, busy_timeout: float, synchronous: Synchronous = "full"
+    engine: Engine, *, role: Role, busy_timeout: float, synchronous_commit: bool = True
 ) -> None:
     """Give ``engine``'s new connections ``role``'s pragmas and take BEGIN from the driver.
 
     Python's ``sqlite3`` starts transactions on its own, and only before INSERT/UPDATE/DELETE;
     with ``isolation_level = None`` it starts none and the ``begin`` hook emits ours.
     """
-    pragmas, begin = sqlite_settings(role, busy_timeout, synchronous)
+    pragmas, begin = sqlite_settings(role, busy_timeout, synchronous_commit)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -289,7 +285,7 @@ def sqlite_sync_engine(
     pool_size: int,
     max_overflow: int,
     busy_timeout: float,
-    synchronous: Synchronous = "full",
+    synchronous_commit: bool = True,
 ) -> Engine:
     """A ``sqlite3`` engine for ``url`` (any SQLite driver name) with ``role``'s settings.
 
@@ -307,5 +303,7 @@ def sqlite_sync_engine(
         json_serializer=json_text.dumps,
         json_deserializer=json_text.loads,
     )
-    install_sqlite_hooks(engine, role=role, busy_timeout=busy_timeout, synchronous=synchronous)
+    install_sqlite_hooks(
+        engine, role=role, busy_timeout=busy_timeout, synchronous_commit=synchronous_commit
+    )
     return engine
