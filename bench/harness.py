@@ -73,10 +73,23 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
-    """An unused TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """An unused TCP port on 127.0.0.1, for a child process to bind later: below the kernel's
+    ephemeral range where there is room, so that no outgoing connection (nor a bind on port 0)
+    takes it before the child binds it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        with socket.socket() as sock:
+            try:
+                sock.bind(
+                    ("127.0.0.1", secrets.randbelow(low - 20000) + 20000 if low > 21000 else 0)
+                )
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free TCP port on 127.0.0.1")
 
 
 def cpu_seconds(pid: int) -> float:

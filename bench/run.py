@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,16 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import count_messages, percentiles, quiet_collector, rss_mb
+from harness import count_messages, free_port, percentiles, quiet_collector, rss_mb
 
 KEY = "pk_live_bench_0123456789abcdefghijklmnop"
 BODY = {"to": "+14155550100", "body": "Your verification code is 123456"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
