@@ -59,6 +59,7 @@ from harness import (
     Processes,
     Receiver,
     Sim,
+    child_env,
     child_pids,
     cpu_seconds,
     free_port,
@@ -418,6 +419,53 @@ async def run_pigeon(
     return phase
 
 
+# -- the Python floor (bench/python_floor.py) -------------------------------------------------
+
+
+async def run_floor(
+    processes: Processes, tmp: Path, args: argparse.Namespace, receiver: Receiver
+) -> Phase:
+    """The same load through ``bench/python_floor.py``: Pigeon's stack without a gateway."""
+    sim = Sim(processes, tmp, "floor-sim", args.receipt_delay)
+    await asyncio.to_thread(sim.wait_ready)
+    port = free_port()
+    argv = [
+        *(sys.executable, str(Path(__file__).with_name("python_floor.py"))),
+        *("--port", str(port), "--sim-port", str(sim.port), "--key", KEY),
+        *("--sim-user", SIM_USER, "--sim-password", SIM_PASSWORD),
+        *("--webhook-url", f"http://127.0.0.1:{receiver.port}/hook"),
+        *(("--store", str(tmp / "floor.db")) if args.floor in ("store", "rows") else ()),
+        *(("--full-store",) if args.floor == "rows" else ()),
+    ]
+    relay = processes.start("python-floor", argv, tmp / "floor.out", env=child_env())
+    url = f"http://127.0.0.1:{port}/v1/messages"
+    receiver.arrived.clear()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await asyncio.to_thread(
+                http_json,
+                url,
+                {"to": "+14155550100", "body": "warm-up"},
+                {"Authorization": f"Bearer {KEY}"},
+            )
+            break
+        except OSError:
+            if time.monotonic() > deadline or relay.poll() is not None:
+                raise RuntimeError(
+                    f"the floor relay did not start; see {tmp / 'floor.out'}"
+                ) from None
+            await asyncio.sleep(0.2)
+    await receiver.first(60)
+    pids = {"python floor": relay.pid, "smsc-sim": sim.process.pid}
+    name = {
+        "memory": "Python floor (no store)",
+        "store": "Python floor (SQLite, a message row)",
+        "rows": "Python floor (SQLite, Pigeon's rows)",
+    }[args.floor]
+    return await measure(name, "pigeon", url, "", sim, receiver, args, pids)
+
+
 # -- report -----------------------------------------------------------------------------------
 
 
@@ -431,7 +479,7 @@ def cpu_note(phase: Phase) -> str:
 
 
 #: The processes that are the gateway in a phase; the rest is the harness (load, sim, receiver).
-GATEWAY_PROCESSES = ("bearerbox", "smsbox", "pigeon")
+GATEWAY_PROCESSES = ("bearerbox", "smsbox", "pigeon", "python floor")
 
 
 def cpu_per_message(phase: Phase) -> tuple[float, float]:
@@ -454,7 +502,9 @@ def cpu_line(phase: Phase, label: str) -> str:
     )
 
 
-def report(kannel: Phase, pigeon: Phase, args: argparse.Namespace) -> str:
+def report(
+    kannel: Phase, pigeon: Phase, args: argparse.Namespace, floor: Phase | None = None
+) -> str:
     binds = f"{args.pigeon_binds} bind{'s' if args.pigeon_binds > 1 else ''} x window 100"
     rows = [
         "| gateway | accepted requests/s | submit_sm/s at its sim | receipt callbacks/s "
@@ -470,16 +520,29 @@ def report(kannel: Phase, pigeon: Phase, args: argparse.Namespace) -> str:
             f"| {phase.callback_rate:,.0f} | {phase.accepted:,} / {phase.submits:,} / "
             f"{phase.callbacks:,}{f' ({phase.errors} errors)' if phase.errors else ''} |"
         )
+    if floor is not None:
+        rows.append(
+            f"| {floor.name} | {floor.accept_rate:,.0f} | {floor.submit_rate:,.0f} "
+            f"| {floor.callback_rate:,.0f} | {floor.accepted:,} / {floor.submits:,} / "
+            f"{floor.callbacks:,} |"
+        )
     rows.append(
         f"| **Pigeon / Kannel** | **{ratio(pigeon.accept_rate, kannel.accept_rate)}** "
         f"| **{ratio(pigeon.submit_rate, kannel.submit_rate)}** "
         f"| **{ratio(pigeon.callback_rate, kannel.callback_rate)}** | |"
     )
+    if floor is not None:
+        rows.append(
+            f"| **floor / Kannel** | **{ratio(floor.accept_rate, kannel.accept_rate)}** "
+            f"| **{ratio(floor.submit_rate, kannel.submit_rate)}** "
+            f"| **{ratio(floor.callback_rate, kannel.callback_rate)}** | |"
+        )
+    phases = (kannel, pigeon) if floor is None else (kannel, pigeon, floor)
     cpu = "\n".join(
         f"CPU over the phase ({phase.wall:.1f} s, 100% = one core): {phase.name}: {cpu_note(phase)}"
-        for phase in (kannel, pigeon)
+        for phase in phases
     )
-    per_message = "\n".join(cpu_line(phase, f"{phase.name}: ") for phase in (kannel, pigeon))
+    per_message = "\n".join(cpu_line(phase, f"{phase.name}: ") for phase in phases)
     cpu += "\n" + per_message
     model = ""
     with Path("/proc/cpuinfo").open() as info:
@@ -497,18 +560,20 @@ def report(kannel: Phase, pigeon: Phase, args: argparse.Namespace) -> str:
 
 
 async def side_by_side(
-    args: argparse.Namespace, *, kannel: bool = True, pigeon: bool = True
-) -> tuple[Phase | None, Phase | None]:
-    """Measure Kannel, then Pigeon (each when asked), one after the other; stop everything."""
+    args: argparse.Namespace, *, kannel: bool = True, pigeon: bool = True, floor: bool = False
+) -> tuple[Phase | None, Phase | None, Phase | None]:
+    """Measure Kannel, then Pigeon, then the Python floor (each when asked), one after the
+    other; stop everything."""
     processes = Processes()
     receiver = Receiver()
     await receiver.start()
-    kannel_phase = pigeon_phase = None
+    kannel_phase = pigeon_phase = floor_phase = None
     try:
         with tempfile.TemporaryDirectory(prefix="pigeon-vs-kannel-") as name:
             tmp = Path(name)
             (tmp / "kannel").mkdir()
             (tmp / "pigeon").mkdir()
+            (tmp / "floor").mkdir()
             try:
                 if kannel:
                     print("Kannel phase...", flush=True)
@@ -517,6 +582,10 @@ async def side_by_side(
                 if pigeon:
                     print("Pigeon phase...", flush=True)
                     pigeon_phase = await run_pigeon(processes, tmp / "pigeon", args, receiver)
+                    processes.stop_all()
+                if floor:
+                    print("Python floor phase...", flush=True)
+                    floor_phase = await run_floor(processes, tmp / "floor", args, receiver)
             except BaseException:
                 if args.keep_logs:
                     shutil.copytree(tmp, args.keep_logs, dirs_exist_ok=True)
@@ -528,18 +597,18 @@ async def side_by_side(
     finally:
         processes.stop_all()
         await receiver.stop()
-    return kannel_phase, pigeon_phase
+    return kannel_phase, pigeon_phase, floor_phase
 
 
 async def run(args: argparse.Namespace) -> str:
     if args.pigeon_only:
-        _, pigeon = await side_by_side(args, kannel=False)
+        _, pigeon, _ = await side_by_side(args, kannel=False)
         assert pigeon is not None
         return f"{pigeon!r}\n{cpu_line(pigeon, '')}"
-    kannel, pigeon = await side_by_side(args)
+    kannel, pigeon, floor = await side_by_side(args, floor=args.floor != "none")
     assert kannel is not None
     assert pigeon is not None
-    return report(kannel, pigeon, args)
+    return report(kannel, pigeon, args, floor)
 
 
 def main() -> None:
@@ -552,6 +621,14 @@ def main() -> None:
         "--pigeon-workers", type=int, default=1, help="worker_processes of pigeon serve (0: one)"
     )
     parser.add_argument("--pigeon-only", action="store_true", help="skip the Kannel phase")
+    parser.add_argument(
+        "--floor",
+        choices=["none", "memory", "store", "rows"],
+        default="none",
+        help="a third phase through bench/python_floor.py: Pigeon's stack with no gateway "
+        "(store: with one durable SQLite row per message; rows: also an event per status, "
+        "the dispatch and webhook jobs and a webhook attempt, as Pigeon writes)",
+    )
     parser.add_argument(
         "--pigeon-python",
         metavar="PATH",

@@ -265,7 +265,7 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
             args = _side_by_side_args(config, round_url)
             print(f"   round {number + 1} of {config['c_rounds']}", flush=True)
             settle_disk()
-            kannel, pigeon = asyncio.run(
+            kannel, pigeon, _ = asyncio.run(
                 kannel_side_by_side.side_by_side(args, kannel=config["kannel"])
             )
         assert pigeon is not None

@@ -1,0 +1,458 @@
+"""The Python floor: the least a Python relay on Pigeon's stack spends per message, end to end.
+
+Not a gateway: a yardstick for scenario c (``kannel_side_by_side.py --floor``). One process
+on uvloop relays each ``POST /v1/messages`` to the carrier simulator and each receipt to a
+webhook, with the same libraries and wire formats as ``pigeon serve``, and nothing else:
+
+- HTTP in: an ``asyncio.Protocol`` over httptools (uvicorn's parser), the bearer key checked,
+  the JSON body decoded with msgspec, ``202`` with the message as JSON;
+- SMPP out: one transceiver bind with a window of 100, Pigeon's own codec
+  (:mod:`pigeon.smpp.codec`), receipts parsed by :func:`pigeon.smpp.receipt.receipt_from_pdu`;
+- webhooks: ``message.delivered`` as JSON, signed (:mod:`pigeon.webhooks.signing`) and POSTed
+  with Pigeon's keep-alive client (:class:`pigeon.webhooks.http_client.HttpClient`).
+
+What it leaves out is what makes Pigeon a gateway: no store (an accepted message lives only
+in memory, so a crash loses it), no job queue, no routing, no number parsing, no events, no
+statistics, no retries, one process. Its CPU per message is therefore a lower bound for any
+Python design of this pipeline on this stack, and its ratio to Kannel in the same run says
+whether the issue's targets are reachable in Python at all.
+
+    python bench/python_floor.py --port P --sim-port S --sim-user U --sim-password W \\
+        --webhook-url http://127.0.0.1:R/hook --key K
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import signal
+import sqlite3
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+import httptools
+import msgspec
+import uvloop
+
+from pigeon.smpp.codec import DecodeError, PduDecoder, encode, response_for
+from pigeon.smpp.pdu import (
+    BindTransceiver,
+    BindTransceiverResp,
+    DeliverSm,
+    EnquireLink,
+    EnquireLinkResp,
+    Pdu,
+    SubmitSm,
+    SubmitSmResp,
+)
+from pigeon.smpp.receipt import receipt_from_pdu
+from pigeon.webhooks.http_client import HttpClient
+from pigeon.webhooks.signing import new_secret, signature_headers
+
+WINDOW = 100
+
+
+class Inbound(msgspec.Struct):
+    """The accepted part of ``POST /v1/messages``."""
+
+    to: str
+    body: str
+    sender: str = msgspec.field(name="from", default="Pigeon")
+
+
+class Store:
+    """``--store``: one SQLite row per message (WAL, ``synchronous=FULL``), written in group
+    commits on one thread; a write's future resolves once its commit is on disk."""
+
+    SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, recipient TEXT NOT NULL,"
+        " sender TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, carrier_id TEXT,"
+        " created_at REAL NOT NULL, updated_at REAL NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS messages_carrier_id ON messages (carrier_id)",
+        "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
+        " type TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS events_message ON events (message_id)",
+        "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+        " payload TEXT NOT NULL, run_at REAL NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
+        " status INTEGER NOT NULL, created_at REAL NOT NULL)",
+    )
+    EVENT = "INSERT INTO events (message_id, type, payload, created_at) VALUES (?, ?, ?, ?)"
+    JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?)"
+    JOB_DONE = "DELETE FROM jobs WHERE id = ?"
+    ATTEMPT = "INSERT INTO attempts (event_id, status, created_at) VALUES (?, ?, ?)"
+    INSERT = "INSERT INTO messages VALUES (?, ?, ?, ?, 'queued', NULL, ?, ?)"
+    SENT = "UPDATE messages SET status = 'sent', carrier_id = ?, updated_at = ? WHERE id = ?"
+    DELIVERED = "UPDATE messages SET status = 'delivered', updated_at = ? WHERE id = ?"
+
+    def __init__(self, path: str, *, full: bool) -> None:
+        self.full = full  # also the rows Pigeon keeps: events, jobs, webhook attempts
+        self.loop = asyncio.get_running_loop()
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        for statement in self.SCHEMA:
+            self.db.execute(statement)
+        self.thread = ThreadPoolExecutor(1)
+        self.batch: list[tuple[str, tuple[Any, ...]]] = []
+        self.waiting: list[asyncio.Future[None]] = []
+        self.busy = self.scheduled = False
+
+    def write(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[None]:
+        """Queue one statement for the next commit."""
+        future = self.loop.create_future()
+        self.batch.append((sql, params))
+        self.waiting.append(future)
+        if not self.busy and not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+        return future
+
+    def flush(self) -> None:
+        self.scheduled = False
+        if self.busy or not self.batch:
+            return
+        batch, waiting = self.batch, self.waiting
+        self.batch, self.waiting, self.busy = [], [], True
+        done = self.loop.run_in_executor(self.thread, self.commit, batch)
+        done.add_done_callback(lambda result: self.committed(result, waiting))
+
+    def commit(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        start = 0
+        while start < len(batch):  # runs of one statement as one executemany
+            sql, end = batch[start][0], start + 1
+            while end < len(batch) and batch[end][0] is sql:
+                end += 1
+            self.db.executemany(sql, [params for _, params in batch[start:end]])
+            start = end
+        self.db.execute("COMMIT")
+
+    def committed(self, result: asyncio.Future[None], waiting: list[asyncio.Future[None]]) -> None:
+        self.busy = False
+        result.result()  # a failed commit ends the relay: a floor, not a gateway
+        for future in waiting:
+            future.set_result(None)
+        if self.batch:
+            self.flush()
+
+
+class Relay:
+    """The whole pipeline's state: messages in flight, the SMPP link and the webhook client."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.auth = f"Bearer {args.key}".encode()
+        self.ids = itertools.count(1)
+        self.outbox: deque[tuple[str, Inbound]] = deque()
+        self.ready = asyncio.Event()
+        self.window = asyncio.Semaphore(WINDOW)
+        self.sequence = itertools.count(1)
+        self.pending: dict[int, tuple[str, Inbound]] = {}
+        self.by_carrier_id: dict[str, tuple[str, Inbound]] = {}
+        self.early: dict[str, DeliverSm] = {}  # receipts that beat their submit_sm_resp
+        self.transport: asyncio.Transport | None = None
+        self.decoder = PduDecoder()
+        self.secret = new_secret()
+        self.client: HttpClient | None = None
+        self.encoder = msgspec.json.Encoder()
+        self.store = Store(args.store, full=args.full_store) if args.store else None
+        self.posting: set[asyncio.Future[None]] = set()
+
+    # -- HTTP in ---------------------------------------------------------------------------
+
+    def accept(
+        self, authorization: bytes, body: bytes
+    ) -> tuple[int, bytes, asyncio.Future[None] | None]:
+        """Answer one ``POST /v1/messages``: status, JSON body, and with ``--store`` the
+        commit to wait for before answering."""
+        if authorization != self.auth:
+            return 401, b'{"code":"unauthorized"}', None
+        try:
+            inbound = msgspec.json.decode(body, type=Inbound)
+        except msgspec.ValidationError:
+            return 422, b'{"code":"invalid_request"}', None
+        message_id = f"msg_{next(self.ids):020d}"
+        payload = self.encoder.encode(
+            {"id": message_id, "to": inbound.to, "from": inbound.sender, "status": "queued"}
+        )
+        if self.store is None:
+            self.queue((message_id, inbound))
+            return 202, payload, None
+        now = time.time()
+        stored = self.store.write(
+            Store.INSERT, (message_id, inbound.to, inbound.sender, inbound.body, now, now)
+        )
+        if self.store.full:
+            self.store.write(Store.EVENT, (message_id, "message.queued", payload.decode(), now))
+            stored = self.store.write(Store.JOB, (f"d{message_id}", "dispatch", "{}", now))
+        stored.add_done_callback(lambda _: self.queue((message_id, inbound)))
+        return 202, payload, stored
+
+    def queue(self, entry: tuple[str, Inbound]) -> None:
+        self.outbox.append(entry)
+        self.ready.set()
+
+    # -- SMPP out --------------------------------------------------------------------------
+
+    async def run_link(self) -> None:
+        """Bind to the simulator and submit the outbox, at most ``WINDOW`` unanswered."""
+        loop = asyncio.get_running_loop()
+        bound = loop.create_future()
+        relay = self
+
+        class Link(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                relay.transport = cast(asyncio.Transport, transport)  # uvloop's TCPTransport
+
+            def data_received(self, data: bytes) -> None:
+                for pdu in relay.decoder.feed(data):
+                    relay.on_pdu(pdu, bound)
+
+        deadline = time.monotonic() + 30
+        while True:  # the simulator may still be starting
+            try:
+                await loop.create_connection(Link, "127.0.0.1", self.args.sim_port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        self.send(
+            BindTransceiver(
+                sequence_number=next(self.sequence),
+                system_id=self.args.sim_user,
+                password=self.args.sim_password,
+            )
+        )
+        await bound
+        while True:
+            await self.ready.wait()
+            while self.outbox:
+                await self.window.acquire()
+                message_id, inbound = self.outbox.popleft()
+                sequence = next(self.sequence)
+                self.pending[sequence] = (message_id, inbound)
+                self.send(
+                    SubmitSm(
+                        sequence_number=sequence,
+                        source_addr=inbound.sender,
+                        source_addr_ton=5,
+                        dest_addr_ton=1,
+                        dest_addr_npi=1,
+                        destination_addr=inbound.to.lstrip("+"),
+                        registered_delivery=1,
+                        short_message=inbound.body.encode("latin-1", "replace"),
+                    )
+                )
+            self.ready.clear()
+
+    def send(self, pdu: Pdu) -> None:
+        assert self.transport is not None
+        self.transport.write(encode(pdu))
+
+    def on_pdu(self, pdu: Pdu | DecodeError, bound: asyncio.Future[None]) -> None:
+        """One PDU from the simulator."""
+        if isinstance(pdu, DecodeError):
+            answer = pdu.response()
+            if answer is not None:
+                self.send(answer)
+            return
+        if isinstance(pdu, SubmitSmResp):
+            entry = self.pending.pop(pdu.sequence_number, None)
+            self.window.release()
+            if entry is None or pdu.command_status:
+                return
+            if self.store is not None:
+                now = time.time()
+                self.store.write(Store.SENT, (pdu.message_id, now, entry[0]))
+                if self.store.full:
+                    self.store.write(Store.JOB_DONE, (f"d{entry[0]}",))
+                    self.store.write(
+                        Store.EVENT, (entry[0], "message.sent", self.snapshot(entry, "sent"), now)
+                    )
+            early = self.early.pop(pdu.message_id, None)
+            if early is not None:
+                self.deliver(entry, early)
+            else:
+                self.by_carrier_id[pdu.message_id] = entry
+        elif isinstance(pdu, DeliverSm):
+            self.send(response_for(pdu))
+            receipt = receipt_from_pdu(pdu)
+            if receipt is None:
+                return
+            entry = self.by_carrier_id.pop(receipt.message_id, None)
+            if entry is None:
+                self.early[receipt.message_id] = pdu
+            else:
+                self.deliver(entry, pdu)
+        elif isinstance(pdu, EnquireLink):
+            self.send(EnquireLinkResp(sequence_number=pdu.sequence_number))
+        elif isinstance(pdu, BindTransceiverResp) and not bound.done():
+            if pdu.command_status:
+                bound.set_exception(RuntimeError(f"bind refused: {pdu.command_status:#x}"))
+            else:
+                bound.set_result(None)
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    def deliver(self, entry: tuple[str, Inbound], receipt: DeliverSm) -> None:
+        """Record the receipt (``--store``), then send the webhook."""
+        if self.store is None:
+            self.notify(entry, receipt)
+            return
+        now = time.time()
+        stored = self.store.write(Store.DELIVERED, (now, entry[0]))
+        if self.store.full:
+            snapshot = self.snapshot(entry, "delivered")
+            self.store.write(Store.EVENT, (entry[0], "message.delivered", snapshot, now))
+            stored = self.store.write(Store.JOB, (f"w{entry[0]}", "webhook", snapshot, now))
+        stored.add_done_callback(lambda _: self.notify(entry, receipt))
+
+    def snapshot(self, entry: tuple[str, Inbound], status: str) -> str:
+        """The message as an event stores it."""
+        message_id, inbound = entry
+        return self.encoder.encode(
+            {
+                "id": message_id,
+                "to": inbound.to,
+                "from": inbound.sender,
+                "body": inbound.body,
+                "status": status,
+                "updated_at": time.time(),
+            }
+        ).decode()
+
+    def notify(self, entry: tuple[str, Inbound], receipt: DeliverSm) -> None:
+        """Send ``message.delivered`` for ``entry`` (not retried: a floor, not a gateway)."""
+        message_id, inbound = entry
+        now = time.time()
+        event_id = f"evt_{message_id[4:]}"
+        body = self.encoder.encode(
+            {
+                "id": event_id,
+                "type": "message.delivered",
+                "created_at": now,
+                "data": {
+                    "id": message_id,
+                    "to": inbound.to,
+                    "from": inbound.sender,
+                    "body": inbound.body,
+                    "status": "delivered",
+                    "carrier_receipt": receipt.short_message.decode("latin-1"),
+                },
+            }
+        )
+        headers = signature_headers(self.secret, event_id, int(now), body)
+        task = asyncio.ensure_future(self.post(message_id, event_id, body, headers))
+        self.posting.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self.posting.discard)
+
+    async def post(
+        self, message_id: str, event_id: str, body: bytes, headers: dict[str, str]
+    ) -> None:
+        assert self.client is not None
+        status = await self.client.post(self.args.webhook_url, headers, body, 10.0)
+        if self.store is not None and self.store.full:
+            self.store.write(Store.ATTEMPT, (event_id, status, time.time()))
+            self.store.write(Store.JOB_DONE, (f"w{message_id}",))
+
+
+class HttpIn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of the load generator."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.body: list[bytes] = []
+        self.authorization = b""
+        self.header_name = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's TCPTransport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.body.clear()
+        self.authorization = b""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"authorization":
+            self.authorization = value
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        status, payload, stored = self.relay.accept(self.authorization, b"".join(self.body))
+        if stored is None:
+            self.answer(status, payload)
+        else:
+            stored.add_done_callback(lambda _: self.answer(status, payload))
+
+    def answer(self, status: int, payload: bytes) -> None:
+        reason = {202: b"Accepted", 401: b"Unauthorized", 422: b"Unprocessable Content"}[status]
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, reason, len(payload), payload)
+        )
+
+
+async def main(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    relay = Relay(args)
+    relay.client = HttpClient(
+        limit=args.webhook_connections,
+        limit_per_host=args.webhook_connections,
+        user_agent="pigeon-floor",
+        max_body=65536,
+    )
+    link = asyncio.ensure_future(relay.run_link())
+    server = await loop.create_server(lambda: HttpIn(relay), "127.0.0.1", args.port, backlog=4096)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    waiting: list[Any] = [link, asyncio.ensure_future(stop.wait())]
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if link in done:
+        link.result()  # the link failed: say why
+    server.close()
+    await relay.client.close()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--sim-port", type=int, required=True)
+    parser.add_argument("--sim-user", required=True)
+    parser.add_argument("--sim-password", required=True)
+    parser.add_argument("--webhook-url", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--webhook-connections", type=int, default=64)
+    parser.add_argument(
+        "--store", metavar="PATH", help="keep one SQLite row per message there (durable accept)"
+    )
+    parser.add_argument(
+        "--full-store",
+        action="store_true",
+        help="with --store, also Pigeon's other rows: an event per status, a dispatch and a "
+        "webhook job (inserted and deleted), a webhook attempt",
+    )
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main(parse_args()))
