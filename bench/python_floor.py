@@ -131,6 +131,31 @@ class Store:
             start = end
         self.db.execute("COMMIT")
 
+    def claim(self, kind: str, limit: int) -> asyncio.Future[list[tuple[Any, ...]]]:
+        """Lease up to ``limit`` due jobs of ``kind`` for a minute, in one transaction with
+        the reads their work needs: ``(message id, recipient, sender, body)`` of a dispatch,
+        ``(job id, payload)`` of a webhook."""
+        return self.loop.run_in_executor(self.thread, self._claim, kind, limit)
+
+    def _claim(self, kind: str, limit: int) -> list[tuple[Any, ...]]:
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            leased = self.db.execute(
+                "UPDATE jobs SET run_at = ? WHERE id IN (SELECT id FROM jobs WHERE kind = ?"
+                " AND run_at <= ? ORDER BY run_at LIMIT ?) RETURNING id, payload",
+                (now + 60, kind, now, limit),
+            ).fetchall()
+            if kind == "webhook" or not leased:
+                return leased
+            ids = [job_id[1:] for job_id, _ in leased]
+            marks = ",".join("?" * len(ids))
+            # S608: only "?" placeholders are formatted in; the ids are bound parameters.
+            select = f"SELECT id, recipient, sender, body FROM messages WHERE id IN ({marks})"  # noqa: S608
+            return self.db.execute(select, ids).fetchall()
+        finally:
+            self.db.execute("COMMIT")
+
     def committed(self, result: asyncio.Future[None], waiting: list[asyncio.Future[None]]) -> None:
         self.busy = False
         result.result()  # a failed commit ends the relay: a floor, not a gateway
@@ -161,6 +186,7 @@ class Relay:
         self.encoder = msgspec.json.Encoder()
         self.store = Store(args.store, full=args.full_store) if args.store else None
         self.posting: set[asyncio.Future[None]] = set()
+        self.hooks_ready = asyncio.Event()
 
     # -- HTTP in ---------------------------------------------------------------------------
 
@@ -189,7 +215,10 @@ class Relay:
         if self.store.full:
             self.store.write(Store.EVENT, (message_id, "message.queued", payload.decode(), now))
             stored = self.store.write(Store.JOB, (f"d{message_id}", "dispatch", "{}", now))
-        stored.add_done_callback(lambda _: self.queue((message_id, inbound)))
+        if self.args.claims:  # the dispatcher claims the job from the database
+            stored.add_done_callback(lambda _: self.ready.set())
+        else:
+            stored.add_done_callback(lambda _: self.queue((message_id, inbound)))
         return 202, payload, stored
 
     def queue(self, entry: tuple[str, Inbound]) -> None:
@@ -229,26 +258,42 @@ class Relay:
             )
         )
         await bound
+        while self.args.claims:
+            await self.ready.wait()
+            self.ready.clear()
+            while True:
+                assert self.store is not None
+                rows = await self.store.claim("dispatch", WINDOW)
+                if not rows:
+                    break
+                for message_id, to, sender, body in rows:
+                    self.outbox.append((message_id, Inbound(to=to, body=body, sender=sender)))
+                while self.outbox:
+                    await self.window.acquire()
+                    self.submit(*self.outbox.popleft())
         while True:
             await self.ready.wait()
             while self.outbox:
                 await self.window.acquire()
-                message_id, inbound = self.outbox.popleft()
-                sequence = next(self.sequence)
-                self.pending[sequence] = (message_id, inbound)
-                self.send(
-                    SubmitSm(
-                        sequence_number=sequence,
-                        source_addr=inbound.sender,
-                        source_addr_ton=5,
-                        dest_addr_ton=1,
-                        dest_addr_npi=1,
-                        destination_addr=inbound.to.lstrip("+"),
-                        registered_delivery=1,
-                        short_message=inbound.body.encode("latin-1", "replace"),
-                    )
-                )
+                self.submit(*self.outbox.popleft())
             self.ready.clear()
+
+    def submit(self, message_id: str, inbound: Inbound) -> None:
+        """One submit_sm; the caller holds a slot of the window."""
+        sequence = next(self.sequence)
+        self.pending[sequence] = (message_id, inbound)
+        self.send(
+            SubmitSm(
+                sequence_number=sequence,
+                source_addr=inbound.sender,
+                source_addr_ton=5,
+                dest_addr_ton=1,
+                dest_addr_npi=1,
+                destination_addr=inbound.to.lstrip("+"),
+                registered_delivery=1,
+                short_message=inbound.body.encode("latin-1", "replace"),
+            )
+        )
 
     def send(self, pdu: Pdu) -> None:
         assert self.transport is not None
@@ -310,7 +355,28 @@ class Relay:
             snapshot = self.snapshot(entry, "delivered")
             self.store.write(Store.EVENT, (entry[0], "message.delivered", snapshot, now))
             stored = self.store.write(Store.JOB, (f"w{entry[0]}", "webhook", snapshot, now))
-        stored.add_done_callback(lambda _: self.notify(entry, receipt))
+        if self.args.claims:  # the webhook loop claims the job from the database
+            stored.add_done_callback(lambda _: self.hooks_ready.set())
+        else:
+            stored.add_done_callback(lambda _: self.notify(entry, receipt))
+
+    async def run_webhooks(self) -> None:
+        """``--claims``: claim webhook jobs and POST each job's stored snapshot."""
+        assert self.store is not None
+        while True:
+            await self.hooks_ready.wait()
+            self.hooks_ready.clear()
+            while rows := await self.store.claim("webhook", WINDOW):
+                now = time.time()
+                for job_id, snapshot in rows:
+                    message_id = job_id[1:]
+                    event_id = f"evt_{message_id[4:]}"
+                    body = b'{"id":"%s","type":"message.delivered","created_at":%f,"data":%s}' % (
+                        event_id.encode(),
+                        now,
+                        snapshot.encode(),
+                    )
+                    self.post_soon(message_id, event_id, body, int(now))
 
     def snapshot(self, entry: tuple[str, Inbound], status: str) -> str:
         """The message as an event stores it."""
@@ -346,7 +412,11 @@ class Relay:
                 },
             }
         )
-        headers = signature_headers(self.secret, event_id, int(now), body)
+        self.post_soon(message_id, event_id, body, int(now))
+
+    def post_soon(self, message_id: str, event_id: str, body: bytes, timestamp: int) -> None:
+        """Sign and POST one webhook in a task of its own."""
+        headers = signature_headers(self.secret, event_id, timestamp, body)
         task = asyncio.ensure_future(self.post(message_id, event_id, body, headers))
         self.posting.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self.posting.discard)
@@ -420,6 +490,7 @@ async def main(args: argparse.Namespace) -> None:
         max_body=65536,
     )
     link = asyncio.ensure_future(relay.run_link())
+    hooks = asyncio.ensure_future(relay.run_webhooks()) if args.claims else None
     server = await loop.create_server(lambda: HttpIn(relay), "127.0.0.1", args.port, backlog=4096)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -429,6 +500,8 @@ async def main(args: argparse.Namespace) -> None:
     if link in done:
         link.result()  # the link failed: say why
     server.close()
+    if hooks is not None:
+        hooks.cancel()
     await relay.client.close()
 
 
@@ -450,7 +523,17 @@ def parse_args() -> argparse.Namespace:
         help="with --store, also Pigeon's other rows: an event per status, a dispatch and a "
         "webhook job (inserted and deleted), a webhook attempt",
     )
-    return parser.parse_args()
+    parser.add_argument(
+        "--claims",
+        action="store_true",
+        help="with --full-store, hand work on through the jobs table: the dispatcher and the "
+        "webhook loop lease jobs and read their messages back, instead of taking them from "
+        "memory",
+    )
+    args = parser.parse_args()
+    if args.claims and not args.full_store:
+        parser.error("--claims needs --store and --full-store")
+    return args
 
 
 if __name__ == "__main__":

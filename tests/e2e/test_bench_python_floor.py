@@ -133,14 +133,15 @@ async def test_floor_relays_every_message_to_the_carrier_and_a_signed_webhook(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("handoff", [(), ("--claims",)], ids=["in-memory", "claimed-jobs"])
 async def test_floor_with_a_full_store_keeps_the_rows_pigeon_keeps(
-    tmp_path: Path, hooks: tuple[Hooks, int]
+    tmp_path: Path, hooks: tuple[Hooks, int], handoff: tuple[str, ...]
 ) -> None:
-    """With ``--store --full-store`` every message ends delivered with three events, no job
-    left and one webhook attempt, in the SQLite file."""
+    """With ``--store --full-store`` (work handed on in memory, or by leasing the jobs) every
+    message ends delivered with three events, no job left and one webhook attempt."""
     receiver, port = hooks
     path = tmp_path / "floor.db"
-    await _run_relay(tmp_path, receiver, port, "--store", str(path), "--full-store")
+    await _run_relay(tmp_path, receiver, port, "--store", str(path), "--full-store", *handoff)
     database = sqlite3.connect(path)
     statuses = database.execute("SELECT status, count(*) FROM messages GROUP BY status")
     assert dict(statuses.fetchall()) == {"delivered": MESSAGES}
