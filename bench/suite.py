@@ -16,7 +16,9 @@ Scenarios (each on every ``--databases`` entry, PostgreSQL on a new database per
      -> SMPP to ``pigeon smsc-sim`` -> receipt -> signed webhook to a local receiver, counting
      delivered webhooks; alternated, ``--c-rounds`` times on each database, with the same
      through Kannel 1.4.5 (bearerbox + smsbox, sendsms, DLRs to an HTTP dlr-url) against its
-     own smsc-sim: the ratio Pigeon/Kannel of each round, the median round reported.
+     own smsc-sim: the ratio Pigeon/Kannel of each round, the median round reported. On
+     SQLite each round also runs ``bench/python_floor.py`` (``--floor claims``: Pigeon's stack
+     and rows without its machinery, ADR 24) as a third phase, unless ``--no-floor``.
   d  OTP latency (``bench/latency.py otp``): POST (category otp) -> submit_sm at the carrier
      while a ``--backlog`` of queued marketing messages drains on the same route.
   e  store growth (``bench/latency.py store``): accept and dispatch figures on an empty store
@@ -146,6 +148,9 @@ def ensure_kannel() -> str:
     return ""
 
 
+Phase = kannel_side_by_side.Phase
+
+
 def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argparse.Namespace:
     return argparse.Namespace(
         messages=config["messages"],
@@ -159,7 +164,13 @@ def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argp
         profile=None,
         keep_logs=None,
         database_url=database_url,
+        floor="claims" if config.get("floor") and database_url_is_sqlite(database_url) else "none",
     )
+
+
+def database_url_is_sqlite(database_url: str | None) -> bool:
+    """Whether Pigeon runs on SQLite (its default, ``None``) in this phase."""
+    return database_url is None or database_url.startswith("sqlite")
 
 
 def _phase_extra(phase: kannel_side_by_side.Phase) -> dict[str, Any]:
@@ -258,24 +269,25 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
     only when ``config["kannel"]``): the Pigeon row of the median round by the ratio of
     callbacks/s (with every round's figures and the median of each ratio), and that round's
     Kannel row."""
-    rounds: list[tuple[kannel_side_by_side.Phase | None, kannel_side_by_side.Phase]] = []
+    rounds: list[tuple[Phase | None, Phase, Phase | None]] = []
     for number in range(config["c_rounds"]):
         with contextlib.ExitStack() as stack:
             round_url = url if number == 0 else stack.enter_context(fresh_database(database, tmp))
             args = _side_by_side_args(config, round_url)
             print(f"   round {number + 1} of {config['c_rounds']}", flush=True)
             settle_disk()
-            kannel, pigeon, _ = asyncio.run(
-                kannel_side_by_side.side_by_side(args, kannel=config["kannel"])
+            floor = config["kannel"] and args.floor != "none"
+            kannel, pigeon, floor_phase = asyncio.run(
+                kannel_side_by_side.side_by_side(args, kannel=config["kannel"], floor=floor)
             )
         assert pigeon is not None
-        rounds.append((kannel, pigeon))
+        rounds.append((kannel, pigeon, floor_phase))
     gateway = tuple(name for name in rounds[0][1].rss_mb if name.startswith("pigeon"))
     if not config["kannel"]:
         return [_phase_result(rounds[0][1], database, gateway)]
     keys = ("accepted_per_s", "submitted_per_s", "callbacks_per_s")
     per_round = []
-    for kannel, pigeon in rounds:
+    for kannel, pigeon, floor_phase in rounds:
         assert kannel is not None
         mine, theirs = _phase_extra(pigeon), _phase_extra(kannel)
         per_round.append(
@@ -284,11 +296,12 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
                 "pigeon_callbacks_per_s": mine["callbacks_per_s"],
                 **{f"{key}_ratio": _ratio(mine[key], theirs[key]) for key in keys},
                 **_cpu_ratios(mine, theirs),
+                **(_floor_figures(_phase_extra(floor_phase), mine, theirs) if floor_phase else {}),
             }
         )
     order = sorted(range(len(rounds)), key=lambda i: per_round[i]["callbacks_per_s_ratio"] or 0)
     middle = order[(len(order) - 1) // 2]
-    kannel, pigeon = rounds[middle]
+    kannel, pigeon, floor_phase = rounds[middle]
     assert kannel is not None
     row = _phase_result(pigeon, database, gateway)
     row.extra["rounds"] = per_round
@@ -301,7 +314,30 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
         key: round(statistics.median(r[key] or 0.0 for r in per_round), 3)
         for key in ("gateway_cpu_ratio", "cpu_bound_ratio")
     }
-    return [_phase_result(kannel, database, ("bearerbox", "smsbox")), row]
+    found = [_phase_result(kannel, database, ("bearerbox", "smsbox")), row]
+    if floor_phase is not None:
+        floor_row = _phase_result(floor_phase, database, ("python floor",))
+        floor_row.extra["floor"] = {
+            key: round(statistics.median(r[key] or 0.0 for r in per_round), 3)
+            for key in ("floor_callbacks_per_s_ratio", "pigeon_cpu_over_floor")
+        }
+        found.append(floor_row)
+    return found
+
+
+def _floor_figures(
+    floor: dict[str, Any], pigeon: dict[str, Any], kannel: dict[str, Any]
+) -> dict[str, float | None]:
+    """The Python floor of one round (ADR 24): its callbacks/s, their ratio to Kannel's, its
+    CPU per delivered message, and Pigeon's gateway CPU per message in units of it."""
+    return {
+        "floor_callbacks_per_s": floor["callbacks_per_s"],
+        "floor_callbacks_per_s_ratio": _ratio(floor["callbacks_per_s"], kannel["callbacks_per_s"]),
+        "floor_cpu_ms_per_message": floor["gateway_cpu_ms_per_message"],
+        "pigeon_cpu_over_floor": _ratio(
+            pigeon["gateway_cpu_ms_per_message"], floor["gateway_cpu_ms_per_message"]
+        ),
+    }
 
 
 def _cpu_ratios(pigeon: dict[str, Any], kannel: dict[str, Any]) -> dict[str, float | None]:
@@ -475,6 +511,12 @@ def table(results: list[Result]) -> str:
                     f" ({cpu['gateway_cpu_ratio']}x Kannel's; the cores allow "
                     f"{cpu['cpu_bound_ratio']}x)"
                 )
+            if "floor" in r.extra:
+                floor = r.extra["floor"]
+                note += (
+                    f"; {floor['floor_callbacks_per_s_ratio']}x Kannel's callbacks/s; Pigeon "
+                    f"spends {floor['pigeon_cpu_over_floor']}x its CPU per message"
+                )
         elif r.scenario == "d":
             note = (
                 f"p: POST->submit_sm; msg/s: all submits; accept p99 "
@@ -517,6 +559,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="e.g. a,c")
     parser.add_argument("--databases", default=",".join(DATABASES), help="sqlite,postgresql")
     parser.add_argument("--no-kannel", action="store_true", help="scenario c without Kannel")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="scenario c without the Python floor (ADR 24)"
+    )
     parser.add_argument("--output", default="docs/benchmarks-latest.json", help="JSON results")
     parser.add_argument("--report", metavar="JSON", help="only print the table of a JSON result")
     parser.add_argument(
@@ -572,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in FULL:
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
+    config["floor"] = not args.no_floor
     if args.profile_dir:
         Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
         config["profile_dir"] = str(Path(args.profile_dir).resolve())

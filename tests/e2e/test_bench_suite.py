@@ -81,8 +81,8 @@ KANNEL = all(
 def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
     tmp_path: Path,
 ) -> None:
-    """Scenario c with Kannel runs both gateways once per round and reports, per database, the
-    Kannel and Pigeon rows of the median round and the median of each round's ratios."""
+    """Scenario c with Kannel runs both gateways and the Python floor once per round and
+    reports, per database, their rows of the median round and the median of each ratio."""
     output = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
     done = subprocess.run(
@@ -119,6 +119,12 @@ def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
     assert pigeon["extra"]["cpu_ratios"]["gateway_cpu_ratio"] == gateway_ratios[1]
     assert all(r["cpu_bound_ratio"] > 0 for r in rounds)
     assert pigeon["extra"]["gateway_cpu_ms_per_message"] > 0
+    floor = rows["end to end, Python floor (SQLite, Pigeon's rows, claimed jobs)"]
+    assert floor["messages"] == 600
+    assert floor["errors"] == 0
+    assert all(r["floor_callbacks_per_s"] > 0 and r["floor_cpu_ms_per_message"] > 0 for r in rounds)
+    over_floor = sorted(r["pigeon_cpu_over_floor"] for r in rounds)
+    assert floor["extra"]["floor"]["pigeon_cpu_over_floor"] == over_floor[1]
 
 
 @pytest.mark.slow
