@@ -604,9 +604,12 @@ async def side_by_side(
 
 async def run(args: argparse.Namespace) -> str:
     if args.pigeon_only:
-        _, pigeon, _ = await side_by_side(args, kannel=False)
+        _, pigeon, floor = await side_by_side(args, kannel=False, floor=args.floor != "none")
         assert pigeon is not None
-        return f"{pigeon!r}\n{cpu_line(pigeon, '')}"
+        lines = [f"{pigeon!r}", cpu_line(pigeon, "")]
+        if floor is not None:
+            lines += [f"{floor!r}", cpu_line(floor, f"{floor.name}: ")]
+        return "\n".join(lines)
     kannel, pigeon, floor = await side_by_side(args, floor=args.floor != "none")
     assert kannel is not None
     assert pigeon is not None
