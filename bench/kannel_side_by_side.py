@@ -435,8 +435,9 @@ async def run_floor(
         *("--sim-user", SIM_USER, "--sim-password", SIM_PASSWORD),
         *("--webhook-url", f"http://127.0.0.1:{receiver.port}/hook"),
         *(("--store", str(tmp / "floor.db")) if args.floor != "memory" else ()),
-        *(("--full-store",) if args.floor in ("rows", "claims") else ()),
-        *(("--claims",) if args.floor == "claims" else ()),
+        *(("--full-store",) if args.floor in ("rows", "claims", "features") else ()),
+        *(("--claims",) if args.floor in ("claims", "features") else ()),
+        *(("--features",) if args.floor == "features" else ()),
     ]
     relay = processes.start("python-floor", argv, tmp / "floor.out", env=child_env())
     url = f"http://127.0.0.1:{port}/v1/messages"
@@ -464,6 +465,7 @@ async def run_floor(
         "store": "Python floor (SQLite, a message row)",
         "rows": "Python floor (SQLite, Pigeon's rows)",
         "claims": "Python floor (SQLite, Pigeon's rows, claimed jobs)",
+        "features": "Python floor (SQLite, Pigeon's rows and per-message work)",
     }[args.floor]
     return await measure(name, "pigeon", url, "", sim, receiver, args, pids)
 
@@ -628,12 +630,13 @@ def main() -> None:
     parser.add_argument("--pigeon-only", action="store_true", help="skip the Kannel phase")
     parser.add_argument(
         "--floor",
-        choices=["none", "memory", "store", "rows", "claims"],
+        choices=["none", "memory", "store", "rows", "claims", "features"],
         default="none",
         help="a third phase through bench/python_floor.py: Pigeon's stack with no gateway "
         "(store: with one durable SQLite row per message; rows: also an event per status, "
         "the dispatch and webhook jobs and a webhook attempt, as Pigeon writes; claims: and "
-        "the work handed on by leasing those jobs, as Pigeon does)",
+        "the work handed on by leasing those jobs, as Pigeon does; features: and Pigeon's "
+        "per-message work, done plainly)",
     )
     parser.add_argument(
         "--pigeon-python",

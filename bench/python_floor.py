@@ -31,12 +31,19 @@ import sqlite3
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import httptools
 import msgspec
 import uvloop
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from pigeon.domain.addressing import parse_msisdn
+from pigeon.domain.encoding import analyse
+from pigeon.domain.errors import InvalidRecipient
+from pigeon.ids import UlidFactory
+from pigeon.services.representation import iso
 from pigeon.smpp.codec import DecodeError, PduDecoder, encode, response_for
 from pigeon.smpp.pdu import (
     BindTransceiver,
@@ -80,6 +87,18 @@ class Store:
         "CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
         " status INTEGER NOT NULL, created_at REAL NOT NULL)",
     )
+    PARTS = (
+        "CREATE TABLE IF NOT EXISTS parts (message_id TEXT NOT NULL, part_index INTEGER NOT NULL,"
+        " status TEXT NOT NULL, carrier_id TEXT, carrier_id_normalised TEXT,"
+        " PRIMARY KEY (message_id, part_index))",
+        "CREATE INDEX IF NOT EXISTS parts_carrier_id ON parts (carrier_id_normalised)",
+    )
+    PART = "INSERT INTO parts VALUES (?, 0, 'queued', NULL, NULL)"
+    PART_SENT = (
+        "UPDATE parts SET status = 'sent', carrier_id = ?, carrier_id_normalised = ?"
+        " WHERE message_id = ? AND part_index = 0"
+    )
+    PART_DELIVERED = "UPDATE parts SET status = 'delivered' WHERE message_id = ? AND part_index = 0"
     EVENT = "INSERT INTO events (message_id, type, payload, created_at) VALUES (?, ?, ?, ?)"
     JOB = "INSERT INTO jobs VALUES (?, ?, ?, ?)"
     JOB_DONE = "DELETE FROM jobs WHERE id = ?"
@@ -94,7 +113,7 @@ class Store:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        for statement in self.SCHEMA:
+        for statement in (*self.SCHEMA, *self.PARTS):
             self.db.execute(statement)
         self.thread = ThreadPoolExecutor(1)
         self.batch: list[tuple[str, tuple[Any, ...]]] = []
@@ -187,6 +206,16 @@ class Relay:
         self.store = Store(args.store, full=args.full_store) if args.store else None
         self.posting: set[asyncio.Future[None]] = set()
         self.hooks_ready = asyncio.Event()
+        # --features: what Pigeon works out per message, done plainly
+        self.features = bool(args.features)
+        self.ulids = UlidFactory()
+        self.records: dict[str, dict[str, Any]] = {}
+        self.routes = {"US": "sim", "GB": "sim"}
+        registry = CollectorRegistry()
+        self.changes = Counter("floor_changes", "status changes", ["status"], registry=registry)
+        self.delivery = Histogram(
+            "floor_delivery_seconds", "accept to delivered", registry=registry
+        )
 
     # -- HTTP in ---------------------------------------------------------------------------
 
@@ -201,6 +230,8 @@ class Relay:
             inbound = msgspec.json.decode(body, type=Inbound)
         except msgspec.ValidationError:
             return 422, b'{"code":"invalid_request"}', None
+        if self.features:
+            return self.accept_with_features(inbound)
         message_id = f"msg_{next(self.ids):020d}"
         payload = self.encoder.encode(
             {"id": message_id, "to": inbound.to, "from": inbound.sender, "status": "queued"}
@@ -220,6 +251,62 @@ class Relay:
         else:
             stored.add_done_callback(lambda _: self.queue((message_id, inbound)))
         return 202, payload, stored
+
+    def accept_with_features(
+        self, inbound: Inbound
+    ) -> tuple[int, bytes, asyncio.Future[None] | None]:
+        """``--features``: the accept with what Pigeon works out per message: the number
+        parsed and classified, the text's encoding and segments, a route looked up, ULIDs, the
+        message's whole public form (the 202's body and every event's payload), a part row and
+        a counter; then the rows of ``--full-store`` (``--claims`` hands the work on)."""
+        try:
+            msisdn = parse_msisdn(inbound.to)
+        except InvalidRecipient:
+            return 422, b'{"code":"invalid_to"}', None
+        analysis = analyse(inbound.body)
+        if self.routes.get(msisdn.country) is None:
+            return 422, b'{"code":"no_route"}', None
+        message_id = self.ulids.new("msg")
+        now = datetime.now(UTC)
+        stamp = iso(now)
+        record: dict[str, Any] = {
+            "id": message_id,
+            "status": "queued",
+            "direction": "outbound",
+            "to": msisdn.e164,
+            "from": inbound.sender,
+            "body": inbound.body,
+            "category": "transactional",
+            "encoding": str(analysis.encoding),
+            "segments": analysis.segments,
+            "price": None,
+            "client_ref": None,
+            "error_code": None,
+            "send_at": None,
+            "expires_at": None,
+            "test": False,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        self.records[message_id] = record
+        payload = self.encoder.encode(record)
+        assert self.store is not None
+        seconds = now.timestamp()
+        self.store.write(
+            Store.INSERT, (message_id, msisdn.e164, inbound.sender, inbound.body, seconds, seconds)
+        )
+        self.store.write(Store.PART, (message_id,))
+        self.store.write(Store.EVENT, (message_id, "message.queued", self.event("queued"), seconds))
+        stored = self.store.write(Store.JOB, (f"d{message_id}", "dispatch", "{}", seconds))
+        stored.add_done_callback(lambda _: self.ready.set())
+        return 202, payload, stored
+
+    def event(self, status: str, record: dict[str, Any] | None = None) -> str:
+        """``--features``: an event with the message's whole public form, and its count."""
+        self.changes.labels(status).inc()
+        return self.encoder.encode(
+            {"id": self.ulids.new("evt"), "type": f"message.{status}", "data": record}
+        ).decode()
 
     def queue(self, entry: tuple[str, Inbound]) -> None:
         self.outbox.append(entry)
@@ -314,6 +401,15 @@ class Relay:
             if self.store is not None:
                 now = time.time()
                 self.store.write(Store.SENT, (pdu.message_id, now, entry[0]))
+                if self.features:  # Pigeon records sending and sent, and the part's carrier id
+                    carrier_id = pdu.message_id
+                    self.store.write(
+                        Store.PART_SENT, (carrier_id, carrier_id.lower().lstrip("0"), entry[0])
+                    )
+                    self.store.write(
+                        Store.EVENT,
+                        (entry[0], "message.sending", self.snapshot(entry, "sending"), now),
+                    )
                 if self.store.full:
                     self.store.write(Store.JOB_DONE, (f"d{entry[0]}",))
                     self.store.write(
@@ -351,6 +447,10 @@ class Relay:
             return
         now = time.time()
         stored = self.store.write(Store.DELIVERED, (now, entry[0]))
+        if self.features:
+            self.store.write(Store.PART_DELIVERED, (entry[0],))
+            created = self.records[entry[0]]["created_at"]
+            self.delivery.observe(max(0.0, now - datetime.fromisoformat(created).timestamp()))
         if self.store.full:
             snapshot = self.snapshot(entry, "delivered")
             self.store.write(Store.EVENT, (entry[0], "message.delivered", snapshot, now))
@@ -370,6 +470,11 @@ class Relay:
                 now = time.time()
                 for job_id, snapshot in rows:
                     message_id = job_id[1:]
+                    if self.features:  # the job's payload is the event itself
+                        self.records.pop(message_id, None)
+                        event_id = msgspec.json.decode(snapshot)["id"]
+                        self.post_soon(message_id, event_id, snapshot.encode(), int(now))
+                        continue
                     event_id = f"evt_{message_id[4:]}"
                     body = b'{"id":"%s","type":"message.delivered","created_at":%f,"data":%s}' % (
                         event_id.encode(),
@@ -381,6 +486,11 @@ class Relay:
     def snapshot(self, entry: tuple[str, Inbound], status: str) -> str:
         """The message as an event stores it."""
         message_id, inbound = entry
+        if self.features:
+            record = self.records[message_id]
+            record["status"] = status
+            record["updated_at"] = iso(datetime.now(UTC))
+            return self.event(status, record)
         return self.encoder.encode(
             {
                 "id": message_id,
@@ -530,9 +640,18 @@ def parse_args() -> argparse.Namespace:
         "webhook loop lease jobs and read their messages back, instead of taking them from "
         "memory",
     )
+    parser.add_argument(
+        "--features",
+        action="store_true",
+        help="with --claims, also the per-message work Pigeon does, done plainly: number "
+        "parsing, encoding and segments, a route, ULIDs, the whole message as every event's "
+        "payload, a part row, counters",
+    )
     args = parser.parse_args()
     if args.claims and not args.full_store:
         parser.error("--claims needs --store and --full-store")
+    if args.features and not args.claims:
+        parser.error("--features needs --store, --full-store and --claims")
     return args
 
 

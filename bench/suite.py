@@ -17,8 +17,9 @@ Scenarios (each on every ``--databases`` entry, PostgreSQL on a new database per
      delivered webhooks; alternated, ``--c-rounds`` times on each database, with the same
      through Kannel 1.4.5 (bearerbox + smsbox, sendsms, DLRs to an HTTP dlr-url) against its
      own smsc-sim: the ratio Pigeon/Kannel of each round, the median round reported. On
-     SQLite each round also runs ``bench/python_floor.py`` (``--floor claims``: Pigeon's stack
-     and rows without its machinery, ADR 24) as a third phase, unless ``--no-floor``.
+     SQLite each round also runs ``bench/python_floor.py`` (``--floor features``: Pigeon's
+     stack, rows and per-message work without its machinery, ADR 24) as a third phase, unless
+     ``--no-floor``.
   d  OTP latency (``bench/latency.py otp``): POST (category otp) -> submit_sm at the carrier
      while a ``--backlog`` of queued marketing messages drains on the same route.
   e  store growth (``bench/latency.py store``): accept and dispatch figures on an empty store
@@ -164,7 +165,9 @@ def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argp
         profile=None,
         keep_logs=None,
         database_url=database_url,
-        floor="claims" if config.get("floor") and database_url_is_sqlite(database_url) else "none",
+        floor="features"
+        if config.get("floor") and database_url_is_sqlite(database_url)
+        else "none",
     )
 
 

@@ -133,20 +133,33 @@ async def test_floor_relays_every_message_to_the_carrier_and_a_signed_webhook(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("handoff", [(), ("--claims",)], ids=["in-memory", "claimed-jobs"])
+@pytest.mark.parametrize(
+    ("options", "events"),
+    [((), 3), (("--claims",), 3), (("--claims", "--features"), 4)],
+    ids=["in-memory", "claimed-jobs", "per-message-work"],
+)
 async def test_floor_with_a_full_store_keeps_the_rows_pigeon_keeps(
-    tmp_path: Path, hooks: tuple[Hooks, int], handoff: tuple[str, ...]
+    tmp_path: Path, hooks: tuple[Hooks, int], options: tuple[str, ...], events: int
 ) -> None:
-    """With ``--store --full-store`` (work handed on in memory, or by leasing the jobs) every
-    message ends delivered with three events, no job left and one webhook attempt."""
+    """With ``--store --full-store`` (work handed on in memory or by leasing the jobs, with or
+    without Pigeon's per-message work) every message ends delivered with its events (four
+    with ``--features``: queued, sending, sent, delivered), no job left and one webhook
+    attempt; with ``--features`` its part is delivered too and the webhook is the event."""
     receiver, port = hooks
     path = tmp_path / "floor.db"
-    await _run_relay(tmp_path, receiver, port, "--store", str(path), "--full-store", *handoff)
+    await _run_relay(tmp_path, receiver, port, "--store", str(path), "--full-store", *options)
     database = sqlite3.connect(path)
     statuses = database.execute("SELECT status, count(*) FROM messages GROUP BY status")
     assert dict(statuses.fetchall()) == {"delivered": MESSAGES}
-    assert database.execute("SELECT count(*) FROM events").fetchone()[0] == 3 * MESSAGES
+    assert database.execute("SELECT count(*) FROM events").fetchone()[0] == events * MESSAGES
     assert database.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
     attempts = database.execute("SELECT status, count(*) FROM attempts GROUP BY status")
     assert dict(attempts.fetchall()) == {200: MESSAGES}
+    parts = database.execute("SELECT status, count(*) FROM parts GROUP BY status").fetchall()
+    if "--features" in options:
+        assert dict(parts) == {"delivered": MESSAGES}
+        delivered = {body["data"]["to"] for body in receiver.bodies}  # type: ignore[index]
+        assert delivered == {f"+1415555{i:04d}" for i in range(MESSAGES)}
+    else:
+        assert parts == []
     database.close()

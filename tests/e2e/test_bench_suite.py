@@ -119,7 +119,7 @@ def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
     assert pigeon["extra"]["cpu_ratios"]["gateway_cpu_ratio"] == gateway_ratios[1]
     assert all(r["cpu_bound_ratio"] > 0 for r in rounds)
     assert pigeon["extra"]["gateway_cpu_ms_per_message"] > 0
-    floor = rows["end to end, Python floor (SQLite, Pigeon's rows, claimed jobs)"]
+    floor = rows["end to end, Python floor (SQLite, Pigeon's rows and per-message work)"]
     assert floor["messages"] == 600
     assert floor["errors"] == 0
     assert all(r["floor_callbacks_per_s"] > 0 and r["floor_cpu_ms_per_message"] > 0 for r in rounds)
