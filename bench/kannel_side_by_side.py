@@ -435,11 +435,17 @@ async def run_floor(
         *("--sim-user", SIM_USER, "--sim-password", SIM_PASSWORD),
         *("--webhook-url", f"http://127.0.0.1:{receiver.port}/hook"),
         *(("--store", str(tmp / "floor.db")) if args.floor != "memory" else ()),
-        *(("--full-store",) if args.floor in ("rows", "claims", "features") else ()),
-        *(("--claims",) if args.floor in ("claims", "features") else ()),
-        *(("--features",) if args.floor == "features" else ()),
+        *(("--full-store",) if args.floor in ("rows", "claims", "features", "split") else ()),
+        *(("--claims",) if args.floor in ("claims", "features", "split") else ()),
+        *(("--features",) if args.floor in ("features", "split") else ()),
     ]
-    relay = processes.start("python-floor", argv, tmp / "floor.out", env=child_env())
+    split = args.floor == "split"  # two processes, as Pigeon's serve and worker
+    relay = processes.start(
+        "python-floor",
+        [*argv, *(("--role", "accept") if split else ())],
+        tmp / "floor.out",
+        env=child_env(),
+    )
     url = f"http://127.0.0.1:{port}/v1/messages"
     receiver.arrived.clear()
     deadline = time.monotonic() + 60
@@ -458,14 +464,24 @@ async def run_floor(
                     f"the floor relay did not start; see {tmp / 'floor.out'}"
                 ) from None
             await asyncio.sleep(0.2)
-    await receiver.first(60)
     pids = {"python floor": relay.pid, "smsc-sim": sim.process.pid}
+    if split:  # the delivering process, once the accepting one has made the database
+        deliver = processes.start(
+            "python-floor-deliver",
+            [*argv, "--role", "deliver"],
+            tmp / "floor-deliver.out",
+            env=child_env(),
+        )
+        pids = {"python floor accept": relay.pid, "python floor deliver": deliver.pid}
+        pids["smsc-sim"] = sim.process.pid
+    await receiver.first(60)
     name = {
         "memory": "Python floor (no store)",
         "store": "Python floor (SQLite, a message row)",
         "rows": "Python floor (SQLite, Pigeon's rows)",
         "claims": "Python floor (SQLite, Pigeon's rows, claimed jobs)",
         "features": "Python floor (SQLite, Pigeon's rows and per-message work)",
+        "split": "Python floor (SQLite, Pigeon's rows and per-message work, two processes)",
     }[args.floor]
     return await measure(name, "pigeon", url, "", sim, receiver, args, pids)
 
@@ -630,13 +646,14 @@ def main() -> None:
     parser.add_argument("--pigeon-only", action="store_true", help="skip the Kannel phase")
     parser.add_argument(
         "--floor",
-        choices=["none", "memory", "store", "rows", "claims", "features"],
+        choices=["none", "memory", "store", "rows", "claims", "features", "split"],
         default="none",
         help="a third phase through bench/python_floor.py: Pigeon's stack with no gateway "
         "(store: with one durable SQLite row per message; rows: also an event per status, "
         "the dispatch and webhook jobs and a webhook attempt, as Pigeon writes; claims: and "
         "the work handed on by leasing those jobs, as Pigeon does; features: and Pigeon's "
-        "per-message work, done plainly)",
+        "per-message work, done plainly; split: features in two processes, one accepting, one "
+        "delivering, as Pigeon's serve and worker)",
     )
     parser.add_argument(
         "--pigeon-python",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import signal
 import sqlite3
@@ -40,7 +41,7 @@ import uvloop
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pigeon.domain.addressing import parse_msisdn
-from pigeon.domain.encoding import analyse
+from pigeon.domain.encoding import TextAnalysis, analyse
 from pigeon.domain.errors import InvalidRecipient
 from pigeon.ids import UlidFactory
 from pigeon.services.representation import iso
@@ -60,6 +61,8 @@ from pigeon.webhooks.http_client import HttpClient
 from pigeon.webhooks.signing import new_secret, signature_headers
 
 WINDOW = 100
+#: ``--role deliver``: how often the dispatcher looks for jobs when the last look found none.
+POLL = 0.002
 
 
 class Inbound(msgspec.Struct):
@@ -170,7 +173,8 @@ class Store:
             ids = [job_id[1:] for job_id, _ in leased]
             marks = ",".join("?" * len(ids))
             # S608: only "?" placeholders are formatted in; the ids are bound parameters.
-            select = f"SELECT id, recipient, sender, body FROM messages WHERE id IN ({marks})"  # noqa: S608
+            columns = "id, recipient, sender, body, created_at"
+            select = f"SELECT {columns} FROM messages WHERE id IN ({marks})"  # noqa: S608
             return self.db.execute(select, ids).fetchall()
         finally:
             self.db.execute("COMMIT")
@@ -268,14 +272,44 @@ class Relay:
             return 422, b'{"code":"no_route"}', None
         message_id = self.ulids.new("msg")
         now = datetime.now(UTC)
-        stamp = iso(now)
-        record: dict[str, Any] = {
+        record = self.record_of(
+            message_id, msisdn.e164, inbound.sender, inbound.body, now, analysis
+        )
+        if self.args.role == "all":  # the delivering process reads it back otherwise
+            self.records[message_id] = record
+        payload = self.encoder.encode(record)
+        assert self.store is not None
+        seconds = now.timestamp()
+        self.store.write(
+            Store.INSERT, (message_id, msisdn.e164, inbound.sender, inbound.body, seconds, seconds)
+        )
+        self.store.write(Store.PART, (message_id,))
+        queued = self.event("queued", record)
+        self.store.write(Store.EVENT, (message_id, "message.queued", queued, seconds))
+        stored = self.store.write(Store.JOB, (f"d{message_id}", "dispatch", "{}", seconds))
+        stored.add_done_callback(lambda _: self.ready.set())
+        return 202, payload, stored
+
+    def record_of(
+        self,
+        message_id: str,
+        to: str,
+        sender: str,
+        body: str,
+        created: datetime,
+        analysis: TextAnalysis | None = None,
+    ) -> dict[str, Any]:
+        """``--features``: the message's whole public form, as Pigeon's API gives it."""
+        if analysis is None:
+            analysis = analyse(body)
+        stamp = iso(created)
+        return {
             "id": message_id,
             "status": "queued",
             "direction": "outbound",
-            "to": msisdn.e164,
-            "from": inbound.sender,
-            "body": inbound.body,
+            "to": to,
+            "from": sender,
+            "body": body,
             "category": "transactional",
             "encoding": str(analysis.encoding),
             "segments": analysis.segments,
@@ -288,18 +322,6 @@ class Relay:
             "created_at": stamp,
             "updated_at": stamp,
         }
-        self.records[message_id] = record
-        payload = self.encoder.encode(record)
-        assert self.store is not None
-        seconds = now.timestamp()
-        self.store.write(
-            Store.INSERT, (message_id, msisdn.e164, inbound.sender, inbound.body, seconds, seconds)
-        )
-        self.store.write(Store.PART, (message_id,))
-        self.store.write(Store.EVENT, (message_id, "message.queued", self.event("queued"), seconds))
-        stored = self.store.write(Store.JOB, (f"d{message_id}", "dispatch", "{}", seconds))
-        stored.add_done_callback(lambda _: self.ready.set())
-        return 202, payload, stored
 
     def event(self, status: str, record: dict[str, Any] | None = None) -> str:
         """``--features``: an event with the message's whole public form, and its count."""
@@ -346,14 +368,22 @@ class Relay:
         )
         await bound
         while self.args.claims:
-            await self.ready.wait()
+            if self.args.role == "deliver":  # the accepts are another process's: poll
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.ready.wait(), POLL)
+            else:
+                await self.ready.wait()
             self.ready.clear()
             while True:
                 assert self.store is not None
                 rows = await self.store.claim("dispatch", WINDOW)
                 if not rows:
                     break
-                for message_id, to, sender, body in rows:
+                for message_id, to, sender, body, created in rows:
+                    if self.features and message_id not in self.records:  # accepted elsewhere
+                        self.records[message_id] = self.record_of(
+                            message_id, to, sender, body, datetime.fromtimestamp(created, UTC)
+                        )
                     self.outbox.append((message_id, Inbound(to=to, body=body, sender=sender)))
                 while self.outbox:
                     await self.window.acquire()
@@ -599,17 +629,24 @@ async def main(args: argparse.Namespace) -> None:
         user_agent="pigeon-floor",
         max_body=65536,
     )
-    link = asyncio.ensure_future(relay.run_link())
-    hooks = asyncio.ensure_future(relay.run_webhooks()) if args.claims else None
-    server = await loop.create_server(lambda: HttpIn(relay), "127.0.0.1", args.port, backlog=4096)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    waiting: list[Any] = [link, asyncio.ensure_future(stop.wait())]
+    waiting: list[Any] = [asyncio.ensure_future(stop.wait())]
+    link = hooks = server = None
+    if args.role != "accept":
+        link = asyncio.ensure_future(relay.run_link())
+        hooks = asyncio.ensure_future(relay.run_webhooks()) if args.claims else None
+        waiting.append(link)
+    if args.role != "deliver":
+        server = await loop.create_server(
+            lambda: HttpIn(relay), "127.0.0.1", args.port, backlog=4096
+        )
     done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     if link in done:
         link.result()  # the link failed: say why
-    server.close()
+    if server is not None:
+        server.close()
     if hooks is not None:
         hooks.cancel()
     await relay.client.close()
@@ -647,7 +684,16 @@ def parse_args() -> argparse.Namespace:
         "parsing, encoding and segments, a route, ULIDs, the whole message as every event's "
         "payload, a part row, counters",
     )
+    parser.add_argument(
+        "--role",
+        choices=["all", "accept", "deliver"],
+        default="all",
+        help="with --claims, one of two processes on one database, as Pigeon splits serve and "
+        "its worker: accept (HTTP in, rows written) or deliver (jobs claimed, SMPP, webhooks)",
+    )
     args = parser.parse_args()
+    if args.role != "all" and not args.claims:
+        parser.error("--role accept or deliver needs --claims")
     if args.claims and not args.full_store:
         parser.error("--claims needs --store and --full-store")
     if args.features and not args.claims:

@@ -81,12 +81,17 @@ def _start_relay(
         )
 
 
-async def _run_relay(tmp_path: Path, hooks: Hooks, hook_port: int, *store: str) -> None:
-    """Start a sim and the relay, send ``MESSAGES`` messages and wait for their webhooks."""
+async def _run_relay(
+    tmp_path: Path, hooks: Hooks, hook_port: int, *store: str, split: bool = False
+) -> None:
+    """Start a sim and the relay (``split``: an accepting and a delivering process on one
+    database), send ``MESSAGES`` messages and wait for their webhooks."""
     sim_port, port = free_port(), free_port()
     sim = start_smsc_sim(sim_port)
     log = tmp_path / "relay.log"
-    relay = _start_relay(log, port, sim_port, hook_port, store)
+    role = ("--role", "accept") if split else ()
+    relay = _start_relay(log, port, sim_port, hook_port, (*store, *role))
+    relays = [relay]
     url = f"http://127.0.0.1:{port}/v1/messages"
     try:
         async with aiohttp.ClientSession() as session:
@@ -98,6 +103,11 @@ async def _run_relay(tmp_path: Path, hooks: Hooks, hook_port: int, *store: str) 
                 except aiohttp.ClientConnectionError:
                     assert time.monotonic() < deadline, log.read_text()
                     await asyncio.sleep(0.1)
+            if split:  # the accepting process has made the database by now
+                deliver = (*store, "--role", "deliver")
+                relays.append(
+                    _start_relay(tmp_path / "deliver.log", 0, sim_port, hook_port, deliver)
+                )
             statuses = await asyncio.gather(
                 *(_post(session, url, KEY, f"+1415555{i:04d}") for i in range(MESSAGES))
             )
@@ -111,9 +121,11 @@ async def _run_relay(tmp_path: Path, hooks: Hooks, hook_port: int, *store: str) 
                 await asyncio.sleep(0.1)
             database.close()
     finally:
-        relay.send_signal(signal.SIGTERM)
+        for process in relays:
+            process.send_signal(signal.SIGTERM)
         sim.terminate()
-        assert relay.wait(30) == 0, log.read_text()
+        for process, path in zip(relays, (log, tmp_path / "deliver.log"), strict=False):
+            assert process.wait(30) == 0, path.read_text()
         sim.wait(30)
 
 
@@ -135,19 +147,24 @@ async def test_floor_relays_every_message_to_the_carrier_and_a_signed_webhook(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "events"),
-    [((), 3), (("--claims",), 3), (("--claims", "--features"), 4)],
-    ids=["in-memory", "claimed-jobs", "per-message-work"],
+    [((), 3), (("--claims",), 3), (("--claims", "--features"), 4), (("split",), 4)],
+    ids=["in-memory", "claimed-jobs", "per-message-work", "two-processes"],
 )
 async def test_floor_with_a_full_store_keeps_the_rows_pigeon_keeps(
     tmp_path: Path, hooks: tuple[Hooks, int], options: tuple[str, ...], events: int
 ) -> None:
     """With ``--store --full-store`` (work handed on in memory or by leasing the jobs, with or
-    without Pigeon's per-message work) every message ends delivered with its events (four
+    without Pigeon's per-message work, in one process or split in two) every message ends
+    delivered with its events (four
     with ``--features``: queued, sending, sent, delivered), no job left and one webhook
     attempt; with ``--features`` its part is delivered too and the webhook is the event."""
     receiver, port = hooks
     path = tmp_path / "floor.db"
-    await _run_relay(tmp_path, receiver, port, "--store", str(path), "--full-store", *options)
+    split = options == ("split",)
+    if split:
+        options = ("--claims", "--features")
+    store = ("--store", str(path), "--full-store", *options)
+    await _run_relay(tmp_path, receiver, port, *store, split=split)
     database = sqlite3.connect(path)
     statuses = database.execute("SELECT status, count(*) FROM messages GROUP BY status")
     assert dict(statuses.fetchall()) == {"delivered": MESSAGES}
