@@ -22,7 +22,13 @@ an empty database), a live bootstrap key, a
 endpoint for ``message.delivered`` registered with ``POST /v1/webhook-endpoints``, pointing at
 the same kind of receiver. Load: ``POST /v1/messages``.
 
-The load generator is the same for both: a separate process with ``--concurrency`` aiohttp
+The Python floor (``--floor``, ADR 24): ``bench/python_floor.py`` as a third phase after
+Pigeon, with its own sim and the same receiver and load: Pigeon's stack without Pigeon, in
+rungs (``memory``: no store; ``store``: a durable row per message; ``rows``: Pigeon's rows;
+``claims``: and the work handed on by leased jobs; ``features``: and Pigeon's per-message work,
+done plainly; ``split``: that in two processes, as Pigeon's ``serve`` and worker).
+
+The load generator is the same for all: a separate process with ``--concurrency`` aiohttp
 keep-alive clients sending ``--messages`` requests in total, one at a time each. A phase is
 timed from the first request to the last event observed (sim counters are polled every 50 ms);
 each wait is bounded by ``--timeout``. Every process started here is stopped on the way out.
