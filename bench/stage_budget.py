@@ -1,0 +1,231 @@
+"""Pigeon's CPU per delivered message, stage by stage, beside the Python floor's (ADR 24).
+
+Runs ``kannel_side_by_side.py --pigeon-only --floor F`` (Pigeon, then the floor, each with its
+own simulator and the same load), attaches ``py-spy record --gil`` to each busy gateway
+process for a while once it is under load, and gives every sample to the first stage (in
+order of precedence, ``STAGES``) with a marker in its stack. A stage's share of a process's
+samples, times that process's CPU per delivered message over the whole phase, is the
+stage's cost::
+
+    .venv/bin/python bench/stage_budget.py [--messages 40000] [--seconds 10] [--floor features]
+    .venv/bin/python bench/stage_budget.py --from-raw serve=0.62:serve.txt worker=0.79:w.txt
+
+py-spy must be installed (``pip install py-spy``) and allowed to attach (root, or
+``kernel.yama.ptrace_scope`` 0). ``--gil`` keeps only samples that hold the GIL, i.e. the
+process's own CPU, not its waits. The profile is sampled: a stage under ~2% of a process is
+noise. ``--from-raw`` only attributes raw stack files written earlier (``py-spy -f raw``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+#: (marker, stage) in order of precedence: a sample belongs to the first stage one of whose
+#: markers is anywhere in its stack. The markers are module paths and qualified names of
+#: Pigeon and of the floor (whose SMPP callbacks are nested in ``Relay.run_link``).
+STAGES: tuple[tuple[str, str], ...] = (
+    ("Writer._loop", "store writes"),
+    ("Writer._run_batch", "store writes"),
+    ("concurrent/futures/thread.py", "store writes"),
+    ("fast_accept", "HTTP accept"),
+    ("HttpIn.", "HTTP accept"),
+    ("httptools_impl", "HTTP accept"),
+    ("webhooks/sender.py", "webhooks"),
+    ("notify.py", "webhooks"),
+    ("run_webhooks", "webhooks"),
+    ("Relay.post", "webhooks"),
+    ("Relay.notify", "webhooks"),
+    ("ApplyReceipt", "receipts"),
+    ("services/receipts.py", "receipts"),
+    ("Relay.deliver", "receipts"),
+    ("DispatchMessage", "dispatch and submit"),
+    ("Relay.submit", "dispatch and submit"),
+    ("services/worker.py", "claims"),
+    ("queue/", "claims"),
+    ("smpp_link.py", "SMPP in"),
+    ("smpp_client.py", "SMPP in"),
+    ("run_link", "SMPP in"),
+)
+OTHER = "the loop (timers, callbacks)"
+
+#: How the run names each process's CPU (``Phase.cpu``), and how to find it to attach
+#: (``pigeon worker 1`` is ``serve``'s first child).
+PROCESSES = {
+    "pigeon serve": r"-m pigeon serve",
+    "pigeon worker 1": "",
+    "python floor": r"python_floor\.py",
+}
+
+
+def stage_of(frames: list[str]) -> str:
+    """The stage of one sample's stack."""
+    stack = ";".join(frames)
+    for marker, stage in STAGES:
+        if marker in stack:
+            return stage
+    return OTHER
+
+
+def attribute(raw: str) -> tuple[collections.Counter[str], int]:
+    """Samples per stage of a ``py-spy -f raw`` file's text, and the samples in all."""
+    stages: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        stages[stage_of(stack.split(";"))] += samples
+    return stages, total
+
+
+def budget(profiles: dict[str, tuple[float, str]]) -> dict[str, dict[str, float]]:
+    """Milliseconds per message by stage and process: ``profiles`` maps a process's label to
+    (its CPU ms per delivered message, its raw stack text)."""
+    table: dict[str, dict[str, float]] = collections.defaultdict(dict)
+    for label, (ms, raw) in profiles.items():
+        stages, total = attribute(raw)
+        for stage, samples in stages.items():
+            table[stage][label] = ms * samples / max(total, 1)
+    return dict(table)
+
+
+def markdown(table: dict[str, dict[str, float]], labels: list[str]) -> str:
+    """One row per stage, one column per process, the costliest stage first."""
+    rows = sorted(table.items(), key=lambda item: -sum(item[1].values()))
+    lines = [
+        "| stage | " + " | ".join(f"{label} (ms)" for label in labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for stage, costs in rows:
+        cells = " | ".join(f"{costs[label]:.3f}" if label in costs else "" for label in labels)
+        lines.append(f"| {stage} | {cells} |")
+    totals = " | ".join(f"{sum(c.get(label, 0.0) for c in table.values()):.3f}" for label in labels)
+    lines.append(f"| **all** | {totals} |")
+    return "\n".join(lines)
+
+
+def _pids(pattern: str) -> list[int]:
+    done = subprocess.run(
+        ["pgrep", "-f", "--", pattern], capture_output=True, text=True, check=False
+    )
+    return [int(pid) for pid in done.stdout.split()]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cpu_per_message(output: str) -> dict[str, float]:
+    """Each process's CPU ms per delivered message, from the run's ``Phase(...)`` lines."""
+    found: dict[str, float] = {}
+    for line in output.splitlines():
+        callbacks = re.search(r"callbacks=(\d+)", line)
+        cpu = re.search(r"cpu=\{([^}]*)\}", line)
+        if not callbacks or not cpu:
+            continue
+        for label, seconds in re.findall(r"'([^']+)': ([0-9.]+)", cpu.group(1)):
+            if label in PROCESSES:
+                found[label] = 1000 * float(seconds) / max(int(callbacks.group(1)), 1)
+    return found
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[float, str]]:
+    """Run the side by side and profile each gateway process once it is under load."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SystemExit("py-spy is not installed (pip install py-spy)")
+    command = [
+        *(sys.executable, str(HERE / "kannel_side_by_side.py"), "--pigeon-only"),
+        *("--messages", str(args.messages), "--floor", args.floor),
+    ]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    spies: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for group in (("pigeon serve", "pigeon worker 1"), ("python floor",)):
+            deadline = time.monotonic() + args.timeout
+            pids: dict[str, int] = {}
+            while len(pids) < len(group) and time.monotonic() < deadline and run.poll() is None:
+                for label in group:
+                    if label == "pigeon worker 1":
+                        found = _children(pids["pigeon serve"]) if "pigeon serve" in pids else []
+                    else:
+                        found = _pids(PROCESSES[label])
+                    if found:
+                        pids[label] = found[0]
+                time.sleep(0.2)
+            if len(pids) < len(group):
+                missing = ", ".join(label for label in group if label not in pids)
+                raise SystemExit(f"no {missing} process to profile")
+            time.sleep(args.warmup)  # the warm-up message, then the load
+            for label, pid in pids.items():
+                out = tmp / f"{label.replace(' ', '-')}.txt"
+                record = ["record", "--gil", "-r", "200", "-d", str(args.seconds), "-f", "raw"]
+                spies[label] = subprocess.Popen(
+                    [spy, *record, "-o", str(out), "-p", str(pid)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            for label in pids:
+                spies[label].wait(args.seconds + 60)
+        output, _ = run.communicate(timeout=args.timeout)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    if run.returncode:
+        raise SystemExit(f"the run failed:\n{output[-3000:]}")
+    cpu = _cpu_per_message(output)
+    profiles = {}
+    for label in spies:
+        out = tmp / f"{label.replace(' ', '-')}.txt"
+        if label in cpu and out.exists():
+            profiles[label] = (cpu[label], out.read_text())
+    return profiles
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=40_000)
+    parser.add_argument("--seconds", type=int, default=10, help="of each profile")
+    parser.add_argument("--warmup", type=float, default=4.0, help="s under load before profiling")
+    parser.add_argument("--floor", default="features", help="the floor's rung (--floor of the run)")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--keep", metavar="DIR", help="keep the raw profiles there")
+    parser.add_argument(
+        "--from-raw",
+        nargs="+",
+        metavar="LABEL=MS:FILE",
+        help="attribute these raw profiles (CPU ms per message of each process) and stop",
+    )
+    args = parser.parse_args()
+    if args.from_raw:
+        profiles = {}
+        for spec in args.from_raw:
+            label, _, rest = spec.partition("=")
+            ms, _, path = rest.partition(":")
+            profiles[label] = (float(ms), Path(path).read_text())
+    else:
+        tmp = Path(args.keep or tempfile.mkdtemp(prefix="pigeon-stage-budget-"))
+        tmp.mkdir(parents=True, exist_ok=True)
+        profiles = measure(args, tmp)
+    print(markdown(budget(profiles), list(profiles)))
+    print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""``bench/stage_budget.py --from-raw``: each profiled sample goes to one stage, and a stage's
+cost is its share of the process's samples times the process's CPU per message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MAIN = "main (pigeon/cli.py:1)"
+RUNNER = "JobRunner._run_one (pigeon/services/worker.py:3)"
+
+
+def _raw(*samples: tuple[list[str], int]) -> str:
+    """py-spy's raw format: one stack per line, root first, frames joined by ";", a count."""
+    return "".join(f"{';'.join([MAIN, *frames])} {count}\n" for frames, count in samples)
+
+
+SERVE = _raw(
+    (["Writer._loop (pigeon/store/writer.py:349)", "_plan (pigeon/store/messages.py:5)"], 30),
+    (["FastAccept.__call__ (pigeon/api/fast_accept.py:9)"], 50),
+    ([RUNNER, "post (pigeon/webhooks/sender.py:7)"], 15),
+    (["select (selectors.py:4)"], 5),
+)
+WORKER = _raw(
+    ([RUNNER, "DispatchMessage.__call__ (pigeon/services/dispatch.py:8)"], 60),
+    (
+        ["Writer._run_batch (pigeon/store/writer.py:9)", "change (pigeon/services/dispatch.py:3)"],
+        40,
+    ),
+)
+
+
+def test_samples_are_split_into_stages_in_proportion_to_the_cpu_per_message(
+    tmp_path: Path,
+) -> None:
+    """A writer batch counts as store writes even when it runs a dispatch change, a webhook
+    job run as webhooks, a stack with no marker as the loop; costs are shares of the ms."""
+    (tmp_path / "serve.txt").write_text(SERVE)
+    (tmp_path / "worker.txt").write_text(WORKER)
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "bench" / "stage_budget.py"), "--from-raw"),
+            f"serve=0.5:{tmp_path / 'serve.txt'}",
+            f"worker=1.0:{tmp_path / 'worker.txt'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    rows = {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:4]]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| stage")
+    }
+    assert rows["store writes"] == ["0.150", "0.400"]
+    assert rows["HTTP accept"] == ["0.250", ""]
+    assert rows["webhooks"] == ["0.075", ""]
+    assert rows["the loop (timers, callbacks)"] == ["0.025", ""]
+    assert rows["dispatch and submit"] == ["", "0.600"]
+    assert rows["**all**"] == ["0.500", "1.000"]
