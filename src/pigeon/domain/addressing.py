@@ -121,8 +121,7 @@ def _classify(text: str, default_region: str | None) -> Msisdn | str:
         except NumberParseException as exc:
             reason = str(exc).split(") ", 1)[-1].rstrip(".")
             return f"is not a phone number: {reason}."
-    country = phonenumbers.region_code_for_number(number)
-    kind = number_type_for(number, country)
+    country, kind = region_and_type(number)
     # ``number_type`` is UNKNOWN exactly when ``is_valid_number`` is false (both match the
     # number against the metadata of the region ``region_code_for_number`` finds); asking
     # for the type alone spares is_valid_number's second pass over the metadata patterns
@@ -153,6 +152,36 @@ def number_type_for(number: PhoneNumber, region: str | None) -> int:
         return int(PhoneNumberType.UNKNOWN)
     national = phonenumbers.national_significant_number(number)
     return int(_type_helper(national, metadata))
+
+
+def region_and_type(number: PhoneNumber) -> tuple[str | None, int]:
+    """``(region_code_for_number(number), number_type(number))``, each region's type looked up
+    once. For a calling code shared by several regions (+1, +7, +44...) libphonenumber finds
+    the region by trying each one's type until one is known, and ``number_type`` then looks the
+    found region's type up again: half of a new number's classification (a property test and
+    every region's example numbers hold the two equal)."""
+    if _type_helper is None:
+        region = phonenumbers.region_code_for_number(number)
+        return region, number_type_for(number, region)
+    code = number.country_code
+    regions = phonenumberutil.COUNTRY_CODE_TO_REGION_CODE.get(code) if code is not None else None
+    if not regions:
+        return None, int(PhoneNumberType.UNKNOWN)
+    if len(regions) == 1:
+        return regions[0], number_type_for(number, regions[0])
+    national = phonenumbers.national_significant_number(number)
+    for region in regions:
+        metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+        if metadata is None:
+            continue
+        if metadata.leading_digits is not None:
+            if _national_prefix(metadata.leading_digits).match(national):
+                return region, number_type_for(number, region)
+            continue
+        kind = int(_type_helper(national, metadata))
+        if kind != PhoneNumberType.UNKNOWN:
+            return region, kind
+    return None, int(PhoneNumberType.UNKNOWN)
 
 
 _E164 = re.compile(r"\+[1-9][0-9]{7,14}")

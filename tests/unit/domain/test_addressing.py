@@ -14,6 +14,7 @@ from pigeon.domain.addressing import (
     number_type_for,
     parse_msisdn,
     parse_sender,
+    region_and_type,
 )
 from pigeon.domain.errors import InvalidRecipient, InvalidSender
 
@@ -197,3 +198,37 @@ def test_the_type_lookup_agrees_withnumber_type_for(country_code: int, digits: s
         return
     region = phonenumbers.region_code_for_number(number)
     assert number_type_for(number, region) == phonenumbers.number_type(number)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    country_code=st.sampled_from(_COUNTRY_CODES),
+    digits=st.text(alphabet="0123456789", min_size=4, max_size=13),
+)
+def test_region_and_type_are_libphonenumbers(country_code: int, digits: str) -> None:
+    """The region and type found in one pass are ``region_code_for_number`` and
+    ``number_type`` of any number libphonenumber parses."""
+    try:
+        number = phonenumbers.parse(f"+{country_code}{digits}", None)
+    except phonenumbers.NumberParseException:
+        return
+    expected = (phonenumbers.region_code_for_number(number), phonenumbers.number_type(number))
+    assert region_and_type(number) == expected
+
+
+def test_region_and_type_hold_for_every_regions_example_numbers() -> None:
+    """Every region's example number of every type (valid numbers, including those of calling
+    codes that several regions share) gets libphonenumber's region and type."""
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(12):  # PhoneNumberType's values, FIXED_LINE to VOICEMAIL
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is None:
+                continue
+            expected = (
+                phonenumbers.region_code_for_number(number),
+                phonenumbers.number_type(number),
+            )
+            assert region_and_type(number) == expected, (region, kind)
+            checked += 1
+    assert checked > 1000
