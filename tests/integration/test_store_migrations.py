@@ -35,7 +35,7 @@ async def test_migrate_builds_every_table_and_is_idempotent(blank_database_url: 
     await migrate(blank_database_url)
     await migrate(blank_database_url)
 
-    assert await current_revision(blank_database_url) == head_revision() == "0006"
+    assert await current_revision(blank_database_url) == head_revision() == "0007"
     names = await _inspect(
         blank_database_url, lambda connection: set(sa.inspect(connection).get_table_names())
     )

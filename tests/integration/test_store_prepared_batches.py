@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 
 from pigeon.domain.messages import Message, MessageStatus
 from pigeon.ports import Mutation
+from pigeon.store import SqlMessageStore, connect
+from pigeon.testing import FakeClock
 
 if TYPE_CHECKING:
     from conftest import Factory, Stores
@@ -103,3 +105,113 @@ async def test_an_unchanged_snapshot_is_written_as_prepared(
     assert result.status is MessageStatus.SENDING
     stored = await stores.messages.get_message(message.id)
     assert stored == result
+
+
+async def test_a_held_message_changed_by_another_store_is_read_again(
+    stores: Stores, factory: Factory, clock: FakeClock
+) -> None:
+    """A message this process holds (it wrote it last) that another process's store changes
+    afterwards is worked out from the stored state, not from the held copy."""
+    _sqlite_path(stores)
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+    await stores.messages.mutate(message.id, _to_sending)  # held now, as SENDING
+    other_database = await connect(stores.database.url)
+    try:
+        other = SqlMessageStore(other_database, clock)
+        sent = await other.mutate(message.id, _to_sent)
+        assert sent is not None
+        assert sent.status is MessageStatus.SENT
+    finally:
+        await other_database.close()
+    seen: list[MessageStatus] = []
+
+    def record_status(current: Message) -> Mutation | None:
+        seen.append(current.status)
+        return None
+
+    await stores.messages.mutate(message.id, record_status)
+
+    assert seen[-1] is MessageStatus.SENT
+
+
+async def test_a_hand_written_update_makes_the_held_copy_stale(
+    stores: Stores, factory: Factory
+) -> None:
+    """An UPDATE that does not renew the write stamp (a tool, a hand-written fix) still makes
+    a held copy stale: the trigger stamps the row, and the next change starts from it."""
+    path = _sqlite_path(stores)
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+    await stores.messages.get_messages([message.id])  # held now, as QUEUED
+    _cancel_from_another_connection(path, message.id)
+
+    result = await stores.messages.mutate(message.id, _to_sending)
+
+    assert result is not None
+    assert result.status is MessageStatus.CANCELED
+    assert [e.type for e in await stores.messages.events_of(message.id)] == ["message.queued"]
+
+
+async def test_a_held_copy_with_a_stamp_no_row_carries_is_not_used(
+    stores: Stores, factory: Factory
+) -> None:
+    """A held copy whose stamp is not the row's (a write rolled back after it was held) is
+    not what the change starts from: the row is."""
+    _sqlite_path(stores)
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+    store: Any = stores.messages
+    phantom = message.copy()
+    phantom.status = MessageStatus.SENDING
+    store._hold(phantom, 12345)  # as a batch that was then rolled back would have left it
+
+    result = await stores.messages.mutate(message.id, _to_sending)
+
+    assert result is not None
+    assert result.status is MessageStatus.SENDING  # from the phantom, nothing would change
+    stored = await stores.messages.get_message(message.id)
+    assert stored is not None
+    assert stored.status is MessageStatus.SENDING
+    assert stored.status_sequence == message.status_sequence + 1
+
+
+async def test_changes_of_a_held_message_read_nothing_before_the_lock(
+    stores: Stores, factory: Factory
+) -> None:
+    """A message prefetched or just changed by this process is changed again without reading
+    its rows: its copy is held, and only its stamp is compared under the lock."""
+    _sqlite_path(stores)
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+    store: Any = stores.messages
+    reads: list[int] = []
+    original = store._raw.load
+
+    def counting(driver: Any, ids: Sequence[str]) -> Any:
+        reads.append(len(ids))
+        return original(driver, ids)
+
+    store._raw.load = counting
+    await stores.messages.get_messages([message.id])
+    assert reads == [1]
+
+    sending = await stores.messages.mutate(message.id, _to_sending)
+    sent = await stores.messages.mutate(message.id, _to_sent)
+
+    assert reads == [1]  # the prefetch's read only
+    assert sending is not None
+    assert sending.status is MessageStatus.SENDING
+    assert sent is not None
+    assert sent.status is MessageStatus.SENT
+    stored = await stores.messages.get_message(message.id)
+    assert stored == sent
+
+
+def _to_sent(current: Message) -> Mutation | None:
+    current.transition(MessageStatus.SENT, current.updated_at + timedelta(seconds=1))
+    return Mutation(current)

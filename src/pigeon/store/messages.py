@@ -7,6 +7,7 @@ and one executemany per table. Reads use the read connections and never wait for
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import time
 from collections import OrderedDict
@@ -80,6 +81,17 @@ _FIXED: Final = (
 
 #: Columns a mutation may change: status and its bookkeeping, schedule, price, connector.
 _MUTABLE: Final = tuple(column.name for column in messages.columns if column.name not in _FIXED)
+
+
+#: Messages a process keeps as it last read or wrote them, at most (``SqlMessageStore._held``):
+#: a few seconds of traffic, the time between a message's dispatch and its receipt.
+HELD_KEPT: Final = 8192
+
+
+def _new_stamp() -> int:
+    """A fresh ``write_stamp``: random, so that no two writes (in any process, committed or
+    rolled back) are likely ever to share one."""
+    return random.getrandbits(63)
 
 
 #: The members of the enums a message row stores, by stored value: a dict lookup, where
@@ -173,16 +185,20 @@ class _Plan:
     part_status_rows: list[list[Any]]
     event_rows: list[list[Any]]
     job_rows: list[list[Any]]
+    #: The messages the batch changes as it writes them, and their new ``write_stamp``.
+    changed: dict[str, Message]
+    stamps: dict[str, int]
 
 
 @dataclass(slots=True, eq=False)
 class _Prepared:
     """A batch worked out before the write lock (SQLite): ``items`` as the writer handed
-    them over, and for mutations the message ids and raw rows the plan was made from."""
+    them over, and for mutations the message ids and the ``write_stamp`` of each message the
+    plan was made from (a missing message has none)."""
 
     items: Sequence[Any]
     ids: list[str]
-    seen: _RawState | None
+    seen: dict[str, int] | None
     plan: Any
 
 
@@ -198,12 +214,14 @@ class SqlMessageStore:
     """``ports.MessageStore`` on a ``Database``; ``clock`` stamps job and idempotency rows.
 
     On SQLite the writer's batches of accepts and mutations are worked out before the write
-    lock is taken (``Writer.prepare_with``): rows built, mutations run on the messages as a
-    snapshot read them. Under the lock a mutation batch only re-reads its rows raw and
-    compares them with that snapshot (another process may have changed a message since);
-    unchanged, the prepared rows are written as they are, else the batch is worked out again
-    under the lock. The lock, which every process on the file takes turns at, is then held
-    for little more than SQLite's own work and the commit.
+    lock is taken (``Writer.prepare_with``): rows built, mutations run on the messages as
+    this process holds them (``_held``: as it last wrote or prefetched them) or else as a
+    snapshot reads them. Under the lock a mutation batch only reads the messages'
+    ``write_stamp`` and compares them with those the plan started from (another process may
+    have changed a message since); unchanged, the prepared rows are written as they are,
+    else the batch is worked out again from the rows read under the lock. The lock, which
+    every process on the file takes turns at, is then held for little more than SQLite's
+    own work and the commit (ADR 25).
     """
 
     def __init__(self, database: Database, clock: Clock) -> None:
@@ -214,6 +232,10 @@ class SqlMessageStore:
         #: in this process instead of leaving the job to its next poll).
         self.on_due_jobs: Callable[[], None] | None = None
         self.recent_carrier_ids = RecentCarrierIds()
+        #: SQLite: messages as this process last wrote or prefetched them, with the
+        #: ``write_stamp`` of that row; oldest out first (``HELD_KEPT``). Never changed in
+        #: place: a plan changes copies.
+        self._held: OrderedDict[str, tuple[Message, int]] = OrderedDict()
         self._insert_messages = BulkInsert(messages, self._dialect)
         self._insert_parts = BulkInsert(message_parts, self._dialect)
         self._insert_events = BulkInsert(events, self._dialect)
@@ -311,6 +333,9 @@ class SqlMessageStore:
         nothing but still completes the job; so does a message that does not exist (``None`` is
         returned). If ``change`` raises, the exception reaches the caller and nothing is
         written, the job included. The job is deleted whoever holds its lease.
+
+        The message returned is the store's own copy (it may start the next change of the
+        message): read it, do not change it.
         """
         item = _Change(message_id, change, complete_job)
         result = await self._db.write_batched(self._mutate_run, item)
@@ -400,7 +425,7 @@ class SqlMessageStore:
         ``_write_accepts``)."""
         now = self._clock.now()
         return [
-            self._insert_messages.convert([_message_row(a.message) for a in fresh]),
+            self._insert_messages.convert([_message_row(a.message, 0) for a in fresh]),
             self._insert_parts.convert(
                 [_part_row(a.message, p) for a in fresh for p in a.message.parts]
             ),
@@ -419,17 +444,37 @@ class SqlMessageStore:
         await self._accept_chain.write(connection, rows, alone=True)
 
     def _prepare_mutations(self, items: Sequence[_Change]) -> None:
-        """Before the write lock: load the messages from a snapshot and work the batch out."""
+        """Before the write lock: the messages as this process holds them, or else as a
+        snapshot reads them, and the batch worked out on them."""
         self._mutations_prepared = None
         if self._raw is None or not items:
             return
         ids = sorted({item.message_id for item in items})
-        with self._db.raw_read() as driver:
-            seen = self._raw.load_raw(driver, ids)
-        current = {
-            row.id: _message_from(row, parts) for row, parts in self._raw.from_raw(len(ids), seen)
-        }
-        self._mutations_prepared = _Prepared(list(items), ids, seen, self._plan(current, items))
+        current: dict[str, Message] = {}
+        stamps: dict[str, int] = {}
+        missing: list[str] = []
+        held = self._held
+        for message_id in ids:
+            found = held.get(message_id)
+            if found is None:
+                missing.append(message_id)
+            else:
+                current[message_id], stamps[message_id] = found
+        if missing:
+            with self._db.raw_read() as driver:
+                for row, parts in self._raw.load(driver, missing):
+                    current[row.id] = _message_from(row, parts)
+                    stamps[row.id] = row.write_stamp
+        plan = self._plan(current, stamps, items)
+        self._mutations_prepared = _Prepared(list(items), ids, stamps, plan)
+
+    def _hold(self, message: Message, stamp: int) -> None:
+        """Keep ``message`` as stored with ``stamp`` (see ``_held``)."""
+        held = self._held
+        held[message.id] = (message, stamp)
+        held.move_to_end(message.id)
+        if len(held) > HELD_KEPT:
+            held.popitem(last=False)
 
     async def _mutate_batch(
         self, connection: AsyncConnection, items: Sequence[_Change]
@@ -439,17 +484,25 @@ class SqlMessageStore:
         if _same_items(prepared, items) and self._raw is not None:
             assert prepared is not None
             driver = await sqlite_driver(connection)
-            # Unchanged since the snapshot (no other process wrote these messages): as planned.
-            if driver is not None and self._raw.load_raw(driver, prepared.ids) == prepared.seen:
+            # Unchanged since the plan's start (no other process, and no rolled-back batch of
+            # this one, wrote these messages since): as planned.
+            if driver is not None and self._raw.stamps(driver, prepared.ids) == prepared.seen:
                 plan = prepared.plan
         if plan is None:
-            current = await self._load(connection, {item.message_id for item in items}, lock=True)
-            plan = self._plan(current, items)
+            stamps: dict[str, int] = {}
+            current = await self._load(
+                connection, {item.message_id for item in items}, lock=True, stamps=stamps
+            )
+            plan = self._plan(current, stamps, items)
         for item, due in zip(items, plan.due, strict=True):
             item.due_job = due
         if self._dialect == "postgresql":
             await self._write_mutations_pg(connection, plan)
             return plan.results
+        # Held from now on as written: were the batch rolled back, its stamps would match no
+        # stored row, so the next change of these messages would read them afresh.
+        for message in plan.changed.values():
+            self._hold(message, plan.stamps[message.id])
         if plan.completed:
             lite = await sqlite_driver(connection) if self._raw is not None else None
             if lite is not None:
@@ -490,9 +543,12 @@ class SqlMessageStore:
             ],
         )
 
-    def _plan(self, current: dict[str, Message], items: Sequence[_Change]) -> _Plan:
-        """Run the batch's changes on ``current`` (the messages as loaded, by id): results,
-        and the rows to write. Changes only copies: ``current`` may be planned from again."""
+    def _plan(
+        self, current: dict[str, Message], stamps: dict[str, int], items: Sequence[_Change]
+    ) -> _Plan:
+        """Run the batch's changes on ``current`` (the messages as loaded, by id, whose rows
+        carry ``stamps``): results, and the rows to write. Changes only copies: ``current``
+        may be planned from again."""
         loaded = current
         current = dict(current)
         now = self._clock.now()
@@ -531,6 +587,7 @@ class SqlMessageStore:
                 completed.append(item.complete_job)
         part_rows: list[dict[str, Any]] = []
         part_status_rows: list[dict[str, Any]] = []
+        new_stamps = {message_id: _new_stamp() for message_id in changed}
         for message in changed.values():
             _part_changes(
                 loaded.get(message.id),
@@ -542,11 +599,15 @@ class SqlMessageStore:
             results,
             due,
             completed,
-            self._update_messages.convert([_message_row(m) for m in changed.values()]),
+            self._update_messages.convert(
+                [_message_row(m, new_stamps[m.id]) for m in changed.values()]
+            ),
             self._upsert_parts.convert(part_rows),
             self._update_part_status.convert(part_status_rows),
             self._insert_events.convert([_event_row(e) for e in new_events]),
             self._insert_jobs.convert([job_row(job, now) for job in new_jobs]),
+            changed,
+            new_stamps,
         )
 
     # --- reads ----------------------------------------------------------------------------
@@ -560,7 +621,14 @@ class SqlMessageStore:
         if self._raw is not None:
             with self._db.raw_read() as driver:
                 found = self._raw.load(driver, ids)
-        elif self._pg_raw is not None:
+            result = {}
+            for row, parts in found:
+                message = result[row.id] = _message_from(row, parts)
+                # A copy is held: the caller may do as it likes with its own (a dispatch job
+                # changes the message next; the copy spares that change a read).
+                self._hold(message.copy(), row.write_stamp)
+            return result
+        if self._pg_raw is not None:
             async with self._db.raw_pg_read() as pg:
                 found = await self._pg_raw.pg_load(None, pg, ids, lock=False)
         else:
@@ -695,19 +763,25 @@ class SqlMessageStore:
         *,
         tenant_id: str | None = None,
         lock: bool = False,
+        stamps: dict[str, int] | None = None,
     ) -> dict[str, Message]:
+        """The messages of ``message_ids`` that exist, by id (``lock``: their rows locked on
+        PostgreSQL); each row's ``write_stamp`` into ``stamps`` when given."""
         ids = sorted(set(message_ids))
         if not ids:
             return {}
+        found: Sequence[tuple[Any, list[Part]]] | None = None
         driver = None if self._raw is None else await sqlite_driver(connection)
         if driver is not None and self._raw is not None and tenant_id is None:
             found = self._raw.load(driver, ids)
-            return {row.id: _message_from(row, parts) for row, parts in found}
-        if self._pg_raw is not None and tenant_id is None:
+        elif self._pg_raw is not None and tenant_id is None:
             pg = await asyncpg_in_transaction(connection)
             if pg is not None:
                 found = await self._pg_raw.pg_load(connection, pg, ids, lock=lock)
-                return {row.id: _message_from(row, parts) for row, parts in found}
+        if found is not None:
+            if stamps is not None:
+                stamps.update((row.id, row.write_stamp) for row, _ in found)
+            return {row.id: _message_from(row, parts) for row, parts in found}
         statement = sa.select(messages).where(one_of(messages.c.id, ids, self._dialect))
         if tenant_id is not None:
             statement = statement.where(messages.c.tenant_id == tenant_id)
@@ -716,6 +790,8 @@ class SqlMessageStore:
             statement = statement.order_by(messages.c.id).with_for_update()
         rows = (await connection.execute(statement)).all()
         parts = await self._parts(connection, [row.id for row in rows])
+        if stamps is not None:
+            stamps.update((row.id, row.write_stamp) for row in rows)
         return {row.id: _message_from(row, parts.get(row.id, [])) for row in rows}
 
     async def _parts(
@@ -761,6 +837,7 @@ class _RawReads:
         self._lists: dict[tuple[str, int], RawSelect] = {}
         self._by_array: RawSelect | None = None
         self._pg_by_ids: tuple[RawSelect, RawSelect, RawSelect] | None = None
+        self._stamps: dict[int, str] = {}
 
     def load(self, driver: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[Any, list[Part]]]:
         """The message rows of ``ids`` with their parts (in part order)."""
@@ -778,6 +855,18 @@ class _RawReads:
             self._by_ids(size, messages).raw_rows(driver, values),
             self._by_ids(size, message_parts).raw_rows(driver, values),
         )
+
+    def stamps(self, driver: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+        """The ``write_stamp`` of each message of ``ids`` that exists, by id."""
+        size = 1 << (len(ids) - 1).bit_length()
+        statement = self._stamps.get(size)
+        if statement is None:
+            marks = ", ".join("?" * size)
+            statement = self._stamps[size] = (
+                f"SELECT id, write_stamp FROM messages WHERE id IN ({marks})"  # noqa: S608 - only placeholders
+            )
+        padded = [*ids, *([ids[-1]] * (size - len(ids)))]
+        return dict(driver.execute(statement, padded).fetchall())
 
     def from_raw(self, count: int, state: _RawState) -> list[tuple[Any, list[Part]]]:
         """The rows ``load_raw`` read for ``count`` ids, processed as ``load`` returns them."""
@@ -930,7 +1019,7 @@ def _fixed_fields(message: Message) -> tuple[Any, ...]:
     )
 
 
-def _message_row(message: Message) -> dict[str, Any]:
+def _message_row(message: Message, stamp: int) -> dict[str, Any]:
     return {
         "id": message.id,
         "tenant_id": message.tenant_id,
@@ -960,6 +1049,7 @@ def _message_row(message: Message) -> dict[str, Any]:
         "origin_parts": message.origin_parts,
         "receipt_request": str(message.receipt_request),
         "receipt_due_at": message.receipt_due_at,
+        "write_stamp": stamp,
     }
 
 

@@ -163,6 +163,9 @@ messages = sa.Table(
     sa.Column("receipt_request", sa.Text, nullable=False, server_default="none"),
     # Sent and waiting for its receipt until then (then ``unknown``); NULL otherwise.
     sa.Column("receipt_due_at", UtcDateTime),
+    # A fresh random number on every write of the row or its parts (0 when accepted): a
+    # process holding a copy of the message compares it instead of re-reading the row.
+    sa.Column("write_stamp", sa.BigInteger, nullable=False, server_default="0"),
     # Listing is newest first by id within a tenant, optionally filtered.
     sa.Index(None, "tenant_id", "id"),
     sa.Index(None, "tenant_id", "status", "id"),
