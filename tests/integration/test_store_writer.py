@@ -638,10 +638,12 @@ async def test_an_operation_alone_runs_next_in_a_transaction_of_its_own(database
         order.append("alone")
         return "claimed"
 
+    async def batched(item: str) -> str:
+        return await database.write_batched(run, item)
+
     try:
-        background = [
-            asyncio.ensure_future(database.write_batched(run, f"b{i}")) for i in range(12)
-        ]
+        # Tasks: each submits when it first runs, all of them before the writer wakes.
+        background = [asyncio.ensure_future(batched(f"b{i}")) for i in range(12)]
         alone = asyncio.ensure_future(database.write(claim, alone=True))
         before = database.writer.stats.transactions
         await asyncio.gather(*background, alone)

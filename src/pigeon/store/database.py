@@ -24,7 +24,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -325,12 +325,13 @@ class Database:
         own)."""
         return await self._writer.submit(operation, urgent=urgent, alone=alone)
 
-    async def write_batched(
+    def write_batched(
         self, run: BatchOperation[ItemT, ResultT], item: ItemT, *, urgent: bool = False
-    ) -> ResultT:
+    ) -> Awaitable[ResultT]:
         """Hand ``item`` to ``run`` with the other items of the next batch (see ``writer``);
-        ``urgent`` items go first."""
-        return await self._writer.submit_batched(run, item, urgent=urgent)
+        ``urgent`` items go first. Await the result (the writer's own awaitable, without a
+        coroutine of this method's around it: this is called several times per message)."""
+        return self._writer.submit_batched(run, item, urgent=urgent)
 
     def prepare_batches(
         self, run: BatchOperation[Any, Any], prepare: Callable[[Sequence[Any]], None]

@@ -281,16 +281,17 @@ class Writer:
         """
         return cast(T, await self._enqueue(None, operation, urgent=urgent, alone=alone))
 
-    async def submit_batched(
+    def submit_batched(
         self, run: BatchOperation[ItemT, ResultT], item: ItemT, *, urgent: bool = False
-    ) -> ResultT:
-        """Hand ``item`` to ``run`` together with the other items of the next batch.
+    ) -> asyncio.Future[ResultT]:
+        """Hand ``item`` to ``run`` together with the other items of the next batch; await
+        the future returned for its result (it is set once the batch committed).
 
         ``urgent`` items (a client waits for them: accepts) go into the next batch ahead of
         the others, so background work queued behind them (dispatch, receipts) cannot make a
         client wait for several transactions.
         """
-        return cast(ResultT, await self._enqueue(run, item, urgent=urgent))
+        return self._enqueue(run, item, urgent=urgent)
 
     def _enqueue(
         self,

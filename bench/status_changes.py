@@ -1,0 +1,237 @@
+"""The worker's status changes in one process: CPU per message of dispatch (``sent``) and of
+receipts (``delivered``), on a SQLite file, without SMPP or HTTP around them.
+
+    .venv/bin/python bench/status_changes.py                     # this tree
+    .venv/bin/python bench/status_changes.py --compare OLD/src   # OLD/src and this tree
+
+What runs is Pigeon's own: ``DispatchMessage`` (prefetch, routing, the ``sent`` change),
+``ApplyReceipt`` (the lookup of the carrier id, the ``delivered`` change), ``EventRecorder``
+(events, a ``message.delivered`` webhook job for the tenant's endpoint), the group-commit writer
+and ``SqlMessageStore`` on a migrated file with ``synchronous=FULL``. Only the carrier is a
+stand-in (``pigeon.testing.FakeConnector``: the submit answers at once) and the router is the
+one-connector ``SandboxRouter``. The messages are accepted first (not measured), then
+dispatched as the job runner does (claimed, prefetched, 200 at a time), then their receipts
+applied, ``--concurrency`` at once. The heap is frozen and the collector tuned as
+``pigeon serve`` does (``freeze_startup_heap``).
+
+It is the fast loop for work on the worker's store path (ADR 25): a run takes seconds, where
+the end-to-end comparison takes minutes and moves less than its noise for a change of a few
+percent. ``--compare`` runs each tree in its own process (``PYTHONPATH``), alternating, and
+prints the median of the runs per tree and their ratio.
+
+Keep ``--messages`` under the store's ``HELD_KEPT`` (8,192): all messages are sent before any
+receipt comes, so more would evict the copies the receipts start from, which traffic where a
+receipt follows its send within seconds does not do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+PHASES = ("dispatch_sent", "receipt_delivered")
+
+
+async def measure(messages: int, concurrency: int) -> dict[str, float]:
+    """CPU ms per message of each phase, and what the file holds afterwards."""
+    from pigeon.cli import freeze_startup_heap
+    from pigeon.clock import SystemClock
+    from pigeon.domain.accounts import Tenant
+    from pigeon.domain.messages import Category, Direction, Message, MessageStatus
+    from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
+    from pigeon.ids import UlidFactory
+    from pigeon.ports import Acceptance, Job, NewJob, WebhookEndpoint
+    from pigeon.queue import SqlJobQueue
+    from pigeon.services.dispatch import DispatchMessage, SandboxRouter
+    from pigeon.services.events import EndpointDirectory, EventRecorder
+    from pigeon.services.receipts import ApplyReceipt
+    from pigeon.store import SqlAccountStore, SqlMessageStore, SqlWebhookStore, connect, migrate
+    from pigeon.testing import FakeConnector
+
+    clock = SystemClock()
+    ids = UlidFactory()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "bench.db"
+        url = f"sqlite:///{path}"
+        await migrate(url)
+        database = await connect(url)
+        try:
+            store = SqlMessageStore(database, clock)
+            queue = SqlJobQueue(database, clock)
+            webhooks = SqlWebhookStore(database)
+            recorder = EventRecorder(ids, clock, EndpointDirectory(webhooks))
+            connector = FakeConnector("sim")
+            await connector.start()
+            dispatch = DispatchMessage(
+                store, queue, SandboxRouter(connector, connector), recorder, clock, ids
+            )
+            receipts = ApplyReceipt(store, queue, recorder, clock)
+            now = clock.now()
+            tenant = Tenant(id=ids.new("ten"), name="bench", default_region="GB", created_at=now)
+            await SqlAccountStore(database).create_tenant(tenant)
+            await webhooks.create_endpoint(
+                WebhookEndpoint(
+                    id=ids.new("whe"),
+                    tenant_id=tenant.id,
+                    url="http://127.0.0.1:9/hook",
+                    events=("message.delivered",),
+                    secret="s" * 32,
+                    created_at=now,
+                )
+            )
+
+            def acceptance() -> Acceptance:
+                at = clock.now()
+                message = Message(
+                    id=ids.new("msg"),
+                    tenant_id=tenant.id,
+                    direction=Direction.MT,
+                    to="+447700900123",
+                    sender="Pigeon",
+                    body="Your code is 123456",
+                    category=Category.TRANSACTIONAL,
+                    encoding="gsm7",
+                    segments=1,
+                    status=MessageStatus.QUEUED,
+                    created_at=at,
+                    updated_at=at,
+                    country="GB",
+                    expires_at=at + timedelta(hours=1),
+                    status_sequence=1,
+                )
+                job = NewJob(
+                    id=f"dispatch:{message.id}",
+                    kind="dispatch",
+                    payload={"message_id": message.id},
+                    run_at=at,
+                    priority=50,
+                )
+                return Acceptance(message=message, events=[], jobs=[job], idempotency=None)
+
+            await _run_all([lambda: store.accept(acceptance()) for _ in range(messages)], 100)
+            jobs: list[Job] = []
+            while claimed := await queue.claim(["dispatch"], 500, "bench", 300):
+                jobs.extend(claimed)
+            freeze_startup_heap()
+
+            async def dispatch_all() -> None:
+                for start in range(0, len(jobs), 200):
+                    batch = jobs[start : start + 200]
+                    await dispatch.prefetch(batch)
+                    await asyncio.gather(*(dispatch(job) for job in batch))
+
+            def receipt(carrier_id: str) -> Callable[[], Awaitable[Any]]:
+                status = ReceiptStatus.DELIVRD
+                return lambda: receipts(DeliveryReceipt("sim", carrier_id, status))
+
+            results = {
+                "dispatch_sent": await _cpu_per_message([dispatch_all], 1, messages),
+                "receipt_delivered": await _cpu_per_message(
+                    [receipt(f"sim-{i:08X}") for i in range(1, messages + 1)],
+                    concurrency,
+                    messages,
+                ),
+            }
+        finally:
+            await database.close()
+        with sqlite3.connect(path) as check:
+            delivered = check.execute(
+                "SELECT count(*) FROM messages WHERE status = 'delivered'"
+            ).fetchone()[0]
+            hooks = check.execute("SELECT count(*) FROM jobs WHERE kind = 'webhook'").fetchone()[0]
+        check.close()
+        results["delivered"] = delivered
+        results["webhook_jobs"] = hooks
+        return results
+
+
+async def _run_all(calls: list[Callable[[], Awaitable[Any]]], concurrency: int) -> None:
+    pending = iter(calls)
+
+    async def caller() -> None:
+        for call in pending:
+            await call()
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+
+
+async def _cpu_per_message(
+    calls: list[Callable[[], Awaitable[Any]]], concurrency: int, messages: int
+) -> float:
+    started = time.process_time()
+    await _run_all(calls, concurrency)
+    return (time.process_time() - started) * 1000 / messages
+
+
+def compare(before: str, messages: int, concurrency: int, runs: int) -> None:
+    """Alternate runs of ``before`` and this tree; print medians and ratios."""
+    trees = {"before": before, "after": str(Path(__file__).resolve().parent.parent / "src")}
+    found: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    for _ in range(runs):
+        for name, source in trees.items():
+            output = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--json",
+                    "--messages",
+                    str(messages),
+                    "--concurrency",
+                    str(concurrency),
+                ],
+                env={**os.environ, "PYTHONPATH": source},
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            found[name].append(json.loads(output.strip().splitlines()[-1]))
+    print(f"| CPU ms per message | before ({before}) | after | after / before |")
+    print("|---|---|---|---|")
+    for key in (*PHASES, "total"):
+        old = statistics.median(_value(run, key) for run in found["before"])
+        new = statistics.median(_value(run, key) for run in found["after"])
+        print(f"| {key} | {old:.4f} | {new:.4f} | {new / old:.3f} |")
+    print(f"\n{runs} runs per tree, alternating; {messages:,} messages each")
+
+
+def _value(run: dict[str, float], key: str) -> float:
+    return sum(run[phase] for phase in PHASES) if key == "total" else run[key]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=6000)
+    parser.add_argument("--concurrency", type=int, default=100, help="receipts at once")
+    parser.add_argument("--compare", metavar="OLD_SRC")
+    parser.add_argument("--runs", type=int, default=5, help="processes per tree (--compare)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.compare:
+        compare(args.compare, args.messages, args.concurrency, args.runs)
+        return
+    import uvloop
+
+    results = uvloop.run(measure(args.messages, args.concurrency))
+    if args.json:
+        print(json.dumps(results))
+        return
+    for phase in PHASES:
+        print(f"{phase:20} {results[phase]:.4f} ms CPU per message")
+    print(f"{'total':20} {_value(results, 'total'):.4f} ms CPU per message")
+    print(f"delivered {results['delivered']:,}, webhook jobs {results['webhook_jobs']:,}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""``bench/status_changes.py``: the worker's status changes run for real and are counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_message_is_sent_and_delivered_and_its_cpu_reported() -> None:
+    """Each message goes through dispatch and its receipt: it ends delivered with its one
+    ``message.delivered`` webhook job, and both phases report a CPU cost per message."""
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "status_changes.py"), "--messages", "300", "--json"],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert results["delivered"] == 300
+    assert results["webhook_jobs"] == 300
+    assert results["dispatch_sent"] > 0
+    assert results["receipt_delivered"] > 0
