@@ -85,6 +85,7 @@ def _message(
         "origin_parts": 1,
         "receipt_request": "none",
         "receipt_due_at": None,
+        "write_stamp": 0,
     }
     row.update(changes)
     return row

@@ -1,13 +1,16 @@
 """The worker's status changes in one process: CPU per message of dispatch (``sent``) and of
-receipts (``delivered``), on a SQLite file, without SMPP or HTTP around them.
+receipts (``delivered``), on a SQLite file or PostgreSQL, without SMPP or HTTP around them.
 
-    .venv/bin/python bench/status_changes.py                     # this tree
+    .venv/bin/python bench/status_changes.py                     # this tree, SQLite
+    .venv/bin/python bench/status_changes.py --database postgresql
     .venv/bin/python bench/status_changes.py --compare OLD/src   # OLD/src and this tree
 
 What runs is Pigeon's own: ``DispatchMessage`` (prefetch, routing, the ``sent`` change),
 ``ApplyReceipt`` (the lookup of the carrier id, the ``delivered`` change), ``EventRecorder``
 (events, a ``message.delivered`` webhook job for the tenant's endpoint), the group-commit writer
-and ``SqlMessageStore`` on a migrated file with ``synchronous=FULL``. Only the carrier is a
+and ``SqlMessageStore`` on a migrated SQLite file with ``synchronous=FULL``, or on a new
+PostgreSQL database (``harness.fresh_database``: made on ``PIGEON_TEST_POSTGRES_URL``'s server,
+dropped afterwards; only this process's CPU counts, not the server's). Only the carrier is a
 stand-in (``pigeon.testing.FakeConnector``: the submit answers at once) and the router is the
 one-connector ``SandboxRouter``. The messages are accepted first (not measured), then
 dispatched as the job runner does (claimed, prefetched, 200 at a time), then their receipts
@@ -30,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -44,8 +46,11 @@ from typing import Any
 PHASES = ("dispatch_sent", "receipt_delivered")
 
 
-async def measure(messages: int, concurrency: int) -> dict[str, float]:
-    """CPU ms per message of each phase, and what the file holds afterwards."""
+async def measure(messages: int, concurrency: int, url: str) -> dict[str, float]:
+    """CPU ms per message of each phase on the database at ``url``, and what it holds
+    afterwards."""
+    import sqlalchemy as sa
+
     from pigeon.cli import freeze_startup_heap
     from pigeon.clock import SystemClock
     from pigeon.domain.accounts import Tenant
@@ -62,99 +67,97 @@ async def measure(messages: int, concurrency: int) -> dict[str, float]:
 
     clock = SystemClock()
     ids = UlidFactory()
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "bench.db"
-        url = f"sqlite:///{path}"
-        await migrate(url)
-        database = await connect(url)
-        try:
-            store = SqlMessageStore(database, clock)
-            queue = SqlJobQueue(database, clock)
-            webhooks = SqlWebhookStore(database)
-            recorder = EventRecorder(ids, clock, EndpointDirectory(webhooks))
-            connector = FakeConnector("sim")
-            await connector.start()
-            dispatch = DispatchMessage(
-                store, queue, SandboxRouter(connector, connector), recorder, clock, ids
+    await migrate(url)
+    database = await connect(url)
+    try:
+        store = SqlMessageStore(database, clock)
+        queue = SqlJobQueue(database, clock)
+        webhooks = SqlWebhookStore(database)
+        recorder = EventRecorder(ids, clock, EndpointDirectory(webhooks))
+        connector = FakeConnector("sim")
+        await connector.start()
+        dispatch = DispatchMessage(
+            store, queue, SandboxRouter(connector, connector), recorder, clock, ids
+        )
+        receipts = ApplyReceipt(store, queue, recorder, clock)
+        now = clock.now()
+        tenant = Tenant(id=ids.new("ten"), name="bench", default_region="GB", created_at=now)
+        await SqlAccountStore(database).create_tenant(tenant)
+        await webhooks.create_endpoint(
+            WebhookEndpoint(
+                id=ids.new("whe"),
+                tenant_id=tenant.id,
+                url="http://127.0.0.1:9/hook",
+                events=("message.delivered",),
+                secret="s" * 32,
+                created_at=now,
             )
-            receipts = ApplyReceipt(store, queue, recorder, clock)
-            now = clock.now()
-            tenant = Tenant(id=ids.new("ten"), name="bench", default_region="GB", created_at=now)
-            await SqlAccountStore(database).create_tenant(tenant)
-            await webhooks.create_endpoint(
-                WebhookEndpoint(
-                    id=ids.new("whe"),
-                    tenant_id=tenant.id,
-                    url="http://127.0.0.1:9/hook",
-                    events=("message.delivered",),
-                    secret="s" * 32,
-                    created_at=now,
-                )
+        )
+
+        def acceptance() -> Acceptance:
+            at = clock.now()
+            message = Message(
+                id=ids.new("msg"),
+                tenant_id=tenant.id,
+                direction=Direction.MT,
+                to="+447700900123",
+                sender="Pigeon",
+                body="Your code is 123456",
+                category=Category.TRANSACTIONAL,
+                encoding="gsm7",
+                segments=1,
+                status=MessageStatus.QUEUED,
+                created_at=at,
+                updated_at=at,
+                country="GB",
+                expires_at=at + timedelta(hours=1),
+                status_sequence=1,
             )
+            job = NewJob(
+                id=f"dispatch:{message.id}",
+                kind="dispatch",
+                payload={"message_id": message.id},
+                run_at=at,
+                priority=50,
+            )
+            return Acceptance(message=message, events=[], jobs=[job], idempotency=None)
 
-            def acceptance() -> Acceptance:
-                at = clock.now()
-                message = Message(
-                    id=ids.new("msg"),
-                    tenant_id=tenant.id,
-                    direction=Direction.MT,
-                    to="+447700900123",
-                    sender="Pigeon",
-                    body="Your code is 123456",
-                    category=Category.TRANSACTIONAL,
-                    encoding="gsm7",
-                    segments=1,
-                    status=MessageStatus.QUEUED,
-                    created_at=at,
-                    updated_at=at,
-                    country="GB",
-                    expires_at=at + timedelta(hours=1),
-                    status_sequence=1,
-                )
-                job = NewJob(
-                    id=f"dispatch:{message.id}",
-                    kind="dispatch",
-                    payload={"message_id": message.id},
-                    run_at=at,
-                    priority=50,
-                )
-                return Acceptance(message=message, events=[], jobs=[job], idempotency=None)
+        await _run_all([lambda: store.accept(acceptance()) for _ in range(messages)], 100)
+        jobs: list[Job] = []
+        while claimed := await queue.claim(["dispatch"], 500, "bench", 300):
+            jobs.extend(claimed)
+        freeze_startup_heap()
 
-            await _run_all([lambda: store.accept(acceptance()) for _ in range(messages)], 100)
-            jobs: list[Job] = []
-            while claimed := await queue.claim(["dispatch"], 500, "bench", 300):
-                jobs.extend(claimed)
-            freeze_startup_heap()
+        async def dispatch_all() -> None:
+            for start in range(0, len(jobs), 200):
+                batch = jobs[start : start + 200]
+                await dispatch.prefetch(batch)
+                await asyncio.gather(*(dispatch(job) for job in batch))
 
-            async def dispatch_all() -> None:
-                for start in range(0, len(jobs), 200):
-                    batch = jobs[start : start + 200]
-                    await dispatch.prefetch(batch)
-                    await asyncio.gather(*(dispatch(job) for job in batch))
+        def receipt(carrier_id: str) -> Callable[[], Awaitable[Any]]:
+            status = ReceiptStatus.DELIVRD
+            return lambda: receipts(DeliveryReceipt("sim", carrier_id, status))
 
-            def receipt(carrier_id: str) -> Callable[[], Awaitable[Any]]:
-                status = ReceiptStatus.DELIVRD
-                return lambda: receipts(DeliveryReceipt("sim", carrier_id, status))
-
-            results = {
-                "dispatch_sent": await _cpu_per_message([dispatch_all], 1, messages),
-                "receipt_delivered": await _cpu_per_message(
-                    [receipt(f"sim-{i:08X}") for i in range(1, messages + 1)],
-                    concurrency,
-                    messages,
-                ),
-            }
-        finally:
-            await database.close()
-        with sqlite3.connect(path) as check:
-            delivered = check.execute(
-                "SELECT count(*) FROM messages WHERE status = 'delivered'"
-            ).fetchone()[0]
-            hooks = check.execute("SELECT count(*) FROM jobs WHERE kind = 'webhook'").fetchone()[0]
-        check.close()
-        results["delivered"] = delivered
-        results["webhook_jobs"] = hooks
-        return results
+        results = {
+            "dispatch_sent": await _cpu_per_message([dispatch_all], 1, messages),
+            "receipt_delivered": await _cpu_per_message(
+                [receipt(f"sim-{i:08X}") for i in range(1, messages + 1)],
+                concurrency,
+                messages,
+            ),
+        }
+        async with database.read() as connection:
+            delivered = await connection.scalar(
+                sa.text("SELECT count(*) FROM messages WHERE status = 'delivered'")
+            )
+            hooks = await connection.scalar(
+                sa.text("SELECT count(*) FROM jobs WHERE kind = 'webhook'")
+            )
+    finally:
+        await database.close()
+    results["delivered"] = int(delivered or 0)
+    results["webhook_jobs"] = int(hooks or 0)
+    return results
 
 
 async def _run_all(calls: list[Callable[[], Awaitable[Any]]], concurrency: int) -> None:
@@ -175,7 +178,7 @@ async def _cpu_per_message(
     return (time.process_time() - started) * 1000 / messages
 
 
-def compare(before: str, messages: int, concurrency: int, runs: int) -> None:
+def compare(before: str, messages: int, concurrency: int, runs: int, database: str) -> None:
     """Alternate runs of ``before`` and this tree; print medians and ratios."""
     trees = {"before": before, "after": str(Path(__file__).resolve().parent.parent / "src")}
     found: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
@@ -190,6 +193,8 @@ def compare(before: str, messages: int, concurrency: int, runs: int) -> None:
                     str(messages),
                     "--concurrency",
                     str(concurrency),
+                    "--database",
+                    database,
                 ],
                 env={**os.environ, "PYTHONPATH": source},
                 check=True,
@@ -203,7 +208,7 @@ def compare(before: str, messages: int, concurrency: int, runs: int) -> None:
         old = statistics.median(_value(run, key) for run in found["before"])
         new = statistics.median(_value(run, key) for run in found["after"])
         print(f"| {key} | {old:.4f} | {new:.4f} | {new / old:.3f} |")
-    print(f"\n{runs} runs per tree, alternating; {messages:,} messages each")
+    print(f"\n{runs} runs per tree, alternating; {messages:,} messages each, {database}")
 
 
 def _value(run: dict[str, float], key: str) -> float:
@@ -216,14 +221,21 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100, help="receipts at once")
     parser.add_argument("--compare", metavar="OLD_SRC")
     parser.add_argument("--runs", type=int, default=5, help="processes per tree (--compare)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.compare:
-        compare(args.compare, args.messages, args.concurrency, args.runs)
+        compare(args.compare, args.messages, args.concurrency, args.runs, args.database)
         return
     import uvloop
+    from harness import fresh_database
 
-    results = uvloop.run(measure(args.messages, args.concurrency))
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        fresh_database(args.database, Path(directory)) as postgres_url,
+    ):
+        url = postgres_url or f"sqlite:///{Path(directory) / 'bench.db'}"
+        results = uvloop.run(measure(args.messages, args.concurrency, url))
     if args.json:
         print(json.dumps(results))
         return

@@ -8,14 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_message_is_sent_and_delivered_and_its_cpu_reported() -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_every_message_is_sent_and_delivered_and_its_cpu_reported(database: str) -> None:
     """Each message goes through dispatch and its receipt: it ends delivered with its one
     ``message.delivered`` webhook job, and both phases report a CPU cost per message."""
+    script = str(ROOT / "bench" / "status_changes.py")
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "status_changes.py"), "--messages", "300", "--json"],
+        [sys.executable, script, "--messages", "300", "--database", database, "--json"],
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         capture_output=True,
         text=True,

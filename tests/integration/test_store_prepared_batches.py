@@ -1,4 +1,5 @@
-"""SQLite batches worked out before the write lock stay right when another process writes."""
+"""Batches worked out before the write lock (SQLite) or from held copies (both databases)
+stay right when another process writes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.messages import Message, MessageStatus
 from pigeon.ports import Mutation
@@ -112,7 +115,6 @@ async def test_a_held_message_changed_by_another_store_is_read_again(
 ) -> None:
     """A message this process holds (it wrote it last) that another process's store changes
     afterwards is worked out from the stored state, not from the held copy."""
-    _sqlite_path(stores)
     tenant = await factory.tenant()
     message = factory.message(tenant)
     await stores.messages.accept(factory.acceptance(message))
@@ -141,12 +143,21 @@ async def test_a_hand_written_update_makes_the_held_copy_stale(
 ) -> None:
     """An UPDATE that does not renew the write stamp (a tool, a hand-written fix) still makes
     a held copy stale: the trigger stamps the row, and the next change starts from it."""
-    path = _sqlite_path(stores)
     tenant = await factory.tenant()
     message = factory.message(tenant)
     await stores.messages.accept(factory.acceptance(message))
     await stores.messages.get_messages([message.id])  # held now, as QUEUED
-    _cancel_from_another_connection(path, message.id)
+
+    async def cancel_by_hand(connection: AsyncConnection) -> None:
+        await connection.execute(
+            sa.text(
+                "UPDATE messages SET status = 'canceled', status_sequence = status_sequence + 1 "
+                "WHERE id = :id"
+            ),
+            {"id": message.id},
+        )
+
+    await stores.database.write(cancel_by_hand)
 
     result = await stores.messages.mutate(message.id, _to_sending)
 
@@ -160,7 +171,6 @@ async def test_a_held_copy_with_a_stamp_no_row_carries_is_not_used(
 ) -> None:
     """A held copy whose stamp is not the row's (a write rolled back after it was held) is
     not what the change starts from: the row is."""
-    _sqlite_path(stores)
     tenant = await factory.tenant()
     message = factory.message(tenant)
     await stores.messages.accept(factory.acceptance(message))
@@ -184,19 +194,21 @@ async def test_changes_of_a_held_message_read_nothing_before_the_lock(
 ) -> None:
     """A message prefetched or just changed by this process is changed again without reading
     its rows: its copy is held, and only its stamp is compared under the lock."""
-    _sqlite_path(stores)
     tenant = await factory.tenant()
     message = factory.message(tenant)
     await stores.messages.accept(factory.acceptance(message))
     store: Any = stores.messages
     reads: list[int] = []
-    original = store._raw.load
+    reader = store._raw if store._raw is not None else store._pg_raw
+    name = "load" if store._raw is not None else "pg_load"
+    original = getattr(reader, name)
 
-    def counting(driver: Any, ids: Sequence[str]) -> Any:
+    def counting(*arguments: Any, **options: Any) -> Any:
+        ids = arguments[-1]
         reads.append(len(ids))
-        return original(driver, ids)
+        return original(*arguments, **options)
 
-    store._raw.load = counting
+    setattr(reader, name, counting)
     await stores.messages.get_messages([message.id])
     assert reads == [1]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -252,8 +253,12 @@ _ALPHANUMERIC = re.compile(r"^[A-Za-z0-9 .\-_&+!]{1,11}$")
 _SHORT_CODE = re.compile(r"^[0-9]{3,8}$")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_sender(raw: str) -> SenderId:
-    """Classify and validate a sender id; raises ``InvalidSender`` when it fits no kind."""
+    """Classify and validate a sender id; raises ``InvalidSender`` when it fits no kind.
+
+    Cached (a ``SenderId`` is immutable): a handful of senders send nearly every message, and
+    the accept and the routing of each ask."""
     text = raw.strip()
     if _SHORT_CODE.match(text):
         return SenderId(text, SenderKind.SHORT_CODE)

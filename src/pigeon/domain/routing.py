@@ -18,7 +18,6 @@ Once a carrier accepted a message it is never sent to another (``may_reroute``).
 
 from __future__ import annotations
 
-import functools
 import random
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -38,16 +37,6 @@ from pigeon.domain.pricing import Money
 from pigeon.domain.quality import QualityStats
 
 # --------------------------------------------------------------------------- context
-
-
-@functools.lru_cache(maxsize=4096)
-def _sender_kind(sender: str) -> SenderKind | None:
-    """The kind of a message's sender id (``None`` when it fits none): a handful of senders
-    send nearly every message, and classifying one costs more than looking it up."""
-    try:
-        return parse_sender(sender).kind
-    except InvalidSender:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +65,12 @@ class RouteContext:
     @classmethod
     def for_message(cls, message: Message, now: datetime) -> RouteContext:
         """The context of an outbound ``message``; its sender is classified when it has one."""
-        kind = _sender_kind(message.sender) if message.sender else None
+        kind: SenderKind | None = None
+        if message.sender:
+            try:
+                kind = parse_sender(message.sender).kind
+            except InvalidSender:
+                kind = None
         country = normalise_region(message.country)
         if country is None:
             try:

@@ -44,6 +44,7 @@ from pigeon.raw_sql import (
     RawSelect,
     asyncpg_in_transaction,
     execute,
+    pg_fetch,
     sqlite_driver,
 )
 from pigeon.store.bulk import BulkDelete, BulkInsert, BulkUpdate, StatementChain
@@ -222,6 +223,9 @@ class SqlMessageStore:
     else the batch is worked out again from the rows read under the lock. The lock, which
     every process on the file takes turns at, is then held for little more than SQLite's
     own work and the commit (ADR 25).
+
+    On PostgreSQL a mutation batch locks its rows and reads their stamps in its transaction
+    (one statement); only the messages not held with the stored stamp are read whole.
     """
 
     def __init__(self, database: Database, clock: Clock) -> None:
@@ -232,9 +236,9 @@ class SqlMessageStore:
         #: in this process instead of leaving the job to its next poll).
         self.on_due_jobs: Callable[[], None] | None = None
         self.recent_carrier_ids = RecentCarrierIds()
-        #: SQLite: messages as this process last wrote or prefetched them, with the
-        #: ``write_stamp`` of that row; oldest out first (``HELD_KEPT``). Never changed in
-        #: place: a plan changes copies.
+        #: Messages as this process last wrote or prefetched them, with the ``write_stamp``
+        #: of that row; oldest out first (``HELD_KEPT``). Never changed in place: a plan
+        #: changes copies.
         self._held: OrderedDict[str, tuple[Message, int]] = OrderedDict()
         self._insert_messages = BulkInsert(messages, self._dialect)
         self._insert_parts = BulkInsert(message_parts, self._dialect)
@@ -490,19 +494,22 @@ class SqlMessageStore:
                 plan = prepared.plan
         if plan is None:
             stamps: dict[str, int] = {}
-            current = await self._load(
-                connection, {item.message_id for item in items}, lock=True, stamps=stamps
-            )
+            ids = {item.message_id for item in items}
+            pg = None if self._pg_raw is None else await asyncpg_in_transaction(connection)
+            if pg is not None:
+                current = await self._pg_lock_and_load(connection, pg, ids, stamps)
+            else:
+                current = await self._load(connection, ids, lock=True, stamps=stamps)
             plan = self._plan(current, stamps, items)
         for item, due in zip(items, plan.due, strict=True):
             item.due_job = due
-        if self._dialect == "postgresql":
-            await self._write_mutations_pg(connection, plan)
-            return plan.results
         # Held from now on as written: were the batch rolled back, its stamps would match no
         # stored row, so the next change of these messages would read them afresh.
         for message in plan.changed.values():
             self._hold(message, plan.stamps[message.id])
+        if self._dialect == "postgresql":
+            await self._write_mutations_pg(connection, plan)
+            return plan.results
         if plan.completed:
             lite = await sqlite_driver(connection) if self._raw is not None else None
             if lite is not None:
@@ -518,6 +525,31 @@ class SqlMessageStore:
         await self._insert_events.write(connection, plan.event_rows)
         await self._insert_jobs.write(connection, plan.job_rows)
         return plan.results
+
+    async def _pg_lock_and_load(
+        self, connection: AsyncConnection, pg: Any, ids: Iterable[str], stamps: dict[str, int]
+    ) -> dict[str, Message]:
+        """PostgreSQL, in the batch's transaction: lock the rows of ``ids`` (one statement, in
+        id order, so that two writers cannot deadlock) and read their ``write_stamp``; the
+        messages this process holds with that stamp are used as held, the others read. Fills
+        ``stamps``; returns the messages that exist, by id."""
+        assert self._pg_raw is not None
+        stored = await self._pg_raw.pg_lock_stamps(connection, pg, sorted(ids))
+        current: dict[str, Message] = {}
+        missing: list[str] = []
+        held = self._held
+        for message_id, stamp in stored.items():
+            found = held.get(message_id)
+            if found is not None and found[1] == stamp:
+                current[message_id] = found[0]
+            else:
+                missing.append(message_id)
+            stamps[message_id] = stamp
+        if missing:  # locked already: a plain read
+            for row, parts in await self._pg_raw.pg_load(connection, pg, missing, lock=False):
+                current[row.id] = _message_from(row, parts)
+                stamps[row.id] = row.write_stamp
+        return current
 
     async def _write_mutations_pg(self, connection: AsyncConnection, plan: _Plan) -> None:
         """PostgreSQL: the batch's writes as one statement (``StatementChain``), one round trip
@@ -621,20 +653,19 @@ class SqlMessageStore:
         if self._raw is not None:
             with self._db.raw_read() as driver:
                 found = self._raw.load(driver, ids)
-            result = {}
-            for row, parts in found:
-                message = result[row.id] = _message_from(row, parts)
-                # A copy is held: the caller may do as it likes with its own (a dispatch job
-                # changes the message next; the copy spares that change a read).
-                self._hold(message.copy(), row.write_stamp)
-            return result
-        if self._pg_raw is not None:
+        elif self._pg_raw is not None:
             async with self._db.raw_pg_read() as pg:
                 found = await self._pg_raw.pg_load(None, pg, ids, lock=False)
         else:
             async with self._db.read() as connection:
                 return await self._load(connection, ids)
-        return {row.id: _message_from(row, parts) for row, parts in found}
+        result = {}
+        for row, parts in found:
+            message = result[row.id] = _message_from(row, parts)
+            # A copy is held: the caller may do as it likes with its own (a dispatch job
+            # changes the message next; the copy spares that change a read).
+            self._hold(message.copy(), row.write_stamp)
+        return result
 
     async def overdue_receipts(self, due_by: datetime, limit: int) -> list[str]:
         """Ids of at most ``limit`` messages whose receipt was due by ``due_by``, the longest
@@ -820,6 +851,11 @@ class SqlMessageStore:
 # --- statements ----------------------------------------------------------------------------
 
 
+#: PostgreSQL: lock a batch's message rows and read their stamps (``pg_lock_stamps``).
+_PG_LOCK_STAMPS: Final = (
+    "SELECT id, write_stamp FROM messages WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+)
+
 #: Message rows and part rows as ``sqlite3`` returns them (``_RawReads.load_raw``).
 _RawState = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
@@ -921,6 +957,14 @@ class _RawReads:
                 )
             )
         return [(row, parts.get(row.id, [])) for row in rows]
+
+    async def pg_lock_stamps(
+        self, connection: AsyncConnection, driver: Any, ids: Sequence[str]
+    ) -> dict[str, int]:
+        """PostgreSQL, inside the writer's transaction: the ``write_stamp`` of each message of
+        ``ids`` that exists, by id, its row locked (``FOR UPDATE``, in id order)."""
+        rows = await pg_fetch(connection, driver, _PG_LOCK_STAMPS, [list(ids)])
+        return {row[0]: row[1] for row in rows}
 
     def _by_ids(self, size: int, table: sa.Table) -> RawSelect:
         key = (table.name, size)

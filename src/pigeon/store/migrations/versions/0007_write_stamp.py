@@ -10,9 +10,10 @@ changed and, under the write lock, compares their stamps with the stored ones in
 reading the whole rows again (ADR 25). A random stamp rather than a counter: a change written
 in a transaction that then rolled back can never be mistaken for another process's later one.
 
-On SQLite, where those copies are used, a trigger stamps a row that something else updated
-without a new stamp (a hand-written fix, a tool): nobody's copy survives such a write either.
-Pigeon writes parts only together with their message, whose stamp that write renews.
+A trigger stamps a row that something else updated without a new stamp (a hand-written fix,
+a tool): nobody's copy survives such a write either. Pigeon's own writes always renew the
+stamp, so the trigger's condition is all they cost. Pigeon writes parts only together with
+their message, whose stamp that write renews.
 """
 
 from __future__ import annotations
@@ -38,10 +39,22 @@ def upgrade() -> None:
             "WHEN NEW.write_stamp = OLD.write_stamp "
             "BEGIN UPDATE messages SET write_stamp = random() WHERE id = NEW.id; END"
         )
+    else:
+        op.execute(
+            "CREATE FUNCTION messages_write_stamp() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN NEW.write_stamp := floor(random() * 9.2e18)::bigint; RETURN NEW; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER messages_write_stamp BEFORE UPDATE ON messages FOR EACH ROW "
+            "WHEN (NEW.write_stamp = OLD.write_stamp) EXECUTE FUNCTION messages_write_stamp()"
+        )
 
 
 def downgrade() -> None:
     """Drop them."""
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS messages_write_stamp")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS messages_write_stamp ON messages")
+        op.execute("DROP FUNCTION IF EXISTS messages_write_stamp()")
     op.drop_column("messages", "write_stamp")
