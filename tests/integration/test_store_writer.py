@@ -260,10 +260,9 @@ async def test_writes_take_the_sqlite_write_lock_up_front(sqlite_database: Datab
 
 def _trace_writer(database: Database, callback: Callable[[str], object] | None) -> None:
     """Have sqlite3 report every statement the writer's (only) connection runs."""
-    with database.write_engine.connect() as connection:
-        driver = connection.connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
-        driver.set_trace_callback(callback)
+    driver = database.writer.connection().connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    driver.set_trace_callback(callback)
 
 
 def test_plain_urls_are_switched_to_async_drivers() -> None:
@@ -511,6 +510,37 @@ async def test_sqlite_has_one_writer_connection(sqlite_database: Database) -> No
     assert opened == []
     assert database.write_engine.pool.size() == 1
     assert await _count(database, tenants) == 200
+
+
+async def test_sqlite_writer_keeps_its_connection_between_batches(
+    sqlite_database: Database,
+) -> None:
+    """Batch after batch runs on the connection the writer keeps: no checkout from the pool
+    per batch; after a failed batch it checks one out again, and goes on writing."""
+    database = sqlite_database
+    checkouts: list[object] = []
+
+    def record(dbapi_connection: object, _record: object, _proxy: object) -> None:
+        checkouts.append(dbapi_connection)
+
+    await database.write(_insert_tenant("first"))  # the connection is kept from here on
+    sa.event.listen(database.write_engine, "checkout", record)
+    try:
+        for i in range(20):
+            await database.write(_insert_tenant(f"k{i:02d}"))
+        assert checkouts == []
+
+        async def broken(connection: AsyncConnection) -> None:
+            await connection.execute(sa.text("SELECT * FROM no_such_table"))
+
+        with pytest.raises(sa.exc.OperationalError):
+            await database.write(broken)
+        await database.write(_insert_tenant("after"))
+    finally:
+        sa.event.remove(database.write_engine, "checkout", record)
+
+    assert len(checkouts) == 1
+    assert await _count(database, tenants) == 22
 
 
 async def test_urgent_items_join_the_next_batch_ahead_of_queued_work(database_url: str) -> None:

@@ -201,6 +201,10 @@ class Writer:
         self._tasks: list[asyncio.Task[None]] = []
         self._home: asyncio.AbstractEventLoop | None = None
         self._preparers: dict[BatchOperation[Any, Any], Prepare] = {}
+        #: SQLite: the writer's one connection, kept from batch to batch (a checkout from the
+        #: pool and its return, with the reset that goes with it, cost more per batch than
+        #: BEGIN and COMMIT); dropped after a failure that may have left it in doubt.
+        self._kept: Connection | None = None
         self._one_statement: set[BatchOperation[Any, Any]] = set()
         self.stats = WriterStats()
 
@@ -244,6 +248,28 @@ class Writer:
         self._pending.clear()
         if self._thread is not None:
             self._thread.shutdown(wait=True)  # idle by now: every batch has returned
+        self._drop_connection()
+
+    def connection(self) -> Connection:
+        """SQLite: the writer's own connection (opened if it is not yet), for hooks and
+        tests. Use it only while the writer is idle; write through ``submit``."""
+        if not isinstance(self._engine, Engine):
+            raise TypeError("only a synchronous (SQLite) writer keeps a connection")
+        kept = self._kept
+        if kept is None or kept.closed or kept.invalidated:
+            if kept is not None:
+                kept.close()
+            kept = self._kept = self._engine.connect()
+        return kept
+
+    def _drop_connection(self) -> None:
+        """Give the kept connection back to the pool (which rolls back whatever it holds)."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            try:
+                kept.close()
+            except Exception:  # broken beyond a rollback: the pool discards it
+                log.warning("writer: closing the connection failed", exc_info=True)
 
     def prepare_with(self, run: BatchOperation[Any, Any], prepare: Prepare) -> None:
         """Call ``prepare(items)`` with ``run``'s items of every batch just before the batch's
@@ -435,9 +461,10 @@ class Writer:
         and the lock is held meanwhile, keeping the other processes' writers waiting.
         """
         try:
-            connection = engine.connect()
+            connection = self.connection()
         except Exception as exc:
             raise _UnavailableError from exc
+        kept = False
         try:
             self._prepare(entries)
             try:
@@ -456,10 +483,13 @@ class Writer:
                 if isinstance(exc, Exception) and _is_environmental(exc):
                     raise _UnavailableError from exc
                 raise
+            kept = True
             return results
         finally:
-            # Returning it to the pool also rolls back whatever sqlite3 still holds open.
-            connection.close()
+            if not kept:
+                # Returned to the pool, which rolls back whatever sqlite3 still holds open;
+                # the next batch checks out a connection afresh.
+                self._drop_connection()
 
     async def _wait_for_write_lock(self, connection: Connection) -> None:
         """Try for the write lock every ``LOCK_POLL_SECONDS`` (the loop serves others
