@@ -1,5 +1,6 @@
 """The worker's status changes in one process: CPU per message of dispatch (``sent``) and of
-receipts (``delivered``), on a SQLite file or PostgreSQL, without SMPP or HTTP around them.
+receipts (``delivered``), on a SQLite file or PostgreSQL (with its backends' CPU), without
+SMPP or HTTP around them.
 
     .venv/bin/python bench/status_changes.py                     # this tree, SQLite
     .venv/bin/python bench/status_changes.py --database postgresql
@@ -138,14 +139,20 @@ async def measure(messages: int, concurrency: int, url: str) -> dict[str, float]
             status = ReceiptStatus.DELIVRD
             return lambda: receipts(DeliveryReceipt("sim", carrier_id, status))
 
-        results = {
-            "dispatch_sent": await _cpu_per_message([dispatch_all], 1, messages),
-            "receipt_delivered": await _cpu_per_message(
+        server = _ServerCpu(url)
+        results: dict[str, float] = {}
+        phases = {
+            "dispatch_sent": ([dispatch_all], 1),
+            "receipt_delivered": (
                 [receipt(f"sim-{i:08X}") for i in range(1, messages + 1)],
                 concurrency,
-                messages,
             ),
         }
+        for phase, (calls, callers) in phases.items():
+            before = server.seconds()
+            results[phase] = await _cpu_per_message(calls, callers, messages)
+            if server.measured:
+                results[f"{phase}_server"] = (server.seconds() - before) * 1000 / messages
         async with database.read() as connection:
             delivered = await connection.scalar(
                 sa.text("SELECT count(*) FROM messages WHERE status = 'delivered'")
@@ -158,6 +165,22 @@ async def measure(messages: int, concurrency: int, url: str) -> dict[str, float]
     results["delivered"] = int(delivered or 0)
     results["webhook_jobs"] = int(hooks or 0)
     return results
+
+
+class _ServerCpu:
+    """PostgreSQL: the CPU its backends serving ``url``'s database spent so far (read outside
+    the timed phases: asking for them costs this process a connection)."""
+
+    def __init__(self, url: str) -> None:
+        self.measured = url.startswith("postgresql")
+        self._url = url
+
+    def seconds(self) -> float:
+        if not self.measured:
+            return 0.0
+        from harness import cpu_seconds, postgres_backends
+
+        return sum(cpu_seconds(pid) for pid in postgres_backends(self._url))
 
 
 async def _run_all(calls: list[Callable[[], Awaitable[Any]]], concurrency: int) -> None:
@@ -204,7 +227,10 @@ def compare(before: str, messages: int, concurrency: int, runs: int, database: s
             found[name].append(json.loads(output.strip().splitlines()[-1]))
     print(f"| CPU ms per message | before ({before}) | after | after / before |")
     print("|---|---|---|---|")
-    for key in (*PHASES, "total"):
+    keys: list[str] = [*PHASES, "total"]
+    if database == "postgresql":
+        keys += [f"{phase}_server" for phase in PHASES]
+    for key in keys:
         old = statistics.median(_value(run, key) for run in found["before"])
         new = statistics.median(_value(run, key) for run in found["after"])
         print(f"| {key} | {old:.4f} | {new:.4f} | {new / old:.3f} |")
@@ -241,6 +267,8 @@ def main() -> None:
         return
     for phase in PHASES:
         print(f"{phase:20} {results[phase]:.4f} ms CPU per message")
+        if f"{phase}_server" in results:
+            print(f"{'':20} {results[f'{phase}_server']:.4f} ms of the server's backends")
     print(f"{'total':20} {_value(results, 'total'):.4f} ms CPU per message")
     print(f"delivered {results['delivered']:,}, webhook jobs {results['webhook_jobs']:,}")
 
