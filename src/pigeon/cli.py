@@ -22,6 +22,7 @@ import uvicorn
 import uvloop
 from rich.console import Console
 
+from pigeon.api.http_protocol import CoalescingHttpToolsProtocol
 from pigeon.config import ConfigError, Settings, load_settings, writer_batch
 from pigeon.domain.accounts import KeyMode, Role
 from pigeon.supervisor import WorkerProcesses, free_udp_port
@@ -265,6 +266,8 @@ async def _serve(settings: Settings, config: Path | None = None) -> None:
                 app,
                 host=settings.http_host,
                 port=settings.http_port,
+                # A response's head and body in one write (pigeon.api.http_protocol).
+                http=CoalescingHttpToolsProtocol,
                 log_level="warning",
                 access_log=False,
                 lifespan="on",
