@@ -458,7 +458,7 @@ def _claimed_jobs(rows: Sequence[Any], owner: str, until: datetime) -> list[Job]
 
 
 def _job_row(job: NewJob, now: datetime) -> dict[str, Any]:
-    # Keep in step with ``pigeon.store.statements.job_row`` (the store enqueues in its own
+    # Keep in step with ``pigeon.store.statements.JOB_ROW`` (the store enqueues in its own
     # transactions; the two adapters may not import each other).
     return {
         "id": job.id,

@@ -49,7 +49,7 @@ from pigeon.raw_sql import (
 )
 from pigeon.store.bulk import BulkDelete, BulkInsert, BulkUpdate, StatementChain
 from pigeon.store.database import Database
-from pigeon.store.statements import job_row, one_of
+from pigeon.store.statements import JOB_ROW, one_of
 from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, messages
 
 #: The most messages one page of ``list_messages`` holds, whatever the query asks.
@@ -267,6 +267,13 @@ class SqlMessageStore:
             columns=("status", "error_code"),
         )
         self._delete_jobs = BulkDelete(jobs, self._dialect, key="id")
+        # The rows of the hot statements, made straight from the domain objects.
+        self._message_insert_row = self._insert_messages.row_builder("m, stamp", _MESSAGE_ROW)
+        self._message_update_row = self._update_messages.row_builder(
+            "m, stamp", {name: _MESSAGE_ROW[name] for name in ("id", *_MUTABLE)}
+        )
+        self._event_insert_row = self._insert_events.row_builder("e", _EVENT_ROW)
+        self._job_insert_row = self._insert_jobs.row_builder("job, now", JOB_ROW)
         # PostgreSQL: a mutation batch's writes, each statement on its own table.
         self._mutation_chain = StatementChain(
             (
@@ -429,12 +436,12 @@ class SqlMessageStore:
         ``_write_accepts``)."""
         now = self._clock.now()
         return [
-            self._insert_messages.convert([_message_row(a.message, 0) for a in fresh]),
+            [self._message_insert_row(a.message, 0) for a in fresh],
             self._insert_parts.convert(
                 [_part_row(a.message, p) for a in fresh for p in a.message.parts]
             ),
-            self._insert_events.convert([_event_row(e) for a in fresh for e in a.events]),
-            self._insert_jobs.convert([job_row(j, now) for a in fresh for j in a.jobs]),
+            [self._event_insert_row(e) for a in fresh for e in a.events],
+            [self._job_insert_row(j, now) for a in fresh for j in a.jobs],
             self._insert_keys.convert(
                 [_idempotency_row(a.idempotency) for a in fresh if a.idempotency is not None]
             ),
@@ -631,13 +638,11 @@ class SqlMessageStore:
             results,
             due,
             completed,
-            self._update_messages.convert(
-                [_message_row(m, new_stamps[m.id]) for m in changed.values()]
-            ),
+            [self._message_update_row(m, new_stamps[m.id]) for m in changed.values()],
             self._upsert_parts.convert(part_rows),
             self._update_part_status.convert(part_status_rows),
-            self._insert_events.convert([_event_row(e) for e in new_events]),
-            self._insert_jobs.convert([job_row(job, now) for job in new_jobs]),
+            [self._event_insert_row(e) for e in new_events],
+            [self._job_insert_row(job, now) for job in new_jobs],
             changed,
             new_stamps,
         )
@@ -1063,38 +1068,39 @@ def _fixed_fields(message: Message) -> tuple[Any, ...]:
     )
 
 
-def _message_row(message: Message, stamp: int) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "tenant_id": message.tenant_id,
-        "direction": str(message.direction),
-        "recipient": message.to,
-        "sender": message.sender,
-        "body": message.body,
-        "category": str(message.category),
-        "encoding": message.encoding,
-        "segments": message.segments,
-        "status": str(message.status),
-        "status_sequence": message.status_sequence,
-        "created_at": message.created_at,
-        "updated_at": message.updated_at,
-        "country": message.country,
-        "client_ref": message.client_ref,
-        "callback_url": message.callback_url,
-        "send_at": message.send_at,
-        "expires_at": message.expires_at,
-        "error_code": message.error_code,
-        "connector_id": message.connector_id,
-        "price": message.price,
-        "currency": message.currency,
-        "is_test": message.is_test,
-        "attempts": message.attempts,
-        "origin": message.origin,
-        "origin_parts": message.origin_parts,
-        "receipt_request": str(message.receipt_request),
-        "receipt_due_at": message.receipt_due_at,
-        "write_stamp": stamp,
-    }
+#: A ``messages`` row as expressions of ``m`` (the ``Message``) and ``stamp`` (its
+#: ``write_stamp``), for ``_Statement.row_builder``.
+_MESSAGE_ROW: Final[dict[str, str]] = {
+    "id": "m.id",
+    "tenant_id": "m.tenant_id",
+    "direction": "str(m.direction)",
+    "recipient": "m.to",
+    "sender": "m.sender",
+    "body": "m.body",
+    "category": "str(m.category)",
+    "encoding": "m.encoding",
+    "segments": "m.segments",
+    "status": "str(m.status)",
+    "status_sequence": "m.status_sequence",
+    "created_at": "m.created_at",
+    "updated_at": "m.updated_at",
+    "country": "m.country",
+    "client_ref": "m.client_ref",
+    "callback_url": "m.callback_url",
+    "send_at": "m.send_at",
+    "expires_at": "m.expires_at",
+    "error_code": "m.error_code",
+    "connector_id": "m.connector_id",
+    "price": "m.price",
+    "currency": "m.currency",
+    "is_test": "m.is_test",
+    "attempts": "m.attempts",
+    "origin": "m.origin",
+    "origin_parts": "m.origin_parts",
+    "receipt_request": "str(m.receipt_request)",
+    "receipt_due_at": "m.receipt_due_at",
+    "write_stamp": "stamp",
+}
 
 
 def _message_from(row: sa.Row[Any], parts: list[Part]) -> Message:
@@ -1177,18 +1183,18 @@ def _part_changes(
             )
 
 
-def _event_row(event: EventRecord) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "tenant_id": event.tenant_id,
-        "message_id": event.message_id,
-        "type": event.type,
-        "status": None if event.status is None else str(event.status),
-        "sequence": event.sequence,
-        "at": event.at,
-        "detail": event.detail,
-        "payload": event.payload,
-    }
+#: An ``events`` row as expressions of ``e`` (the ``EventRecord``).
+_EVENT_ROW: Final[dict[str, str]] = {
+    "id": "e.id",
+    "tenant_id": "e.tenant_id",
+    "message_id": "e.message_id",
+    "type": "e.type",
+    "status": "None if e.status is None else str(e.status)",
+    "sequence": "e.sequence",
+    "at": "e.at",
+    "detail": "e.detail",
+    "payload": "e.payload",
+}
 
 
 def _event_from(row: sa.Row[Any]) -> EventRecord:

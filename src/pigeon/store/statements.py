@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-
-from pigeon.ports import NewJob
 
 
 def one_of(column: sa.ColumnElement[Any], values: Collection[Any], dialect: str) -> Any:
@@ -21,21 +18,19 @@ def one_of(column: sa.ColumnElement[Any], values: Collection[Any], dialect: str)
     return column.in_(list(values))
 
 
-def job_row(job: NewJob, now: datetime) -> dict[str, Any]:
-    """The ``jobs`` row for a new job; a job already due is ``ready`` (see ``pigeon.queue``).
-
-    ``pigeon.queue`` builds the same row for ``enqueue``; keep the two in step.
-    """
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "payload": job.payload,
-        "priority": job.priority,
-        "run_at": job.run_at,
-        "ready": job.run_at <= now,
-        "attempts": 0,
-        "lease_owner": None,
-        "lease_until": None,
-        "last_error": None,
-        "created_at": now,
-    }
+#: The ``jobs`` row of a new job as expressions of ``job`` (a ``NewJob``) and ``now``, for
+#: ``_Statement.row_builder``; a job already due is ``ready`` (see ``pigeon.queue``).
+#: ``pigeon.queue`` builds the same row for ``enqueue``; keep the two in step.
+JOB_ROW: Final[dict[str, str]] = {
+    "id": "job.id",
+    "kind": "job.kind",
+    "payload": "job.payload",
+    "priority": "job.priority",
+    "run_at": "job.run_at",
+    "ready": "job.run_at <= now",
+    "attempts": "0",
+    "lease_owner": "None",
+    "lease_until": "None",
+    "last_error": "None",
+    "created_at": "now",
+}
