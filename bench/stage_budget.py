@@ -153,6 +153,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[float, str]]
     command = [
         *(sys.executable, str(HERE / "kannel_side_by_side.py"), "--pigeon-only"),
         *("--messages", str(args.messages), "--floor", args.floor),
+        *(("--pigeon-src", args.pigeon_src) if args.pigeon_src else ()),
     ]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     spies: dict[str, subprocess.Popen[bytes]] = {}
@@ -206,6 +207,11 @@ def main() -> None:
     parser.add_argument("--floor", default="features", help="the floor's rung (--floor of the run)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--keep", metavar="DIR", help="keep the raw profiles there")
+    parser.add_argument(
+        "--pigeon-src",
+        metavar="DIR",
+        help="run pigeon from DIR (PYTHONPATH), e.g. a snapshot's src, to compare two trees",
+    )
     parser.add_argument(
         "--from-raw",
         nargs="+",
