@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_every_message_is_sent_and_delivered_and_its_cpu_reported(database: str) -> None:
     """Each message goes through dispatch and its receipt: it ends delivered with its one
-    ``message.delivered`` webhook job, and both phases report a CPU cost per message (and on
-    PostgreSQL the server's backends' too)."""
+    ``message.delivered`` webhook job, and both phases report a CPU cost per message, the
+    part of it spent in the store's plans (and on PostgreSQL the server's backends' too)."""
     script = str(ROOT / "bench" / "status_changes.py")
     completed = subprocess.run(
         [sys.executable, script, "--messages", "300", "--database", database, "--json"],
@@ -32,6 +32,8 @@ def test_every_message_is_sent_and_delivered_and_its_cpu_reported(database: str)
     assert results["webhook_jobs"] == 300
     assert results["dispatch_sent"] > 0
     assert results["receipt_delivered"] > 0
+    for phase in ("dispatch_sent", "receipt_delivered"):  # the plans are a part of the phase
+        assert 0 < results[f"{phase}_plan"] < results[phase]
     if database == "postgresql":  # the server's backends did the SQL work: their CPU counts
         assert results["dispatch_sent_server"] > 0
         assert results["receipt_delivered_server"] > 0
