@@ -33,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pigeon.domain.messages import Category
 from pigeon.store import connect, migrate
 from pigeon.store.bulk import BulkInsert
-from pigeon.store.tables import events, jobs, message_parts, messages, tenants
+from pigeon.store.messages import RECEIPT_SWEEP
+from pigeon.store.tables import events, jobs, message_parts, messages, sweep_marks, tenants
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: Carrier ids of seeded parts start here (the simulator's start at 0xA1B2C300).
@@ -84,7 +85,8 @@ def _message(
         "origin": None,
         "origin_parts": 1,
         "receipt_request": "none",
-        "receipt_due_at": None,
+        # As the gateway sets it at accept: the validity's end plus the receipt grace.
+        "receipt_due_at": at + timedelta(days=2, minutes=10),
         "write_stamp": 0,
     }
     row.update(changes)
@@ -204,6 +206,10 @@ async def seed(
                 )
             await database.write(write((insert_messages, rows), (insert_jobs, due)))
             done += size
+        if stored:
+            # A running gateway's sweep has walked the deadlines already past (ADR 26).
+            swept = [{"name": RECEIPT_SWEEP, "due_at": now, "message_id": "msg_" + ulid_at(now, 0)}]
+            await database.write(write((BulkInsert(sweep_marks, dialect), swept)))
     finally:
         await database.close()
     if dialect == "postgresql" and (stored or backlog):

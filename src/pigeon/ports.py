@@ -177,6 +177,26 @@ class MessagePage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class SweepMark:
+    """A point of the receipt sweep's walk: deadlines are walked by time, then message id."""
+
+    due_at: datetime
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueReceipts:
+    """The next deadlines after the sweep's mark, up to a time: the messages among them still
+    waiting for their receipt (``sent`` or ``sending``), and the last deadline read."""
+
+    waiting: list[str]
+    #: Where the walk stands once these are done (``None``: no deadline was read).
+    last: SweepMark | None
+    #: Whether ``limit`` deadlines were read (there may be more up to that time).
+    full: bool
+
+
 class MessageStore(Protocol):
     """Messages, their events and the idempotency records, scoped by tenant."""
 
@@ -231,9 +251,14 @@ class MessageStore(Protocol):
         ids (normalised forms: lower-case, hex or decimal)."""
         ...
 
-    async def overdue_receipts(self, due_by: datetime, limit: int) -> list[str]:
-        """Ids of at most ``limit`` messages still waiting for a receipt that was due at
-        ``due_by`` or earlier (``receipt_due_at``), the longest overdue first."""
+    async def overdue_receipts(self, due_by: datetime, limit: int) -> OverdueReceipts:
+        """The next ``limit`` receipt deadlines (``receipt_due_at``) after the sweep's stored
+        mark and at ``due_by`` or earlier, in order; the messages among them still waiting.
+        The mark stays where it is until ``mark_receipts_swept``."""
+        ...
+
+    async def mark_receipts_swept(self, mark: SweepMark) -> None:
+        """Move the sweep's mark to ``mark`` (never backwards: the furthest mark stays)."""
         ...
 
 

@@ -17,7 +17,7 @@ from pigeon.domain.errors import CarrierError, PermanentFailure, TemporaryFailur
 from pigeon.domain.messages import Category, Message, MessageStatus
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
 from pigeon.ids import UlidFactory
-from pigeon.ports import Mutation, NewJob
+from pigeon.ports import Mutation, NewJob, SweepMark
 from pigeon.services.accept import AcceptMessage, SendRequest
 from pigeon.services.authenticate import Caller
 from pigeon.services.dispatch import (
@@ -87,6 +87,7 @@ class Pipeline:
     callback_secret: Callable[[str], str]
     script: dict[str, CarrierError | list[CarrierError]]
     sweep: SweepOverdueReceipts
+    recorder: EventRecorder
     ran: list[str] = field(default_factory=list)
 
     async def drain(self, rounds: int = 20) -> None:
@@ -181,6 +182,7 @@ async def pipeline(stores: Stores) -> AsyncIterator[Pipeline]:
         callback_secret=callback_secret,
         script=script,
         sweep=SweepOverdueReceipts(stores.messages, recorder, clock),
+        recorder=recorder,
     )
     yield built
     await sender.close()
@@ -202,35 +204,46 @@ async def test_message_goes_from_accept_to_delivered(pipeline: Pipeline) -> None
     assert [e.sequence for e in events] == [1, 2, 3, 4]
 
 
-async def test_sending_waits_for_the_receipt_until_due_without_a_job(pipeline: Pipeline) -> None:
-    """Sending sets when the receipt is due (validity + 10 min grace) and leaves no job; an
-    intermediate receipt keeps the wait, a final one ends it with the status change."""
+async def test_a_message_awaits_its_receipt_until_its_deadline_without_a_job(
+    pipeline: Pipeline,
+) -> None:
+    """Accepting sets when the receipt is due (validity + 10 min grace) and no status change
+    writes it again; sending leaves no job, and the sweep finds the message waiting until a
+    final receipt, not after."""
     message = await pipeline.send(validity_seconds=600)
+    accepted = await pipeline.stores.messages.get_message(message.id)
+    assert accepted is not None
+    assert accepted.expires_at is not None
+    deadline = accepted.expires_at + timedelta(minutes=10)
+    assert accepted.receipt_due_at == deadline
     await pipeline.drain()
     assert await pipeline.stores.queue.pending() == {}
     stored = await pipeline.stores.messages.get_message(message.id)
     assert stored is not None
-    assert stored.expires_at is not None
-    assert stored.receipt_due_at == stored.expires_at + timedelta(minutes=10)
-    later = stored.receipt_due_at + timedelta(days=1)
-    assert await pipeline.stores.messages.overdue_receipts(later, 10) == [message.id]
+    assert (stored.status, stored.receipt_due_at) == (S.SENT, deadline)
+    later = deadline + timedelta(days=1)
+    store = pipeline.stores.messages
+    assert (await store.overdue_receipts(later, 10)).waiting == [message.id]
     carrier_id = stored.parts[0].carrier_message_id or ""
     await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.ENROUTE))
-    assert await pipeline.stores.messages.overdue_receipts(later, 10) == [message.id]
+    assert (await store.overdue_receipts(later, 10)).waiting == [message.id]
     await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.UNDELIV))
     assert await pipeline.status(message.id) is S.UNDELIVERED
-    final = await pipeline.stores.messages.get_message(message.id)
+    final = await store.get_message(message.id)
     assert final is not None
-    assert final.receipt_due_at is None
-    assert await pipeline.stores.messages.overdue_receipts(later, 10) == []
+    assert final.receipt_due_at == deadline
+    page = await store.overdue_receipts(later, 10)
+    assert (page.waiting, page.last) == ([], SweepMark(deadline, message.id))
     assert "expire" not in await pipeline.stores.queue.pending()
 
 
 async def test_the_sweep_ends_only_waits_that_are_due(pipeline: Pipeline, factory: Factory) -> None:
-    """The sweep makes a sent message whose receipt is overdue unknown, leaves one not yet
-    due, and only clears the wait of a message whose status moved on meanwhile."""
+    """The sweep makes a sent message whose receipt is overdue unknown, leaves one not yet due
+    and one whose status moved on, and reads no deadline twice; the one not yet due is swept
+    once it is due."""
     tenant = await factory.tenant()
-    now = pipeline.stores.clock.now()
+    clock = pipeline.stores.clock
+    now = clock.now()
     past, future = now - timedelta(seconds=1), now + timedelta(minutes=5)
     overdue = factory.message(tenant, status=S.SENT, receipt_due_at=past)
     not_due = factory.message(tenant, status=S.SENT, receipt_due_at=future)
@@ -238,18 +251,46 @@ async def test_the_sweep_ends_only_waits_that_are_due(pipeline: Pipeline, factor
     for message in (overdue, not_due, moved_on):
         await pipeline.stores.messages.accept(factory.acceptance(message))
 
-    assert await pipeline.sweep() == 2
+    assert await pipeline.sweep() == 1
 
     store = pipeline.stores.messages
     assert await pipeline.status(overdue.id) is S.UNKNOWN
     assert [e.status for e in await store.events_of(overdue.id)][-1] is S.UNKNOWN
     assert await pipeline.status(not_due.id) is S.SENT
     assert await pipeline.status(moved_on.id) is S.DELIVERED
-    cleared = await store.get_message(moved_on.id)
-    assert cleared is not None
-    assert cleared.receipt_due_at is None
-    assert await store.overdue_receipts(future, 10) == [not_due.id]
+    assert (await store.overdue_receipts(future, 10)).waiting == [not_due.id]
     assert await pipeline.sweep() == 0
+    assert len(await store.events_of(overdue.id)) == 2  # queued by the factory, then unknown
+    clock.advance(6 * 60)
+    assert await pipeline.sweep() == 1
+    assert await pipeline.status(not_due.id) is S.UNKNOWN
+    assert await pipeline.sweep() == 0
+
+
+async def test_the_sweep_walks_every_deadline_in_batches(
+    pipeline: Pipeline, factory: Factory
+) -> None:
+    """With deadlines more than a batch, steps continue while batches come back full and every
+    waiting message is swept exactly once, deadlines shared by several included."""
+    tenant = await factory.tenant()
+    now = pipeline.stores.clock.now()
+    waiting = []
+    for index in range(7):
+        due = now - timedelta(seconds=10 - index // 2)  # pairs share a deadline
+        message = factory.message(tenant, status=S.SENT, receipt_due_at=due)
+        await pipeline.stores.messages.accept(factory.acceptance(message))
+        waiting.append(message.id)
+    sweep = SweepOverdueReceipts(
+        pipeline.stores.messages, pipeline.recorder, pipeline.stores.clock, batch=3
+    )
+
+    steps = [await sweep.step() for _ in range(4)]
+
+    assert steps == [(3, True), (3, True), (1, False), (0, False)]
+    for message_id in waiting:
+        assert await pipeline.status(message_id) is S.UNKNOWN
+        events = await pipeline.stores.messages.events_of(message_id)
+        assert [e.status for e in events] == [S.SENT, S.UNKNOWN]
 
 
 async def test_an_expire_job_from_before_the_sweep_still_ends_the_wait(pipeline: Pipeline) -> None:

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,9 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus, ReceiptRequest
 from pigeon.ids import UlidFactory
-from pigeon.ports import EventRecord, MessageQuery, Mutation, NewJob
+from pigeon.ports import EventRecord, MessageQuery, Mutation, NewJob, OverdueReceipts, SweepMark
 from pigeon.store import SqlMessageStore, connect, normalise_carrier_id
-from pigeon.store.messages import MAX_PAGE_SIZE, RecentCarrierIds
+from pigeon.store.messages import (
+    MAX_PAGE_SIZE,
+    RecentCarrierIds,
+    list_statement,
+    reached_statement,
+)
 from pigeon.store.tables import message_parts
 from pigeon.testing import FakeClock
 
@@ -311,6 +316,79 @@ async def test_list_pages_through_messages_newest_first_with_filters(
     capped = await stores.messages.list_messages(tenant.id, MessageQuery(limit=10_000))
     assert len(capped.messages) == MAX_PAGE_SIZE
     assert capped.next_cursor == capped.messages[-1].id
+
+
+async def test_listing_by_a_rare_status_finds_the_messages_in_it_now(
+    stores: Stores, factory: Factory
+) -> None:
+    """Listing by a status few messages are in (read through the events that reached it) gives
+    exactly the tenant's messages in that status now, newest first, page by page, with the
+    other filters; a message that moved on from it (unknown, then delivered) is not listed."""
+    tenant = await factory.tenant()
+    other = await factory.tenant()
+    await stores.messages.accept(factory.acceptance(factory.message(other)))
+    start = stores.clock.now()
+    messages = []
+    for index in range(30):
+        at = start + timedelta(minutes=index)
+        message = factory.message(
+            tenant,
+            created_at=at,
+            updated_at=at,
+            to="+447700900001" if index % 2 else "+447700900002",
+            status=MessageStatus.SENT,
+        )
+        messages.append(message)
+        await stores.messages.accept(factory.acceptance(message))
+    await stores.messages.accept(
+        factory.acceptance(factory.message(other, status=MessageStatus.FAILED))
+    )
+
+    def moved(*path: MessageStatus) -> Callable[[Message], Mutation]:
+        def change(message: Message) -> Mutation:
+            events = []
+            for to in path:
+                message.transition(to, message.updated_at + timedelta(seconds=1))
+                events.append(_event(message, f"message.{to}"))
+            return Mutation(message, events)
+
+        return change
+
+    for index, message in enumerate(messages):
+        if index % 3 == 0:
+            await stores.messages.mutate(message.id, moved(MessageStatus.UNKNOWN))
+        elif index % 3 == 1:
+            path = (MessageStatus.UNKNOWN, MessageStatus.DELIVERED)
+            await stores.messages.mutate(message.id, moved(*path))
+    unknown = [m.id for i, m in reversed(list(enumerate(messages))) if i % 3 == 0]
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = MessageQuery(status=MessageStatus.UNKNOWN, limit=4, cursor=cursor)
+        page = await stores.messages.list_messages(tenant.id, query)
+        assert all(m.status is MessageStatus.UNKNOWN for m in page.messages)
+        seen.extend(m.id for m in page.messages)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == unknown
+    narrowed = await stores.messages.list_messages(
+        tenant.id, MessageQuery(status=MessageStatus.UNKNOWN, to="+447700900001")
+    )
+    assert [m.id for m in narrowed.messages] == [
+        m.id for m in reversed(messages) if m.id in unknown and m.to == "+447700900001"
+    ]
+    failed = await stores.messages.list_messages(
+        tenant.id, MessageQuery(status=MessageStatus.FAILED)
+    )
+    assert failed.messages == []
+    delivered = await stores.messages.list_messages(
+        tenant.id, MessageQuery(status=MessageStatus.DELIVERED)
+    )
+    assert [m.id for m in delivered.messages] == [
+        m.id for i, m in reversed(list(enumerate(messages))) if i % 3 == 1
+    ]
 
 
 def _send(to: MessageStatus, job: NewJob | None = None) -> Callable[[Message], Mutation]:
@@ -744,59 +822,94 @@ async def test_get_messages_reads_many_with_their_parts_as_get_message_does(
     assert await stores.messages.get_messages([]) == {}
 
 
-async def test_overdue_receipts_are_found_by_due_time_oldest_first(
+async def test_overdue_receipts_walk_the_deadlines_in_order_from_the_mark(
     stores: Stores, factory: Factory
 ) -> None:
-    """Only messages whose receipt was due by the given time are found, the longest overdue
-    first, at most ``limit``; a message no longer waiting (due cleared) is not."""
+    """The sweep's read returns the deadlines due by the given time in order (time, then id),
+    at most ``limit``, starting after the stored mark, and names the messages among them still
+    waiting; the mark only ever moves forward."""
     tenant = await factory.tenant()
     now = stores.clock.now()
     due = {
-        "late": now - timedelta(minutes=5),
-        "later": now - timedelta(minutes=1),
-        "on_time": now,
-        "not_yet": now + timedelta(minutes=1),
-        "waiting_none": None,
+        "late": (now - timedelta(minutes=5), MessageStatus.SENT),
+        "answered": (now - timedelta(minutes=3), MessageStatus.DELIVERED),
+        "later": (now - timedelta(minutes=1), MessageStatus.SENDING),
+        "on_time": (now, MessageStatus.SENT),
+        "on_time_too": (now, MessageStatus.SENT),
+        "not_yet": (now + timedelta(minutes=1), MessageStatus.SENT),
+        "none": (None, MessageStatus.SENT),
     }
     ids: dict[str, str] = {}
-    for name, due_at in due.items():
-        message = factory.message(tenant, status=MessageStatus.SENT, receipt_due_at=due_at)
+    for name, (due_at, status) in due.items():
+        message = factory.message(tenant, status=status, receipt_due_at=due_at)
         await stores.messages.accept(factory.acceptance(message))
         ids[name] = message.id
-    stored = await stores.messages.get_message(ids["late"])
-    assert stored is not None
-    assert stored.receipt_due_at == due["late"]
+    store = stores.messages
 
-    assert await stores.messages.overdue_receipts(now, 10) == [
-        ids["late"],
-        ids["later"],
-        ids["on_time"],
-    ]
-    assert await stores.messages.overdue_receipts(now, 2) == [ids["late"], ids["later"]]
+    first = await store.overdue_receipts(now, 10)
+    assert first.waiting == [ids[n] for n in ("late", "later", "on_time", "on_time_too")]
+    assert first.last == SweepMark(now, ids["on_time_too"])
+    assert not first.full
+    page = await store.overdue_receipts(now, 3)
+    assert (page.waiting, page.last, page.full) == (
+        [ids["late"], ids["later"]],
+        SweepMark(now - timedelta(minutes=1), ids["later"]),
+        True,
+    )
 
-    def arrived(message: Message) -> Mutation:
-        message.transition(MessageStatus.DELIVERED, now)
-        return Mutation(message)
+    await store.mark_receipts_swept(SweepMark(now - timedelta(minutes=1), ids["later"]))
+    one = await store.overdue_receipts(now, 1)
+    assert (one.waiting, one.last) == ([ids["on_time"]], SweepMark(now, ids["on_time"]))
+    await store.mark_receipts_swept(SweepMark(now, ids["on_time"]))
+    await store.mark_receipts_swept(SweepMark(now - timedelta(days=1), ids["late"]))  # behind
+    rest = await store.overdue_receipts(now + timedelta(minutes=1), 10)
+    assert rest.waiting == [ids["on_time_too"], ids["not_yet"]]
+    await store.mark_receipts_swept(SweepMark(now + timedelta(minutes=1), ids["not_yet"]))
+    assert await store.overdue_receipts(now + timedelta(days=1), 10) == OverdueReceipts(
+        [], None, False
+    )
 
-    await stores.messages.mutate(ids["late"], arrived)
-    assert await stores.messages.overdue_receipts(now, 10) == [ids["later"], ids["on_time"]]
 
-
-async def test_sqlite_finds_overdue_receipts_through_the_partial_index(
+async def test_sqlite_walks_the_deadlines_through_their_index(
     stores: Stores,
 ) -> None:
-    """SQLite: the sweep's read searches the partial index of waiting messages, not the
-    whole table (so its cost does not grow with the messages stored)."""
+    """SQLite: the sweep's read searches the partial index of deadlines from the mark on, not
+    the whole table (so its cost does not grow with the messages stored)."""
     if stores.database.dialect != "sqlite":
         pytest.skip("SQLite's query plan")
     query = (
-        "SELECT id FROM messages WHERE receipt_due_at IS NOT NULL AND receipt_due_at <= ? "
-        "ORDER BY receipt_due_at LIMIT 10"
+        "SELECT id, status, receipt_due_at FROM messages WHERE receipt_due_at IS NOT NULL"
+        " AND receipt_due_at <= ? AND receipt_due_at >= ? AND (receipt_due_at > ? OR id > ?)"
+        " ORDER BY receipt_due_at, id LIMIT 10"
     )
+    moment = "2026-01-01 00:00:00.000000"
     async with stores.database.read() as connection:
         plan = await connection.exec_driver_sql(
-            f"EXPLAIN QUERY PLAN {query}", ("2026-01-01 00:00:00.000000",)
+            f"EXPLAIN QUERY PLAN {query}", (moment, moment, moment, "msg_0")
         )
         details = " ".join(str(row[-1]) for row in plan)
-    assert "USING INDEX ix_messages_receipt_due_at" in details
+    assert "USING INDEX ix_messages_receipt_due_at_id" in details
     assert "TEMP B-TREE" not in details  # the index gives the order too
+
+
+async def test_sqlite_lists_a_rare_status_through_the_events_index(stores: Stores) -> None:
+    """SQLite: listing by a rare status reads the events' partial index newest first, and by a
+    common one the tenant's messages newest first; neither sorts what it read."""
+    if stores.database.dialect != "sqlite":
+        pytest.skip("SQLite's query plan")
+
+    async def plan(statement: sa.Select[Any]) -> str:
+        compiled = statement.compile(
+            dialect=stores.database.read_engine.dialect, compile_kwargs={"literal_binds": True}
+        )
+        async with stores.database.read() as connection:
+            rows = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+            return " ".join(str(row[-1]) for row in rows)
+
+    rare = await plan(reached_statement("ten_1", "failed", "msg_9", 51))
+    assert "INDEX ix_events_tenant_id_status_message_id (tenant_id=? AND status=?" in rare
+    assert "TEMP B-TREE" not in rare
+    query = MessageQuery(status=MessageStatus.DELIVERED, cursor="msg_9")
+    common = await plan(list_statement("ten_1", query, 50))
+    assert "ix_messages_tenant_id_id" in common
+    assert "TEMP B-TREE" not in common

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from pigeon.store import current_revision, head_revision, migrate
-from pigeon.store.database import normalise_url, postgresql_engine, sqlite_engine
+from pigeon.store.database import connect, normalise_url, postgresql_engine, sqlite_engine
+from pigeon.store.messages import SqlMessageStore
+from pigeon.store.migrate import _run as run_alembic
 from pigeon.store.tables import metadata
+from pigeon.testing import FakeClock
 
 
 async def _inspect(url: str, look: Any) -> Any:
@@ -35,7 +40,7 @@ async def test_migrate_builds_every_table_and_is_idempotent(blank_database_url: 
     await migrate(blank_database_url)
     await migrate(blank_database_url)
 
-    assert await current_revision(blank_database_url) == head_revision() == "0007"
+    assert await current_revision(blank_database_url) == head_revision() == "0008"
     names = await _inspect(
         blank_database_url, lambda connection: set(sa.inspect(connection).get_table_names())
     )
@@ -57,3 +62,69 @@ async def test_migrations_match_the_table_definitions(database_url: str) -> None
         return list(compare_metadata(context, metadata))
 
     assert await _inspect(database_url, differences) == []
+
+
+async def test_0008_gives_messages_not_sent_yet_their_receipt_deadline(
+    blank_database_url: str,
+) -> None:
+    """0008 sets the deadline (validity's end + 10 min, to the microsecond) of messages not yet
+    sent, keeps a sent message's, and leaves final and inbound messages without one."""
+    await run_alembic(blank_database_url, lambda config: command.upgrade(config, "0007"))
+    url = normalise_url(blank_database_url)
+    sqlite = url.get_backend_name() == "sqlite"
+    expires = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    sent_due = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def stored(moment: datetime) -> object:
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else moment
+
+    rows = [  # id, direction, status, receipt_due_at
+        ("msg_queued", "mt", "queued", None),
+        ("msg_sending", "mt", "sending", None),
+        ("msg_sent", "mt", "sent", stored(sent_due)),
+        ("msg_done", "mt", "delivered", None),
+        ("msg_reply", "mo", "received", None),
+    ]
+    engine = sqlite_engine(url, role="writer") if sqlite else postgresql_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text("INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'old', :at)"),
+                {"at": stored(expires)},
+            )
+            for message_id, direction, status, due in rows:
+                await connection.execute(
+                    sa.text(
+                        "INSERT INTO messages (id, tenant_id, direction, recipient, body,"
+                        " category, encoding, segments, status, created_at, updated_at,"
+                        " expires_at, receipt_due_at) VALUES (:id, 'ten_1', :direction,"
+                        " '+447911123456', 'hi', 'transactional', 'gsm7', 1, :status, :at, :at,"
+                        " :at, :due)"
+                    ),
+                    {
+                        "id": message_id,
+                        "direction": direction,
+                        "status": status,
+                        "at": stored(expires),
+                        "due": due,
+                    },
+                )
+    finally:
+        await engine.dispose()
+
+    await migrate(blank_database_url)
+    database = await connect(blank_database_url)
+    try:
+        store = SqlMessageStore(database, FakeClock())
+        found = await store.get_messages([row[0] for row in rows])
+    finally:
+        await database.close()
+
+    deadline = expires + timedelta(minutes=10)
+    assert {message_id: message.receipt_due_at for message_id, message in found.items()} == {
+        "msg_queued": deadline,
+        "msg_sending": deadline,
+        "msg_sent": sent_due,
+        "msg_done": None,
+        "msg_reply": None,
+    }

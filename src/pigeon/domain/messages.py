@@ -218,8 +218,9 @@ class Message:
     origin_parts: int = 1
     #: Which outcomes the sender asked a receipt for (SMPP registered_delivery).
     receipt_request: ReceiptRequest = ReceiptRequest.NONE
-    #: Sent and waiting for its receipt until then, when it becomes ``unknown``; ``None``
-    #: before it is sent and once its status is final.
+    #: Once sent, its receipt is awaited until then; still ``sent`` (or ``sending``) at that
+    #: time, it becomes ``unknown``. Set when it is accepted and left as it is by status
+    #: changes (ADR 26); ``None`` for a message that awaits no receipt.
     receipt_due_at: datetime | None = None
 
     def transition(
@@ -241,8 +242,6 @@ class Message:
         self.status = target
         self.updated_at = at
         self.status_sequence += 1
-        if target.is_final:
-            self.receipt_due_at = None
         if error_code is not None:
             self.error_code = error_code
         return StatusChange(

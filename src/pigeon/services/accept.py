@@ -89,6 +89,8 @@ class AcceptPolicy:
     default_validity_seconds: int = 48 * 3600
     max_validity_seconds: int = 7 * 24 * 3600
     max_schedule_days: int = 180
+    #: How long after its validity ends a sent message still awaits its receipt.
+    receipt_grace_seconds: int = 600
 
 
 def dispatch_job_id(message_id: str) -> str:
@@ -170,6 +172,7 @@ class AcceptMessage:
         send_at = self._check_send_at(request.send_at, now)
         validity = self._check_validity(request.validity_seconds)
         start = send_at or now
+        expires_at = start + timedelta(seconds=validity)
         message = Message(
             id=message_id or self._ids.new("msg"),
             tenant_id=caller.tenant.id,
@@ -187,7 +190,9 @@ class AcceptMessage:
             client_ref=request.client_ref,
             callback_url=request.callback_url.strip() if request.callback_url else None,
             send_at=send_at,
-            expires_at=start + timedelta(seconds=validity),
+            expires_at=expires_at,
+            # Known now, and so never written by a status change (ADR 26).
+            receipt_due_at=expires_at + timedelta(seconds=self._policy.receipt_grace_seconds),
             is_test=caller.is_test,
             origin=request.origin,
             origin_parts=request.origin_parts,

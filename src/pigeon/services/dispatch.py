@@ -144,7 +144,6 @@ class DispatchMessage:
         clock: Clock,
         ids: IdFactory,
         retry: RetryPolicy | None = None,
-        receipt_grace: timedelta = timedelta(minutes=10),
     ) -> None:
         self._store = store
         self._queue = queue
@@ -153,7 +152,6 @@ class DispatchMessage:
         self._clock = clock
         self._ids = ids
         self._retry = retry or RetryPolicy()
-        self._receipt_grace = receipt_grace
         #: Messages read by ``prefetch`` for jobs about to start, by id.
         self._prefetched: dict[str, Message] = {}
 
@@ -333,8 +331,8 @@ class DispatchMessage:
             steps.append(message.transition(S.SENDING, now, detail=f"via {connector_id}"))
             steps.append(message.transition(S.SENT, now, detail=f"accepted by {connector_id}"))
             events, jobs = self._recorder.record(message, steps, notify=notify)
-            # The receipt sweep (``SweepOverdueReceipts``) makes it ``unknown`` after this.
-            message.receipt_due_at = (message.expires_at or now) + self._receipt_grace
+            # The receipt sweep (``SweepOverdueReceipts``) makes it ``unknown`` after its
+            # ``receipt_due_at``, which was set when it was accepted (ADR 26).
             return Mutation(message, events, jobs)
 
         await self._store.mutate(message_id, change, complete_job=job.id)
@@ -407,9 +405,11 @@ class DispatchMessage:
 class SweepOverdueReceipts:
     """Messages still waiting for a receipt past their ``receipt_due_at`` become ``unknown``.
 
-    One indexed read finds them (only messages waiting for a receipt are in that index), in
-    batches of ``batch``; a status changed meanwhile (the receipt came) is left as it is. Any
-    number of processes may sweep: a message's change is decided on its current row.
+    Every outbound message has its deadline from acceptance on (ADR 26). The sweep walks the
+    deadlines in order, ``batch`` at a time, from the mark the store keeps (so every deadline
+    is read once, also after a stop), makes the messages among them still ``sent`` or
+    ``sending`` ``unknown``, and only then moves the mark past them. Any number of processes
+    may sweep: a message's change is decided on its current row, and the mark only moves on.
     """
 
     def __init__(
@@ -426,25 +426,32 @@ class SweepOverdueReceipts:
         self._batch = batch
 
     async def __call__(self) -> int:
-        """One sweep of at most ``batch`` overdue messages; how many it found."""
+        """One step of at most ``batch`` deadlines; how many messages it found still waiting."""
+        swept, _ = await self.step()
+        return swept
+
+    async def step(self) -> tuple[int, bool]:
+        """One step: how many waiting messages it found, and whether more deadlines may be due."""
         now = self._clock.now()
-        ids = await self._store.overdue_receipts(now, self._batch)
-        if not ids:
-            return 0
-        found = await self._store.get_messages(ids)
-        await asyncio.gather(*(self._expire(message, now) for message in found.values()))
-        return len(ids)
+        page = await self._store.overdue_receipts(now, self._batch)
+        if page.waiting:
+            found = await self._store.get_messages(page.waiting)
+            await asyncio.gather(*(self._expire(message, now) for message in found.values()))
+        if page.last is not None:
+            # Only once the changes are written: a stop before this walks them again.
+            await self._store.mark_receipts_swept(page.last)
+        return len(page.waiting), page.full
 
     async def run(self, stop: asyncio.Event, every: float) -> None:
         """Sweep every ``every`` seconds (at once again while batches come back full) until
         ``stop`` is set."""
         while not stop.is_set():
-            swept = 0
+            more = False
             try:
-                swept = await self()
-            except Exception:  # the next sweep tries again; the rows stay until then
+                _, more = await self.step()
+            except Exception:  # the next sweep tries again; the mark stays until then
                 log.exception("receipt sweep failed")
-            if swept >= self._batch:
+            if more:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
@@ -454,11 +461,8 @@ class SweepOverdueReceipts:
 
         def change(message: Message) -> Mutation | None:
             due = message.receipt_due_at
-            if due is None or due > now:
-                return None  # the receipt came, or the message was sent again meanwhile
-            if message.status not in (S.SENT, S.SENDING):
-                message.receipt_due_at = None  # nothing to wait for any more
-                return Mutation(message)
+            if due is None or due > now or message.status not in (S.SENT, S.SENDING):
+                return None  # the receipt came meanwhile
             step = message.transition(S.UNKNOWN, now, detail="no receipt within the validity")
             events, jobs = self._recorder.record(message, [step], notify=notify)
             return Mutation(message, events, jobs)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,6 +39,8 @@ from pigeon.ports import (
     MessageQuery,
     Mutation,
     NewJob,
+    OverdueReceipts,
+    SweepMark,
 )
 from pigeon.raw_sql import (
     RawSelect,
@@ -50,7 +52,16 @@ from pigeon.raw_sql import (
 from pigeon.store.bulk import BulkDelete, BulkInsert, BulkUpdate, StatementChain
 from pigeon.store.database import Database
 from pigeon.store.statements import JOB_ROW, one_of
-from pigeon.store.tables import events, idempotency_keys, jobs, message_parts, messages
+from pigeon.store.tables import (
+    LISTED_BY_EVENTS,
+    STATUSES_LISTED_BY_EVENTS,
+    events,
+    idempotency_keys,
+    jobs,
+    message_parts,
+    messages,
+    sweep_marks,
+)
 
 #: The most messages one page of ``list_messages`` holds, whatever the query asks.
 MAX_PAGE_SIZE: Final = 100
@@ -78,6 +89,8 @@ _FIXED: Final = (
     "origin",
     "origin_parts",
     "receipt_request",
+    # Set at accept (ADR 26): a status change writes no index entry.
+    "receipt_due_at",
 )
 
 #: Columns a mutation may change: status and its bookkeeping, schedule, price, connector.
@@ -87,6 +100,12 @@ _MUTABLE: Final = tuple(column.name for column in messages.columns if column.nam
 #: Messages a process keeps as it last read or wrote them, at most (``SqlMessageStore._held``):
 #: a few seconds of traffic, the time between a message's dispatch and its receipt.
 HELD_KEPT: Final = 8192
+
+
+#: The receipt sweep's row in ``sweep_marks``.
+RECEIPT_SWEEP = "receipts"
+#: The statuses of a message whose receipt is still awaited.
+_AWAITING_RECEIPT = frozenset({MessageStatus.SENT.value, MessageStatus.SENDING.value})
 
 
 def _new_stamp() -> int:
@@ -672,18 +691,57 @@ class SqlMessageStore:
             self._hold(message.copy(), row.write_stamp)
         return result
 
-    async def overdue_receipts(self, due_by: datetime, limit: int) -> list[str]:
-        """Ids of at most ``limit`` messages whose receipt was due by ``due_by``, the longest
-        overdue first (the partial index holds only messages waiting for one)."""
+    async def overdue_receipts(self, due_by: datetime, limit: int) -> OverdueReceipts:
+        """The next ``limit`` deadlines after the sweep's mark, at ``due_by`` or earlier, in
+        order (the index on ``(receipt_due_at, id)``), and which of them still wait."""
         due = messages.c.receipt_due_at
-        statement = (
-            sa.select(messages.c.id)
-            .where(due.is_not(None), due <= due_by)
-            .order_by(due)
-            .limit(limit)
-        )
         async with self._db.read() as connection:
-            return list((await connection.scalars(statement)).all())
+            mark = (
+                await connection.execute(
+                    sa.select(sweep_marks.c.due_at, sweep_marks.c.message_id).where(
+                        sweep_marks.c.name == RECEIPT_SWEEP
+                    )
+                )
+            ).first()
+            statement = sa.select(messages.c.id, messages.c.status, due).where(
+                due.is_not(None), due <= due_by
+            )
+            if mark is not None:
+                # ``(due, id) > mark``, in a form both databases read as an index range.
+                statement = statement.where(
+                    due >= mark.due_at,
+                    sa.or_(due > mark.due_at, messages.c.id > mark.message_id),
+                )
+            rows = (
+                await connection.execute(statement.order_by(due, messages.c.id).limit(limit))
+            ).all()
+        waiting = [row.id for row in rows if row.status in _AWAITING_RECEIPT]
+        last = SweepMark(rows[-1].receipt_due_at, rows[-1].id) if rows else None
+        return OverdueReceipts(waiting, last, len(rows) >= limit)
+
+    async def mark_receipts_swept(self, mark: SweepMark) -> None:
+        """Store ``mark`` unless a mark further on is stored already (another sweeper's)."""
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        statement = insert(sweep_marks).values(
+            name=RECEIPT_SWEEP, due_at=mark.due_at, message_id=mark.message_id
+        )
+        stored = sweep_marks.c
+        statement = statement.on_conflict_do_update(
+            index_elements=[stored.name],
+            set_={"due_at": statement.excluded.due_at, "message_id": statement.excluded.message_id},
+            where=sa.or_(
+                stored.due_at < statement.excluded.due_at,
+                sa.and_(
+                    stored.due_at == statement.excluded.due_at,
+                    stored.message_id < statement.excluded.message_id,
+                ),
+            ),
+        )
+
+        async def write(connection: AsyncConnection) -> None:
+            await connection.execute(statement)
+
+        await self._db.write(write)
 
     async def get_message(self, message_id: str, tenant_id: str | None = None) -> Message | None:
         """The message with its parts; ``None`` when absent or owned by another tenant."""
@@ -723,25 +781,44 @@ class SqlMessageStore:
         """The tenant's messages, newest first, ``query.limit`` (at most ``MAX_PAGE_SIZE``) at a
         time, after ``query.cursor``; ``created_from`` is inclusive, ``created_to`` exclusive."""
         limit = max(1, min(query.limit, MAX_PAGE_SIZE))
-        statement = sa.select(messages).where(messages.c.tenant_id == tenant_id)
-        if query.status is not None:
-            statement = statement.where(messages.c.status == str(query.status))
-        if query.to is not None:
-            statement = statement.where(messages.c.recipient == query.to)
-        if query.created_from is not None:
-            statement = statement.where(messages.c.created_at >= query.created_from)
-        if query.created_to is not None:
-            statement = statement.where(messages.c.created_at < query.created_to)
-        if query.cursor is not None:
-            statement = statement.where(messages.c.id < query.cursor)
-        statement = statement.order_by(messages.c.id.desc()).limit(limit + 1)
         async with self._db.read() as connection:
-            rows = (await connection.execute(statement)).all()
+            if query.status is not None and str(query.status) in STATUSES_LISTED_BY_EVENTS:
+                rows = await self._list_through_events(connection, tenant_id, query, limit)
+            else:
+                statement = list_statement(tenant_id, query, limit)
+                rows = list((await connection.execute(statement)).all())
             page = rows[:limit]
             parts = await self._parts(connection, [row.id for row in page])
         found = [_message_from(row, parts.get(row.id, [])) for row in page]
         next_cursor = found[-1].id if len(rows) > limit else None
         return MessagePage(found, next_cursor)
+
+    async def _list_through_events(
+        self, connection: AsyncConnection, tenant_id: str, query: MessageQuery, limit: int
+    ) -> list[sa.Row[Any]]:
+        """Up to ``limit`` + 1 rows for a status few messages are in: the messages that ever
+        reached it, newest first from the events' partial index, a chunk at a time, kept if
+        they are in it now and match the other filters. Two plain reads per chunk (no join a
+        planner could turn around to walk all the tenant's messages)."""
+        status = str(query.status)
+        found: list[sa.Row[Any]] = []
+        cursor = query.cursor
+        chunk = limit + 1
+        while len(found) <= limit:
+            ids = list(
+                (
+                    await connection.execute(reached_statement(tenant_id, status, cursor, chunk))
+                ).scalars()
+            )
+            if not ids:
+                break
+            statement = list_statement(tenant_id, query, len(ids), among=ids)
+            found.extend((await connection.execute(statement)).all())
+            if len(ids) < chunk:
+                break
+            cursor = ids[-1]
+            chunk = min(chunk * 2, 1000)
+        return found
 
     async def events_of(self, message_id: str, tenant_id: str | None = None) -> list[EventRecord]:
         """The message's events, oldest first."""
@@ -1008,6 +1085,44 @@ class _RawReads:
         return found
 
 
+_LISTED_BY_EVENTS = sa.text(f"events.{LISTED_BY_EVENTS}")
+
+
+def reached_statement(
+    tenant_id: str, status: str, before: str | None, limit: int
+) -> sa.Select[Any]:
+    """The ids of the tenant's messages that ever reached ``status`` (one of
+    ``STATUSES_LISTED_BY_EVENTS``), newest first, before ``before``: the events' partial
+    index, whose own condition SQLite needs to see in the query to use it."""
+    statement = sa.select(events.c.message_id).where(
+        events.c.tenant_id == tenant_id, events.c.status == status, _LISTED_BY_EVENTS
+    )
+    if before is not None:
+        statement = statement.where(events.c.message_id < before)
+    return statement.order_by(events.c.message_id.desc()).limit(limit)
+
+
+def list_statement(
+    tenant_id: str, query: MessageQuery, limit: int, *, among: Sequence[str] | None = None
+) -> sa.Select[Any]:
+    """The read of one page of ``list_messages`` (``limit`` + 1 rows, to tell if more follow),
+    or with ``among``, of those of the messages ``among`` that match (their primary key)."""
+    statement = sa.select(messages).where(messages.c.tenant_id == tenant_id)
+    if among is not None:
+        statement = statement.where(messages.c.id.in_(among))
+    if query.status is not None:
+        statement = statement.where(messages.c.status == str(query.status))
+    if query.to is not None:
+        statement = statement.where(messages.c.recipient == query.to)
+    if query.created_from is not None:
+        statement = statement.where(messages.c.created_at >= query.created_from)
+    if query.created_to is not None:
+        statement = statement.where(messages.c.created_at < query.created_to)
+    if query.cursor is not None:
+        statement = statement.where(messages.c.id < query.cursor)
+    return statement.order_by(messages.c.id.desc()).limit(limit + 1)
+
+
 def _one_of_param(column: sa.ColumnElement[Any], name: str, dialect: str) -> Any:
     """``statements.one_of`` with the values bound later, as parameter ``name`` (a list)."""
     if dialect == "postgresql":
@@ -1065,6 +1180,7 @@ def _fixed_fields(message: Message) -> tuple[Any, ...]:
         message.origin,
         message.origin_parts,
         message.receipt_request,
+        message.receipt_due_at,
     )
 
 

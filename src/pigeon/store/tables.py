@@ -161,20 +161,24 @@ messages = sa.Table(
     sa.Column("origin", sa.Text),
     sa.Column("origin_parts", sa.Integer, nullable=False, server_default="1"),
     sa.Column("receipt_request", sa.Text, nullable=False, server_default="none"),
-    # Sent and waiting for its receipt until then (then ``unknown``); NULL otherwise.
+    # Until when its receipt is awaited once it is sent (then ``unknown``): set when the
+    # message is accepted and never changed by a status change, so that a status change
+    # writes no index entry (ADR 26); NULL for messages that await no receipt.
     sa.Column("receipt_due_at", UtcDateTime),
     # A fresh random number on every write of the row or its parts (0 when accepted): a
     # process holding a copy of the message compares it instead of re-reading the row.
     sa.Column("write_stamp", sa.BigInteger, nullable=False, server_default="0"),
-    # Listing is newest first by id within a tenant, optionally filtered.
+    # Listing is newest first by id within a tenant, optionally filtered. No index holds
+    # ``status``, which every status change writes (ADR 26): listing by a rare status goes
+    # through ``ix_events_tenant_id_status_message_id``.
     sa.Index(None, "tenant_id", "id"),
-    sa.Index(None, "tenant_id", "status", "id"),
     sa.Index(None, "tenant_id", "recipient", "id"),
     sa.Index(None, "tenant_id", "created_at"),
-    # The receipt sweep's: only messages waiting for a receipt have an entry.
+    # The receipt sweep walks the deadlines in order (``sweep_marks``).
     sa.Index(
         None,
         "receipt_due_at",
+        "id",
         sqlite_where=sa.text("receipt_due_at IS NOT NULL"),
         postgresql_where=sa.text("receipt_due_at IS NOT NULL"),
     ),
@@ -199,6 +203,20 @@ message_parts = sa.Table(
     sa.Index(None, "connector_id", "carrier_id_normalised"),
 )
 
+#: The statuses whose messages are listed through their events (``events``' partial index):
+#: those few messages are in, and that a message enters at most once.
+STATUSES_LISTED_BY_EVENTS = (
+    "scheduled",
+    "undelivered",
+    "expired",
+    "failed",
+    "rejected",
+    "canceled",
+    "unknown",
+    "received",
+)
+LISTED_BY_EVENTS = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES_LISTED_BY_EVENTS))
+
 events = sa.Table(
     "events",
     metadata,
@@ -211,6 +229,17 @@ events = sa.Table(
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("detail", sa.Text),
     sa.Column("payload", Json, nullable=False),
+    # Listing messages by a status few of them are in: the messages that ever reached it,
+    # newest first (events are never updated, so this index costs one entry per such event
+    # and none for the statuses every message goes through).
+    sa.Index(
+        None,
+        "tenant_id",
+        "status",
+        "message_id",
+        sqlite_where=sa.text(LISTED_BY_EVENTS),
+        postgresql_where=sa.text(LISTED_BY_EVENTS),
+    ),
 )
 
 idempotency_keys = sa.Table(
@@ -247,6 +276,16 @@ jobs = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
+# How far the receipt sweep has walked the deadlines (``messages.receipt_due_at``, then id):
+# one row per sweep, moved forward only.
+sweep_marks = sa.Table(
+    "sweep_marks",
+    metadata,
+    _id("name"),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+)
+
 # Claiming: ready jobs of a kind, highest priority first, then earliest.
 sa.Index("ix_jobs_claim", jobs.c.ready, jobs.c.kind, jobs.c.priority.desc(), jobs.c.run_at)
 # Waking: waiting jobs whose time has come.
