@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.raw_sql import (
@@ -102,7 +103,8 @@ def _kind(column: sa.Column[Any]) -> str:
     if isinstance(kind, UtcDateTime):
         return "time"
     if isinstance(kind, sa.JSON) or isinstance(getattr(kind, "impl", None), sa.JSON):
-        return "json"
+        on_postgres = getattr(kind, "_variant_mapping", {}).get("postgresql")
+        return "jsonb" if isinstance(on_postgres, postgresql.JSONB) else "json"
     if isinstance(kind, sa.Boolean):
         return "bool"
     if isinstance(kind, sa.BigInteger):
@@ -117,6 +119,7 @@ def _kind(column: sa.Column[Any]) -> str:
 _SQLITE: Final[dict[str, _Convert]] = {
     "time": _sqlite_time,
     "json": _json,
+    "jsonb": _json,
     "bool": _sqlite_bool,
     "int8": _as_is,
     "int4": _as_is,
@@ -127,6 +130,7 @@ _SQLITE: Final[dict[str, _Convert]] = {
 _POSTGRES: Final[dict[str, _Convert]] = {
     "time": _postgres_time,
     "json": _as_is,
+    "jsonb": _as_is,
     "bool": _as_is,
     "int8": _as_is,
     "int4": _as_is,
@@ -134,7 +138,8 @@ _POSTGRES: Final[dict[str, _Convert]] = {
 }
 _POSTGRES_TYPE: Final = {
     "time": "timestamptz",
-    "json": "jsonb",
+    "json": "json",
+    "jsonb": "jsonb",
     "bool": "bool",
     "int8": "int8",
     "int4": "int4",
