@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pigeon.ports import Job, NewJob
 from pigeon.queue import SqlJobQueue
@@ -309,3 +309,36 @@ async def test_a_ceiling_grace_takes_the_urgent_jobs_left_waiting(stores: Stores
     assert [job.id for job in capped] == ["old-otp", "m10"]
     assert only_overdue == []
     assert [job.id for job in later] == ["new-otp"]
+
+
+async def test_claims_and_wakes_read_their_own_partial_index(stores: Stores) -> None:
+    """The claim's and the wake's reads use ``ix_jobs_claim`` and ``ix_jobs_wake`` (each holds
+    only its half of the jobs, ADR 28), in order: neither scans the table nor sorts."""
+    queue: Any = stores.queue
+    if queue._raw is not None:  # SQLite: the statements the queue runs, as compiled
+        ready_sql, wake_sql = queue._raw._ready.sql, queue._raw._wake.sql
+        async with stores.database.read() as connection:
+
+            async def plan(sql: str) -> str:
+                count = sql.count("?")
+                rows = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("x",) * count)
+                return " ".join(str(row[-1]) for row in rows)
+
+            ready, wake = await plan(ready_sql), await plan(wake_sql)
+        assert "USING INDEX ix_jobs_claim (kind=?" in ready
+        assert "USING INDEX ix_jobs_wake (run_at<?)" in wake
+        assert "TEMP B-TREE" not in ready + wake
+        return
+    ready_jobs = (
+        "SELECT id FROM jobs WHERE jobs.ready IS true AND kind = 'dispatch' "
+        "ORDER BY priority DESC, run_at LIMIT 10"
+    )
+    waiting = "SELECT id FROM jobs WHERE jobs.ready IS false AND run_at <= now() ORDER BY run_at"
+    async with stores.database.read() as connection:
+        plans = []
+        for sql in (ready_jobs, waiting):
+            rows = await connection.exec_driver_sql(f"EXPLAIN {sql}")
+            plans.append(" ".join(str(row[0]) for row in rows))
+    assert "ix_jobs_claim" in plans[0]
+    assert "ix_jobs_wake" in plans[1]
+    assert "Sort" not in plans[0] + plans[1]

@@ -40,7 +40,7 @@ async def test_migrate_builds_every_table_and_is_idempotent(blank_database_url: 
     await migrate(blank_database_url)
     await migrate(blank_database_url)
 
-    assert await current_revision(blank_database_url) == head_revision() == "0009"
+    assert await current_revision(blank_database_url) == head_revision() == "0010"
     names = await _inspect(
         blank_database_url, lambda connection: set(sa.inspect(connection).get_table_names())
     )

@@ -12,8 +12,10 @@ How a job moves:
   being ready, and their ``run_at`` moves to ``lease_until``. So an abandoned lease needs no
   sweeper: at its expiry the job is simply due again, and the next claim, by anyone, takes it
   over. A claim only ever reads ready rows, one kind at a time, through ``ix_jobs_claim``
-  (ready, kind, priority DESC, run_at): an index range already in claim order, however many
-  jobs are scheduled for later, leased, or waiting in a backlog. PostgreSQL claims with
+  (kind, priority DESC, run_at; the ready jobs only, ADR 28): an index range already in claim
+  order, however many jobs are scheduled for later, leased, or waiting in a backlog. The wake
+  reads ``ix_jobs_wake`` (run_at; the others only). Both statements write ``ready IS true`` /
+  ``IS false``, the indexes' own conditions, which is what lets the databases use them. PostgreSQL claims with
   ``FOR UPDATE SKIP LOCKED`` so concurrent claimers on several nodes never wait for nor get the
   same job; on SQLite the single writer already serialises claims.
 - **complete** deletes the job if ``owner`` still holds its lease (even past its expiry, as long

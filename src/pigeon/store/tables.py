@@ -291,10 +291,25 @@ sweep_marks = sa.Table(
     sa.Column("message_id", sa.Text, nullable=False),
 )
 
-# Claiming: ready jobs of a kind, highest priority first, then earliest.
-sa.Index("ix_jobs_claim", jobs.c.ready, jobs.c.kind, jobs.c.priority.desc(), jobs.c.run_at)
-# Waking: waiting jobs whose time has come.
-sa.Index("ix_jobs_wake", jobs.c.ready, jobs.c.run_at)
+# Claiming: ready jobs of a kind, highest priority first, then earliest. Waking: waiting jobs
+# whose time has come. Each holds only its own half of the jobs (ADR 28): a job is written into
+# one of them, and a lease moves it from one to the other. The conditions are written as the
+# queue's statements write theirs (``IS true``/``IS 1``), which is how both databases see
+# that a statement may read the index.
+sa.Index(
+    "ix_jobs_claim",
+    jobs.c.kind,
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    sqlite_where=sa.text("ready IS 1"),
+    postgresql_where=sa.text("ready IS true"),
+)
+sa.Index(
+    "ix_jobs_wake",
+    jobs.c.run_at,
+    sqlite_where=sa.text("ready IS 0"),
+    postgresql_where=sa.text("ready IS false"),
+)
 
 smpp_accounts = sa.Table(
     "smpp_accounts",
