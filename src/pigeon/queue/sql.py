@@ -15,9 +15,9 @@ How a job moves:
   (kind, priority DESC, run_at; the ready jobs only, ADR 28): an index range already in claim
   order, however many jobs are scheduled for later, leased, or waiting in a backlog. The wake
   reads ``ix_jobs_wake`` (run_at; the others only). Both statements write ``ready IS true`` /
-  ``IS false``, the indexes' own conditions, which is what lets the databases use them. PostgreSQL claims with
-  ``FOR UPDATE SKIP LOCKED`` so concurrent claimers on several nodes never wait for nor get the
-  same job; on SQLite the single writer already serialises claims.
+  ``IS false``, the indexes' own conditions, which is what lets the databases use them.
+  PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` so concurrent claimers on several nodes
+  never wait for nor get the same job; on SQLite the single writer already serialises claims.
 - **complete** deletes the job if ``owner`` still holds its lease (even past its expiry, as long
   as nobody took it over); otherwise it does nothing: the new holder decides.
 - **retry** gives the job back (same owner check), due at ``run_at``, with ``attempts + 1`` and
