@@ -3,13 +3,16 @@
 Two apps share one set of services on this test's database: ``fast`` (as ``pigeon serve`` runs
 it) and ``plain`` (``create_app(fast_accept=False)``: Litestar all the way). Each case sends the
 same requests, at the ASGI level, to both and compares status, every header (names, values,
-order) and the body bytes, with generated message ids and times replaced consistently.
+order) and the body bytes, with generated message ids and times replaced consistently. The
+same cases then go over loopback sockets to uvicorn serving each app with
+``CoalescingHttpToolsProtocol``, which answers the fast app's sends without the ASGI cycle.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -18,7 +21,7 @@ import pytest
 from litestar.types import HTTPScope, Message
 
 from pigeon.api.app import ApiServices, PigeonApp, create_app
-from pigeon.api.fast_accept import FastAccept
+from pigeon.api.fast_accept import FastAccept, FastAnswer
 from pigeon.clock import SystemClock
 from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant, key_digest
 from pigeon.ids import UlidFactory
@@ -30,6 +33,7 @@ from pigeon.services.queries import ReadMessages
 from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
 from pigeon.store import Database, SqlAccountStore, SqlMessageStore, SqlWebhookStore
 from pigeon.webhooks.signing import new_secret
+from support.http_server import serving
 
 TEST_KEY = "pk_test_fast_" + "a" * 40
 LIVE_KEY = "pk_live_fast_" + "b" * 40
@@ -79,18 +83,24 @@ class Apps:
 
 
 class CountingFastAccept(FastAccept):
-    """The fast path, recording each request it answered."""
+    """The fast path, recording each request it answered and each one it got over ASGI."""
 
-    __slots__ = ("served",)
+    __slots__ = ("over_asgi", "served")
 
     def __init__(self, services: ApiServices, served: list[str]) -> None:
         super().__init__(services, max_body_bytes=MAX_BODY)
         self.served = served
+        self.over_asgi = 0
 
     async def __call__(self, scope: HTTPScope, receive: Any, send: Any) -> None:
-        """Record, then answer."""
-        self.served.append(scope["path"])
+        """Count, then answer over ASGI."""
+        self.over_asgi += 1
         await super().__call__(scope, receive, send)
+
+    async def answer(self, headers: Any, next_chunk: Any) -> FastAnswer:
+        """Record, then answer."""
+        self.served.append("/v1/messages")
+        return await super().answer(headers, next_chunk)
 
 
 def json_step(text: str, **changes: Any) -> Step:
@@ -427,3 +437,175 @@ async def test_unexpected_error_is_the_same_logged_500(
     assert b"fire" not in fast[0].body
     logged = capsys.readouterr()
     assert (logged.out + logged.err).count("request_crashed") == 2
+
+
+# --- over sockets: uvicorn with ``CoalescingHttpToolsProtocol`` ------------------------------
+
+#: The socket tests prove the HTTP plumbing, which is the same on either store (the ASGI tests
+#: above run the sends themselves on both): SQLite only.
+ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+async def ports(apps: Apps) -> AsyncIterator[tuple[int, int]]:
+    """uvicorn serving the fast app and the plain app on loopback ports, with Pigeon's
+    protocol (as ``pigeon serve`` runs it)."""
+    async with serving(apps.fast) as fast, serving(apps.plain) as plain:
+        yield fast, plain
+
+
+def _request(step: Step, run: str) -> bytes:
+    """``step`` as HTTP/1.1 bytes (a chunked body when it announces no length)."""
+    target = step.path + ("?" + step.query.decode() if step.query else "")
+    lines = [f"{step.method} {target} HTTP/1.1", "host: 127.0.0.1"]
+    if step.key is not None:
+        lines.append(f"authorization: Bearer {step.key}")
+    lines += [f"{name}: {value.replace(RUN, run)}" for name, value in step.headers]
+    if step.content_length:
+        lines.append(f"content-length: {sum(map(len, step.body))}")
+        body = b"".join(step.body)
+    elif any(name == "content-length" for name, _ in step.headers):
+        body = b"".join(step.body)
+    else:
+        lines.append("transfer-encoding: chunked")
+        body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in step.body if c) + b"0\r\n\r\n"
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
+
+
+async def _response(reader: asyncio.StreamReader, method: str = "POST") -> Answer:
+    """One response off the connection, without its ``date`` header."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    status_line, *header_lines = head[:-4].split(b"\r\n")
+    headers = [tuple(line.split(b": ", 1)) for line in header_lines]
+    found = dict(headers)
+    if method == "HEAD":
+        body = b""
+    elif b"content-length" in found:
+        body = await reader.readexactly(int(found[b"content-length"]))
+    else:
+        assert found.get(b"transfer-encoding") == b"chunked"
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):
+            body += (await reader.readexactly(size + 2))[:-2]
+        await reader.readuntil(b"\r\n")
+    kept = [(name, value) for name, value in headers if name != b"date"]
+    return Answer(int(status_line.split(b" ")[1]), kept, body)  # type: ignore[arg-type]
+
+
+async def _exchange(port: int, step: Step, run: str) -> Answer:
+    """``step`` on a new connection to ``port``, and the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(_request(step, run))
+        await writer.drain()
+        return await _response(reader, step.method)
+    finally:
+        writer.close()
+
+
+async def run_both_over_sockets(
+    ports: tuple[int, int], steps: Sequence[Step]
+) -> tuple[list[Answer], list[Answer]]:
+    """The answers of the fast server, then of the plain one, to ``steps``, normalised."""
+    fast, plain = Normaliser(), Normaliser()
+    fast_answers = [fast(await _exchange(ports[0], step, "fast-net")) for step in steps]
+    plain_answers = [plain(await _exchange(ports[1], step, "plain-net")) for step in steps]
+    return fast_answers, plain_answers
+
+
+@ON_SQLITE
+async def test_direct_answers_over_a_socket_are_litestars(
+    apps: Apps, ports: tuple[int, int]
+) -> None:
+    """Over real connections, each kind of send answers the same bytes on both servers, and
+    the fast server answers every one without going through ASGI."""
+    expected = 0
+    for name, steps in CASES.items():
+        if name == "client gone mid-body":  # nothing is answered (see below)
+            continue
+        fast, plain = await run_both_over_sockets(ports, steps)
+        assert fast == plain, name
+        if name != "unreadable content-length":  # uvicorn refuses it before any app
+            expected += len(steps)
+        assert apps.served == ["/v1/messages"] * expected, name
+    assert isinstance(apps.fast.fast_accept, CountingFastAccept)
+    assert apps.fast.fast_accept.over_asgi == 0
+
+
+@ON_SQLITE
+async def test_other_requests_over_a_socket_go_to_litestar(
+    apps: Apps, ports: tuple[int, int]
+) -> None:
+    """Over real connections, requests the fast path does not claim are Litestar's."""
+    for name, step in PASSED_ON.items():
+        fast, plain = await run_both_over_sockets(ports, [step])
+        assert fast == plain, name
+    assert apps.served == []
+
+
+@ON_SQLITE
+async def test_keep_alive_and_pipelined_sends_answer_in_order(
+    apps: Apps, ports: tuple[int, int]
+) -> None:
+    """Sends, a list and an error pipelined on one kept-alive connection are answered in
+    order, each completely, and the connection stays open."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+    steps = [json_step(HI), Step(method="GET"), json_step('{"to": '), json_step(HI)]
+    try:
+        writer.write(b"".join(_request(step, "pipe") for step in steps))
+        await writer.drain()
+        answers = [await _response(reader, step.method) for step in steps]
+        assert [answer.status for answer in answers] == [202, 200, 400, 202]
+        assert b'"id":"msg_' in answers[0].body
+        assert b'"id":"msg_' in answers[3].body
+        assert answers[0].body != answers[3].body
+        writer.write(_request(json_step(HI), "pipe"))
+        assert (await _response(reader)).status == 202
+    finally:
+        writer.close()
+    assert apps.served == ["/v1/messages"] * 4
+
+
+@ON_SQLITE
+async def test_connection_close_is_honoured_after_the_answer(ports: tuple[int, int]) -> None:
+    """A send asking ``connection: close`` gets its answer with ``connection: close``, then
+    the connection ends."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+    try:
+        writer.write(_request(json_step(HI, headers=[("connection", "close")]), "close"))
+        answer = await _response(reader)
+        assert answer.status == 202
+        assert (b"connection", b"close") in answer.headers
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""
+    finally:
+        writer.close()
+
+
+@ON_SQLITE
+async def test_a_client_gone_mid_body_leaves_the_server_serving(
+    apps: Apps, ports: tuple[int, int]
+) -> None:
+    """A client that closes before its body is whole gets nothing written and accepts
+    nothing; the next connection is answered as usual."""
+    _, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+    writer.write(
+        f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TEST_KEY}\r\n"
+        'content-length: 100\r\n\r\n{"to": '.encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.close()
+    await asyncio.sleep(0.05)
+    answer = await _exchange(ports[0], json_step(HI), "after")
+    assert answer.status == 202
+    assert apps.served == ["/v1/messages"] * 2
+
+
+@ON_SQLITE
+async def test_direct_path_off_with_an_access_log(apps: Apps) -> None:
+    """With uvicorn's access log on, sends go through ASGI (the log line is uvicorn's)."""
+    async with serving(apps.fast, access_log=True, log_level="info") as port:
+        answer = await _exchange(port, json_step(HI), "logged")
+    assert answer.status == 202
+    assert isinstance(apps.fast.fast_accept, CountingFastAccept)
+    assert apps.fast.fast_accept.over_asgi == 1

@@ -5,15 +5,14 @@ response."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from pigeon.api.http_protocol import FLUSH_BYTES, CoalescingHttpToolsProtocol
+from pigeon.api.http_protocol import FLUSH_BYTES
+from support.http_server import serving
 
 CHUNK = b"0123456789abcdef" * 2048  # 32 KiB
 CHUNKS = 40
@@ -55,25 +54,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
     """uvicorn serving ``app`` with the coalescing protocol on a loopback port."""
-    config = uvicorn.Config(
-        app,
-        http=CoalescingHttpToolsProtocol,
-        lifespan="on",
-        ws="none",
-        log_level="warning",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await serving
-        sock.close()
+    async with serving(app, lifespan="on") as bound:
+        yield bound
 
 
 async def _read_all(reader: asyncio.StreamReader) -> bytes:

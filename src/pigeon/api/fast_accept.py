@@ -22,11 +22,17 @@ and writing the answer with the same status, headers (same order) and bytes. The
 stays registered, for the OpenAPI document and for requests this path does not claim;
 ``tests/integration/test_api_fast_accept.py`` runs every kind of request through both and
 compares the answers.
+
+``FastAccept.answer`` is the whole answer as one value; ``__call__`` serves it over ASGI, and
+``pigeon.api.http_protocol`` writes it straight to the connection, without the ASGI cycle
+(uvicorn's middleware, the ``receive``/``send`` events and their checks).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeGuard
 
@@ -40,13 +46,36 @@ from pigeon.api.dependencies import ApiServices
 from pigeon.api.problems import PROBLEM_MEDIA_TYPE, error_problem
 from pigeon.api.routes.messages import send_one
 
-__all__ = ["FastAccept"]
+__all__ = ["ClientGoneError", "FastAccept", "FastAnswer", "NextChunk"]
 
 PATH = "/v1/messages"
 METHOD = "POST"
 JSON_MEDIA_TYPE = b"application/json"
 
+PROBLEM_MEDIA_TYPE_BYTES = PROBLEM_MEDIA_TYPE.encode()
+
 _encoder = msgspec.json.Encoder()
+
+#: Reads a request's body: the next piece of it and whether more follow. Raises
+#: ``ClientGoneError`` when the client went away first.
+NextChunk = Callable[[], Awaitable[tuple[bytes, bool]]]
+
+
+class ClientGoneError(InternalServerException):
+    """The client went away before its request's body was whole (nobody reads the answer)."""
+
+    def __init__(self) -> None:
+        super().__init__("client disconnected prematurely")
+
+
+@dataclass(frozen=True, slots=True)
+class FastAnswer:
+    """A complete response: status, headers (lower-cased names, content type and length
+    last) and body."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
 
 
 class FastAccept:
@@ -75,12 +104,24 @@ class FastAccept:
         )
 
     async def __call__(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        """Answer one ``POST /v1/messages``."""
+        """Answer one ``POST /v1/messages`` as an ASGI application."""
+        answer = await self.answer(scope["headers"], partial(_asgi_chunk, receive))
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+
+    async def answer(
+        self, headers: Iterable[tuple[bytes, bytes]], next_chunk: NextChunk
+    ) -> FastAnswer:
+        """The whole answer to one ``POST /v1/messages`` with these request ``headers`` (names
+        lower-cased, as ASGI gives them), reading the body with ``next_chunk``. Every error is
+        a problem answer; this raises only if rendering that problem fails."""
         authorization: str | None = None
         idempotency_key: str | None = None
         content_length: str | None = None
         # First value of each, like Litestar's case-insensitive multi-dict ``get``.
-        for raw_name, raw_value in scope["headers"]:
+        for raw_name, raw_value in headers:
             name = raw_name.lower()
             if name == b"authorization":
                 if authorization is None:
@@ -97,23 +138,20 @@ class FastAccept:
                 caller,
                 services,
                 idempotency_key,
-                partial(self._read_body, receive, content_length),
+                partial(self._read_body, next_chunk, content_length),
             )
         except Exception as exc:  # every error becomes a problem, as in Litestar
-            answer = error_problem(
+            problem = error_problem(
                 exc,
                 method=METHOD,
                 path=PATH,
                 authorization=authorization,
                 max_body_bytes=self._max_body_bytes,
             )
-            await _respond(
-                send, answer.status, answer.headers, PROBLEM_MEDIA_TYPE.encode(), answer.body
-            )
-            return
-        await _respond(send, 202, sent.headers, JSON_MEDIA_TYPE, _encoder.encode(sent.message))
+            return _answer(problem.status, problem.headers, PROBLEM_MEDIA_TYPE_BYTES, problem.body)
+        return _answer(202, sent.headers, JSON_MEDIA_TYPE, _encoder.encode(sent.message))
 
-    async def _read_body(self, receive: Receive, content_length: str | None) -> bytes:
+    async def _read_body(self, next_chunk: NextChunk, content_length: str | None) -> bytes:
         """The whole body, refused (413) once it is known to exceed the limit."""
         limit = self._limit
         if content_length is not None:
@@ -125,31 +163,35 @@ class FastAccept:
                 raise RequestEntityTooLarge
         chunks: list[bytes] = []
         received = 0
-        while True:
-            event: HTTPReceiveMessage = await receive()  # type: ignore[assignment]  # http scope
-            if event["type"] == "http.request":
-                chunk = event["body"]
-                if chunk:
-                    received += len(chunk)
-                    if received > limit:
-                        raise RequestEntityTooLarge
-                    chunks.append(chunk)
-                if not event.get("more_body", False):
-                    break
-            elif event["type"] == "http.disconnect":
-                raise InternalServerException("client disconnected prematurely")
+        more = True
+        while more:
+            chunk, more = await next_chunk()
+            if chunk:
+                received += len(chunk)
+                if received > limit:
+                    raise RequestEntityTooLarge
+                chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _respond(
-    send: Send, status: int, headers: dict[str, str] | None, media_type: bytes, body: bytes
-) -> None:
-    """Send a complete response: ``headers`` (lower-cased), then content type and length."""
+async def _asgi_chunk(receive: Receive) -> tuple[bytes, bool]:
+    """The next piece of an ASGI request's body and whether more follow (see ``NextChunk``)."""
+    while True:
+        event: HTTPReceiveMessage = await receive()  # type: ignore[assignment]  # http scope
+        if event["type"] == "http.request":
+            return event["body"], event.get("more_body", False)
+        if event["type"] == "http.disconnect":
+            raise ClientGoneError
+
+
+def _answer(
+    status: int, headers: dict[str, str] | None, media_type: bytes, body: bytes
+) -> FastAnswer:
+    """A complete answer: ``headers`` (lower-cased), then content type and length."""
     raw = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in (headers or {}).items()
     ]
     raw.append((b"content-type", media_type))
     raw.append((b"content-length", str(len(body)).encode("latin-1")))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return FastAnswer(status, raw, body)

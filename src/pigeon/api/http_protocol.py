@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol, with the writes of one loop iteration sent as one.
+"""uvicorn's httptools protocol, with the writes of one loop iteration sent as one, and
+``POST /v1/messages`` answered without the ASGI cycle.
 
 Why this exists: uvicorn writes a response's status line and headers, then its body, with a
 separate ``transport.write`` each, and each is a ``send`` system call on the socket (uvloop
@@ -12,14 +13,39 @@ sends.
 Nothing else changes: the gathered bytes are written in order, before any ``close`` and
 at once when they pass ``FLUSH_BYTES`` (a streamed body does not pile up unseen by flow
 control); ``abort`` drops them as it drops the transport's own buffer.
+
+The direct answer: a request that ``FastAccept.serves`` (``pigeon.api.fast_accept``) is
+answered by ``FastAccept.answer`` from the request uvicorn parsed, and the response written
+to the connection as one piece, where the ASGI path would call uvicorn's proxy-headers
+middleware, the app, and uvicorn's ``receive`` and ``send`` with an event dict each. A profile
+of ``pigeon serve`` under scenario c (docs/benchmarks.md, session 21) gave that plumbing
+about a fifth of the CPU of answering the request. uvicorn's own state of the exchange (its
+``RequestResponseCycle``: body, flow control, keep-alive, pipelining, disconnects) is kept and
+updated as its ``send`` would. The ASGI path is kept when anything could make a difference:
+an access log, ``Expect: 100-continue``, another application in front (uvicorn's trace
+logging), the concurrency limit's 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextvars
+import logging
+from functools import partial
+from typing import Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from litestar.types import Scope
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+from pigeon.api.app import PigeonApp
+from pigeon.api.fast_accept import ClientGoneError, FastAccept, FastAnswer
 
 __all__ = ["FLUSH_BYTES", "CoalescedWrites", "CoalescingHttpToolsProtocol"]
 
@@ -100,11 +126,110 @@ class CoalescedWrites:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's ``httptools`` protocol writing through ``CoalescedWrites``: pass it to
-    ``uvicorn.Config(http=...)``."""
+    """uvicorn's ``httptools`` protocol writing through ``CoalescedWrites``, answering
+    ``POST /v1/messages`` directly when the app is a ``PigeonApp`` with its fast path: pass it
+    to ``uvicorn.Config(http=...)``."""
+
+    _direct: FastAccept | None = None
 
     def connection_made(  # type: ignore[override]  # uvicorn narrows it to Transport too
         self, transport: asyncio.Transport
     ) -> None:
         coalesced = CoalescedWrites(transport, asyncio.get_running_loop())
         super().connection_made(coalesced)  # type: ignore[arg-type]  # a Transport in all it uses
+        logs_access = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
+        self._direct = None if logs_access else _fast_accept_of(self.app)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        direct = self._direct
+        if (
+            direct is None
+            or app is not self.app  # the concurrency limit's 503
+            or cycle.waiting_for_100_continue
+            or not direct.serves(cast("Scope", cycle.scope))
+        ):
+            super()._start_asgi_task(cycle, app)
+            return
+        answering = _answer_directly(direct, cycle)
+        if getattr(self.config, "reset_contextvars", False):  # as uvicorn does (its option)
+            task = self.loop.create_task(answering, context=contextvars.Context())
+        else:
+            task = self.loop.create_task(answering)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+
+def _fast_accept_of(app: Any) -> FastAccept | None:
+    """The fast path of ``app`` as uvicorn loaded it (a ``PigeonApp``, alone or behind
+    uvicorn's proxy-headers middleware, which changes nothing the fast path reads), or
+    ``None`` when anything else stands in front of it."""
+    if isinstance(app, ProxyHeadersMiddleware):
+        app = app.app
+    return app.fast_accept if isinstance(app, PigeonApp) else None
+
+
+async def _answer_directly(accept: FastAccept, cycle: RequestResponseCycle) -> None:
+    """Answer the request of ``cycle`` with ``accept`` and write the response, as uvicorn's
+    ``run_asgi`` would with the ASGI path (errors logged, a 500 if nothing was sent)."""
+    try:
+        answer = await accept.answer(cycle.scope["headers"], partial(_next_chunk, cycle))
+        await _write(cycle, answer)
+    except Exception as exc:
+        cycle.logger.error("Exception in ASGI application\n", exc_info=exc)
+        if not cycle.response_started:
+            await cycle.send_500_response()
+        else:
+            cycle.transport.close()
+    finally:
+        cycle.on_response = _nothing
+
+
+def _nothing() -> None:
+    """What a finished exchange calls on a late response (nothing)."""
+
+
+async def _next_chunk(cycle: RequestResponseCycle) -> tuple[bytes, bool]:
+    """The body received so far and whether more follows (uvicorn's ``receive``)."""
+    if not cycle.disconnected and not cycle.response_complete:
+        cycle.flow.resume_reading()
+        await cycle.message_event.wait()
+        cycle.message_event.clear()
+    if cycle.disconnected or cycle.response_complete:
+        raise ClientGoneError
+    body = bytes(cycle.body)
+    cycle.body = bytearray()
+    return body, cycle.more_body
+
+
+async def _write(cycle: RequestResponseCycle, answer: FastAnswer) -> None:
+    """Write ``answer`` as uvicorn's ``send`` writes a response start and its one body, in
+    one piece, and finish the exchange as it does."""
+    if cycle.flow.write_paused and not cycle.disconnected:
+        await cycle.flow.drain()
+    if cycle.disconnected:
+        return
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    content = [STATUS_LINE[answer.status]]
+    closing = False
+    for name, value in (*cycle.default_headers, *answer.headers):
+        if HEADER_RE.search(name):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(value):
+            raise RuntimeError("Invalid HTTP header value.")
+        lowered = name.lower()
+        if lowered == b"connection" and b"close" in [
+            token.lower().strip() for token in value.split(b",")
+        ]:
+            cycle.keep_alive = False
+            closing = True
+        content += (lowered, b": ", value, b"\r\n")
+    if not cycle.keep_alive and not closing:
+        content.append(b"connection: close\r\n")
+    content += (b"\r\n", answer.body)
+    cycle.transport.write(b"".join(content))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
