@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -17,6 +19,7 @@ import uvloop
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.store import Database, WriterClosedError, connect, migrate, normalise_url
+from pigeon.store.sqlite_sync import WalFile
 from pigeon.store.tables import message_parts, tenants
 from pigeon.store.writer import Operation
 from pigeon.telemetry import REGISTRY
@@ -190,8 +193,22 @@ async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
         await database.close()
 
 
+@pytest.fixture
+async def sqlite_syncing_in_commit(tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated SQLite database whose writer leaves the WAL's sync to SQLite's COMMIT (as
+    before ADR 30), for ADR 15's placement of that COMMIT."""
+    url = f"sqlite:///{tmp_path / 'pigeon.db'}"
+    await migrate(url)
+    database = await connect(url, sync_wal_after_commit=False)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
 async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(sqlite_database: Database) -> None:
-    """SQLite runs WAL with synchronous=FULL and foreign keys, and its readers are read-only."""
+    """SQLite runs WAL with synchronous=FULL and foreign keys, and its readers are read-only;
+    the writer's own connection runs NORMAL, as the writer syncs the WAL itself (ADR 30)."""
     database = sqlite_database
 
     async def pragmas(connection: AsyncConnection) -> tuple[object, ...]:
@@ -201,7 +218,8 @@ async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(sqlite_database: 
         return tuple(values)
 
     # The writer waits for other processes' locks itself (take_write_lock), not in SQLite.
-    assert await database.write(pragmas) == ("wal", 2, 1, 0)
+    assert await database.write(pragmas) == ("wal", 1, 1, 0)
+    assert database.writer.stats.wal_syncs >= 1
     async with database.read() as connection:
         assert await pragmas(connection) == ("wal", 2, 1, 5000)
         with pytest.raises(sa.exc.OperationalError, match="readonly"):
@@ -220,6 +238,7 @@ async def test_commits_without_waiting_for_the_disk_when_synchronous_commit_is_o
         "PRAGMA synchronous" if database_url.startswith("sqlite") else "SHOW synchronous_commit"
     )
     found: dict[bool, object] = {}
+    wal_syncs: dict[bool, int] = {}
     for synchronous_commit in (False, True):
         database = await connect(database_url, synchronous_commit=synchronous_commit)
         try:
@@ -231,10 +250,14 @@ async def test_commits_without_waiting_for_the_disk_when_synchronous_commit_is_o
                 return await connection.scalar(sa.text(statement))
 
             found[synchronous_commit] = await database.write(write_and_read_setting)
+            wal_syncs[synchronous_commit] = database.writer.stats.wal_syncs
         finally:
             await database.close()
     if database_url.startswith("sqlite"):
-        assert found == {False: 1, True: 2}  # NORMAL, FULL
+        # NORMAL both ways: on, the writer syncs the WAL after each COMMIT itself (ADR 30).
+        assert found == {False: 1, True: 1}
+        assert wal_syncs[False] == 0
+        assert wal_syncs[True] >= 1
     else:
         assert found == {False: "off", True: "on"}
     database = await connect(database_url)
@@ -242,6 +265,140 @@ async def test_commits_without_waiting_for_the_disk_when_synchronous_commit_is_o
         assert await _count(database, tenants) == 2
     finally:
         await database.close()
+
+
+class _HeldSync:
+    """Stands in for the writer's ``sync_file``: notes each sync (thread, file), holds it
+    until ``release`` (or fails it with ``fail``), then syncs for real."""
+
+    def __init__(self, real: Callable[[int], None]) -> None:
+        self._real = real
+        self.started = threading.Event()
+        self.released = threading.Event()
+        self.calls: list[tuple[str, int]] = []
+        self.fail: OSError | None = None
+
+    def __call__(self, fd: int) -> None:
+        self.calls.append((threading.current_thread().name, os.fstat(fd).st_ino))
+        self.started.set()
+        self.released.wait(30)
+        if self.fail is not None:
+            error, self.fail = self.fail, None
+            raise error
+        self._real(fd)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not reached")
+
+
+async def test_sqlite_answers_once_the_wal_is_synced_outside_the_write_lock(
+    sqlite_database: Database,
+) -> None:
+    """ADR 30: the COMMIT hands the batch to the operating system and releases the write
+    lock at once; the WAL's fdatasync then runs in the writer's thread, and the caller is
+    answered only after it. Meanwhile the row is visible and another process can write."""
+    database = sqlite_database
+    writer = database.writer
+    held = _HeldSync(writer.sync_file)
+    writer.sync_file = held
+    path = database.url.split("///", 1)[1]
+    try:
+        write = asyncio.ensure_future(database.write(_insert_tenant("synced")))
+        await _until(held.started.is_set)
+        await asyncio.sleep(0.02)
+        assert not write.done()
+        assert await _count(database, tenants) == 1  # committed, not yet answered
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # the write lock is free during the sync
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        held.released.set()
+        assert await asyncio.wait_for(write, 10) == "synced"
+    finally:
+        held.released.set()
+    loop_thread = threading.current_thread().name
+    thread, inode = held.calls[0]
+    assert thread != loop_thread
+    assert inode == os.stat(f"{path}-wal").st_ino
+
+
+async def test_one_wal_sync_covers_the_batches_committed_during_the_one_before(
+    sqlite_database: Database,
+) -> None:
+    """Batches that commit while a sync runs wait for the next one, which covers them all;
+    each caller is answered after the sync that covers its batch."""
+    database = sqlite_database
+    writer = database.writer
+    held = _HeldSync(writer.sync_file)
+    writer.sync_file = held
+    syncs = writer.stats.wal_syncs
+    try:
+        first = asyncio.ensure_future(database.write(_insert_tenant("first")))
+        await _until(held.started.is_set)
+        later = []
+        for index in range(3):  # three batches, each committed before the next is sent
+            committed = writer.stats.transactions
+            later.append(asyncio.ensure_future(database.write(_insert_tenant(f"later{index}"))))
+            await _until(lambda committed=committed: writer.stats.transactions > committed)
+        assert not first.done()
+        assert not any(write.done() for write in later)
+        held.released.set()
+        assert await asyncio.wait_for(first, 10) == "first"
+        assert await asyncio.wait_for(asyncio.gather(*later), 10) == [
+            "later0",
+            "later1",
+            "later2",
+        ]
+    finally:
+        held.released.set()
+    assert writer.stats.wal_syncs - syncs == 2
+    assert len(held.calls) == 2
+
+
+async def test_a_failed_wal_sync_fails_its_callers_and_the_next_batch_syncs_again(
+    sqlite_database: Database,
+) -> None:
+    """A sync that fails fails the callers of the batches it covered (their writes may not
+    be durable); the writer keeps going and the next batch is synced and answered."""
+    database = sqlite_database
+    writer = database.writer
+    held = _HeldSync(writer.sync_file)
+    held.released.set()
+    held.fail = OSError(errno.EIO, "Input/output error")
+    writer.sync_file = held
+    with pytest.raises(OSError, match="Input/output error"):
+        await database.write(_insert_tenant("lost"))
+    assert await database.write(_insert_tenant("kept")) == "kept"
+    assert len(held.calls) == 2
+
+
+def test_wal_file_follows_the_file_at_its_path(tmp_path: Path) -> None:
+    """``WalFile`` syncs the file now at its path: opened again when the WAL was made anew,
+    and the database file itself when the WAL is gone (its frames were checkpointed)."""
+    synced: list[int] = []
+    database = tmp_path / "pigeon.db"
+    database.write_bytes(b"db")
+    wal_path = tmp_path / "pigeon.db-wal"
+    wal_path.write_bytes(b"one")
+    wal = WalFile(str(wal_path), lambda fd: synced.append(os.fstat(fd).st_ino))
+    try:
+        wal.sync()
+        first = wal_path.stat().st_ino
+        wal_path.unlink()
+        wal.sync()
+        wal_path.write_bytes(b"two")
+        wal.sync()
+        wal.sync()
+    finally:
+        wal.close()
+    assert synced == [first, database.stat().st_ino, wal_path.stat().st_ino, wal_path.stat().st_ino]
 
 
 async def test_writes_take_the_sqlite_write_lock_up_front(sqlite_database: Database) -> None:
@@ -345,11 +502,11 @@ async def test_a_failing_sqlite_commit_fails_its_callers_only(sqlite_database: D
 
 
 async def test_sqlite_commits_off_the_loop_and_answers_after_them(
-    sqlite_database: Database,
+    sqlite_syncing_in_commit: Database,
 ) -> None:
     """A COMMIT in the writer's thread (slow disks): meanwhile the loop serves reads (which
     do not see the batch yet), and the caller is answered only once the COMMIT returned."""
-    database = sqlite_database
+    database = sqlite_syncing_in_commit
     database.writer.inline_commit_below = 0.0  # always the thread
     loop_thread = threading.current_thread().name
     commits: list[str] = []
@@ -413,11 +570,11 @@ class _CommitClock:
 
 
 async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
-    sqlite_database: Database,
+    sqlite_syncing_in_commit: Database,
 ) -> None:
     """Alone on the file, COMMIT runs in the writer's thread (the loop works meanwhile); once
     a transaction found the lock held by another process, quick commits run on the loop."""
-    database = sqlite_database
+    database = sqlite_syncing_in_commit
     writer = database.writer
     writer.contended_for = 60.0  # however slow the machine, the window lasts the test
     # This test is about contention, not speed: no commit average, however slow this disk's
@@ -448,11 +605,11 @@ async def test_commits_run_on_the_loop_only_while_the_lock_is_contended(
 
 
 async def test_slow_sqlite_commits_move_to_the_thread_and_back(
-    sqlite_database: Database, monkeypatch: pytest.MonkeyPatch
+    sqlite_syncing_in_commit: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under contention, commits slower than ``inline_commit_below`` on average move to the
     writer's thread; once they are quick again on average, they come back to the loop."""
-    database = sqlite_database
+    database = sqlite_syncing_in_commit
     writer = database.writer
     writer.contended_for = 60.0
     writer.inline_commit_below = 0.02

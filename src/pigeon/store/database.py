@@ -455,6 +455,7 @@ async def connect(
     busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     inline_commit_below: float = INLINE_COMMIT_BELOW_SECONDS,
     synchronous_commit: bool = True,
+    sync_wal_after_commit: bool = True,
 ) -> Database:
     """Open the database at ``url`` and start its writer (the schema must be migrated).
 
@@ -462,10 +463,12 @@ async def connect(
     connections SQLite keeps (more open while more reads overlap); ``writer_tasks`` > 1 is
     honoured on PostgreSQL only (SQLite has one writer). ``inline_commit_below``: SQLite
     COMMITs quicker than this on average run on the event loop, slower ones in the writer's
-    thread (0: always the thread; see ``pigeon.store.writer``). ``synchronous_commit``: off, a
-    COMMIT returns before its log is on disk (SQLite ``synchronous=NORMAL``, PostgreSQL
-    ``synchronous_commit=off``): it survives Pigeon's crash, not the database's or the
-    machine's.
+    thread (0: always the thread; see ``pigeon.store.writer``), where SQLite syncs the WAL
+    inside COMMIT: by default (``sync_wal_after_commit``) the writer syncs it itself after each
+    COMMIT, outside the write lock and in its thread, and answers callers after that (ADR 30).
+    ``synchronous_commit``: off, a COMMIT returns before its log is on disk (SQLite
+    ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): it survives Pigeon's crash,
+    not the database's or the machine's.
     """
     sa_url = normalise_url(url)
     owned: tuple[Engine | AsyncEngine, ...]
@@ -492,6 +495,7 @@ async def connect(
             max_batch=max_batch,
             inline_commit_below=inline_commit_below,
             busy_timeout=busy_timeout,
+            sync_wal_after_commit=sync_wal_after_commit,
         )
         database = Database(
             sa_url,

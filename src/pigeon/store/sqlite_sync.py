@@ -6,9 +6,9 @@ measured on, while SQLite answers it in microseconds. On SQLite, therefore:
 
 - reads run synchronously on the caller's thread, on a pool of ``sqlite3`` connections
   (WAL: a reader never waits for the writer, so the statement cannot block on it);
-- the writer runs a batch's statements synchronously on its ONE connection; its ``COMMIT``
-  (the fsync) too while commits are quick, else in a dedicated thread, so that the loop keeps
-  serving meanwhile (see ``pigeon.store.writer``).
+- the writer runs a batch's statements and its ``COMMIT`` synchronously on its ONE
+  connection, and syncs the WAL afterwards in a dedicated thread, so that neither the loop nor
+  the write lock waits for the disk (ADR 30; ``pigeon.store.writer``).
 
 The repositories are written against ``AsyncConnection`` (``await connection.execute(...)``).
 ``SyncConnection`` keeps that contract: its ``async def`` methods run the statement at once,
@@ -16,15 +16,26 @@ without yielding to the loop. ``SqlConnection`` is the part of that contract bot
 results are live cursors here, so consume them inside the ``read()`` block or operation (as
 every repository does).
 
-See docs/adr/0008-sqlite-sync-reads-threaded-commit.md and ADR 15.
+See docs/adr/0008-sqlite-sync-reads-threaded-commit.md, ADR 15 and ADR 30.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, Final, Literal, ParamSpec, Protocol, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Final,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+)
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -307,3 +318,83 @@ def sqlite_sync_engine(
         engine, role=role, busy_timeout=busy_timeout, synchronous_commit=synchronous_commit
     )
     return engine
+
+
+#: Set in a pooled writer connection's ``info`` once its WAL's sync is taken over (ADR 30):
+#: the WAL's path. The connection then runs ``synchronous=NORMAL``, so asking SQLite again
+#: would find nothing left to take over.
+WAL_SYNCED: Final = "pigeon.wal_synced"
+
+
+def take_over_wal_sync(connection: Connection) -> str | None:
+    """Make ``connection`` (a writer's) leave the WAL's sync to its caller, who then syncs the
+    WAL after each COMMIT, outside the write lock (ADR 30): the WAL's path, or ``None`` when
+    there is nothing to take over (not in WAL mode, in memory, or not configured to sync the
+    WAL at commit: ``synchronous`` below FULL).
+
+    SQLite's ``synchronous=FULL`` syncs the WAL inside COMMIT, while the connection holds the
+    database's one write lock; with ``NORMAL`` the COMMIT only hands its frames to the operating
+    system (they survive the process, not the machine), and the caller's fdatasync of the WAL
+    makes them durable before anyone is told the write is done.
+    """
+    info = connection.connection.info
+    if WAL_SYNCED in info:
+        return cast(str, info[WAL_SYNCED])
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    (mode,) = driver.execute("PRAGMA journal_mode").fetchone()
+    (level,) = driver.execute("PRAGMA synchronous").fetchone()
+    if str(mode).lower() != "wal" or int(level) < _SYNCHRONOUS_FULL:
+        return None
+    files = {name: file for _, name, file in driver.execute("PRAGMA database_list")}
+    main = files.get("main")
+    if not main:  # a temporary or in-memory database: no file to sync
+        return None
+    driver.execute("PRAGMA synchronous=NORMAL")
+    path = info[WAL_SYNCED] = f"{main}-wal"
+    return path
+
+
+#: ``PRAGMA synchronous`` levels: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
+_SYNCHRONOUS_FULL: Final = 2
+
+
+class WalFile:
+    """The WAL file a writer syncs itself (ADR 30): opened once, opened again if the file at
+    its path is another one (the WAL is deleted when the last connection to the database
+    closes, and made anew by the next). Used from one thread at a time."""
+
+    def __init__(self, path: str, sync: Callable[[int], None]) -> None:
+        self.path = path
+        self._sync = sync
+        self._fd: int | None = None
+
+    def sync(self) -> None:
+        """Make every frame written to the WAL so far durable (``fdatasync``). A WAL that is
+        gone had its frames checkpointed into the database, which SQLite synced then; the
+        database file is synced again all the same."""
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            self.close()
+            database = os.open(self.path.removesuffix("-wal"), os.O_RDONLY)
+            try:
+                self._sync(database)
+            finally:
+                os.close(database)
+            return
+        fd = self._fd
+        if fd is not None:
+            held = os.fstat(fd)
+            if (held.st_dev, held.st_ino) != (current.st_dev, current.st_ino):
+                self.close()
+                fd = None
+        if fd is None:
+            fd = self._fd = os.open(self.path, os.O_RDONLY)
+        self._sync(fd)
+
+    def close(self) -> None:
+        """Close the file (the next ``sync`` opens it again)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

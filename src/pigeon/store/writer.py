@@ -34,12 +34,18 @@ On SQLite exactly one writer task (one connection) exists, so the database never
 On SQLite the writer is given a synchronous ``sqlite3`` engine (``pigeon.store.sqlite_sync``):
 a batch's operations run their statements synchronously on the loop thread (no thread hop per
 statement). A write lock held by another process is waited for on the loop (tried again every
-millisecond while the loop serves others). ``COMMIT`` (the fsync) runs in the writer's own
-thread, so that the loop keeps working meanwhile, except while other processes contend for
+millisecond while the loop serves others). In WAL mode with the connection set to sync at
+COMMIT (``synchronous`` FULL, Pigeon's default), the writer takes that sync over (ADR 30): its
+connection runs ``synchronous=NORMAL``, so ``COMMIT`` on the loop only hands the frames to the
+operating system and releases the lock every process shares at once; the WAL's fdatasync
+then runs in the writer's own thread, one at a time, each covering every batch committed
+before it started, and the batches' callers are answered only once it is done. Otherwise
+(``sync_wal_after_commit`` off) SQLite syncs inside ``COMMIT``, which runs in the writer's
+thread so that the loop keeps working meanwhile, except while other processes contend for
 the write lock (one was found holding it in the last second) and commits are quick (under
 ``inline_commit_below`` on average): then on the loop. A hop to the thread costs up to
-Python's switch interval (5 ms) while the loop is busy, and the lock every process shares is
-held all along (ADR 15). Callers are answered only after the commit returned, and nothing
+Python's switch interval (5 ms) while the loop is busy, and the lock is held all along
+(ADR 15). Either way callers are answered only once their batch is durable, and nothing
 touches the connection while the thread has it.
 """
 
@@ -48,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -60,7 +67,12 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pigeon.store.sqlite_sync import SyncConnection, try_write_lock
+from pigeon.store.sqlite_sync import (
+    SyncConnection,
+    WalFile,
+    take_over_wal_sync,
+    try_write_lock,
+)
 from pigeon.telemetry import STORE_WRITE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -139,6 +151,9 @@ class WriterStats:
     #: PostgreSQL: batches written as one statement outside a transaction
     #: (``writes_one_statement``).
     single_statements: int = 0
+    #: SQLite: syncs of the WAL after COMMIT (ADR 30), each covering every batch committed
+    #: before it started.
+    wal_syncs: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -168,6 +183,7 @@ class Writer:
         name: str = "pigeon-writer",
         inline_commit_below: float = INLINE_COMMIT_BELOW_SECONDS,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        sync_wal_after_commit: bool = True,
     ) -> None:
         if max_batch < 1 or tasks < 1:
             raise ValueError("max_batch and tasks must be at least 1")
@@ -206,6 +222,18 @@ class Writer:
         #: BEGIN and COMMIT); dropped after a failure that may have left it in doubt.
         self._kept: Connection | None = None
         self._one_statement: set[BatchOperation[Any, Any]] = set()
+        #: SQLite: whether the writer syncs the WAL itself after each COMMIT, outside the
+        #: write lock and off the loop, where the connection is set to sync it at COMMIT
+        #: (ADR 30); off, SQLite syncs inside COMMIT (ADR 15 decides where that runs).
+        self.sync_wal_after_commit = sync_wal_after_commit
+        #: How the WAL's file is made durable (tests wrap it).
+        self.sync_file: Callable[[int], None] = os.fdatasync
+        #: SQLite: the WAL this writer syncs itself (ADR 30), if it does.
+        self._wal: WalFile | None = None
+        #: Batches committed and not yet synced, with their results, in commit order.
+        self._unsynced: list[tuple[list[_Entry], list[Any]]] = []
+        #: The sync running in the writer's thread, if one is.
+        self._syncing: asyncio.Future[None] | None = None
         self.stats = WriterStats()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -246,8 +274,13 @@ class Writer:
         self._alone.clear()
         self._urgent.clear()
         self._pending.clear()
+        while self._syncing is not None:  # batches committed, their callers not yet answered
+            await asyncio.wait([self._syncing])
+            await asyncio.sleep(0)  # its callback answers them (and may start the next sync)
         if self._thread is not None:
             self._thread.shutdown(wait=True)  # idle by now: every batch has returned
+        if self._wal is not None:
+            self._wal.close()
         self._drop_connection()
 
     def connection(self) -> Connection:
@@ -260,7 +293,22 @@ class Writer:
             if kept is not None:
                 kept.close()
             kept = self._kept = self._engine.connect()
+            if self.sync_wal_after_commit:
+                self._use_wal(take_over_wal_sync(kept))
         return kept
+
+    def _use_wal(self, path: str | None) -> None:
+        """Sync the WAL at ``path`` after each COMMIT from now on (``None``: leave it to
+        SQLite)."""
+        wal = self._wal
+        if wal is not None and wal.path == path:
+            return
+        if wal is not None:
+            self._wal = None
+            if self._syncing is None:  # else the running sync uses it; closed with the writer
+                wal.close()
+        if path is not None:
+            self._wal = WalFile(path, lambda fd: self.sync_file(fd))
 
     def _drop_connection(self) -> None:
         """Give the kept connection back to the pool (which rolls back whatever it holds)."""
@@ -413,14 +461,56 @@ class Writer:
             STORE_WRITE_SECONDS.observe(time.perf_counter() - started)
             self.stats.transactions += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(entries))
-            for entry, result in zip(entries, results, strict=True):
-                if isinstance(result, _Refused):
-                    self.stats.failures += 1
-                    self._settle(entry.future, error=result.error)
-                else:
-                    self.stats.operations += 1
-                    self._settle(entry.future, result)
+            if self._wal is not None and isinstance(self._engine, Engine):
+                # Committed but not yet durable: answered once the WAL is synced.
+                self._unsynced.append((entries, results))
+                if self._syncing is None:
+                    self._start_sync(self._wal)
+                return
+            self._answer(entries, results)
             return
+
+    def _answer(self, entries: list[_Entry], results: list[Any]) -> None:
+        for entry, result in zip(entries, results, strict=True):
+            if isinstance(result, _Refused):
+                self.stats.failures += 1
+                self._settle(entry.future, error=result.error)
+            else:
+                self.stats.operations += 1
+                self._settle(entry.future, result)
+
+    def _start_sync(self, wal: WalFile) -> None:
+        """Sync the WAL in the writer's thread for every batch committed so far; their
+        callers are answered when it is done. Batches committed meanwhile wait for the next
+        sync, which starts as soon as this one ends: one sync for all of them."""
+        assert self._thread is not None
+        batches, self._unsynced = self._unsynced, []
+        self.stats.wal_syncs += 1
+        syncing = asyncio.wrap_future(self._thread.submit(wal.sync))
+        self._syncing = syncing
+        syncing.add_done_callback(lambda done: self._synced(done, batches))
+
+    def _synced(
+        self, done: asyncio.Future[None], batches: list[tuple[list[_Entry], list[Any]]]
+    ) -> None:
+        self._syncing = None
+        error = done.exception() if not done.cancelled() else WriterClosedError("cancelled")
+        if error is not None:
+            # Committed, perhaps not durable: the callers are told it failed (a client may
+            # send again); the next batches try the sync again.
+            log.error("writer: syncing the WAL failed: %r", error)
+            for entries, _ in batches:
+                self._fail(entries, error)
+        else:
+            for entries, results in batches:
+                self._answer(entries, results)
+        wal = self._wal
+        if self._unsynced and wal is not None:
+            self._start_sync(wal)
+        elif self._unsynced:  # the WAL was given up meanwhile: nothing left to sync it with
+            batches, self._unsynced = self._unsynced, []
+            for entries, _ in batches:
+                self._fail(entries, WriterClosedError("the WAL could not be synced"))
 
     async def _transaction(self, entries: list[_Entry]) -> list[Any]:
         if isinstance(self._engine, Engine):
@@ -508,9 +598,14 @@ class Writer:
                 raise sqlite3.OperationalError("database is locked")
 
     async def _commit_sqlite(self, transaction: RootTransaction) -> None:
-        """COMMIT on the loop while another process contends for the write lock and commits
-        are quick on average, else in the writer's thread; either way its duration updates
-        the average."""
+        """COMMIT on the loop when the writer syncs the WAL itself (ADR 30: the COMMIT then
+        only hands the frames to the operating system). Otherwise, on the loop while another
+        process contends for the write lock and commits are quick on average, else in the
+        writer's thread; either way its duration updates the average."""
+        if self._wal is not None:
+            self.stats.inline_commits += 1
+            self._timed_commit(transaction)
+            return
         contended = time.monotonic() < self._contended_until
         if contended and self.commit_seconds < self.inline_commit_below:
             self.stats.inline_commits += 1
