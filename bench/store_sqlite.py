@@ -32,10 +32,53 @@ LATENCY = ("get_message", "find_by_carrier_id", "mutate_noop", "accept")
 RATES = ("accept_c64", "accept_c500")
 
 
-async def measure(seed: int, rounds: int) -> dict[str, float]:
-    from pigeon.domain.accounts import Tenant
+def make_acceptance(tenant_id: str, now: datetime) -> Any:
+    """One OTP's ``Acceptance`` (the message, its ``queued`` event and its dispatch job), as
+    the accept use case hands it to the store."""
     from pigeon.domain.messages import Category, Direction, Message, MessageStatus
     from pigeon.ports import Acceptance, EventRecord, NewJob
+
+    message = Message(
+        id=f"msg_{ULID()}",
+        tenant_id=tenant_id,
+        direction=Direction.MT,
+        to="+447700900123",
+        sender="Pigeon",
+        body="Your code is 123456",
+        category=Category.OTP,
+        encoding="gsm7",
+        segments=1,
+        status=MessageStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+        country="GB",
+        expires_at=now + timedelta(hours=1),
+        status_sequence=1,
+    )
+    event = EventRecord(
+        id=f"evt_{ULID()}",
+        tenant_id=tenant_id,
+        message_id=message.id,
+        type="message.queued",
+        status=message.status,
+        sequence=1,
+        at=now,
+        detail=None,
+        payload={"id": message.id, "status": "queued"},
+    )
+    job = NewJob(
+        id=f"dispatch:{message.id}",
+        kind="dispatch",
+        payload={"message_id": message.id},
+        run_at=now,
+        priority=message.category.priority,
+    )
+    return Acceptance(message=message, events=[event], jobs=[job], idempotency=None)
+
+
+async def measure(seed: int, rounds: int) -> dict[str, float]:
+    from pigeon.domain.accounts import Tenant
+    from pigeon.ports import Acceptance
     from pigeon.store import SqlAccountStore, SqlMessageStore, connect, migrate
     from pigeon.testing import FakeClock
 
@@ -53,43 +96,7 @@ async def measure(seed: int, rounds: int) -> dict[str, float]:
             await accounts.create_tenant(tenant)
 
             def acceptance() -> Acceptance:
-                now = clock.now()
-                message = Message(
-                    id=f"msg_{ULID()}",
-                    tenant_id=tenant.id,
-                    direction=Direction.MT,
-                    to="+447700900123",
-                    sender="Pigeon",
-                    body="Your code is 123456",
-                    category=Category.OTP,
-                    encoding="gsm7",
-                    segments=1,
-                    status=MessageStatus.QUEUED,
-                    created_at=now,
-                    updated_at=now,
-                    country="GB",
-                    expires_at=now + timedelta(hours=1),
-                    status_sequence=1,
-                )
-                event = EventRecord(
-                    id=f"evt_{ULID()}",
-                    tenant_id=tenant.id,
-                    message_id=message.id,
-                    type="message.queued",
-                    status=message.status,
-                    sequence=1,
-                    at=now,
-                    detail=None,
-                    payload={"id": message.id, "status": "queued"},
-                )
-                job = NewJob(
-                    id=f"dispatch:{message.id}",
-                    kind="dispatch",
-                    payload={"message_id": message.id},
-                    run_at=now,
-                    priority=message.category.priority,
-                )
-                return Acceptance(message=message, events=[event], jobs=[job], idempotency=None)
+                return make_acceptance(tenant.id, clock.now())
 
             async def concurrent_accepts(callers: int, total: int) -> float:
                 items = [acceptance() for _ in range(total)]

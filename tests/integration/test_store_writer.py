@@ -329,26 +329,28 @@ async def test_sqlite_answers_once_the_wal_is_synced_outside_the_write_lock(
     assert inode == os.stat(f"{path}-wal").st_ino
 
 
-async def test_one_wal_sync_covers_the_batches_committed_during_the_one_before(
+async def test_writes_sent_during_a_wal_sync_make_the_next_batch(
     sqlite_database: Database,
 ) -> None:
-    """Batches that commit while a sync runs wait for the next one, which covers them all;
-    each caller is answered after the sync that covers its batch."""
+    """While a batch's WAL sync runs, the writes sent meanwhile wait, unwritten, and then go
+    into one transaction of their own, answered after its own sync; the first batch's caller
+    is answered after the first sync."""
     database = sqlite_database
     writer = database.writer
     held = _HeldSync(writer.sync_file)
     writer.sync_file = held
-    syncs = writer.stats.wal_syncs
+    syncs, transactions = writer.stats.wal_syncs, writer.stats.transactions
     try:
         first = asyncio.ensure_future(database.write(_insert_tenant("first")))
         await _until(held.started.is_set)
-        later = []
-        for index in range(3):  # three batches, each committed before the next is sent
-            committed = writer.stats.transactions
-            later.append(asyncio.ensure_future(database.write(_insert_tenant(f"later{index}"))))
-            await _until(lambda committed=committed: writer.stats.transactions > committed)
+        later = [
+            asyncio.ensure_future(database.write(_insert_tenant(f"later{index}")))
+            for index in range(3)
+        ]
+        await asyncio.sleep(0.02)
         assert not first.done()
         assert not any(write.done() for write in later)
+        assert await _count(database, tenants) == 1  # only the first batch is written
         held.released.set()
         assert await asyncio.wait_for(first, 10) == "first"
         assert await asyncio.wait_for(asyncio.gather(*later), 10) == [
@@ -358,8 +360,41 @@ async def test_one_wal_sync_covers_the_batches_committed_during_the_one_before(
         ]
     finally:
         held.released.set()
+    assert writer.stats.transactions - transactions == 2
     assert writer.stats.wal_syncs - syncs == 2
     assert len(held.calls) == 2
+
+
+async def test_wal_syncs_run_on_the_loop_only_while_the_lock_is_contended(
+    sqlite_database: Database,
+) -> None:
+    """Alone on the file, the WAL's sync runs in the writer's thread (the loop works on);
+    once a transaction found the lock held by another process, quick syncs run on the loop,
+    after the COMMIT has freed the lock (ADR 30 with ADR 15's placement)."""
+    database = sqlite_database
+    writer = database.writer
+    writer.contended_for = 60.0  # however slow the machine, the window lasts the test
+    writer.inline_commit_below = math.inf  # about contention, not this disk's speed
+    loop_thread = threading.current_thread().name
+    syncs: list[str] = []
+    real = writer.sync_file
+
+    def note_sync(fd: int) -> None:
+        syncs.append(threading.current_thread().name)
+        real(fd)
+
+    writer.sync_file = note_sync
+    threaded = writer.stats.threaded_wal_syncs
+    for index in range(3):
+        await database.write(_insert_tenant(f"alone{index}"))
+    await _write_past_another_process(database, "waited")
+    for index in range(3):
+        await database.write(_insert_tenant(f"contended{index}"))
+
+    assert all(name != loop_thread for name in syncs[:3])
+    assert syncs[3:] == [loop_thread] * 4
+    assert writer.stats.threaded_wal_syncs - threaded == 3
+    assert await _count(database, tenants) == 7
 
 
 async def test_a_failed_wal_sync_fails_its_callers_and_the_next_batch_syncs_again(

@@ -37,16 +37,16 @@ statement). A write lock held by another process is waited for on the loop (trie
 millisecond while the loop serves others). In WAL mode with the connection set to sync at
 COMMIT (``synchronous`` FULL, Pigeon's default), the writer takes that sync over (ADR 30): its
 connection runs ``synchronous=NORMAL``, so ``COMMIT`` on the loop only hands the frames to the
-operating system and releases the lock every process shares at once; the WAL's fdatasync
-then runs in the writer's own thread, one at a time, each covering every batch committed
-before it started, and the batches' callers are answered only once it is done. Otherwise
-(``sync_wal_after_commit`` off) SQLite syncs inside ``COMMIT``, which runs in the writer's
-thread so that the loop keeps working meanwhile, except while other processes contend for
-the write lock (one was found holding it in the last second) and commits are quick (under
+operating system and releases the lock every process shares at once, and the WAL's fdatasync
+follows; the batch's callers are answered only once it is done, and what is submitted
+meanwhile makes the next batch. Without that (``sync_wal_after_commit`` off) SQLite syncs
+inside ``COMMIT``, holding the lock. Either wait for the disk runs in the writer's own thread,
+so that the loop keeps working meanwhile, except while other processes contend for the write
+lock (one was found holding it in the last second) and the waits are quick (under
 ``inline_commit_below`` on average): then on the loop. A hop to the thread costs up to
-Python's switch interval (5 ms) while the loop is busy, and the lock is held all along
-(ADR 15). Either way callers are answered only once their batch is durable, and nothing
-touches the connection while the thread has it.
+Python's switch interval (5 ms) while the loop is busy, and CPU (ADR 15). Either way callers
+are answered only once their batch is durable, and nothing touches the connection while the
+thread has it.
 """
 
 from __future__ import annotations
@@ -151,9 +151,10 @@ class WriterStats:
     #: PostgreSQL: batches written as one statement outside a transaction
     #: (``writes_one_statement``).
     single_statements: int = 0
-    #: SQLite: syncs of the WAL after COMMIT (ADR 30), each covering every batch committed
-    #: before it started.
+    #: SQLite: syncs of the WAL after COMMIT (ADR 30), one per committed batch, and those of
+    #: them run in the writer's thread (the others ran on the loop).
     wal_syncs: int = 0
+    threaded_wal_syncs: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -197,7 +198,8 @@ class Writer:
         #: SQLite: where COMMIT runs (see ``INLINE_COMMIT_BELOW_SECONDS``); 0: always the
         #: writer's thread.
         self.inline_commit_below = inline_commit_below
-        #: SQLite: the running average of COMMIT's duration (seconds), wherever it ran.
+        #: SQLite: the running average of the wait for the disk (seconds), wherever it ran:
+        #: the WAL's sync after COMMIT (ADR 30), or a COMMIT that syncs.
         self.commit_seconds = 0.0
         #: SQLite: how long after a wait for the write lock it counts as contended
         #: (``CONTENDED_FOR_SECONDS``), and until when (monotonic) it does.
@@ -230,10 +232,6 @@ class Writer:
         self.sync_file: Callable[[int], None] = os.fdatasync
         #: SQLite: the WAL this writer syncs itself (ADR 30), if it does.
         self._wal: WalFile | None = None
-        #: Batches committed and not yet synced, with their results, in commit order.
-        self._unsynced: list[tuple[list[_Entry], list[Any]]] = []
-        #: The sync running in the writer's thread, if one is.
-        self._syncing: asyncio.Future[None] | None = None
         self.stats = WriterStats()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -274,9 +272,6 @@ class Writer:
         self._alone.clear()
         self._urgent.clear()
         self._pending.clear()
-        while self._syncing is not None:  # batches committed, their callers not yet answered
-            await asyncio.wait([self._syncing])
-            await asyncio.sleep(0)  # its callback answers them (and may start the next sync)
         if self._thread is not None:
             self._thread.shutdown(wait=True)  # idle by now: every batch has returned
         if self._wal is not None:
@@ -305,8 +300,7 @@ class Writer:
             return
         if wal is not None:
             self._wal = None
-            if self._syncing is None:  # else the running sync uses it; closed with the writer
-                wal.close()
+            wal.close()
         if path is not None:
             self._wal = WalFile(path, lambda fd: self.sync_file(fd))
 
@@ -461,12 +455,6 @@ class Writer:
             STORE_WRITE_SECONDS.observe(time.perf_counter() - started)
             self.stats.transactions += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(entries))
-            if self._wal is not None and isinstance(self._engine, Engine):
-                # Committed but not yet durable: answered once the WAL is synced.
-                self._unsynced.append((entries, results))
-                if self._syncing is None:
-                    self._start_sync(self._wal)
-                return
             self._answer(entries, results)
             return
 
@@ -478,39 +466,6 @@ class Writer:
             else:
                 self.stats.operations += 1
                 self._settle(entry.future, result)
-
-    def _start_sync(self, wal: WalFile) -> None:
-        """Sync the WAL in the writer's thread for every batch committed so far; their
-        callers are answered when it is done. Batches committed meanwhile wait for the next
-        sync, which starts as soon as this one ends: one sync for all of them."""
-        assert self._thread is not None
-        batches, self._unsynced = self._unsynced, []
-        self.stats.wal_syncs += 1
-        syncing = asyncio.wrap_future(self._thread.submit(wal.sync))
-        self._syncing = syncing
-        syncing.add_done_callback(lambda done: self._synced(done, batches))
-
-    def _synced(
-        self, done: asyncio.Future[None], batches: list[tuple[list[_Entry], list[Any]]]
-    ) -> None:
-        self._syncing = None
-        error = done.exception() if not done.cancelled() else WriterClosedError("cancelled")
-        if error is not None:
-            # Committed, perhaps not durable: the callers are told it failed (a client may
-            # send again); the next batches try the sync again.
-            log.error("writer: syncing the WAL failed: %r", error)
-            for entries, _ in batches:
-                self._fail(entries, error)
-        else:
-            for entries, results in batches:
-                self._answer(entries, results)
-        wal = self._wal
-        if self._unsynced and wal is not None:
-            self._start_sync(wal)
-        elif self._unsynced:  # the WAL was given up meanwhile: nothing left to sync it with
-            batches, self._unsynced = self._unsynced, []
-            for entries, _ in batches:
-                self._fail(entries, WriterClosedError("the WAL could not be synced"))
 
     async def _transaction(self, entries: list[_Entry]) -> list[Any]:
         if isinstance(self._engine, Engine):
@@ -574,6 +529,17 @@ class Writer:
                     raise _UnavailableError from exc
                 raise
             kept = True
+            wal = self._wal
+            if wal is not None:
+                # Committed, and the lock free for the other processes; durable, and so
+                # answered, once the WAL is synced, in the thread while the loop works on.
+                try:
+                    await self._sync_wal(wal)
+                except OSError as exc:
+                    # Committed but perhaps not durable: the callers are told it failed (never
+                    # run again: it is committed); the next batch syncs again.
+                    log.error("writer: syncing the WAL failed: %r", exc)
+                    raise _UnavailableError from exc
             return results
         finally:
             if not kept:
@@ -604,20 +570,38 @@ class Writer:
         writer's thread; either way its duration updates the average."""
         if self._wal is not None:
             self.stats.inline_commits += 1
-            self._timed_commit(transaction)
+            transaction.commit()
             return
-        contended = time.monotonic() < self._contended_until
-        if contended and self.commit_seconds < self.inline_commit_below:
+        if self._disk_wait_inline():
             self.stats.inline_commits += 1
-            self._timed_commit(transaction)
+            self._timed(transaction.commit)
         else:
             self.stats.threaded_commits += 1
-            await self._in_thread(lambda: self._timed_commit(transaction))
+            await self._in_thread(lambda: self._timed(transaction.commit))
 
-    def _timed_commit(self, transaction: RootTransaction) -> None:
+    async def _sync_wal(self, wal: WalFile) -> None:
+        """The WAL's sync after a COMMIT (ADR 30), placed as ADR 15 places a COMMIT that
+        syncs: on the loop while another process contends for the write lock and syncs are
+        quick on average (the lock is free meanwhile; a hop to the thread and back would cost
+        more CPU than the sync), else in the writer's thread, so that the loop works on."""
+        self.stats.wal_syncs += 1
+        if self._disk_wait_inline():
+            self._timed(wal.sync)
+        else:
+            self.stats.threaded_wal_syncs += 1
+            await self._in_thread(lambda: self._timed(wal.sync))
+
+    def _disk_wait_inline(self) -> bool:
+        """Whether to wait for the disk on the loop: another process contends for the write
+        lock (one held it in the last ``contended_for`` seconds) and waits for the disk are
+        quick on average."""
+        contended = time.monotonic() < self._contended_until
+        return contended and self.commit_seconds < self.inline_commit_below
+
+    def _timed(self, wait_for_disk: Callable[[], None]) -> None:
         started = time.perf_counter()
         try:
-            transaction.commit()
+            wait_for_disk()
         finally:
             elapsed = time.perf_counter() - started
             self.commit_seconds += _COMMIT_AVERAGE_WEIGHT * (elapsed - self.commit_seconds)
