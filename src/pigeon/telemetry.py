@@ -21,8 +21,9 @@ ACCEPT_SECONDS = Histogram(
 STORE_WRITE_SECONDS = Histogram(
     "pigeon_store_write_seconds",
     "Time of each committed write transaction of this process's group-commit writer, from its"
-    " start to the end of its COMMIT (waiting for SQLite's write lock and the disk's sync"
-    " included): a slow or stalled disk shows here first.",
+    " start until it is durable, at the end of its COMMIT or of the WAL's sync after it"
+    " (waiting for SQLite's write lock and the disk's sync included): a slow or stalled disk"
+    " shows here first.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )

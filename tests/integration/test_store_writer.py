@@ -365,36 +365,41 @@ async def test_writes_sent_during_a_wal_sync_make_the_next_batch(
     assert len(held.calls) == 2
 
 
-async def test_wal_syncs_run_on_the_loop_only_while_the_lock_is_contended(
+async def test_under_contention_batches_commit_during_a_sync_and_share_the_next(
     sqlite_database: Database,
 ) -> None:
-    """Alone on the file, the WAL's sync runs in the writer's thread (the loop works on);
-    once a transaction found the lock held by another process, quick syncs run on the loop,
-    after the COMMIT has freed the lock (ADR 30 with ADR 15's placement)."""
+    """While another process contends for the lock, the writer commits its next batches
+    during a WAL sync (the lock free, the loop working); they are answered only after the
+    next sync, which covers them all."""
     database = sqlite_database
     writer = database.writer
     writer.contended_for = 60.0  # however slow the machine, the window lasts the test
-    writer.inline_commit_below = math.inf  # about contention, not this disk's speed
-    loop_thread = threading.current_thread().name
-    syncs: list[str] = []
-    real = writer.sync_file
-
-    def note_sync(fd: int) -> None:
-        syncs.append(threading.current_thread().name)
-        real(fd)
-
-    writer.sync_file = note_sync
-    threaded = writer.stats.threaded_wal_syncs
-    for index in range(3):
-        await database.write(_insert_tenant(f"alone{index}"))
     await _write_past_another_process(database, "waited")
-    for index in range(3):
-        await database.write(_insert_tenant(f"contended{index}"))
-
-    assert all(name != loop_thread for name in syncs[:3])
-    assert syncs[3:] == [loop_thread] * 4
-    assert writer.stats.threaded_wal_syncs - threaded == 3
-    assert await _count(database, tenants) == 7
+    held = _HeldSync(writer.sync_file)
+    writer.sync_file = held
+    syncs = writer.stats.wal_syncs
+    try:
+        first = asyncio.ensure_future(database.write(_insert_tenant("first")))
+        await _until(held.started.is_set)
+        later = []
+        for index in range(3):  # three batches, each committed before the next is sent
+            committed = writer.stats.transactions
+            later.append(asyncio.ensure_future(database.write(_insert_tenant(f"later{index}"))))
+            await _until(lambda committed=committed: writer.stats.transactions > committed)
+        assert await _count(database, tenants) == 5  # all committed during the first sync
+        assert not first.done()
+        assert not any(write.done() for write in later)
+        held.released.set()
+        assert await asyncio.wait_for(first, 10) == "first"
+        assert await asyncio.wait_for(asyncio.gather(*later), 10) == [
+            "later0",
+            "later1",
+            "later2",
+        ]
+    finally:
+        held.released.set()
+    assert writer.stats.wal_syncs - syncs == 2
+    assert len(held.calls) == 2
 
 
 async def test_a_failed_wal_sync_fails_its_callers_and_the_next_batch_syncs_again(

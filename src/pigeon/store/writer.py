@@ -37,16 +37,18 @@ statement). A write lock held by another process is waited for on the loop (trie
 millisecond while the loop serves others). In WAL mode with the connection set to sync at
 COMMIT (``synchronous`` FULL, Pigeon's default), the writer takes that sync over (ADR 30): its
 connection runs ``synchronous=NORMAL``, so ``COMMIT`` on the loop only hands the frames to the
-operating system and releases the lock every process shares at once, and the WAL's fdatasync
-follows; the batch's callers are answered only once it is done, and what is submitted
-meanwhile makes the next batch. Without that (``sync_wal_after_commit`` off) SQLite syncs
-inside ``COMMIT``, holding the lock. Either wait for the disk runs in the writer's own thread,
-so that the loop keeps working meanwhile, except while other processes contend for the write
-lock (one was found holding it in the last second) and the waits are quick (under
-``inline_commit_below`` on average): then on the loop. A hop to the thread costs up to
-Python's switch interval (5 ms) while the loop is busy, and CPU (ADR 15). Either way callers
-are answered only once their batch is durable, and nothing touches the connection while the
-thread has it.
+operating system and releases the lock every process shares at once; the WAL's fdatasync
+then runs in the writer's own thread, one at a time, each covering every batch committed
+before it started, and a batch's callers are answered only once such a sync has returned.
+While another process contends for the lock the writer goes on to its next batch during the
+sync; alone on the file it waits for it, and what is submitted meanwhile makes the next
+batch. Without that (``sync_wal_after_commit`` off) SQLite syncs inside ``COMMIT``, holding
+the lock, and the ``COMMIT`` runs in the writer's thread so that the loop keeps working
+meanwhile, except while other processes contend for the write lock (one was found holding
+it in the last second) and commits are quick (under ``inline_commit_below`` on average): then
+on the loop. A hop to the thread costs up to Python's switch interval (5 ms) while the loop
+is busy, and CPU (ADR 15). Either way callers are answered only once their batch is
+durable, and nothing touches the connection while the thread has it.
 """
 
 from __future__ import annotations
@@ -151,10 +153,9 @@ class WriterStats:
     #: PostgreSQL: batches written as one statement outside a transaction
     #: (``writes_one_statement``).
     single_statements: int = 0
-    #: SQLite: syncs of the WAL after COMMIT (ADR 30), one per committed batch, and those of
-    #: them run in the writer's thread (the others ran on the loop).
+    #: SQLite: syncs of the WAL after COMMIT (ADR 30), each covering every batch committed
+    #: before it started.
     wal_syncs: int = 0
-    threaded_wal_syncs: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -162,6 +163,20 @@ class _Entry:
     run: BatchOperation[Any, Any] | None  # None: ``item`` is a plain Operation
     item: Any
     future: asyncio.Future[Any] = field(repr=False)
+
+
+@dataclass(slots=True, eq=False)
+class _Committed:
+    """A batch committed and waiting for the WAL's sync (ADR 30)."""
+
+    entries: list[_Entry]
+    results: list[Any]
+    #: When its transaction started (``perf_counter``), for ``STORE_WRITE_SECONDS``.
+    started: float
+    #: Set once its callers are answered (or failed).
+    answered: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class _UnavailableError(Exception):
@@ -198,8 +213,7 @@ class Writer:
         #: SQLite: where COMMIT runs (see ``INLINE_COMMIT_BELOW_SECONDS``); 0: always the
         #: writer's thread.
         self.inline_commit_below = inline_commit_below
-        #: SQLite: the running average of the wait for the disk (seconds), wherever it ran:
-        #: the WAL's sync after COMMIT (ADR 30), or a COMMIT that syncs.
+        #: SQLite: the running average of a COMMIT's duration (seconds), wherever it ran.
         self.commit_seconds = 0.0
         #: SQLite: how long after a wait for the write lock it counts as contended
         #: (``CONTENDED_FOR_SECONDS``), and until when (monotonic) it does.
@@ -232,6 +246,10 @@ class Writer:
         self.sync_file: Callable[[int], None] = os.fdatasync
         #: SQLite: the WAL this writer syncs itself (ADR 30), if it does.
         self._wal: WalFile | None = None
+        #: Batches committed and not yet synced, in commit order.
+        self._unsynced: list[_Committed] = []
+        #: The sync running in the writer's thread, if one is.
+        self._syncing: asyncio.Future[None] | None = None
         self.stats = WriterStats()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -272,6 +290,9 @@ class Writer:
         self._alone.clear()
         self._urgent.clear()
         self._pending.clear()
+        while self._syncing is not None:  # batches committed, their callers not yet answered
+            await asyncio.wait([self._syncing])
+            await asyncio.sleep(0)  # its callback answers them (and may start the next sync)
         if self._thread is not None:
             self._thread.shutdown(wait=True)  # idle by now: every batch has returned
         if self._wal is not None:
@@ -300,7 +321,8 @@ class Writer:
             return
         if wal is not None:
             self._wal = None
-            wal.close()
+            if self._syncing is None:  # else the running sync uses it; closed with the writer
+                wal.close()
         if path is not None:
             self._wal = WalFile(path, lambda fd: self.sync_file(fd))
 
@@ -452,11 +474,65 @@ class Writer:
                 await self._commit(entries[:middle])
                 await self._commit(entries[middle:])
                 return
-            STORE_WRITE_SECONDS.observe(time.perf_counter() - started)
             self.stats.transactions += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(entries))
+            if self._wal is not None and isinstance(self._engine, Engine):
+                await self._after_commit(self._wal, _Committed(entries, results, started))
+                return
+            STORE_WRITE_SECONDS.observe(time.perf_counter() - started)
             self._answer(entries, results)
             return
+
+    async def _after_commit(self, wal: WalFile, batch: _Committed) -> None:
+        """A batch committed and not yet durable: its callers are answered once a sync of the
+        WAL that started after its COMMIT has returned (ADR 30).
+
+        While another process contends for the write lock, the writer goes on to its next
+        batch during the sync, and the batches committed meanwhile share the next sync: the
+        other process's turns at the lock and this process's syncs overlap. Alone on the file,
+        it waits for the sync, and what is submitted meanwhile makes one larger next batch.
+        """
+        self._unsynced.append(batch)
+        if self._syncing is None:
+            self._start_sync(wal)
+        if time.monotonic() >= self._contended_until:
+            await batch.answered
+
+    def _start_sync(self, wal: WalFile) -> None:
+        """Sync the WAL in the writer's thread for every batch committed so far; they are
+        answered when it returns. Batches committed meanwhile wait for the next sync, which
+        starts as soon as this one ends."""
+        assert self._thread is not None
+        batches, self._unsynced = self._unsynced, []
+        self.stats.wal_syncs += 1
+        syncing = asyncio.wrap_future(self._thread.submit(wal.sync))
+        self._syncing = syncing
+        syncing.add_done_callback(lambda done: self._synced(done, batches))
+
+    def _synced(self, done: asyncio.Future[None], batches: list[_Committed]) -> None:
+        self._syncing = None
+        error = done.exception() if not done.cancelled() else WriterClosedError("cancelled")
+        if error is not None:
+            # Committed but perhaps not durable: the callers are told it failed (never run
+            # again: it is committed); the next batches sync again.
+            log.error("writer: syncing the WAL failed: %r", error)
+        now = time.perf_counter()
+        for batch in batches:
+            if error is not None:
+                self._fail(batch.entries, error)
+            else:
+                STORE_WRITE_SECONDS.observe(now - batch.started)
+                self._answer(batch.entries, batch.results)
+            if not batch.answered.done():
+                batch.answered.set_result(None)
+        wal = self._wal
+        if self._unsynced and wal is not None:
+            self._start_sync(wal)
+        elif self._unsynced:  # the WAL was given up meanwhile: nothing to sync them with
+            batches, self._unsynced = self._unsynced, []
+            for batch in batches:
+                self._fail(batch.entries, WriterClosedError("the WAL could not be synced"))
+                batch.answered.set_result(None)
 
     def _answer(self, entries: list[_Entry], results: list[Any]) -> None:
         for entry, result in zip(entries, results, strict=True):
@@ -529,17 +605,6 @@ class Writer:
                     raise _UnavailableError from exc
                 raise
             kept = True
-            wal = self._wal
-            if wal is not None:
-                # Committed, and the lock free for the other processes; durable, and so
-                # answered, once the WAL is synced, in the thread while the loop works on.
-                try:
-                    await self._sync_wal(wal)
-                except OSError as exc:
-                    # Committed but perhaps not durable: the callers are told it failed (never
-                    # run again: it is committed); the next batch syncs again.
-                    log.error("writer: syncing the WAL failed: %r", exc)
-                    raise _UnavailableError from exc
             return results
         finally:
             if not kept:
@@ -578,18 +643,6 @@ class Writer:
         else:
             self.stats.threaded_commits += 1
             await self._in_thread(lambda: self._timed(transaction.commit))
-
-    async def _sync_wal(self, wal: WalFile) -> None:
-        """The WAL's sync after a COMMIT (ADR 30), placed as ADR 15 places a COMMIT that
-        syncs: on the loop while another process contends for the write lock and syncs are
-        quick on average (the lock is free meanwhile; a hop to the thread and back would cost
-        more CPU than the sync), else in the writer's thread, so that the loop works on."""
-        self.stats.wal_syncs += 1
-        if self._disk_wait_inline():
-            self._timed(wal.sync)
-        else:
-            self.stats.threaded_wal_syncs += 1
-            await self._in_thread(lambda: self._timed(wal.sync))
 
     def _disk_wait_inline(self) -> bool:
         """Whether to wait for the disk on the loop: another process contends for the write
