@@ -329,6 +329,17 @@ async def test_sqlite_answers_once_the_wal_is_synced_outside_the_write_lock(
     assert inode == os.stat(f"{path}-wal").st_ino
 
 
+async def _release_and_answer(
+    held: _HeldSync, first: asyncio.Future[str], later: list[asyncio.Future[str]]
+) -> None:
+    """Let the held sync end: the first write, then the later ones, are answered."""
+    held.released.set()
+    assert await asyncio.wait_for(first, 10) == "first"
+    assert await asyncio.wait_for(asyncio.gather(*later), 10) == [
+        f"later{index}" for index in range(len(later))
+    ]
+
+
 async def test_writes_sent_during_a_wal_sync_make_the_next_batch(
     sqlite_database: Database,
 ) -> None:
@@ -351,13 +362,7 @@ async def test_writes_sent_during_a_wal_sync_make_the_next_batch(
         assert not first.done()
         assert not any(write.done() for write in later)
         assert await _count(database, tenants) == 1  # only the first batch is written
-        held.released.set()
-        assert await asyncio.wait_for(first, 10) == "first"
-        assert await asyncio.wait_for(asyncio.gather(*later), 10) == [
-            "later0",
-            "later1",
-            "later2",
-        ]
+        await _release_and_answer(held, first, later)
     finally:
         held.released.set()
     assert writer.stats.transactions - transactions == 2
@@ -389,13 +394,7 @@ async def test_under_contention_batches_commit_during_a_sync_and_share_the_next(
         assert await _count(database, tenants) == 5  # all committed during the first sync
         assert not first.done()
         assert not any(write.done() for write in later)
-        held.released.set()
-        assert await asyncio.wait_for(first, 10) == "first"
-        assert await asyncio.wait_for(asyncio.gather(*later), 10) == [
-            "later0",
-            "later1",
-            "later2",
-        ]
+        await _release_and_answer(held, first, later)
     finally:
         held.released.set()
     assert writer.stats.wal_syncs - syncs == 2
