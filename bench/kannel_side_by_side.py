@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import platform
@@ -52,7 +53,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -626,18 +627,31 @@ async def side_by_side(
     return kannel_phase, pigeon_phase, floor_phase
 
 
-async def run(args: argparse.Namespace) -> str:
+def phase_json(phase: Phase | None) -> dict[str, Any] | None:
+    """A phase as JSON (``--json``), with its CPU per message worked out."""
+    if phase is None:
+        return None
+    gateway, harness = cpu_per_message(phase)
+    return {**asdict(phase), "gateway_cpu_ms": gateway, "harness_cpu_ms": harness}
+
+
+async def run(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The run's report, and its phases as JSON (``--json``)."""
     if args.pigeon_only:
+        kannel = None
         _, pigeon, floor = await side_by_side(args, kannel=False, floor=args.floor != "none")
         assert pigeon is not None
         lines = [f"{pigeon!r}", cpu_line(pigeon, "")]
         if floor is not None:
             lines += [f"{floor!r}", cpu_line(floor, f"{floor.name}: ")]
-        return "\n".join(lines)
-    kannel, pigeon, floor = await side_by_side(args, floor=args.floor != "none")
-    assert kannel is not None
-    assert pigeon is not None
-    return report(kannel, pigeon, args, floor)
+        text = "\n".join(lines)
+    else:
+        kannel, pigeon, floor = await side_by_side(args, floor=args.floor != "none")
+        assert kannel is not None
+        assert pigeon is not None
+        text = report(kannel, pigeon, args, floor)
+    phases = {"kannel": kannel, "pigeon": pigeon, "floor": floor}
+    return text, {name: phase_json(phase) for name, phase in phases.items()}
 
 
 def main() -> None:
@@ -680,6 +694,9 @@ def main() -> None:
     parser.add_argument(
         "--database-url", metavar="URL", help="Pigeon on this (empty) database, e.g. PostgreSQL"
     )
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write each phase (and its CPU per message) there"
+    )
     args = parser.parse_args()
     if args.pigeon_src:
         SOURCE.append(str(Path(args.pigeon_src).resolve()))
@@ -688,7 +705,10 @@ def main() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
-    print(asyncio.run(run(args)))
+    text, document = asyncio.run(run(args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(document, indent=1))
+    print(text)
 
 
 if __name__ == "__main__":
