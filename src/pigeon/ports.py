@@ -103,7 +103,10 @@ class JobQueue(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
-    """A stored event: one status change (or other happening) and its webhook payload."""
+    """A stored event: one status change (or other happening) and its payload.
+
+    A status change's payload is its webhook data when a ``notify`` job reads it back, and
+    empty otherwise (ADR 32); other happenings keep their details there."""
 
     id: str
     tenant_id: str

@@ -515,6 +515,34 @@ async def test_events_nobody_subscribed_to_cost_no_job(
     assert receiver.types() == ["message.delivered"]
 
 
+async def test_stored_events_keep_no_webhook_data_nobody_reads_back(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    """Events that go to no webhook are stored without the message's public form; an event
+    whose deliveries a notify job plans keeps it, and that is what the webhook carries."""
+    await pipeline.endpoints.create(pipeline.caller, receiver.url, ["message.delivered"])
+    message = await pipeline.send(body="hello payloads")
+    await pipeline.drain()
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    carrier_id = stored.parts[0].carrier_message_id or ""
+    await pipeline.receipts(DeliveryReceipt("fake", carrier_id, ReceiptStatus.DELIVRD))
+    await pipeline.drain()
+    events = await pipeline.stores.messages.events_of(message.id)
+    assert [event.type for event in events] == [
+        "message.queued",
+        "message.sending",
+        "message.sent",
+        "message.delivered",
+    ]
+    assert [event.payload for event in events[:3]] == [{}, {}, {}]
+    assert pipeline.ran.count("notify") == 1  # the receipt side had no endpoints cached
+    data = json.loads(receiver.received[0][1])["data"]
+    assert data == events[3].payload
+    assert (data["id"], data["body"], data["status"]) == (message.id, "hello payloads", "delivered")
+    assert (data["previous_status"], data["status_sequence"]) == ("sent", events[3].sequence)
+
+
 async def test_uncached_endpoints_fall_back_to_a_notify_job(
     pipeline: Pipeline, receiver: Receiver
 ) -> None:
@@ -530,12 +558,16 @@ async def test_uncached_endpoints_fall_back_to_a_notify_job(
     change = stored.transition(S.DELIVERED, pipeline.stores.clock.now())
     events, jobs = cold.record(stored, [change], notify=True)
     assert [job.kind for job in jobs] == ["notify"]
+    assert events[0].payload["status"] == "delivered"  # the notify job reads it back
     await pipeline.stores.messages.mutate(stored.id, lambda m: Mutation(stored, events, jobs))
     pipeline.ran.clear()
+    receiver.received.clear()
     await pipeline.drain()
     assert pipeline.ran.count("notify") == 1
     assert pipeline.ran.count("webhook") == 1
-    assert "message.delivered" in receiver.types()
+    assert receiver.types() == ["message.delivered"]
+    data = json.loads(receiver.received[0][1])["data"]
+    assert (data["id"], data["status"], data["to"]) == (message.id, "delivered", stored.to)
 
 
 async def test_stale_endpoint_cache_still_counts_while_it_is_looked_up_again(
@@ -575,7 +607,8 @@ async def test_stale_endpoint_cache_still_counts_while_it_is_looked_up_again(
 async def test_warm_endpoint_cache_makes_webhook_jobs_with_the_status(
     pipeline: Pipeline, receiver: Receiver
 ) -> None:
-    """With the tenant's endpoints freshly cached, a receipt-side record needs no notify job."""
+    """With the tenant's endpoints freshly cached, a receipt-side record needs no notify job:
+    the webhook job's body carries the message and the stored event keeps no copy."""
     await pipeline.endpoints.create(pipeline.caller, receiver.url, ["message.delivered"])
     message = await pipeline.send()
     await pipeline.drain()
@@ -585,6 +618,9 @@ async def test_warm_endpoint_cache_makes_webhook_jobs_with_the_status(
     warm = EventRecorder(UlidFactory(), pipeline.stores.clock, directory)
     assert await directory.has_endpoints(stored.tenant_id)
     change = stored.transition(S.DELIVERED, pipeline.stores.clock.now())
-    _, jobs = warm.record(stored, [change])
+    events, jobs = warm.record(stored, [change])
     assert [job.kind for job in jobs] == ["webhook"]
     assert jobs[0].payload["url"] == receiver.url
+    assert events[0].payload == {}  # the delivery carries the data: nothing reads it back
+    data = json.loads(str(jobs[0].payload["body"]))["data"]
+    assert (data["id"], data["status"], data["body"]) == (stored.id, "delivered", stored.body)

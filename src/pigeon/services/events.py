@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -160,6 +161,11 @@ class EndpointDirectory:
         self._generations[tenant_id] = self._generations.get(tenant_id, 0) + 1
 
 
+def _wanted(endpoints: Iterable[WebhookEndpoint], event_type: str) -> bool:
+    """Whether one of ``endpoints`` subscribes to ``event_type``."""
+    return any(endpoint.wants(event_type) for endpoint in endpoints)
+
+
 class EventRecorder:
     """Makes the event rows, webhook deliveries and SMPP deliveries that go with status changes.
 
@@ -200,38 +206,46 @@ class EventRecorder:
         for change in changes:
             if change is None:
                 continue
-            if as_dict is None:  # the message as every change's payload starts from
-                as_dict = message_to_dict(message)
+            kind = event_type(change.status)
             event = EventRecord(
                 id=self._ids.new("evt"),
                 tenant_id=message.tenant_id,
                 message_id=message.id,
-                type=event_type(change.status),
+                type=kind,
                 status=change.status,
                 sequence=change.sequence,
                 at=change.at,
                 detail=change.detail,
-                payload=event_payload(message, change, as_dict),
+                payload={},
             )
-            events.append(event)
             _status_counter(
                 str(change.status), str(message.category), message.connector_id or "-"
             ).inc()
             if notify and change.status in WEBHOOK_STATUSES:
+                # The webhook data (the message as it is now) is made only for an event that
+                # goes somewhere (ADR 32): the stored event keeps it only when a notify job
+                # will read it back; planned deliveries carry it in their bodies.
                 endpoints = self._endpoints.cached(message.tenant_id, fresh=fresh)
-                if endpoints is not None:
-                    # The deliveries themselves, written with the change (one job stage less).
-                    jobs.extend(webhook_jobs(event, endpoints, message.callback_url))
-                else:  # nothing cached: a notify job reads the endpoints when it runs
-                    jobs.append(
-                        NewJob(
-                            id=f"notify:{event.id}",
-                            kind="notify",
-                            payload={"event_id": event.id},
-                            run_at=change.at,
-                            priority=NOTIFY_PRIORITY,
+                if endpoints is None or message.callback_url or _wanted(endpoints, kind):
+                    if as_dict is None:  # what every change's data starts from
+                        as_dict = message_to_dict(message)
+                    full = replace(event, payload=event_payload(message, change, as_dict))
+                    if endpoints is not None:
+                        # The deliveries themselves, written with the change (one job stage
+                        # less).
+                        jobs.extend(webhook_jobs(full, endpoints, message.callback_url))
+                    else:  # nothing cached: a notify job reads the endpoints when it runs
+                        event = full
+                        jobs.append(
+                            NewJob(
+                                id=f"notify:{event.id}",
+                                kind="notify",
+                                payload={"event_id": event.id},
+                                run_at=change.at,
+                                priority=NOTIFY_PRIORITY,
+                            )
                         )
-                    )
+            events.append(event)
             smpp = smpp_receipt_job(message, change) or smpp_reply_job(message, change)
             if smpp is not None:
                 jobs.append(smpp)
