@@ -3,12 +3,15 @@ message, each tree against the first, pair by pair.
 
     .venv/bin/python bench/alternate.py --tree base=@HEAD~1 --tree this=src --rounds 5
     .venv/bin/python bench/alternate.py --tree base=/tmp/base/src --tree probe=/tmp/probe/src \\
-        --database-url postgresql://postgres@127.0.0.1:5432/benchpg
+        --database postgresql
 
 Each run is ``kannel_side_by_side.py --pigeon-only --pigeon-src DIR`` in a process of its own
 (Pigeon alone, on the same harness as scenario c), the trees one after the other in every
-round. A tree is a directory holding the ``pigeon`` package (a ``src``), or ``@REV``: that
-revision of this repository, written to a temporary directory and compiled first.
+round, each on a new, empty database (``--database postgresql``: one made on the server of
+``PIGEON_BENCH_POSTGRES_URL`` for the run and dropped after it; a database used twice would
+hold the last run's webhook endpoint, whose receiver is gone). A tree is a directory holding
+the ``pigeon`` package (a ``src``), or ``@REV``: that revision of this repository, written to a
+temporary directory and compiled first.
 
 The machines here are shared and their speed drifts by tens of per cent within minutes, so
 absolute figures of runs minutes apart say little. A tree is compared with the first only
@@ -27,6 +30,8 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness import fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE_BY_SIDE = ROOT / "bench" / "kannel_side_by_side.py"
@@ -84,9 +89,10 @@ def run_once(tree: Tree, args: argparse.Namespace, scratch: Path) -> tuple[float
         "--json",
         str(output),
     ]
-    if args.database_url:
-        command += ["--database-url", args.database_url]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    with fresh_database(args.database, scratch) as database_url:
+        if database_url is not None:
+            command += ["--database-url", database_url]
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"{tree.label}: the run failed\n{completed.stdout}\n{completed.stderr}")
     pigeon = json.loads(output.read_text())["pigeon"]
@@ -152,7 +158,12 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--messages", type=int, default=15000)
-    parser.add_argument("--database-url", metavar="URL", help="an empty database, e.g. PostgreSQL")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the store of every run, new for each run",
+    )
     args = parser.parse_args()
     if len(args.tree) < 2:
         parser.error("give at least two trees")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import asyncpg
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = str(ROOT / "bench" / "alternate.py")
@@ -63,3 +66,34 @@ def test_a_revision_that_does_not_exist_is_refused() -> None:
     completed = _run("--tree", "a=@no-such-revision", "--tree", f"b={ROOT / 'src'}", timeout=60)
     assert completed.returncode != 0
     assert "git archive no-such-revision" in completed.stderr
+
+
+def _bench_databases() -> set[str]:
+    url = os.environ.get("PIGEON_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+    async def names() -> set[str]:
+        connection = await asyncpg.connect(url)
+        try:
+            rows = await connection.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'pigeon_bench_%'"
+            )
+        finally:
+            await connection.close()
+        return {str(row["datname"]) for row in rows}
+
+    return asyncio.run(names())
+
+
+def test_postgresql_runs_each_get_a_new_database_dropped_after() -> None:
+    """With ``--database postgresql`` every run completes on a database of its own, and none
+    of them is left on the server afterwards."""
+    before = _bench_databases()
+    source = str(ROOT / "src")
+    completed = _run(
+        "--tree", f"first={source}", "--tree", f"second={source}", "--rounds", "1",
+        "--messages", "300", "--database", "postgresql",
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    runs = [line for line in completed.stdout.splitlines() if line.startswith("round ")]
+    assert len(runs) == 2
+    assert _bench_databases() <= before
