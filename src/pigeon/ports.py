@@ -16,6 +16,7 @@ from pigeon.domain.connectors import ConnectorRecord, RouteRecord
 from pigeon.domain.messages import Message, MessageStatus
 from pigeon.domain.numbers import OwnedNumber
 from pigeon.domain.receipts import DeliveryReceipt
+from pigeon.domain.value_objects import value_object
 
 JsonObject = dict[str, Any]
 
@@ -35,7 +36,7 @@ class IdFactory(Protocol):
 # --- jobs -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class NewJob:
     """A job to enqueue. Ids derive from domain ids (``dispatch:msg_...``); a duplicate id is
     ignored, which makes enqueueing idempotent."""
@@ -47,7 +48,7 @@ class NewJob:
     priority: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class Job:
     """A claimed job: its lease runs until ``lease_until``; after that anyone may take it."""
 
@@ -101,7 +102,7 @@ class JobQueue(Protocol):
 # --- messages -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class EventRecord:
     """A stored event: one status change (or other happening) and its payload.
 
@@ -140,7 +141,7 @@ class Acceptance:
     idempotency: IdempotencyRecord | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class AcceptResult:
     """The stored message; ``replayed`` when an idempotency key matched an earlier request."""
 
@@ -371,7 +372,7 @@ class WebhookEndpoint:
         return self.disabled_at is None and (not self.events or event_type in self.events)
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class WebhookAttempt:
     """One try at delivering one event to one URL, kept for the delivery log and replay."""
 
@@ -418,7 +419,7 @@ class WebhookSender(Protocol):
 # --- carriers -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class SubmitResult:
     """What the carrier answered: its id for each part it accepted, in part order."""
 

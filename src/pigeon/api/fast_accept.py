@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 from typing import TypeGuard
 
@@ -45,6 +44,7 @@ from litestar.types import HTTPReceiveMessage, HTTPScope, LifeSpanScope, Receive
 from pigeon.api.dependencies import ApiServices
 from pigeon.api.problems import PROBLEM_MEDIA_TYPE, error_problem
 from pigeon.api.routes.messages import send_one
+from pigeon.domain.value_objects import value_object
 
 __all__ = ["ClientGoneError", "FastAccept", "FastAnswer", "NextChunk"]
 
@@ -68,7 +68,7 @@ class ClientGoneError(InternalServerException):
         super().__init__("client disconnected prematurely")
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class FastAnswer:
     """A complete response: status, headers (lower-cased names, content type and length
     last) and body."""

@@ -10,8 +10,6 @@ for mobile-originated messages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pigeon.connectors.smpp_settings import ConcatMode, DefaultAlphabet
 from pigeon.domain.encoding import (
     UCS2_MULTI,
@@ -24,6 +22,7 @@ from pigeon.domain.encoding import (
     encode_ucs2,
     split_segments,
 )
+from pigeon.domain.value_objects import value_object
 from pigeon.smpp import tlv
 from pigeon.smpp.concat import concat_udh
 from pigeon.smpp.constants import DataCoding, GsmFeature
@@ -32,7 +31,7 @@ from pigeon.smpp.tlv import Tlv
 __all__ = ["EncodedSegment", "EncodedText", "decode_text", "encode_text"]
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class EncodedSegment:
     """What one submit_sm carries: short_message (UDH included), esm_class bits, TLVs."""
 
@@ -41,7 +40,7 @@ class EncodedSegment:
     tlvs: tuple[Tlv, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class EncodedText:
     """A text ready to submit: its data_coding and one entry per submit_sm."""
 

@@ -17,6 +17,7 @@ from phonenumbers import (
 )
 
 from pigeon.domain.errors import InvalidRecipient, InvalidSender
+from pigeon.domain.value_objects import value_object
 
 
 class NumberType(enum.StrEnum):
@@ -53,7 +54,7 @@ _TYPES: dict[int, NumberType] = {
 _REGION = re.compile(r"^[A-Z]{2}$")
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class Msisdn:
     """A validated phone number in E.164 form (``+`` and up to 15 digits)."""
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import codecs
 import enum
 import re
-from dataclasses import dataclass
+
+from pigeon.domain.value_objects import value_object
 
 __all__ = [
     "GSM7_MULTI",
@@ -139,7 +140,7 @@ class NotGsmEncodable(ValueError):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class TextAnalysis:
     """How a text will be sent: encoding, size and number of SMS segments."""
 

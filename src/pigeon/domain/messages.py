@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from pigeon.domain.errors import IllegalTransition
+from pigeon.domain.value_objects import value_object
 
 
 class Direction(enum.StrEnum):
@@ -160,7 +161,7 @@ class ReceiptRequest(enum.StrEnum):
         return (status is S.DELIVERED) == (self is ReceiptRequest.SUCCESS)
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class StatusChange:
     """One step of a message's lifecycle; stored as an event and sent to webhooks."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
 from pigeon.domain.messages import (
@@ -15,6 +14,7 @@ from pigeon.domain.messages import (
     fold_parts,
     is_stale,
 )
+from pigeon.domain.value_objects import value_object
 
 
 class ReceiptStatus(enum.StrEnum):
@@ -55,7 +55,7 @@ def parse_receipt_status(text: str) -> ReceiptStatus:
         return ReceiptStatus.UNKNOWN
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class DeliveryReceipt:
     """A carrier's report on one submitted message (or one segment of it)."""
 

@@ -35,11 +35,12 @@ from pigeon.domain.messages import Category, Message, MessageStatus
 from pigeon.domain.price_lists import PriceList, PriceMatch
 from pigeon.domain.pricing import Money
 from pigeon.domain.quality import QualityStats
+from pigeon.domain.value_objects import value_object
 
 # --------------------------------------------------------------------------- context
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class RouteContext:
     """What a routing decision looks at: one message about to be sent, at ``now`` (aware)."""
 
@@ -918,7 +919,7 @@ class Explanation:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class RoutePlan:
     """The route chosen for a message and its connectors in failover order."""
 

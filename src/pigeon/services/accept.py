@@ -14,6 +14,7 @@ from pigeon.domain.addressing import Msisdn, parse_msisdn, parse_sender
 from pigeon.domain.encoding import analyse
 from pigeon.domain.errors import IdempotencyMismatch, InvalidBody, ValidationError
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus, ReceiptRequest
+from pigeon.domain.value_objects import value_object
 from pigeon.ports import (
     Acceptance,
     AcceptResult,
@@ -29,7 +30,7 @@ from pigeon.services.webhook_endpoints import check_url
 from pigeon.telemetry import ACCEPT_SECONDS
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class SendRequest:
     """A request to send one message, as every ingress (REST, SMPP, CLI) states it."""
 
@@ -69,7 +70,7 @@ class SendRequest:
         return hashlib.sha256(encoded).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class Preview:
     """What sending would do: the normalised number, encoding, segments and their cause."""
 

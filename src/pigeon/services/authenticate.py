@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 
 from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant, key_digest, key_mode_of
 from pigeon.domain.errors import Forbidden, Unauthorized
+from pigeon.domain.value_objects import value_object
 from pigeon.ports import AccountStore
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class Caller:
     """Who is calling: the tenant and the key used (its mode decides live vs test)."""
 

@@ -16,9 +16,10 @@ Values are not validated on construction: :func:`pigeon.smpp.codec.encode` check
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import ClassVar, TypeAlias, TypeVar
 
+from pigeon.domain.value_objects import value_object
 from pigeon.smpp.constants import RESPONSE_BIT, CommandId, DestFlag, InterfaceVersion
 from pigeon.smpp.tlv import Tlv, TlvSpec
 
@@ -61,7 +62,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class Pdu:
     """Base of every PDU: the header fields a caller sets, plus optional parameters."""
 
@@ -87,7 +88,7 @@ class Pdu:
 # --- session management -------------------------------------------------------------------
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class _Bind(Pdu):
     system_id: str = ""
     password: str = field(default="", repr=False)
@@ -98,54 +99,54 @@ class _Bind(Pdu):
     address_range: str = ""
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class BindTransmitter(_Bind):
     """bind_transmitter (4.1.1): bind to submit messages."""
 
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSMITTER
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class BindReceiver(_Bind):
     """bind_receiver (4.1.3): bind to receive messages."""
 
     command_id: ClassVar[CommandId] = CommandId.BIND_RECEIVER
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class BindTransceiver(_Bind):
     """bind_transceiver (4.1.5): bind to submit and receive."""
 
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSCEIVER
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class _BindResp(Pdu):
     system_id: str = ""
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class BindTransmitterResp(_BindResp):
     """bind_transmitter_resp (4.1.2); may carry sc_interface_version."""
 
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSMITTER_RESP
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class BindReceiverResp(_BindResp):
     """bind_receiver_resp (4.1.4); may carry sc_interface_version."""
 
     command_id: ClassVar[CommandId] = CommandId.BIND_RECEIVER_RESP
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class BindTransceiverResp(_BindResp):
     """bind_transceiver_resp (4.1.6); may carry sc_interface_version."""
 
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSCEIVER_RESP
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class Outbind(Pdu):
     """outbind (4.1.7): the SMSC asks the ESME to bind_receiver. No response."""
 
@@ -154,35 +155,35 @@ class Outbind(Pdu):
     password: str = field(default="", repr=False)
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class Unbind(Pdu):
     """unbind (4.2.1)."""
 
     command_id: ClassVar[CommandId] = CommandId.UNBIND
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class UnbindResp(Pdu):
     """unbind_resp (4.2.2)."""
 
     command_id: ClassVar[CommandId] = CommandId.UNBIND_RESP
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class GenericNack(Pdu):
     """generic_nack (4.3.1): the answer to a PDU that could not be handled at all."""
 
     command_id: ClassVar[CommandId] = CommandId.GENERIC_NACK
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class EnquireLink(Pdu):
     """enquire_link (4.11.1): keep-alive."""
 
     command_id: ClassVar[CommandId] = CommandId.ENQUIRE_LINK
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class EnquireLinkResp(Pdu):
     """enquire_link_resp (4.11.2)."""
 
@@ -192,7 +193,7 @@ class EnquireLinkResp(Pdu):
 # --- message submission and delivery ------------------------------------------------------
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class _ShortMessage(Pdu):
     service_type: str = ""
     source_addr_ton: int = 0
@@ -218,14 +219,14 @@ class _ShortMessage(Pdu):
         return len(self.short_message)
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class SubmitSm(_ShortMessage):
     """submit_sm (4.4.1): an ESME submits a short message."""
 
     command_id: ClassVar[CommandId] = CommandId.SUBMIT_SM
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class DeliverSm(_ShortMessage):
     """deliver_sm (4.6.1): the SMSC delivers a message or a delivery receipt.
 
@@ -235,7 +236,7 @@ class DeliverSm(_ShortMessage):
     command_id: ClassVar[CommandId] = CommandId.DELIVER_SM
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class SubmitSmResp(Pdu):
     """submit_sm_resp (4.4.2); the body is omitted on the wire when the status is an error."""
 
@@ -243,7 +244,7 @@ class SubmitSmResp(Pdu):
     message_id: str = ""
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class DeliverSmResp(Pdu):
     """deliver_sm_resp (4.6.2); message_id is unused and normally empty."""
 
@@ -251,7 +252,7 @@ class DeliverSmResp(Pdu):
     message_id: str = ""
 
 
-@dataclass(slots=True, frozen=True)
+@value_object
 class SmeAddress:
     """A submit_multi destination that is one SME address (dest_flag 1)."""
 
@@ -262,7 +263,7 @@ class SmeAddress:
     dest_flag: ClassVar[DestFlag] = DestFlag.SME_ADDRESS
 
 
-@dataclass(slots=True, frozen=True)
+@value_object
 class DistributionList:
     """A submit_multi destination that is a distribution list name (dest_flag 2)."""
 
@@ -274,7 +275,7 @@ class DistributionList:
 DestAddress: TypeAlias = SmeAddress | DistributionList
 
 
-@dataclass(slots=True, frozen=True)
+@value_object
 class UnsuccessSme:
     """One destination that submit_multi could not reach, with its error status."""
 
@@ -284,7 +285,7 @@ class UnsuccessSme:
     error_status_code: int = 0
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class SubmitMulti(Pdu):
     """submit_multi (4.5.1): one message to up to 254 SMEs and/or distribution lists."""
 
@@ -311,7 +312,7 @@ class SubmitMulti(Pdu):
         return len(self.short_message)
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class SubmitMultiResp(Pdu):
     """submit_multi_resp (4.5.2): message id and the destinations that failed."""
 
@@ -320,7 +321,7 @@ class SubmitMultiResp(Pdu):
     unsuccess_smes: tuple[UnsuccessSme, ...] = ()
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class DataSm(Pdu):
     """data_sm (4.7.1): message transfer in either direction, payload in TLVs."""
 
@@ -337,7 +338,7 @@ class DataSm(Pdu):
     data_coding: int = 0
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class DataSmResp(Pdu):
     """data_sm_resp (4.7.2)."""
 
@@ -348,7 +349,7 @@ class DataSmResp(Pdu):
 # --- message management -------------------------------------------------------------------
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class QuerySm(Pdu):
     """query_sm (4.8.1): ask the state of a submitted message."""
 
@@ -359,7 +360,7 @@ class QuerySm(Pdu):
     source_addr: str = ""
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class QuerySmResp(Pdu):
     """query_sm_resp (4.8.2)."""
 
@@ -370,7 +371,7 @@ class QuerySmResp(Pdu):
     error_code: int = 0
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class CancelSm(Pdu):
     """cancel_sm (4.9.1): cancel one message, or all matching messages if message_id is empty."""
 
@@ -385,14 +386,14 @@ class CancelSm(Pdu):
     destination_addr: str = ""
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class CancelSmResp(Pdu):
     """cancel_sm_resp (4.9.2)."""
 
     command_id: ClassVar[CommandId] = CommandId.CANCEL_SM_RESP
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class ReplaceSm(Pdu):
     """replace_sm (4.10.1): replace a message that is still pending."""
 
@@ -413,14 +414,14 @@ class ReplaceSm(Pdu):
         return len(self.short_message)
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class ReplaceSmResp(Pdu):
     """replace_sm_resp (4.10.2)."""
 
     command_id: ClassVar[CommandId] = CommandId.REPLACE_SM_RESP
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@value_object(kw_only=True)
 class AlertNotification(Pdu):
     """alert_notification (4.12.1): an MS became available. No response."""
 

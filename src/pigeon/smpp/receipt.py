@@ -14,9 +14,9 @@ Dates are returned naive: the format carries no time zone (it is the SMSC's loca
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
+from pigeon.domain.value_objects import value_object
 from pigeon.smpp import tlv
 from pigeon.smpp.constants import MessageState, is_delivery_receipt
 from pigeon.smpp.pdu import DataSm, DeliverSm
@@ -78,7 +78,7 @@ def stat_state(stat: str) -> MessageState | None:
     return _STATES.get(stat.strip().upper())
 
 
-@dataclass(slots=True, frozen=True)
+@value_object
 class ReceiptText:
     """The fields of a delivery receipt. Missing fields are None (numbers, dates) or ""."""
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias
 
+from pigeon.domain.value_objects import value_object
 from pigeon.smpp.codec import DecodeError, DecodeResult, response_for
 from pigeon.smpp.constants import RESPONSE_BIT, CommandId, CommandStatus
 from pigeon.smpp.pdu import EnquireLink, EnquireLinkResp, Pdu, Unbind, UnbindResp
@@ -133,7 +134,7 @@ class RequestReceived:
     pdu: Pdu
 
 
-@dataclass(slots=True, frozen=True)
+@value_object
 class ResponseReceived:
     """The response (or generic_nack) to one of our requests, ``elapsed`` seconds after it."""
 
