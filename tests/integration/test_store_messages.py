@@ -744,6 +744,35 @@ async def test_receipt_lookup_finds_ids_this_store_submitted_without_a_read(
     assert await stores.messages.find_by_carrier_id("other", ["ab12"]) is None
 
 
+async def test_a_parts_status_change_leaves_its_remembered_carrier_id_as_it_was(
+    stores: Stores, factory: Factory
+) -> None:
+    """Only a change that gives a part its carrier id is remembered: a receipt's change of
+    the part's status alone neither remembers the id again nor makes it live longer."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant, connector_id="c")
+    await stores.messages.accept(factory.acceptance(message))
+    now = [0.0]
+    memory = stores.messages.recent_carrier_ids = RecentCarrierIds(
+        ttl=600, monotonic=lambda: now[0]
+    )
+
+    def submitted(current: Message) -> Mutation:
+        current.parts = [factory.part(0, "AB12")]
+        return Mutation(message=current)
+
+    def delivered(current: Message) -> Mutation:
+        current.parts[0].status = MessageStatus.DELIVERED
+        return Mutation(message=current)
+
+    await stores.messages.mutate(message.id, submitted)
+    now[0] = 500.0
+    await stores.messages.mutate(message.id, delivered)
+    assert memory.find("c", ["ab12"]) == (message.id, "AB12")
+    now[0] = 700.0  # 700 s after the submit, 200 s after the receipt's change
+    assert memory.find("c", ["ab12"]) is None
+
+
 def test_carrier_ids_normalise_to_lower_case_without_leading_zeros() -> None:
     """Normalisation trims, lower-cases and drops leading zeros but keeps a lone zero."""
     assert normalise_carrier_id(" 00AbC ") == "abc"

@@ -189,6 +189,8 @@ class _Change:
     complete_job: str | None
     #: Set by the writer: the change added a job that is due now.
     due_job: bool = False
+    #: Set by the writer: the change gave a part a carrier id (or a new connector).
+    new_carrier_ids: bool = False
 
 
 @dataclass(slots=True)
@@ -208,6 +210,8 @@ class _Plan:
     #: The messages the batch changes as it writes them, and their new ``write_stamp``.
     changed: dict[str, Message]
     stamps: dict[str, int]
+    #: The changed messages with a part that got a carrier id (``RecentCarrierIds``).
+    renamed: set[str]
 
 
 @dataclass(slots=True, eq=False)
@@ -371,7 +375,7 @@ class SqlMessageStore:
         result = await self._db.write_batched(self._mutate_run, item)
         if item.due_job and self.on_due_jobs is not None:
             self.on_due_jobs()
-        if result is not None and result.parts:
+        if result is not None and item.new_carrier_ids:
             self.recent_carrier_ids.remember(result)
         return result
 
@@ -529,6 +533,7 @@ class SqlMessageStore:
             plan = self._plan(current, stamps, items)
         for item, due in zip(items, plan.due, strict=True):
             item.due_job = due
+            item.new_carrier_ids = item.message_id in plan.renamed
         # Held from now on as written: were the batch rolled back, its stamps would match no
         # stored row, so the next change of these messages would read them afresh.
         for message in plan.changed.values():
@@ -646,13 +651,16 @@ class SqlMessageStore:
         part_rows: list[dict[str, Any]] = []
         part_status_rows: list[dict[str, Any]] = []
         new_stamps = {message_id: _new_stamp() for message_id in changed}
-        for message in changed.values():
-            _part_changes(
+        renamed = {
+            message.id
+            for message in changed.values()
+            if _part_changes(
                 loaded.get(message.id),
                 message,
                 part_rows,
                 part_status_rows if self._raw is not None else part_rows,
             )
+        }
         return _Plan(
             results,
             due,
@@ -664,6 +672,7 @@ class SqlMessageStore:
             [self._job_insert_row(job, now) for job in new_jobs],
             changed,
             new_stamps,
+            renamed,
         )
 
     # --- reads ----------------------------------------------------------------------------
@@ -1274,18 +1283,21 @@ def _part_changes(
     after: Message,
     upserts: list[dict[str, Any]],
     status_updates: list[dict[str, Any]],
-) -> None:
+) -> bool:
     """Add the rows ``after``'s parts need, given the stored ``before``: none for a part as it
     was, a status update for a part whose status or error alone changed, an upsert else.
+    Whether a part got a carrier id (or a connector) it did not have.
 
     PostgreSQL gives ``upserts`` for both: it rewrites no index entry whose value stays the
     same, and one statement for the batch's parts spares it a round trip."""
     stored = {} if before is None else {part.index: part for part in before.parts}
     same_connector = before is not None and before.connector_id == after.connector_id
+    renamed = False
     for part in after.parts:
         old = stored.get(part.index)
         if old is None or not same_connector or old.carrier_message_id != part.carrier_message_id:
             upserts.append(_part_row(after, part))
+            renamed = renamed or part.carrier_message_id is not None
         elif old.status is not part.status or old.error_code != part.error_code:
             status_updates.append(
                 _part_row(after, part)
@@ -1297,6 +1309,7 @@ def _part_changes(
                     "error_code": part.error_code,
                 }
             )
+    return renamed
 
 
 #: An ``events`` row as expressions of ``e`` (the ``EventRecord``).
