@@ -57,6 +57,11 @@ class Router(Protocol):
     def failed(self, connector_id: str, code: str, at: datetime) -> None: ...
 
 
+#: A one-candidate plan draws nothing; one generator serves every plan (making one per plan
+#: cost more than the plan itself).
+_NO_DRAWS = random.Random(0)  # noqa: S311 - never drawn from
+
+
 class SandboxRouter:
     """The simplest routing: test traffic to the sandbox, live traffic to the default.
 
@@ -84,7 +89,7 @@ class SandboxRouter:
             {},
             _NO_QUALITY,
             lambda _: True,
-            random.Random(0),  # noqa: S311 - a one-candidate plan draws nothing
+            _NO_DRAWS,
         )
 
     def connector(self, connector_id: str) -> Connector:
