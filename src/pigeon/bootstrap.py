@@ -40,7 +40,6 @@ from pigeon.domain.accounts import (
     new_key_secret,
 )
 from pigeon.domain.connectors import ConnectorRecord
-from pigeon.domain.receipts import DeliveryReceipt
 from pigeon.ids import UlidFactory
 from pigeon.ports import CarrierAnswer, CarrierRequest, Connector
 from pigeon.queue import SqlJobQueue
@@ -60,7 +59,7 @@ from pigeon.services.events import EndpointDirectory, EventRecorder
 from pigeon.services.inbound import ReceiveMessage, Reply
 from pigeon.services.notify import SMPP_DELIVER, DeliverWebhook, NotifyEvent
 from pigeon.services.queries import ReadMessages
-from pigeon.services.receipts import ApplyReceipt
+from pigeon.services.receipts import ApplyReceipt, ReceiptIntake
 from pigeon.services.routing import ExplainRoute, TableRouter
 from pigeon.services.smpp_accounts import AuthenticateBind, ManageSmppAccounts, Passwords
 from pigeon.services.webhook_endpoints import ManageWebhookEndpoints
@@ -399,9 +398,7 @@ async def open_gateway(settings: Settings) -> Gateway:
     )
     routing = build_routing(settings)
 
-    async def receipt_sink(receipt: DeliveryReceipt) -> None:
-        await receipts(receipt)
-
+    receipt_sink = ReceiptIntake()  # applied by ``receipts``, made once the router is
     connectors: dict[str, Connector] = {SIMULATOR_ID: simulator}
     # Quality figures: counted in memory, stored per minute, warmed from the last 24 hours.
     quality = RecordingQualityWindow()
@@ -424,6 +421,7 @@ async def open_gateway(settings: Settings) -> Gateway:
     manage_connectors = ManageConnectors(connector_store, factory, clock, live)
     manage_routes = ManageRoutes(connector_store, clock, live)
     receipts = ApplyReceipt(messages, queue, recorder, clock, on_outcome=router.outcome)
+    receipt_sink.apply_with(receipts)
     per_host = settings.webhook_connections_per_host
     sender = HttpWebhookSender(limit=max(100, per_host), limit_per_host=per_host)
     callback_secrets = CallbackSecrets(load_secret_key(settings))

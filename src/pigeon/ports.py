@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pigeon.domain.accounts import ApiKey, SmppAccount, Tenant
 from pigeon.domain.connectors import ConnectorRecord, RouteRecord
@@ -161,6 +161,15 @@ class Mutation:
     done_jobs: list[str] = field(default_factory=list)
 
 
+@value_object
+class MessageChange:
+    """One read-modify-write of ``MessageStore.mutate_each``: as ``mutate``'s arguments."""
+
+    message_id: str
+    change: Callable[[Message], Mutation | None]
+    complete_job: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class MessageQuery:
     """Filters for listing messages; the cursor is the last id of the previous page."""
@@ -248,11 +257,26 @@ class MessageStore(Protocol):
         """
         ...
 
+    async def mutate_each(
+        self, changes: Sequence[MessageChange]
+    ) -> list[Message | Exception | None]:
+        """``mutate`` for each of ``changes``, handed to the writer together (one await for
+        them all, not one per change): per change the message as stored afterwards
+        (``None`` if it does not exist), or the exception that failed it alone (its
+        ``change`` raised, or its transaction failed). Nothing else is raised."""
+        ...
+
     async def find_by_carrier_id(
         self, connector_id: str, carrier_message_ids: Sequence[str]
     ) -> tuple[str, str] | None:
         """The (message id, stored carrier id) of the part a carrier knows by any of the given
         ids (normalised forms: lower-case, hex or decimal)."""
+        ...
+
+    async def find_each_by_carrier_id(
+        self, lookups: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[tuple[str, str] | None]:
+        """``find_by_carrier_id`` for each ``(connector id, carrier ids)`` of ``lookups``."""
         ...
 
     async def overdue_receipts(self, due_by: datetime, limit: int) -> OverdueReceipts:
@@ -427,6 +451,18 @@ class SubmitResult:
 
 
 ReceiptSink = Callable[[DeliveryReceipt], Awaitable[None]]
+
+
+@runtime_checkable
+class ReceiptBatchSink(Protocol):
+    """A ``ReceiptSink`` that also takes the receipts that arrived together at once."""
+
+    async def __call__(self, receipt: DeliveryReceipt) -> None: ...
+
+    async def each(self, receipts: Sequence[DeliveryReceipt]) -> list[Exception | None]:
+        """Apply every receipt of ``receipts``; per receipt ``None``, or the exception that
+        failed it alone (the others are applied all the same)."""
+        ...
 
 
 class Connector(Protocol):

@@ -395,6 +395,35 @@ async def test_receipt_before_submit_result_is_parked_then_applied(pipeline: Pip
     assert await pipeline.status(message.id) is S.DELIVERED
 
 
+async def test_receipts_applied_together_each_get_their_own_outcome(pipeline: Pipeline) -> None:
+    """``each`` applies a carrier's burst of receipts at once: every matched one moves its
+    message, a repeat changes nothing, an unknown id is parked as a job, all on their own."""
+    sent = [await pipeline.send(to=f"+1415555010{i}") for i in range(3)]
+    await pipeline.drain()
+    carrier_ids = []
+    for message in sent:
+        stored = await pipeline.stores.messages.get_message(message.id)
+        assert stored is not None
+        carrier_id = stored.parts[0].carrier_message_id
+        assert carrier_id is not None
+        carrier_ids.append(carrier_id)
+    burst = [
+        DeliveryReceipt("fake", carrier_ids[0], ReceiptStatus.DELIVRD),
+        DeliveryReceipt("fake", "never-sent", ReceiptStatus.DELIVRD),
+        DeliveryReceipt("fake", carrier_ids[1], ReceiptStatus.UNDELIV, "011"),
+        DeliveryReceipt("fake", carrier_ids[0], ReceiptStatus.DELIVRD),
+        DeliveryReceipt("fake", carrier_ids[2].lower(), ReceiptStatus.EXPIRED),
+    ]
+
+    assert await pipeline.receipts.each(burst) == [None] * len(burst)
+
+    assert [await pipeline.status(m.id) for m in sent] == [S.DELIVERED, S.UNDELIVERED, S.EXPIRED]
+    first_events = await pipeline.stores.messages.events_of(sent[0].id)
+    assert [e.status for e in first_events].count(S.DELIVERED) == 1
+    # One notification per message changed (none for the repeat), one parked receipt.
+    assert await pipeline.stores.queue.pending() == {"notify": 3, "receipt": 1}
+
+
 async def test_validity_ending_before_dispatch_expires(pipeline: Pipeline) -> None:
     """A message whose validity ended while queued expires without reaching the carrier."""
     message = await pipeline.send(validity_seconds=60)

@@ -6,7 +6,8 @@ parts are reassembled (UDH 8/16-bit, SAR, message_payload) and given whole to th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -231,6 +232,72 @@ async def test_receipt_for_an_unknown_id_is_passed_verbatim(carrier: Factory) ->
     assert status == 0
     [got] = recorder.receipts
     assert (got.carrier_message_id, got.status) == ("00AbC123", ReceiptStatus.DELIVRD)
+
+
+class BatchSink:
+    """A receipt sink that takes the receipts of one read at once (``ReceiptBatchSink``); it
+    refuses the receipts of ``refuse_once`` the first time it sees each."""
+
+    def __init__(self, refuse_once: set[str]) -> None:
+        self.calls: list[list[str]] = []
+        self.applied: list[str] = []
+        self.refuse_once = set(refuse_once)
+
+    async def __call__(self, receipt: DeliveryReceipt) -> None:
+        [failure] = await self.each([receipt])
+        if failure is not None:
+            raise failure
+
+    async def each(self, receipts: Sequence[DeliveryReceipt]) -> list[Exception | None]:
+        self.calls.append([r.carrier_message_id for r in receipts])
+        failures: list[Exception | None] = []
+        for receipt in receipts:
+            if receipt.carrier_message_id in self.refuse_once:
+                self.refuse_once.discard(receipt.carrier_message_id)
+                failures.append(RuntimeError("store unavailable"))
+            else:
+                self.applied.append(receipt.carrier_message_id)
+                failures.append(None)
+        return failures
+
+
+def receipt_pdu(carrier_id: str) -> DeliverSm:
+    """A DELIVRD receipt for ``carrier_id`` as a carrier sends it."""
+    return DeliverSm(
+        source_addr="447700900123",
+        destination_addr="Pigeon",
+        esm_class=MessageType.SMSC_DELIVERY_RECEIPT,
+        short_message=f"id:{carrier_id} sub:001 dlvrd:001 submit date:2601011200 done date:"
+        "2601011201 stat:DELIVRD err:000 text:".encode(),
+        tlvs=(tlv.MESSAGE_STATE(MessageState.DELIVERED),),
+    )
+
+
+async def test_receipts_arriving_together_reach_a_batch_sink_together() -> None:
+    """Receipts read together go to the sink in one call; one it fails alone is refused."""
+    sim = SmscSimulator(SmscSimConfig(port=0, receipt_delay=0.01, redelivery_delay=0.05))
+    port = await sim.start()
+    sink = BatchSink(refuse_once={"c3"})
+    connector = SmppClientConnector(
+        SmppConnectorSettings(
+            id="carrier", host="127.0.0.1", port=port, system_id="pigeon", password="secret"
+        ),
+        sink,
+        FakeClock(),
+    )
+    await connector.start()
+    try:
+        assert await connector.wait_bound(5.0)
+        ids = [f"c{i}" for i in range(6)]
+        statuses = await asyncio.gather(*(sim.send_deliver(receipt_pdu(i)) for i in ids))
+    finally:
+        await connector.stop()
+        await sim.stop()
+    assert statuses == [0] * len(ids)
+    assert max(len(call) for call in sink.calls) > 1
+    assert sorted(sink.applied) == ids
+    # Only the refused receipt was sent again: the others of its call were acknowledged.
+    assert sim.stats.receipts_sent == len(ids) + 1
 
 
 # --- mobile originated ----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus, ReceiptRequest
 from pigeon.ids import UlidFactory
-from pigeon.ports import EventRecord, MessageQuery, Mutation, NewJob, OverdueReceipts, SweepMark
+from pigeon.ports import (
+    EventRecord,
+    MessageChange,
+    MessageQuery,
+    Mutation,
+    NewJob,
+    OverdueReceipts,
+    SweepMark,
+)
 from pigeon.store import SqlMessageStore, connect, normalise_carrier_id
 from pigeon.store.messages import (
     MAX_PAGE_SIZE,
@@ -771,6 +779,96 @@ async def test_a_parts_status_change_leaves_its_remembered_carrier_id_as_it_was(
     assert memory.find("c", ["ab12"]) == (message.id, "AB12")
     now[0] = 700.0  # 700 s after the submit, 200 s after the receipt's change
     assert memory.find("c", ["ab12"]) is None
+
+
+async def test_mutate_each_applies_every_change_and_fails_only_the_one_that_raised(
+    stores: Stores, factory: Factory
+) -> None:
+    """``mutate_each`` writes each change as ``mutate`` would, in one hand-over: a change
+    that raises comes back as its exception and writes nothing, a missing message as None,
+    and the others are stored with their events, completed jobs and carrier ids."""
+    tenant = await factory.tenant()
+    first, failing, last = (factory.message(tenant, connector_id="c") for _ in range(3))
+    for message in (first, failing, last):
+        await stores.messages.accept(factory.acceptance(message))
+
+    def submitted(carrier_id: str) -> Callable[[Message], Mutation]:
+        def change(current: Message) -> Mutation:
+            current.transition(MessageStatus.SENDING, current.updated_at)
+            current.parts = [factory.part(0, carrier_id)]
+            return Mutation(current, [_event(current, "message.sending", 1)])
+
+        return change
+
+    def boom(current: Message) -> Mutation:
+        raise RuntimeError("boom")
+
+    results = await stores.messages.mutate_each(
+        [
+            MessageChange(first.id, submitted("A1"), f"dispatch:{first.id}"),
+            MessageChange(failing.id, boom, f"dispatch:{failing.id}"),
+            MessageChange("msg_missing", submitted("B2")),
+            MessageChange(last.id, submitted("C3"), f"dispatch:{last.id}"),
+        ]
+    )
+
+    done, refused, missing, also_done = results
+    assert isinstance(done, Message)
+    assert isinstance(also_done, Message)
+    assert (done.id, done.status, also_done.id) == (first.id, MessageStatus.SENDING, last.id)
+    assert isinstance(refused, RuntimeError)
+    assert str(refused) == "boom"
+    assert missing is None
+    assert await stores.messages.get_message(failing.id) == failing
+    for message in (first, last):
+        stored = await stores.messages.get_message(message.id)
+        assert stored is not None
+        assert stored.status is MessageStatus.SENDING
+        assert [e.type for e in await stores.messages.events_of(message.id)] == [
+            "message.queued",
+            "message.sending",
+        ]
+    assert await stores.queue.pending() == {"dispatch": 1}  # the failing change's job is kept
+    found = await stores.messages.find_each_by_carrier_id([("c", ["a1"]), ("c", ["c3"])])
+    assert found == [(first.id, "A1"), (last.id, "C3")]
+
+
+async def test_find_each_by_carrier_id_mixes_remembered_ids_and_reads(
+    stores: Stores, factory: Factory
+) -> None:
+    """Each look-up gets its own answer: from memory, from the table (ids another process
+    submitted), or None, in the order asked, whatever the mix."""
+    tenant = await factory.tenant()
+    remembered = factory.message(tenant, connector_id="c")
+    stored_only = factory.message(tenant, connector_id="c", parts=[factory.part(0, "0F00")])
+    for message in (remembered, stored_only):
+        await stores.messages.accept(factory.acceptance(message))
+
+    def submitted(current: Message) -> Mutation:
+        current.parts = [factory.part(0, "00AB12")]
+        return Mutation(message=current)
+
+    await stores.messages.mutate(remembered.id, submitted)
+    lookups: list[tuple[str, Sequence[str]]] = [
+        ("c", ["nope"]),
+        ("c", ["f00"]),
+        ("c", ["AB12"]),
+        ("other", ["ab12"]),
+        ("c", [""]),
+        ("c", ["F00", "zz"]),
+    ]
+
+    found = await stores.messages.find_each_by_carrier_id(lookups)
+
+    assert found == [
+        None,
+        (stored_only.id, "0F00"),
+        (remembered.id, "00AB12"),
+        None,
+        None,
+        (stored_only.id, "0F00"),
+    ]
+    assert found == [await stores.messages.find_by_carrier_id(*lookup) for lookup in lookups]
 
 
 def test_carrier_ids_normalise_to_lower_case_without_leading_zeros() -> None:

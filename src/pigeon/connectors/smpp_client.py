@@ -51,7 +51,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pigeon.connectors.smpp_compose import decode_text, encode_text
 from pigeon.connectors.smpp_link import (
@@ -78,7 +78,7 @@ from pigeon.domain.errors import (
 )
 from pigeon.domain.messages import Category, Message
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus, parse_receipt_status
-from pigeon.ports import Clock, ReceiptSink, SubmitResult
+from pigeon.ports import Clock, ReceiptBatchSink, ReceiptSink, SubmitResult
 from pigeon.smpp import tlv
 from pigeon.smpp.concat import PartSet, Reassembler, UdhError, part_from_pdu, split_udh
 from pigeon.smpp.constants import (
@@ -212,6 +212,10 @@ class SmppClientConnector:
     ) -> None:
         self.settings = settings
         self._receipt_sink = receipt_sink
+        #: The sink's way to take the receipts of one read at once, if it has one.
+        self._receipts_each = (
+            receipt_sink.each if isinstance(receipt_sink, ReceiptBatchSink) else None
+        )
         self._mo_sink = mo_sink
         self._clock = clock
         modes = {
@@ -526,16 +530,81 @@ class SmppClientConnector:
 
     # --- receiving --------------------------------------------------------------------------
 
-    async def _inbound(self, link: SmppLink, pdu: DeliverSm | DataSm) -> int:
-        if is_delivery_receipt(pdu.esm_class):
-            return await self._receipt(link, pdu)
-        return await self._mobile_originated(link, pdu)
+    async def _inbound(self, link: SmppLink, pdus: list[DeliverSm | DataSm]) -> list[int]:
+        """The statuses to answer ``pdus`` (those of one read) with: their receipts applied
+        together, their mobile-originated messages each on its own, side by side."""
+        statuses: list[int] = [_S.ESME_ROK] * len(pdus)
+        receipts: list[DeliveryReceipt] = []
+        receipt_at: list[int] = []
+        originated: list[int] = []
+        for index, pdu in enumerate(pdus):
+            if not is_delivery_receipt(pdu.esm_class):
+                originated.append(index)
+                continue
+            try:
+                receipt = self._receipt_of(link, pdu)
+            except Exception:
+                log.exception("%s: reading receipt seq=%d failed", link.name, pdu.sequence_number)
+                statuses[index] = _S.ESME_RX_T_APPN
+                continue
+            if receipt is not None:
+                receipts.append(receipt)
+                receipt_at.append(index)
+        errors: list[Exception | None]
+        replies: list[object] = []
+        if not originated:
+            errors = await self._apply_receipts(receipts)
+        else:
+            applied, *replies = await asyncio.gather(
+                self._apply_receipts(receipts),
+                *(self._mobile_originated(link, pdus[index]) for index in originated),
+                return_exceptions=True,
+            )
+            if isinstance(applied, Exception):
+                errors = [applied] * len(receipts)
+            elif isinstance(applied, BaseException):
+                raise applied
+            else:
+                errors = cast(list[Exception | None], applied)
+        for index, error in zip(receipt_at, errors, strict=True):
+            if error is not None:
+                log.error("%s: applying a receipt failed", link.name, exc_info=error)
+                statuses[index] = _S.ESME_RX_T_APPN
+        for index, reply in zip(originated, replies, strict=True):
+            if isinstance(reply, Exception):
+                log.error("%s: handling an inbound message failed", link.name, exc_info=reply)
+                statuses[index] = _S.ESME_RX_T_APPN
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                statuses[index] = cast(int, reply)
+        return statuses
 
-    async def _receipt(self, link: SmppLink, pdu: DeliverSm | DataSm) -> int:
+    async def _apply_receipts(self, receipts: list[DeliveryReceipt]) -> list[Exception | None]:
+        """Hand ``receipts`` to the sink, all at once if it takes them so; per receipt
+        ``None`` or what failed it."""
+        if not receipts:
+            return []
+        if self._receipts_each is not None:
+            return await self._receipts_each(receipts)
+        sink = self._receipt_sink
+        outcomes = await asyncio.gather(*(sink(r) for r in receipts), return_exceptions=True)
+        failures: list[Exception | None] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                failures.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                failures.append(None)
+        return failures
+
+    def _receipt_of(self, link: SmppLink, pdu: DeliverSm | DataSm) -> DeliveryReceipt | None:
+        """The receipt ``pdu`` carries (``None``: none with a message id, dropped)."""
         parsed = receipt_from_pdu(pdu)
         if parsed is None or not parsed.message_id:
             log.warning("%s: receipt without a message id, acknowledged and dropped", link.name)
-            return _S.ESME_ROK
+            return None
         state = parsed.state
         status = (
             _STATE_STATUS.get(state, ReceiptStatus.UNKNOWN)
@@ -547,15 +616,13 @@ class SmppClientConnector:
             error = None  # err:000
         if error is None and parsed.network_error is not None and parsed.network_error.error_code:
             error = str(parsed.network_error.error_code)
-        receipt = DeliveryReceipt(
+        return DeliveryReceipt(
             connector_id=self.id,
             carrier_message_id=parsed.message_id,
             status=status,
             error_code=error,
             at=self._clock.now(),
         )
-        await self._receipt_sink(receipt)
-        return _S.ESME_ROK
 
     async def _mobile_originated(self, link: SmppLink, pdu: DeliverSm | DataSm) -> int:
         settings = self.settings

@@ -8,8 +8,9 @@ successful bind). While bound it:
 
 * writes requests given to :meth:`request` and resolves them with their response, a
   :class:`ResponseTimeout` after ``response_timeout`` or :class:`ConnectionLost`;
-* answers deliver_sm / data_sm only after the ``inbound`` handler returned (its status is the
-  answer's command_status), so a crash before that makes the carrier resend;
+* hands the deliver_sm / data_sm of each read from the socket to the ``inbound`` handler
+  together, and answers them only after it returned (its statuses are the answers'
+  command_status), so a crash before that makes the carrier resend;
 * sends enquire_link after ``enquire_link_interval`` of silence, and drops the connection
   after ``unhealthy_after_timeouts`` consecutive response timeouts.
 
@@ -102,8 +103,9 @@ class BindRejected(LinkError):
         self.status = status
 
 
-InboundHandler = Callable[["SmppLink", DeliverSm | DataSm], Awaitable[int]]
-"""Handles a deliver_sm / data_sm; returns the command_status to answer it with."""
+InboundHandler = Callable[["SmppLink", list[DeliverSm | DataSm]], Awaitable[list[int]]]
+"""Handles the deliver_sm / data_sm that arrived together (in one read from the socket);
+returns, for each in order, the command_status to answer it with."""
 
 
 class SmppLink:
@@ -136,6 +138,8 @@ class SmppLink:
         self._serving = False
         self._stopping = False
         self._inbound_tasks: set[asyncio.Task[None]] = set()
+        #: The deliver_sm / data_sm of the read being handled, answered together after it.
+        self._arrived: list[DeliverSm | DataSm] = []
         self._idle: asyncio.Event | None = None
         self._outbox: list[bytes] = []
 
@@ -433,6 +437,8 @@ class SmppLink:
                 for item in decoder.feed(data):
                     for event in session.receive(item, now):
                         self._handle(event, session)
+                if self._arrived:
+                    self._answer_arrived(session)
                 if decoder.failed or session.state is SessionState.UNBOUND:
                     break
         except (OSError, ConnectionError) as exc:
@@ -456,10 +462,7 @@ class SmppLink:
         elif isinstance(event, RequestReceived):
             pdu = event.pdu
             if isinstance(pdu, DeliverSm | DataSm):
-                task = asyncio.create_task(self._answer(session, pdu))
-                self._inbound_tasks.add(task)
-                task.add_done_callback(self._inbound_tasks.discard)
-                task.add_done_callback(self._check_idle)
+                self._arrived.append(pdu)
             else:
                 log.info("%s: ignoring %s from the carrier", self.name, type(pdu).__name__)
         elif isinstance(event, UnmatchedResponse):
@@ -488,23 +491,36 @@ class SmppLink:
             log.info("%s: session %s -> %s", self.name, event.old.value, event.new.value)
             self._on_change(True)
 
-    async def _answer(self, session: Session, pdu: DeliverSm | DataSm) -> None:
+    def _answer_arrived(self, session: Session) -> None:
+        """Hand the deliver_sm / data_sm of this read to the inbound handler, all in one task
+        (a burst of receipts from the carrier is one batch for the store, not a task each)."""
+        arrived, self._arrived = self._arrived, []
+        task = asyncio.create_task(self._answer(session, arrived))
+        self._inbound_tasks.add(task)
+        task.add_done_callback(self._inbound_tasks.discard)
+        task.add_done_callback(self._check_idle)
+
+    async def _answer(self, session: Session, pdus: list[DeliverSm | DataSm]) -> None:
         try:
-            status = await self._inbound(self, pdu)
+            statuses = await self._inbound(self, pdus)
+            if len(statuses) != len(pdus):
+                raise RuntimeError(f"{len(statuses)} answers for {len(pdus)} PDUs")
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("%s: handling %s failed", self.name, type(pdu).__name__)
-            status = CommandStatus.ESME_RX_T_APPN
+            log.exception("%s: handling %d PDUs from the carrier failed", self.name, len(pdus))
+            statuses = [CommandStatus.ESME_RX_T_APPN] * len(pdus)
         if self.session is not session or session.state is SessionState.CLOSED:
             log.info(
-                "%s: connection gone before answering %s seq=%d; the carrier will resend it",
+                "%s: connection gone before answering %d PDUs (from seq=%d); the carrier "
+                "will resend them",
                 self.name,
-                type(pdu).__name__,
-                pdu.sequence_number,
+                len(pdus),
+                pdus[0].sequence_number,
             )
             return
-        self._write(session.respond(response_for(pdu, status)))
+        for pdu, status in zip(pdus, statuses, strict=True):
+            self._write(session.respond(response_for(pdu, status)))
 
     async def _tick(self, session: Session, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from pigeon.domain.messages import Message, MessageStatus
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus, apply_receipt, carrier_id_forms
-from pigeon.ports import Clock, Job, JobQueue, MessageStore, Mutation, NewJob
+from pigeon.ports import Clock, Job, JobQueue, MessageChange, MessageStore, Mutation, NewJob
 from pigeon.services.events import EventRecorder
 from pigeon.telemetry import DELIVERY_SECONDS
 
@@ -80,62 +80,85 @@ class ApplyReceipt:
         An unmatched receipt is kept as a durable ``receipt`` job and tried again, because it
         may have overtaken the submit response that tells us its id.
         """
-        found = await self._store.find_by_carrier_id(
-            receipt.connector_id, carrier_id_forms(receipt.carrier_message_id)
-        )
-        if found is None:
-            await self._park(receipt, job)
-            return False
-        message_id, stored_id = found
-        matched = DeliveryReceipt(  # not ``dataclasses.replace``: a fifth of its cost
-            receipt.connector_id, stored_id, receipt.status, receipt.error_code, receipt.at
-        )
+        (outcome,) = await self._apply([receipt], job)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def each(self, receipts: Sequence[DeliveryReceipt]) -> list[Exception | None]:
+        """Apply every receipt of ``receipts`` (those a carrier sent together): one look-up
+        of their messages, one hand-over of their changes to the store's writer. Per
+        receipt ``None``, or the exception that failed it alone."""
+        return [
+            outcome if isinstance(outcome, Exception) else None
+            for outcome in await self._apply(receipts, None)
+        ]
+
+    async def _apply(
+        self, receipts: Sequence[DeliveryReceipt], job: Job | None
+    ) -> list[bool | Exception]:
+        """Apply ``receipts`` (``job``: the one parked receipt job they came from); per
+        receipt whether it matched a message, or the exception that failed it."""
+        outcomes: list[bool | Exception] = [False] * len(receipts)
+        try:
+            found = await self._store.find_each_by_carrier_id(
+                [(r.connector_id, carrier_id_forms(r.carrier_message_id)) for r in receipts]
+            )
+        except Exception as exc:  # nothing is known about any of them: each fails
+            return [exc] * len(receipts)
         now = self._clock.now()
-        delivered: list[Message] = []
-        outcomes: list[tuple[str, bool, float | None]] = []
-
-        def change(message: Message) -> Mutation | None:
-            # The writer may run this more than once (a batch worked out again): start afresh.
-            delivered.clear()
-            outcomes.clear()
-            sent_at = message.updated_at if message.status is MessageStatus.SENT else None
-            step, _ = apply_receipt(message, matched, now)
-            if step is None:
-                # Parts may still have changed (one segment of several reported).
-                return Mutation(message)
-            if step.status is MessageStatus.DELIVERED:
-                delivered.append(message)
-            if step.status in FINAL_OUTCOMES and message.connector_id is not None:
-                latency = (now - sent_at).total_seconds() if sent_at is not None else None
-                outcomes.append(
-                    (message.connector_id, step.status is MessageStatus.DELIVERED, latency)
-                )
-            # Whether anyone listens is decided from the endpoint cache: no read here.
-            events, jobs = self._recorder.record(message, [step])
-            # A final outcome ends the wait (``receipt_due_at``, cleared by the transition).
-            return Mutation(message, events, jobs)
-
-        await self._store.mutate(message_id, change, complete_job=job.id if job else None)
-        for message in delivered:
-            DELIVERY_SECONDS.observe(max(0.0, (now - message.created_at).total_seconds()))
-        if self._on_outcome is not None:
-            for connector_id, ok, latency in outcomes:
-                self._on_outcome(connector_id, ok, latency, now)
-        return True
+        changes: list[MessageChange] = []
+        applied: list[tuple[int, _ReceiptChange]] = []
+        unmatched: list[int] = []
+        for index, (receipt, hit) in enumerate(zip(receipts, found, strict=True)):
+            if hit is None:
+                unmatched.append(index)
+                continue
+            message_id, stored_id = hit
+            matched = DeliveryReceipt(  # not ``dataclasses.replace``: a fifth of its cost
+                receipt.connector_id, stored_id, receipt.status, receipt.error_code, receipt.at
+            )
+            change = _ReceiptChange(matched, now, self._recorder)
+            changes.append(MessageChange(message_id, change, job.id if job else None))
+            applied.append((index, change))
+        if unmatched:
+            try:
+                await self._park([receipts[index] for index in unmatched], job, now)
+            except Exception as exc:
+                for index in unmatched:
+                    outcomes[index] = exc
+        if not changes:
+            return outcomes
+        results = await self._store.mutate_each(changes)
+        observe, on_outcome = DELIVERY_SECONDS.observe, self._on_outcome
+        for (index, change), result in zip(applied, results, strict=True):
+            if isinstance(result, Exception):
+                outcomes[index] = result
+                continue
+            outcomes[index] = True
+            for message in change.delivered:
+                observe(max(0.0, (now - message.created_at).total_seconds()))
+            if on_outcome is not None:
+                for connector_id, ok, latency in change.outcomes:
+                    on_outcome(connector_id, ok, latency, now)
+        return outcomes
 
     async def from_job(self, job: Job) -> None:
         """Handles ``receipt`` jobs (receipts parked or handed over durably by a connector)."""
         await self(receipt_from_job(job), job=job)
 
-    async def _park(self, receipt: DeliveryReceipt, job: Job | None) -> None:
-        now = self._clock.now()
+    async def _park(
+        self, receipts: Sequence[DeliveryReceipt], job: Job | None, now: datetime
+    ) -> None:
+        """Keep unmatched ``receipts`` as ``receipt`` jobs, tried again later; ``job``: the
+        parked receipt job (of the one receipt) that came back and still matches nothing."""
         if job is not None:
             # A parked receipt came back and still matches nothing: try later, or give up.
             if job.attempts >= UNMATCHED_ATTEMPTS:
                 log.warning(
                     "receipt for unknown carrier id %s on %s dropped after %d tries",
-                    receipt.carrier_message_id,
-                    receipt.connector_id,
+                    receipts[0].carrier_message_id,
+                    receipts[0].connector_id,
                     job.attempts,
                 )
                 await self._queue.complete(job.id, job.lease_owner)
@@ -144,9 +167,10 @@ class ApplyReceipt:
                     job.id, job.lease_owner, now + UNMATCHED_RETRY, "no message has this id yet"
                 )
             return
-        key = f"{receipt.connector_id}:{receipt.carrier_message_id}:{receipt.status.value}"
-        await self._queue.enqueue(
-            [
+        jobs: list[NewJob] = []
+        for receipt in receipts:
+            key = f"{receipt.connector_id}:{receipt.carrier_message_id}:{receipt.status.value}"
+            jobs.append(
                 NewJob(
                     id=f"receipt:{key}",
                     kind="receipt",
@@ -154,5 +178,67 @@ class ApplyReceipt:
                     run_at=now + UNMATCHED_RETRY,
                     priority=15,
                 )
-            ]
-        )
+            )
+        await self._queue.enqueue(jobs)
+
+
+class ReceiptIntake:
+    """What connectors hand their receipts to (``ports.ReceiptBatchSink``): ``ApplyReceipt``,
+    given once it is made (connectors are made before the router it reports to)."""
+
+    def __init__(self) -> None:
+        self._apply: ApplyReceipt | None = None
+
+    def apply_with(self, apply: ApplyReceipt) -> None:
+        """Apply the receipts with ``apply`` from now on."""
+        self._apply = apply
+
+    async def __call__(self, receipt: DeliveryReceipt) -> None:
+        """Apply one receipt."""
+        await self._applier()(receipt)
+
+    async def each(self, receipts: Sequence[DeliveryReceipt]) -> list[Exception | None]:
+        """Apply the receipts that arrived together (``ApplyReceipt.each``)."""
+        return await self._applier().each(receipts)
+
+    def _applier(self) -> ApplyReceipt:
+        if self._apply is None:
+            raise RuntimeError("a receipt arrived before the gateway was assembled")
+        return self._apply
+
+
+class _ReceiptChange:
+    """A matched receipt's change of its message (``MessageStore.mutate``'s ``change``),
+    keeping what the caller reports once it is stored: the message if delivered, the final
+    outcome for routing quality."""
+
+    __slots__ = ("_now", "_receipt", "_recorder", "delivered", "outcomes")
+
+    def __init__(self, receipt: DeliveryReceipt, now: datetime, recorder: EventRecorder) -> None:
+        self._receipt = receipt
+        self._now = now
+        self._recorder = recorder
+        self.delivered: list[Message] = []
+        self.outcomes: list[tuple[str, bool, float | None]] = []
+
+    def __call__(self, message: Message) -> Mutation | None:
+        # The writer may run this more than once (a batch worked out again): start afresh.
+        self.delivered.clear()
+        self.outcomes.clear()
+        now = self._now
+        sent_at = message.updated_at if message.status is MessageStatus.SENT else None
+        step, _ = apply_receipt(message, self._receipt, now)
+        if step is None:
+            # Parts may still have changed (one segment of several reported).
+            return Mutation(message)
+        if step.status is MessageStatus.DELIVERED:
+            self.delivered.append(message)
+        if step.status in FINAL_OUTCOMES and message.connector_id is not None:
+            latency = (now - sent_at).total_seconds() if sent_at is not None else None
+            self.outcomes.append(
+                (message.connector_id, step.status is MessageStatus.DELIVERED, latency)
+            )
+        # Whether anyone listens is decided from the endpoint cache: no read here.
+        events, jobs = self._recorder.record(message, [step])
+        # A final outcome ends the wait (``receipt_due_at``, cleared by the transition).
+        return Mutation(message, events, jobs)

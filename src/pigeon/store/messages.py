@@ -7,6 +7,7 @@ and one executemany per table. Reads use the read connections and never wait for
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import time
@@ -35,6 +36,7 @@ from pigeon.ports import (
     Clock,
     EventRecord,
     IdempotencyRecord,
+    MessageChange,
     MessagePage,
     MessageQuery,
     Mutation,
@@ -378,6 +380,32 @@ class SqlMessageStore:
         if result is not None and item.new_carrier_ids:
             self.recent_carrier_ids.remember(result)
         return result
+
+    async def mutate_each(
+        self, changes: Sequence[MessageChange]
+    ) -> list[Message | Exception | None]:
+        """``mutate`` for each of ``changes``, submitted to the writer together: they share
+        its next batch as concurrent ``mutate`` calls would, without a task or a coroutine
+        per change. Per change its result, or the exception that failed it alone."""
+        run = self._mutate_run
+        write = self._db.write_batched
+        items = [_Change(c.message_id, c.change, c.complete_job) for c in changes]
+        waiting = [write(run, item) for item in items]
+        results: list[Message | Exception | None] = []
+        due = False
+        for item, pending in zip(items, waiting, strict=True):
+            try:
+                result = await pending
+            except Exception as exc:  # this change's own failure, or its batch's
+                results.append(exc)
+                continue
+            due = due or item.due_job
+            if result is not None and item.new_carrier_ids:
+                self.recent_carrier_ids.remember(result)
+            results.append(result)
+        if due and self.on_due_jobs is not None:
+            self.on_due_jobs()
+        return results
 
     def _prepare_accepts(self, items: Sequence[Acceptance]) -> None:
         """Before the write lock: the rows of a batch of accepts without idempotency keys
@@ -875,6 +903,29 @@ class SqlMessageStore:
             async with self._db.read() as connection:
                 row = (await connection.execute(self._find_by_carrier_id, parameters)).first()
         return None if row is None else (row.message_id, row.carrier_message_id)
+
+    async def find_each_by_carrier_id(
+        self, lookups: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[tuple[str, str] | None]:
+        """``find_by_carrier_id`` for each ``(connector id, carrier ids)``: the ids remembered
+        (``RecentCarrierIds``) at once, the others read, those reads side by side."""
+        found: list[tuple[str, str] | None] = []
+        unknown: list[int] = []
+        remembered = self.recent_carrier_ids.find
+        for index, (connector_id, carrier_message_ids) in enumerate(lookups):
+            candidates = {normalise_carrier_id(value) for value in carrier_message_ids} - {""}
+            hit = remembered(connector_id, candidates) if candidates else None
+            found.append(hit)
+            if hit is None and candidates:
+                unknown.append(index)
+        if len(unknown) == 1:
+            index = unknown[0]
+            found[index] = await self.find_by_carrier_id(*lookups[index])
+        elif unknown:
+            reads = await asyncio.gather(*(self.find_by_carrier_id(*lookups[i]) for i in unknown))
+            for index, hit in zip(unknown, reads, strict=True):
+                found[index] = hit
+        return found
 
     # --- loading --------------------------------------------------------------------------
 
