@@ -426,7 +426,12 @@ class WebhookStore(Protocol):
 
     async def disable_endpoint(self, endpoint_id: str, at: datetime) -> None: ...
 
-    async def record_attempt(self, attempt: WebhookAttempt) -> None: ...
+    async def record_attempt(
+        self, attempt: WebhookAttempt, *, complete_job: tuple[str, str] | None = None
+    ) -> None:
+        """Log ``attempt``; with ``complete_job`` (job id, lease owner), complete that job in
+        the same transaction (as ``JobQueue.complete``: deleted if the owner still holds it)."""
+        ...
 
     async def attempts_for(self, event_id: str) -> list[WebhookAttempt]: ...
 

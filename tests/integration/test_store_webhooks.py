@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pigeon.domain.accounts import Tenant
-from pigeon.ports import WebhookAttempt, WebhookEndpoint
+from pigeon.ports import NewJob, WebhookAttempt, WebhookEndpoint
 
 if TYPE_CHECKING:
     from conftest import Factory, Stores
@@ -98,3 +99,38 @@ async def test_attempts_are_logged_in_order_and_outlive_the_endpoint(
     after = await stores.webhooks.attempts_for("evt_1")
     assert [a.id for a in after] == ["wha_1", "wha_2", "wha_cb"]
     assert all(a.endpoint_id is None for a in after)
+
+
+async def test_an_attempt_logged_with_its_job_completes_the_job_its_owner_holds(
+    stores: Stores,
+) -> None:
+    """``record_attempt(complete_job=...)`` logs the attempt and deletes the job in the same
+    batch, as ``complete`` would: only a job still leased by that owner, others untouched."""
+    now = stores.clock.now()
+    await stores.queue.enqueue(
+        [NewJob(f"webhook:{n}", "webhook", {"n": n}, now) for n in ("a", "b", "c")]
+    )
+    claimed = {job.id: job for job in await stores.queue.claim(["webhook"], 10, "me", 60.0)}
+    assert sorted(claimed) == ["webhook:a", "webhook:b", "webhook:c"]
+
+    await asyncio.gather(
+        stores.webhooks.record_attempt(
+            _attempt(stores, None, 1, id="wha_a", status_code=204),
+            complete_job=("webhook:a", "me"),
+        ),
+        stores.webhooks.record_attempt(
+            _attempt(stores, None, 2, id="wha_b", status_code=204),
+            complete_job=("webhook:b", "someone-else"),
+        ),
+        stores.webhooks.record_attempt(_attempt(stores, None, 3, id="wha_c")),
+    )
+
+    assert [a.id for a in await stores.webhooks.attempts_for("evt_1")] == [
+        "wha_a",
+        "wha_b",
+        "wha_c",
+    ]
+    assert await stores.queue.pending() == {"webhook": 2}  # b: leased by another, c: kept
+    stores.clock.advance(61)
+    left = await stores.queue.claim(["webhook"], 10, "me", 60.0)
+    assert sorted(job.id for job in left) == ["webhook:b", "webhook:c"]

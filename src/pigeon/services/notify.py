@@ -280,6 +280,7 @@ class DeliverWebhook:
         except TemporaryFailure as exc:
             error = exc.detail
         attempt = self._attempt_number(job)
+        delivered = status is not None and 200 <= status < 300
         await self._webhooks.record_attempt(
             WebhookAttempt(
                 id=self._ids.new("wha"),
@@ -291,11 +292,12 @@ class DeliverWebhook:
                 status_code=status,
                 error=error,
                 duration_ms=int((time.perf_counter() - started) * 1000),
-            )
+            ),
+            # Delivered: logged and done in one transaction.
+            complete_job=(job.id, job.lease_owner) if delivered else None,
         )
-        if status is not None and 200 <= status < 300:
+        if delivered:
             _ATTEMPTS["ok"].inc()
-            await self._queue.complete(job.id, job.lease_owner)
             return
         if status == 410 and endpoint_id is not None:
             _ATTEMPTS["disabled"].inc()

@@ -392,18 +392,27 @@ class BulkUpdate(_Statement):
 
 
 class BulkDelete(_Statement):
-    """DELETE the rows of ``table`` whose ``key`` is among the rows' (each row maps ``key``)."""
+    """DELETE the rows of ``table`` whose ``key`` (a column, or several) matches one of the
+    rows' (each row maps the key columns)."""
 
-    def __init__(self, table: sa.Table, dialect: str, *, key: str) -> None:
-        super().__init__([table.c[key]], dialect)
-        name, column = _quote(table.name), _quote(key)
-        if self._postgres:
+    def __init__(self, table: sa.Table, dialect: str, *, key: str | Sequence[str]) -> None:
+        keys = (key,) if isinstance(key, str) else tuple(key)
+        super().__init__([table.c[name] for name in keys], dialect)
+        name = _quote(table.name)
+        self._single = len(keys) == 1
+        if self._postgres and self._single:
             array = f"{_POSTGRES_TYPE[self._kinds[0]]}[]"
-            sql = f"DELETE FROM {name} WHERE {column} = ANY($1::{array})"  # noqa: S608
+            sql = f"DELETE FROM {name} WHERE {_quote(keys[0])} = ANY($1::{array})"  # noqa: S608
+        elif self._postgres:
+            where = " AND ".join(f"t.{_quote(k)} = u.{_quote(k)}" for k in keys)
+            sql = f"DELETE FROM {name} AS t USING {self._recordset()} WHERE {where}"  # noqa: S608
         else:
-            sql = f"DELETE FROM {name} WHERE {column} = ?"  # noqa: S608
+            where = " AND ".join(f"{_quote(k)} = ?" for k in keys)
+            sql = f"DELETE FROM {name} WHERE {where}"  # noqa: S608
         self.sql = sql
 
     def pg_arguments(self, converted: Sequence[list[Any]]) -> list[Any]:
-        """The keys as one array."""
+        """One key: the keys as one array; several: the rows as a JSON document."""
+        if not self._single:
+            return super().pg_arguments(converted)
         return [[row[0] for row in converted]]

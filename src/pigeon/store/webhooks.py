@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.ports import WebhookAttempt, WebhookEndpoint
-from pigeon.store.bulk import BulkInsert
+from pigeon.store.bulk import BulkDelete, BulkInsert
 from pigeon.store.database import Database
-from pigeon.store.tables import webhook_attempts, webhook_endpoints
+from pigeon.store.tables import jobs, webhook_attempts, webhook_endpoints
 
 
 class SqlWebhookStore:
@@ -22,6 +22,7 @@ class SqlWebhookStore:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._insert_attempts = BulkInsert(webhook_attempts, database.dialect)
+        self._complete_jobs = BulkDelete(jobs, database.dialect, key=("id", "lease_owner"))
         # Bound once: the writer groups batched items by this callable.
         self._attempts_run = self._attempts_batch
 
@@ -87,8 +88,11 @@ class SqlWebhookStore:
 
         await self._db.write(disable)
 
-    async def record_attempt(self, attempt: WebhookAttempt) -> None:
-        """Append one delivery attempt to the log."""
+    async def record_attempt(
+        self, attempt: WebhookAttempt, *, complete_job: tuple[str, str] | None = None
+    ) -> None:
+        """Append one delivery attempt to the log; with ``complete_job`` (job id, lease
+        owner), complete that job in the same transaction (as ``JobQueue.complete``)."""
         row: dict[str, Any] = {
             "id": attempt.id,
             "event_id": attempt.event_id,
@@ -101,14 +105,20 @@ class SqlWebhookStore:
             "duration_ms": attempt.duration_ms,
         }
 
-        # Batched: concurrent deliveries log their attempts in one multi-row INSERT.
-        await self._db.write_batched(self._attempts_run, row)
+        # Batched: concurrent deliveries log their attempts in one multi-row INSERT, and
+        # complete their jobs with one DELETE.
+        await self._db.write_batched(self._attempts_run, (row, complete_job))
 
     async def _attempts_batch(
-        self, connection: AsyncConnection, rows: Sequence[dict[str, Any]]
+        self,
+        connection: AsyncConnection,
+        items: Sequence[tuple[dict[str, Any], tuple[str, str] | None]],
     ) -> list[None]:
-        await self._insert_attempts(connection, rows)
-        return [None] * len(rows)
+        await self._insert_attempts(connection, [row for row, _ in items])
+        done = [{"id": job[0], "lease_owner": job[1]} for _, job in items if job is not None]
+        if done:
+            await self._complete_jobs(connection, done)
+        return [None] * len(items)
 
     async def attempts_for(self, event_id: str) -> list[WebhookAttempt]:
         """Every attempt to deliver the event, oldest first."""
