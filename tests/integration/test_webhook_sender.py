@@ -572,6 +572,69 @@ async def test_timeout_before_the_status_raises() -> None:
         await sender.close()
 
 
+async def test_a_reused_connection_times_out_on_its_deadline() -> None:
+    """A request on a kept-alive connection runs out of time as any other: a stalled answer
+    raises with the timeout, one whose status came returns it; the connection is not reused."""
+    release = asyncio.Event()
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        if index == 1 and conn == 1:
+            await release.wait()
+        if index == 1 and conn == 2:
+            return b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\nonly a part"
+        return _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            with pytest.raises(TemporaryFailure, match=r"^timed out after 0\.2s$"):
+                await sender.send(server.url(), {}, BODY, timeout=0.2)
+            release.set()
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            assert await sender.send(server.url(), {}, BODY, timeout=0.5) == 202
+    finally:
+        await sender.close()
+    assert server.connections == 2
+    assert [number for number, _ in server.requests] == [1, 1, 2, 2]
+
+
+async def test_requests_on_reused_connections_each_keep_their_own_deadline() -> None:
+    """Concurrent requests on kept-alive connections with different timeouts: each expires
+    at its own deadline, and one answered in time is not cut short by an earlier one's."""
+    answered, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        if index == 1 and b"slow" in request:
+            await asyncio.sleep(0.3)
+            answered.set()
+        elif index == 1 and b"never" in request:
+            await release.wait()
+        return _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            urls = [server.url(f"/{name}") for name in ("never", "slow", "never-either")]
+            await asyncio.gather(*(sender.send(url, {}, BODY, timeout=5) for url in urls))
+            assert server.connections == 3
+            outcomes = await asyncio.gather(
+                sender.send(urls[0], {}, BODY, timeout=0.1),
+                sender.send(urls[1], {}, BODY, timeout=3.0),
+                sender.send(urls[2], {}, BODY, timeout=0.6),
+                return_exceptions=True,
+            )
+            release.set()
+    finally:
+        await sender.close()
+    assert answered.is_set()
+    assert outcomes[1] == 200
+    assert [str(o) for o in (outcomes[0], outcomes[2])] == [
+        "timed out after 0.1s",
+        "timed out after 0.6s",
+    ]
+
+
 async def test_malformed_answer_raises_temporary_failure() -> None:
     """An answer that is not HTTP raises TemporaryFailure and drops the connection."""
 

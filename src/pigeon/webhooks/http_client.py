@@ -24,7 +24,10 @@ cookie jars, redirects, tracing, header multidicts), so this module does just th
   connection that is lost before a single response byte arrived is sent once more, on a newly
   opened connection.
 - ``timeout`` bounds the whole exchange (waiting for a connection, connecting, writing,
-  reading). When it runs out after the final status arrived, that status is the answer.
+  reading). When it runs out after the final status arrived, that status is the answer. A
+  request that finds an idle connection is watched by one timer shared by all such
+  requests, armed for the earliest deadline, rather than by a timer (``asyncio.timeout``)
+  of its own.
 
 Parsed URLs are cached (the same receiver URLs come back all the time), and the request is
 encoded into one ``bytes`` object and written with a single ``transport.write``.
@@ -36,6 +39,7 @@ import asyncio
 import base64
 import enum
 import ipaddress
+import math
 import re
 import socket
 import ssl
@@ -67,6 +71,8 @@ KEEPALIVE_SECONDS: Final = 15.0
 """How long an idle pooled connection is kept before it is closed (aiohttp's default too)."""
 
 _TARGET_CACHE_SIZE: Final = 1024
+#: How early a timer may fire: the event loop's timers count whole milliseconds.
+_TIMER_RESOLUTION: Final = 0.001
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _HOSTNAME = re.compile(r"[A-Za-z0-9_.-]+")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -287,6 +293,11 @@ class _Connection(asyncio.Protocol):
         await waiter
         return self.status
 
+    def expire(self) -> None:
+        """The request's time ran out: its ``exchange`` raises ``TimeoutError`` (the
+        connection, its answer unread, is then closed by the pool)."""
+        self._settle(TimeoutError())
+
     def close(self, *, abort: bool) -> None:
         """Close the connection: gracefully, or at once (``abort``) when it is in a bad state.
 
@@ -456,6 +467,11 @@ class HttpClient:
         self._open = 0
         self._waiters: deque[_Waiter] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        #: Requests sent on a reused connection without a timeout of their own (``post``):
+        #: their deadline by connection, watched by one timer for them all.
+        self._deadlines: dict[_Connection, float] = {}
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = math.inf
         self.closed = False
 
     @property
@@ -535,14 +551,49 @@ class HttpClient:
         Raises an ``HttpClientError`` when there is no answer, ``TimeoutError`` when ``timeout``
         runs out before the status arrived, and ``ValueError`` for a header that would break
         the request apart.
+
+        A request that finds an idle connection to its host (the usual case under load) is
+        written at once and its deadline joins the ones ``_expire`` watches with a single
+        timer; any other waits for its connection under an ``asyncio.timeout`` of its own.
         """
         target = self.target(url)
         request = self.encode_head(target, headers, len(body))
-        conn: _Connection | None = None
+        fresh = False
+        conn = self._reuse_idle(target) if timeout > 0 else None
+        if conn is not None:
+            deadline = self._loop.time() + timeout
+            self._watch(conn, deadline)
+            try:
+                status = await conn.exchange(request, body)
+            except TimeoutError:  # ``_expire``: the deadline passed (before OSError: a subclass)
+                status = conn.status
+                self._release(conn)
+                if not status:
+                    raise
+                return status
+            except (OSError, Disconnected):
+                self._deadlines.pop(conn, None)
+                self._release(conn)
+                if conn.received:
+                    raise
+                # The server had closed the idle connection before our request reached it:
+                # again on a new one, in the time left.
+                timeout = deadline - self._loop.time()
+                if timeout <= 0:
+                    raise TimeoutError from None
+                fresh = True
+            except BaseException:
+                self._deadlines.pop(conn, None)
+                self._release(conn)
+                raise
+            else:
+                self._deadlines.pop(conn, None)
+                self._release(conn)
+                return status
         try:
             # Like aiohttp, a timeout of zero or less means none.
             async with asyncio.timeout(timeout if timeout > 0 else None):
-                conn = await self._acquire(target, fresh=False)
+                conn = await self._acquire(target, fresh=fresh)
                 try:
                     status = await conn.exchange(request, body)
                 except (OSError, Disconnected):
@@ -569,12 +620,52 @@ class HttpClient:
                 self._release(conn)
             raise
 
+    def _reuse_idle(self, target: Target) -> _Connection | None:
+        """An idle connection to ``target``'s host taken for a request now, if one is there
+        and no request waits for that host."""
+        host = self._hosts.get(target.key)
+        if host is None or host.waiting or self.closed:
+            return None
+        return self._take_idle(host)
+
+    def _watch(self, conn: _Connection, deadline: float) -> None:
+        """Expire the request on ``conn`` at ``deadline`` (``_expire``)."""
+        self._deadlines[conn] = deadline
+        if deadline < self._deadline_at:
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
+            self._deadline_at = deadline
+            self._deadline_timer = self._loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """Expire the watched requests whose deadline has come (within the timers' resolution
+        of a millisecond, as ``asyncio.timeout``'s); re-arm for the earliest of the others.
+        Requests end long before their deadline as a rule, so this runs about once per
+        timeout while requests keep going out, whatever their number."""
+        self._deadline_timer = None
+        self._deadline_at = math.inf
+        now = self._loop.time() + _TIMER_RESOLUTION
+        earliest = math.inf
+        for conn, deadline in list(self._deadlines.items()):
+            if deadline <= now:
+                del self._deadlines[conn]
+                conn.expire()
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest < math.inf:
+            self._deadline_at = earliest
+            self._deadline_timer = self._loop.call_at(earliest, self._expire)
+
     async def close(self) -> None:
         """Close every connection and fail every waiter; the client cannot be used again."""
         self.closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+            self._deadline_at = math.inf
         while self._waiters:
             waiter = self._waiters.popleft()
             waiter.host.waiting -= 1
@@ -629,13 +720,9 @@ class HttpClient:
     def _take(self, host: _Host, *, fresh: bool) -> _Connection | _Grant | None:
         """An idle connection, a grant to open one, or ``None`` (wait)."""
         if not fresh:
-            while host.idle:
-                conn = next(reversed(host.idle))  # the most recently used
-                self._unidle(conn)
-                if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
-                    conn.reused = True
-                    return conn
-                self._forget(conn)
+            conn = self._take_idle(host)
+            if conn is not None:
+                return conn
         if host.open >= self._limit_per_host:
             if not host.idle:
                 return None
@@ -647,6 +734,18 @@ class HttpClient:
         host.open += 1
         self._open += 1
         return _Grant.NEW_CONNECTION
+
+    def _take_idle(self, host: _Host) -> _Connection | None:
+        """The most recently used idle connection of ``host`` that is still open (the
+        closed ones met on the way are forgotten), taken out of the idle ones."""
+        while host.idle:
+            conn = next(reversed(host.idle))
+            self._unidle(conn)
+            if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+            self._forget(conn)
+        return None
 
     def _wake(self) -> None:
         """Serve the waiters, earliest first, with what is free now.
