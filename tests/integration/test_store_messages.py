@@ -27,7 +27,7 @@ from pigeon.ports import (
     OverdueReceipts,
     SweepMark,
 )
-from pigeon.store import SqlMessageStore, connect, normalise_carrier_id
+from pigeon.store import SqlMessageStore, WriterClosedError, connect, normalise_carrier_id
 from pigeon.store.messages import (
     MAX_PAGE_SIZE,
     RecentCarrierIds,
@@ -831,6 +831,23 @@ async def test_mutate_each_applies_every_change_and_fails_only_the_one_that_rais
     assert await stores.queue.pending() == {"dispatch": 1}  # the failing change's job is kept
     found = await stores.messages.find_each_by_carrier_id([("c", ["a1"]), ("c", ["c3"])])
     assert found == [(first.id, "A1"), (last.id, "C3")]
+
+
+async def test_mutate_each_on_a_closed_writer_returns_the_error_for_each_change(
+    stores: Stores, factory: Factory
+) -> None:
+    """With the writer closed (shutting down), every change comes back as the writer's
+    error rather than the call raising: the caller answers each on its own."""
+    tenant = await factory.tenant()
+    message = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(message))
+    await stores.database.close()
+
+    results = await stores.messages.mutate_each(
+        [MessageChange(message.id, lambda m: Mutation(m)) for _ in range(3)]
+    )
+
+    assert [type(result) for result in results] == [WriterClosedError] * 3
 
 
 async def test_find_each_by_carrier_id_mixes_remembered_ids_and_reads(

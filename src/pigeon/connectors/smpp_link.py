@@ -328,6 +328,7 @@ class SmppLink:
         self.session = session
         self._futures = {}
         self._outbox = []
+        self._arrived = []  # nothing of a lost connection is answered on this one
         closed = asyncio.Event()
         reading = asyncio.create_task(self._read(reader, session, closed))
         ticking = asyncio.create_task(self._tick(session, writer))

@@ -12,7 +12,7 @@ import random
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -390,10 +390,18 @@ class SqlMessageStore:
         run = self._mutate_run
         write = self._db.write_batched
         items = [_Change(c.message_id, c.change, c.complete_job) for c in changes]
-        waiting = [write(run, item) for item in items]
+        waiting: list[Awaitable[Message | None] | Exception] = []
+        for item in items:
+            try:
+                waiting.append(write(run, item))
+            except Exception as exc:  # the writer is closed: this one and the rest fail
+                waiting.append(exc)
         results: list[Message | Exception | None] = []
         due = False
         for item, pending in zip(items, waiting, strict=True):
+            if isinstance(pending, Exception):
+                results.append(pending)
+                continue
             try:
                 result = await pending
             except Exception as exc:  # this change's own failure, or its batch's
