@@ -6,6 +6,7 @@ each. Services depend on nothing but these and the domain.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -485,6 +486,17 @@ class Connector(Protocol):
     async def stop(self) -> None: ...
 
     async def submit(self, message: Message) -> SubmitResult: ...
+
+
+@runtime_checkable
+class SubmitStarting(Protocol):
+    """A ``Connector`` that can also start a submit without a coroutine (a dispatcher with a
+    batch of messages then needs no task per message)."""
+
+    def start_submit(self, message: Message) -> asyncio.Future[SubmitResult] | None:
+        """The submit of ``message`` started now: the future of what ``submit`` would return
+        or raise. ``None`` when it cannot start at once; then ``submit`` it."""
+        ...
 
 
 # --- numbers --------------------------------------------------------------------------------

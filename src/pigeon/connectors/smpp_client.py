@@ -90,7 +90,7 @@ from pigeon.smpp.constants import (
     is_delivery_receipt,
     status_name,
 )
-from pigeon.smpp.pdu import DataSm, DeliverSm, GenericNack, SubmitSm
+from pigeon.smpp.pdu import DataSm, DeliverSm, GenericNack, Pdu, SubmitSm
 from pigeon.smpp.receipt import receipt_from_pdu
 
 __all__ = [
@@ -162,6 +162,20 @@ def carrier_error(
         return TemporaryFailure(text, code=code)
     fault = Fault.MESSAGE if status in message_faults else Fault.ROUTE
     return PermanentFailure(text, code=code, fault=fault)
+
+
+def _settle_retry(result: asyncio.Future[SubmitResult], retry: asyncio.Future[str]) -> None:
+    """``result`` as the retried segment ``retry`` ended (``start_submit``'s throttled case)."""
+    if result.done():
+        if not retry.cancelled():
+            retry.exception()  # retrieved: nobody waits for it any more
+        return
+    if retry.cancelled():
+        result.cancel()
+    elif (error := retry.exception()) is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(SubmitResult(carrier_message_ids=(retry.result(),)))
 
 
 class _TokenBucket:
@@ -387,10 +401,12 @@ class SmppClientConnector:
             for segment in text.segments
         ]
 
-    async def _submit_segment(self, pdu: Callable[[int], SubmitSm], priority: int = 0) -> str:
-        settings = self.settings
-        loop = asyncio.get_running_loop()
-        throttled_since: float | None = None
+    async def _submit_segment(
+        self,
+        pdu: Callable[[int], SubmitSm],
+        priority: int = 0,
+        throttled_since: float | None = None,
+    ) -> str:
         not_sent = 0
         while True:
             link = await self._acquire(priority)
@@ -410,45 +426,125 @@ class SmppClientConnector:
                         f"{self.id}: submit could not be written: {exc}", code="smpp_not_bound"
                     ) from None
                 continue
-            except ResponseTimeout:
-                raise TemporaryFailure(
-                    f"{self.id}: no submit_sm_resp within {settings.response_timeout}s on "
-                    f"{link.name} (the carrier may have the message)",
-                    code="smpp_timeout",
-                ) from None
-            except ConnectionLost as exc:
-                raise TemporaryFailure(
-                    f"{self.id}: connection lost with the submit in flight on {link.name}: {exc}"
-                    " (the carrier may have the message)",
-                    code="smpp_connection_lost",
-                ) from None
+            except (ResponseTimeout, ConnectionLost) as exc:
+                raise self._unanswered(link, exc) from None
             finally:
                 link.release()
-            status = response.command_status
-            if isinstance(response, GenericNack) and status == _S.ESME_ROK:
-                status = _S.ESME_RSYSERR  # a generic_nack never means success
-            if status == _S.ESME_ROK:
-                link.accepted()
-                message_id = getattr(response, "message_id", "")
-                if not message_id:
-                    log.warning("%s: submit_sm_resp OK without a message_id", link.name)
-                return str(message_id)
-            if status in _THROTTLING:
-                now = loop.time()
-                link.throttled(now)
-                if throttled_since is None:
-                    throttled_since = now
-                if now - throttled_since < settings.throttle_retry_for:
-                    continue
-            elif status == _S.ESME_RINVBNDSTS:
-                log.warning("%s: the carrier says we are not bound; re-binding", link.name)
-                link.drop()
-            raise carrier_error(
-                status,
-                f"{self.id}: carrier refused the submit",
-                settings.temporary_statuses,
-                settings.message_fault_statuses,
+            verdict = self._verdict(link, response, throttled_since)
+            if isinstance(verdict, str):
+                return verdict
+            if isinstance(verdict, float):
+                throttled_since = verdict
+                continue
+            raise verdict
+
+    def _unanswered(self, link: SmppLink, exc: ResponseTimeout | ConnectionLost) -> CarrierError:
+        """The error of a submit written on ``link`` that got no response."""
+        if isinstance(exc, ResponseTimeout):
+            return TemporaryFailure(
+                f"{self.id}: no submit_sm_resp within {self.settings.response_timeout}s on "
+                f"{link.name} (the carrier may have the message)",
+                code="smpp_timeout",
             )
+        return TemporaryFailure(
+            f"{self.id}: connection lost with the submit in flight on {link.name}: {exc}"
+            " (the carrier may have the message)",
+            code="smpp_connection_lost",
+        )
+
+    def _verdict(
+        self, link: SmppLink, response: Pdu, throttled_since: float | None
+    ) -> str | float | CarrierError:
+        """What ``response`` to a submit on ``link`` means: the carrier's id (accepted), the
+        time the throttling began (try the segment again), or the error to raise."""
+        status = response.command_status
+        if isinstance(response, GenericNack) and status == _S.ESME_ROK:
+            status = _S.ESME_RSYSERR  # a generic_nack never means success
+        if status == _S.ESME_ROK:
+            link.accepted()
+            message_id = getattr(response, "message_id", "")
+            if not message_id:
+                log.warning("%s: submit_sm_resp OK without a message_id", link.name)
+            return str(message_id)
+        if status in _THROTTLING:
+            now = asyncio.get_running_loop().time()
+            link.throttled(now)
+            if throttled_since is None:
+                throttled_since = now
+            if now - throttled_since < self.settings.throttle_retry_for:
+                return throttled_since
+        elif status == _S.ESME_RINVBNDSTS:
+            log.warning("%s: the carrier says we are not bound; re-binding", link.name)
+            link.drop()
+        return carrier_error(
+            status,
+            f"{self.id}: carrier refused the submit",
+            self.settings.temporary_statuses,
+            self.settings.message_fault_statuses,
+        )
+
+    def start_submit(self, message: Message) -> asyncio.Future[SubmitResult] | None:
+        """``submit`` of a one-segment message written now, without a coroutine or a task:
+        the future of its result, which ends as ``submit`` would return or raise. ``None``
+        when it cannot go out at once (a long message, no free window slot, a paced
+        connector, a submit of higher priority waiting): then ``submit`` it."""
+        if not self._started or self._stopping or self._bucket is not None:
+            return None
+        priority = CATEGORY_PRIORITY.get(message.category, 0)
+        link = self._free_link(priority)
+        if link is None:
+            return None
+        if link.congested:
+            return None
+        try:
+            pdus = self._compose(message)
+        except PermanentFailure:
+            return None  # ``submit`` raises it
+        if len(pdus) != 1:
+            return None
+        pdu = pdus[0]
+        try:
+            response = link.start_request(pdu)
+        except (ValueError, NotSent):
+            return None  # ``submit`` raises it, or tries again
+        link.busy += 1
+        result: asyncio.Future[SubmitResult] = asyncio.get_running_loop().create_future()
+        response.add_done_callback(functools.partial(self._responded, link, pdu, priority, result))
+        return result
+
+    def _responded(
+        self,
+        link: SmppLink,
+        pdu: Callable[[int], SubmitSm],
+        priority: int,
+        result: asyncio.Future[SubmitResult],
+        response: asyncio.Future[Pdu],
+    ) -> None:
+        """The end of a submit ``start_submit`` wrote: ``result`` as ``submit`` would end."""
+        link.release()
+        if response.cancelled():
+            error: BaseException = TemporaryFailure(
+                f"{self.id}: the submit on {link.name} was abandoned", code="smpp_connection_lost"
+            )
+        else:
+            failure = response.exception()
+            if failure is None:
+                verdict = self._verdict(link, response.result(), None)
+                if isinstance(verdict, str):
+                    if not result.done():
+                        result.set_result(SubmitResult(carrier_message_ids=(verdict,)))
+                    return
+                if isinstance(verdict, float):  # throttled: tried again as ``submit`` does
+                    retry = asyncio.ensure_future(self._submit_segment(pdu, priority, verdict))
+                    retry.add_done_callback(functools.partial(_settle_retry, result))
+                    return
+                error = verdict
+            elif isinstance(failure, ResponseTimeout | ConnectionLost):
+                error = self._unanswered(link, failure)
+            else:
+                error = failure
+        if not result.done():
+            result.set_exception(error)
 
     async def _acquire(self, priority: int = 0) -> SmppLink:
         """Reserve a window slot on the least busy bound transmitter, waiting if all are full.
@@ -503,6 +599,18 @@ class SmppClientConnector:
                     waiter.cancel()
                 elif not woken and not waiter.cancelled():
                     self._wake()  # we were handed a slot but leave: pass it on
+
+    def _free_link(self, priority: int) -> SmppLink | None:
+        """The least busy bound transmitter with a free window slot, unless a submit of higher
+        priority waits for one (``None``); nothing is reserved."""
+        if self._waiters and self._better_waiting(priority):
+            return None
+        now = asyncio.get_running_loop().time()
+        best: SmppLink | None = None
+        for link in self._tx_links:
+            if link.can_take(now) and (best is None or link.busy < best.busy):
+                best = link
+        return best
 
     def _better_waiting(self, priority: int) -> bool:
         """Whether a submit of higher priority than ``priority`` waits for a slot."""

@@ -396,6 +396,23 @@ class SmppLink:
         :class:`ConnectionLost` if it was written but no response came, ``ValueError`` (before
         anything is sent) if a field breaks the specification.
         """
+        future = self.start_request(pdu)
+        writer = self._writer
+        if writer is not None and writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        return await future
+
+    @property
+    def congested(self) -> bool:
+        """True while more is waiting to be written to the carrier than the socket takes."""
+        writer = self._writer
+        return writer is None or writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER
+
+    def start_request(self, pdu: Pdu | Callable[[int], Pdu]) -> asyncio.Future[Pdu]:
+        """``request`` up to the wait: the request is written (in this turn of the loop) and
+        the future of its response returned. It ends as ``request`` returns or raises, but for
+        :class:`NotSent` and ``ValueError``, which are raised here."""
         session, writer = self.session, self._writer
         if session is None or writer is None or writer.is_closing():
             raise NotSent(f"{self.name} is not connected")
@@ -410,11 +427,7 @@ class SmppLink:
             raise NotSent(f"{self.name}: {exc}") from None
         future = self._register(pdu)
         self._send(frame)
-        transport = writer.transport
-        if transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-            with contextlib.suppress(ConnectionError):
-                await writer.drain()
-        return await future
+        return future
 
     def _fail_all(self, error: LinkError) -> None:
         futures, self._futures = self._futures, {}

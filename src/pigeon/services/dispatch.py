@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -29,11 +30,14 @@ from pigeon.ports import (
     IdFactory,
     Job,
     JobQueue,
+    MessageChange,
     MessageStore,
     Mutation,
     SubmitResult,
+    SubmitStarting,
 )
 from pigeon.services.events import EventRecorder
+from pigeon.services.worker import JobBatch
 from pigeon.telemetry import SUBMIT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -128,6 +132,17 @@ class RetryPolicy:
         return timedelta(seconds=self.delays[index])
 
 
+@dataclass(slots=True)
+class _Started:
+    """A dispatch job of a batch whose first submit ``run_each`` started."""
+
+    job: Job
+    message: Message
+    notify: bool
+    plan: RoutePlan
+    candidate: str
+
+
 @dataclass
 class _History:
     """Earlier attempts at a message: connectors given up, temporary failures per connector."""
@@ -184,27 +199,148 @@ class DispatchMessage:
             await self._finish(job, message_id, S.EXPIRED, "validity ended before sending", None)
             return
         plan = self._router.plan(message)
-        history = await self._history(message)
+        await self._route(job, message, notify, plan, await self._history(message), now)
+
+    async def run_each(self, batch: JobBatch) -> None:
+        """Run a claim's dispatch jobs together: the messages that go out at once on the first
+        connector of their plan (a carrier that can start a submit without waiting, the
+        common case) are submitted in one go and their ``sent`` changes written together as
+        their responses come; every other job, and every submit that fails, continues on its
+        own as ``__call__`` would."""
+        now = self._clock.now()
+        listening: dict[str, bool] = {}
+        starters: dict[str, Callable[[Message], asyncio.Future[SubmitResult] | None] | None] = {}
+        pending: dict[asyncio.Future[SubmitResult], _Started] = {}
+        for job in batch.jobs:
+            message_id = str(job.payload["message_id"])
+            message = self._prefetched.get(message_id)
+            if (
+                message is None
+                or message.status not in DISPATCHABLE
+                or message.attempts
+                or message.connector_id is not None
+                or (message.expires_at is not None and now >= message.expires_at)
+            ):
+                batch.alone(job)  # finds its message where prefetch left it
+                continue
+            tenant_id = message.tenant_id
+            listens = listening.get(tenant_id)
+            if listens is None:
+                listens = listening[tenant_id] = await self._recorder.endpoints_listening(tenant_id)
+            plan = self._router.plan(message)
+            candidate = next_candidate(plan, set(), accepted=accepted_by(message))
+            if candidate is None:
+                batch.alone(job)
+                continue
+            if candidate in starters:
+                start = starters[candidate]
+            else:
+                connector = self._router.connector(candidate)
+                start = starters[candidate] = (
+                    connector.start_submit
+                    if isinstance(connector, SubmitStarting) and connector.ready
+                    else None
+                )
+            future = None if start is None else start(message)
+            if future is None:
+                batch.alone(job)
+                continue
+            del self._prefetched[message_id]
+            notify = listens or bool(message.callback_url)
+            pending[future] = _Started(job, message, notify, plan, candidate)
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            sent: list[tuple[_Started, SubmitResult]] = []
+            for future in done:
+                started = pending.pop(future)
+                if not future.cancelled() and future.exception() is None:
+                    sent.append((started, future.result()))
+                else:  # failover, retries and failures as ``__call__`` handles them
+                    batch.alone(started.job, functools.partial(self._resume, started, future))
+            if sent:
+                await self._sent_each(batch, sent)
+
+    async def _resume(self, started: _Started, submit: asyncio.Future[SubmitResult]) -> None:
+        """``__call__`` from the end of a submit ``run_each`` started."""
+        message = started.message
+        await self._route(
+            started.job,
+            message,
+            started.notify,
+            started.plan,
+            _History(),
+            self._clock.now(),
+            (started.candidate, submit),
+        )
+
+    async def _sent_each(self, batch: JobBatch, sent: list[tuple[_Started, SubmitResult]]) -> None:
+        """Record the ``sent`` changes of submits that went through, in one hand-over to the
+        store; a change that failed is retried as a crashed job would be."""
+        now = self._clock.now()
+        changes = []
+        for started, result in sent:
+            self._router.submitted(started.candidate, started.message, now)
+            changes.append(
+                MessageChange(
+                    started.message.id,
+                    self._sent_change(started.candidate, result, started.notify, now),
+                    complete_job=started.job.id,
+                )
+            )
+        outcomes = await self._store.mutate_each(changes)
+        for (started, _), outcome in zip(sent, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                batch.failed(started.job, outcome)
+            else:
+                batch.finished(started.job)
+
+    async def _route(
+        self,
+        job: Job,
+        message: Message,
+        notify: bool,
+        plan: RoutePlan,
+        history: _History,
+        now: datetime,
+        started: tuple[str, asyncio.Future[SubmitResult]] | None = None,
+    ) -> None:
+        """Try the plan's connectors in order until one takes ``message`` (``started``: the
+        first one's submit, already under way)."""
+        message_id = message.id
         tried = history.tried
         attempt = message.attempts
         last = history.last
         while True:
-            candidate = next_candidate(plan, tried, accepted=accepted_by(message))
-            if candidate is None:
-                connector_id, detail, code = last or (None, "no connector to send to", "no_route")
-                await self._finish(job, message_id, S.FAILED, detail, code, connector_id)
-                return
-            connector = self._router.connector(candidate)
-            rest = [c for c in plan.order if c not in tried and c != candidate]
-            if not connector.ready and any(self._router.connector(c).ready for c in rest):
-                # Down or unbound while another candidate is up: fail over without waiting.
-                await self._failover(message, candidate, "not_ready", "connector not ready", None)
-                tried.add(candidate)
-                last = (candidate, "connector not ready", "connector_unavailable")
-                continue
+            if started is not None:
+                candidate, under_way = started
+                started = None
+                connector = self._router.connector(candidate)
+                submit: Awaitable[SubmitResult] = under_way
+            else:
+                found = next_candidate(plan, tried, accepted=accepted_by(message))
+                if found is None:
+                    connector_id, detail, code = last or (
+                        None,
+                        "no connector to send to",
+                        "no_route",
+                    )
+                    await self._finish(job, message_id, S.FAILED, detail, code, connector_id)
+                    return
+                candidate = found
+                connector = self._router.connector(candidate)
+                rest = [c for c in plan.order if c not in tried and c != candidate]
+                if not connector.ready and any(self._router.connector(c).ready for c in rest):
+                    # Down or unbound while another candidate is up: fail over without waiting.
+                    await self._failover(
+                        message, candidate, "not_ready", "connector not ready", None
+                    )
+                    tried.add(candidate)
+                    last = (candidate, "connector not ready", "connector_unavailable")
+                    continue
+                submit = connector.submit(message)
             attempt += 1
             try:
-                result = await connector.submit(message)
+                result = await submit
             except PermanentFailure as exc:
                 SUBMIT_ERRORS.labels(candidate, "permanent").inc()
                 self._router.failed(candidate, exc.code, now)
@@ -319,7 +455,13 @@ class DispatchMessage:
     async def _sent(
         self, job: Job, message_id: str, connector_id: str, result: SubmitResult, notify: bool
     ) -> None:
-        now = self._clock.now()
+        change = self._sent_change(connector_id, result, notify, self._clock.now())
+        await self._store.mutate(message_id, change, complete_job=job.id)
+
+    def _sent_change(
+        self, connector_id: str, result: SubmitResult, notify: bool, now: datetime
+    ) -> Callable[[Message], Mutation | None]:
+        """The change that records a submit ``connector_id`` accepted."""
 
         def change(message: Message) -> Mutation | None:
             if message.status not in DISPATCHABLE:
@@ -340,7 +482,7 @@ class DispatchMessage:
             # ``receipt_due_at``, which was set when it was accepted (ADR 26).
             return Mutation(message, events, jobs)
 
-        await self._store.mutate(message_id, change, complete_job=job.id)
+        return change
 
     async def _finish(
         self,

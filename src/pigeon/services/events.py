@@ -199,6 +199,11 @@ class EventRecorder:
         listening = await self._endpoints.has_endpoints(message.tenant_id)
         return listening or bool(message.callback_url)
 
+    async def endpoints_listening(self, tenant_id: str) -> bool:
+        """Whether the tenant has an enabled webhook endpoint: ``wants_notifications`` for
+        every message of the tenant without a callback URL (a batch asks once per tenant)."""
+        return await self._endpoints.has_endpoints(tenant_id)
+
     def record(
         self,
         message: Message,

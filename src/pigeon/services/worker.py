@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -24,8 +25,62 @@ class Prefetching(Protocol):
     async def prefetch(self, jobs: Sequence[Job]) -> None: ...
 
 
+@runtime_checkable
+class BatchRunning(Protocol):
+    """A handler that runs a claim's jobs of its kind in one call and one task, instead of a
+    task per job: the jobs it takes the usual way, each on its own, it hands back to the
+    runner (``JobBatch.alone``)."""
+
+    async def __call__(self, job: Job) -> None: ...
+
+    async def run_each(self, batch: JobBatch) -> None: ...
+
+
+class JobBatch:
+    """The jobs of one claim a ``BatchRunning`` handler was given, with the slots they hold.
+
+    The handler ends each job one of two ways: it completes or reschedules it itself, then
+    says so (``finished``, which frees the job's slot at once), or it hands the job to a task
+    of its own (``alone``: the handler's ``__call__``, or ``run``), which the runner watches
+    as any other. A job the handler still holds when ``run_each`` raises is rescheduled with
+    the crash backoff; one it still holds when ``run_each`` returns has its slot freed (its
+    lease runs out unless the handler ended it without saying so).
+    """
+
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        start_alone: Callable[[Job, Callable[[], Awaitable[None]] | None], None],
+        release: Callable[[int], None],
+    ) -> None:
+        self.jobs = jobs
+        self._start_alone = start_alone
+        self._release = release
+        #: The jobs not yet ended or handed on, by id.
+        self.held: dict[str, Job] = {job.id: job for job in jobs}
+
+    def alone(self, job: Job, run: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Run ``job`` in a task of its own from here on (``run``, or the handler's call)."""
+        if self.held.pop(job.id, None) is not None:
+            self._release(1)  # the task takes the slot over
+            self._start_alone(job, run)
+
+    def failed(self, job: Job, error: Exception) -> None:
+        """``job`` failed with ``error``: rescheduled as a job whose handler raised it."""
+        self.alone(job, functools.partial(_raise, error))
+
+    def finished(self, job: Job) -> None:
+        """``job`` has ended: free its slot."""
+        if self.held.pop(job.id, None) is not None:
+            self._release(1)
+
+
 #: Waits after a handler crashed on a job, by how often the job was tried.
 CRASH_DELAYS = (1, 5, 30, 120, 600)
+
+
+async def _raise(error: Exception) -> None:
+    raise error
 
 
 class JobRunner:
@@ -66,6 +121,12 @@ class JobRunner:
     ) -> None:
         self._queue = queue
         self._handlers = dict(handlers)
+        #: The kinds whose handler runs a claim's jobs in one call.
+        self._batch_handlers = {
+            kind: handler
+            for kind, handler in self._handlers.items()
+            if isinstance(handler, BatchRunning)
+        }
         self._clock = clock
         self._owner = owner
         self._concurrency = concurrency
@@ -74,6 +135,8 @@ class JobRunner:
         self._idle = idle_seconds
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Jobs held by tasks (a batch's task holds several until it hands them on or ends).
+        self._running = 0
         self._full = False
         self._min_priority = min_priority
         self._max_priority = max_priority
@@ -133,7 +196,7 @@ class JobRunner:
             wanted = min(free, self._batch)
             if await self._claim(stop, kinds, wanted, self._min_priority) < wanted:
                 await self._wait(stop, self._idle)
-        if self._tasks:
+        while self._tasks:  # a batch may still hand jobs to tasks of their own
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _claim(
@@ -155,11 +218,43 @@ class JobRunner:
             await self._wait(stop, 1.0)
             return 0
         await self._prefetch(jobs)
+        batches: dict[str, list[Job]] | None = None
         for job in jobs:
-            task = asyncio.create_task(self._run_one(job))
-            self._tasks.add(task)
-            task.add_done_callback(self._finished)
+            if job.kind in self._batch_handlers:
+                if batches is None:
+                    batches = {}
+                batches.setdefault(job.kind, []).append(job)
+            else:
+                self._start_alone(job, None)
+        if batches is not None:
+            for kind, of_kind in batches.items():
+                self._start_batch(kind, of_kind)
         return len(jobs)
+
+    def _start_alone(self, job: Job, run: Callable[[], Awaitable[None]] | None) -> None:
+        self._running += 1
+        task = asyncio.create_task(self._run_one(job, run))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _start_batch(self, kind: str, jobs: list[Job]) -> None:
+        batch = JobBatch(jobs, self._start_alone, self._release)
+        self._running += len(jobs)
+        task = asyncio.create_task(self._run_batch(self._batch_handlers[kind], batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_batch(self, handler: BatchRunning, batch: JobBatch) -> None:
+        try:
+            await handler.run_each(batch)
+        except Exception as exc:  # a handler bug must not stop the runner: retry what it held
+            log.exception("a batch of %d %s jobs failed", len(batch.jobs), batch.jobs[0].kind)
+            for job in list(batch.held.values()):
+                await self._retry_crashed(job, exc)
+        finally:
+            held = len(batch.held)
+            batch.held.clear()
+            self._release(held)
 
     async def _prefetch(self, jobs: list[Job]) -> None:
         """Let the handlers that prefetch read for their kind's jobs of this claim; a failed
@@ -177,6 +272,10 @@ class JobRunner:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._release(1)
+
+    def _release(self, jobs: int) -> None:
+        self._running -= jobs
         # A full runner sleeps until slots free up: wake it once half a claim's worth is free
         # rather than after its idle poll.
         if self._full and self._free_slots() >= max(1, min(self._batch, self._concurrency) // 2):
@@ -184,7 +283,7 @@ class JobRunner:
             self._wake.set()
 
     def _free_slots(self) -> int:
-        return self._concurrency - len(self._tasks)
+        return self._concurrency - self._running
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> bool:
         """Wait for a nudge, ``stop`` or ``seconds``; whether something woke it."""
@@ -201,16 +300,19 @@ class JobRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await waiter
 
-    async def _run_one(self, job: Job) -> None:
+    async def _run_one(self, job: Job, run: Callable[[], Awaitable[None]] | None = None) -> None:
         try:
-            await self._handlers[job.kind](job)
+            await (self._handlers[job.kind](job) if run is None else run())
         except Exception as exc:  # a handler bug must not stop the runner: log and retry later
             log.exception("job %s (%s) failed", job.id, job.kind)
-            delay = CRASH_DELAYS[max(0, min(job.attempts, len(CRASH_DELAYS)) - 1)]
-            with contextlib.suppress(Exception):
-                await self._queue.retry(
-                    job.id,
-                    job.lease_owner,
-                    self._clock.now() + timedelta(seconds=delay),
-                    f"{type(exc).__name__}: {exc}"[:500],
-                )
+            await self._retry_crashed(job, exc)
+
+    async def _retry_crashed(self, job: Job, exc: Exception) -> None:
+        delay = CRASH_DELAYS[max(0, min(job.attempts, len(CRASH_DELAYS)) - 1)]
+        with contextlib.suppress(Exception):
+            await self._queue.retry(
+                job.id,
+                job.lease_owner,
+                self._clock.now() + timedelta(seconds=delay),
+                f"{type(exc).__name__}: {exc}"[:500],
+            )

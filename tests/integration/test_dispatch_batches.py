@@ -1,0 +1,209 @@
+"""A claim's dispatch jobs run as one batch against a real SMPP carrier (our ``smsc-sim`` on
+loopback): the submits that can go out at once are written together and recorded ``sent``
+together; a refused one continues on its own as a single job would; the messages that do
+not fit the batch are handed back untouched."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from pigeon.clock import SystemClock
+from pigeon.connectors.smpp_client import SmppClientConnector
+from pigeon.connectors.smpp_settings import SmppConnectorSettings
+from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant
+from pigeon.domain.messages import MessageStatus
+from pigeon.ids import UlidFactory
+from pigeon.ports import Job
+from pigeon.queue import SqlJobQueue
+from pigeon.services.accept import AcceptMessage, SendRequest
+from pigeon.services.authenticate import Caller
+from pigeon.services.dispatch import DispatchMessage, SandboxRouter
+from pigeon.services.events import EndpointDirectory, EventRecorder
+from pigeon.services.receipts import ApplyReceipt
+from pigeon.services.worker import JobBatch
+from pigeon.smpp.constants import CommandStatus
+from pigeon.smsc_sim import Faults, SmscSimConfig, SmscSimulator
+from pigeon.store import Database, SqlAccountStore, SqlMessageStore, SqlWebhookStore
+
+Run = Callable[[], Awaitable[None]] | None
+
+
+@dataclass
+class Carrier:
+    """The stores, a connector bound to the simulator, and the dispatch handler."""
+
+    messages: SqlMessageStore
+    queue: SqlJobQueue
+    dispatch: DispatchMessage
+    accept: AcceptMessage
+    caller: Caller
+
+
+@dataclass
+class Handed:
+    """What a batch handed back to the runner (``alone``) and how many slots it gave up
+    (one per job finished or handed back)."""
+
+    alone: list[tuple[Job, Run]] = field(default_factory=list)
+    released: int = 0
+
+    def batch(self, jobs: list[Job]) -> JobBatch:
+        def start_alone(job: Job, run: Run) -> None:
+            self.alone.append((job, run))
+
+        def release(count: int) -> None:
+            self.released += count
+
+        return JobBatch(jobs, start_alone, release)
+
+
+async def _carrier(database: Database, faults: Faults) -> AsyncIterator[Carrier]:
+    clock = SystemClock()
+    ids = UlidFactory()
+    messages = SqlMessageStore(database, clock)
+    queue = SqlJobQueue(database, clock)
+    recorder = EventRecorder(ids, clock, EndpointDirectory(SqlWebhookStore(database)))
+    sim = SmscSimulator(SmscSimConfig(port=0, receipt_delay=30, faults=faults))
+    port = await sim.start()
+    connector = SmppClientConnector(
+        SmppConnectorSettings(
+            id="carrier",
+            host="127.0.0.1",
+            port=port,
+            system_id="pigeon",
+            password="secret",
+            window=100,
+        ),
+        ApplyReceipt(messages, queue, recorder, clock),
+        clock,
+    )
+    await connector.start()
+    accounts = SqlAccountStore(database)
+    tenant = Tenant(ids.new("ten"), "acme", None, clock.now())
+    await accounts.create_tenant(tenant)
+    key = ApiKey(ids.new("key"), tenant.id, KeyMode.LIVE, Role.TENANT, "f" * 64, "pk", clock.now())
+    try:
+        assert await connector.wait_ready(10)
+        yield Carrier(
+            messages,
+            queue,
+            DispatchMessage(
+                messages, queue, SandboxRouter(connector, connector), recorder, clock, ids
+            ),
+            AcceptMessage(messages, clock, ids, recorder),
+            Caller(tenant, key),
+        )
+    finally:
+        await connector.stop()
+        await sim.stop()
+
+
+@pytest.fixture
+async def carrier(database: Database) -> AsyncIterator[Carrier]:
+    """A carrier that accepts every submit."""
+    async for made in _carrier(database, Faults()):
+        yield made
+
+
+@pytest.fixture
+async def refusing(database: Database) -> AsyncIterator[Carrier]:
+    """A carrier that answers every third submit with ESME_RSYSERR (a temporary refusal)."""
+    async for made in _carrier(
+        database, Faults(error_status=CommandStatus.ESME_RSYSERR, error_every=3)
+    ):
+        yield made
+
+
+async def _claimed(carrier: Carrier, bodies: list[str]) -> tuple[list[str], list[Job]]:
+    ids = [
+        (await carrier.accept(carrier.caller, SendRequest(to="+14155550100", body=body))).message.id
+        for body in bodies
+    ]
+    jobs = await carrier.queue.claim(["dispatch"], 100, "batch", 60)
+    assert len(jobs) == len(bodies)
+    await carrier.dispatch.prefetch(jobs)
+    return ids, jobs
+
+
+async def test_submits_of_a_batch_go_out_together_and_are_each_recorded_sent(
+    carrier: Carrier,
+) -> None:
+    """30 one-segment messages: no job is handed back, each is ``sent`` with its own carrier
+    id and its ``sending`` and ``sent`` events, and every job is completed."""
+    ids, jobs = await _claimed(carrier, [f"batch {n}" for n in range(30)])
+    handed = Handed()
+    await carrier.dispatch.run_each(handed.batch(jobs))
+    assert handed.alone == []
+    assert handed.released == 30
+    carrier_ids = set()
+    for message_id in ids:
+        message = await carrier.messages.get_message(message_id)
+        assert message is not None
+        assert message.status is MessageStatus.SENT
+        assert message.attempts == 1
+        assert message.connector_id == "carrier"
+        assert len(message.parts) == 1
+        assert message.parts[0].carrier_message_id
+        carrier_ids.add(message.parts[0].carrier_message_id)
+        types = [event.type for event in await carrier.messages.events_of(message_id)]
+        assert types[-2:] == ["message.sending", "message.sent"]
+    assert len(carrier_ids) == 30
+    assert await carrier.queue.claim(["dispatch"], 100, "after", 60) == []
+
+
+async def test_a_refused_submit_of_a_batch_continues_on_its_own(refusing: Carrier) -> None:
+    """Of 9 messages the carrier refuses 3 (temporarily): those are handed back with the
+    rest of their dispatch, which records the failed attempt and schedules a retry, as a
+    single job does; the other 6 are ``sent``."""
+    ids, jobs = await _claimed(refusing, [f"refused {n}" for n in range(9)])
+    handed = Handed()
+    await refusing.dispatch.run_each(handed.batch(jobs))
+    assert len(handed.alone) == 3
+    assert handed.released == 9  # 6 jobs finished, 3 handed on
+    for _, run in handed.alone:
+        assert run is not None
+        await run()
+    statuses = []
+    for message_id in ids:
+        message = await refusing.messages.get_message(message_id)
+        assert message is not None
+        statuses.append(message.status)
+        if message.status is MessageStatus.QUEUED:
+            assert message.attempts == 1
+            events = await refusing.messages.events_of(message_id)
+            assert events[-1].type == "message.attempt_failed"
+            assert "retry at" in (events[-1].detail or "")
+    assert statuses.count(MessageStatus.SENT) == 6
+    assert statuses.count(MessageStatus.QUEUED) == 3
+    retried = {job.id for job, _ in handed.alone}
+    assert await refusing.queue.claim(["dispatch"], 100, "after", 60) == []  # due later
+    assert retried <= {job.id for job in jobs}
+
+
+async def test_messages_that_do_not_fit_a_batch_are_handed_back_untouched(
+    carrier: Carrier,
+) -> None:
+    """A two-segment message goes back to run as a single job (no submit made for it);
+    the one-segment message beside it is sent in the batch; the single job then sends the
+    long one."""
+    long_body = "x" * 200
+    ids, jobs = await _claimed(carrier, ["short", long_body])
+    handed = Handed()
+    await carrier.dispatch.run_each(handed.batch(jobs))
+    assert [job.payload["message_id"] for job, _ in handed.alone] == [ids[1]]
+    assert handed.alone[0][1] is None  # the handler's own call
+    untouched = await carrier.messages.get_message(ids[1])
+    assert untouched is not None
+    assert untouched.status is MessageStatus.QUEUED
+    assert untouched.attempts == 0
+    sent = await carrier.messages.get_message(ids[0])
+    assert sent is not None
+    assert sent.status is MessageStatus.SENT
+    await carrier.dispatch(handed.alone[0][0])
+    done = await carrier.messages.get_message(ids[1])
+    assert done is not None
+    assert done.status is MessageStatus.SENT
+    assert len(done.parts) == 2
