@@ -434,6 +434,13 @@ class WebhookStore(Protocol):
         the same transaction (as ``JobQueue.complete``: deleted if the owner still holds it)."""
         ...
 
+    async def record_attempt_each(
+        self, attempts: Sequence[tuple[WebhookAttempt, tuple[str, str] | None]]
+    ) -> list[Exception | None]:
+        """``record_attempt`` for each (attempt, job to complete), handed to the store
+        together; per attempt ``None``, or the exception that failed it."""
+        ...
+
     async def attempts_for(self, event_id: str) -> list[WebhookAttempt]: ...
 
 
@@ -444,6 +451,19 @@ class WebhookSender(Protocol):
     async def send(
         self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
     ) -> int: ...
+
+
+@runtime_checkable
+class SendStarting(Protocol):
+    """A ``WebhookSender`` that can also start a post without a coroutine (a batch of
+    deliveries then needs no task per delivery)."""
+
+    def start_send(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> asyncio.Future[int] | None:
+        """The post started now: the future of what ``send`` would return or raise. ``None``
+        when it cannot start at once; then ``send`` it."""
+        ...
 
 
 # --- carriers -------------------------------------------------------------------------------

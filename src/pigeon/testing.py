@@ -1,16 +1,42 @@
-"""Test doubles for the ports that are not our store: a settable clock, a scripted carrier.
+"""Test doubles for the ports that are not our store: a settable clock, a scripted carrier,
+and a batch of jobs for calling a batch-running handler without a runner.
 
 Our own store is never faked: tests run it on real SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pigeon.domain.errors import CarrierError
 from pigeon.domain.messages import Message
-from pigeon.ports import SubmitResult
+from pigeon.ports import Job, SubmitResult
+from pigeon.services.worker import JobBatch
+
+#: What a batch hands back with a job: the call to run it with (``None``: the handler's own).
+HandedRun = Callable[[], Awaitable[None]] | None
+
+
+@dataclass
+class BatchRecord:
+    """Stands in for the job runner around a ``JobBatch``: records the jobs the handler hands
+    back (``alone``, with their ``run``) and counts the slots it gives up (one per job
+    finished or handed back)."""
+
+    alone: list[tuple[Job, HandedRun]] = field(default_factory=list)
+    released: int = 0
+
+    def batch(self, jobs: Sequence[Job]) -> JobBatch:
+        """A batch of ``jobs`` reporting here."""
+        return JobBatch(jobs, self._start_alone, self._release)
+
+    def _start_alone(self, job: Job, run: HandedRun) -> None:
+        self.alone.append((job, run))
+
+    def _release(self, count: int) -> None:
+        self.released += count
 
 
 class FakeClock:

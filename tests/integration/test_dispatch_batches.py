@@ -5,8 +5,8 @@ not fit the batch are handed back untouched."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -23,12 +23,10 @@ from pigeon.services.authenticate import Caller
 from pigeon.services.dispatch import DispatchMessage, SandboxRouter
 from pigeon.services.events import EndpointDirectory, EventRecorder
 from pigeon.services.receipts import ApplyReceipt
-from pigeon.services.worker import JobBatch
 from pigeon.smpp.constants import CommandStatus
 from pigeon.smsc_sim import Faults, SmscSimConfig, SmscSimulator
 from pigeon.store import Database, SqlAccountStore, SqlMessageStore, SqlWebhookStore
-
-Run = Callable[[], Awaitable[None]] | None
+from pigeon.testing import BatchRecord
 
 
 @dataclass
@@ -40,24 +38,6 @@ class Carrier:
     dispatch: DispatchMessage
     accept: AcceptMessage
     caller: Caller
-
-
-@dataclass
-class Handed:
-    """What a batch handed back to the runner (``alone``) and how many slots it gave up
-    (one per job finished or handed back)."""
-
-    alone: list[tuple[Job, Run]] = field(default_factory=list)
-    released: int = 0
-
-    def batch(self, jobs: list[Job]) -> JobBatch:
-        def start_alone(job: Job, run: Run) -> None:
-            self.alone.append((job, run))
-
-        def release(count: int) -> None:
-            self.released += count
-
-        return JobBatch(jobs, start_alone, release)
 
 
 async def _carrier(database: Database, faults: Faults) -> AsyncIterator[Carrier]:
@@ -134,7 +114,7 @@ async def test_submits_of_a_batch_go_out_together_and_are_each_recorded_sent(
     """30 one-segment messages: no job is handed back, each is ``sent`` with its own carrier
     id and its ``sending`` and ``sent`` events, and every job is completed."""
     ids, jobs = await _claimed(carrier, [f"batch {n}" for n in range(30)])
-    handed = Handed()
+    handed = BatchRecord()
     await carrier.dispatch.run_each(handed.batch(jobs))
     assert handed.alone == []
     assert handed.released == 30
@@ -159,7 +139,7 @@ async def test_a_refused_submit_of_a_batch_continues_on_its_own(refusing: Carrie
     rest of their dispatch, which records the failed attempt and schedules a retry, as a
     single job does; the other 6 are ``sent``."""
     ids, jobs = await _claimed(refusing, [f"refused {n}" for n in range(9)])
-    handed = Handed()
+    handed = BatchRecord()
     await refusing.dispatch.run_each(handed.batch(jobs))
     assert len(handed.alone) == 3
     assert handed.released == 9  # 6 jobs finished, 3 handed on
@@ -191,7 +171,7 @@ async def test_messages_that_do_not_fit_a_batch_are_handed_back_untouched(
     long one."""
     long_body = "x" * 200
     ids, jobs = await _claimed(carrier, ["short", long_body])
-    handed = Handed()
+    handed = BatchRecord()
     await carrier.dispatch.run_each(handed.batch(jobs))
     assert [job.payload["message_id"] for job, _ in handed.alone] == [ids[1]]
     assert handed.alone[0][1] is None  # the handler's own call

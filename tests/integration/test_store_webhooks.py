@@ -134,3 +134,28 @@ async def test_an_attempt_logged_with_its_job_completes_the_job_its_owner_holds(
     stores.clock.advance(61)
     left = await stores.queue.claim(["webhook"], 10, "me", 60.0)
     assert sorted(job.id for job in left) == ["webhook:b", "webhook:c"]
+
+
+async def test_attempts_logged_together_each_complete_their_own_job(stores: Stores) -> None:
+    """``record_attempt_each`` logs every attempt and completes each one's job (only where its
+    owner still holds it), as the same ``record_attempt`` calls would; each gets ``None``."""
+    now = stores.clock.now()
+    await stores.queue.enqueue([NewJob(f"webhook:{n}", "webhook", {}, now) for n in ("a", "b")])
+    assert len(await stores.queue.claim(["webhook"], 10, "me", 60.0)) == 2
+
+    outcomes = await stores.webhooks.record_attempt_each(
+        [
+            (_attempt(stores, None, 1, id="wha_a", status_code=204), ("webhook:a", "me")),
+            (_attempt(stores, None, 2, id="wha_b", status_code=204), ("webhook:b", "other")),
+            (_attempt(stores, None, 3, id="wha_c"), None),
+        ]
+    )
+
+    assert outcomes == [None, None, None]
+    logged = await stores.webhooks.attempts_for("evt_1")
+    assert [(a.id, a.status_code) for a in logged] == [
+        ("wha_a", 204),
+        ("wha_b", 204),
+        ("wha_c", 500),
+    ]
+    assert await stores.queue.pending() == {"webhook": 1}  # b: leased by another owner

@@ -811,3 +811,79 @@ async def test_the_total_limit_evicts_an_idle_connection_of_another_host() -> No
             assert two.open_now == 1
     finally:
         await sender.close()
+
+
+# --- posts started without a coroutine (``start_send``) -----------------------------------------
+
+
+async def test_start_send_needs_an_idle_connection_and_then_ends_as_send() -> None:
+    """With no idle connection to the host ``start_send`` starts nothing (``None``); once a
+    send left one idle, it posts on it at once and its future gives the status."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert sender.start_send(server.url(), {}, BODY, 5) is None
+            assert server.requests == []
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 202
+            started = sender.start_send(server.url(), {"X-Started": "1"}, BODY, 5)
+            assert started is not None
+            assert await started == 202
+            assert sender.start_send(server.url(), {}, BODY, 0) is None  # no deadline: send
+    finally:
+        await sender.close()
+    assert server.connections == 1
+    assert b"x-started: 1" in server.requests[1][1].lower()
+
+
+async def test_a_started_post_on_a_connection_the_server_closed_goes_again_on_a_new_one() -> None:
+    """A started post whose idle connection the server had closed is posted again, once, on
+    a new connection, and its future gives that answer's status."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes | None:
+        return None if (conn, index) == (1, 1) else _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            started = sender.start_send(server.url(), {}, BODY, 5)
+            assert started is not None
+            assert await started == 200
+    finally:
+        await sender.close()
+    assert server.connections == 2
+    assert [conn for conn, _ in server.requests] == [1, 1, 2]
+
+
+async def test_a_started_post_times_out_or_fails_as_send_does() -> None:
+    """A started post left unanswered fails with ``send``'s timeout error at its deadline; a
+    server answering garbage fails it with ``send``'s error for that."""
+    release = asyncio.Event()
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        if index == 1 and conn == 1:
+            await release.wait()
+        if index == 1 and conn == 2:
+            return b"NOT HTTP AT ALL\r\n\r\n"
+        return _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            stalled = sender.start_send(server.url(), {}, BODY, 0.2)
+            assert stalled is not None
+            with pytest.raises(TemporaryFailure, match=r"^timed out after 0\.2s$"):
+                await stalled
+            release.set()
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            garbage = sender.start_send(server.url(), {}, BODY, 5)
+            assert garbage is not None
+            with pytest.raises(TemporaryFailure):
+                await garbage
+    finally:
+        await sender.close()

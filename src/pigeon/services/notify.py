@@ -10,10 +10,13 @@ wakes every job of its account and tenant by that prefix.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import msgspec
@@ -30,12 +33,14 @@ from pigeon.ports import (
     JobQueue,
     MessageStore,
     NewJob,
+    SendStarting,
     WebhookAttempt,
     WebhookEndpoint,
     WebhookSender,
     WebhookStore,
 )
 from pigeon.services.representation import iso
+from pigeon.services.worker import JobBatch
 from pigeon.telemetry import WEBHOOK_ATTEMPTS
 
 log = logging.getLogger(__name__)
@@ -211,6 +216,11 @@ class EndpointLookup(Protocol):
 
     async def endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None: ...
 
+    def cached_endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        """The endpoint from a fresh cache, without a read; ``None`` when not there (then
+        ``endpoint`` decides)."""
+        ...
+
     def forget(self, tenant_id: str) -> None: ...
 
 
@@ -224,8 +234,24 @@ class _StoreLookup:
             return None
         return found
 
+    def cached_endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        return None
+
     def forget(self, tenant_id: str) -> None:
         return None
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """One signed attempt of a webhook job: what is posted, and when it was made."""
+
+    event_id: str
+    endpoint_id: str | None
+    url: str
+    body: bytes
+    headers: Mapping[str, str]
+    at: datetime
+    started: float
 
 
 class DeliverWebhook:
@@ -257,61 +283,155 @@ class DeliverWebhook:
         """One delivery attempt of one event to one target."""
         payload = job.payload
         target = str(payload["target"])
-        event_id = str(payload["event_id"])
-        url = str(payload["url"])
-        body = str(payload["body"]).encode("utf-8")
-        endpoint_id: str | None = None
         if target == CALLBACK_TARGET:
-            secret = self._callback_secret(str(payload["tenant_id"]))
+            delivery = self._prepare(job, None, self._callback_secret(str(payload["tenant_id"])))
         else:
             endpoint = await self._endpoints.endpoint(str(payload["tenant_id"]), target)
             if endpoint is None:
                 await self._queue.complete(job.id, job.lease_owner)
                 return
-            endpoint_id = endpoint.id
-            secret = endpoint.secret
+            delivery = self._prepare(job, endpoint.id, endpoint.secret)
+        await self._deliver(job, delivery)
+
+    async def run_each(self, batch: JobBatch) -> None:
+        """Run a claim's webhook jobs together: the deliveries whose endpoint is known and
+        which find an idle connection to their receiver are posted at once, and the attempts
+        of each wave of answers that delivered are logged (and their jobs completed)
+        together; every other job, and every answer that did not deliver, goes on on its
+        own as ``__call__`` would."""
+        start = self._sender.start_send if isinstance(self._sender, SendStarting) else None
+        pending: dict[asyncio.Future[int], tuple[Job, _Delivery]] = {}
+        for job in batch.jobs:
+            payload = job.payload
+            target = str(payload["target"])
+            if target == CALLBACK_TARGET:
+                endpoint_id = None
+                secret = self._callback_secret(str(payload["tenant_id"]))
+            else:
+                endpoint = self._endpoints.cached_endpoint(str(payload["tenant_id"]), target)
+                if endpoint is None:
+                    batch.alone(job)  # looked up (and perhaps gone) on its own
+                    continue
+                endpoint_id, secret = endpoint.id, endpoint.secret
+            delivery = self._prepare(job, endpoint_id, secret)
+            sending = (
+                None
+                if start is None
+                else start(delivery.url, delivery.headers, delivery.body, self._timeout)
+            )
+            if sending is None:
+                batch.alone(job, functools.partial(self._deliver, job, delivery))
+                continue
+            pending[sending] = (job, delivery)
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            delivered: list[tuple[Job, WebhookAttempt]] = []
+            for sending in done:
+                job, delivery = pending.pop(sending)
+                status: int | None = None
+                error: str | None = None
+                failure = None if sending.cancelled() else sending.exception()
+                if sending.cancelled():
+                    error = "the request was cancelled"
+                elif isinstance(failure, TemporaryFailure):
+                    error = failure.detail
+                elif isinstance(failure, Exception):  # as a crash of the single job's call
+                    batch.failed(job, failure)
+                    continue
+                else:
+                    status = sending.result()
+                if status is not None and 200 <= status < 300:
+                    delivered.append((job, self._attempt(job, delivery, status, None)))
+                else:
+                    batch.alone(
+                        job, functools.partial(self._conclude, job, delivery, status, error)
+                    )
+            if delivered:
+                outcomes = await self._webhooks.record_attempt_each(
+                    [(attempt, (job.id, job.lease_owner)) for job, attempt in delivered]
+                )
+                for (job, _), outcome in zip(delivered, outcomes, strict=True):
+                    if outcome is None:
+                        _ATTEMPTS["ok"].inc()
+                        batch.finished(job)
+                    else:
+                        batch.failed(job, outcome)
+
+    def _prepare(self, job: Job, endpoint_id: str | None, secret: str) -> _Delivery:
+        """The signed request of ``job``'s attempt, made now."""
+        payload = job.payload
+        event_id = str(payload["event_id"])
+        body = str(payload["body"]).encode("utf-8")
         now = self._clock.now()
         headers = self._sign(secret, event_id, int(now.timestamp()), body)
-        started = time.perf_counter()
+        return _Delivery(
+            event_id, endpoint_id, str(payload["url"]), body, headers, now, time.perf_counter()
+        )
+
+    async def _deliver(self, job: Job, delivery: _Delivery) -> None:
+        """Post ``delivery`` and conclude its attempt."""
         status: int | None = None
         error: str | None = None
         try:
-            status = await self._sender.send(url, headers, body, self._timeout)
+            status = await self._sender.send(
+                delivery.url, delivery.headers, delivery.body, self._timeout
+            )
         except TemporaryFailure as exc:
             error = exc.detail
-        attempt = self._attempt_number(job)
+        await self._conclude(job, delivery, status, error)
+
+    def _attempt(
+        self, job: Job, delivery: _Delivery, status: int | None, error: str | None
+    ) -> WebhookAttempt:
+        return WebhookAttempt(
+            id=self._ids.new("wha"),
+            event_id=delivery.event_id,
+            endpoint_id=delivery.endpoint_id,
+            url=delivery.url,
+            attempt=self._attempt_number(job),
+            at=delivery.at,
+            status_code=status,
+            error=error,
+            duration_ms=int((time.perf_counter() - delivery.started) * 1000),
+        )
+
+    async def _conclude(
+        self, job: Job, delivery: _Delivery, status: int | None, error: str | None
+    ) -> None:
+        """Log the attempt with its answer (``status``, or ``error``: none came) and end the
+        job: done, its endpoint disabled (410), given up, or retried later."""
+        attempt = self._attempt(job, delivery, status, error)
         delivered = status is not None and 200 <= status < 300
         await self._webhooks.record_attempt(
-            WebhookAttempt(
-                id=self._ids.new("wha"),
-                event_id=event_id,
-                endpoint_id=endpoint_id,
-                url=url,
-                attempt=attempt,
-                at=now,
-                status_code=status,
-                error=error,
-                duration_ms=int((time.perf_counter() - started) * 1000),
-            ),
+            attempt,
             # Delivered: logged and done in one transaction.
             complete_job=(job.id, job.lease_owner) if delivered else None,
         )
         if delivered:
             _ATTEMPTS["ok"].inc()
             return
+        endpoint_id = delivery.endpoint_id
+        now = delivery.at
         if status == 410 and endpoint_id is not None:
             _ATTEMPTS["disabled"].inc()
             await self._webhooks.disable_endpoint(endpoint_id, now)
-            self._endpoints.forget(str(payload["tenant_id"]))
+            self._endpoints.forget(str(job.payload["tenant_id"]))
             await self._queue.complete(job.id, job.lease_owner)
             return
         _ATTEMPTS["failed"].inc()
-        if attempt >= MAX_WEBHOOK_ATTEMPTS:
-            log.warning("webhook %s to %s given up after %d attempts", event_id, url, attempt)
+        if attempt.attempt >= MAX_WEBHOOK_ATTEMPTS:
+            log.warning(
+                "webhook %s to %s given up after %d attempts",
+                delivery.event_id,
+                delivery.url,
+                attempt.attempt,
+            )
             await self._queue.complete(job.id, job.lease_owner)
             return
         reason = error or f"HTTP {status}"
-        await self._queue.retry(job.id, job.lease_owner, now + webhook_delay(attempt), reason)
+        await self._queue.retry(
+            job.id, job.lease_owner, now + webhook_delay(attempt.attempt), reason
+        )
 
     @staticmethod
     def _attempt_number(job: Job) -> int:

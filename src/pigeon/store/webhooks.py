@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,20 @@ from pigeon.ports import WebhookAttempt, WebhookEndpoint
 from pigeon.store.bulk import BulkDelete, BulkInsert
 from pigeon.store.database import Database
 from pigeon.store.tables import jobs, webhook_attempts, webhook_endpoints
+
+
+def _attempt_row(attempt: WebhookAttempt) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "event_id": attempt.event_id,
+        "endpoint_id": attempt.endpoint_id,
+        "url": attempt.url,
+        "attempt": attempt.attempt,
+        "at": attempt.at,
+        "status_code": attempt.status_code,
+        "error": attempt.error,
+        "duration_ms": attempt.duration_ms,
+    }
 
 
 class SqlWebhookStore:
@@ -93,21 +107,36 @@ class SqlWebhookStore:
     ) -> None:
         """Append one delivery attempt to the log; with ``complete_job`` (job id, lease
         owner), complete that job in the same transaction (as ``JobQueue.complete``)."""
-        row: dict[str, Any] = {
-            "id": attempt.id,
-            "event_id": attempt.event_id,
-            "endpoint_id": attempt.endpoint_id,
-            "url": attempt.url,
-            "attempt": attempt.attempt,
-            "at": attempt.at,
-            "status_code": attempt.status_code,
-            "error": attempt.error,
-            "duration_ms": attempt.duration_ms,
-        }
-
         # Batched: concurrent deliveries log their attempts in one multi-row INSERT, and
         # complete their jobs with one DELETE.
-        await self._db.write_batched(self._attempts_run, (row, complete_job))
+        await self._db.write_batched(self._attempts_run, (_attempt_row(attempt), complete_job))
+
+    async def record_attempt_each(
+        self, attempts: Sequence[tuple[WebhookAttempt, tuple[str, str] | None]]
+    ) -> list[Exception | None]:
+        """``record_attempt`` for each (attempt, job to complete), submitted to the writer
+        together (its next batch, as concurrent calls would share); per attempt ``None`` or
+        the exception that failed it."""
+        write = self._db.write_batched
+        run = self._attempts_run
+        waiting: list[Awaitable[None] | Exception] = []
+        for attempt, complete_job in attempts:
+            try:
+                waiting.append(write(run, (_attempt_row(attempt), complete_job)))
+            except Exception as exc:  # the writer is closed: this one and the rest fail
+                waiting.append(exc)
+        outcomes: list[Exception | None] = []
+        for pending in waiting:
+            if isinstance(pending, Exception):
+                outcomes.append(pending)
+                continue
+            try:
+                await pending
+            except Exception as exc:  # its batch failed
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
 
     async def _attempts_batch(
         self,

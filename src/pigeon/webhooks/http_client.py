@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import functools
 import ipaddress
 import math
 import re
@@ -272,6 +273,13 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(self, request: bytes, body: bytes) -> int:
         """Write one request and wait for its answer; the final status."""
+        await self.start_exchange(request, body)
+        return self.status
+
+    def start_exchange(self, request: bytes, body: bytes) -> asyncio.Future[None]:
+        """``exchange`` up to the wait: the request is written and the future returned that
+        ends (``status`` then set) or fails as ``exchange`` would; ``Disconnected`` here when
+        the connection is gone already."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         self.status = 0
@@ -290,8 +298,7 @@ class _Connection(asyncio.Protocol):
         else:
             transport.write(request)
             transport.write(body)
-        await waiter
-        return self.status
+        return waiter
 
     def expire(self) -> None:
         """The request's time ran out: its ``exchange`` raises ``TimeoutError`` (the
@@ -412,6 +419,16 @@ class _Connection(asyncio.Protocol):
     def settled_cleanly(self) -> bool:
         """The last answer was read in full (so a graceful close is enough)."""
         return self._complete
+
+
+def _settle_with(result: asyncio.Future[int], source: asyncio.Future[int]) -> None:
+    """``result`` as ``source`` ended."""
+    if source.cancelled():
+        result.cancel()
+    elif (error := source.exception()) is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(source.result())
 
 
 class _Host:
@@ -590,6 +607,13 @@ class HttpClient:
                 self._deadlines.pop(conn, None)
                 self._release(conn)
                 return status
+        return await self._post_waiting(target, request, body, timeout, fresh=fresh)
+
+    async def _post_waiting(
+        self, target: Target, request: bytes, body: bytes, timeout: float, *, fresh: bool
+    ) -> int:
+        """``post`` on a connection waited for (``fresh``: a new one) under a timeout."""
+        conn: _Connection | None = None
         try:
             # Like aiohttp, a timeout of zero or less means none.
             async with asyncio.timeout(timeout if timeout > 0 else None):
@@ -619,6 +643,75 @@ class HttpClient:
             if conn is not None:
                 self._release(conn)
             raise
+
+    def start_post(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> asyncio.Future[int] | None:
+        """``post`` written now on an idle connection to ``url``'s host, without a coroutine:
+        the future of its status, which ends as ``post`` would return or raise. ``None`` when
+        no idle connection is free (or the URL or a header is invalid): then ``post`` it."""
+        if timeout <= 0:
+            return None
+        try:
+            target = self.target(url)
+            request = self.encode_head(target, headers, len(body))
+        except (HttpClientError, ValueError):
+            return None  # ``post`` raises it
+        conn = self._reuse_idle(target)
+        if conn is None:
+            return None
+        deadline = self._loop.time() + timeout
+        try:
+            answered = conn.start_exchange(request, body)
+        except Disconnected:  # gone since it went idle: ``post`` opens another
+            self._release(conn)
+            return None
+        self._watch(conn, deadline)
+        result: asyncio.Future[int] = self._loop.create_future()
+        answered.add_done_callback(
+            functools.partial(self._answered, conn, target, request, body, deadline, result)
+        )
+        return result
+
+    def _answered(
+        self,
+        conn: _Connection,
+        target: Target,
+        request: bytes,
+        body: bytes,
+        deadline: float,
+        result: asyncio.Future[int],
+        answered: asyncio.Future[None],
+    ) -> None:
+        """The end of a request ``start_post`` wrote: ``result`` as ``post`` would end."""
+        self._deadlines.pop(conn, None)
+        status = conn.status
+        self._release(conn)
+        error = None if answered.cancelled() else answered.exception()
+        if answered.cancelled():
+            error = Disconnected("server disconnected without answering")
+        if result.done():
+            return
+        if error is None:
+            result.set_result(status)
+        elif isinstance(error, TimeoutError):  # ``_expire`` (before OSError: a subclass)
+            if status:
+                result.set_result(status)
+            else:
+                result.set_exception(error)
+        elif isinstance(error, OSError | Disconnected) and not conn.received:
+            # The server had closed the idle connection before our request reached it: again
+            # on a new one, in the time left.
+            left = deadline - self._loop.time()
+            if left <= 0:
+                result.set_exception(TimeoutError())
+                return
+            again = asyncio.ensure_future(
+                self._post_waiting(target, request, body, left, fresh=True)
+            )
+            again.add_done_callback(functools.partial(_settle_with, result))
+        else:
+            result.set_exception(error)
 
     def _reuse_idle(self, target: Target) -> _Connection | None:
         """An idle connection to ``target``'s host taken for a request now, if one is there

@@ -19,6 +19,7 @@ This module maps the client's failures to ``TemporaryFailure`` with a short deta
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 
 from pigeon.domain.errors import TemporaryFailure
@@ -71,6 +72,26 @@ def _describe(exc: BaseException, url: str, timeout: float) -> str:
     return _short(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
+def _as_sent(
+    result: asyncio.Future[int], url: str, timeout: float, answer: asyncio.Future[int]
+) -> None:
+    """``result`` as ``send`` would end after ``answer`` (the client's) ended."""
+    if result.done():
+        return
+    if answer.cancelled():
+        result.cancel()
+        return
+    error = answer.exception()
+    if error is None:
+        result.set_result(answer.result())
+    elif isinstance(error, HttpClientError | TimeoutError | OSError):
+        failure = TemporaryFailure(_describe(error, url, timeout))
+        failure.__cause__ = error
+        result.set_exception(failure)
+    else:
+        result.set_exception(error)
+
+
 class HttpWebhookSender:
     """A ``WebhookSender`` over one pool of keep-alive connections; call ``close`` when done."""
 
@@ -113,6 +134,19 @@ class HttpWebhookSender:
             return await client.post(url, headers, body, timeout)
         except (HttpClientError, TimeoutError, OSError) as exc:
             raise TemporaryFailure(_describe(exc, url, timeout)) from exc
+
+    def start_send(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> asyncio.Future[int] | None:
+        """``send`` written now on an idle connection to the host, without a coroutine: the
+        future of its status, which ends as ``send`` would return or raise. ``None`` when
+        no idle connection is free; then ``send`` it."""
+        answer = self._pool().start_post(url, headers, body, timeout)
+        if answer is None:
+            return None
+        result: asyncio.Future[int] = answer.get_loop().create_future()
+        answer.add_done_callback(functools.partial(_as_sent, result, url, timeout))
+        return result
 
     async def close(self) -> None:
         """Close the pool and its connections; a later ``send`` opens a new one."""

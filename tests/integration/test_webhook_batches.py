@@ -1,0 +1,193 @@
+"""A claim's webhook jobs run as one batch, on real stores and a real HTTP receiver on
+loopback: the deliveries that find an idle connection are posted at once and logged (their
+jobs completed) together; the others, and the answers that did not deliver, go on on their
+own as a single job would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pytest
+from aiohttp import web
+
+from pigeon.domain.accounts import Tenant
+from pigeon.ids import UlidFactory
+from pigeon.ports import EventRecord, Job, WebhookEndpoint
+from pigeon.services.events import EndpointDirectory
+from pigeon.services.notify import CALLBACK_TARGET, DeliverWebhook, webhook_jobs
+from pigeon.testing import BatchRecord
+from pigeon.webhooks.sender import HttpWebhookSender
+from pigeon.webhooks.signing import new_secret, signature_headers, verify
+
+if TYPE_CHECKING:
+    from conftest import Stores
+
+
+@dataclass
+class Hook:
+    """An aiohttp receiver answering ``status``, and the bodies and headers it got."""
+
+    url: str = ""
+    status: int = 204
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[Hook]:
+    """A webhook receiver on an ephemeral loopback port."""
+    state = Hook()
+
+    async def handle(request: web.Request) -> web.Response:
+        state.received.append((dict(request.headers), await request.read()))
+        return web.Response(status=state.status)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert site._server is not None
+    state.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
+    yield state
+    await runner.cleanup()
+
+
+@dataclass
+class Deliveries:
+    """The handler under test, its sender and an endpoint of a tenant pointing at the hook."""
+
+    handler: DeliverWebhook
+    sender: HttpWebhookSender
+    endpoint: WebhookEndpoint
+    tenant: Tenant
+
+
+@pytest.fixture
+async def deliveries(stores: Stores, hook: Hook) -> AsyncIterator[Deliveries]:
+    """A ``DeliverWebhook`` with a warm endpoint cache and four idle connections to the hook."""
+    ids = UlidFactory()
+    now = stores.clock.now()
+    tenant = Tenant(ids.new("ten"), "acme", None, now)
+    await stores.accounts.create_tenant(tenant)
+    endpoint = WebhookEndpoint(ids.new("whe"), tenant.id, hook.url, (), new_secret(), now)
+    await stores.webhooks.create_endpoint(endpoint)
+    directory = EndpointDirectory(stores.webhooks, ttl_seconds=3600)
+    assert await directory.has_endpoints(tenant.id)
+    sender = HttpWebhookSender(limit_per_host=8)
+    await asyncio.gather(*(sender.send(hook.url, {}, b"{}", 5) for _ in range(4)))
+    hook.received.clear()
+    handler = DeliverWebhook(
+        stores.webhooks,
+        stores.queue,
+        sender,
+        signature_headers,
+        lambda _: "whsec_" + "Y2FsbGJhY2stc2VjcmV0LWZvci10ZXN0cw==",
+        stores.clock,
+        ids,
+        timeout=5,
+        endpoints=directory,
+    )
+    yield Deliveries(handler, sender, endpoint, tenant)
+    await sender.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _claim(stores: Stores, deliveries: Deliveries, events: int, *extra: str) -> list[Job]:
+    """Webhook jobs for ``events`` events to the endpoint, and one to each ``extra`` target
+    (an endpoint id, or ``callback`` to a closed port), claimed."""
+    now = stores.clock.now()
+    jobs = []
+    for n in range(events + len(extra)):
+        event = EventRecord(
+            f"evt_{n}", deliveries.tenant.id, None, "message.sent", None, n, now, None, {"n": n}
+        )
+        made = webhook_jobs(event, [deliveries.endpoint], None)
+        if n >= events:
+            target = extra[n - events]
+            url = f"http://127.0.0.1:{_closed_port()}/gone"
+            made = [
+                job.__class__(
+                    id=f"{job.id}:{target}",
+                    kind=job.kind,
+                    payload={**job.payload, "target": target, "url": url},
+                    run_at=job.run_at,
+                    priority=job.priority,
+                )
+                for job in made
+            ]
+        jobs.extend(made)
+    await stores.queue.enqueue(jobs)
+    claimed = await stores.queue.claim(["webhook"], 100, "batch", 60)
+    assert len(claimed) == len(jobs)
+    return claimed
+
+
+async def test_deliveries_of_a_batch_are_posted_and_logged_together(
+    stores: Stores, deliveries: Deliveries, hook: Hook
+) -> None:
+    """Three deliveries on three idle connections: each is posted, signed, logged as
+    delivered and its job completed, without a job handed back; one to a target whose
+    endpoint is not cached and one to an unreachable callback URL are handed back."""
+    jobs = await _claim(stores, deliveries, 3, "whe_not_there", CALLBACK_TARGET)
+    record = BatchRecord()
+    await deliveries.handler.run_each(record.batch(jobs))
+    assert len(hook.received) == 3
+    now = int(stores.clock.now().timestamp())
+    for headers, body in hook.received:
+        verify(deliveries.endpoint.secret, headers, body, now)
+    assert sorted(json.loads(body)["id"] for _, body in hook.received) == [
+        "evt_0",
+        "evt_1",
+        "evt_2",
+    ]
+    for n in range(3):
+        [attempt] = await stores.webhooks.attempts_for(f"evt_{n}")
+        assert attempt.status_code == 204
+        assert attempt.endpoint_id == deliveries.endpoint.id
+    handed = {str(job.payload["target"]): run for job, run in record.alone}
+    assert set(handed) == {"whe_not_there", CALLBACK_TARGET}
+    assert handed["whe_not_there"] is None  # the handler looks it up on its own
+    assert record.released == 5
+    assert await stores.queue.pending() == {"webhook": 2}  # the two handed back, still leased
+    callback = handed[CALLBACK_TARGET]
+    assert callback is not None
+    await callback()  # connection refused: logged, and retried later
+    [attempt] = await stores.webhooks.attempts_for("evt_4")
+    assert attempt.status_code is None
+    assert "connect" in (attempt.error or "")
+
+
+async def test_answers_that_do_not_deliver_go_on_as_single_jobs(
+    stores: Stores, deliveries: Deliveries, hook: Hook
+) -> None:
+    """Answered 500: both deliveries are handed back with their answer, and concluding
+    them logs the status and schedules the retry, as a single job does."""
+    hook.status = 500
+    jobs = await _claim(stores, deliveries, 2)
+    record = BatchRecord()
+    await deliveries.handler.run_each(record.batch(jobs))
+    assert len(hook.received) == 2
+    assert len(record.alone) == 2
+    assert await stores.webhooks.attempts_for("evt_0") == []  # not logged until concluded
+    for _, run in record.alone:
+        assert run is not None
+        await run()
+    for n in range(2):
+        [attempt] = await stores.webhooks.attempts_for(f"evt_{n}")
+        assert attempt.status_code == 500
+    assert await stores.queue.claim(["webhook"], 10, "later", 60) == []  # due after backoff
+    stores.clock.advance(10)
+    again = await stores.queue.claim(["webhook"], 10, "later", 60)
+    assert sorted(job.id for job in again) == sorted(job.id for job in jobs)
+    assert all(job.attempts == 1 for job in again)
