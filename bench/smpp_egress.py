@@ -1,7 +1,7 @@
 """Egress of the SMPP client connector: submit_sm/s to our SMSC simulator on loopback.
 
 Run: ``.venv/bin/python bench/smpp_egress.py [--count N] [--binds B] [--window W]
-[--concurrency C] [--receipts] [--sim-process] [--mode workers|tasks|started]``.
+[--concurrency C] [--receipts] [--sim-process] [--mode workers|tasks|started] [--uvloop]``.
 
 Each message is one ``SmppClientConnector.submit`` (one GSM segment), ``C`` of them in flight
 at once (default: binds x window, so the windows stay full). The figure is messages whose
@@ -174,8 +174,14 @@ def main() -> None:
     parser.add_argument("--receipts", action="store_true")
     parser.add_argument("--sim-process", action="store_true")
     parser.add_argument("--mode", choices=("workers", "tasks", "started"), default="workers")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (as pigeon does)")
     args = parser.parse_args()
-    rate = asyncio.run(run(args))
+    if args.uvloop:
+        import uvloop  # optional: imported only when asked for
+
+        rate = uvloop.run(run(args))
+    else:
+        rate = asyncio.run(run(args))
     where = "simulator in its own process" if args.sim_process else "simulator in-process"
     print(
         f"smpp egress: {rate:,.0f} submit_sm/s ({args.count} messages, {args.binds} binds x "

@@ -7,6 +7,11 @@ with ``--concurrency`` tasks; the totals give requests per second and CPU micros
 request for each, and their ratio.
 
     .venv/bin/python bench/webhook_sender.py --requests 20000 --concurrency 32 --rounds 3
+
+``--paths`` compares two ways of driving our client instead, in groups of ``--concurrency``
+requests (as a claim of webhook jobs): ``tasks``, a task per request awaiting ``send`` (the
+job runner before batches), and ``started``, each request started with ``start_send`` and
+the group awaited together (a batch of ``DeliverWebhook.run_each``).
 """
 
 from __future__ import annotations
@@ -102,6 +107,55 @@ async def _run(post: Post, url: str, requests: int, concurrency: int) -> tuple[f
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+async def _run_grouped(
+    sender: HttpWebhookSender, url: str, requests: int, group: int, *, started: bool
+) -> tuple[float, float]:
+    """Post ``requests`` webhooks in groups of ``group``: a task per request, or each
+    started with ``start_send`` (a task only for one that cannot start); (wall, cpu)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for first in range(0, requests, group):
+        count = min(group, requests - first)
+        futures: list[asyncio.Future[int]] = []
+        for _ in range(count):
+            begun = sender.start_send(url, HEADERS, BODY, TIMEOUT) if started else None
+            if begun is None:
+                begun = asyncio.ensure_future(sender.send(url, HEADERS, BODY, TIMEOUT))
+            futures.append(begun)
+        await asyncio.wait(futures)
+        for future in futures:
+            if future.result() != 204:
+                raise RuntimeError(f"unexpected status {future.result()}")
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+async def _bench_paths(args: argparse.Namespace, port: int) -> None:
+    url = f"http://127.0.0.1:{port}/hook"
+    ours = HttpWebhookSender(limit=max(100, args.concurrency), limit_per_host=args.concurrency)
+    tallies = {"tasks": Tally("tasks"), "started": Tally("started")}
+    try:
+        for name in tallies:  # warm up: connections, caches
+            await _run_grouped(ours, url, 1000, args.concurrency, started=name == "started")
+        for round_no in range(args.rounds):
+            order = list(tallies) if round_no % 2 == 0 else list(reversed(tallies))
+            for name in order:
+                wall, cpu = await _run_grouped(
+                    ours, url, args.requests, args.concurrency, started=name == "started"
+                )
+                tally = tallies[name]
+                tally.requests += args.requests
+                tally.wall += wall
+                tally.cpu += cpu
+                print(
+                    f"round {round_no + 1} {name:>8}: {args.requests / wall:,.0f} req/s, "
+                    f"{cpu / args.requests * 1e6:,.1f} CPU µs/request",
+                    flush=True,
+                )
+    finally:
+        await ours.close()
+    for tally in tallies.values():
+        print(tally.line())
+
+
 async def _aiohttp_drain(response: aiohttp.ClientResponse) -> None:
     """What the former aiohttp sender did with a body: read up to 64 KiB, then drop it."""
     remaining = MAX_RESPONSE_BYTES
@@ -179,7 +233,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent deliveries")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of both senders")
     parser.add_argument("--uvloop", action="store_true", help="run the senders on uvloop")
+    parser.add_argument(
+        "--paths", action="store_true", help="our client: a task per request against started"
+    )
     args = parser.parse_args()
+    bench = _bench_paths if args.paths else _bench
 
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
@@ -190,9 +248,9 @@ def main() -> None:
         if args.uvloop:
             import uvloop  # optional: imported only when asked for
 
-            uvloop.run(_bench(args, port))
+            uvloop.run(bench(args, port))
         else:
-            asyncio.run(_bench(args, port))
+            asyncio.run(bench(args, port))
     finally:
         parent.close()
         receiver.join(timeout=5)

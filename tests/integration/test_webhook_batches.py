@@ -191,3 +191,17 @@ async def test_answers_that_do_not_deliver_go_on_as_single_jobs(
     again = await stores.queue.claim(["webhook"], 10, "later", 60)
     assert sorted(job.id for job in again) == sorted(job.id for job in jobs)
     assert all(job.attempts == 1 for job in again)
+
+
+async def test_deliveries_beyond_the_idle_connections_go_out_as_answers_free_them(
+    stores: Stores, deliveries: Deliveries, hook: Hook
+) -> None:
+    """Ten deliveries, four idle connections: the batch posts four, then the others on the
+    connections their answers free, and hands none back."""
+    jobs = await _claim(stores, deliveries, 10)
+    record = BatchRecord()
+    await deliveries.handler.run_each(record.batch(jobs))
+    assert record.alone == []
+    assert record.released == 10
+    assert len(hook.received) == 10
+    assert await stores.queue.pending() == {}

@@ -887,3 +887,26 @@ async def test_a_started_post_times_out_or_fails_as_send_does() -> None:
                 await garbage
     finally:
         await sender.close()
+
+
+async def test_a_started_post_with_a_header_that_would_split_it_starts_nothing() -> None:
+    """A header with a line break: ``start_send`` starts nothing and leaves the idle
+    connection as it was (the next post goes out on it); ``send`` then refuses the header."""
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        return _ok()
+
+    sender = HttpWebhookSender()
+    try:
+        async with raw_server(answer) as server:
+            assert await sender.send(server.url(), {}, BODY, timeout=5) == 200
+            assert sender.start_send(server.url(), {"X-Bad": "a\r\nb"}, BODY, 5) is None
+            started = sender.start_send(server.url(), {}, BODY, 5)
+            assert started is not None
+            assert await started == 200
+            with pytest.raises(ValueError, match="newline"):
+                await sender.send(server.url(), {"X-Bad": "a\r\nb"}, BODY, timeout=5)
+    finally:
+        await sender.close()
+    assert server.connections == 1
+    assert len(server.requests) == 2

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -294,13 +295,15 @@ class DeliverWebhook:
         await self._deliver(job, delivery)
 
     async def run_each(self, batch: JobBatch) -> None:
-        """Run a claim's webhook jobs together: the deliveries whose endpoint is known and
-        which find an idle connection to their receiver are posted at once, and the attempts
-        of each wave of answers that delivered are logged (and their jobs completed)
-        together; every other job, and every answer that did not deliver, goes on on its
-        own as ``__call__`` would."""
+        """Run a claim's webhook jobs together: the deliveries whose endpoint is known are
+        posted on idle connections to their receiver, at once or as the batch's own earlier
+        posts free them, and the attempts of each wave of answers that delivered are logged
+        (and their jobs completed) together. Every other job, every answer that did not
+        deliver, and the deliveries still waiting for a connection when the batch has none
+        in flight go on on their own as ``__call__`` would."""
         start = self._sender.start_send if isinstance(self._sender, SendStarting) else None
         pending: dict[asyncio.Future[int], tuple[Job, _Delivery]] = {}
+        waiting: deque[tuple[Job, str | None, str]] = deque()
         for job in batch.jobs:
             payload = job.payload
             target = str(payload["target"])
@@ -313,16 +316,9 @@ class DeliverWebhook:
                     batch.alone(job)  # looked up (and perhaps gone) on its own
                     continue
                 endpoint_id, secret = endpoint.id, endpoint.secret
-            delivery = self._prepare(job, endpoint_id, secret)
-            sending = (
-                None
-                if start is None
-                else start(delivery.url, delivery.headers, delivery.body, self._timeout)
-            )
-            if sending is None:
-                batch.alone(job, functools.partial(self._deliver, job, delivery))
-                continue
-            pending[sending] = (job, delivery)
+            waiting.append((job, endpoint_id, secret))
+        if start is not None:
+            self._start_waiting(start, waiting, pending)
         while pending:
             done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             delivered: list[tuple[Job, WebhookAttempt]] = []
@@ -346,6 +342,8 @@ class DeliverWebhook:
                     batch.alone(
                         job, functools.partial(self._conclude, job, delivery, status, error)
                     )
+            if waiting and start is not None:  # on the connections these answers freed
+                self._start_waiting(start, waiting, pending)
             if delivered:
                 outcomes = await self._webhooks.record_attempt_each(
                     [(attempt, (job.id, job.lease_owner)) for job, attempt in delivered]
@@ -356,6 +354,30 @@ class DeliverWebhook:
                         batch.finished(job)
                     else:
                         batch.failed(job, outcome)
+        for job, endpoint_id, secret in waiting:  # no connection came free for them here
+            delivery = self._prepare(job, endpoint_id, secret)
+            batch.alone(job, functools.partial(self._deliver, job, delivery))
+
+    def _start_waiting(
+        self,
+        start: Callable[[str, Mapping[str, str], bytes, float], asyncio.Future[int] | None],
+        waiting: deque[tuple[Job, str | None, str]],
+        pending: dict[asyncio.Future[int], tuple[Job, _Delivery]],
+    ) -> None:
+        """Post the ``waiting`` deliveries that idle connections take now, in order; a URL
+        that found none is not tried again in this pass (its host has none free)."""
+        full: set[str] = set()
+        for _ in range(len(waiting)):
+            job, endpoint_id, secret = item = waiting.popleft()
+            url = str(job.payload["url"])
+            if url not in full:
+                delivery = self._prepare(job, endpoint_id, secret)
+                sending = start(url, delivery.headers, delivery.body, self._timeout)
+                if sending is not None:
+                    pending[sending] = (job, delivery)
+                    continue
+                full.add(url)
+            waiting.append(item)
 
     def _prepare(self, job: Job, endpoint_id: str | None, secret: str) -> _Delivery:
         """The signed request of ``job``'s attempt, made now."""

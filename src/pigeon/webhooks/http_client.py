@@ -421,12 +421,21 @@ class _Connection(asyncio.Protocol):
         return self._complete
 
 
-def _settle_with(result: asyncio.Future[int], source: asyncio.Future[int]) -> None:
-    """``result`` as ``source`` ended."""
-    if source.cancelled():
+#: Turns a request's error into the one its caller gets (``start_post``).
+Translate = Callable[[BaseException], BaseException]
+
+
+def _settle_with(
+    result: asyncio.Future[int], translate: Translate | None, source: asyncio.Future[int]
+) -> None:
+    """``result`` as ``source`` ended (its error through ``translate``)."""
+    if result.done():
+        if not source.cancelled():
+            source.exception()  # retrieved: nobody waits for it any more
+    elif source.cancelled():
         result.cancel()
     elif (error := source.exception()) is not None:
-        result.set_exception(error)
+        result.set_exception(error if translate is None else translate(error))
     else:
         result.set_result(source.result())
 
@@ -645,21 +654,31 @@ class HttpClient:
             raise
 
     def start_post(
-        self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout: float,
+        translate: Translate | None = None,
     ) -> asyncio.Future[int] | None:
         """``post`` written now on an idle connection to ``url``'s host, without a coroutine:
-        the future of its status, which ends as ``post`` would return or raise. ``None`` when
-        no idle connection is free (or the URL or a header is invalid): then ``post`` it."""
+        the future of its status, which ends as ``post`` would return or raise (the error
+        passed through ``translate``, when given). ``None`` when no idle connection is free
+        (or the URL or a header is invalid): then ``post`` it."""
         if timeout <= 0:
             return None
         try:
             target = self.target(url)
-            request = self.encode_head(target, headers, len(body))
-        except (HttpClientError, ValueError):
+        except HttpClientError:
             return None  # ``post`` raises it
         conn = self._reuse_idle(target)
         if conn is None:
             return None
+        try:
+            request = self.encode_head(target, headers, len(body))
+        except ValueError:
+            self._give_back(conn.host, conn)
+            return None  # ``post`` raises it
         deadline = self._loop.time() + timeout
         try:
             answered = conn.start_exchange(request, body)
@@ -669,7 +688,9 @@ class HttpClient:
         self._watch(conn, deadline)
         result: asyncio.Future[int] = self._loop.create_future()
         answered.add_done_callback(
-            functools.partial(self._answered, conn, target, request, body, deadline, result)
+            functools.partial(
+                self._answered, conn, target, request, body, deadline, result, translate
+            )
         )
         return result
 
@@ -681,6 +702,7 @@ class HttpClient:
         body: bytes,
         deadline: float,
         result: asyncio.Future[int],
+        translate: Translate | None,
         answered: asyncio.Future[None],
     ) -> None:
         """The end of a request ``start_post`` wrote: ``result`` as ``post`` would end."""
@@ -692,26 +714,26 @@ class HttpClient:
             error = Disconnected("server disconnected without answering")
         if result.done():
             return
-        if error is None:
+        if error is None or (status and isinstance(error, TimeoutError)):
+            # A timeout (``_expire``) once the status came still gives the status.
             result.set_result(status)
-        elif isinstance(error, TimeoutError):  # ``_expire`` (before OSError: a subclass)
-            if status:
-                result.set_result(status)
-            else:
-                result.set_exception(error)
-        elif isinstance(error, OSError | Disconnected) and not conn.received:
+            return
+        if (
+            isinstance(error, OSError | Disconnected)
+            and not isinstance(error, TimeoutError)
+            and not conn.received
+        ):
             # The server had closed the idle connection before our request reached it: again
             # on a new one, in the time left.
             left = deadline - self._loop.time()
-            if left <= 0:
-                result.set_exception(TimeoutError())
+            if left > 0:
+                again = asyncio.ensure_future(
+                    self._post_waiting(target, request, body, left, fresh=True)
+                )
+                again.add_done_callback(functools.partial(_settle_with, result, translate))
                 return
-            again = asyncio.ensure_future(
-                self._post_waiting(target, request, body, left, fresh=True)
-            )
-            again.add_done_callback(functools.partial(_settle_with, result))
-        else:
-            result.set_exception(error)
+            error = TimeoutError()
+        result.set_exception(error if translate is None else translate(error))
 
     def _reuse_idle(self, target: Target) -> _Connection | None:
         """An idle connection to ``target``'s host taken for a request now, if one is there

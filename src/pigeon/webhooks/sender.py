@@ -72,24 +72,13 @@ def _describe(exc: BaseException, url: str, timeout: float) -> str:
     return _short(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
-def _as_sent(
-    result: asyncio.Future[int], url: str, timeout: float, answer: asyncio.Future[int]
-) -> None:
-    """``result`` as ``send`` would end after ``answer`` (the client's) ended."""
-    if result.done():
-        return
-    if answer.cancelled():
-        result.cancel()
-        return
-    error = answer.exception()
-    if error is None:
-        result.set_result(answer.result())
-    elif isinstance(error, HttpClientError | TimeoutError | OSError):
+def _failure(url: str, timeout: float, error: BaseException) -> BaseException:
+    """The error ``send`` raises for ``error`` (``start_send``'s translation)."""
+    if isinstance(error, HttpClientError | TimeoutError | OSError):
         failure = TemporaryFailure(_describe(error, url, timeout))
         failure.__cause__ = error
-        result.set_exception(failure)
-    else:
-        result.set_exception(error)
+        return failure
+    return error
 
 
 class HttpWebhookSender:
@@ -141,12 +130,9 @@ class HttpWebhookSender:
         """``send`` written now on an idle connection to the host, without a coroutine: the
         future of its status, which ends as ``send`` would return or raise. ``None`` when
         no idle connection is free; then ``send`` it."""
-        answer = self._pool().start_post(url, headers, body, timeout)
-        if answer is None:
-            return None
-        result: asyncio.Future[int] = answer.get_loop().create_future()
-        answer.add_done_callback(functools.partial(_as_sent, result, url, timeout))
-        return result
+        return self._pool().start_post(
+            url, headers, body, timeout, functools.partial(_failure, url, timeout)
+        )
 
     async def close(self) -> None:
         """Close the pool and its connections; a later ``send`` opens a new one."""
