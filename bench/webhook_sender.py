@@ -82,6 +82,17 @@ class Tally:
     wall: float = 0.0
     cpu: float = 0.0
 
+    def add(self, round_no: int, requests: int, wall: float, cpu: float) -> None:
+        """Count one run of the round ``round_no`` (from 0) and print it."""
+        self.requests += requests
+        self.wall += wall
+        self.cpu += cpu
+        print(
+            f"round {round_no + 1} {self.name:>8}: {requests / wall:,.0f} req/s, "
+            f"{cpu / requests * 1e6:,.1f} CPU µs/request",
+            flush=True,
+        )
+
     def line(self) -> str:
         """One printed line: requests per second and CPU microseconds per request."""
         return (
@@ -141,15 +152,7 @@ async def _bench_paths(args: argparse.Namespace, port: int) -> None:
                 wall, cpu = await _run_grouped(
                     ours, url, args.requests, args.concurrency, started=name == "started"
                 )
-                tally = tallies[name]
-                tally.requests += args.requests
-                tally.wall += wall
-                tally.cpu += cpu
-                print(
-                    f"round {round_no + 1} {name:>8}: {args.requests / wall:,.0f} req/s, "
-                    f"{cpu / args.requests * 1e6:,.1f} CPU µs/request",
-                    flush=True,
-                )
+                tallies[name].add(round_no, args.requests, wall, cpu)
     finally:
         await ours.close()
     for tally in tallies.values():
@@ -204,15 +207,7 @@ async def _bench(args: argparse.Namespace, port: int) -> None:
             order = ["new", "aiohttp"] if round_no % 2 == 0 else ["aiohttp", "new"]
             for name in order:
                 wall, cpu = await _run(posts[name], url, args.requests, args.concurrency)
-                tally = tallies[name]
-                tally.requests += args.requests
-                tally.wall += wall
-                tally.cpu += cpu
-                print(
-                    f"round {round_no + 1} {name:>8}: {args.requests / wall:,.0f} req/s, "
-                    f"{cpu / args.requests * 1e6:,.1f} CPU µs/request",
-                    flush=True,
-                )
+                tallies[name].add(round_no, args.requests, wall, cpu)
     finally:
         await ours.close()
         await session.close()

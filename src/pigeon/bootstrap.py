@@ -420,7 +420,7 @@ async def open_gateway(settings: Settings) -> Gateway:
     )
     manage_connectors = ManageConnectors(connector_store, factory, clock, live)
     manage_routes = ManageRoutes(connector_store, clock, live)
-    receipts = ApplyReceipt(messages, queue, recorder, clock, on_outcome=router.outcome)
+    receipts = ApplyReceipt(messages, queue, recorder, clock, on_outcomes=router.outcomes)
     receipt_sink.apply_with(receipts)
     per_host = settings.webhook_connections_per_host
     sender = HttpWebhookSender(limit=max(100, per_host), limit_per_host=per_host)

@@ -133,7 +133,7 @@ async def _routed(
             stores.messages, stores.queue, router, recorder, clock, ids, RetryPolicy(delays=(2, 5))
         ),
         receipts=ApplyReceipt(
-            stores.messages, stores.queue, recorder, clock, on_outcome=router.outcome
+            stores.messages, stores.queue, recorder, clock, on_outcomes=router.outcomes
         ),
         caller=Caller(tenant, key),
         failing=failing,
@@ -333,3 +333,34 @@ async def test_explain_needs_an_operator_key(routed: Routed) -> None:
     explain = ExplainRoute(routed.router, routed.stores.clock)
     with pytest.raises(Forbidden):
         explain(Caller(routed.caller.tenant, tenant_key), UK)
+
+
+async def test_receipts_applied_together_feed_the_quality_that_routes(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """Ten undelivered receipts applied in one batch (``each``) count as ten outcomes: least
+    cost turns away from the carrier at once."""
+    routes = [
+        {
+            "id": "cheap",
+            "default": True,
+            "strategy": "least_cost",
+            "min_delivery_rate": 0.8,
+            "min_samples": 10,
+            "candidates": ["b", "a"],
+        }
+    ]
+    routing = build_routing(_settings(tmp_path, routes, prices=True))
+    routed = await _routed(stores, routing.table, routing.prices)
+    receipts = []
+    for _ in range(10):
+        message = await routed.send()
+        await routed.drain()
+        stored = await routed.stored(message.id)
+        assert stored.connector_id == "a"
+        carrier_id = stored.parts[0].carrier_message_id or ""
+        receipts.append(DeliveryReceipt("a", carrier_id, ReceiptStatus.UNDELIV))
+    assert await routed.receipts.each(receipts) == [None] * 10
+    message = await routed.send()
+    await routed.drain()
+    assert (await routed.stored(message.id)).connector_id == "b"

@@ -365,25 +365,46 @@ class QualityWindow:
         Negative latencies (clock skew between us and the carrier) count as zero; a latency
         that is not a number is ignored.
         """
+        self.record_outcomes(connector_id, ((delivered, latency_seconds),), at, country=country)
+
+    def record_outcomes(
+        self,
+        connector_id: str,
+        outcomes: Sequence[tuple[bool, float | None]],
+        at: datetime,
+        *,
+        country: str | None = None,
+    ) -> None:
+        """``record_outcome`` for each (delivered, latency) of ``outcomes``, all arrived at
+        ``at`` (a carrier's receipts of one read): counted once per bucket, not per receipt."""
+        if not outcomes:
+            return
         seconds = _seconds(at)
-        index: int | None = None
-        if latency_seconds is not None and not math.isnan(latency_seconds):
-            index = latency_bin(max(latency_seconds, 0.0))
+        delivered = 0
+        bins: dict[int, int] = {}
+        for ok, latency_seconds in outcomes:
+            if ok:
+                delivered += 1
+            if latency_seconds is not None and not math.isnan(latency_seconds):
+                index = latency_bin(max(latency_seconds, 0.0))
+                bins[index] = bins.get(index, 0) + 1
+        failed = len(outcomes) - delivered
+        sampled = sum(bins.values())
         for series in self._targets(connector_id, country):
             for ring in series.rings.values():
                 bucket = ring.bucket(seconds)
                 if bucket is None:
                     continue
-                if delivered:
-                    bucket.delivered += 1
-                    ring.delivered += 1
-                else:
-                    bucket.failed += 1
-                    ring.failed += 1
-                if index is not None:
-                    bucket.latencies[index] = bucket.latencies.get(index, 0) + 1
-                    ring.latencies[index] += 1
-                    ring.latency_samples += 1
+                bucket.delivered += delivered
+                ring.delivered += delivered
+                bucket.failed += failed
+                ring.failed += failed
+                if bins:
+                    latencies = bucket.latencies
+                    for index, count in bins.items():
+                        latencies[index] = latencies.get(index, 0) + count
+                        ring.latencies[index] += count
+                    ring.latency_samples += sampled
 
     def record_error(
         self, connector_id: str, code: str, at: datetime, *, country: str | None = None
@@ -563,11 +584,24 @@ class MinuteRollup:
         self, connector_id: str, delivered: bool, latency_seconds: float | None, at: datetime
     ) -> None:
         """A final receipt: delivered or not, and its latency when known."""
+        self.add_outcomes(connector_id, ((delivered, latency_seconds),), at)
+
+    def add_outcomes(
+        self, connector_id: str, outcomes: Sequence[tuple[bool, float | None]], at: datetime
+    ) -> None:
+        """``add_outcome`` for each (delivered, latency) of ``outcomes``, all at ``at``."""
+        if not outcomes:
+            return
         minute = epoch_minute(at)
-        self._add(MinuteKey(connector_id, minute, DELIVERED if delivered else UNDELIVERED))
-        if latency_seconds is not None and not math.isnan(latency_seconds):
-            index = latency_bin(max(latency_seconds, 0.0))
-            self._add(MinuteKey(connector_id, minute, LATENCY, str(index)))
+        counts: dict[tuple[str, str], int] = {}
+        for delivered, latency_seconds in outcomes:
+            final = (DELIVERED if delivered else UNDELIVERED, "")
+            counts[final] = counts.get(final, 0) + 1
+            if latency_seconds is not None and not math.isnan(latency_seconds):
+                latency = (LATENCY, str(latency_bin(max(latency_seconds, 0.0))))
+                counts[latency] = counts.get(latency, 0) + 1
+        for (metric, detail), count in counts.items():
+            self._add(MinuteKey(connector_id, minute, metric, detail), count)
 
     def add_error(self, connector_id: str, code: str, at: datetime) -> None:
         """A submit failed with ``code``."""

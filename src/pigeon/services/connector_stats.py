@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -107,30 +107,36 @@ class RecordingQualityWindow(QualityWindow):
             counter = self._submitted[connector_id] = CONNECTOR_SUBMITTED.labels(connector_id)
         counter.inc()
 
-    def record_outcome(
+    def record_outcomes(
         self,
         connector_id: str,
-        delivered: bool,
-        latency_seconds: float | None,
+        outcomes: Sequence[tuple[bool, float | None]],
         at: datetime,
         *,
         country: str | None = None,
     ) -> None:
-        """A final receipt arrived at ``at``, ``latency_seconds`` after submit."""
-        super().record_outcome(connector_id, delivered, latency_seconds, at, country=country)
-        self.rollup.add_outcome(connector_id, delivered, latency_seconds, at)
-        counter = self._outcomes.get((connector_id, delivered))
-        if counter is None:
-            outcome = "delivered" if delivered else "undelivered"
-            counter = CONNECTOR_OUTCOMES.labels(connector_id, outcome)
-            self._outcomes[(connector_id, delivered)] = counter
-        counter.inc()
-        if latency_seconds is not None and not math.isnan(latency_seconds):
-            histogram = self._latencies.get(connector_id)
-            if histogram is None:
-                histogram = CONNECTOR_RECEIPT_LATENCY.labels(connector_id)
-                self._latencies[connector_id] = histogram
-            histogram.observe(max(latency_seconds, 0.0))
+        """Final receipts that arrived together at ``at``: (delivered, seconds after submit)."""
+        super().record_outcomes(connector_id, outcomes, at, country=country)
+        self.rollup.add_outcomes(connector_id, outcomes, at)
+        delivered = sum(1 for ok, _ in outcomes if ok)
+        for ok, count in ((True, delivered), (False, len(outcomes) - delivered)):
+            if not count:
+                continue
+            counter = self._outcomes.get((connector_id, ok))
+            if counter is None:
+                outcome = "delivered" if ok else "undelivered"
+                counter = CONNECTOR_OUTCOMES.labels(connector_id, outcome)
+                self._outcomes[(connector_id, ok)] = counter
+            counter.inc(count)
+        histogram = None
+        for _, latency_seconds in outcomes:
+            if latency_seconds is not None and not math.isnan(latency_seconds):
+                if histogram is None:
+                    histogram = self._latencies.get(connector_id)
+                    if histogram is None:
+                        histogram = CONNECTOR_RECEIPT_LATENCY.labels(connector_id)
+                        self._latencies[connector_id] = histogram
+                histogram.observe(max(latency_seconds, 0.0))
 
     def record_error(
         self, connector_id: str, code: str, at: datetime, *, country: str | None = None

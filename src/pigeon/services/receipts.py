@@ -14,9 +14,10 @@ from pigeon.telemetry import DELIVERY_SECONDS
 
 log = logging.getLogger(__name__)
 
-#: Told each final outcome of a sent message: connector id, delivered?, seconds from submit to
-#: receipt (``None`` if unknown), and when the receipt was applied. Feeds routing quality.
-OutcomeSink = Callable[[str, bool, float | None, datetime], None]
+#: Told the final outcomes of sent messages applied together, per connector: connector id,
+#: (delivered?, seconds from submit to receipt or ``None`` if unknown) for each, and when the
+#: receipts were applied. Feeds routing quality.
+OutcomeSink = Callable[[str, Sequence[tuple[bool, float | None]], datetime], None]
 
 #: Receipt outcomes that end a message's delivery: they count in a connector's delivery rate.
 FINAL_OUTCOMES = frozenset(
@@ -66,9 +67,9 @@ class ApplyReceipt:
         recorder: EventRecorder,
         clock: Clock,
         *,
-        on_outcome: OutcomeSink | None = None,
+        on_outcomes: OutcomeSink | None = None,
     ) -> None:
-        self._on_outcome = on_outcome
+        self._on_outcomes = on_outcomes
         self._store = store
         self._queue = queue
         self._recorder = recorder
@@ -130,7 +131,8 @@ class ApplyReceipt:
         if not changes:
             return outcomes
         results = await self._store.mutate_each(changes)
-        observe, on_outcome = DELIVERY_SECONDS.observe, self._on_outcome
+        observe = DELIVERY_SECONDS.observe
+        finals: dict[str, list[tuple[bool, float | None]]] = {}
         for (index, change), result in zip(applied, results, strict=True):
             if isinstance(result, Exception):
                 outcomes[index] = result
@@ -138,9 +140,11 @@ class ApplyReceipt:
             outcomes[index] = True
             for message in change.delivered:
                 observe(max(0.0, (now - message.created_at).total_seconds()))
-            if on_outcome is not None:
-                for connector_id, ok, latency in change.outcomes:
-                    on_outcome(connector_id, ok, latency, now)
+            for connector_id, ok, latency in change.outcomes:
+                finals.setdefault(connector_id, []).append((ok, latency))
+        if self._on_outcomes is not None:
+            for connector_id, of_connector in finals.items():
+                self._on_outcomes(connector_id, of_connector, now)
         return outcomes
 
     async def from_job(self, job: Job) -> None:

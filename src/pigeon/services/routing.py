@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -111,6 +111,13 @@ class TableRouter:
     ) -> None:
         """A final receipt arrived for a message sent through ``connector_id``."""
         self.quality.record_outcome(connector_id, delivered, latency_seconds, at)
+
+    def outcomes(
+        self, connector_id: str, outcomes: Sequence[tuple[bool, float | None]], at: datetime
+    ) -> None:
+        """Final receipts arrived together for messages sent through ``connector_id``:
+        (delivered, seconds after submit) each."""
+        self.quality.record_outcomes(connector_id, outcomes, at)
 
 
 class AbsentConnector:

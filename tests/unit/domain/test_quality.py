@@ -19,6 +19,7 @@ from pigeon.domain.quality import (
     LATENCY_RELATIVE_ERROR,
     MAX_ERROR_CODES,
     OTHER_ERRORS,
+    MinuteRollup,
     QualityWindow,
     bin_value,
     latency_bin,
@@ -306,3 +307,50 @@ def test_times_must_be_aware_and_windows_configured() -> None:
         window.stats("nobody", T0, timedelta(minutes=7))
     with pytest.raises(ValueError, match="not one of"):
         window.over(timedelta(minutes=7))
+
+
+_OUTCOMES = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.one_of(
+            st.none(),
+            st.just(float("nan")),
+            st.floats(min_value=-10, max_value=200_000, allow_nan=False),
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(outcomes=_OUTCOMES, offset=st.integers(min_value=0, max_value=3 * 86_400))
+def test_outcomes_recorded_together_count_as_recorded_one_by_one(
+    outcomes: list[tuple[bool, float | None]], offset: int
+) -> None:
+    """``record_outcomes`` of a batch leaves every window's figures as ``record_outcome`` of
+    each does, whatever came before (a receipt a while ago rolls the windows on)."""
+    together, one_by_one = QualityWindow(min_samples=1), QualityWindow(min_samples=1)
+    for window in (together, one_by_one):
+        window.record_outcome("a", True, 3.0, T0)
+    at = T0 + timedelta(seconds=offset)
+    together.record_outcomes("a", outcomes, at, country="NL")
+    for delivered, latency in outcomes:
+        one_by_one.record_outcome("a", delivered, latency, at, country="NL")
+    for window_length in (FIVE_MINUTES, HOUR, DAY):
+        assert together.stats("a", at, window_length) == one_by_one.stats("a", at, window_length)
+        assert together.stats("a", at, window_length, country="NL") == one_by_one.stats(
+            "a", at, window_length, country="NL"
+        )
+
+
+@settings(max_examples=200, deadline=None)
+@given(outcomes=_OUTCOMES)
+def test_a_rollup_of_outcomes_together_counts_as_one_by_one(
+    outcomes: list[tuple[bool, float | None]],
+) -> None:
+    """``MinuteRollup.add_outcomes`` counts what ``add_outcome`` of each counts."""
+    together, one_by_one = MinuteRollup(), MinuteRollup()
+    together.add_outcomes("a", outcomes, T0)
+    for delivered, latency in outcomes:
+        one_by_one.add_outcome("a", delivered, latency, T0)
+    assert together.drain() == one_by_one.drain()
