@@ -35,6 +35,8 @@ class Carrier:
 
     messages: SqlMessageStore
     queue: SqlJobQueue
+    webhooks: SqlWebhookStore
+    router: SandboxRouter
     dispatch: DispatchMessage
     accept: AcceptMessage
     caller: Caller
@@ -45,7 +47,8 @@ async def _carrier(database: Database, faults: Faults) -> AsyncIterator[Carrier]
     ids = UlidFactory()
     messages = SqlMessageStore(database, clock)
     queue = SqlJobQueue(database, clock)
-    recorder = EventRecorder(ids, clock, EndpointDirectory(SqlWebhookStore(database)))
+    webhooks = SqlWebhookStore(database)
+    recorder = EventRecorder(ids, clock, EndpointDirectory(webhooks))
     sim = SmscSimulator(SmscSimConfig(port=0, receipt_delay=30, faults=faults))
     port = await sim.start()
     connector = SmppClientConnector(
@@ -67,12 +70,13 @@ async def _carrier(database: Database, faults: Faults) -> AsyncIterator[Carrier]
     key = ApiKey(ids.new("key"), tenant.id, KeyMode.LIVE, Role.TENANT, "f" * 64, "pk", clock.now())
     try:
         assert await connector.wait_ready(10)
+        router = SandboxRouter(connector, connector)
         yield Carrier(
             messages,
             queue,
-            DispatchMessage(
-                messages, queue, SandboxRouter(connector, connector), recorder, clock, ids
-            ),
+            webhooks,
+            router,
+            DispatchMessage(messages, queue, router, recorder, clock, ids),
             AcceptMessage(messages, clock, ids, recorder),
             Caller(tenant, key),
         )
@@ -187,3 +191,35 @@ async def test_messages_that_do_not_fit_a_batch_are_handed_back_untouched(
     assert done is not None
     assert done.status is MessageStatus.SENT
     assert len(done.parts) == 2
+
+
+class _Unreadable(EventRecorder):
+    """A recorder whose endpoint lookup fails (the webhook store cannot be read)."""
+
+    async def endpoints_listening(self, tenant_id: str) -> bool:
+        raise ConnectionError("the endpoints cannot be read")
+
+
+async def test_a_batch_that_cannot_read_the_endpoints_hands_its_jobs_back_unsent(
+    carrier: Carrier,
+) -> None:
+    """When whether anyone listens cannot be found out, no submit is started: every job goes
+    back to run (and fail, if it must) on its own."""
+    ids, jobs = await _claimed(carrier, ["one", "two"])
+    dispatch = DispatchMessage(
+        carrier.messages,
+        carrier.queue,
+        carrier.router,
+        _Unreadable(UlidFactory(), SystemClock(), EndpointDirectory(carrier.webhooks)),
+        SystemClock(),
+        UlidFactory(),
+    )
+    await dispatch.prefetch(jobs)
+    record = BatchRecord()
+    await dispatch.run_each(record.batch(jobs))
+    assert [(job.id, run) for job, run in record.alone] == [(job.id, None) for job in jobs]
+    for message_id in ids:
+        message = await carrier.messages.get_message(message_id)
+        assert message is not None
+        assert message.status is MessageStatus.QUEUED
+        assert message.attempts == 0

@@ -226,7 +226,12 @@ class DispatchMessage:
             tenant_id = message.tenant_id
             listens = listening.get(tenant_id)
             if listens is None:
-                listens = listening[tenant_id] = await self._recorder.endpoints_listening(tenant_id)
+                try:
+                    listens = await self._recorder.endpoints_listening(tenant_id)
+                except Exception:  # the job finds out on its own (and fails alone)
+                    batch.alone(job)
+                    continue
+                listening[tenant_id] = listens
             plan = self._router.plan(message)
             candidate = next_candidate(plan, set(), accepted=accepted_by(message))
             if candidate is None:
