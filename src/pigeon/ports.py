@@ -223,6 +223,10 @@ class MessageStore(Protocol):
         """
         ...
 
+    def accept_started(self, acceptance: Acceptance) -> Awaitable[AcceptResult]:
+        """``accept`` handed over now: await the result (what ``accept`` returns or raises)."""
+        ...
+
     async def get_message(self, message_id: str, tenant_id: str | None = None) -> Message | None:
         """The message with its parts; ``None`` when absent or owned by another tenant."""
         ...

@@ -11,6 +11,7 @@ same cases then go over loopback sockets to uvicorn serving each app with
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -85,12 +86,14 @@ class Apps:
 class CountingFastAccept(FastAccept):
     """The fast path, recording each request it answered and each one it got over ASGI."""
 
-    __slots__ = ("over_asgi", "served")
+    __slots__ = ("over_asgi", "served", "started")
 
     def __init__(self, services: ApiServices, served: list[str]) -> None:
         super().__init__(services, max_body_bytes=MAX_BODY)
         self.served = served
         self.over_asgi = 0
+        #: Requests answered through ``start`` (with others of their turn of the loop).
+        self.started = 0
 
     async def __call__(self, scope: HTTPScope, receive: Any, send: Any) -> None:
         """Count, then answer over ASGI."""
@@ -101,6 +104,14 @@ class CountingFastAccept(FastAccept):
         """Record, then answer."""
         self.served.append("/v1/messages")
         return await super().answer(headers, next_chunk)
+
+    def start(self, headers: Any, body: bytes) -> Any:
+        """Answer, and record it when it was started here (not handed to ``answer``)."""
+        answering = super().start(headers, body)
+        if answering is not None:
+            self.served.append("/v1/messages")
+            self.started += 1
+        return answering
 
 
 def json_step(text: str, **changes: Any) -> Step:
@@ -530,6 +541,31 @@ async def test_direct_answers_over_a_socket_are_litestars(
         assert apps.served == ["/v1/messages"] * expected, name
     assert isinstance(apps.fast.fast_accept, CountingFastAccept)
     assert apps.fast.fast_accept.over_asgi == 0
+    assert apps.fast.fast_accept.started > 0  # once the key and the endpoints were cached
+
+
+@ON_SQLITE
+async def test_sends_arriving_together_are_started_together(
+    apps: Apps, ports: tuple[int, int]
+) -> None:
+    """Eight sends written at once on eight connections, the key and the tenant's endpoints
+    cached by a first send: each is started with the others of its turn of the loop
+    (``FastAccept.start``) and gets its own 202 with its own message."""
+    assert (await _exchange(ports[0], json_step(HI), "warm")).status == 202
+    fast = apps.fast.fast_accept
+    assert isinstance(fast, CountingFastAccept)
+    before = fast.started
+    connections = [await asyncio.open_connection("127.0.0.1", ports[0]) for _ in range(8)]
+    try:
+        for _, writer in connections:
+            writer.write(_request(json_step(HI), "burst"))
+        answers = await asyncio.gather(*(_response(reader) for reader, _ in connections))
+    finally:
+        for _, writer in connections:
+            writer.close()
+    assert [answer.status for answer in answers] == [202] * 8
+    assert len({json.loads(answer.body)["id"] for answer in answers}) == 8
+    assert fast.started - before == 8
 
 
 @ON_SQLITE

@@ -43,7 +43,7 @@ from litestar.types import HTTPReceiveMessage, HTTPScope, LifeSpanScope, Receive
 
 from pigeon.api.dependencies import ApiServices
 from pigeon.api.problems import PROBLEM_MEDIA_TYPE, error_problem
-from pigeon.api.routes.messages import send_one
+from pigeon.api.routes.messages import Sent, send_one, start_send_one
 from pigeon.domain.value_objects import value_object
 
 __all__ = ["ClientGoneError", "FastAccept", "FastAnswer", "NextChunk"]
@@ -117,20 +117,7 @@ class FastAccept:
         """The whole answer to one ``POST /v1/messages`` with these request ``headers`` (names
         lower-cased, as ASGI gives them), reading the body with ``next_chunk``. Every error is
         a problem answer; this raises only if rendering that problem fails."""
-        authorization: str | None = None
-        idempotency_key: str | None = None
-        content_length: str | None = None
-        # First value of each, like Litestar's case-insensitive multi-dict ``get``.
-        for raw_name, raw_value in headers:
-            name = raw_name.lower()
-            if name == b"authorization":
-                if authorization is None:
-                    authorization = raw_value.decode("latin-1")
-            elif name == b"idempotency-key":
-                if idempotency_key is None:
-                    idempotency_key = raw_value.decode("latin-1")
-            elif name == b"content-length" and content_length is None:
-                content_length = raw_value.decode("latin-1")
+        authorization, idempotency_key, content_length = _fields(headers)
         services = self._services
         try:
             caller = await services.authenticate(authorization)
@@ -141,26 +128,68 @@ class FastAccept:
                 partial(self._read_body, next_chunk, content_length),
             )
         except Exception as exc:  # every error becomes a problem, as in Litestar
-            problem = error_problem(
-                exc,
-                method=METHOD,
-                path=PATH,
-                authorization=authorization,
-                max_body_bytes=self._max_body_bytes,
-            )
-            return _answer(problem.status, problem.headers, PROBLEM_MEDIA_TYPE_BYTES, problem.body)
+            return self._problem(exc, authorization)
         return _answer(202, sent.headers, JSON_MEDIA_TYPE, _encoder.encode(sent.message))
 
-    async def _read_body(self, next_chunk: NextChunk, content_length: str | None) -> bytes:
-        """The whole body, refused (413) once it is known to exceed the limit."""
-        limit = self._limit
+    def start(
+        self, headers: Iterable[tuple[bytes, bytes]], body: bytes
+    ) -> FastAnswer | Awaitable[FastAnswer] | None:
+        """``answer`` for a request whose whole ``body`` is here, without a coroutine up to
+        the store: the answer itself (a problem found at once), or what to await for it (the
+        accept handed to the store's writer, which the requests of one turn of the loop
+        share). ``None``, with nothing done, when the caller or the tenant's endpoints are
+        not cached fresh: then ``answer`` it."""
+        authorization, idempotency_key, content_length = _fields(headers)
+        services = self._services
+        caller = services.authenticate.cached(authorization)
+        if caller is None:
+            return None
+        try:
+            self._check_body(body, content_length)
+            sending = start_send_one(caller, services, idempotency_key, body)
+        except Exception as exc:  # every error becomes a problem, as in Litestar
+            return self._problem(exc, authorization)
+        if sending is None:
+            return None
+        return self._answered(sending, authorization)
+
+    async def _answered(self, sending: Awaitable[Sent], authorization: str | None) -> FastAnswer:
+        try:
+            sent = await sending
+        except Exception as exc:  # every error becomes a problem, as in Litestar
+            return self._problem(exc, authorization)
+        return _answer(202, sent.headers, JSON_MEDIA_TYPE, _encoder.encode(sent.message))
+
+    def _problem(self, exc: Exception, authorization: str | None) -> FastAnswer:
+        problem = error_problem(
+            exc,
+            method=METHOD,
+            path=PATH,
+            authorization=authorization,
+            max_body_bytes=self._max_body_bytes,
+        )
+        return _answer(problem.status, problem.headers, PROBLEM_MEDIA_TYPE_BYTES, problem.body)
+
+    def _check_length(self, content_length: str | None) -> None:
+        """Refuse an unreadable Content-Length (400) or one over the limit (413)."""
         if content_length is not None:
             try:
                 announced = int(content_length)
             except ValueError:
                 raise ClientException(f"Invalid content-length: {content_length!r}") from None
-            if announced > limit:
+            if announced > self._limit:
                 raise RequestEntityTooLarge
+
+    def _check_body(self, body: bytes, content_length: str | None) -> None:
+        """What ``_read_body`` refuses, for a body already whole."""
+        self._check_length(content_length)
+        if len(body) > self._limit:
+            raise RequestEntityTooLarge
+
+    async def _read_body(self, next_chunk: NextChunk, content_length: str | None) -> bytes:
+        """The whole body, refused (413) once it is known to exceed the limit."""
+        limit = self._limit
+        self._check_length(content_length)
         chunks: list[bytes] = []
         received = 0
         more = True
@@ -172,6 +201,25 @@ class FastAccept:
                     raise RequestEntityTooLarge
                 chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _fields(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
+    """The request's Authorization, Idempotency-Key and Content-Length values: the first of
+    each, like Litestar's case-insensitive multi-dict ``get``."""
+    authorization: str | None = None
+    idempotency_key: str | None = None
+    content_length: str | None = None
+    for raw_name, raw_value in headers:
+        name = raw_name.lower()
+        if name == b"authorization":
+            if authorization is None:
+                authorization = raw_value.decode("latin-1")
+        elif name == b"idempotency-key":
+            if idempotency_key is None:
+                idempotency_key = raw_value.decode("latin-1")
+        elif name == b"content-length" and content_length is None:
+            content_length = raw_value.decode("latin-1")
+    return authorization, idempotency_key, content_length
 
 
 async def _asgi_chunk(receive: Receive) -> tuple[bytes, bool]:

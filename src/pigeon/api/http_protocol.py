@@ -24,6 +24,12 @@ about a fifth of the CPU of answering the request. uvicorn's own state of the ex
 updated as its ``send`` would. The ASGI path is kept when anything could make a difference:
 an access log, ``Expect: 100-continue``, another application in front (uvicorn's trace
 logging), the concurrency limit's 503.
+
+The direct requests whose headers arrive in one turn of the loop are answered together, in
+one task, at the end of the turn: each whose body is whole is started (``FastAccept.start``:
+its accept handed to the store's writer, so they share a batch), then each answer is awaited
+and written. A request whose body is still coming, or whose caller or tenant is not cached,
+is answered on its own as before (``FastAccept.answer``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import weakref
+from collections.abc import Awaitable, Coroutine
 from functools import partial
 from typing import Any, cast
 
@@ -150,13 +158,52 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         ):
             super()._start_asgi_task(cycle, app)
             return
-        answering = _answer_directly(direct, cycle)
+        # Answered with the other requests whose headers came in this turn of the loop, once
+        # their bodies are here too (``_answer_turn``).
+        loop = self.loop
+        turn = _TURNS.get(loop)
+        if turn is None:
+            turn = _TURNS[loop] = []
+            loop.call_soon(_answer_turn, loop)
+        turn.append((direct, cycle, self))
+
+    def start_task(self, answering: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``answering`` in a task of this connection (waited for at shutdown)."""
         if getattr(self.config, "reset_contextvars", False):  # as uvicorn does (its option)
             task = self.loop.create_task(answering, context=contextvars.Context())
         else:
             task = self.loop.create_task(answering)
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
+        return task
+
+
+#: Per event loop, the direct requests whose headers came in its current turn.
+_TURNS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop,
+    list[tuple[FastAccept, RequestResponseCycle, CoalescingHttpToolsProtocol]],
+] = weakref.WeakKeyDictionary()
+
+
+def _answer_turn(loop: asyncio.AbstractEventLoop) -> None:
+    """Answer the direct requests of the turn that just ended: those whose body is whole
+    together, in one task (their accepts share the writer's next batch); any other on its
+    own, reading its body as it comes."""
+    turn = _TURNS.pop(loop, None)
+    if not turn:
+        return
+    whole: list[tuple[FastAccept, RequestResponseCycle, CoalescingHttpToolsProtocol]] = []
+    for direct, cycle, protocol in turn:
+        if cycle.more_body or cycle.disconnected:
+            protocol.start_task(_answer_directly(direct, cycle))
+        else:
+            whole.append((direct, cycle, protocol))
+    if whole:
+        task = whole[0][2].start_task(_answer_together(whole))
+        for _, _, protocol in whole[1:]:
+            if task not in protocol.tasks:
+                protocol.tasks.add(task)
+                task.add_done_callback(protocol.tasks.discard)
 
 
 def _fast_accept_of(app: Any) -> FastAccept | None:
@@ -171,8 +218,54 @@ def _fast_accept_of(app: Any) -> FastAccept | None:
 async def _answer_directly(accept: FastAccept, cycle: RequestResponseCycle) -> None:
     """Answer the request of ``cycle`` with ``accept`` and write the response, as uvicorn's
     ``run_asgi`` would with the ASGI path (errors logged, a 500 if nothing was sent)."""
+    await _deliver(cycle, accept.answer(cycle.scope["headers"], partial(_next_chunk, cycle)))
+
+
+async def _answer_together(
+    whole: list[tuple[FastAccept, RequestResponseCycle, CoalescingHttpToolsProtocol]],
+) -> None:
+    """Answer requests whose bodies are whole: each is started (``FastAccept.start``: its
+    accept handed to the store's writer), then each answer awaited and written in turn. A
+    request that cannot start at once is answered on its own; so is the write of an answer
+    to a client that is not reading."""
+    started: list[
+        tuple[
+            RequestResponseCycle,
+            CoalescingHttpToolsProtocol,
+            FastAnswer | Awaitable[FastAnswer],
+        ]
+    ] = []
+    for direct, cycle, protocol in whole:
+        body = bytes(cycle.body)
+        try:
+            answering = direct.start(cycle.scope["headers"], body)
+        except Exception as exc:  # rendering a problem failed: as _deliver handles it
+            started.append((cycle, protocol, _raising(exc)))
+            continue
+        if answering is None:
+            protocol.start_task(_answer_directly(direct, cycle))  # reads the body itself
+            continue
+        cycle.body = bytearray()
+        cycle.flow.resume_reading()
+        started.append((cycle, protocol, answering))
+    for cycle, protocol, answering in started:
+        if cycle.flow.write_paused:
+            protocol.start_task(_deliver(cycle, answering))
+        else:
+            await _deliver(cycle, answering)
+
+
+async def _raising(error: Exception) -> FastAnswer:
+    raise error
+
+
+async def _deliver(
+    cycle: RequestResponseCycle, answering: FastAnswer | Awaitable[FastAnswer]
+) -> None:
+    """Write the answer to ``cycle``'s request, as uvicorn's ``run_asgi`` would with the
+    ASGI path (errors logged, a 500 if nothing was sent)."""
     try:
-        answer = await accept.answer(cycle.scope["headers"], partial(_next_chunk, cycle))
+        answer = answering if isinstance(answering, FastAnswer) else await answering
         await _write(cycle, answer)
     except Exception as exc:
         cycle.logger.error("Exception in ASGI application\n", exc_info=exc)

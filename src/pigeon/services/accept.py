@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -168,6 +168,53 @@ class AcceptMessage:
         were answered with ids derived from it); by default a fresh one is made.
         """
         started = time.perf_counter()
+        acceptance = self._acceptance(caller, request, idempotency_key, message_id)
+        message = acceptance.message
+        notify = await self._recorder.wants_notifications(message)
+        self._record(acceptance, notify)
+        return self._accepted(await self._store.accept(acceptance), request, started)
+
+    def start(
+        self, caller: Caller, request: SendRequest, *, idempotency_key: str | None = None
+    ) -> Awaitable[AcceptResult] | None:
+        """``__call__`` handed to the store now, without waiting: what to await for its
+        result. ``None``, with nothing done, when whether anyone listens to the tenant's
+        events is not cached fresh (then call this object). Validation errors are raised
+        here, as ``__call__`` raises them."""
+        started = time.perf_counter()
+        acceptance = self._acceptance(caller, request, idempotency_key, None)
+        notify = self._recorder.cached_notifications(acceptance.message)
+        if notify is None:
+            return None
+        self._record(acceptance, notify)
+        return self._finish(self._store.accept_started(acceptance), request, started)
+
+    async def _finish(
+        self, accepting: Awaitable[AcceptResult], request: SendRequest, started: float
+    ) -> AcceptResult:
+        return self._accepted(await accepting, request, started)
+
+    def _accepted(self, result: AcceptResult, request: SendRequest, started: float) -> AcceptResult:
+        """``result`` as the caller gets it (an idempotency conflict raised), counted."""
+        if result.idempotency_conflict:
+            raise IdempotencyMismatch(
+                "This Idempotency-Key was used with a different request.",
+                field="Idempotency-Key",
+            )
+        ACCEPT_SECONDS.observe(time.perf_counter() - started)
+        if self._on_accepted is not None and not result.replayed:
+            self._on_accepted(request.category.priority)
+        return result
+
+    def _acceptance(
+        self,
+        caller: Caller,
+        request: SendRequest,
+        idempotency_key: str | None,
+        message_id: str | None,
+    ) -> Acceptance:
+        """The message, its dispatch job and its idempotency record, validated; its events
+        and notifications are added by ``_record``."""
         preview = self.preview(caller, request)
         now = self._clock.now()
         send_at = self._check_send_at(request.send_at, now)
@@ -199,11 +246,7 @@ class AcceptMessage:
             origin_parts=request.origin_parts,
             receipt_request=request.receipt_request,
         )
-        next_status = MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED
-        changes = [message.transition(next_status, now)]
-        notify = await self._recorder.wants_notifications(message)
-        events, jobs = self._recorder.record(message, changes, notify=notify)
-        jobs.append(
+        jobs = [
             NewJob(
                 id=dispatch_job_id(message.id),
                 kind="dispatch",
@@ -211,7 +254,7 @@ class AcceptMessage:
                 run_at=start,
                 priority=request.category.priority,
             )
-        )
+        ]
         idempotency = None
         if idempotency_key is not None:
             idempotency = IdempotencyRecord(
@@ -221,16 +264,16 @@ class AcceptMessage:
                 message_id=message.id,
                 created_at=now,
             )
-        result = await self._store.accept(Acceptance(message, events, jobs, idempotency))
-        if result.idempotency_conflict:
-            raise IdempotencyMismatch(
-                "This Idempotency-Key was used with a different request.",
-                field="Idempotency-Key",
-            )
-        ACCEPT_SECONDS.observe(time.perf_counter() - started)
-        if self._on_accepted is not None and not result.replayed:
-            self._on_accepted(request.category.priority)
-        return result
+        return Acceptance(message, [], jobs, idempotency)
+
+    def _record(self, acceptance: Acceptance, notify: bool) -> None:
+        """The message's first status change, its event and the webhook jobs it owes."""
+        message = acceptance.message
+        next_status = MessageStatus.SCHEDULED if message.send_at else MessageStatus.QUEUED
+        changes = [message.transition(next_status, message.created_at)]
+        events, jobs = self._recorder.record(message, changes, notify=notify)
+        acceptance.events.extend(events)
+        acceptance.jobs[:0] = jobs
 
     def _check_send_at(self, send_at: datetime | None, now: datetime) -> datetime | None:
         if send_at is None:

@@ -66,6 +66,20 @@ class Authenticate:
         # Shielded: a caller that gives up (its client went away) does not cancel the others'.
         return await asyncio.shield(lookup)
 
+    def cached(self, authorization: str | None) -> Caller | None:
+        """The caller behind ``authorization`` if the cache holds it fresh, without a read;
+        ``None`` otherwise (then call this object, which decides and explains)."""
+        if not authorization:
+            return None
+        scheme, _, secret = authorization.strip().partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret or key_mode_of(secret) is None:
+            return None
+        cached = self._cache.get(key_digest(secret))
+        if cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        return None
+
     def _settled(self, digest: str, lookup: asyncio.Future[Caller]) -> None:
         if self._lookups.get(digest) is lookup:
             del self._lookups[digest]

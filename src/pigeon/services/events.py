@@ -116,13 +116,18 @@ class EndpointDirectory:
             return None
         return found
 
-    def cached_endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
-        """The enabled endpoint ``endpoint_id`` of the tenant from a fresh cache, without a
-        read; ``None`` when it is not there (``endpoint`` then looks further)."""
+    def fresh(self, tenant_id: str) -> tuple[WebhookEndpoint, ...] | None:
+        """The tenant's enabled endpoints if loaded within the TTL (what ``has_endpoints``
+        answers without a read), else ``None``."""
         cached = self._cache.get(tenant_id)
         if cached is None or self._monotonic() - cached[0] >= self._ttl:
             return None
-        for endpoint in cached[1]:
+        return cached[1]
+
+    def cached_endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
+        """The enabled endpoint ``endpoint_id`` of the tenant from a fresh cache, without a
+        read; ``None`` when it is not there (``endpoint`` then looks further)."""
+        for endpoint in self.fresh(tenant_id) or ():
             if endpoint.id == endpoint_id:
                 return endpoint
         return None
@@ -209,6 +214,14 @@ class EventRecorder:
         # Asked even with a callback URL: it fills the cache ``record`` reads the endpoints from.
         listening = await self._endpoints.has_endpoints(message.tenant_id)
         return listening or bool(message.callback_url)
+
+    def cached_notifications(self, message: Message) -> bool | None:
+        """``wants_notifications`` answered from a fresh cache, without a read; ``None`` when
+        the tenant's endpoints are not cached fresh (then ask ``wants_notifications``)."""
+        endpoints = self._endpoints.fresh(message.tenant_id)
+        if endpoints is None:
+            return None
+        return bool(endpoints) or bool(message.callback_url)
 
     async def endpoints_listening(self, tenant_id: str) -> bool:
         """Whether the tenant has an enabled webhook endpoint: ``wants_notifications`` for

@@ -354,6 +354,11 @@ class SqlMessageStore:
         # Urgent: a client waits for this answer; dispatch and receipt work can wait.
         return await self._db.write_batched(self._accept_run, acceptance, urgent=True)
 
+    def accept_started(self, acceptance: Acceptance) -> Awaitable[AcceptResult]:
+        """``accept`` handed to the writer now, without a coroutine: what to await for its
+        result (the requests of one turn of the loop then share a batch)."""
+        return self._db.write_batched(self._accept_run, acceptance, urgent=True)
+
     async def mutate(
         self,
         message_id: str,

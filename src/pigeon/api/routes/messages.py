@@ -28,7 +28,7 @@ from pigeon.api.schemas import (
 from pigeon.domain.addressing import parse_msisdn
 from pigeon.domain.errors import InvalidRecipient
 from pigeon.domain.messages import MessageStatus
-from pigeon.ports import MessageQuery
+from pigeon.ports import AcceptResult, MessageQuery
 from pigeon.services.accept import SendRequest
 from pigeon.services.authenticate import Caller
 from pigeon.services.queries import MAX_PAGE
@@ -95,7 +95,26 @@ async def send_one(
     """
     key = _idempotency_key(idempotency_key)
     request = _send_request(await read_body())
-    result = await services.accept(caller, request, idempotency_key=key)
+    return _sent(await services.accept(caller, request, idempotency_key=key))
+
+
+def start_send_one(
+    caller: Caller, services: ApiServices, idempotency_key: str | None, body: bytes
+) -> Awaitable[Sent] | None:
+    """``send_one`` with its whole ``body``, handed to the store now: what to await for the
+    answer. Raises what ``send_one`` raises before the store; ``None``, with nothing done,
+    when the accept cannot start at once (then ``send_one``)."""
+    key = _idempotency_key(idempotency_key)
+    request = _send_request(body)
+    accepting = services.accept.start(caller, request, idempotency_key=key)
+    return None if accepting is None else _sent_when(accepting)
+
+
+async def _sent_when(accepting: Awaitable[AcceptResult]) -> Sent:
+    return _sent(await accepting)
+
+
+def _sent(result: AcceptResult) -> Sent:
     headers = {"Location": f"/v1/messages/{result.message.id}"}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
