@@ -163,6 +163,10 @@ class Settings:
     webhook_connections_per_host: int = 32
     log_level: str = "INFO"
     log_format: str = "console"
+    #: A folder: each gateway process (``serve``, ``worker``) runs under ``cProfile`` and
+    #: writes its statistics there when it stops (``<command>-<pid>.pstats``); empty: off.
+    #: A diagnostic: the profiler doubles the CPU a message costs.
+    profile_dir: str = ""
     #: Carrier links from ``[[connectors]]`` tables (TOML only).
     connectors: tuple[ConnectorConfig, ...] = ()
     #: The connector live traffic goes to; empty: the first configured one, else the simulator.
