@@ -14,6 +14,13 @@ py-spy must be installed (``pip install py-spy``) and allowed to attach (root, o
 ``kernel.yama.ptrace_scope`` 0). ``--gil`` keeps only samples that hold the GIL, i.e. the
 process's own CPU, not its waits. The profile is sampled: a stage under ~2% of a process is
 noise. ``--from-raw`` only attributes raw stack files written earlier (``py-spy -f raw``).
+
+Two biases (session 28, docs/benchmarks.md): ``--gil`` leaves out SQLite's own work, which
+runs with the GIL released (``perf`` gives ``libsqlite3`` 10-12% of each process); and py-spy
+charges a runnable thread that the scheduler has preempted to the line it stopped at, most
+often a system call (``asyncio.get_running_loop()`` calls ``getpid()``), so stages that make
+system calls look larger than their CPU. ``perf record -p PID`` gives the CPU by library and
+system call; ``bench/call_counts.py`` counts the calls per message.
 """
 
 from __future__ import annotations
