@@ -15,7 +15,7 @@ from pigeon.store import current_revision, head_revision, migrate
 from pigeon.store.database import connect, normalise_url, postgresql_engine, sqlite_engine
 from pigeon.store.messages import SqlMessageStore
 from pigeon.store.migrate import _run as run_alembic
-from pigeon.store.tables import metadata
+from pigeon.store.tables import compared_on, metadata
 from pigeon.testing import FakeClock
 
 
@@ -40,11 +40,40 @@ async def test_migrate_builds_every_table_and_is_idempotent(blank_database_url: 
     await migrate(blank_database_url)
     await migrate(blank_database_url)
 
-    assert await current_revision(blank_database_url) == head_revision() == "0010"
+    assert await current_revision(blank_database_url) == head_revision() == "0011"
     names = await _inspect(
         blank_database_url, lambda connection: set(sa.inspect(connection).get_table_names())
     )
     assert set(metadata.tables) <= names
+
+
+#: The foreign keys of the rows every message writes, which only SQLite keeps (ADR 35).
+HOT_FOREIGN_KEYS = {
+    "messages": "tenants",
+    "message_parts": "messages",
+    "events": "messages",
+    "webhook_attempts": "webhook_endpoints",
+}
+
+
+async def test_the_rows_every_message_writes_check_foreign_keys_on_sqlite_only(
+    database_url: str,
+) -> None:
+    """At head, SQLite keeps the hot tables' foreign keys; PostgreSQL has none of them."""
+
+    def parents(connection: sa.Connection) -> dict[str, set[str]]:
+        inspector = sa.inspect(connection)
+        return {
+            table: {key["referred_table"] for key in inspector.get_foreign_keys(table)}
+            for table in HOT_FOREIGN_KEYS
+        }
+
+    found = await _inspect(database_url, parents)
+
+    if normalise_url(database_url).get_backend_name() == "sqlite":
+        assert found == {table: {parent} for table, parent in HOT_FOREIGN_KEYS.items()}
+    else:
+        assert found == {table: set() for table in HOT_FOREIGN_KEYS}
 
 
 async def test_concurrent_migrations_both_succeed(blank_database_url: str) -> None:
@@ -58,7 +87,10 @@ async def test_migrations_match_the_table_definitions(database_url: str) -> None
     """The migrated schema is exactly what tables.py describes (no autogenerate diff)."""
 
     def differences(connection: sa.Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        include = compared_on(connection.dialect.name)
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": include}
+        )
         return list(compare_metadata(context, metadata))
 
     assert await _inspect(database_url, differences) == []

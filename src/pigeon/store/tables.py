@@ -13,6 +13,7 @@ builds it, and a test checks that both agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,6 +113,32 @@ def _id(name: str = "id") -> sa.Column[str]:
     return sa.Column(name, sa.Text, primary_key=True)
 
 
+def _sqlite_foreign_key(
+    column: str, parent: str, ondelete: str | None = None
+) -> sa.ForeignKeyConstraint:
+    """A foreign key of a row every message writes: SQLite's only (ADR 35). There it is
+    checked inline for next to nothing; PostgreSQL would run a query for each row and lock
+    the parent row (a tenant's or an endpoint's, shared by nearly every transaction), so
+    there the store keeps the reference itself."""
+    constraint = sa.ForeignKeyConstraint([column], [parent], ondelete=ondelete)
+    SQLITE_ONLY.append(constraint)
+    return constraint.ddl_if(dialect="sqlite")
+
+
+#: The schema items built on SQLite only (``_sqlite_foreign_key``).
+SQLITE_ONLY: list[sa.ForeignKeyConstraint] = []
+
+
+def compared_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """Alembic's ``include_object`` for a database of ``dialect``: the schema items this
+    module builds there (a comparison of the metadata with the database skips the others)."""
+
+    def include(item: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+        return dialect == "sqlite" or not any(item is only for only in SQLITE_ONLY)
+
+    return include
+
+
 tenants = sa.Table(
     "tenants",
     metadata,
@@ -138,7 +165,8 @@ messages = sa.Table(
     "messages",
     metadata,
     _id(),
-    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    _sqlite_foreign_key("tenant_id", "tenants.id"),
     sa.Column("direction", sa.Text, nullable=False),
     # The domain calls it ``to``; ``recipient`` spares quoting a reserved word in every query.
     sa.Column("recipient", sa.Text, nullable=False),
@@ -192,12 +220,7 @@ messages = sa.Table(
 message_parts = sa.Table(
     "message_parts",
     metadata,
-    sa.Column(
-        "message_id",
-        sa.Text,
-        sa.ForeignKey("messages.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    sa.Column("message_id", sa.Text, primary_key=True),
     sa.Column("part_index", sa.Integer, primary_key=True),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("carrier_message_id", sa.Text),
@@ -206,6 +229,7 @@ message_parts = sa.Table(
     sa.Column("connector_id", sa.Text),
     sa.Column("error_code", sa.Text),
     sa.Index(None, "connector_id", "carrier_id_normalised"),
+    _sqlite_foreign_key("message_id", "messages.id", "CASCADE"),
 )
 
 #: The statuses whose messages are listed through their events (``events``' partial index):
@@ -227,7 +251,8 @@ events = sa.Table(
     metadata,
     _id(),
     sa.Column("tenant_id", sa.Text, nullable=False),
-    sa.Column("message_id", sa.Text, sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True),
+    sa.Column("message_id", sa.Text, index=True),
+    _sqlite_foreign_key("message_id", "messages.id", "CASCADE"),
     sa.Column("type", sa.Text, nullable=False),
     sa.Column("status", sa.Text),
     sa.Column("sequence", sa.Integer, nullable=False),
@@ -363,14 +388,15 @@ webhook_attempts = sa.Table(
     metadata,
     _id(),
     sa.Column("event_id", sa.Text, nullable=False, index=True),
-    # The delivery log outlives a deleted endpoint.
-    sa.Column("endpoint_id", sa.Text, sa.ForeignKey("webhook_endpoints.id", ondelete="SET NULL")),
+    # The delivery log outlives a deleted endpoint (``endpoint_id`` becomes NULL).
+    sa.Column("endpoint_id", sa.Text),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("status_code", sa.Integer),
     sa.Column("error", sa.Text),
     sa.Column("duration_ms", sa.Integer, nullable=False),
+    _sqlite_foreign_key("endpoint_id", "webhook_endpoints.id", "SET NULL"),
 )
 
 

@@ -83,9 +83,18 @@ class SqlWebhookStore:
         statement = sa.delete(webhook_endpoints).where(
             webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.tenant_id == tenant_id
         )
+        # What ``ON DELETE SET NULL`` did before ADR 35 (SQLite's foreign key still does it).
+        orphans = (
+            sa.update(webhook_attempts)
+            .where(webhook_attempts.c.endpoint_id == endpoint_id)
+            .values(endpoint_id=None)
+        )
 
         async def delete(connection: AsyncConnection) -> bool:
-            return (await connection.execute(statement)).rowcount > 0
+            if (await connection.execute(statement)).rowcount == 0:
+                return False
+            await connection.execute(orphans)
+            return True
 
         return await self._db.write(delete)
 

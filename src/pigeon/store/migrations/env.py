@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from pigeon.store.tables import metadata
+from pigeon.store.tables import compared_on, metadata
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -32,6 +32,8 @@ else:
         # SQLite alters tables by rebuilding them; batch mode does that for every migration.
         render_as_batch=True,
         compare_type=True,
+        # Autogenerate compares only what tables.py builds on this database (ADR 35).
+        include_object=compared_on(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()
