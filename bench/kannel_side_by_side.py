@@ -26,7 +26,8 @@ The Python floor (``--floor``, ADR 24): ``bench/python_floor.py`` as a third pha
 Pigeon, with its own sim and the same receiver and load: Pigeon's stack without Pigeon, in
 rungs (``memory``: no store; ``store``: a durable row per message; ``rows``: Pigeon's rows;
 ``claims``: and the work handed on by leased jobs; ``features``: and Pigeon's per-message work,
-done plainly; ``split``: that in two processes, as Pigeon's ``serve`` and worker).
+done plainly; ``split``: that in two processes, as Pigeon's ``serve`` and worker;
+``split-wake``: and the accepting one wakes the delivering one over UDP, as Pigeon's do).
 
 The load generator is the same for all: a separate process with ``--concurrency`` aiohttp
 keep-alive clients sending ``--messages`` requests in total, one at a time each. A phase is
@@ -47,6 +48,7 @@ import platform
 import queue as queues
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -442,11 +444,13 @@ async def run_floor(
         *("--sim-user", SIM_USER, "--sim-password", SIM_PASSWORD),
         *("--webhook-url", f"http://127.0.0.1:{receiver.port}/hook"),
         *(("--store", str(tmp / "floor.db")) if args.floor != "memory" else ()),
-        *(("--full-store",) if args.floor in ("rows", "claims", "features", "split") else ()),
-        *(("--claims",) if args.floor in ("claims", "features", "split") else ()),
-        *(("--features",) if args.floor in ("features", "split") else ()),
+        *(("--full-store",) if args.floor in ("rows", "claims", "features", *SPLIT) else ()),
+        *(("--claims",) if args.floor in ("claims", "features", *SPLIT) else ()),
+        *(("--features",) if args.floor in ("features", *SPLIT) else ()),
     ]
-    split = args.floor == "split"  # two processes, as Pigeon's serve and worker
+    split = args.floor in SPLIT  # two processes, as Pigeon's serve and worker
+    if args.floor == "split-wake":  # ... that wake each other as Pigeon's do
+        argv += ["--wake-port", str(free_udp_port())]
     relay = processes.start(
         "python-floor",
         [*argv, *(("--role", "accept") if split else ())],
@@ -489,8 +493,23 @@ async def run_floor(
         "claims": "Python floor (SQLite, Pigeon's rows, claimed jobs)",
         "features": "Python floor (SQLite, Pigeon's rows and per-message work)",
         "split": "Python floor (SQLite, Pigeon's rows and per-message work, two processes)",
+        "split-wake": "Python floor (SQLite, Pigeon's rows and per-message work, two processes "
+        "woken over UDP)",
     }[args.floor]
     return await measure(name, "pigeon", url, "", sim, receiver, args, pids)
+
+
+#: ``--floor`` rungs that run the floor as two processes (``split-wake``: the accepting one
+#: wakes the delivering one with a UDP datagram after each commit, as Pigeon's processes do,
+#: instead of leaving the jobs to its 2 ms poll).
+SPLIT = ("split", "split-wake")
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nobody uses right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -666,7 +685,7 @@ def main() -> None:
     parser.add_argument("--pigeon-only", action="store_true", help="skip the Kannel phase")
     parser.add_argument(
         "--floor",
-        choices=["none", "memory", "store", "rows", "claims", "features", "split"],
+        choices=["none", "memory", "store", "rows", "claims", "features", *SPLIT],
         default="none",
         help="a third phase through bench/python_floor.py: Pigeon's stack with no gateway "
         "(store: with one durable SQLite row per message; rows: also an event per status, "

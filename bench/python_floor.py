@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import signal
+import socket
 import sqlite3
 import time
 from collections import deque
@@ -197,6 +198,15 @@ class Relay:
         self.ids = itertools.count(1)
         self.outbox: deque[tuple[str, Inbound]] = deque()
         self.ready = asyncio.Event()
+        # ``--wake-port`` with ``--role accept``: a datagram to the delivering process after
+        # each commit that wrote dispatch jobs (one per loop turn), as Pigeon's processes wake
+        # each other, instead of leaving them to its poll.
+        self.wake_to = ("127.0.0.1", args.wake_port) if args.wake_port else None
+        self.wake_socket: socket.socket | None = None
+        if self.wake_to is not None and args.role == "accept":
+            self.wake_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.wake_socket.setblocking(False)
+        self.wake_pending = False
         self.window = asyncio.Semaphore(WINDOW)
         self.sequence = itertools.count(1)
         self.pending: dict[int, tuple[str, Inbound]] = {}
@@ -251,7 +261,7 @@ class Relay:
             self.store.write(Store.EVENT, (message_id, "message.queued", payload.decode(), now))
             stored = self.store.write(Store.JOB, (f"d{message_id}", "dispatch", "{}", now))
         if self.args.claims:  # the dispatcher claims the job from the database
-            stored.add_done_callback(lambda _: self.ready.set())
+            stored.add_done_callback(self.jobs_written)
         else:
             stored.add_done_callback(lambda _: self.queue((message_id, inbound)))
         return 202, payload, stored
@@ -287,8 +297,22 @@ class Relay:
         queued = self.event("queued", record)
         self.store.write(Store.EVENT, (message_id, "message.queued", queued, seconds))
         stored = self.store.write(Store.JOB, (f"d{message_id}", "dispatch", "{}", seconds))
-        stored.add_done_callback(lambda _: self.ready.set())
+        stored.add_done_callback(self.jobs_written)
         return 202, payload, stored
+
+    def jobs_written(self, _: object) -> None:
+        """Dispatch jobs were committed: the dispatcher (here, or woken over UDP) looks."""
+        self.ready.set()
+        if self.wake_socket is not None and not self.wake_pending:
+            self.wake_pending = True
+            asyncio.get_running_loop().call_soon(self.send_wake)
+
+    def send_wake(self) -> None:
+        self.wake_pending = False
+        assert self.wake_socket is not None
+        assert self.wake_to is not None
+        with contextlib.suppress(OSError):  # a lost wake costs the delivering side one poll
+            self.wake_socket.sendto(b"w", self.wake_to)
 
     def record_of(
         self,
@@ -620,6 +644,16 @@ class HttpIn(asyncio.Protocol):
         )
 
 
+class WakeIn(asyncio.DatagramProtocol):
+    """``--role deliver`` with ``--wake-port``: a datagram means dispatch jobs are due."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.relay.ready.set()
+
+
 async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     relay = Relay(args)
@@ -634,6 +668,10 @@ async def main(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     waiting: list[Any] = [asyncio.ensure_future(stop.wait())]
     link = hooks = server = None
+    if args.role == "deliver" and args.wake_port:
+        await loop.create_datagram_endpoint(
+            lambda: WakeIn(relay), local_addr=("127.0.0.1", args.wake_port)
+        )
     if args.role != "accept":
         link = asyncio.ensure_future(relay.run_link())
         hooks = asyncio.ensure_future(relay.run_webhooks()) if args.claims else None
@@ -690,6 +728,14 @@ def parse_args() -> argparse.Namespace:
         default="all",
         help="with --claims, one of two processes on one database, as Pigeon splits serve and "
         "its worker: accept (HTTP in, rows written) or deliver (jobs claimed, SMPP, webhooks)",
+    )
+    parser.add_argument(
+        "--wake-port",
+        type=int,
+        default=0,
+        help="with --role: the UDP port on 127.0.0.1 the accepting process wakes the "
+        "delivering one on after each commit of dispatch jobs (0: the delivering one polls "
+        f"every {POLL * 1000:.0f} ms only)",
     )
     args = parser.parse_args()
     if args.role != "all" and not args.claims:

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from pigeon.supervisor import free_udp_port
 from support.carriers import PASSWORD, SYSTEM_ID, start_smsc_sim
 from support.gateway import free_port
 
@@ -147,22 +148,30 @@ async def test_floor_relays_every_message_to_the_carrier_and_a_signed_webhook(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "events"),
-    [((), 3), (("--claims",), 3), (("--claims", "--features"), 4), (("split",), 4)],
-    ids=["in-memory", "claimed-jobs", "per-message-work", "two-processes"],
+    [
+        ((), 3),
+        (("--claims",), 3),
+        (("--claims", "--features"), 4),
+        (("split",), 4),
+        (("split-wake",), 4),
+    ],
+    ids=["in-memory", "claimed-jobs", "per-message-work", "two-processes", "two-woken"],
 )
 async def test_floor_with_a_full_store_keeps_the_rows_pigeon_keeps(
     tmp_path: Path, hooks: tuple[Hooks, int], options: tuple[str, ...], events: int
 ) -> None:
     """With ``--store --full-store`` (work handed on in memory or by leasing the jobs, with or
-    without Pigeon's per-message work, in one process or split in two) every message ends
+    without Pigeon's per-message work, in one process or split in two, woken over UDP or
+    polling) every message ends
     delivered with its events (four
     with ``--features``: queued, sending, sent, delivered), no job left and one webhook
     attempt; with ``--features`` its part is delivered too and the webhook is the event."""
     receiver, port = hooks
     path = tmp_path / "floor.db"
-    split = options == ("split",)
+    split = options in (("split",), ("split-wake",))
     if split:
-        options = ("--claims", "--features")
+        wake = ("--wake-port", str(free_udp_port())) if options == ("split-wake",) else ()
+        options = ("--claims", "--features", *wake)
     store = ("--store", str(path), "--full-store", *options)
     await _run_relay(tmp_path, receiver, port, *store, split=split)
     database = sqlite3.connect(path)
