@@ -9,6 +9,7 @@ stage's cost::
 
     .venv/bin/python bench/stage_budget.py [--messages 40000] [--seconds 10] [--floor features]
     .venv/bin/python bench/stage_budget.py --from-raw serve=0.62:serve.txt worker=0.79:w.txt
+    .venv/bin/python bench/stage_budget.py --from-raw ... --detail "store writes" --below Writer.
 
 py-spy must be installed (``pip install py-spy``) and allowed to attach (root, or
 ``kernel.yama.ptrace_scope`` 0). ``--gil`` keeps only samples that hold the GIL, i.e. the
@@ -33,7 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from harness import is_wal_sync
 
 HERE = Path(__file__).resolve().parent
 
@@ -66,7 +70,7 @@ STAGES: tuple[tuple[str, str], ...] = (
 OTHER = "the loop (timers, callbacks)"
 
 #: How the run names each process's CPU (``Phase.cpu``), and how to find it to attach
-#: (``pigeon worker 1`` is ``serve``'s first child).
+#: (``pigeon worker 1`` is ``serve``'s first child but its WAL sync process).
 PROCESSES = {
     "pigeon serve": r"-m pigeon serve",
     "pigeon worker 1": "",
@@ -83,18 +87,22 @@ def stage_of(frames: list[str]) -> str:
     return OTHER
 
 
+def stacks(raw: str) -> Iterator[tuple[list[str], int]]:
+    """The stacks of a ``py-spy -f raw`` file's text (frames, root first) and their samples."""
+    for line in raw.splitlines():
+        line = line.strip()
+        if line:
+            stack, _, count = line.rpartition(" ")
+            yield stack.split(";"), int(count)
+
+
 def attribute(raw: str) -> tuple[collections.Counter[str], int]:
     """Samples per stage of a ``py-spy -f raw`` file's text, and the samples in all."""
     stages: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in raw.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        stack, _, count = line.rpartition(" ")
-        samples = int(count)
+    for frames, samples in stacks(raw):
         total += samples
-        stages[stage_of(stack.split(";"))] += samples
+        stages[stage_of(frames)] += samples
     return stages, total
 
 
@@ -107,6 +115,78 @@ def budget(profiles: dict[str, tuple[float, str]]) -> dict[str, dict[str, float]
         for stage, samples in stages.items():
             table[stage][label] = ms * samples / max(total, 1)
     return dict(table)
+
+
+#: ``py-spy``'s frame text: ``function (path:line)``.
+_FRAME = re.compile(r"^(?P<name>.*?) \((?P<path>.*?)(?::\d+)?\)$")
+
+
+def _frame_name(frame: str) -> str:
+    """A frame without its line, its path cut to the package: the lines of one function and
+    the same function reached twice count together."""
+    found = _FRAME.match(frame)
+    if found is None:
+        return frame
+    path = found["path"]
+    for root in ("pigeon/", "site-packages/", "python3.11/"):
+        if root in path:
+            path = path.rsplit(root, 1)[1]
+            break
+    return f"{found['name']} ({path})"
+
+
+def detail(
+    raw: str, stage: str, depth: int, below: str | None = None
+) -> tuple[collections.Counter[str], int]:
+    """Samples of ``stage`` by where they are below its marker: the ``depth`` frames under the
+    first frame that holds one of the stage's markers (the marker frame itself first), and
+    the samples in all. Answers which call paths make a stage's cost. ``below``: start under
+    the deepest frame whose function name starts with it instead, where there is one (e.g.
+    ``Writer.``: what the writer's batches run, without the writer's own frames)."""
+    markers = [marker for marker, name in STAGES if name == stage]
+    paths: collections.Counter[str] = collections.Counter()
+    total = 0
+    for frames, samples in stacks(raw):
+        total += samples
+        if stage_of(frames) != stage:
+            continue
+        under = [i for i, f in enumerate(frames) if below and f.startswith(below)]
+        if under:
+            start = under[-1] + 1
+        elif markers:
+            start = next(i for i, f in enumerate(frames) if any(m in f for m in markers))
+        else:  # the loop: below the event loop's run, where nothing marked it
+            runs = [i for i, f in enumerate(frames) if f.startswith("Runner.run ")]
+            start = runs[-1] + 1 if runs else 0
+        paths[" > ".join(_frame_name(f) for f in frames[start : start + depth + 1])] += samples
+    return paths, total
+
+
+def detail_markdown(
+    profiles: dict[str, tuple[float, str]],
+    stage: str,
+    depth: int,
+    top: int,
+    below: str | None = None,
+) -> str:
+    """For each process, ``stage``'s ``top`` costliest call paths (``detail``) in ms per
+    message and in per cent of the process's samples."""
+    blocks = []
+    for label, (ms, raw) in profiles.items():
+        paths, total = detail(raw, stage, depth, below)
+        if not paths:
+            continue
+        lines = [
+            f"{label}, {stage}:",
+            "",
+            "| call path | ms | % of the process |",
+            "|---|---|---|",
+        ]
+        for path, samples in paths.most_common(top):
+            share = samples / max(total, 1)
+            lines.append(f"| {path} | {ms * share:.4f} | {100 * share:.1f} |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def markdown(table: dict[str, dict[str, float]], labels: list[str]) -> str:
@@ -171,7 +251,11 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[float, str]]
             while len(pids) < len(group) and time.monotonic() < deadline and run.poll() is None:
                 for label in group:
                     if label == "pigeon worker 1":
-                        found = _children(pids["pigeon serve"]) if "pigeon serve" in pids else []
+                        found = (
+                            [c for c in _children(pids["pigeon serve"]) if not is_wal_sync(c)]
+                            if "pigeon serve" in pids
+                            else []
+                        )
                     else:
                         found = _pids(PROCESSES[label])
                     if found:
@@ -225,6 +309,18 @@ def main() -> None:
         metavar="LABEL=MS:FILE",
         help="attribute these raw profiles (CPU ms per message of each process) and stop",
     )
+    parser.add_argument(
+        "--detail",
+        metavar="STAGE",
+        help="also break STAGE (a row of the table) down by call path below its marker",
+    )
+    parser.add_argument("--depth", type=int, default=2, help="frames of each --detail path")
+    parser.add_argument("--top", type=int, default=15, help="--detail paths shown per process")
+    parser.add_argument(
+        "--below",
+        metavar="NAME",
+        help="--detail paths start under the deepest frame whose function starts with NAME",
+    )
     args = parser.parse_args()
     if args.from_raw:
         profiles = {}
@@ -237,6 +333,9 @@ def main() -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         profiles = measure(args, tmp)
     print(markdown(budget(profiles), list(profiles)))
+    if args.detail:
+        print()
+        print(detail_markdown(profiles, args.detail, args.depth, args.top, args.below))
     print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
 
 

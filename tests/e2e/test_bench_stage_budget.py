@@ -62,3 +62,62 @@ def test_samples_are_split_into_stages_in_proportion_to_the_cpu_per_message(
     assert rows["the loop (timers, callbacks)"] == ["0.025", ""]
     assert rows["dispatch and submit"] == ["", "0.600"]
     assert rows["**all**"] == ["0.500", "1.000"]
+
+
+def test_detail_breaks_a_stage_down_by_call_path_below_a_frame(tmp_path: Path) -> None:
+    """``--detail STAGE --below Writer.`` gives the stage's call paths under the writer's
+    frames, with their share of the process's ms and samples, costliest first."""
+    worker = _raw(
+        (
+            [
+                "Writer._loop (pigeon/store/writer.py:9)",
+                "Writer._commit (pigeon/store/writer.py:12)",
+                "SqlMessageStore._plan (pigeon/store/messages.py:650)",
+                "EventRecorder.record (pigeon/services/events.py:231)",
+            ],
+            30,
+        ),
+        (
+            [
+                "Writer._loop (pigeon/store/writer.py:9)",
+                "Writer._commit (pigeon/store/writer.py:14)",
+                "SqlMessageStore._plan (pigeon/store/messages.py:700)",
+                "EventRecorder.record (pigeon/services/events.py:260)",
+            ],
+            10,
+        ),
+        (
+            [
+                "Writer._loop (pigeon/store/writer.py:9)",
+                "SqlJobQueue.claim (pigeon/queue/sql.py:186)",
+            ],
+            10,
+        ),
+        ([RUNNER, "DispatchMessage.__call__ (pigeon/services/dispatch.py:8)"], 50),
+    )
+    (tmp_path / "worker.txt").write_text(worker)
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "bench" / "stage_budget.py"), "--from-raw"),
+            f"worker=1.0:{tmp_path / 'worker.txt'}",
+            *("--detail", "store writes", "--below", "Writer.", "--depth", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    detail = done.stdout.split("worker, store writes:", 1)[1]
+    rows = [
+        [cell.strip() for cell in line.split("|")[1:4]]
+        for line in detail.splitlines()
+        if line.startswith("| ") and not line.startswith("| call path")
+    ]
+    assert rows == [
+        [
+            "SqlMessageStore._plan (store/messages.py) > EventRecorder.record (services/events.py)",
+            "0.4000",
+            "40.0",
+        ],
+        ["SqlJobQueue.claim (queue/sql.py)", "0.1000", "10.0"],
+    ]
