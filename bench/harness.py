@@ -116,6 +116,36 @@ def child_pids(pid: int) -> list[int]:
     return sorted(found)
 
 
+def descendant_pids(pid: int) -> list[int]:
+    """Every live process under ``pid``: its workers and each one's WAL sync process (ADR 36)."""
+    found: list[int] = []
+    for child in child_pids(pid):
+        found.append(child)
+        found.extend(descendant_pids(child))
+    return found
+
+
+def is_wal_sync(pid: int) -> bool:
+    """Whether ``pid`` is a writer's WAL sync process (``pigeon/store/wal_file.py``)."""
+    try:
+        return b"wal_file.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def gateway_pids(pid: int) -> dict[str, int]:
+    """The processes of the ``pigeon serve`` at ``pid`` by label: ``pigeon serve``, ``pigeon
+    worker N`` in start order, and ``pigeon wal sync ...`` for each one's WAL sync process."""
+    pids = {"pigeon serve": pid}
+    workers = [child for child in child_pids(pid) if not is_wal_sync(child)]
+    for owner, label in ((pid, "serve"), *((w, f"worker {n}") for n, w in enumerate(workers, 1))):
+        if owner != pid:
+            pids[f"pigeon {label}"] = owner
+        for number, syncer in enumerate(c for c in child_pids(owner) if is_wal_sync(c)):
+            pids[f"pigeon wal sync of {label}" + (f" ({number + 1})" if number else "")] = syncer
+    return pids
+
+
 def rss_mb(pid: int) -> float:
     """Peak resident memory of a live process (``VmHWM``), in MB; 0 if it is gone."""
     try:

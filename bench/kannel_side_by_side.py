@@ -69,9 +69,9 @@ from harness import (
     Receiver,
     Sim,
     child_env,
-    child_pids,
     cpu_seconds,
     free_port,
+    gateway_pids,
     http_json,
     http_ok,
     percentiles,
@@ -186,8 +186,13 @@ async def measure(
     args: argparse.Namespace,
     pids: dict[str, int],
     backends: Callable[[], list[int]] | None = None,
+    later: Callable[[], dict[str, int]] | None = None,
 ) -> Phase:
     """Drive one gateway and watch its sim and callbacks until everything arrived.
+
+    ``later``: the gateway's processes by label, asked again at the end; one that was not
+    among ``pids`` started during the phase (a WAL sync process starts with its writer's
+    first commit), and all its CPU counts.
 
     ``backends``: the database server's processes that work for the gateway (PostgreSQL's
     backends of its database), asked at the start and at the end; their CPU in the phase
@@ -252,6 +257,10 @@ async def measure(
     for label, pid in pids.items():
         phase.cpu[label] = cpu_seconds(pid) - cpu0[label]
         if label not in ("load generator", "receiver (this process)"):
+            phase.rss_mb[label] = rss_mb(pid)
+    for label, pid in (later() if later is not None else {}).items():
+        if label not in phase.cpu:
+            phase.cpu[label] = cpu_seconds(pid)
             phase.rss_mb[label] = rss_mb(pid)
     if backends is not None:
         # A backend that came and went within the phase is missed: the pools keep theirs.
@@ -409,9 +418,7 @@ async def run_pigeon(
     pid = await asyncio.to_thread(server_pid, server.pid, bool(args.profile))
     if pid != server.pid:
         processes.inner.append(pid)
-    pids = {"pigeon serve": pid, "smsc-sim": sim.process.pid}
-    for number, child in enumerate(child_pids(pid), 1):  # worker_processes
-        pids[f"pigeon worker {number}"] = child
+    pids = {**gateway_pids(pid), "smsc-sim": sim.process.pid}  # workers, WAL sync processes
     database_url = getattr(args, "database_url", None)
     backends = (
         (lambda: postgres_backends(database_url))
@@ -419,7 +426,16 @@ async def run_pigeon(
         else None
     )
     phase = await measure(
-        "Pigeon", "pigeon", f"{base}/v1/messages", "", sim, receiver, args, pids, backends
+        "Pigeon",
+        "pigeon",
+        f"{base}/v1/messages",
+        "",
+        sim,
+        receiver,
+        args,
+        pids,
+        backends,
+        lambda: gateway_pids(pid),
     )
     if processes.inner:  # stop the server so that py-spy writes its file
         os.kill(processes.inner.pop(), signal.SIGTERM)

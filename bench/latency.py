@@ -53,7 +53,7 @@ from harness import (
     Processes,
     Result,
     Sim,
-    child_pids,
+    descendant_pids,
     fresh_database,
     percentiles,
     quiet_collector,
@@ -218,7 +218,7 @@ async def otp_behind_backlog(
         timed = await post_messages(pigeon.base, "otp", otps, category="otp", rate=otp_rate)
         _, last = await wait_arrivals(sim, timed, "otp", 0, timeout)
         after = (await asyncio.to_thread(sim.stats))["submits_received"]
-        rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in child_pids(pigeon.pid))
+        rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in descendant_pids(pigeon.pid))
         trouble = await diagnostics(tmp, sim, timed)
     finally:
         await asyncio.to_thread(processes.stop_all)
@@ -325,7 +325,7 @@ async def _paced_round(
 async def _close_store(gateway: _StoreGateway, profiled: bool) -> dict[str, Any]:
     """Peak memory and (if something went missing) diagnostics; the gateway stops."""
     pigeon = gateway.pigeon
-    rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in child_pids(pigeon.pid))
+    rss = rss_mb(pigeon.pid) + sum(rss_mb(child) for child in descendant_pids(pigeon.pid))
     trouble = await diagnostics(gateway.tmp, gateway.sim, gateway.timed, gateway.warm)
     if profiled:
         await asyncio.to_thread(stop_profiled, pigeon)

@@ -33,6 +33,18 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def wal_syncs_of(pid: int) -> set[int]:
+    """The WAL sync processes (ADR 36) whose parent is ``pid``."""
+    found: set[int] = set()
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            if b"wal_file.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.add(int(child))
+        except OSError:
+            continue
+    return found
+
+
 async def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
     """Poll ``check()`` until it is true."""
     deadline = time.monotonic() + timeout
@@ -89,19 +101,22 @@ async def test_worker_processes_deliver_and_a_killed_one_is_replaced(tmp_path: P
 
 
 async def test_workers_stop_when_serve_is_killed(tmp_path: Path) -> None:
-    """SIGKILL of serve leaves no worker behind: each notices its parent is gone and stops."""
+    """SIGKILL of serve leaves no worker behind: each notices its parent is gone and stops,
+    and every WAL sync process (serve's, the worker's) ends with its writer's process."""
     gateway = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="1", PIGEON_WORKER_URGENT_PROCESSES="0")
     gateway.start()
     assert gateway.process is not None
     serve = gateway.process.pid
     await wait_for(lambda: len(children_of(serve)) == 1, "a worker process")
     orphans = children_of(serve)
+    await wait_for(lambda: bool(wal_syncs_of(serve)), "serve's WAL sync process")
+    syncers = {pid for owner in (serve, *orphans) for pid in wal_syncs_of(owner)}
     gateway.kill()
 
     def gone() -> bool:
-        return not any(Path(f"/proc/{pid}").exists() for pid in orphans)
+        return not any(Path(f"/proc/{pid}").exists() for pid in orphans | syncers)
 
-    await wait_for(gone, "the orphaned worker to stop", timeout=30)
+    await wait_for(gone, "the orphaned worker and the WAL sync processes to stop", timeout=30)
 
 
 def lane_of(pid: int) -> str:

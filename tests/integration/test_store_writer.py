@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import math
 import os
+import signal
 import sqlite3
 import threading
 import time
@@ -19,8 +21,9 @@ import uvloop
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.store import Database, WriterClosedError, connect, migrate, normalise_url
-from pigeon.store.sqlite_sync import WalFile
 from pigeon.store.tables import message_parts, tenants
+from pigeon.store.wal_file import WalFile
+from pigeon.store.wal_sync import WalSyncProcess, WalSyncProcessGone
 from pigeon.store.writer import Operation
 from pigeon.telemetry import REGISTRY
 
@@ -305,6 +308,7 @@ async def test_sqlite_answers_once_the_wal_is_synced_outside_the_write_lock(
     database = sqlite_database
     writer = database.writer
     held = _HeldSync(writer.sync_file)
+    writer.sync_in_process = False  # the thread's sync, held by the test
     writer.sync_file = held
     path = database.url.split("///", 1)[1]
     try:
@@ -349,6 +353,7 @@ async def test_writes_sent_during_a_wal_sync_make_the_next_batch(
     database = sqlite_database
     writer = database.writer
     held = _HeldSync(writer.sync_file)
+    writer.sync_in_process = False  # the thread's sync, held by the test
     writer.sync_file = held
     syncs, transactions = writer.stats.wal_syncs, writer.stats.transactions
     try:
@@ -381,6 +386,7 @@ async def test_under_contention_batches_commit_during_a_sync_and_share_the_next(
     writer.contended_for = 60.0  # however slow the machine, the window lasts the test
     await _write_past_another_process(database, "waited")
     held = _HeldSync(writer.sync_file)
+    writer.sync_in_process = False  # the thread's sync, held by the test
     writer.sync_file = held
     syncs = writer.stats.wal_syncs
     try:
@@ -411,11 +417,98 @@ async def test_a_failed_wal_sync_fails_its_callers_and_the_next_batch_syncs_agai
     held = _HeldSync(writer.sync_file)
     held.released.set()
     held.fail = OSError(errno.EIO, "Input/output error")
+    writer.sync_in_process = False  # the thread's sync, held by the test
     writer.sync_file = held
     with pytest.raises(OSError, match="Input/output error"):
         await database.write(_insert_tenant("lost"))
     assert await database.write(_insert_tenant("kept")) == "kept"
     assert len(held.calls) == 2
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _wal_sync_children() -> list[int]:
+    """This process's children that run ``wal_file.py`` (ADR 36)."""
+    found = []
+    for pid in _children(os.getpid()):
+        with contextlib.suppress(OSError):
+            if b"wal_file.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+async def test_sqlite_syncs_the_wal_in_a_child_process_and_stops_it_on_close(
+    tmp_path: Path,
+) -> None:
+    """ADR 36: the writer's WAL syncs run in one child process, started with the first sync
+    and ended by ``close``; the writes are answered after them, with no sync in a thread."""
+    url = f"sqlite:///{tmp_path / 'pigeon.db'}"
+    await migrate(url)
+    database = await connect(url)
+    writer = database.writer
+    in_thread = _HeldSync(writer.sync_file)
+    in_thread.released.set()
+    writer.sync_file = in_thread  # would note a sync made in the writer's thread
+    try:
+        for index in range(3):
+            assert await database.write(_insert_tenant(f"t{index}")) == f"t{index}"
+        children = _wal_sync_children()
+        assert len(children) == 1
+        assert writer.stats.wal_syncs >= 3
+        assert in_thread.calls == []
+    finally:
+        await database.close()
+    assert _wal_sync_children() == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(children[0], 0)
+
+
+async def test_a_killed_wal_sync_process_leaves_the_syncs_to_the_writers_thread(
+    sqlite_database: Database,
+) -> None:
+    """If the sync process dies, the sync it owed runs in the writer's thread and its caller
+    is answered; every later sync runs there too, and nothing fails."""
+    database = sqlite_database
+    writer = database.writer
+    assert await database.write(_insert_tenant("before")) == "before"
+    (child,) = _wal_sync_children()
+    in_thread = _HeldSync(writer.sync_file)
+    in_thread.released.set()
+    writer.sync_file = in_thread
+    os.kill(child, signal.SIGKILL)
+    await _until(lambda: not Path(f"/proc/{child}").exists() or _is_zombie(child))
+    assert await database.write(_insert_tenant("after")) == "after"
+    assert await database.write(_insert_tenant("later")) == "later"
+    assert len(in_thread.calls) >= 2
+    assert writer.sync_in_process is False
+    assert await _count(database, tenants) == 3
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and awaits its parent's ``wait``."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+async def test_the_wal_sync_process_reports_a_failed_sync_as_an_os_error() -> None:
+    """A sync that fails in the child comes back as the ``OSError`` it raised (here procfs
+    refuses ``fdatasync``), and the child goes on serving the next request."""
+    process = WalSyncProcess("/proc/self/status-wal")  # no such WAL: the "database" is synced
+    try:
+        for _ in range(2):
+            with pytest.raises(OSError, match="Invalid argument") as failed:
+                await asyncio.wait_for(process.sync(), 10)
+            assert not isinstance(failed.value, WalSyncProcessGone)
+            assert failed.value.errno == errno.EINVAL
+        assert process.usable
+    finally:
+        process.close()
+    assert process.usable is False
 
 
 def test_wal_file_follows_the_file_at_its_path(tmp_path: Path) -> None:

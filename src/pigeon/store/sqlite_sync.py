@@ -7,8 +7,9 @@ measured on, while SQLite answers it in microseconds. On SQLite, therefore:
 - reads run synchronously on the caller's thread, on a pool of ``sqlite3`` connections
   (WAL: a reader never waits for the writer, so the statement cannot block on it);
 - the writer runs a batch's statements and its ``COMMIT`` synchronously on its ONE
-  connection, and syncs the WAL afterwards in a dedicated thread, so that neither the loop nor
-  the write lock waits for the disk (ADR 30; ``pigeon.store.writer``).
+  connection, and has the WAL synced afterwards by a child process (``pigeon.store.wal_sync``),
+  so that neither the loop nor the write lock waits for the disk (ADR 30 and 36;
+  ``pigeon.store.writer``).
 
 The repositories are written against ``AsyncConnection`` (``await connection.execute(...)``).
 ``SyncConnection`` keeps that contract: its ``async def`` methods run the statement at once,
@@ -16,12 +17,11 @@ without yielding to the loop. ``SqlConnection`` is the part of that contract bot
 results are live cursors here, so consume them inside the ``read()`` block or operation (as
 every repository does).
 
-See docs/adr/0008-sqlite-sync-reads-threaded-commit.md, ADR 15 and ADR 30.
+See docs/adr/0008-sqlite-sync-reads-threaded-commit.md, ADR 15, ADR 30 and ADR 36.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -357,44 +357,3 @@ def take_over_wal_sync(connection: Connection) -> str | None:
 
 #: ``PRAGMA synchronous`` levels: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
 _SYNCHRONOUS_FULL: Final = 2
-
-
-class WalFile:
-    """The WAL file a writer syncs itself (ADR 30): opened once, opened again if the file at
-    its path is another one (the WAL is deleted when the last connection to the database
-    closes, and made anew by the next). Used from one thread at a time."""
-
-    def __init__(self, path: str, sync: Callable[[int], None]) -> None:
-        self.path = path
-        self._sync = sync
-        self._fd: int | None = None
-
-    def sync(self) -> None:
-        """Make every frame written to the WAL so far durable (``fdatasync``). A WAL that is
-        gone had its frames checkpointed into the database, which SQLite synced then; the
-        database file is synced again all the same."""
-        try:
-            current = os.stat(self.path)
-        except FileNotFoundError:
-            self.close()
-            database = os.open(self.path.removesuffix("-wal"), os.O_RDONLY)
-            try:
-                self._sync(database)
-            finally:
-                os.close(database)
-            return
-        fd = self._fd
-        if fd is not None:
-            held = os.fstat(fd)
-            if (held.st_dev, held.st_ino) != (current.st_dev, current.st_ino):
-                self.close()
-                fd = None
-        if fd is None:
-            fd = self._fd = os.open(self.path, os.O_RDONLY)
-        self._sync(fd)
-
-    def close(self) -> None:
-        """Close the file (the next ``sync`` opens it again)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)

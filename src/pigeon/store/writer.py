@@ -71,10 +71,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pigeon.store.sqlite_sync import (
     SyncConnection,
-    WalFile,
     take_over_wal_sync,
     try_write_lock,
 )
+from pigeon.store.wal_file import WalFile
+from pigeon.store.wal_sync import WalSyncProcess, WalSyncProcessGone
 from pigeon.telemetry import STORE_WRITE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -242,13 +243,18 @@ class Writer:
         #: write lock and off the loop, where the connection is set to sync it at COMMIT
         #: (ADR 30); off, SQLite syncs inside COMMIT (ADR 15 decides where that runs).
         self.sync_wal_after_commit = sync_wal_after_commit
-        #: How the WAL's file is made durable (tests wrap it).
+        #: How the WAL's file is made durable in the writer's thread (tests wrap it).
         self.sync_file: Callable[[int], None] = os.fdatasync
+        #: Whether the WAL is synced by a child process (``WalSyncProcess``, ADR 36) rather
+        #: than in the writer's thread; tests that wrap ``sync_file`` turn it off. The
+        #: writer falls back to its thread for good if the child goes away.
+        self.sync_in_process = True
+        self._sync_process: WalSyncProcess | None = None
         #: SQLite: the WAL this writer syncs itself (ADR 30), if it does.
         self._wal: WalFile | None = None
         #: Batches committed and not yet synced, in commit order.
         self._unsynced: list[_Committed] = []
-        #: The sync running in the writer's thread, if one is.
+        #: The sync running (in the WAL sync process or the writer's thread), if one is.
         self._syncing: asyncio.Future[None] | None = None
         self.stats = WriterStats()
 
@@ -295,6 +301,9 @@ class Writer:
             await asyncio.sleep(0)  # its callback answers them (and may start the next sync)
         if self._thread is not None:
             self._thread.shutdown(wait=True)  # idle by now: every batch has returned
+        if self._sync_process is not None:
+            self._sync_process.close()
+            self._sync_process = None
         if self._wal is not None:
             self._wal.close()
         self._drop_connection()
@@ -499,15 +508,59 @@ class Writer:
             await batch.answered
 
     def _start_sync(self, wal: WalFile) -> None:
-        """Sync the WAL in the writer's thread for every batch committed so far; they are
-        answered when it returns. Batches committed meanwhile wait for the next sync, which
-        starts as soon as this one ends."""
+        """Sync the WAL for every batch committed so far, in the writer's WAL sync process
+        (ADR 36) or else its thread; they are answered when it returns. Batches committed
+        meanwhile wait for the next sync, which starts as soon as this one ends."""
         assert self._thread is not None
         batches, self._unsynced = self._unsynced, []
         self.stats.wal_syncs += 1
-        syncing = asyncio.wrap_future(self._thread.submit(wal.sync))
+        process = self._sync_process_for(wal)
+        if process is None:
+            syncing = asyncio.wrap_future(self._thread.submit(wal.sync))
+        else:
+            syncing = asyncio.get_running_loop().create_future()
+            process.sync().add_done_callback(
+                lambda done: self._synced_by_process(done, wal, syncing)
+            )
         self._syncing = syncing
         syncing.add_done_callback(lambda done: self._synced(done, batches))
+
+    def _sync_process_for(self, wal: WalFile) -> WalSyncProcess | None:
+        """The child process that syncs ``wal`` (started on first use), or ``None`` when the
+        writer syncs in its thread."""
+        process = self._sync_process
+        if process is not None and not process.usable and self.sync_in_process:
+            log.error(
+                "writer: the WAL sync process exited; syncing the WAL in a thread from now on"
+            )
+            self.sync_in_process = False
+        if process is not None and (
+            not self.sync_in_process or process.path != wal.path or not process.usable
+        ):
+            process.close()
+            process = self._sync_process = None
+        if process is None and self.sync_in_process:
+            try:
+                process = self._sync_process = WalSyncProcess(wal.path)
+            except Exception:  # no interpreter to run, no process left: the thread syncs
+                log.exception("writer: the WAL sync process did not start; syncing in a thread")
+                self.sync_in_process = False
+        return process
+
+    def _synced_by_process(
+        self, done: asyncio.Future[None], wal: WalFile, syncing: asyncio.Future[None]
+    ) -> None:
+        """The child's answer, passed on to ``syncing``; if the child is gone, the sync is
+        done in the writer's thread instead, and every later one too."""
+        error = done.exception() if not done.cancelled() else WalSyncProcessGone("cancelled")
+        if isinstance(error, WalSyncProcessGone):
+            log.error("writer: %s; syncing the WAL in a thread from now on", error)
+            self.sync_in_process = False
+            assert self._thread is not None
+            in_thread = asyncio.wrap_future(self._thread.submit(wal.sync))
+            in_thread.add_done_callback(lambda done: _pass_on(done, syncing))
+        else:
+            _pass_on(done, syncing)
 
     def _synced(self, done: asyncio.Future[None], batches: list[_Committed]) -> None:
         self._syncing = None
@@ -754,3 +807,15 @@ def _is_environmental(exc: Exception) -> bool:
         return True
     text = str(exc).lower()
     return any(marker in text for marker in _ENVIRONMENT_ERRORS)
+
+
+def _pass_on(done: asyncio.Future[None], target: asyncio.Future[None]) -> None:
+    """Settle ``target`` as ``done`` ended (cancelled: as a failed sync)."""
+    if target.done():
+        return
+    if done.cancelled():
+        target.set_exception(WalSyncProcessGone("the WAL sync was cancelled"))
+    elif (error := done.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(None)
