@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 
@@ -14,7 +15,7 @@ from pigeon.clock import SystemClock
 from pigeon.connectors.smpp_client import SmppClientConnector
 from pigeon.connectors.smpp_settings import SmppConnectorSettings
 from pigeon.domain.accounts import ApiKey, KeyMode, Role, Tenant
-from pigeon.domain.messages import MessageStatus
+from pigeon.domain.messages import Message, MessageStatus
 from pigeon.ids import UlidFactory
 from pigeon.ports import Job
 from pigeon.queue import SqlJobQueue
@@ -29,6 +30,21 @@ from pigeon.store import Database, SqlAccountStore, SqlMessageStore, SqlWebhookS
 from pigeon.testing import BatchRecord
 
 
+class CountingRouter(SandboxRouter):
+    """The sandbox routing, noting the submits reported to it together (``submitted_many``)."""
+
+    def __init__(self, default: SmppClientConnector, sandbox: SmppClientConnector) -> None:
+        super().__init__(default, sandbox)
+        self.waves: list[tuple[str, int]] = []
+        self.one_by_one = 0
+
+    def submitted(self, connector_id: str, message: Message, at: datetime) -> None:
+        self.one_by_one += 1
+
+    def submitted_many(self, connector_id: str, count: int, at: datetime) -> None:
+        self.waves.append((connector_id, count))
+
+
 @dataclass
 class Carrier:
     """The stores, a connector bound to the simulator, and the dispatch handler."""
@@ -36,7 +52,7 @@ class Carrier:
     messages: SqlMessageStore
     queue: SqlJobQueue
     webhooks: SqlWebhookStore
-    router: SandboxRouter
+    router: CountingRouter
     dispatch: DispatchMessage
     accept: AcceptMessage
     caller: Caller
@@ -70,7 +86,7 @@ async def _carrier(database: Database, faults: Faults) -> AsyncIterator[Carrier]
     key = ApiKey(ids.new("key"), tenant.id, KeyMode.LIVE, Role.TENANT, "f" * 64, "pk", clock.now())
     try:
         assert await connector.wait_ready(10)
-        router = SandboxRouter(connector, connector)
+        router = CountingRouter(connector, connector)
         yield Carrier(
             messages,
             queue,
@@ -116,7 +132,8 @@ async def test_submits_of_a_batch_go_out_together_and_are_each_recorded_sent(
     carrier: Carrier,
 ) -> None:
     """30 one-segment messages: no job is handed back, each is ``sent`` with its own carrier
-    id and its ``sending`` and ``sent`` events, and every job is completed."""
+    id and its ``sending`` and ``sent`` events, every job is completed, and routing hears of
+    the submits a wave at a time."""
     ids, jobs = await _claimed(carrier, [f"batch {n}" for n in range(30)])
     handed = BatchRecord()
     await carrier.dispatch.run_each(handed.batch(jobs))
@@ -136,6 +153,10 @@ async def test_submits_of_a_batch_go_out_together_and_are_each_recorded_sent(
         assert types[-2:] == ["message.sending", "message.sent"]
     assert len(carrier_ids) == 30
     assert await carrier.queue.claim(["dispatch"], 100, "after", 60) == []
+    # Routing learns of the 30 submits once per wave of answers, not once per message.
+    assert carrier.router.one_by_one == 0
+    assert {connector for connector, _ in carrier.router.waves} == {"carrier"}
+    assert sum(count for _, count in carrier.router.waves) == 30
 
 
 async def test_a_refused_submit_of_a_batch_continues_on_its_own(refusing: Carrier) -> None:

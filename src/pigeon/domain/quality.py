@@ -343,13 +343,22 @@ class QualityWindow:
 
     def record_submit(self, connector_id: str, at: datetime, *, country: str | None = None) -> None:
         """A message was handed to ``connector_id`` at ``at``."""
+        self.record_submits(connector_id, 1, at, country=country)
+
+    def record_submits(
+        self, connector_id: str, count: int, at: datetime, *, country: str | None = None
+    ) -> None:
+        """``count`` messages were handed to ``connector_id`` at ``at`` (a wave of submits
+        answered together: each window is looked up once, not once per message)."""
+        if count <= 0:
+            return
         seconds = _seconds(at)
         for series in self._targets(connector_id, country):
             for ring in series.rings.values():
                 bucket = ring.bucket(seconds)
                 if bucket is not None:
-                    bucket.submitted += 1
-                    ring.submitted += 1
+                    bucket.submitted += count
+                    ring.submitted += count
 
     def record_outcome(
         self,
@@ -574,11 +583,11 @@ class MinuteRollup:
         counts = self._counts
         counts[key] = counts.get(key, 0) + count
 
-    def add_submit(self, connector_id: str, at: datetime) -> None:
-        """A message was handed to ``connector_id``."""
+    def add_submit(self, connector_id: str, at: datetime, count: int = 1) -> None:
+        """A message (``count`` of them) was handed to ``connector_id``."""
         key = MinuteKey(connector_id, epoch_minute(at), SUBMITTED, "")
         counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + count
 
     def add_outcome(
         self, connector_id: str, delivered: bool, latency_seconds: float | None, at: datetime

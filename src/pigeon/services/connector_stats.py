@@ -98,14 +98,19 @@ class RecordingQualityWindow(QualityWindow):
         self._outcomes: dict[tuple[str, bool], Counter] = {}
         self._latencies: dict[str, Histogram] = {}
 
-    def record_submit(self, connector_id: str, at: datetime, *, country: str | None = None) -> None:
-        """A message was handed to ``connector_id`` at ``at``."""
-        super().record_submit(connector_id, at, country=country)
-        self.rollup.add_submit(connector_id, at)
+    def record_submits(
+        self, connector_id: str, count: int, at: datetime, *, country: str | None = None
+    ) -> None:
+        """``count`` messages were handed to ``connector_id`` at ``at`` (``record_submit``
+        is one of them)."""
+        if count <= 0:
+            return
+        super().record_submits(connector_id, count, at, country=country)
+        self.rollup.add_submit(connector_id, at, count)
         counter = self._submitted.get(connector_id)
         if counter is None:
             counter = self._submitted[connector_id] = CONNECTOR_SUBMITTED.labels(connector_id)
-        counter.inc()
+        counter.inc(count)
 
     def record_outcomes(
         self,

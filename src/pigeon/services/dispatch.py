@@ -58,6 +58,8 @@ class Router(Protocol):
 
     def submitted(self, connector_id: str, message: Message, at: datetime) -> None: ...
 
+    def submitted_many(self, connector_id: str, count: int, at: datetime) -> None: ...
+
     def failed(self, connector_id: str, code: str, at: datetime) -> None: ...
 
 
@@ -101,6 +103,9 @@ class SandboxRouter:
         return self._sandbox if connector_id == self._sandbox.id else self._default
 
     def submitted(self, connector_id: str, message: Message, at: datetime) -> None:
+        """Nothing is learned."""
+
+    def submitted_many(self, connector_id: str, count: int, at: datetime) -> None:
         """Nothing is learned."""
 
     def failed(self, connector_id: str, code: str, at: datetime) -> None:
@@ -283,8 +288,9 @@ class DispatchMessage:
         store; a change that failed is retried as a crashed job would be."""
         now = self._clock.now()
         changes = []
+        by_connector: dict[str, int] = {}
         for started, result in sent:
-            self._router.submitted(started.candidate, started.message, now)
+            by_connector[started.candidate] = by_connector.get(started.candidate, 0) + 1
             changes.append(
                 MessageChange(
                     started.message.id,
@@ -292,6 +298,8 @@ class DispatchMessage:
                     complete_job=started.job.id,
                 )
             )
+        for connector_id, count in by_connector.items():
+            self._router.submitted_many(connector_id, count, now)
         outcomes = await self._store.mutate_each(changes)
         for (started, _), outcome in zip(sent, outcomes, strict=True):
             if isinstance(outcome, Exception):

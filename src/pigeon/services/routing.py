@@ -102,6 +102,10 @@ class TableRouter:
         """A carrier accepted ``message``."""
         self.quality.record_submit(connector_id, at)
 
+    def submitted_many(self, connector_id: str, count: int, at: datetime) -> None:
+        """A carrier accepted ``count`` messages at ``at`` (a wave of answers)."""
+        self.quality.record_submits(connector_id, count, at)
+
     def failed(self, connector_id: str, code: str, at: datetime) -> None:
         """A submit to ``connector_id`` failed with ``code``."""
         self.quality.record_error(connector_id, code, at)

@@ -354,3 +354,27 @@ def test_a_rollup_of_outcomes_together_counts_as_one_by_one(
     for delivered, latency in outcomes:
         one_by_one.add_outcome("a", delivered, latency, T0)
     assert together.drain() == one_by_one.drain()
+
+
+@given(
+    counts=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=6),
+    minutes=st.lists(st.integers(min_value=0, max_value=2000), min_size=1, max_size=6),
+)
+def test_submits_recorded_together_count_as_many_recorded_one_by_one(
+    counts: list[int], minutes: list[int]
+) -> None:
+    """``record_submits(c, n, at)`` leaves every window and the rollup as ``n`` calls of
+    ``record_submit(c, at)`` do (zero changes nothing)."""
+    together, alone = QualityWindow(), QualityWindow()
+    rollup_together, rollup_alone = MinuteRollup(), MinuteRollup()
+    for count, minute in zip(counts, minutes, strict=False):
+        at = T0 + timedelta(minutes=minute)
+        together.record_submits("a", count, at)
+        rollup_together.add_submit("a", at, count)
+        for _ in range(count):
+            alone.record_submit("a", at)
+            rollup_alone.add_submit("a", at)
+    end = T0 + timedelta(minutes=max(minutes))
+    for window in (FIVE_MINUTES, HOUR, DAY):
+        assert together.stats("a", end, window) == alone.stats("a", end, window)
+    assert {k: v for k, v in rollup_together.pending().items() if v} == rollup_alone.pending()

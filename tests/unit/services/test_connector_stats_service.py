@@ -81,6 +81,18 @@ def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+def test_submits_recorded_together_reach_the_window_the_rollup_and_prometheus() -> None:
+    """``record_submits`` counts a wave of submits once for all: the routing window, the
+    minute rollup and the Prometheus counter each grow by the wave's size."""
+    before = _metric("pigeon_connector_submitted_total", connector="unit-wave")
+    quality = RecordingQualityWindow(min_samples=1)
+    quality.record_submits("unit-wave", 7, T0)
+    quality.record_submits("unit-wave", 0, T0)
+    assert quality.stats("unit-wave", T0).submitted == 7
+    assert sum(quality.rollup.pending().values()) == 7
+    assert _metric("pigeon_connector_submitted_total", connector="unit-wave") == before + 7
+
+
 def test_recording_window_counts_for_routing_rollup_and_prometheus() -> None:
     """One event updates the routing window, the minute rollup and the Prometheus counters."""
     before_submitted = _metric("pigeon_connector_submitted_total", connector="unit-a")
