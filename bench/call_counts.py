@@ -79,22 +79,41 @@ def count(label: str, source: Path, messages: int, scratch: Path) -> Counted:
         name = command if command == "serve" else f"{command} {seen[command]}"
         stats = pstats.Stats(str(path))
         raw = stats.stats  # type: ignore[attr-defined]
-        counted.by_process[name] = {
-            function: row[1] / messages for function, row in raw.items() if row[1]
-        }
+        calls: collections.Counter[Function] = collections.Counter()
+        for function, row in raw.items():
+            if row[1]:
+                calls[comparable(function)] += row[1] / messages
+        counted.by_process[name] = dict(calls)
     if not counted.by_process:
         raise SystemExit(f"{label}: no statistics were written to {folder}")
     return counted
 
 
-def where(function: Function) -> str:
-    """A function as ``name (file:line)``, the file shortened."""
+def comparable(function: Function) -> Function:
+    """``function`` keyed the same in every tree: its file shortened (``where``) and without
+    its line, which moves with every edit above it (same-named functions of one file, such as
+    comprehensions, count together)."""
     file, line, name = function
+    if not line:
+        return function
+    return (_short(file), 0, name)
+
+
+def _short(file: str) -> str:
+    """A source file's path from its package on."""
     for marker in ("site-packages/", "/src/", "python3.11/"):
         if marker in file:
-            file = file.split(marker, 1)[1]
-            break
-    return f"{name} ({file}:{line})" if line else name
+            return file.split(marker, 1)[1]
+    return file
+
+
+def where(function: Function) -> str:
+    """A function as ``name (file)`` (``name (file:line)`` with a line), the file shortened;
+    a built-in as its name."""
+    file, line, name = function
+    if file == "~":
+        return name
+    return f"{name} ({_short(file)}:{line})" if line else f"{name} ({_short(file)})"
 
 
 def report(runs: list[Counted], top: int) -> str:
