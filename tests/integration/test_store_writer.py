@@ -466,6 +466,28 @@ async def test_sqlite_syncs_the_wal_in_a_child_process_and_stops_it_on_close(
         os.kill(children[0], 0)
 
 
+async def test_a_write_is_answered_only_once_the_wal_sync_process_has_synced(
+    sqlite_database: Database,
+) -> None:
+    """ADR 36 keeps ADR 30's promise: with the sync process stopped (SIGSTOP) a committed
+    write is visible but not answered; once the process runs again and answers, it is."""
+    database = sqlite_database
+    assert await database.write(_insert_tenant("first")) == "first"
+    (child,) = _wal_sync_children()
+    os.kill(child, signal.SIGSTOP)
+    try:
+        before = database.writer.stats.transactions
+        write = asyncio.ensure_future(database.write(_insert_tenant("held")))
+        await _until(lambda: database.writer.stats.transactions > before)
+        await asyncio.sleep(0.05)
+        assert await _count(database, tenants) == 2  # committed
+        assert not write.done()  # not durable yet: not answered
+    finally:
+        os.kill(child, signal.SIGCONT)
+    assert await asyncio.wait_for(write, 10) == "held"
+    assert database.writer.sync_in_process is True
+
+
 async def test_a_killed_wal_sync_process_leaves_the_syncs_to_the_writers_thread(
     sqlite_database: Database,
 ) -> None:
