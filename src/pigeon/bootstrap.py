@@ -460,6 +460,9 @@ async def open_gateway(settings: Settings) -> Gateway:
         min_priority=lane.min_priority,
         max_priority=lane.max_priority,
         ceiling_grace=lane.ceiling_grace,
+        # Dispatch jobs carry the OTPs: their claims go ahead of other writes. A runner
+        # without them (``serve`` beside worker processes: webhooks) claims with the writes.
+        claims_alone=not kinds or "dispatch" in kinds,
     )
     accept = AcceptMessage(
         messages,

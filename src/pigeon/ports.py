@@ -78,10 +78,14 @@ class JobQueue(Protocol):
         min_priority: int | None = None,
         max_priority: int | None = None,
         ceiling_grace: timedelta | None = None,
+        alone: bool = True,
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``
         (only jobs of at least ``min_priority`` and at most ``max_priority``, when given; above
-        ``max_priority`` also those due for ``ceiling_grace`` or longer, when given)."""
+        ``max_priority`` also those due for ``ceiling_grace`` or longer, when given).
+
+        ``alone``: the claim must not wait for other writes (it may take an OTP). Otherwise
+        a store with a group-commit writer may make it part of its next batch of writes."""
         ...
 
     async def complete(self, job_id: str, owner: str) -> None: ...

@@ -293,3 +293,46 @@ async def test_a_regular_lane_runner_takes_over_an_otp_left_waiting(stores: Stor
         stop.set()
         runner.nudge()
         await asyncio.wait_for(running, timeout=10)
+
+
+class _NotingClaims(_Counting):
+    """The real queue, noting whether each claim was asked to run alone."""
+
+    def __init__(self, stores: Stores) -> None:
+        super().__init__(stores)
+        self.alone: list[object] = []
+
+    async def claim(self, *args: object, **kwargs: object) -> list[Job]:
+        self.alone.append(kwargs.get("alone"))
+        return await super().claim(*args, **kwargs)
+
+
+@pytest.mark.parametrize("claims_alone", [True, False])
+async def test_a_runner_claims_alone_unless_told_its_jobs_are_never_urgent(
+    stores: Stores, claims_alone: bool
+) -> None:
+    """Claims run alone by default (they may take an OTP); a runner of jobs that are never
+    urgent (``serve``'s webhooks) lets the store claim with its other writes."""
+    handler = _Noting(stores)
+    queue = _NotingClaims(stores)
+    runner = JobRunner(
+        queue,  # type: ignore[arg-type]
+        {"webhook": handler},
+        stores.clock,
+        "webhooks",
+        idle_seconds=60,
+        claims_alone=claims_alone,
+    )
+    await stores.queue.enqueue(
+        [NewJob(id="w1", kind="webhook", payload={}, run_at=stores.clock.now(), priority=5)]
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    try:
+        await _until(handler, {"w1"})
+    finally:
+        stop.set()
+        runner.nudge()
+        await asyncio.wait_for(running, 10)
+    assert queue.alone
+    assert set(queue.alone) == {claims_alone}

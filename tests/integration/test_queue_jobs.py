@@ -237,6 +237,24 @@ async def test_claiming_thousands_of_jobs_takes_few_transactions(stores: Stores)
     assert await stores.queue.pending() == {}
 
 
+async def test_a_claim_that_need_not_be_alone_shares_the_next_transaction(
+    stores: Stores, database_url: str
+) -> None:
+    """Without ``alone`` a SQLite claim is written with the writes queued beside it, in one
+    transaction; alone it has one of its own. PostgreSQL claims outside the writer."""
+    await stores.queue.enqueue([_job(stores, f"j{i}", kind="webhook") for i in range(4)])
+    writer = stores.database.writer
+    sqlite = database_url.startswith("sqlite")
+    for alone, transactions in ((False, 1), (True, 2 if sqlite else 1)):
+        before = writer.stats.transactions
+        claimed, _ = await asyncio.gather(
+            stores.queue.claim(["webhook"], 2, f"w-{alone}", 30, alone=alone),
+            stores.queue.enqueue([_job(stores, f"beside-{alone}", kind="dispatch")]),
+        )
+        assert len(claimed) == 2
+        assert writer.stats.transactions - before == transactions
+
+
 async def test_a_priority_floor_claims_only_jobs_at_or_above_it(stores: Stores) -> None:
     """``min_priority`` leaves lower-priority jobs ready, for one kind and across kinds."""
     await stores.queue.enqueue(

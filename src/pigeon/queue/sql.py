@@ -164,12 +164,17 @@ class SqlJobQueue:
         min_priority: int | None = None,
         max_priority: int | None = None,
         ceiling_grace: timedelta | None = None,
+        alone: bool = True,
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs, highest priority first, then earliest ``run_at``
         (only jobs of at least ``min_priority`` and at most ``max_priority``, when given: the
         runners' urgent lane, the OTP worker processes and the others). With
         ``ceiling_grace``, jobs above ``max_priority`` that have been due that long are taken
-        too: the OTPs an OTP worker process did not take (it is down, or cannot bind)."""
+        too: the OTPs an OTP worker process did not take (it is down, or cannot bind).
+
+        Without ``alone`` the claim joins the writer's next batch of writes on SQLite (no
+        transaction, commit and WAL sync of its own); PostgreSQL's claim is one statement
+        outside the writer either way."""
         if not kinds or limit < 1:
             return []
         now = self._clock.now()
@@ -194,8 +199,10 @@ class SqlJobQueue:
         # Alone: the runner waits on it with free slots, and what it claims first (an OTP)
         # should not sit behind the mutations already queued for the writer, nor wait for a
         # batch of them to be worked out and written with it (that took ~30 ms a claim
-        # behind a marketing backlog: most of an OTP's time to its carrier).
-        return await self._db.write(claim, alone=True)
+        # behind a marketing backlog: most of an OTP's time to its carrier). Jobs that are
+        # never urgent (webhooks) are claimed in the next batch instead: a transaction, a
+        # commit and a WAL sync fewer per claim.
+        return await self._db.write(claim, alone=alone)
 
     async def _pg_claim(
         self,

@@ -118,8 +118,12 @@ class JobRunner:
         min_priority: int | None = None,
         max_priority: int | None = None,
         ceiling_grace: timedelta | None = None,
+        claims_alone: bool = True,
     ) -> None:
         self._queue = queue
+        #: Whether claims must not wait for other writes (the runner's jobs may be OTPs);
+        #: otherwise the store may claim in its next batch of writes.
+        self._claims_alone = claims_alone
         self._handlers = dict(handlers)
         #: The kinds whose handler runs a claim's jobs in one call.
         self._batch_handlers = {
@@ -212,6 +216,7 @@ class JobRunner:
                 min_priority=min_priority,
                 max_priority=self._max_priority,
                 ceiling_grace=self._ceiling_grace,
+                alone=self._claims_alone,
             )
         except Exception:
             log.exception("claiming jobs failed")

@@ -57,11 +57,30 @@ _SQLITE_SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}
 _SQLITE_SECONDS_MAX = 4096
 
 
+#: The stored text of recent instants, by instant. Most of a worker's times are written
+#: several times over (a message's ``created_at`` and ``expires_at`` with each status change,
+#: a batch's ``now`` in each of its rows): a lookup is a fifth of making the text again.
+#: Equal aware times are one instant, so one text; a naive time equals no aware one and
+#: is refused below. Bounded: emptied when full.
+_SQLITE_TIMES: dict[datetime, str] = {}
+_SQLITE_TIMES_MAX = 8192
+
+
 def _sqlite_time(value: datetime | None) -> str | None:
     # SQLAlchemy's SQLite storage format for ``UtcDateTime`` ("YYYY-MM-DD HH:MM:SS.ffffff",
     # fixed width so it sorts): the first 26 characters of the UTC ISO form.
     if value is None:
         return None
+    text = _SQLITE_TIMES.get(value)
+    if text is None:
+        text = _made_sqlite_time(value)
+        if len(_SQLITE_TIMES) >= _SQLITE_TIMES_MAX:
+            _SQLITE_TIMES.clear()
+        _SQLITE_TIMES[value] = text
+    return text
+
+
+def _made_sqlite_time(value: datetime) -> str:
     if value.tzinfo is not UTC:
         value = _aware(value).astimezone(UTC)
     second = (value.year, value.month, value.day, value.hour, value.minute, value.second)

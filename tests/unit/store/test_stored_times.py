@@ -36,6 +36,15 @@ def test_naive_times_are_refused_even_after_an_equal_aware_one() -> None:
     assert _sqlite_time(None) is None
 
 
+def test_one_instant_in_two_zones_is_one_stored_text() -> None:
+    """A kept text serves an equal instant written in another zone: both are its UTC form."""
+    east = datetime(2026, 12, 2, 17, 30, 0, 123456, tzinfo=timezone(timedelta(hours=5)))
+    utc = datetime(2026, 12, 2, 12, 30, 0, 123456, tzinfo=UTC)
+    assert _sqlite_time(east) == "2026-12-02 12:30:00.123456"
+    assert _sqlite_time(utc) == "2026-12-02 12:30:00.123456"
+    assert _sqlite_time(utc + timedelta(microseconds=1)) == "2026-12-02 12:30:00.123457"
+
+
 SQLALCHEMY_READ = DATETIME().result_processor(sqlite.dialect(), None)
 
 
