@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from pigeon.bootstrap import open_gateway
+from pigeon.config import Settings
 from pigeon.ports import Job, NewJob
 from pigeon.services.worker import JobRunner
 
@@ -336,3 +339,20 @@ async def test_a_runner_claims_alone_unless_told_its_jobs_are_never_urgent(
         await asyncio.wait_for(running, 10)
     assert queue.alone
     assert set(queue.alone) == {claims_alone}
+
+
+@pytest.mark.parametrize(
+    ("job_kinds", "alone"),
+    [("", True), ("dispatch,receipt,expire", True), ("dispatch", True), ("webhook,notify", False)],
+)
+async def test_only_a_runner_without_dispatch_jobs_claims_with_the_writes(
+    tmp_path: Path, job_kinds: str, alone: bool
+) -> None:
+    """The gateway's runner claims alone when it takes dispatch jobs (OTPs among them), and
+    with the other writes when it does not (``serve`` beside worker processes: webhooks)."""
+    settings = Settings(data_dir=tmp_path, run_smpp=False, run_workers=False, job_kinds=job_kinds)
+    gateway = await open_gateway(settings)
+    try:
+        assert gateway.runner.claims_alone is alone
+    finally:
+        await gateway.close()

@@ -170,6 +170,11 @@ class JobRunner:
         """The lease owner name of this runner."""
         return self._owner
 
+    @property
+    def claims_alone(self) -> bool:
+        """Whether its claims go ahead of other writes (its jobs may be OTPs)."""
+        return self._claims_alone
+
     def nudge(self, urgent: bool = False) -> None:
         """Wake the loop now (new work was just enqueued; ``urgent``: a job of the urgent lane's
         priority, which is claimed even when every regular slot is busy)."""
