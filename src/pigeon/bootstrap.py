@@ -24,6 +24,7 @@ from pigeon.config import (
     build_routing,
     parse_peers,
     writer_batch,
+    writer_tasks,
 )
 from pigeon.connectors.factory import ConnectorFactory, answer_callback, settings_for
 from pigeon.connectors.simulator import SimulatorConnector, SimulatorSettings
@@ -84,9 +85,6 @@ from pigeon.webhooks.signing import new_secret, signature_headers
 log = logging.getLogger(__name__)
 
 SIMULATOR_ID = "simulator"
-
-#: Concurrent writer transactions on PostgreSQL.
-POSTGRES_WRITER_TASKS = 4
 
 
 def load_secret_key(settings: Settings) -> bytes:
@@ -367,10 +365,11 @@ async def open_gateway(settings: Settings) -> Gateway:
     clock = SystemClock()
     ids = UlidFactory()
     # PostgreSQL: a few batches in flight at once, so one batch's round trips and commit do
-    # not hold up the next (SQLite has one writer whatever this says).
+    # not hold up the next; one at a time in the regular workers (ADR 38). SQLite has one
+    # writer whatever this says.
     database = await connect(
         url,
-        writer_tasks=POSTGRES_WRITER_TASKS,
+        writer_tasks=writer_tasks(settings),
         max_batch=writer_batch(settings),
         synchronous_commit=settings.synchronous_commit,
     )

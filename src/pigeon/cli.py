@@ -24,7 +24,7 @@ import uvloop
 from rich.console import Console
 
 from pigeon.api.http_protocol import CoalescingHttpToolsProtocol
-from pigeon.config import ConfigError, Settings, load_settings, writer_batch
+from pigeon.config import ConfigError, Settings, load_settings, writer_batch, writer_tasks
 from pigeon.domain.accounts import KeyMode, Role
 from pigeon.supervisor import WorkerProcesses, free_udp_port
 
@@ -207,16 +207,30 @@ def _worker_processes(
     # The regular workers leave the urgent lane's jobs (OTPs) to the urgent ones, whose event
     # loop is free when one comes: behind a marketing backlog a regular worker's loop is busy
     # (turns of 10-20 ms on PostgreSQL), and every await of a dispatch waits for one.
-    urgent = settings.worker_urgent_processes
-    regular_lane = "regular" if urgent else "all"
-    roles = [{"PIGEON_JOB_LANE": regular_lane}] * settings.worker_processes
-    roles += [{"PIGEON_JOB_LANE": "urgent", "PIGEON_JOB_KINDS": URGENT_JOB_KINDS}] * urgent
-    children = WorkerProcesses(roles, argv, env, parent_wake_port=port)
+    children = WorkerProcesses(worker_roles(settings), argv, env, parent_wake_port=port)
     peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)
     # This process keeps the webhook deliveries (its loop has the time: it only accepts),
     # the workers take dispatch, receipts and expiries: the CPU splits about evenly.
     own = dataclasses.replace(settings, job_kinds=SERVE_JOB_KINDS, wake_port=port, wake_peers=peers)
     return own, children
+
+
+def worker_roles(settings: Settings) -> list[dict[str, str]]:
+    """What each worker process ``serve`` starts adds to its environment: its lane and, for
+    the OTP workers, its job kinds, and its writer's transactions at once (PostgreSQL)."""
+    urgent = settings.worker_urgent_processes
+    regular = {
+        "PIGEON_JOB_LANE": "regular" if urgent else "all",
+        "PIGEON_WRITER_TASKS": str(writer_tasks(settings, worker=True)),
+    }
+    otp = {
+        "PIGEON_JOB_LANE": "urgent",
+        "PIGEON_JOB_KINDS": URGENT_JOB_KINDS,
+        "PIGEON_WRITER_TASKS": str(writer_tasks(settings)),
+    }
+    return [dict(regular) for _ in range(settings.worker_processes)] + [
+        dict(otp) for _ in range(urgent)
+    ]
 
 
 #: What ``serve``'s own runner takes when it has worker processes (they take the rest).

@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pigeon.domain.addressing import SenderKind
 from pigeon.domain.connectors import CONNECTOR_TYPES as KNOWN_CONNECTOR_TYPES
@@ -150,6 +150,15 @@ class Settings:
     #: their own workers; 64 drains a backlog ~15% faster), 128 on PostgreSQL (no shared lock
     #: there: larger batches save round trips).
     worker_writer_max_batch: int = 0
+    #: PostgreSQL: group-commit transactions this process's writer runs at once (several
+    #: overlap one batch's round trips and commit with the next one's; one gathers larger
+    #: batches). 0: by role (``writer_tasks``), 4. SQLite has one writer whatever this says.
+    writer_tasks: int = 0
+    #: ``writer_tasks`` of the regular worker processes ``serve`` starts (the urgent ones
+    #: keep ``writer_tasks``). 0: by role, 1 while OTPs have workers of their own: dispatch
+    #: and receipts are CPU-bound, and one transaction at a time makes larger batches and
+    #: fewer commits (ADR 38); else ``writer_tasks``'s default.
+    worker_writer_tasks: int = 0
     #: On: every COMMIT is on disk before its callers are answered (an accepted message
     #: survives a power cut). Off: the database writes its log out soon after (SQLite
     #: ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): an accepted message
@@ -212,6 +221,23 @@ def writer_batch(settings: Settings, *, worker: bool = False) -> int:
     engine = "postgresql" if settings.effective_database_url.startswith("postgres") else "sqlite"
     serve, workers = _WRITER_BATCH[engine]
     return workers if worker else serve
+
+
+#: PostgreSQL's writer transactions at once (``writer_tasks``): ``serve`` and the OTP workers,
+#: where a client or an OTP waits on each commit; the regular workers beside OTP workers.
+_WRITER_TASKS: Final = 4
+_REGULAR_WORKER_WRITER_TASKS: Final = 1
+
+
+def writer_tasks(settings: Settings, *, worker: bool = False) -> int:
+    """The writer transactions at once in effect (PostgreSQL): ``writer_tasks``, or with
+    ``worker`` that of the regular worker processes ``serve`` starts."""
+    if worker:
+        if settings.worker_writer_tasks:
+            return settings.worker_writer_tasks
+        if settings.worker_urgent_processes:
+            return _REGULAR_WORKER_WRITER_TASKS
+    return settings.writer_tasks or _WRITER_TASKS
 
 
 def _convert(name: str, raw: Any, kind: Any, problems: list[str], source: str) -> Any:
@@ -374,6 +400,9 @@ def _validate(settings: Settings) -> list[str]:
     for name in ("writer_max_batch", "worker_writer_max_batch"):
         if not 0 <= getattr(settings, name) <= 100_000:
             problems.append(f"{name} must be between 0 (by database) and 100000")
+    for name in ("writer_tasks", "worker_writer_tasks"):
+        if not 0 <= getattr(settings, name) <= 64:
+            problems.append(f"{name} must be between 0 (by role) and 64")
     if not 1 <= settings.webhook_connections_per_host <= 1000:
         problems.append("webhook_connections_per_host must be between 1 and 1000")
     if not 0 <= settings.worker_processes <= 64:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pigeon.config import ConfigError, Settings, load_settings, writer_batch
+from pigeon.config import ConfigError, Settings, load_settings, writer_batch, writer_tasks
 
 
 def test_defaults_give_embedded_sqlite(tmp_path: Path) -> None:
@@ -141,6 +141,23 @@ def test_writer_batches_set_explicitly_win(tmp_path: Path) -> None:
     assert (writer_batch(settings), writer_batch(settings, worker=True)) == (16, 8)
     with pytest.raises(ConfigError, match="writer_max_batch"):
         load_settings({**env, "PIGEON_WRITER_MAX_BATCH": "-1"})
+
+
+def test_writer_tasks_are_one_in_regular_workers_beside_otp_workers(tmp_path: Path) -> None:
+    """PostgreSQL's writer runs 4 transactions at once in ``serve`` and 1 in the regular
+    workers while OTPs have workers of their own (4 without them); set values win."""
+    absent = {"PIGEON_CONFIG": str(tmp_path / "absent.toml")}
+    default = load_settings(absent)
+    alone = load_settings({**absent, "PIGEON_WORKER_URGENT_PROCESSES": "0"})
+    explicit = load_settings(
+        {**absent, "PIGEON_WRITER_TASKS": "2", "PIGEON_WORKER_WRITER_TASKS": "3"}
+    )
+
+    assert (writer_tasks(default), writer_tasks(default, worker=True)) == (4, 1)
+    assert (writer_tasks(alone), writer_tasks(alone, worker=True)) == (4, 4)
+    assert (writer_tasks(explicit), writer_tasks(explicit, worker=True)) == (2, 3)
+    with pytest.raises(ConfigError, match="worker_writer_tasks"):
+        load_settings({**absent, "PIGEON_WORKER_WRITER_TASKS": "65"})
 
 
 def test_synchronous_commit_is_on_unless_turned_off(tmp_path: Path) -> None:

@@ -280,6 +280,11 @@ class Writer:
         return not self._closing and bool(self._tasks) and not any(t.done() for t in self._tasks)
 
     @property
+    def task_count(self) -> int:
+        """Batches in flight at once at most (their transactions run side by side)."""
+        return self._task_count
+
+    @property
     def backlog(self) -> int:
         """Operations submitted and not yet taken into a batch."""
         return len(self._pending) + len(self._urgent) + len(self._alone)
