@@ -116,8 +116,8 @@ def test_bad_connector_tables_are_reported(tmp_path: Path) -> None:
 
 
 def test_writer_batches_default_by_database(tmp_path: Path) -> None:
-    """Left at 0, the workers' batches are 64 on SQLite (one shared lock), 128 on PostgreSQL
-    (round trips); serve's are 64 on both."""
+    """Left at 0, the workers' batches are 64 on SQLite (one shared lock), 256 on PostgreSQL
+    (round trips and commits); serve's are 64 on both."""
     absent = str(tmp_path / "absent.toml")
     sqlite = load_settings({"PIGEON_CONFIG": absent})
     postgres = load_settings(
@@ -125,7 +125,7 @@ def test_writer_batches_default_by_database(tmp_path: Path) -> None:
     )
 
     assert (writer_batch(sqlite), writer_batch(sqlite, worker=True)) == (64, 64)
-    assert (writer_batch(postgres), writer_batch(postgres, worker=True)) == (64, 128)
+    assert (writer_batch(postgres), writer_batch(postgres, worker=True)) == (64, 256)
 
 
 def test_writer_batches_set_explicitly_win(tmp_path: Path) -> None:
