@@ -53,6 +53,7 @@ from pigeon.services.connector_stats import (
     ReadConnectorStats,
     RecordingQualityWindow,
     sample_quality_gauges,
+    sample_stored_quality_gauges,
 )
 from pigeon.services.connectors import LiveRouting, ManageConnectors, ManageRoutes
 from pigeon.services.dispatch import DispatchMessage, ExpireMessage, SweepOverdueReceipts
@@ -248,7 +249,22 @@ class Gateway:
         """Refresh gauges sampled at scrape time."""
         for kind, count in (await self.queue.pending()).items():
             JOBS_PENDING.labels(kind).set(count)
-        sample_quality_gauges(self.router.quality, self.router.connectors, self.clock.now())
+        now = self.clock.now()
+        if self.figures is not None and not self.sees_receipts:
+            # Receipts are applied in other processes (``serve`` with worker processes): the
+            # figures they all store, at most a flush interval old.
+            await sample_stored_quality_gauges(
+                self.figures.store, self.figures, self.router.connectors, now
+            )
+        else:
+            sample_quality_gauges(self.router.quality, self.router.connectors, now)
+
+    @property
+    def sees_receipts(self) -> bool:
+        """Whether this process applies carriers' receipts (its routing then sees every
+        outcome); not ``serve`` with worker processes, which leaves them to the workers."""
+        kinds = self.settings.job_kinds_wanted
+        return self.settings.run_workers and (not kinds or "receipt" in kinds)
 
     def api_services(self) -> ApiServices:
         """The use cases the REST API calls."""

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import tomllib
 import urllib.error
 import urllib.request
@@ -26,7 +27,9 @@ from rich.console import Console
 from pigeon.api.http_protocol import CoalescingHttpToolsProtocol
 from pigeon.config import ConfigError, Settings, load_settings, writer_batch, writer_tasks
 from pigeon.domain.accounts import KeyMode, Role
+from pigeon.process_metrics import MetricsReport, PeerMetrics
 from pigeon.supervisor import WorkerProcesses, free_udp_port
+from pigeon.telemetry import add_peer_source, remove_peer_source
 
 app = typer.Typer(help="Pigeon: a self-hosted global SMS aggregator.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
@@ -148,6 +151,11 @@ async def _work(settings: Settings, parent_pid: int | None = None) -> None:
     watch: asyncio.Task[None] | None = None
     if parent_pid is not None:
         watch = asyncio.create_task(_stop_when_orphaned(parent_pid, stop))
+    reported = asyncio.Event()
+    report: asyncio.Task[None] | None = None
+    if settings.metrics_report_dir:
+        folder = Path(settings.metrics_report_dir)
+        report = asyncio.create_task(MetricsReport(folder).run(reported))
     try:
         await gateway.start_workers()
         freeze_startup_heap()
@@ -156,6 +164,9 @@ async def _work(settings: Settings, parent_pid: int | None = None) -> None:
         if watch is not None:
             watch.cancel()
         await gateway.close()
+        if report is not None:  # its last snapshot after everything was counted
+            reported.set()
+            await report
 
 
 #: The cyclic collector's thresholds once the gateway runs (``gc.set_threshold``): a young
@@ -207,7 +218,11 @@ def _worker_processes(
     # The regular workers leave the urgent lane's jobs (OTPs) to the urgent ones, whose event
     # loop is free when one comes: behind a marketing backlog a regular worker's loop is busy
     # (turns of 10-20 ms on PostgreSQL), and every await of a dispatch waits for one.
-    children = WorkerProcesses(worker_roles(settings), argv, env, parent_wake_port=port)
+    # The children's metrics reach this process's /metrics through files there.
+    metrics = Path(tempfile.mkdtemp(prefix="pigeon-metrics-"))
+    children = WorkerProcesses(
+        worker_roles(settings), argv, env, parent_wake_port=port, metrics_folder=metrics
+    )
     peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)
     # This process keeps the webhook deliveries (its loop has the time: it only accepts),
     # the workers take dispatch, receipts and expiries: the CPU splits about evenly.
@@ -276,6 +291,10 @@ async def _serve(settings: Settings, config: Path | None = None) -> None:
 
     _let_shutdown_finish()
     settings, children = _worker_processes(settings, config)
+    peers = None
+    if children is not None and children.metrics_folder is not None:
+        peers = PeerMetrics(children.metrics_folder)
+        add_peer_source(peers)
     gateway = await open_gateway(settings)
     try:
         boot = await ensure_demo_tenant(gateway)
@@ -309,6 +328,8 @@ async def _serve(settings: Settings, config: Path | None = None) -> None:
     finally:
         if children is not None:
             await children.stop()
+        if peers is not None:
+            remove_peer_source(peers)
         await gateway.close()
 
 

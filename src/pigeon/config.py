@@ -139,6 +139,10 @@ class Settings:
     #: tells (``host:port,...``); ``serve`` sets both for the workers it starts.
     wake_port: int = 0
     wake_peers: str = ""
+    #: A folder this process writes a snapshot of its counters and histograms to every second
+    #: (``pigeon.process_metrics``; empty: none). ``serve`` sets it for the worker processes
+    #: it starts and sums their snapshots into its ``/metrics``.
+    metrics_report_dir: str = ""
     #: The job kinds this process's runner takes (comma-separated; empty: every kind). ``serve``
     #: with ``worker_processes`` keeps ``webhook,notify`` and gives the rest to its workers.
     job_kinds: str = ""

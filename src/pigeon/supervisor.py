@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import socket
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,12 @@ class WorkerProcesses:
         restart_min_delay: float = 1.0,
         restart_max_delay: float = 30.0,
         stop_timeout: float = 20.0,
+        metrics_folder: Path | None = None,
     ) -> None:
         self._argv = list(argv)
+        #: Where the children write their metrics (``pigeon.process_metrics``); removed by
+        #: ``stop``.
+        self.metrics_folder = metrics_folder
         self._env = dict(env)
         self._host = host
         self._parent = (host, parent_wake_port)
@@ -81,6 +87,7 @@ class WorkerProcesses:
             "PIGEON_WORKER_PROCESSES": "0",
             "PIGEON_WAKE_PORT": str(self.ports[index]),
             "PIGEON_WAKE_PEERS": ",".join(f"{host}:{port}" for host, port in others),
+            "PIGEON_METRICS_REPORT_DIR": str(self.metrics_folder or ""),
         }
 
     async def start(self) -> None:
@@ -125,3 +132,5 @@ class WorkerProcesses:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         self._watchers.clear()
+        if self.metrics_folder is not None:
+            shutil.rmtree(self.metrics_folder, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -76,9 +77,62 @@ async def send_and_deliver(base: str, count: int) -> None:
         assert not pending, f"{len(pending)} of {count} not delivered"
 
 
+def report_folder_of(pid: int) -> str:
+    """Where worker ``pid`` writes its metrics (its ``PIGEON_METRICS_REPORT_DIR``)."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = next(v for v in environ if v.startswith(b"PIGEON_METRICS_REPORT_DIR="))
+    return found.split(b"=", 1)[1].decode()
+
+
+def is_folder(path: str) -> bool:
+    """Whether ``path`` is a folder now."""
+    return Path(path).is_dir()
+
+
+async def delivered_in_metrics(base: str) -> float:
+    """``serve``'s ``/metrics`` count of status changes to ``delivered``, over every label."""
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+        text = await response.text()
+    return sum(
+        float(match[1])
+        for match in re.finditer(
+            r'^pigeon_message_status_changes_total\{[^}]*status="delivered"[^}]*\} (\S+)$',
+            text,
+            re.MULTILINE,
+        )
+    )
+
+
+async def wait_for_delivered_in_metrics(base: str, count: float) -> None:
+    """Poll ``/metrics`` until it counts ``count`` deliveries."""
+    deadline = time.monotonic() + 30
+    seen = await delivered_in_metrics(base)
+    while seen != count and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        seen = await delivered_in_metrics(base)
+    assert seen == count, f"/metrics counts {seen} deliveries, not {count}"
+
+
+async def wait_for_delivery_rate_in_metrics(base: str) -> None:
+    """Poll ``/metrics`` until the simulator's delivery rate over the last hour shows (the
+    workers' stored figures: they flush every few seconds)."""
+    wanted = 'pigeon_connector_delivery_rate{connector="simulator",window="1h"} 1.0'
+    deadline = time.monotonic() + 30
+    text = ""
+    while time.monotonic() < deadline:
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as answer:
+            text = await answer.text()
+        if wanted in text.splitlines():
+            return
+        await asyncio.sleep(0.5)
+    rates = [line for line in text.splitlines() if "delivery_rate" in line]
+    raise AssertionError(f"no delivery rate of 1.0 in /metrics: {rates}")
+
+
 async def test_worker_processes_deliver_and_a_killed_one_is_replaced(tmp_path: Path) -> None:
-    """Two workers (and the OTP worker) deliver every message; one SIGKILLed is restarted and
-    delivery goes on."""
+    """Two workers (and the OTP worker) deliver every message, and serve's /metrics counts
+    their deliveries and shows their delivery rate; one SIGKILLed is restarted, delivery goes
+    on, and its counts stay."""
     gateway: GatewayProcess = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="2")
     gateway.start()
     try:
@@ -86,18 +140,24 @@ async def test_worker_processes_deliver_and_a_killed_one_is_replaced(tmp_path: P
         serve = gateway.process.pid
         await wait_for(lambda: len(children_of(serve)) == 3, "three worker processes")
         await send_and_deliver(gateway.base_url, 40)
+        await wait_for_delivered_in_metrics(gateway.base_url, 40)
+        await wait_for_delivery_rate_in_metrics(gateway.base_url)
         victim = min(children_of(serve))
+        reports = report_folder_of(victim)
+        assert is_folder(reports)
         os.kill(victim, signal.SIGKILL)
         await wait_for(
             lambda: len(children_of(serve)) == 3 and victim not in children_of(serve),
             "a replacement worker",
         )
         await send_and_deliver(gateway.base_url, 40)
+        await wait_for_delivered_in_metrics(gateway.base_url, 80)
     finally:
         gateway.stop()
     assert gateway.process is not None
     assert gateway.process.returncode == 0
     assert children_of(serve) == set()
+    assert not is_folder(reports)  # serve removed its workers' report folder
 
 
 async def test_workers_stop_when_serve_is_killed(tmp_path: Path) -> None:

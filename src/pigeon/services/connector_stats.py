@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
 
 from pigeon.domain.errors import NotFound
 from pigeon.domain.quality import (
@@ -48,6 +48,8 @@ from pigeon.telemetry import (
     CONNECTOR_RECEIPT_LATENCY,
     CONNECTOR_RECEIPT_LATENCY_P90,
     CONNECTOR_SUBMITTED,
+    Count,
+    Timing,
 )
 
 log = logging.getLogger(__name__)
@@ -93,10 +95,10 @@ class RecordingQualityWindow(QualityWindow):
             windows, buckets=buckets, min_samples=min_samples, default_window=default_window
         )
         self.rollup = rollup if rollup is not None else MinuteRollup()
-        # Prometheus children by connector: ``labels()`` costs more than the update itself.
-        self._submitted: dict[str, Counter] = {}
-        self._outcomes: dict[tuple[str, bool], Counter] = {}
-        self._latencies: dict[str, Histogram] = {}
+        # Metric series by connector: ``labels()`` costs more than the update itself.
+        self._submitted: dict[str, Count] = {}
+        self._outcomes: dict[tuple[str, bool], Count] = {}
+        self._latencies: dict[str, Timing] = {}
 
     def record_submits(
         self, connector_id: str, count: int, at: datetime, *, country: str | None = None
@@ -277,15 +279,34 @@ class ReadConnectorStats:
         ):
             raise NotFound(f"No connector {connector_id!r}.", code="connector_not_found")
         now = self._clock.now()
-        windows: dict[str, Any] = {}
-        for name, window in WINDOWS.items():
-            since = window_start_minute(now, window)
-            totals = await self._store.totals_since(connector_id, since)
-            for key, count in unflushed.items():
-                if key.minute >= since:
-                    totals.add(key.metric, key.key, count)
-            windows[name] = figures_document(totals.summary())
+        windows = {
+            name: figures_document(stats)
+            for name, stats in (
+                await stored_windows(self._store, self._figures, connector_id, now)
+            ).items()
+        }
         return {"connector_id": connector_id, "as_of": now.isoformat(), "windows": windows}
+
+
+async def stored_windows(
+    store: ConnectorMinuteStore, figures: ConnectorFigures, connector_id: str, now: datetime
+) -> dict[str, QualityStats]:
+    """``connector_id``'s figures over each window (``WINDOWS``) as stored by every process
+    sharing the database, plus what this process has not flushed yet."""
+    unflushed = [
+        (key, count)
+        for key, count in figures.unflushed().items()
+        if key.connector_id == connector_id
+    ]
+    windows: dict[str, QualityStats] = {}
+    for name, window in WINDOWS.items():
+        since = window_start_minute(now, window)
+        totals = await store.totals_since(connector_id, since)
+        for key, count in unflushed:
+            if key.minute >= since:
+                totals.add(key.metric, key.key, count)
+        windows[name] = totals.summary()
+    return windows
 
 
 def figures_document(stats: QualityStats) -> dict[str, Any]:
@@ -307,12 +328,37 @@ def sample_quality_gauges(
     """Set ``pigeon_connector_delivery_rate`` and ``..._receipt_latency_p90_seconds`` for each
     connector and window from ``quality`` (what this process's routing sees); a window without
     receipts, or a connector gone from both, has no sample."""
-    samples: list[tuple[Gauge, str, str, float]] = []
+    by_connector: dict[str, dict[str, QualityStats]] = {}
     for connector_id in sorted({*connector_ids, *quality.connector_ids()}):
-        for name, window in WINDOWS.items():
-            if window not in quality.windows:
-                continue
-            stats = quality.stats(connector_id, now, window, min_samples=1)
+        by_connector[connector_id] = {
+            name: quality.stats(connector_id, now, window, min_samples=1)
+            for name, window in WINDOWS.items()
+            if window in quality.windows
+        }
+    set_quality_gauges(by_connector)
+
+
+async def sample_stored_quality_gauges(
+    store: ConnectorMinuteStore,
+    figures: ConnectorFigures,
+    connector_ids: Iterable[str],
+    now: datetime,
+) -> None:
+    """``sample_quality_gauges`` from the figures every process stored (``stored_windows``):
+    for a process whose own routing sees no receipts (``serve`` with worker processes)."""
+    set_quality_gauges(
+        {
+            connector_id: await stored_windows(store, figures, connector_id, now)
+            for connector_id in sorted(set(connector_ids))
+        }
+    )
+
+
+def set_quality_gauges(by_connector: Mapping[str, Mapping[str, QualityStats]]) -> None:
+    """The quality gauges, replaced by these figures (by connector, then window name)."""
+    samples: list[tuple[Gauge, str, str, float]] = []
+    for connector_id, windows in by_connector.items():
+        for name, stats in windows.items():
             if stats.delivery_rate is not None:
                 samples.append((CONNECTOR_DELIVERY_RATE, connector_id, name, stats.delivery_rate))
             if stats.p90_latency is not None:

@@ -16,6 +16,7 @@ from pigeon.services.connector_stats import (
     ReadConnectorStats,
     RecordingQualityWindow,
     sample_quality_gauges,
+    sample_stored_quality_gauges,
 )
 from pigeon.telemetry import REGISTRY
 from pigeon.testing import FakeClock
@@ -265,6 +266,31 @@ def test_gauges_follow_the_window_and_vanish_without_receipts() -> None:
     assert (
         REGISTRY.get_sample_value(
             "pigeon_connector_delivery_rate", {"connector": "unit-g", "window": "24h"}
+        )
+        is None
+    )
+
+
+async def test_stored_gauges_add_every_process_figures_to_this_ones_unflushed() -> None:
+    """A process that applies no receipts sets the gauges from what the others stored plus
+    what it has not flushed yet, per window."""
+    store = MemoryMinuteStore()
+    clock = FakeClock(T0)
+    elsewhere = ConnectorFigures(store, RecordingQualityWindow(), clock)
+    here = ConnectorFigures(store, RecordingQualityWindow(), clock)
+    _traffic(elsewhere.quality, "unit-s", T0)  # 2 delivered, 1 undelivered
+    await elsewhere.flush()
+    here.quality.record_outcome("unit-s", True, 1.0, T0)  # not flushed
+
+    await sample_stored_quality_gauges(store, here, ["unit-s", "unit-none"], T0)
+
+    assert _metric("pigeon_connector_delivery_rate", connector="unit-s", window="5m") == 0.75
+    assert REGISTRY.get_sample_value(
+        "pigeon_connector_receipt_latency_p90_seconds", {"connector": "unit-s", "window": "24h"}
+    )
+    assert (
+        REGISTRY.get_sample_value(
+            "pigeon_connector_delivery_rate", {"connector": "unit-none", "window": "1h"}
         )
         is None
     )
