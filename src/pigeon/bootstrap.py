@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -259,6 +260,13 @@ class Gateway:
         else:
             sample_quality_gauges(self.router.quality, self.router.connectors, now)
 
+    def link_states(self) -> dict[str, bool]:
+        """Whether each of this process's carrier links is ready, by connector id."""
+        return {
+            connector_id: connector.ready
+            for connector_id, connector in self.router.connectors.items()
+        }
+
     @property
     def sees_receipts(self) -> bool:
         """Whether this process applies carriers' receipts (its routing then sees every
@@ -370,8 +378,14 @@ def _lane(settings: Settings) -> _Lane:
     return _Lane()
 
 
-async def open_gateway(settings: Settings) -> Gateway:
-    """Connect and migrate the store, then wire every adapter and use case."""
+async def open_gateway(
+    settings: Settings, *, smpp_links_elsewhere: Callable[[str], bool] | None = None
+) -> Gateway:
+    """Connect and migrate the store, then wire every adapter and use case.
+
+    ``smpp_links_elsewhere``: other processes bind this gateway's SMPP carriers (``serve``'s
+    worker processes) and this tells whether a carrier's link is ready there; its SMPP
+    connectors are then ``LinkHeldElsewhere``, which never bind."""
     for config in settings.connectors:
         connector_settings_from(config)
     url = settings.effective_database_url
@@ -423,7 +437,12 @@ async def open_gateway(settings: Settings) -> Gateway:
         routing.table, connectors, simulator, clock, prices=routing.prices, quality=quality
     )
     factory = ConnectorFactory(
-        clock, receipt_sink, mo_sink, callback_base_url=settings.effective_public_url, queue=queue
+        clock,
+        receipt_sink,
+        mo_sink,
+        callback_base_url=settings.effective_public_url,
+        queue=queue,
+        smpp_links_elsewhere=smpp_links_elsewhere,
     )
     connector_store = SqlConnectorStore(database)
     live = LiveRouting(

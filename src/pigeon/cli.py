@@ -27,9 +27,9 @@ from rich.console import Console
 from pigeon.api.http_protocol import CoalescingHttpToolsProtocol
 from pigeon.config import ConfigError, Settings, load_settings, writer_batch, writer_tasks
 from pigeon.domain.accounts import KeyMode, Role
-from pigeon.process_metrics import MetricsReport, PeerMetrics
 from pigeon.supervisor import WorkerProcesses, free_udp_port
 from pigeon.telemetry import add_peer_source, remove_peer_source
+from pigeon.worker_reports import WorkerReport, WorkerReports
 
 app = typer.Typer(help="Pigeon: a self-hosted global SMS aggregator.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
@@ -153,9 +153,10 @@ async def _work(settings: Settings, parent_pid: int | None = None) -> None:
         watch = asyncio.create_task(_stop_when_orphaned(parent_pid, stop))
     reported = asyncio.Event()
     report: asyncio.Task[None] | None = None
-    if settings.metrics_report_dir:
-        folder = Path(settings.metrics_report_dir)
-        report = asyncio.create_task(MetricsReport(folder).run(reported))
+    if settings.worker_report_dir:
+        folder = Path(settings.worker_report_dir)
+        writer = WorkerReport(folder, links=gateway.link_states)
+        report = asyncio.create_task(writer.run(reported))
     try:
         await gateway.start_workers()
         freeze_startup_heap()
@@ -218,10 +219,10 @@ def _worker_processes(
     # The regular workers leave the urgent lane's jobs (OTPs) to the urgent ones, whose event
     # loop is free when one comes: behind a marketing backlog a regular worker's loop is busy
     # (turns of 10-20 ms on PostgreSQL), and every await of a dispatch waits for one.
-    # The children's metrics reach this process's /metrics through files there.
-    metrics = Path(tempfile.mkdtemp(prefix="pigeon-metrics-"))
+    # The children report their metrics and carrier links to this process through files there.
+    reports = Path(tempfile.mkdtemp(prefix="pigeon-workers-"))
     children = WorkerProcesses(
-        worker_roles(settings), argv, env, parent_wake_port=port, metrics_folder=metrics
+        worker_roles(settings), argv, env, parent_wake_port=port, reports_folder=reports
     )
     peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)
     # This process keeps the webhook deliveries (its loop has the time: it only accepts),
@@ -291,11 +292,14 @@ async def _serve(settings: Settings, config: Path | None = None) -> None:
 
     _let_shutdown_finish()
     settings, children = _worker_processes(settings, config)
-    peers = None
-    if children is not None and children.metrics_folder is not None:
-        peers = PeerMetrics(children.metrics_folder)
-        add_peer_source(peers)
-    gateway = await open_gateway(settings)
+    reports = None
+    if children is not None and children.reports_folder is not None:
+        reports = WorkerReports(children.reports_folder)
+        add_peer_source(reports)
+    # Its SMPP carriers are bound by the workers, which send: no bind of its own (ADR 39).
+    gateway = await open_gateway(
+        settings, smpp_links_elsewhere=None if reports is None else reports.link_ready
+    )
     try:
         boot = await ensure_demo_tenant(gateway)
         await gateway.import_declared()
@@ -328,8 +332,8 @@ async def _serve(settings: Settings, config: Path | None = None) -> None:
     finally:
         if children is not None:
             await children.stop()
-        if peers is not None:
-            remove_peer_source(peers)
+        if reports is not None:
+            remove_peer_source(reports)
         await gateway.close()
 
 

@@ -139,10 +139,11 @@ class Settings:
     #: tells (``host:port,...``); ``serve`` sets both for the workers it starts.
     wake_port: int = 0
     wake_peers: str = ""
-    #: A folder this process writes a snapshot of its counters and histograms to every second
-    #: (``pigeon.process_metrics``; empty: none). ``serve`` sets it for the worker processes
-    #: it starts and sums their snapshots into its ``/metrics``.
-    metrics_report_dir: str = ""
+    #: A folder this process writes a report to every second (``pigeon.worker_reports``: a
+    #: snapshot of its counters and histograms, and whether its carrier links are ready;
+    #: empty: none). ``serve`` sets it for the worker processes it starts, sums their
+    #: snapshots into its ``/metrics`` and answers for their links.
+    worker_report_dir: str = ""
     #: The job kinds this process's runner takes (comma-separated; empty: every kind). ``serve``
     #: with ``worker_processes`` keeps ``webhook,notify`` and gives the rest to its workers.
     job_kinds: str = ""

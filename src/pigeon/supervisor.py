@@ -45,12 +45,12 @@ class WorkerProcesses:
         restart_min_delay: float = 1.0,
         restart_max_delay: float = 30.0,
         stop_timeout: float = 20.0,
-        metrics_folder: Path | None = None,
+        reports_folder: Path | None = None,
     ) -> None:
         self._argv = list(argv)
-        #: Where the children write their metrics (``pigeon.process_metrics``); removed by
+        #: Where the children write their reports (``pigeon.worker_reports``); removed by
         #: ``stop``.
-        self.metrics_folder = metrics_folder
+        self.reports_folder = reports_folder
         self._env = dict(env)
         self._host = host
         self._parent = (host, parent_wake_port)
@@ -87,7 +87,7 @@ class WorkerProcesses:
             "PIGEON_WORKER_PROCESSES": "0",
             "PIGEON_WAKE_PORT": str(self.ports[index]),
             "PIGEON_WAKE_PEERS": ",".join(f"{host}:{port}" for host, port in others),
-            "PIGEON_METRICS_REPORT_DIR": str(self.metrics_folder or ""),
+            "PIGEON_WORKER_REPORT_DIR": str(self.reports_folder or ""),
         }
 
     async def start(self) -> None:
@@ -132,5 +132,5 @@ class WorkerProcesses:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         self._watchers.clear()
-        if self.metrics_folder is not None:
-            shutil.rmtree(self.metrics_folder, ignore_errors=True)
+        if self.reports_folder is not None:
+            shutil.rmtree(self.reports_folder, ignore_errors=True)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import aiohttp
 
-from support.gateway import API_KEY, GatewayProcess, new_gateway
+from support.carriers import smpp_toml, start_smsc_sim
+from support.gateway import API_KEY, LIVE_KEY, GatewayProcess, free_port, new_gateway
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -78,9 +79,9 @@ async def send_and_deliver(base: str, count: int) -> None:
 
 
 def report_folder_of(pid: int) -> str:
-    """Where worker ``pid`` writes its metrics (its ``PIGEON_METRICS_REPORT_DIR``)."""
+    """Where worker ``pid`` writes its reports (its ``PIGEON_WORKER_REPORT_DIR``)."""
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    found = next(v for v in environ if v.startswith(b"PIGEON_METRICS_REPORT_DIR="))
+    found = next(v for v in environ if v.startswith(b"PIGEON_WORKER_REPORT_DIR="))
     return found.split(b"=", 1)[1].decode()
 
 
@@ -272,3 +273,57 @@ async def test_the_other_workers_take_over_otps_when_the_otp_worker_is_stuck(
         if stopped is not None:
             os.kill(stopped, signal.SIGCONT)
         gateway.stop()
+
+
+async def open_binds(control_url: str) -> int:
+    """The binds open at the simulator with this control API."""
+    async with aiohttp.ClientSession() as session, session.get(f"{control_url}/stats") as answer:
+        stats = await answer.json()
+    return sum(1 for bind in stats["binds"] if bind["open"])
+
+
+async def test_serve_leaves_the_smpp_binds_to_its_workers(tmp_path: Path) -> None:
+    """With worker processes only they bind an SMPP carrier (serve spends none of the binds a
+    carrier allows), serve's /readyz reports the links the workers hold, and messages go."""
+    sim_port, control_port = free_port(), free_port()
+    sim = start_smsc_sim(sim_port, control_port=control_port)
+    control = f"http://127.0.0.1:{control_port}"
+    config = tmp_path / "pigeon.toml"
+    config.write_text(smpp_toml("carrier-a", sim_port))
+    gateway = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="1", PIGEON_BOOTSTRAP_API_KEY=LIVE_KEY)
+    gateway.env["PIGEON_CONFIG"] = str(config)
+    try:
+        gateway.start()
+        base = gateway.base_url
+
+        async def ready() -> bool:
+            async with aiohttp.ClientSession() as session, session.get(f"{base}/readyz") as answer:
+                return answer.status == 200 and (await answer.json())["checks"]["connectors"]
+
+        deadline = time.monotonic() + 30
+        while not await ready():
+            assert time.monotonic() < deadline, "serve never reported the workers' links ready"
+            await asyncio.sleep(0.2)
+        while await open_binds(control) < 2:  # the worker's and the OTP worker's
+            assert time.monotonic() < deadline, "the workers never both bound"
+            await asyncio.sleep(0.2)
+
+        headers = {"Authorization": f"Bearer {LIVE_KEY}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.post(
+                f"{base}/v1/messages", json={"to": "+14155550100", "body": "via the workers"}
+            ) as response:
+                assert response.status == 202
+                message_id = (await response.json())["id"]
+            status = ""
+            deadline = time.monotonic() + 30
+            while status != "delivered" and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                async with session.get(f"{base}/v1/messages/{message_id}") as response:
+                    status = (await response.json())["status"]
+            assert status == "delivered"
+        assert await open_binds(control) == 2  # and none of serve's
+    finally:
+        gateway.stop()
+        sim.terminate()
+        sim.wait(timeout=10)

@@ -10,10 +10,15 @@ SYSTEM_ID = "pigeon"
 PASSWORD = "s3cret"
 
 
-def start_smsc_sim(port: int, *faults: str) -> subprocess.Popen[bytes]:
+def start_smsc_sim(
+    port: int, *faults: str, control_port: int | None = None
+) -> subprocess.Popen[bytes]:
     """A ``pigeon smsc-sim`` on 127.0.0.1:``port`` sending receipts after 0.1 s, with
-    ``faults`` (``--fault`` values such as ``error:0x45``)."""
+    ``faults`` (``--fault`` values such as ``error:0x45``) and, given ``control_port``, its
+    control API there (``GET /stats``)."""
     fault_args = [arg for fault in faults for arg in ("--fault", fault)]
+    if control_port is not None:
+        fault_args += ["--control-port", str(control_port)]
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "pigeon", "smsc-sim", "--port", str(port)),

@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pigeon.config import CONNECTOR_COMMON_KEYS
+from pigeon.connectors.elsewhere import LinkHeldElsewhere
 from pigeon.connectors.http import (
     CarrierCallback,
     GenericHttpConnector,
@@ -108,8 +109,13 @@ class ConnectorFactory:
         *,
         callback_base_url: str | None = None,
         queue: JobQueue | None = None,
+        smpp_links_elsewhere: Callable[[str], bool] | None = None,
     ) -> None:
         self._queue = queue
+        #: Set in a process whose SMPP carriers other processes bind (``serve`` with worker
+        #: processes): whether a carrier's link is ready there; its connectors are then
+        #: ``LinkHeldElsewhere``.
+        self._smpp_elsewhere = smpp_links_elsewhere
         self._clock = clock
         self._receipt_sink = receipt_sink
         self._mo_sink = mo_sink
@@ -133,6 +139,8 @@ class ConnectorFactory:
                 raise ValueError("simulator connectors need the job queue")
             return SimulatorConnector(connector_id, self._queue, self._clock, settings)
         if isinstance(settings, SmppConnectorSettings):
+            if self._smpp_elsewhere is not None:
+                return LinkHeldElsewhere(connector_id, self._smpp_elsewhere)
             return SmppClientConnector(settings, self._receipt_sink, self._clock, self._mo_sink)
         if isinstance(settings, TwilioStyleSettings):
             return TwilioStyleConnector(settings, self._receipt_sink, self._clock, self._mo_sink)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from pigeon.connectors.elsewhere import LinkHeldElsewhere
 from pigeon.connectors.factory import ConnectorFactory, settings_for
 from pigeon.connectors.http import GenericHttpConnector, GenericHttpSettings, TwilioStyleSettings
 from pigeon.connectors.smpp_client import InboundMessage
 from pigeon.connectors.smpp_settings import SmppConnectorSettings
 from pigeon.domain.connectors import MASK, masked
+from pigeon.domain.errors import TemporaryFailure
+from pigeon.domain.messages import Message
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
 from pigeon.testing import FakeClock
 
@@ -103,3 +106,28 @@ def test_credentials_are_masked_at_any_depth() -> None:
         "headers": {"X-Secret": MASK},
         "token": "",
     }
+
+
+async def test_smpp_carriers_linked_elsewhere_are_routed_but_never_bound() -> None:
+    """With ``smpp_links_elsewhere``, an SMPP carrier is a ``LinkHeldElsewhere``: ready as
+    the other processes report, nothing to start, every submit a temporary failure; an HTTP
+    carrier is still built for this process."""
+    reported = {"carrier-a": True}
+    factory = ConnectorFactory(
+        FakeClock(), _receipts, _inbound, smpp_links_elsewhere=lambda c: reported.get(c, False)
+    )
+    options = {"host": "127.0.0.1", "port": 1, "system_id": "s", "password": "p"}
+    carrier = factory.build("smpp", "carrier-a", options)
+    assert isinstance(carrier, LinkHeldElsewhere)
+    await carrier.start()
+    assert carrier.ready
+    reported["carrier-a"] = False
+    assert not carrier.ready
+    with pytest.raises(TemporaryFailure) as refused:
+        await carrier.submit(cast("Message", None))
+    assert refused.value.code == "connector_elsewhere"
+    await carrier.stop()
+    http = factory.build(
+        "generic_http", "g", {"url": "https://carrier.example/send", "fields": {"to": "{to}"}}
+    )
+    assert isinstance(http, GenericHttpConnector)
