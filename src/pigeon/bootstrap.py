@@ -43,7 +43,7 @@ from pigeon.domain.accounts import (
 )
 from pigeon.domain.connectors import ConnectorRecord
 from pigeon.ids import UlidFactory
-from pigeon.ports import CarrierAnswer, CarrierRequest, Connector
+from pigeon.ports import CarrierAnswer, CarrierRequest, Connector, Paced, Pacer
 from pigeon.queue import SqlJobQueue
 from pigeon.queue.wake import WakeBroadcast, WakeListener
 from pigeon.services.accept import AcceptMessage, AcceptPolicy
@@ -260,6 +260,15 @@ class Gateway:
         else:
             sample_quality_gauges(self.router.quality, self.router.connectors, now)
 
+    def pacers(self) -> dict[str, Pacer]:
+        """The pacers of this process's capped carrier links, by connector id."""
+        found: dict[str, Pacer] = {}
+        for connector_id, connector in self.router.connectors.items():
+            pacing = connector.pacing if isinstance(connector, Paced) else None
+            if pacing is not None:
+                found[connector_id] = pacing
+        return found
+
     def link_states(self) -> dict[str, bool]:
         """Whether each of this process's carrier links is ready, by connector id."""
         return {
@@ -443,6 +452,7 @@ async def open_gateway(
         callback_base_url=settings.effective_public_url,
         queue=queue,
         smpp_links_elsewhere=smpp_links_elsewhere,
+        rate_share=settings.connector_rate_share,
     )
     connector_store = SqlConnectorStore(database)
     live = LiveRouting(

@@ -155,7 +155,7 @@ async def _work(settings: Settings, parent_pid: int | None = None) -> None:
     report: asyncio.Task[None] | None = None
     if settings.worker_report_dir:
         folder = Path(settings.worker_report_dir)
-        writer = WorkerReport(folder, links=gateway.link_states)
+        writer = WorkerReport(folder, links=gateway.link_states, pacers=gateway.pacers)
         report = asyncio.create_task(writer.run(reported))
     try:
         await gateway.start_workers()
@@ -211,19 +211,21 @@ def _worker_processes(
     if config is not None:
         argv += ["--config", str(config.resolve())]
     port = free_udp_port()
+    roles = worker_roles(settings)
     env = {
         **os.environ,
         "PIGEON_JOB_KINDS": WORKER_JOB_KINDS,
         "PIGEON_WRITER_MAX_BATCH": str(writer_batch(settings, worker=True)),
+        # Each starts with an even part of every carrier's cap; serve then shares the caps by
+        # what they use (pigeon.worker_reports).
+        "PIGEON_CONNECTOR_RATE_SHARE": repr(1 / len(roles)),
     }
     # The regular workers leave the urgent lane's jobs (OTPs) to the urgent ones, whose event
     # loop is free when one comes: behind a marketing backlog a regular worker's loop is busy
     # (turns of 10-20 ms on PostgreSQL), and every await of a dispatch waits for one.
     # The children report their metrics and carrier links to this process through files there.
     reports = Path(tempfile.mkdtemp(prefix="pigeon-workers-"))
-    children = WorkerProcesses(
-        worker_roles(settings), argv, env, parent_wake_port=port, reports_folder=reports
-    )
+    children = WorkerProcesses(roles, argv, env, parent_wake_port=port, reports_folder=reports)
     peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)
     # This process keeps the webhook deliveries (its loop has the time: it only accepts),
     # the workers take dispatch, receipts and expiries: the CPU splits about evenly.
@@ -296,6 +298,8 @@ async def _serve(settings: Settings, config: Path | None = None) -> None:
     if children is not None and children.reports_folder is not None:
         reports = WorkerReports(children.reports_folder)
         add_peer_source(reports)
+    pacing_stop = asyncio.Event()
+    pacing: asyncio.Task[None] | None = None
     # Its SMPP carriers are bound by the workers, which send: no bind of its own (ADR 39).
     gateway = await open_gateway(
         settings, smpp_links_elsewhere=None if reports is None else reports.link_ready
@@ -314,6 +318,8 @@ async def _serve(settings: Settings, config: Path | None = None) -> None:
             print(f"Operator key (connectors, routes; shown once): {boot.admin_key}", flush=True)
         if smpp_port is not None and boot.smpp_account is not None:
             _print_smpp_banner(settings, smpp_port, boot.smpp_account.system_id, boot.smpp_password)
+        if reports is not None:  # the workers' parts of the carriers' caps, once a second
+            pacing = asyncio.create_task(reports.run_pacing(pacing_stop))
         app = gateway.app()
         freeze_startup_heap()
         server = uvicorn.Server(
@@ -330,6 +336,9 @@ async def _serve(settings: Settings, config: Path | None = None) -> None:
         )
         await server.serve()
     finally:
+        pacing_stop.set()
+        if pacing is not None:
+            await pacing
         if children is not None:
             await children.stop()
         if reports is not None:

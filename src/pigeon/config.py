@@ -144,6 +144,10 @@ class Settings:
     #: empty: none). ``serve`` sets it for the worker processes it starts, sums their
     #: snapshots into its ``/metrics`` and answers for their links.
     worker_report_dir: str = ""
+    #: The part of each connector's ``throughput_per_second`` this process paces its submits
+    #: to at first (0 < share <= 1). ``serve`` gives its worker processes an even part each;
+    #: from their reports it then shares each cap by what they use (``pigeon.worker_reports``).
+    connector_rate_share: float = 1.0
     #: The job kinds this process's runner takes (comma-separated; empty: every kind). ``serve``
     #: with ``worker_processes`` keeps ``webhook,notify`` and gives the rest to its workers.
     job_kinds: str = ""
@@ -415,6 +419,8 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("worker_processes must be between 0 and 64")
     if not 0 <= settings.worker_urgent_processes <= 8:
         problems.append("worker_urgent_processes must be between 0 and 8")
+    if not 0 < settings.connector_rate_share <= 1:
+        problems.append("connector_rate_share must be above 0 and at most 1")
     if not 0 < settings.worker_urgent_takeover_seconds <= 3600:
         problems.append("worker_urgent_takeover_seconds must be above 0 and at most 3600")
     if settings.job_lane not in JOB_LANES:

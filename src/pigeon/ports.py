@@ -516,6 +516,29 @@ class Connector(Protocol):
     async def submit(self, message: Message) -> SubmitResult: ...
 
 
+class Pacer(Protocol):
+    """Paces a connector's submits to ``rate`` per second, a part of its whole ``cap`` (its
+    ``throughput_per_second``), and counts its use (``pigeon.connectors.pacing``)."""
+
+    cap: float
+    rate: float
+    #: Tokens taken, and how many of those takes had to wait, since the start.
+    taken: int
+    waits: int
+
+    def set_rate(self, rate: float) -> None:
+        """Pace at ``rate`` from now on."""
+        ...
+
+
+@runtime_checkable
+class Paced(Protocol):
+    """A ``Connector`` whose submits are paced (``None``: it has no throughput cap)."""
+
+    @property
+    def pacing(self) -> Pacer | None: ...
+
+
 @runtime_checkable
 class SubmitStarting(Protocol):
     """A ``Connector`` that can also start a submit without a coroutine (a dispatcher with a

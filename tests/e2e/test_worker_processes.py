@@ -327,3 +327,44 @@ async def test_serve_leaves_the_smpp_binds_to_its_workers(tmp_path: Path) -> Non
         gateway.stop()
         sim.terminate()
         sim.wait(timeout=10)
+
+
+async def test_the_workers_together_keep_to_a_carriers_throughput_cap(tmp_path: Path) -> None:
+    """A carrier capped at 20 submits/s gets no more than that from the worker and the OTP
+    worker together while both send (each paces at a part of the cap that serve shares)."""
+    sim_port, control_port = free_port(), free_port()
+    sim = start_smsc_sim(sim_port, control_port=control_port)
+    control = f"http://127.0.0.1:{control_port}"
+    config = tmp_path / "pigeon.toml"
+    config.write_text(smpp_toml("carrier-a", sim_port) + "throughput_per_second = 20\n")
+    gateway = new_gateway(tmp_path, PIGEON_WORKER_PROCESSES="1", PIGEON_BOOTSTRAP_API_KEY=LIVE_KEY)
+    gateway.env["PIGEON_CONFIG"] = str(config)
+    try:
+        gateway.start()
+        base = gateway.base_url
+        deadline = time.monotonic() + 30
+        while await open_binds(control) < 2:
+            assert time.monotonic() < deadline, "the workers never both bound"
+            await asyncio.sleep(0.2)
+        headers = {"Authorization": f"Bearer {LIVE_KEY}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            for n in range(80):
+                category = "otp" if n % 3 == 0 else "marketing"
+                body = {"to": "+14155550100", "body": f"paced {n}", "category": category}
+                async with session.post(f"{base}/v1/messages", json=body) as response:
+                    assert response.status == 202, await response.text()
+            arrivals: list[float] = []
+            deadline = time.monotonic() + 60
+            while len(arrivals) < 80 and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                async with session.get(f"{control}/received?match=paced") as answer:
+                    arrivals = sorted(m["monotonic"] for m in (await answer.json())["messages"])
+        assert len(arrivals) == 80
+        # Paced at 20/s in all, 80 submits span about 4 s (a stall of a process only
+        # lengthens that); two processes pacing at the whole cap each took about 2 s.
+        rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+        assert rate <= 22, f"{rate:.1f} submits/s against a cap of 20"
+    finally:
+        gateway.stop()
+        sim.terminate()
+        sim.wait(timeout=10)

@@ -1,5 +1,6 @@
 """The worker processes' reports: written to files, read by ``serve`` for its metrics (kept
-when a worker dies and its replacement counts from zero) and for the links they hold."""
+when a worker dies and its replacement counts from zero), for the links they hold, and to
+share the carriers' throughput caps among them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
+from pigeon.connectors.pacing import TokenBucket
 from pigeon.telemetry import Snapshot, merge_snapshots
 from pigeon.worker_reports import STALE_AFTER_SECONDS, WorkerReport, WorkerReports
 
@@ -106,3 +110,52 @@ async def test_a_running_report_writes_a_last_one_when_stopped(tmp_path: Path) -
     stop.set()
     await asyncio.wait_for(running, 5)
     assert _delivered(WorkerReports(tmp_path, alive=lambda pid: True)()) == 9
+
+
+def test_serve_shares_each_cap_by_use_and_the_workers_take_up_their_parts(
+    tmp_path: Path,
+) -> None:
+    """Each worker reports how it used its pacer; serve shares the cap from the reports;
+    at their next report the workers pace at their parts, which add up to the cap."""
+    now = [1000.0]
+    regular = TokenBucket(250, cap=500)
+    otp = TokenBucket(250, cap=500)
+    workers = [
+        WorkerReport(tmp_path, pacers=lambda: {"carrier-a": regular}, clock=lambda: now[0], pid=11),
+        WorkerReport(tmp_path, pacers=lambda: {"carrier-a": otp}, clock=lambda: now[0], pid=12),
+    ]
+    for worker in workers:
+        worker.write()
+    regular.taken, regular.waits = 250, 100  # a second of marketing, waiting for tokens
+    now[0] += 1
+    for worker in workers:
+        worker.write()
+
+    reports = WorkerReports(tmp_path, alive=lambda pid: pid in (11, 12))
+    parts = reports.share_pacing()["carrier-a"]
+    assert parts["12"] == pytest.approx(25)  # the idle OTP worker keeps its floor
+    assert parts["11"] == pytest.approx(250)  # grows once the OTP worker has let go
+
+    for worker in workers:
+        worker.write()
+    assert (regular.rate, otp.rate) == (pytest.approx(250), pytest.approx(25))
+    regular.waits += 1  # still waiting
+    now[0] += 1
+    for worker in workers:
+        worker.write()
+    assert reports.share_pacing()["carrier-a"]["11"] == pytest.approx(475)
+    for worker in workers:
+        worker.write()
+    assert (regular.rate, otp.rate) == (pytest.approx(475), pytest.approx(25))
+    assert regular.rate + otp.rate == pytest.approx(regular.cap)
+
+
+def test_a_worker_without_a_part_yet_keeps_its_rate(tmp_path: Path) -> None:
+    """Before serve shares anything, or for a carrier it has not shared yet, a worker paces
+    as it started."""
+    pacer = TokenBucket(100, cap=200)
+    WorkerReport(tmp_path, pacers=lambda: {"carrier-a": pacer}).write()
+    assert pacer.rate == 100
+    (tmp_path / "pacing.json").write_text(json.dumps({"rates": {"carrier-b": {"1": 5}}}))
+    WorkerReport(tmp_path, pacers=lambda: {"carrier-a": pacer}).write()
+    assert pacer.rate == 100

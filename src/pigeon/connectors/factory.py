@@ -31,7 +31,15 @@ from pigeon.connectors.simulator import (
 from pigeon.connectors.smpp_client import MoSink, SmppClientConnector
 from pigeon.connectors.smpp_settings import SmppConnectorSettings
 from pigeon.domain.receipts import ReceiptStatus
-from pigeon.ports import CarrierAnswer, CarrierRequest, Clock, Connector, JobQueue, ReceiptSink
+from pigeon.ports import (
+    CarrierAnswer,
+    CarrierRequest,
+    Clock,
+    Connector,
+    JobQueue,
+    Paced,
+    ReceiptSink,
+)
 
 __all__ = ["ConnectorFactory", "answer_callback", "settings_for"]
 
@@ -110,8 +118,11 @@ class ConnectorFactory:
         callback_base_url: str | None = None,
         queue: JobQueue | None = None,
         smpp_links_elsewhere: Callable[[str], bool] | None = None,
+        rate_share: float = 1.0,
     ) -> None:
         self._queue = queue
+        #: The part of each cap (``throughput_per_second``) a connector built here starts at.
+        self._rate_share = rate_share
         #: Set in a process whose SMPP carriers other processes bind (``serve`` with worker
         #: processes): whether a carrier's link is ready there; its connectors are then
         #: ``LinkHeldElsewhere``.
@@ -130,7 +141,16 @@ class ConnectorFactory:
     def build(
         self, connector_type: str, connector_id: str, options: Mapping[str, Any]
     ) -> Connector:
-        """A new connector (not started)."""
+        """A new connector (not started), pacing at its part of its cap."""
+        connector = self._build(connector_type, connector_id, options)
+        pacing = connector.pacing if isinstance(connector, Paced) else None
+        if pacing is not None and self._rate_share < 1:
+            pacing.set_rate(pacing.cap * self._rate_share)
+        return connector
+
+    def _build(
+        self, connector_type: str, connector_id: str, options: Mapping[str, Any]
+    ) -> Connector:
         settings = settings_for(
             connector_type, connector_id, options, callback_base_url=self._callback_base_url
         )

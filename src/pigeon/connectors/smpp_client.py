@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from pigeon.connectors.pacing import TokenBucket
 from pigeon.connectors.smpp_compose import decode_text, encode_text
 from pigeon.connectors.smpp_link import (
     ConnectionLost,
@@ -178,30 +179,6 @@ def _settle_retry(result: asyncio.Future[SubmitResult], retry: asyncio.Future[st
         result.set_result(SubmitResult(carrier_message_ids=(retry.result(),)))
 
 
-class _TokenBucket:
-    """Paces submits to ``rate`` per second with a burst of a tenth of a second (>= 1).
-
-    Takers reserve their token at once (the level may go negative) and sleep off the debt, so
-    waiting takers are served in order without waking each other.
-    """
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate / 10)
-        self._level = self.capacity
-        self._updated: float | None = None
-
-    async def take(self) -> None:
-        now = asyncio.get_running_loop().time()
-        if self._updated is None:
-            self._updated = now
-        self._level = min(self.capacity, self._level + (now - self._updated) * self.rate)
-        self._updated = now
-        self._level -= 1.0
-        if self._level < 0:
-            await asyncio.sleep(-self._level / self.rate)
-
-
 def _submit_sm(sequence_number: int, **fields: Any) -> SubmitSm:
     return SubmitSm(sequence_number=sequence_number, **fields)
 
@@ -243,8 +220,8 @@ class SmppClientConnector:
             for mode in modes
         ]
         self._tx_links = [link for link in self.links if link.tx_capable]
-        self._bucket = (
-            _TokenBucket(settings.throughput_per_second) if settings.throughput_per_second else None
+        self._bucket: TokenBucket | None = (
+            TokenBucket(settings.throughput_per_second) if settings.throughput_per_second else None
         )
         # Submits waiting for a window slot, best first: (-priority, arrival, future).
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -263,6 +240,11 @@ class SmppClientConnector:
     def id(self) -> str:
         """The connector id."""
         return self.settings.id
+
+    @property
+    def pacing(self) -> TokenBucket | None:
+        """The pacer of this connector's submits (``None`` without ``throughput_per_second``)."""
+        return self._bucket
 
     @property
     def ready(self) -> bool:

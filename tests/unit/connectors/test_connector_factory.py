@@ -15,6 +15,7 @@ from pigeon.domain.connectors import MASK, masked
 from pigeon.domain.errors import TemporaryFailure
 from pigeon.domain.messages import Message
 from pigeon.domain.receipts import DeliveryReceipt, ReceiptStatus
+from pigeon.ports import Paced
 from pigeon.testing import FakeClock
 
 TWILIO = {"account_sid": "AC1", "auth_token": "secret-token"}
@@ -131,3 +132,17 @@ async def test_smpp_carriers_linked_elsewhere_are_routed_but_never_bound() -> No
         "generic_http", "g", {"url": "https://carrier.example/send", "fields": {"to": "{to}"}}
     )
     assert isinstance(http, GenericHttpConnector)
+
+
+def test_a_connector_starts_at_its_part_of_the_cap() -> None:
+    """With ``rate_share``, a capped connector paces at that part of its cap; an uncapped one
+    has no pacer."""
+    factory = ConnectorFactory(FakeClock(), _receipts, _inbound, rate_share=0.25)
+    options = {"host": "127.0.0.1", "port": 1, "system_id": "s", "password": "p"}
+    capped = factory.build("smpp", "a", {**options, "throughput_per_second": 200})
+    assert isinstance(capped, Paced)
+    assert capped.pacing is not None
+    assert (capped.pacing.cap, capped.pacing.rate) == (200, 50)
+    uncapped = factory.build("smpp", "b", options)
+    assert isinstance(uncapped, Paced)
+    assert uncapped.pacing is None

@@ -1,4 +1,4 @@
-"""Pure parts of the HTTP carrier connectors: pacing, parsing, templates, signatures."""
+"""Pure parts of the HTTP carrier connectors: parsing, templates, signatures."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from twilio.request_validator import RequestValidator
 from pigeon.connectors.http.base import (
     BadCallback,
     CarrierCallback,
-    TokenBucket,
     international,
     lookup,
     retry_after_seconds,
@@ -25,45 +24,6 @@ from pigeon.connectors.http.infobip import InfobipStyleSettings
 from pigeon.connectors.http.twilio import TwilioStyleSettings, twilio_signature
 
 SECRET = "s3cr3t-never-shown"
-
-
-class FakeTime:
-    """A monotonic clock that moves only when someone sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-async def test_token_bucket_paces_takers_to_the_rate() -> None:
-    """At 10/s with a burst of 1, 21 back-to-back takes span 2 seconds of (fake) time."""
-    fake = FakeTime()
-    bucket = TokenBucket(10, now=fake, sleep=fake.sleep)
-
-    for _ in range(21):
-        await bucket.take()
-
-    assert fake.now - 100.0 == pytest.approx(2.0)
-    assert len(fake.slept) == 20
-
-
-async def test_token_bucket_allows_a_burst_of_a_tenth_of_a_second() -> None:
-    """At 100/s the first 10 takes go through without sleeping, the 11th waits."""
-    fake = FakeTime()
-    bucket = TokenBucket(100, now=fake, sleep=fake.sleep)
-
-    for _ in range(10):
-        await bucket.take()
-    assert fake.slept == []
-    await bucket.take()
-    assert fake.slept == [pytest.approx(0.01)]
 
 
 @pytest.mark.parametrize(

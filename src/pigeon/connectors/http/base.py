@@ -64,7 +64,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -75,6 +75,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
+from pigeon.connectors.pacing import TokenBucket
 from pigeon.connectors.smpp_client import InboundMessage, MoSink
 from pigeon.domain.errors import (
     CarrierError,
@@ -265,42 +266,6 @@ SettingsT = TypeVar("SettingsT", bound=HttpConnectorSettings)
 # --- pacing ---------------------------------------------------------------------------------
 
 
-class TokenBucket:
-    """Paces takers to ``rate`` per second with a burst of a tenth of a second (at least 1).
-
-    Takers reserve their token at once (the level may go negative) and sleep off the debt, so
-    waiting takers are served in order without waking each other. ``now`` and ``sleep`` are
-    injectable so the pacing can be checked on a fake clock.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        now: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.capacity = max(1.0, rate / 10)
-        self._level = self.capacity
-        self._updated: float | None = None
-        self._now = now
-        self._sleep = sleep
-
-    async def take(self) -> None:
-        """Take one token, sleeping until it is due."""
-        now = self._now()
-        if self._updated is None:
-            self._updated = now
-        self._level = min(self.capacity, self._level + (now - self._updated) * self.rate)
-        self._updated = now
-        self._level -= 1.0
-        if self._level < 0:
-            await self._sleep(-self._level / self.rate)
-
-
 # --- the client -----------------------------------------------------------------------------
 
 
@@ -327,12 +292,17 @@ class HttpAnswer:
 class HttpCarrierClient:
     """The HTTP side of one connector: session, concurrency, throughput, pauses, errors."""
 
+    @property
+    def pacing(self) -> TokenBucket | None:
+        """The pacer of the requests (``None`` without ``throughput_per_second``)."""
+        return self._bucket
+
     def __init__(self, settings: HttpConnectorSettings, *, user_agent: str = USER_AGENT) -> None:
         self.settings = settings
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._bucket = (
+        self._bucket: TokenBucket | None = (
             TokenBucket(settings.throughput_per_second) if settings.throughput_per_second else None
         )
         self._paused_until = 0.0
@@ -750,6 +720,11 @@ class HttpCarrierConnector(abc.ABC, Generic[SettingsT]):
     def id(self) -> str:
         """The connector id."""
         return self.settings.id
+
+    @property
+    def pacing(self) -> TokenBucket | None:
+        """The pacer of this connector's requests (``None`` without ``throughput_per_second``)."""
+        return self.client.pacing
 
     @property
     def ready(self) -> bool:
