@@ -58,7 +58,9 @@ class Carrier:
     caller: Caller
 
 
-async def _carrier(database: Database, faults: Faults) -> AsyncIterator[Carrier]:
+async def _carrier(
+    database: Database, faults: Faults, window: int = 100
+) -> AsyncIterator[Carrier]:
     clock = SystemClock()
     ids = UlidFactory()
     messages = SqlMessageStore(database, clock)
@@ -74,7 +76,7 @@ async def _carrier(database: Database, faults: Faults) -> AsyncIterator[Carrier]
             port=port,
             system_id="pigeon",
             password="secret",
-            window=100,
+            window=window,
         ),
         ApplyReceipt(messages, queue, recorder, clock),
         clock,
@@ -105,6 +107,13 @@ async def _carrier(database: Database, faults: Faults) -> AsyncIterator[Carrier]
 async def carrier(database: Database) -> AsyncIterator[Carrier]:
     """A carrier that accepts every submit."""
     async for made in _carrier(database, Faults()):
+        yield made
+
+
+@pytest.fixture
+async def narrow(database: Database) -> AsyncIterator[Carrier]:
+    """A carrier that accepts every submit, through a window of 4."""
+    async for made in _carrier(database, Faults(), window=4):
         yield made
 
 
@@ -157,6 +166,51 @@ async def test_submits_of_a_batch_go_out_together_and_are_each_recorded_sent(
     assert carrier.router.one_by_one == 0
     assert {connector for connector, _ in carrier.router.waves} == {"carrier"}
     assert sum(count for _, count in carrier.router.waves) == 30
+
+
+async def test_a_batch_larger_than_the_window_waits_for_slots_in_the_batch(
+    narrow: Carrier,
+) -> None:
+    """25 messages through a window of 4: each waits in the batch for a slot its earlier
+    submits free, none is handed back to wait in a task of its own, and all are ``sent``
+    with distinct carrier ids."""
+    ids, jobs = await _claimed(narrow, [f"narrow {n}" for n in range(25)])
+    handed = BatchRecord()
+    await narrow.dispatch.run_each(handed.batch(jobs))
+    assert handed.alone == []
+    assert handed.released == 25
+    carrier_ids = set()
+    for message_id in ids:
+        message = await narrow.messages.get_message(message_id)
+        assert message is not None
+        assert message.status is MessageStatus.SENT
+        carrier_ids.add(message.parts[0].carrier_message_id)
+    assert len(carrier_ids) == 25
+    assert sum(count for _, count in narrow.router.waves) == 25
+
+
+async def test_a_long_message_behind_a_full_window_goes_on_alone_once_slots_free(
+    narrow: Carrier,
+) -> None:
+    """Behind four short messages filling the window, a two-segment message waits in the
+    batch; when a slot frees and it still cannot start at once, it is handed back untouched
+    to run alone, and the short message after it is sent in the batch."""
+    bodies = [f"first {n}" for n in range(4)] + ["y" * 200, "last"]
+    ids, jobs = await _claimed(narrow, bodies)
+    handed = BatchRecord()
+    await narrow.dispatch.run_each(handed.batch(jobs))
+    assert [(job.payload["message_id"], run) for job, run in handed.alone] == [(ids[4], None)]
+    untouched = await narrow.messages.get_message(ids[4])
+    assert untouched is not None
+    assert untouched.status is MessageStatus.QUEUED
+    for message_id in ids[:4] + ids[5:]:
+        message = await narrow.messages.get_message(message_id)
+        assert message is not None
+        assert message.status is MessageStatus.SENT
+    await narrow.dispatch(handed.alone[0][0])
+    done = await narrow.messages.get_message(ids[4])
+    assert done is not None
+    assert done.status is MessageStatus.SENT
 
 
 async def test_a_refused_submit_of_a_batch_continues_on_its_own(refusing: Carrier) -> None:

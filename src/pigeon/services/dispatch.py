@@ -211,11 +211,18 @@ class DispatchMessage:
         connector of their plan (a carrier that can start a submit without waiting, the
         common case) are submitted in one go and their ``sent`` changes written together as
         their responses come; every other job, and every submit that fails, continues on its
-        own as ``__call__`` would."""
+        own as ``__call__`` would.
+
+        A claim may hold more messages than a carrier's window has free slots: those that
+        find it full behind this batch's own submits wait in the batch (``_Deferred``) and
+        start as its responses free slots, instead of each waiting in a task of its own."""
         now = self._clock.now()
         listening: dict[str, bool] = {}
         starters: dict[str, Callable[[Message], asyncio.Future[SubmitResult] | None] | None] = {}
         pending: dict[asyncio.Future[SubmitResult], _Started] = {}
+        #: Submits under way per candidate, of this batch.
+        under_way: dict[str, int] = {}
+        deferred: list[_Started] = []
         for job in batch.jobs:
             message_id = str(job.payload["message_id"])
             message = self._prefetched.get(message_id)
@@ -251,24 +258,76 @@ class DispatchMessage:
                     if isinstance(connector, SubmitStarting) and connector.ready
                     else None
                 )
-            future = None if start is None else start(message)
-            if future is None:
+            if start is None:
                 batch.alone(job)
                 continue
-            del self._prefetched[message_id]
-            notify = listens or bool(message.callback_url)
-            pending[future] = _Started(job, message, notify, plan, candidate)
+            started = _Started(job, message, listens or bool(message.callback_url), plan, candidate)
+            future = start(message)
+            if future is not None:
+                del self._prefetched[message_id]
+                pending[future] = started
+                under_way[candidate] = under_way.get(candidate, 0) + 1
+            elif under_way.get(candidate):
+                # Most likely the window, full of this batch's submits: one of their
+                # responses frees a slot.
+                deferred.append(started)
+            else:
+                batch.alone(job)
         while pending:
             done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             sent: list[tuple[_Started, SubmitResult]] = []
+            freed: set[str] = set()
             for future in done:
                 started = pending.pop(future)
+                under_way[started.candidate] -= 1
+                freed.add(started.candidate)
                 if not future.cancelled() and future.exception() is None:
                     sent.append((started, future.result()))
                 else:  # failover, retries and failures as ``__call__`` handles them
                     batch.alone(started.job, functools.partial(self._resume, started, future))
+            if deferred:
+                deferred = self._start_deferred(
+                    batch, deferred, freed, starters, pending, under_way
+                )
             if sent:
                 await self._sent_each(batch, sent)
+        for started in deferred:  # nothing of this batch holds their carrier's window now
+            batch.alone(started.job)
+
+    def _start_deferred(
+        self,
+        batch: JobBatch,
+        deferred: list[_Started],
+        freed: set[str],
+        starters: dict[str, Callable[[Message], asyncio.Future[SubmitResult] | None] | None],
+        pending: dict[asyncio.Future[SubmitResult], _Started],
+        under_way: dict[str, int],
+    ) -> list[_Started]:
+        """Start the deferred submits whose carrier just had slots freed by this batch, in
+        their order, until one does not start; the ones still waiting. A submit that does not
+        start although nothing started before it on that carrier (so the freed slot was not
+        the obstacle: a long message, a waiting submit of higher priority) goes on alone."""
+        waiting: list[_Started] = []
+        full: set[str] = set()
+        started_now: set[str] = set()
+        for started in deferred:
+            candidate = started.candidate
+            if candidate not in freed or candidate in full:
+                waiting.append(started)
+                continue
+            start = starters[candidate]
+            future = None if start is None else start(started.message)
+            if future is not None:
+                self._prefetched.pop(started.message.id, None)
+                pending[future] = started
+                under_way[candidate] = under_way.get(candidate, 0) + 1
+                started_now.add(candidate)
+            elif candidate in started_now and under_way.get(candidate):
+                full.add(candidate)  # the freed slots are taken again
+                waiting.append(started)
+            else:
+                batch.alone(started.job)
+        return waiting
 
     async def _resume(self, started: _Started, submit: asyncio.Future[SubmitResult]) -> None:
         """``__call__`` from the end of a submit ``run_each`` started."""
