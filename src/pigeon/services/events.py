@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
-from pigeon.domain.messages import Message, StatusChange
+from pigeon.domain.messages import Direction, Message, StatusChange
 from pigeon.ports import Clock, EventRecord, IdFactory, NewJob, WebhookEndpoint, WebhookStore
 from pigeon.services.notify import smpp_receipt_job, smpp_reply_job, webhook_jobs
 from pigeon.services.representation import (
@@ -242,42 +242,55 @@ class EventRecorder:
         # fresh as it gets. Otherwise it is decided here from a fresh cache entry (none counts
         # as listening: the notify job fallback reads the endpoints), with no read beforehand.
         fresh = notify is None
+        tenant_id = message.tenant_id
+        callback_url = message.callback_url
         if notify is None:
-            notify = bool(message.callback_url) or self._endpoints.listening(message.tenant_id)
+            notify = bool(callback_url) or self._endpoints.listening(tenant_id)
         events: list[EventRecord] = []
         jobs: list[NewJob] = []
+        # What every change of the call shares, worked out once.
+        message_id = message.id
+        new_id = self._ids.new
+        category = str(message.category)
+        connector_label = message.connector_id or "-"
+        # Only a message submitted over SMPP owes its customer receipts, and only a reply
+        # (``smpp_reply_job``) is handed to SMPP sessions.
+        owes_smpp = message.origin is not None or message.direction is Direction.MO
         as_dict: dict[str, Any] | None = None
+        endpoints: tuple[WebhookEndpoint, ...] | None = None
+        looked_up = False
         for change in changes:
             if change is None:
                 continue
-            kind = event_type(change.status)
+            status = change.status
+            kind = event_type(status)
             event = EventRecord(
-                id=self._ids.new("evt"),
-                tenant_id=message.tenant_id,
-                message_id=message.id,
-                type=kind,
-                status=change.status,
-                sequence=change.sequence,
-                at=change.at,
-                detail=change.detail,
-                payload={},
+                new_id("evt"),
+                tenant_id,
+                message_id,
+                kind,
+                status,
+                change.sequence,
+                change.at,
+                change.detail,
+                {},
             )
-            _status_counter(
-                str(change.status), str(message.category), message.connector_id or "-"
-            ).inc()
-            if notify and change.status in WEBHOOK_STATUSES:
+            _status_counter(str(status), category, connector_label).inc()
+            if notify and status in WEBHOOK_STATUSES:
                 # The webhook data (the message as it is now) is made only for an event that
                 # goes somewhere (ADR 32): the stored event keeps it only when a notify job
                 # will read it back; planned deliveries carry it in their bodies.
-                endpoints = self._endpoints.cached(message.tenant_id, fresh=fresh)
-                if endpoints is None or message.callback_url or _wanted(endpoints, kind):
+                if not looked_up:
+                    endpoints = self._endpoints.cached(tenant_id, fresh=fresh)
+                    looked_up = True
+                if endpoints is None or callback_url or _wanted(endpoints, kind):
                     if as_dict is None:  # what every change's data starts from
                         as_dict = message_to_dict(message)
                     full = _with_payload(event, event_payload(message, change, as_dict))
                     if endpoints is not None:
                         # The deliveries themselves, written with the change (one job stage
                         # less).
-                        jobs.extend(webhook_jobs(full, endpoints, message.callback_url))
+                        jobs.extend(webhook_jobs(full, endpoints, callback_url))
                     else:  # nothing cached: a notify job reads the endpoints when it runs
                         event = full
                         jobs.append(
@@ -290,7 +303,8 @@ class EventRecorder:
                             )
                         )
             events.append(event)
-            smpp = smpp_receipt_job(message, change) or smpp_reply_job(message, change)
-            if smpp is not None:
-                jobs.append(smpp)
+            if owes_smpp:
+                smpp = smpp_receipt_job(message, change) or smpp_reply_job(message, change)
+                if smpp is not None:
+                    jobs.append(smpp)
         return events, jobs
