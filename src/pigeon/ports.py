@@ -549,6 +549,12 @@ class SubmitStarting(Protocol):
         or raise. ``None`` when it cannot start at once; then ``submit`` it."""
         ...
 
+    def slot_wait(self, message: Message) -> asyncio.Future[None] | None:
+        """After ``start_submit`` gave ``None``: a future that ends when a slot frees for
+        ``message`` (then try ``start_submit`` again), or ``None`` when no slot was the
+        obstacle (then ``submit`` it)."""
+        ...
+
 
 # --- numbers --------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ not fit the batch are handed back untouched."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from pigeon.domain.messages import Message, MessageStatus
 from pigeon.ids import UlidFactory
 from pigeon.ports import Job
 from pigeon.queue import SqlJobQueue
+from pigeon.services import dispatch as dispatch_module
 from pigeon.services.accept import AcceptMessage, SendRequest
 from pigeon.services.authenticate import Caller
 from pigeon.services.dispatch import DispatchMessage, SandboxRouter
@@ -58,9 +60,7 @@ class Carrier:
     caller: Caller
 
 
-async def _carrier(
-    database: Database, faults: Faults, window: int = 100
-) -> AsyncIterator[Carrier]:
+async def _carrier(database: Database, faults: Faults, window: int = 100) -> AsyncIterator[Carrier]:
     clock = SystemClock()
     ids = UlidFactory()
     messages = SqlMessageStore(database, clock)
@@ -114,6 +114,13 @@ async def carrier(database: Database) -> AsyncIterator[Carrier]:
 async def narrow(database: Database) -> AsyncIterator[Carrier]:
     """A carrier that accepts every submit, through a window of 4."""
     async for made in _carrier(database, Faults(), window=4):
+        yield made
+
+
+@pytest.fixture
+async def slow(database: Database) -> AsyncIterator[Carrier]:
+    """A carrier with a window of 4 that answers each submit after 0.3 s."""
+    async for made in _carrier(database, Faults(response_delay=0.3), window=4):
         yield made
 
 
@@ -211,6 +218,49 @@ async def test_a_long_message_behind_a_full_window_goes_on_alone_once_slots_free
     done = await narrow.messages.get_message(ids[4])
     assert done is not None
     assert done.status is MessageStatus.SENT
+
+
+async def test_batches_that_find_the_window_full_wait_in_line_in_their_batch(
+    narrow: Carrier,
+) -> None:
+    """Two claims dispatched at once through a window of 4: the second finds every slot
+    taken by the first, and its messages still wait for slots in their batch (none is handed
+    back to wait in a task of its own); all 14 are ``sent``."""
+    ids, jobs = await _claimed(narrow, [f"crowd {n}" for n in range(14)])
+    first, second = BatchRecord(), BatchRecord()
+    await asyncio.gather(
+        narrow.dispatch.run_each(first.batch(jobs[:6])),
+        narrow.dispatch.run_each(second.batch(jobs[6:])),
+    )
+    assert first.alone == []
+    assert second.alone == []
+    assert (first.released, second.released) == (6, 8)
+    for message_id in ids:
+        message = await narrow.messages.get_message(message_id)
+        assert message is not None
+        assert message.status is MessageStatus.SENT
+
+
+async def test_messages_waiting_for_a_slot_too_long_go_on_alone(
+    slow: Carrier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With slots freed only every 0.3 s and a batch wait of 0.05 s, the messages beyond the
+    window are handed back untouched to wait on their own, and then sent that way."""
+    monkeypatch.setattr(dispatch_module, "DEFERRED_WAIT", 0.05)
+    ids, jobs = await _claimed(slow, [f"slow {n}" for n in range(6)])
+    handed = BatchRecord()
+    await slow.dispatch.run_each(handed.batch(jobs))
+    assert sorted(job.payload["message_id"] for job, _ in handed.alone) == sorted(ids[4:])
+    assert all(run is None for _, run in handed.alone)
+    for message_id in ids[4:]:
+        untouched = await slow.messages.get_message(message_id)
+        assert untouched is not None
+        assert untouched.status is MessageStatus.QUEUED
+    await asyncio.gather(*(slow.dispatch(job) for job, _ in handed.alone))
+    for message_id in ids:
+        message = await slow.messages.get_message(message_id)
+        assert message is not None
+        assert message.status is MessageStatus.SENT
 
 
 async def test_a_refused_submit_of_a_batch_continues_on_its_own(refusing: Carrier) -> None:

@@ -494,6 +494,36 @@ class SmppClientConnector:
         response.add_done_callback(functools.partial(self._responded, link, pdu, priority, result))
         return result
 
+    def slot_wait(self, message: Message) -> asyncio.Future[None] | None:
+        """After ``start_submit`` gave ``None`` because every window is full: a future that
+        the next freed slot ends, in line with the submits waiting in ``submit`` (by
+        priority, then arrival); ``start_submit`` may then start ``message``. ``None`` when
+        the windows are not what stopped it (nothing bound, a pause after throttling, a free
+        slot the message cannot take: a long message, a submit of higher priority waiting,
+        a stop): then ``submit`` it. A freed slot found unusable is handed to the next in
+        line here."""
+        if not self._started or self._stopping or self._bucket is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        full = False
+        for link in self._tx_links:
+            if not link.bound:
+                continue
+            if link.paused_until > now:
+                return None
+            if link.can_take(now):
+                if self._waiters:
+                    self._wake()  # a free slot this message leaves: the next in line's
+                return None
+            full = True
+        if not full:
+            return None
+        waiter: asyncio.Future[None] = loop.create_future()
+        priority = CATEGORY_PRIORITY.get(message.category, 0)
+        heapq.heappush(self._waiters, (-priority, next(self._arrivals), waiter))
+        return waiter
+
     def _responded(
         self,
         link: SmppLink,

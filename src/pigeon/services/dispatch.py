@@ -10,7 +10,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from pigeon.domain.errors import Fault, PermanentFailure, TemporaryFailure, Throttled
 from pigeon.domain.messages import Message, MessageStatus, Part, StatusChange
@@ -47,6 +47,10 @@ DISPATCHABLE = frozenset({S.QUEUED, S.SCHEDULED})
 
 #: Prefetched messages kept at most (the runner claims far fewer at once).
 PREFETCHED_KEPT = 4096
+
+#: How long the messages of a dispatch batch wait together for a carrier's window slots
+#: before each waits on its own (as ``submit`` does, up to the response timeout).
+DEFERRED_WAIT = 5.0
 
 
 class Router(Protocol):
@@ -213,16 +217,17 @@ class DispatchMessage:
         their responses come; every other job, and every submit that fails, continues on its
         own as ``__call__`` would.
 
-        A claim may hold more messages than a carrier's window has free slots: those that
-        find it full behind this batch's own submits wait in the batch (``_Deferred``) and
-        start as its responses free slots, instead of each waiting in a task of its own."""
+        A message that finds its carrier's windows full waits in the batch, in line with
+        the carrier's other waiting submits (``SubmitStarting.slot_wait``), and starts when
+        a slot frees, instead of waiting in a task of its own; after ``DEFERRED_WAIT``
+        seconds it goes on alone."""
         now = self._clock.now()
         listening: dict[str, bool] = {}
-        starters: dict[str, Callable[[Message], asyncio.Future[SubmitResult] | None] | None] = {}
+        starters: dict[str, SubmitStarting | None] = {}
         pending: dict[asyncio.Future[SubmitResult], _Started] = {}
-        #: Submits under way per candidate, of this batch.
-        under_way: dict[str, int] = {}
-        deferred: list[_Started] = []
+        #: Messages waiting for a slot, by candidate, in their order; one slot wait each.
+        deferred: dict[str, list[_Started]] = {}
+        waits: dict[asyncio.Future[Any], str] = {}
         for job in batch.jobs:
             message_id = str(job.payload["message_id"])
             message = self._prefetched.get(message_id)
@@ -250,84 +255,96 @@ class DispatchMessage:
                 batch.alone(job)
                 continue
             if candidate in starters:
-                start = starters[candidate]
+                connector = starters[candidate]
             else:
-                connector = self._router.connector(candidate)
-                start = starters[candidate] = (
-                    connector.start_submit
-                    if isinstance(connector, SubmitStarting) and connector.ready
-                    else None
+                found = self._router.connector(candidate)
+                connector = starters[candidate] = (
+                    found if isinstance(found, SubmitStarting) and found.ready else None
                 )
-            if start is None:
+            if connector is None:
                 batch.alone(job)
                 continue
             started = _Started(job, message, listens or bool(message.callback_url), plan, candidate)
-            future = start(message)
+            waiting = deferred.get(candidate)
+            if waiting is not None:  # behind the others waiting for this carrier
+                waiting.append(started)
+                continue
+            future = connector.start_submit(message)
             if future is not None:
                 del self._prefetched[message_id]
                 pending[future] = started
-                under_way[candidate] = under_way.get(candidate, 0) + 1
-            elif under_way.get(candidate):
-                # Most likely the window, full of this batch's submits: one of their
-                # responses frees a slot.
-                deferred.append(started)
-            else:
+                continue
+            wait = connector.slot_wait(message)
+            if wait is None:
                 batch.alone(job)
-        while pending:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            sent: list[tuple[_Started, SubmitResult]] = []
-            freed: set[str] = set()
-            for future in done:
-                started = pending.pop(future)
-                under_way[started.candidate] -= 1
-                freed.add(started.candidate)
-                if not future.cancelled() and future.exception() is None:
-                    sent.append((started, future.result()))
-                else:  # failover, retries and failures as ``__call__`` handles them
-                    batch.alone(started.job, functools.partial(self._resume, started, future))
-            if deferred:
-                deferred = self._start_deferred(
-                    batch, deferred, freed, starters, pending, under_way
+            else:
+                deferred[candidate] = [started]
+                waits[wait] = candidate
+        waited_since = asyncio.get_running_loop().time() if waits else 0.0
+        try:
+            while pending or waits:
+                timeout = None
+                if waits:
+                    timeout = waited_since + DEFERRED_WAIT - asyncio.get_running_loop().time()
+                watched: list[asyncio.Future[Any]] = [*pending, *waits]
+                done, _ = await asyncio.wait(
+                    watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
-            if sent:
-                await self._sent_each(batch, sent)
-        for started in deferred:  # nothing of this batch holds their carrier's window now
-            batch.alone(started.job)
+                if not done:  # no slot within DEFERRED_WAIT: the rest wait on their own
+                    for wait in waits:
+                        wait.cancel()
+                    waits.clear()
+                    for waiting in deferred.values():
+                        for started in waiting:
+                            batch.alone(started.job)
+                    deferred.clear()
+                    continue
+                sent: list[tuple[_Started, SubmitResult]] = []
+                for future in done:
+                    candidate = waits.pop(future, None)
+                    if candidate is not None:
+                        self._start_deferred(batch, candidate, deferred, starters, pending, waits)
+                        continue
+                    started = pending.pop(future)
+                    if not future.cancelled() and future.exception() is None:
+                        sent.append((started, future.result()))
+                    else:  # failover, retries and failures as ``__call__`` handles them
+                        batch.alone(started.job, functools.partial(self._resume, started, future))
+                if sent:
+                    await self._sent_each(batch, sent)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def _start_deferred(
         self,
         batch: JobBatch,
-        deferred: list[_Started],
-        freed: set[str],
-        starters: dict[str, Callable[[Message], asyncio.Future[SubmitResult] | None] | None],
+        candidate: str,
+        deferred: dict[str, list[_Started]],
+        starters: dict[str, SubmitStarting | None],
         pending: dict[asyncio.Future[SubmitResult], _Started],
-        under_way: dict[str, int],
-    ) -> list[_Started]:
-        """Start the deferred submits whose carrier just had slots freed by this batch, in
-        their order, until one does not start; the ones still waiting. A submit that does not
-        start although nothing started before it on that carrier (so the freed slot was not
-        the obstacle: a long message, a waiting submit of higher priority) goes on alone."""
-        waiting: list[_Started] = []
-        full: set[str] = set()
-        started_now: set[str] = set()
-        for started in deferred:
-            candidate = started.candidate
-            if candidate not in freed or candidate in full:
-                waiting.append(started)
-                continue
-            start = starters[candidate]
-            future = None if start is None else start(started.message)
+        waits: dict[asyncio.Future[Any], str],
+    ) -> None:
+        """A slot of ``candidate`` freed: start its waiting messages in their order while
+        they start; the first that does not waits again (``slot_wait``) or, if no slot is
+        what stops it, goes on alone, and so on down the line."""
+        waiting = deferred.pop(candidate, [])
+        connector = starters[candidate]
+        while waiting:
+            started = waiting[0]
+            future = None if connector is None else connector.start_submit(started.message)
             if future is not None:
+                waiting.pop(0)
                 self._prefetched.pop(started.message.id, None)
                 pending[future] = started
-                under_way[candidate] = under_way.get(candidate, 0) + 1
-                started_now.add(candidate)
-            elif candidate in started_now and under_way.get(candidate):
-                full.add(candidate)  # the freed slots are taken again
-                waiting.append(started)
-            else:
-                batch.alone(started.job)
-        return waiting
+                continue
+            wait = None if connector is None else connector.slot_wait(started.message)
+            if wait is not None:
+                deferred[candidate] = waiting
+                waits[wait] = candidate
+                return
+            waiting.pop(0)
+            batch.alone(started.job)
 
     async def _resume(self, started: _Started, submit: asyncio.Future[SubmitResult]) -> None:
         """``__call__`` from the end of a submit ``run_each`` started."""
