@@ -281,6 +281,8 @@ class DispatchMessage:
                 deferred[candidate] = [started]
                 waits[wait] = candidate
         waited_since = asyncio.get_running_loop().time() if waits else 0.0
+        #: Waves of ``sent`` changes being written while the batch takes further answers.
+        writes: list[asyncio.Task[None]] = []
         try:
             while pending or waits:
                 timeout = None
@@ -310,11 +312,19 @@ class DispatchMessage:
                         sent.append((started, future.result()))
                     else:  # failover, retries and failures as ``__call__`` handles them
                         batch.alone(started.job, functools.partial(self._resume, started, future))
-                if sent:
+                if not sent:
+                    continue
+                if pending or waits:
+                    # More answers to come: they must not wait for this wave's commit
+                    # before their own changes are written (a receipt would overtake them).
+                    writes.append(asyncio.create_task(self._sent_each(batch, sent)))
+                else:
                     await self._sent_each(batch, sent)
         finally:
             for wait in waits:
                 wait.cancel()
+        if writes:
+            await asyncio.gather(*writes)
 
     def _start_deferred(
         self,
