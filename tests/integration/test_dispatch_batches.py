@@ -144,6 +144,19 @@ async def _claimed(carrier: Carrier, bodies: list[str]) -> tuple[list[str], list
     return ids, jobs
 
 
+async def _sent_carrier_ids(carrier: Carrier, ids: list[str]) -> set[str]:
+    """The carrier ids of messages ``ids``, each of which must be ``sent``."""
+    found: set[str] = set()
+    for message_id in ids:
+        message = await carrier.messages.get_message(message_id)
+        assert message is not None
+        assert message.status is MessageStatus.SENT
+        carrier_id = message.parts[0].carrier_message_id
+        assert carrier_id
+        found.add(carrier_id)
+    return found
+
+
 async def test_submits_of_a_batch_go_out_together_and_are_each_recorded_sent(
     carrier: Carrier,
 ) -> None:
@@ -186,13 +199,7 @@ async def test_a_batch_larger_than_the_window_waits_for_slots_in_the_batch(
     await narrow.dispatch.run_each(handed.batch(jobs))
     assert handed.alone == []
     assert handed.released == 25
-    carrier_ids = set()
-    for message_id in ids:
-        message = await narrow.messages.get_message(message_id)
-        assert message is not None
-        assert message.status is MessageStatus.SENT
-        carrier_ids.add(message.parts[0].carrier_message_id)
-    assert len(carrier_ids) == 25
+    assert len(await _sent_carrier_ids(narrow, ids)) == 25
     assert sum(count for _, count in narrow.router.waves) == 25
 
 
@@ -210,14 +217,9 @@ async def test_a_long_message_behind_a_full_window_goes_on_alone_once_slots_free
     untouched = await narrow.messages.get_message(ids[4])
     assert untouched is not None
     assert untouched.status is MessageStatus.QUEUED
-    for message_id in ids[:4] + ids[5:]:
-        message = await narrow.messages.get_message(message_id)
-        assert message is not None
-        assert message.status is MessageStatus.SENT
+    assert len(await _sent_carrier_ids(narrow, ids[:4] + ids[5:])) == 5
     await narrow.dispatch(handed.alone[0][0])
-    done = await narrow.messages.get_message(ids[4])
-    assert done is not None
-    assert done.status is MessageStatus.SENT
+    assert len(await _sent_carrier_ids(narrow, [ids[4]])) == 1
 
 
 async def test_batches_that_find_the_window_full_wait_in_line_in_their_batch(
@@ -235,10 +237,7 @@ async def test_batches_that_find_the_window_full_wait_in_line_in_their_batch(
     assert first.alone == []
     assert second.alone == []
     assert (first.released, second.released) == (6, 8)
-    for message_id in ids:
-        message = await narrow.messages.get_message(message_id)
-        assert message is not None
-        assert message.status is MessageStatus.SENT
+    assert len(await _sent_carrier_ids(narrow, ids)) == 14
 
 
 async def test_messages_waiting_for_a_slot_too_long_go_on_alone(
@@ -257,10 +256,7 @@ async def test_messages_waiting_for_a_slot_too_long_go_on_alone(
         assert untouched is not None
         assert untouched.status is MessageStatus.QUEUED
     await asyncio.gather(*(slow.dispatch(job) for job, _ in handed.alone))
-    for message_id in ids:
-        message = await slow.messages.get_message(message_id)
-        assert message is not None
-        assert message.status is MessageStatus.SENT
+    assert len(await _sent_carrier_ids(slow, ids)) == 6
 
 
 async def test_a_refused_submit_of_a_batch_continues_on_its_own(refusing: Carrier) -> None:
