@@ -397,3 +397,59 @@ async def test_an_otp_overtakes_marketing_queued_at_a_full_window(carrier: Facto
     await asyncio.gather(*marketing, otp)
     assert finished.index("otp") <= 2
     assert finished[-1] != "otp"
+
+
+async def test_slot_wait_is_none_while_a_slot_is_free(carrier: Factory) -> None:
+    """With a free window slot the windows are not what stops a start: no wait is offered."""
+    sim, connector = await carrier(window=2)
+    await sim.wait_until(lambda: len(sim.stats.binds) == 1)
+    assert connector.slot_wait(message()) is None
+
+
+async def test_slot_wait_ends_when_a_submit_frees_a_slot(carrier: Factory) -> None:
+    """With the window full of started submits, the wait is pending until one is answered;
+    then a new submit starts at once."""
+    sim, connector = await carrier(sim_with(response_delay=0.2), window=2)
+    await sim.wait_until(lambda: len(sim.stats.binds) == 1)
+    first = connector.start_submit(message())
+    second = connector.start_submit(message())
+    assert first is not None
+    assert second is not None
+    assert connector.start_submit(message()) is None
+    wait = connector.slot_wait(message())
+    assert wait is not None
+    assert not wait.done()
+    await asyncio.wait_for(wait, 5)
+    assert first.done() or second.done()
+    third = connector.start_submit(message())
+    assert third is not None
+    results = await asyncio.gather(first, second, third)
+    assert len({r.carrier_message_ids for r in results}) == 3
+
+
+async def test_slot_wait_serves_an_otp_before_marketing(carrier: Factory) -> None:
+    """Waits are in the line of waiting submits: an OTP's wait ends before an earlier
+    marketing one's."""
+    sim, connector = await carrier(sim_with(response_delay=0.2), window=1)
+    await sim.wait_until(lambda: len(sim.stats.binds) == 1)
+    started = connector.start_submit(message())
+    assert started is not None
+    marketing = connector.slot_wait(dataclasses.replace(message(), category=Category.MARKETING))
+    otp = connector.slot_wait(dataclasses.replace(message(), category=Category.OTP))
+    assert marketing is not None
+    assert otp is not None
+    ended: list[str] = []
+    marketing.add_done_callback(lambda _: ended.append("marketing"))
+    otp.add_done_callback(lambda _: ended.append("otp"))
+    await started
+    await asyncio.wait_for(otp, 5)
+    assert ended[0] == "otp"
+    marketing.cancel()
+
+
+async def test_slot_wait_is_none_once_stopping(carrier: Factory) -> None:
+    """A stopped connector offers no wait (its submits are refused instead)."""
+    sim, connector = await carrier(window=1)
+    await sim.wait_until(lambda: len(sim.stats.binds) == 1)
+    await connector.stop()
+    assert connector.slot_wait(message()) is None
