@@ -76,6 +76,7 @@ from harness import (
     http_ok,
     percentiles,
     postgres_backends,
+    postgres_jobs_left,
     quiet_collector,
     rss_mb,
     start_pigeon,
@@ -735,6 +736,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.pigeon_src:
         SOURCE.append(str(Path(args.pigeon_src).resolve()))
+    if args.database_url and args.database_url.startswith("postgresql"):
+        left = postgres_jobs_left(args.database_url)
+        if left:
+            parser.error(
+                f"--database-url holds {left:,} jobs of an earlier run (retried during this "
+                "one, they would slow it down): give a new, empty database"
+            )
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
