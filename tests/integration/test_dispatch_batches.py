@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from pigeon.queue import SqlJobQueue
 from pigeon.services import dispatch as dispatch_module
 from pigeon.services.accept import AcceptMessage, SendRequest
 from pigeon.services.authenticate import Caller
-from pigeon.services.dispatch import DispatchMessage, SandboxRouter
+from pigeon.services.dispatch import DispatchMessage, RetryPolicy, SandboxRouter
 from pigeon.services.events import EndpointDirectory, EventRecorder
 from pigeon.services.receipts import ApplyReceipt
 from pigeon.smpp.constants import CommandStatus
@@ -60,7 +61,9 @@ class Carrier:
     caller: Caller
 
 
-async def _carrier(database: Database, faults: Faults, window: int = 100) -> AsyncIterator[Carrier]:
+async def _carrier(
+    database: Database, faults: Faults, window: int = 100, **settings: Any
+) -> AsyncIterator[Carrier]:
     clock = SystemClock()
     ids = UlidFactory()
     messages = SqlMessageStore(database, clock)
@@ -77,6 +80,7 @@ async def _carrier(database: Database, faults: Faults, window: int = 100) -> Asy
             system_id="pigeon",
             password="secret",
             window=window,
+            **settings,
         ),
         ApplyReceipt(messages, queue, recorder, clock),
         clock,
@@ -121,6 +125,20 @@ async def narrow(database: Database) -> AsyncIterator[Carrier]:
 async def slow(database: Database) -> AsyncIterator[Carrier]:
     """A carrier with a window of 4 that answers each submit after 0.3 s."""
     async for made in _carrier(database, Faults(response_delay=0.3), window=4):
+        yield made
+
+
+@pytest.fixture
+async def dropping(database: Database) -> AsyncIterator[Carrier]:
+    """A carrier with a window of 4 that answers no submit and drops the connection at the
+    fourth (once); the connector binds again within a fraction of a second."""
+    async for made in _carrier(
+        database,
+        Faults(disconnect_after=4),
+        window=4,
+        reconnect_min_delay=0.05,
+        reconnect_max_delay=0.2,
+    ):
         yield made
 
 
@@ -257,6 +275,35 @@ async def test_messages_waiting_for_a_slot_too_long_go_on_alone(
         assert untouched.status is MessageStatus.QUEUED
     await asyncio.gather(*(slow.dispatch(job) for job, _ in handed.alone))
     assert len(await _sent_carrier_ids(slow, ids)) == 6
+
+
+async def test_a_lost_connection_hands_every_message_of_the_batch_back(
+    dropping: Carrier,
+) -> None:
+    """The connection drops with the window full and six messages waiting for a slot: the
+    four unanswered submits go back with their failure, the six waiting ones go back
+    untouched, and nothing stays held. Run on their own while the carrier is down, all ten
+    record a failed attempt and a retry; when the retries come due the connector has bound
+    again and every message is sent."""
+    ids, jobs = await _claimed(dropping, [f"dropped {n}" for n in range(10)])
+    handed = BatchRecord()
+    await dropping.dispatch.run_each(handed.batch(jobs))
+    assert handed.released == 10
+    assert len(handed.alone) == 10
+    assert sum(run is not None for _, run in handed.alone) == 4
+    await asyncio.gather(
+        *(run() if run is not None else dropping.dispatch(job) for job, run in handed.alone)
+    )
+    for message_id in ids:
+        message = await dropping.messages.get_message(message_id)
+        assert message is not None
+        assert message.status is MessageStatus.QUEUED
+        assert message.attempts == 1
+    await asyncio.sleep(RetryPolicy().delays[0] + 0.2)  # the first retry's delay
+    retried = await dropping.queue.claim(["dispatch"], 100, "again", 60)
+    assert sorted(job.payload["message_id"] for job in retried) == sorted(ids)
+    await asyncio.gather(*(dropping.dispatch(job) for job in retried))  # retries run alone
+    assert len(await _sent_carrier_ids(dropping, ids)) == 10
 
 
 async def test_a_refused_submit_of_a_batch_continues_on_its_own(refusing: Carrier) -> None:
