@@ -470,7 +470,14 @@ class SendStarting(Protocol):
         self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
     ) -> asyncio.Future[int] | None:
         """The post started now: the future of what ``send`` would return or raise. ``None``
-        when it cannot start at once; then ``send`` it."""
+        when it cannot start at once; then ``send`` it (or wait: ``connection_wait``)."""
+        ...
+
+    def connection_wait(self, url: str) -> asyncio.Future[None] | None:
+        """After ``start_send`` gave ``None`` because every connection to ``url``'s receiver
+        is busy: a future that the next of them to come free ends, in line with the other
+        waiting posts; ``start_send`` may then start (and if another took it first, wait
+        again). ``None`` when waiting would not help; then ``send``. Cancel it to stop."""
         ...
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from pigeon.domain.accounts import Tenant
 from pigeon.ids import UlidFactory
 from pigeon.ports import EventRecord, Job, WebhookEndpoint
+from pigeon.services import notify
 from pigeon.services.events import EndpointDirectory
 from pigeon.services.notify import CALLBACK_TARGET, DeliverWebhook, webhook_jobs
 from pigeon.testing import BatchRecord
@@ -35,15 +36,19 @@ class Hook:
     url: str = ""
     status: int = 204
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    #: Answers are held while it is clear.
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @pytest.fixture
 async def hook() -> AsyncIterator[Hook]:
     """A webhook receiver on an ephemeral loopback port."""
     state = Hook()
+    state.gate.set()
 
     async def handle(request: web.Request) -> web.Response:
         state.received.append((dict(request.headers), await request.read()))
+        await state.gate.wait()
         return web.Response(status=state.status)
 
     app = web.Application()
@@ -66,6 +71,33 @@ class Deliveries:
     sender: HttpWebhookSender
     endpoint: WebhookEndpoint
     tenant: Tenant
+    directory: EndpointDirectory
+
+    async def warm_handler(self, stores: Stores, url: str, connections: int) -> DeliverWebhook:
+        """Another handler, on its own sender capped at ``connections`` to the hook, all of
+        them open and idle (closed with the fixture's sender)."""
+        sender = HttpWebhookSender(limit_per_host=connections)
+        await asyncio.gather(*(sender.send(url, {}, b"{}", 5) for _ in range(connections)))
+        self.others.append(sender)
+        return _handler(stores, sender, self.directory)
+
+    others: list[HttpWebhookSender] = field(default_factory=list)
+
+
+def _handler(
+    stores: Stores, sender: HttpWebhookSender, directory: EndpointDirectory
+) -> DeliverWebhook:
+    return DeliverWebhook(
+        stores.webhooks,
+        stores.queue,
+        sender,
+        signature_headers,
+        lambda _: "whsec_" + "Y2FsbGJhY2stc2VjcmV0LWZvci10ZXN0cw==",
+        stores.clock,
+        UlidFactory(),
+        timeout=5,
+        endpoints=directory,
+    )
 
 
 @pytest.fixture
@@ -82,19 +114,10 @@ async def deliveries(stores: Stores, hook: Hook) -> AsyncIterator[Deliveries]:
     sender = HttpWebhookSender(limit_per_host=8)
     await asyncio.gather(*(sender.send(hook.url, {}, b"{}", 5) for _ in range(4)))
     hook.received.clear()
-    handler = DeliverWebhook(
-        stores.webhooks,
-        stores.queue,
-        sender,
-        signature_headers,
-        lambda _: "whsec_" + "Y2FsbGJhY2stc2VjcmV0LWZvci10ZXN0cw==",
-        stores.clock,
-        ids,
-        timeout=5,
-        endpoints=directory,
-    )
-    yield Deliveries(handler, sender, endpoint, tenant)
-    await sender.close()
+    made = Deliveries(_handler(stores, sender, directory), sender, endpoint, tenant, directory)
+    yield made
+    for used in (sender, *made.others):
+        await used.close()
 
 
 def _closed_port() -> int:
@@ -103,18 +126,20 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def _claim(stores: Stores, deliveries: Deliveries, events: int, *extra: str) -> list[Job]:
-    """Webhook jobs for ``events`` events to the endpoint, and one to each ``extra`` target
-    (an endpoint id, or ``callback`` to a closed port), claimed."""
+async def _claim(
+    stores: Stores, deliveries: Deliveries, events: int, *extra: str, first: int = 0
+) -> list[Job]:
+    """Webhook jobs for ``events`` events (numbered from ``first``) to the endpoint, and one
+    to each ``extra`` target (an endpoint id, or ``callback`` to a closed port), claimed."""
     now = stores.clock.now()
     jobs = []
-    for n in range(events + len(extra)):
+    for n in range(first, first + events + len(extra)):
         event = EventRecord(
             f"evt_{n}", deliveries.tenant.id, None, "message.sent", None, n, now, None, {"n": n}
         )
         made = webhook_jobs(event, [deliveries.endpoint], None)
-        if n >= events:
-            target = extra[n - events]
+        if n >= first + events:
+            target = extra[n - first - events]
             url = f"http://127.0.0.1:{_closed_port()}/gone"
             made = [
                 job.__class__(
@@ -205,3 +230,66 @@ async def test_deliveries_beyond_the_idle_connections_go_out_as_answers_free_the
     assert record.released == 10
     assert len(hook.received) == 10
     assert await stores.queue.pending() == {}
+
+
+async def test_a_batch_finding_every_connection_held_by_another_waits_for_them_in_batch(
+    stores: Stores, deliveries: Deliveries, hook: Hook
+) -> None:
+    """Two batches of ten at once on four connections (the cap), all idle: the first takes
+    them, the second finds none and waits for them in its batch (``connection_wait``)
+    instead of handing its deliveries back; all twenty are delivered and logged."""
+    handler = await deliveries.warm_handler(stores, hook.url, 4)
+    hook.received.clear()
+    first = await _claim(stores, deliveries, 10)
+    second = await _claim(stores, deliveries, 10, first=10)
+    records = [BatchRecord(), BatchRecord()]
+    await asyncio.gather(
+        handler.run_each(records[0].batch(first)), handler.run_each(records[1].batch(second))
+    )
+    assert [record.alone for record in records] == [[], []]
+    assert [record.released for record in records] == [10, 10]
+    assert len(hook.received) == 20
+    assert await stores.queue.pending() == {}
+    for n in (0, 10, 19):
+        [attempt] = await stores.webhooks.attempts_for(f"evt_{n}")
+        assert attempt.status_code == 204
+
+
+async def test_deliveries_waiting_in_batch_past_the_bound_go_on_on_their_own(
+    stores: Stores, deliveries: Deliveries, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When no connection comes free within ``CONNECTION_WAIT`` (the receiver holds every
+    answer), the waiting batch hands its deliveries back; they are delivered on their own
+    once the receiver answers, as are the first batch's."""
+    monkeypatch.setattr(notify, "CONNECTION_WAIT", 0.2)
+    handler = await deliveries.warm_handler(stores, hook.url, 2)
+    hook.received.clear()
+    hook.gate.clear()
+    first = await _claim(stores, deliveries, 2)
+    second = await _claim(stores, deliveries, 3, first=2)
+    records = [BatchRecord(), BatchRecord()]
+    holding = asyncio.ensure_future(handler.run_each(records[0].batch(first)))
+    try:
+        for _ in range(500):  # until the first batch holds both connections
+            if len(hook.received) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await handler.run_each(records[1].batch(second))
+        assert not holding.done()
+    finally:
+        hook.gate.set()
+    assert sorted(str(job.payload["event_id"]) for job, _ in records[1].alone) == [
+        "evt_2",
+        "evt_3",
+        "evt_4",
+    ]
+    await holding
+    assert records[0].alone == []
+    for _, run in records[1].alone:
+        assert run is not None
+        await run()
+    assert len(hook.received) == 5
+    assert await stores.queue.pending() == {}
+    for n in range(5):
+        [attempt] = await stores.webhooks.attempts_for(f"evt_{n}")
+        assert attempt.status_code == 204

@@ -910,3 +910,84 @@ async def test_a_started_post_with_a_header_that_would_split_it_starts_nothing()
         await sender.close()
     assert server.connections == 1
     assert len(server.requests) == 2
+
+
+# --- waiting for a busy receiver's connections (``connection_wait``) ---------------------------
+
+
+async def test_connection_wait_ends_when_a_busy_connection_comes_back() -> None:
+    """With every connection to the host busy at its cap, ``connection_wait`` gives a future
+    that the answer freeing one ends, and ``start_send`` then posts on that connection; with
+    room to open one, or one idle, there is nothing to wait for (``None``)."""
+    release = asyncio.Event()
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes:
+        if index == 0:
+            await release.wait()
+        return _ok()
+
+    sender = HttpWebhookSender(limit_per_host=1)
+    try:
+        async with raw_server(answer) as server:
+            assert sender.connection_wait(server.url()) is None  # room to open one
+            busy = asyncio.ensure_future(sender.send(server.url(), {}, BODY, timeout=5))
+            await _until(lambda: len(server.requests) == 1)
+            assert sender.start_send(server.url(), {}, BODY, 5) is None
+            wait = sender.connection_wait(server.url())
+            assert wait is not None
+            await asyncio.sleep(0.05)
+            assert not wait.done()
+            release.set()
+            await asyncio.wait_for(wait, 5)
+            started = sender.start_send(server.url(), {}, BODY, 5)
+            assert started is not None
+            assert await started == 200
+            assert await busy == 200
+            assert sender.connection_wait(server.url()) is None  # one idle now
+    finally:
+        await sender.close()
+    assert server.connections == 1
+
+
+async def test_connection_waits_yield_to_queued_sends_and_all_end_when_one_closes() -> None:
+    """A ``send`` already queued for the host goes first: ``connection_wait`` is ``None``
+    then (join the queue). A connection that closes ends every wait (each may open one
+    now); and ``close`` ends those left."""
+    release = asyncio.Event()
+    hold = asyncio.Event()
+
+    async def answer(conn: int, index: int, request: bytes) -> bytes | None:
+        if conn == 1:
+            await release.wait()
+            return None  # closed without an answer
+        if index == 1:
+            await hold.wait()
+        return _ok()
+
+    sender = HttpWebhookSender(limit_per_host=1)
+    try:
+        async with raw_server(answer) as server:
+            busy = asyncio.ensure_future(sender.send(server.url(), {}, BODY, timeout=5))
+            await _until(lambda: len(server.requests) == 1)
+            waits = [sender.connection_wait(server.url()) for _ in range(2)]
+            queued = asyncio.ensure_future(sender.send(server.url(), {}, BODY, timeout=5))
+            await asyncio.sleep(0.02)
+            assert sender.connection_wait(server.url()) is None  # behind the queued send
+            release.set()
+            with pytest.raises(TemporaryFailure):
+                await busy
+            assert await queued == 200
+            for wait in waits:
+                assert wait is not None
+                await asyncio.wait_for(wait, 5)
+            held = asyncio.ensure_future(sender.send(server.url(), {}, BODY, timeout=5))
+            await _until(lambda: len(server.requests) == 3)
+            left = sender.connection_wait(server.url())
+            assert left is not None
+            await sender.close()
+            assert left.done()
+            hold.set()
+            await asyncio.gather(held, return_exceptions=True)
+    finally:
+        await sender.close()
+    assert server.connections == 2

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -52,6 +52,9 @@ Signer = Callable[[str, str, int, bytes], Mapping[str, str]]
 #: Waits between delivery attempts; together they span more than 24 hours.
 WEBHOOK_DELAYS: tuple[int, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800, 28800)
 MAX_WEBHOOK_ATTEMPTS = len(WEBHOOK_DELAYS) + 1
+#: How long a batch's deliveries wait together for a receiver's connections, none of the
+#: batch's own being busy, before each waits on its own (as ``send`` does, up to its timeout).
+CONNECTION_WAIT = 5.0
 
 #: ``WEBHOOK_ATTEMPTS``' children by outcome (``labels()`` costs more than the count).
 _ATTEMPTS = {outcome: WEBHOOK_ATTEMPTS.labels(outcome) for outcome in ("ok", "disabled", "failed")}
@@ -296,12 +299,15 @@ class DeliverWebhook:
 
     async def run_each(self, batch: JobBatch) -> None:
         """Run a claim's webhook jobs together: the deliveries whose endpoint is known are
-        posted on idle connections to their receiver, at once or as the batch's own earlier
-        posts free them, and the attempts of each wave of answers that delivered are logged
-        (and their jobs completed) together. Every other job, every answer that did not
-        deliver, and the deliveries still waiting for a connection when the batch has none
-        in flight go on on their own as ``__call__`` would."""
-        start = self._sender.start_send if isinstance(self._sender, SendStarting) else None
+        posted on idle connections to their receiver, at once or as connections come free
+        (the batch's own earlier posts, or, when it has none in flight, anyone's:
+        ``SendStarting.connection_wait``), and the attempts of each wave of answers that
+        delivered are logged (and their jobs completed) together. Every other job, every
+        answer that did not deliver, the deliveries to a receiver whose connections waiting
+        would not bring, and those still waiting after ``CONNECTION_WAIT`` go on on their
+        own as ``__call__`` would."""
+        sender = self._sender
+        starting = isinstance(sender, SendStarting)
         pending: dict[asyncio.Future[int], tuple[Job, _Delivery]] = {}
         waiting: deque[tuple[Job, str | None, str]] = deque()
         for job in batch.jobs:
@@ -317,12 +323,35 @@ class DeliverWebhook:
                     continue
                 endpoint_id, secret = endpoint.id, endpoint.secret
             waiting.append((job, endpoint_id, secret))
-        if start is not None:
-            self._start_waiting(start, waiting, pending)
-        while pending:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        #: Waits for a receiver's connections, by URL, while none of the batch's are busy.
+        watches: dict[asyncio.Future[None], str] = {}
+        loop = asyncio.get_running_loop()
+        watched_since = 0.0
+        if starting:
+            assert isinstance(sender, SendStarting)
+            self._start_waiting(sender.start_send, waiting, pending)
+            if waiting and not pending:
+                watched_since = loop.time()
+                self._watch_connections(sender, batch, waiting, watches)
+        while pending or watches:
+            timeout = None
+            if watches:
+                timeout = max(0.0, watched_since + CONNECTION_WAIT - loop.time())
+            watched: list[asyncio.Future[Any]] = [*pending, *watches]
+            done, _ = await asyncio.wait(
+                watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:  # no connection came free in time: the rest go on on their own
+                for watch in watches:
+                    watch.cancel()
+                watches.clear()
+                self._go_alone(batch, waiting)
+                continue
             delivered: list[tuple[Job, WebhookAttempt]] = []
             for sending in done:
+                if sending in watches:
+                    del watches[sending]
+                    continue
                 job, delivery = pending.pop(sending)
                 status: int | None = None
                 error: str | None = None
@@ -342,8 +371,12 @@ class DeliverWebhook:
                     batch.alone(
                         job, functools.partial(self._conclude, job, delivery, status, error)
                     )
-            if waiting and start is not None:  # on the connections these answers freed
-                self._start_waiting(start, waiting, pending)
+            if waiting and starting:  # on the connections these answers freed
+                assert isinstance(sender, SendStarting)
+                self._start_waiting(sender.start_send, waiting, pending)
+                if waiting and not pending:
+                    watched_since = loop.time()
+                    self._watch_connections(sender, batch, waiting, watches)
             if delivered:
                 outcomes = await self._webhooks.record_attempt_each(
                     [(attempt, (job.id, job.lease_owner)) for job, attempt in delivered]
@@ -354,9 +387,46 @@ class DeliverWebhook:
                         batch.finished(job)
                     else:
                         batch.failed(job, outcome)
-        for job, endpoint_id, secret in waiting:  # no connection came free for them here
+        self._go_alone(batch, waiting)  # no connection came free for them here
+
+    def _go_alone(self, batch: JobBatch, waiting: Iterable[tuple[Job, str | None, str]]) -> None:
+        """Hand the ``waiting`` deliveries on to go on their own (``send`` waits for a
+        connection); ``waiting`` is left empty if it is a deque."""
+        for job, endpoint_id, secret in waiting:
             delivery = self._prepare(job, endpoint_id, secret)
             batch.alone(job, functools.partial(self._deliver, job, delivery))
+        if isinstance(waiting, deque):
+            waiting.clear()
+
+    def _watch_connections(
+        self,
+        sender: SendStarting,
+        batch: JobBatch,
+        waiting: deque[tuple[Job, str | None, str]],
+        watches: dict[asyncio.Future[None], str],
+    ) -> None:
+        """Wait for connections to the receivers of the ``waiting`` deliveries not waited
+        for yet (``watches``); the deliveries to a receiver that waiting would not help go
+        on on their own now."""
+        watched = set(watches.values())
+        hopeless: set[str] = set()
+        for job, _, _ in waiting:
+            url = str(job.payload["url"])
+            if url in watched or url in hopeless:
+                continue
+            watch = sender.connection_wait(url)
+            if watch is None:
+                hopeless.add(url)
+            else:
+                watches[watch] = url
+                watched.add(url)
+        if hopeless:
+            kept = [item for item in waiting if str(item[0].payload["url"]) not in hopeless]
+            self._go_alone(
+                batch, [item for item in waiting if str(item[0].payload["url"]) in hopeless]
+            )
+            waiting.clear()
+            waiting.extend(kept)
 
     def _start_waiting(
         self,

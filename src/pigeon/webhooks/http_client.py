@@ -16,6 +16,10 @@ cookie jars, redirects, tracing, header multidicts), so this module does just th
   used one); a new one is opened while the limits allow, evicting the longest idle connection of
   another host when only the total limit is in the way; otherwise the request waits in one FIFO
   queue, and each released or closed connection serves the earliest waiter it can.
+- A caller holding many requests for one receiver (a batch of webhook deliveries) can wait
+  for that receiver's connections without a coroutine per request: ``connection_wait`` gives
+  a future that the next connection of the host to come back (or to close) ends, after the
+  queued waiters were served; the caller then starts what it can with ``start_post``.
 - A connection goes back to the pool only after its response was read in full and the server
   kept it alive; anything else (``Connection: close``, a body past ``max_body``, a parse error,
   a timeout, a cancellation) closes it. Idle connections are closed after ``KEEPALIVE_SECONDS``
@@ -443,13 +447,16 @@ def _settle_with(
 class _Host:
     """The pool's book of one ``(scheme, host, port)``."""
 
-    __slots__ = ("idle", "key", "open", "waiting")
+    __slots__ = ("idle", "key", "open", "waiting", "watchers")
 
     def __init__(self, key: tuple[str, str, int]) -> None:
         self.key = key
         self.idle: dict[_Connection, None] = {}  # oldest first
         self.open = 0  # idle, busy and connecting
         self.waiting = 0
+        #: ``connection_wait``'s futures, earliest first: each ended by a connection that
+        #: comes back or closes.
+        self.watchers: deque[asyncio.Future[None]] = deque()
 
 
 @dataclass(slots=True, eq=False)
@@ -743,6 +750,40 @@ class HttpClient:
             return None
         return self._take_idle(host)
 
+    def connection_wait(self, url: str) -> asyncio.Future[None] | None:
+        """After ``start_post`` gave ``None`` because every connection to ``url``'s host is
+        busy at ``limit_per_host``: a future that the next of them to come back to the pool
+        (or to close) ends, once the requests queued in ``post`` were served; ``start_post``
+        may then take it, and if another took it first, ask again. ``None`` when that is not
+        what stopped the start (a connection could be opened, one is idle, requests of
+        ``post`` queue for the host, an invalid URL, the client closed): then ``post``.
+        Cancel the future to stop waiting."""
+        if self.closed:
+            return None
+        try:
+            key = self.target(url).key
+        except HttpClientError:
+            return None
+        host = self._hosts.get(key)
+        if host is None or host.waiting or host.idle or host.open < self._limit_per_host:
+            return None
+        watcher: asyncio.Future[None] = self._loop.create_future()
+        host.watchers.append(watcher)
+        return watcher
+
+    def _tell_watcher(self, host: _Host) -> None:
+        """End the earliest live ``connection_wait`` of ``host``: a connection came back,
+        and the waiters of ``post`` (served first) left it. When the host is below its cap
+        (a connection closed), end them all: each may now open one through ``post``."""
+        watchers = host.watchers
+        everyone = host.open < self._limit_per_host
+        while watchers:
+            watcher = watchers.popleft()
+            if not watcher.done():
+                watcher.set_result(None)
+                if not everyone:
+                    return
+
     def _watch(self, conn: _Connection, deadline: float) -> None:
         """Expire the request on ``conn`` at ``deadline`` (``_expire``)."""
         self._deadlines[conn] = deadline
@@ -786,6 +827,9 @@ class HttpClient:
             waiter.host.waiting -= 1
             if not waiter.future.done():
                 waiter.future.set_exception(ClientClosed("the HTTP client was closed"))
+        for host in self._hosts.values():  # they ask again and are told to ``post``
+            while host.watchers:
+                self._tell_watcher(host)
         connections = list(self._connections)
         for conn in connections:
             self._forget(conn)
@@ -889,6 +933,8 @@ class HttpClient:
             self._open -= 1
         if self._waiters:
             self._wake()
+        if host.watchers:
+            self._tell_watcher(host)
 
     async def _connect(self, target: Target, host: _Host) -> _Connection:
         """Open a connection under a slot already counted for ``host``."""
@@ -899,6 +945,8 @@ class HttpClient:
             self._open -= 1
             if self._waiters:
                 self._wake()
+            if host.watchers:
+                self._tell_watcher(host)
             raise
         if self.closed:
             host.open -= 1
@@ -952,6 +1000,8 @@ class HttpClient:
         self._park(conn)
         if self._waiters:
             self._wake()
+        if conn.host.watchers:
+            self._tell_watcher(conn.host)
 
     def _park(self, conn: _Connection) -> None:
         if conn.reusable and not conn.lost and not self.closed and conn.request_sent:
@@ -1001,6 +1051,8 @@ class HttpClient:
             self._forget(conn)
             if self._waiters:
                 self._wake()
+            if conn.host.watchers:
+                self._tell_watcher(conn.host)
 
     def _sweep(self) -> None:
         """Close the connections idle for ``KEEPALIVE_SECONDS``; re-arm for the next one."""

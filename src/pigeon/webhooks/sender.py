@@ -134,6 +134,12 @@ class HttpWebhookSender:
             url, headers, body, timeout, functools.partial(_failure, url, timeout)
         )
 
+    def connection_wait(self, url: str) -> asyncio.Future[None] | None:
+        """After ``start_send`` gave ``None`` because every connection to the host is busy:
+        a future that the next one to come free ends (``start_send`` may then start);
+        ``None`` when waiting would not help (then ``send``)."""
+        return self._pool().connection_wait(url)
+
     async def close(self) -> None:
         """Close the pool and its connections; a later ``send`` opens a new one."""
         client, self._client = self._client, None
