@@ -447,6 +447,45 @@ async def test_slot_wait_serves_an_otp_before_marketing(carrier: Factory) -> Non
     marketing.cancel()
 
 
+async def test_one_answered_submit_wakes_one_waiting_submit(carrier: Factory) -> None:
+    """A window of one, two waits: the answer that frees the slot ends the first wait only
+    (the second keeps its place in line rather than being woken for a slot already taken)."""
+    sim, connector = await carrier(sim_with(response_delay=0.2), window=1)
+    await sim.wait_until(lambda: len(sim.stats.binds) == 1)
+    started = connector.start_submit(message())
+    assert started is not None
+    first = connector.slot_wait(message())
+    second = connector.slot_wait(message())
+    assert first is not None
+    assert second is not None
+    await started
+    await asyncio.wait_for(first, 5)
+    await asyncio.sleep(0.05)  # every callback of the answer has run
+    assert not second.done()
+    assert connector.start_submit(message()) is not None
+    second.cancel()
+
+
+async def test_the_late_answer_of_an_abandoned_submit_wakes_a_waiting_one(
+    carrier: Factory,
+) -> None:
+    """A submit abandoned while in flight gives its reservation back at once, but its window
+    slot stays taken until the carrier answers: that answer wakes the waiting submit."""
+    sim, connector = await carrier(sim_with(response_delay=0.3), window=1)
+    await sim.wait_until(lambda: len(sim.stats.binds) == 1)
+    abandoned = asyncio.ensure_future(connector.submit(message()))
+    await sim.wait_until(lambda: sim.stats.submits_received == 1)
+    abandoned.cancel()
+    await asyncio.gather(abandoned, return_exceptions=True)
+    assert connector.start_submit(message()) is None  # the slot is still the carrier's
+    wait = connector.slot_wait(message())
+    assert wait is not None
+    await asyncio.wait_for(wait, 5)
+    started = connector.start_submit(message())
+    assert started is not None
+    await started
+
+
 async def test_slot_wait_is_none_once_stopping(carrier: Factory) -> None:
     """A stopped connector offers no wait (its submits are refused instead)."""
     sim, connector = await carrier(window=1)

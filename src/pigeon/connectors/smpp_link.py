@@ -470,8 +470,12 @@ class SmppLink:
             self.timeouts = 0
             future = self._futures.pop(event.response.sequence_number, None)
             if future is not None and not future.done():
+                # Its submitter releases the reservation next, which frees the slot (and
+                # wakes one waiter) then: waking one now would wake two for one slot.
                 future.set_result(event.response)
-            if event.request.command_id == CommandId.SUBMIT_SM:
+            elif event.request.command_id == CommandId.SUBMIT_SM:
+                # No one waits for this answer (its wait ended, and released the slot's
+                # reservation then): the session's window slot it held frees only now.
                 self._on_change(False)
         elif isinstance(event, RequestReceived):
             pdu = event.pdu
@@ -554,10 +558,11 @@ class SmppLink:
                 )
                 future = self._futures.pop(request.sequence_number, None)
                 if future is not None and not future.done():
+                    # Its submitter releases the reservation next, and wakes one waiter.
                     future.set_exception(
                         ResponseTimeout(f"no response within {session.response_timeout}s")
                     )
-                if request.command_id == CommandId.SUBMIT_SM:
+                elif request.command_id == CommandId.SUBMIT_SM:
                     self._on_change(False)
             if self.timeouts >= limit:
                 log.error(
