@@ -915,6 +915,13 @@ async def test_a_started_post_with_a_header_that_would_split_it_starts_nothing()
 # --- waiting for a busy receiver's connections (``connection_wait``) ---------------------------
 
 
+async def _in_flight(sender: HttpWebhookSender, server: RawServer, nth: int) -> asyncio.Future[int]:
+    """A ``send`` started, once the server holds its request (the ``nth`` it got)."""
+    busy = asyncio.ensure_future(sender.send(server.url(), {}, BODY, timeout=5))
+    await _until(lambda: len(server.requests) == nth)
+    return busy
+
+
 async def test_connection_wait_ends_when_a_busy_connection_comes_back() -> None:
     """With every connection to the host busy at its cap, ``connection_wait`` gives a future
     that the answer freeing one ends, and ``start_send`` then posts on that connection; with
@@ -930,8 +937,7 @@ async def test_connection_wait_ends_when_a_busy_connection_comes_back() -> None:
     try:
         async with raw_server(answer) as server:
             assert sender.connection_wait(server.url()) is None  # room to open one
-            busy = asyncio.ensure_future(sender.send(server.url(), {}, BODY, timeout=5))
-            await _until(lambda: len(server.requests) == 1)
+            busy = await _in_flight(sender, server, 1)
             assert sender.start_send(server.url(), {}, BODY, 5) is None
             wait = sender.connection_wait(server.url())
             assert wait is not None
@@ -967,8 +973,7 @@ async def test_connection_waits_yield_to_queued_sends_and_all_end_when_one_close
     sender = HttpWebhookSender(limit_per_host=1)
     try:
         async with raw_server(answer) as server:
-            busy = asyncio.ensure_future(sender.send(server.url(), {}, BODY, timeout=5))
-            await _until(lambda: len(server.requests) == 1)
+            busy = await _in_flight(sender, server, 1)
             waits = [sender.connection_wait(server.url()) for _ in range(2)]
             queued = asyncio.ensure_future(sender.send(server.url(), {}, BODY, timeout=5))
             await asyncio.sleep(0.02)
@@ -980,8 +985,7 @@ async def test_connection_waits_yield_to_queued_sends_and_all_end_when_one_close
             for wait in waits:
                 assert wait is not None
                 await asyncio.wait_for(wait, 5)
-            held = asyncio.ensure_future(sender.send(server.url(), {}, BODY, timeout=5))
-            await _until(lambda: len(server.requests) == 3)
+            held = await _in_flight(sender, server, 3)
             left = sender.connection_wait(server.url())
             assert left is not None
             await sender.close()
