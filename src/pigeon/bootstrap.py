@@ -27,6 +27,7 @@ from pigeon.config import (
     writer_batch,
     writer_tasks,
 )
+from pigeon.connectors.cluster_quota import ClusterQuotas
 from pigeon.connectors.factory import ConnectorFactory, answer_callback, settings_for
 from pigeon.connectors.simulator import SimulatorConnector, SimulatorSettings
 from pigeon.connectors.smpp_client import InboundMessage
@@ -161,6 +162,8 @@ class Gateway:
     figures: ConnectorFigures | None = None
     #: Makes messages whose receipt is overdue ``unknown`` (``None``: not in this process).
     receipt_sweep: SweepOverdueReceipts | None = None
+    #: The connectors' buckets in Redis (``redis_url``; ``None``: none).
+    quotas: ClusterQuotas | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _runner_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -225,6 +228,8 @@ class Gateway:
         for connector in self.connectors.values():
             await connector.stop()
         await self.sender.close()
+        if self.quotas is not None:
+            await self.quotas.close()
         if self.figures is not None:
             try:
                 await self.figures.flush()
@@ -445,6 +450,13 @@ async def open_gateway(
     router = TableRouter(
         routing.table, connectors, simulator, clock, prices=routing.prices, quality=quality
     )
+    # Each capped connector's submits also pass a bucket in Redis, shared by every process
+    # and node (ADR 41).
+    quotas = (
+        ClusterQuotas(settings.redis_url, prefix=settings.redis_key_prefix)
+        if settings.redis_url
+        else None
+    )
     factory = ConnectorFactory(
         clock,
         receipt_sink,
@@ -453,6 +465,7 @@ async def open_gateway(
         queue=queue,
         smpp_links_elsewhere=smpp_links_elsewhere,
         rate_share=settings.connector_rate_share,
+        quotas=quotas,
     )
     connector_store = SqlConnectorStore(database)
     live = LiveRouting(
@@ -600,6 +613,7 @@ async def open_gateway(
         wake_broadcast=broadcast,
         figures=figures,
         receipt_sweep=receipt_sweep,
+        quotas=quotas,
         connector_store=connector_store,
         live=live,
         manage_connectors=manage_connectors,

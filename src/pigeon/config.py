@@ -148,6 +148,12 @@ class Settings:
     #: to at first (0 < share <= 1). ``serve`` gives its worker processes an even part each;
     #: from their reports it then shares each cap by what they use (``pigeon.worker_reports``).
     connector_rate_share: float = 1.0
+    #: A Redis server (``redis://host:port/db``, ``rediss://`` or ``unix://``) through which
+    #: every process keeps each connector's ``throughput_per_second`` together, across nodes
+    #: (ADR 41); empty: each process paces alone (with ADR 40's parts under one ``serve``).
+    redis_url: str = ""
+    #: The prefix of Pigeon's Redis keys (several gateways may share one Redis).
+    redis_key_prefix: str = "pigeon:"
     #: The job kinds this process's runner takes (comma-separated; empty: every kind). ``serve``
     #: with ``worker_processes`` keeps ``webhook,notify`` and gives the rest to its workers.
     job_kinds: str = ""
@@ -421,6 +427,10 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("worker_urgent_processes must be between 0 and 8")
     if not 0 < settings.connector_rate_share <= 1:
         problems.append("connector_rate_share must be above 0 and at most 1")
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        problems.append("redis_url must start with redis://, rediss:// or unix://")
     if not 0 < settings.worker_urgent_takeover_seconds <= 3600:
         problems.append("worker_urgent_takeover_seconds must be above 0 and at most 3600")
     if settings.job_lane not in JOB_LANES:

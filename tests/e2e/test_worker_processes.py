@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from support.carriers import smpp_toml, start_smsc_sim
+from support.carriers import open_binds, send_paced, smpp_toml, start_smsc_sim
 from support.gateway import API_KEY, LIVE_KEY, GatewayProcess, free_port, new_gateway
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -275,13 +275,6 @@ async def test_the_other_workers_take_over_otps_when_the_otp_worker_is_stuck(
         gateway.stop()
 
 
-async def open_binds(control_url: str) -> int:
-    """The binds open at the simulator with this control API."""
-    async with aiohttp.ClientSession() as session, session.get(f"{control_url}/stats") as answer:
-        stats = await answer.json()
-    return sum(1 for bind in stats["binds"] if bind["open"])
-
-
 async def test_serve_leaves_the_smpp_binds_to_its_workers(tmp_path: Path) -> None:
     """With worker processes only they bind an SMPP carrier (serve spends none of the binds a
     carrier allows), serve's /readyz reports the links the workers hold, and messages go."""
@@ -348,18 +341,9 @@ async def test_the_workers_together_keep_to_a_carriers_throughput_cap(tmp_path: 
             await asyncio.sleep(0.2)
         headers = {"Authorization": f"Bearer {LIVE_KEY}"}
         async with aiohttp.ClientSession(headers=headers) as session:
-            for n in range(80):
-                category = "otp" if n % 3 == 0 else "marketing"
-                body = {"to": "+14155550100", "body": f"paced {n}", "category": category}
-                async with session.post(f"{base}/v1/messages", json=body) as response:
-                    assert response.status == 202, await response.text()
-            arrivals: list[float] = []
-            deadline = time.monotonic() + 60
-            while len(arrivals) < 80 and time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-                async with session.get(f"{control}/received?match=paced") as answer:
-                    arrivals = sorted(m["monotonic"] for m in (await answer.json())["messages"])
-        assert len(arrivals) == 80
+            arrivals = await send_paced(
+                session, base, control, 80, lambda n: "otp" if n % 3 == 0 else "marketing"
+            )
         # Paced at 20/s in all, 80 submits span about 4 s (a stall of a process only
         # lengthens that); two processes pacing at the whole cap each took about 2 s.
         rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+
+import aiohttp
 
 #: The bind credentials every simulator started here accepts.
 SYSTEM_ID = "pigeon"
@@ -49,3 +54,34 @@ def smpp_toml(connector_id: str, port: int) -> str:
         f'port = {port}\nsystem_id = "{SYSTEM_ID}"\npassword = "{PASSWORD}"\nwindow = 20\n'
         "reconnect_min_delay = 0.1\n\n"
     )
+
+
+async def open_binds(control_url: str) -> int:
+    """The binds open at the simulator with this control API."""
+    async with aiohttp.ClientSession() as session, session.get(f"{control_url}/stats") as answer:
+        stats = await answer.json()
+    return sum(1 for bind in stats["binds"] if bind["open"])
+
+
+async def send_paced(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    control_url: str,
+    count: int,
+    category: Callable[[int], str],
+) -> list[float]:
+    """POST ``count`` messages ("paced N", of ``category(N)``) through ``session`` (which
+    carries the key) and wait until the simulator got them all: their arrival times there
+    (``time.monotonic()`` of the host), in order."""
+    for n in range(count):
+        body = {"to": "+14155550100", "body": f"paced {n}", "category": category(n)}
+        async with session.post(f"{base_url}/v1/messages", json=body) as response:
+            assert response.status == 202, await response.text()
+    arrivals: list[float] = []
+    deadline = time.monotonic() + 60
+    while len(arrivals) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        async with session.get(f"{control_url}/received?match=paced") as answer:
+            arrivals = sorted(m["monotonic"] for m in (await answer.json())["messages"])
+    assert len(arrivals) == count, f"{len(arrivals)} of {count} reached the carrier"
+    return arrivals

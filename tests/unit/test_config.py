@@ -183,3 +183,20 @@ def test_worker_lanes_are_checked(tmp_path: Path) -> None:
         load_settings(environ={"PIGEON_JOB_LANE": "fast"}, config_file=empty)
     with pytest.raises(ConfigError, match="worker_urgent_processes"):
         load_settings(environ={"PIGEON_WORKER_URGENT_PROCESSES": "9"}, config_file=empty)
+
+
+def test_redis_url_is_off_by_default_and_must_name_a_redis_server(tmp_path: Path) -> None:
+    """``redis_url`` is empty by default (each process paces alone); set, it must be a
+    redis://, rediss:// or unix:// address, and ``redis_key_prefix`` comes with it."""
+    absent = str(tmp_path / "absent.toml")
+    assert load_settings({"PIGEON_CONFIG": absent}).redis_url == ""
+    settings = load_settings(
+        {
+            "PIGEON_CONFIG": absent,
+            "PIGEON_REDIS_URL": "redis://127.0.0.1:6379/2",
+            "PIGEON_REDIS_KEY_PREFIX": "eu:",
+        }
+    )
+    assert (settings.redis_url, settings.redis_key_prefix) == ("redis://127.0.0.1:6379/2", "eu:")
+    with pytest.raises(ConfigError, match="redis_url must start with"):
+        load_settings({"PIGEON_CONFIG": absent, "PIGEON_REDIS_URL": "http://127.0.0.1:6379"})

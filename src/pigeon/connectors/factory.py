@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pigeon.config import CONNECTOR_COMMON_KEYS
+from pigeon.connectors.cluster_quota import ClusterQuotas
 from pigeon.connectors.elsewhere import LinkHeldElsewhere
 from pigeon.connectors.http import (
     CarrierCallback,
@@ -22,6 +23,7 @@ from pigeon.connectors.http import (
     TwilioStyleConnector,
     TwilioStyleSettings,
 )
+from pigeon.connectors.pacing import TokenBucket
 from pigeon.connectors.simulator import (
     MAGIC_PREFIXES,
     Outcome,
@@ -119,8 +121,12 @@ class ConnectorFactory:
         queue: JobQueue | None = None,
         smpp_links_elsewhere: Callable[[str], bool] | None = None,
         rate_share: float = 1.0,
+        quotas: ClusterQuotas | None = None,
     ) -> None:
         self._queue = queue
+        #: Where each capped connector's submits also take their tokens, across processes
+        #: and nodes (ADR 41); ``None``: this process paces alone.
+        self._quotas = quotas
         #: The part of each cap (``throughput_per_second``) a connector built here starts at.
         self._rate_share = rate_share
         #: Set in a process whose SMPP carriers other processes bind (``serve`` with worker
@@ -146,6 +152,8 @@ class ConnectorFactory:
         pacing = connector.pacing if isinstance(connector, Paced) else None
         if pacing is not None and self._rate_share < 1:
             pacing.set_rate(pacing.cap * self._rate_share)
+        if isinstance(pacing, TokenBucket) and self._quotas is not None:
+            pacing.gate = self._quotas.gate(connector_id, pacing.cap)
         return connector
 
     def _build(

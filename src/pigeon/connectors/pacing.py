@@ -49,6 +49,9 @@ class TokenBucket:
         #: Tokens taken, and how many of those takes had to wait, since the start.
         self.taken = 0
         self.waits = 0
+        #: Passed by every take after its local token: the cap kept across processes and
+        #: nodes (``pigeon.connectors.cluster_quota``, ADR 41); ``None``: this process alone.
+        self.gate: Callable[[], Awaitable[None]] | None = None
 
     def _refill(self, now: float) -> None:
         if self._updated is None:
@@ -59,13 +62,20 @@ class TokenBucket:
         self._updated = now
 
     async def take(self) -> None:
-        """Take one token, sleeping until it is due."""
+        """Take one token, sleeping until it is due (then pass the ``gate``, if any)."""
         self._refill(self._now())
         self._level -= 1.0
         self.taken += 1
         if self._level >= 0:
+            if self.gate is not None:
+                await self.gate()
             return
         self.waits += 1
+        await self._sleep_off_debt()
+        if self.gate is not None:
+            await self.gate()
+
+    async def _sleep_off_debt(self) -> None:
         # Due once the bucket has refilled the debt standing at this reservation; at most
         # ``MAX_SLEEP`` at a time, so that a higher rate set meanwhile serves it sooner.
         due = self._filled - self._level

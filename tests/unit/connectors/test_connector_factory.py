@@ -6,9 +6,11 @@ from typing import Any, cast
 
 import pytest
 
+from pigeon.connectors.cluster_quota import ClusterGate, ClusterQuotas
 from pigeon.connectors.elsewhere import LinkHeldElsewhere
 from pigeon.connectors.factory import ConnectorFactory, settings_for
 from pigeon.connectors.http import GenericHttpConnector, GenericHttpSettings, TwilioStyleSettings
+from pigeon.connectors.pacing import TokenBucket
 from pigeon.connectors.smpp_client import InboundMessage
 from pigeon.connectors.smpp_settings import SmppConnectorSettings
 from pigeon.domain.connectors import MASK, masked
@@ -146,3 +148,28 @@ def test_a_connector_starts_at_its_part_of_the_cap() -> None:
     uncapped = factory.build("smpp", "b", options)
     assert isinstance(uncapped, Paced)
     assert uncapped.pacing is None
+
+
+async def test_with_cluster_quotas_a_capped_connector_passes_its_redis_gate() -> None:
+    """With ``quotas`` (``redis_url``), a capped connector's pacer gets the gate of its own
+    bucket at its whole cap, whatever part of it the process paces at; an uncapped one none."""
+    quotas = ClusterQuotas("redis://127.0.0.1:1/0", prefix="p:")  # not reached here
+    try:
+        factory = ConnectorFactory(FakeClock(), _receipts, _inbound, rate_share=0.5, quotas=quotas)
+        options = {"host": "127.0.0.1", "port": 1, "system_id": "s", "password": "p"}
+        capped = factory.build("smpp", "a", {**options, "throughput_per_second": 200})
+        assert isinstance(capped, Paced)
+        pacing = capped.pacing
+        assert isinstance(pacing, TokenBucket)
+        assert isinstance(pacing.gate, ClusterGate)
+        assert (pacing.gate.key, pacing.gate.cap, pacing.rate) == ("p:cap:a", 200, 100)
+        http = factory.build("twilio", "b", {**TWILIO, "throughput_per_second": 30})
+        assert isinstance(http, Paced)
+        assert isinstance(http.pacing, TokenBucket)
+        assert isinstance(http.pacing.gate, ClusterGate)
+        assert http.pacing.gate.key == "p:cap:b"
+        uncapped = factory.build("smpp", "c", options)
+        assert isinstance(uncapped, Paced)
+        assert uncapped.pacing is None
+    finally:
+        await quotas.close()
