@@ -282,6 +282,16 @@ WEBHOOK_ATTEMPTS = CounterFamily(
     "Webhook delivery attempts, by outcome (ok, failed, disabled).",
     ["outcome"],
 )
+CLUSTER_QUOTA_WAITS = CounterFamily(
+    "pigeon_cluster_quota_waits",
+    "Submits that waited for the next token of their connector's Redis bucket (ADR 41).",
+    ["connector"],
+)
+CLUSTER_QUOTA_FAILURES = CounterFamily(
+    "pigeon_cluster_quota_failures",
+    "Round trips to a connector's Redis bucket that failed: the process paced alone (ADR 41).",
+    ["connector"],
+)
 JOBS_PENDING = Gauge(
     "pigeon_jobs_pending",
     "Jobs waiting in the queue, by kind (sampled at scrape).",

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from pigeon.connectors.cluster_quota import BLOCK_SECONDS, RETRY_SECONDS, ClusterQuotas
 from pigeon.connectors.pacing import TokenBucket
+from pigeon.telemetry import CLUSTER_QUOTA_FAILURES, CLUSTER_QUOTA_WAITS
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -79,6 +80,8 @@ async def test_two_processes_share_one_cap(prefix: str) -> None:
     assert [gate.passed for gate in gates] == [200, 200]
     assert gates[0].waits > 0
     assert gates[1].waits > 0
+    waited = CLUSTER_QUOTA_WAITS.labels("carrier-a").value
+    assert waited >= gates[0].waits + gates[1].waits  # in /metrics too
 
 
 async def test_one_process_alone_has_the_whole_cap(prefix: str) -> None:
@@ -134,19 +137,23 @@ def _closed_port() -> int:
 
 async def test_without_redis_a_process_paces_alone_and_asks_again_later(prefix: str) -> None:
     """Redis unreachable: submits pass at once (the local pacer is what paces them), the
-    failure is counted once, Redis is not asked again for ``RETRY_SECONDS``, then it is."""
+    failure is counted once (and in ``/metrics``), Redis is not asked again for
+    ``RETRY_SECONDS``, then it is."""
     time = SteppedTime()
     quotas = _quotas(prefix, time, url=f"redis://127.0.0.1:{_closed_port()}/0")
+    connector = f"carrier-d-{prefix}"
     try:
-        gate = quotas.gate("carrier-d", 50)
+        gate = quotas.gate(connector, 50)
         for _ in range(5):
             await gate()
         assert quotas.failures == 1
+        assert CLUSTER_QUOTA_FAILURES.labels(connector).value == 1
         assert time.slept == []
         time.seconds += RETRY_SECONDS
         await gate()
         assert quotas.failures == 2
         assert gate.passed == 6
+        assert gate.waits == 0
     finally:
         await quotas.close()
 

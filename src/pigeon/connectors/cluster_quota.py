@@ -33,6 +33,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from pigeon.telemetry import CLUSTER_QUOTA_FAILURES, CLUSTER_QUOTA_WAITS
+
 __all__ = ["BLOCK_SECONDS", "MAX_SLEEP", "RETRY_SECONDS", "ClusterGate", "ClusterQuotas"]
 
 log = logging.getLogger(__name__)
@@ -123,14 +125,15 @@ class ClusterQuotas:
 
     def gate(self, connector_id: str, cap: float) -> ClusterGate:
         """The gate each of ``connector_id``'s submits passes, at ``cap`` per second."""
-        return ClusterGate(self, self.key(connector_id), cap, now=self._now, sleep=self._sleep)
+        return ClusterGate(self, connector_id, cap, now=self._now, sleep=self._sleep)
 
-    async def take(self, key: str, cap: float, want: int) -> tuple[int, float] | None:
-        """Up to ``want`` tokens of the bucket ``key`` at ``cap`` per second: how many it
-        gave, and the seconds until the next one when it gave none. ``None`` when Redis is
+    async def take(self, connector_id: str, cap: float, want: int) -> tuple[int, float] | None:
+        """Up to ``want`` tokens of ``connector_id``'s bucket at ``cap`` per second: how many
+        it gave, and the seconds until the next one when it gave none. ``None`` when Redis is
         not to be asked (it failed lately, or fails now): pace alone."""
         if self._now() < self._failed_until:
             return None
+        key = self.key(connector_id)
         burst = max(1.0, cap / 10)
         args: list[Any] = [repr(float(cap)), repr(burst), want]
         if self._redis_now is not None:
@@ -139,6 +142,7 @@ class ClusterQuotas:
             given, wait = await self._take_script(keys=[key], args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             self.failures += 1
+            CLUSTER_QUOTA_FAILURES.labels(connector_id).inc()
             self._failed_until = self._now() + RETRY_SECONDS
             log.warning(
                 "redis quota %s unavailable (%s): pacing with this process's own part of "
@@ -161,7 +165,7 @@ class ClusterGate:
     def __init__(
         self,
         quotas: ClusterQuotas,
-        key: str,
+        connector_id: str,
         cap: float,
         *,
         now: Callable[[], float] = time.monotonic,
@@ -170,7 +174,8 @@ class ClusterGate:
         self._quotas = quotas
         self._now = now
         self._sleep = sleep
-        self.key = key
+        self.connector_id = connector_id
+        self.key = quotas.key(connector_id)
         self.cap = cap
         #: Tokens asked for at a time: about ``BLOCK_SECONDS`` of the cap, at least one.
         self.block = max(1, int(cap * BLOCK_SECONDS))
@@ -191,7 +196,7 @@ class ClusterGate:
                     self._left -= 1
                     break
                 self._left = 0
-                taken = await self._quotas.take(self.key, self.cap, self.block)
+                taken = await self._quotas.take(self.connector_id, self.cap, self.block)
                 if taken is None:
                     break
                 given, wait = taken
@@ -204,3 +209,4 @@ class ClusterGate:
             self.passed += 1
             if waited:
                 self.waits += 1
+                CLUSTER_QUOTA_WAITS.labels(self.connector_id).inc()
