@@ -15,7 +15,7 @@ import tempfile
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -27,6 +27,7 @@ from rich.console import Console
 from pigeon.api.http_protocol import CoalescingHttpToolsProtocol
 from pigeon.config import ConfigError, Settings, load_settings, writer_batch, writer_tasks
 from pigeon.domain.accounts import KeyMode, Role
+from pigeon.ports import Pacer
 from pigeon.supervisor import WorkerProcesses, free_udp_port
 from pigeon.telemetry import add_peer_source, remove_peer_source
 from pigeon.worker_reports import WorkerReport, WorkerReports
@@ -159,6 +160,8 @@ async def _work(settings: Settings, parent_pid: int | None = None) -> None:
         report = asyncio.create_task(writer.run(reported))
     try:
         await gateway.start_workers()
+        if parent_pid is None and not settings.redis_url:
+            _warn_caps_kept_alone(gateway.pacers())
         freeze_startup_heap()
         await stop.wait()
     finally:
@@ -168,6 +171,18 @@ async def _work(settings: Settings, parent_pid: int | None = None) -> None:
         if report is not None:  # its last snapshot after everything was counted
             reported.set()
             await report
+
+
+def _warn_caps_kept_alone(pacers: Mapping[str, Pacer]) -> None:
+    """A ``pigeon worker`` started on its own, without ``redis_url``: each capped carrier's
+    cap is this process's alone, so other processes sending to it add to it (ADR 41)."""
+    for connector_id, pacer in sorted(pacers.items()):
+        logging.getLogger(__name__).warning(
+            "connector %s is capped at %g submits/s in this process alone: other processes "
+            "sending to it add to that (set redis_url to keep the cap across them)",
+            connector_id,
+            pacer.cap,
+        )
 
 
 #: The cyclic collector's thresholds once the gateway runs (``gc.set_threshold``): a young

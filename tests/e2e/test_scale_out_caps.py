@@ -75,6 +75,8 @@ async def test_workers_started_on_their_own_keep_a_carriers_cap_together(
         rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
         assert rate <= 22, f"{rate:.1f} submits/s against a cap of 20"
         assert len(senders) == 2, f"not both workers sent: {senders}"
+        for n in range(2):  # with redis_url the cap is kept together: no warning
+            assert "in this process alone" not in (tmp_path / f"worker-{n}.log").read_text()
         client = aioredis.from_url(REDIS_URL)
         try:
             assert await client.exists(f"{prefix}cap:carrier-a")
@@ -88,6 +90,37 @@ async def test_workers_started_on_their_own_keep_a_carriers_cap_together(
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        gateway.stop()
+        sim.terminate()
+        sim.wait(timeout=10)
+
+
+async def test_a_worker_on_its_own_without_redis_warns_that_its_caps_are_its_own(
+    tmp_path: Path,
+) -> None:
+    """A ``pigeon worker`` started on its own without ``redis_url`` says at start, for each
+    capped carrier, that the cap holds for this process alone."""
+    sim_port, control_port = free_port(), free_port()
+    sim = start_smsc_sim(sim_port, control_port=control_port)
+    config = tmp_path / "pigeon.toml"
+    config.write_text(smpp_toml("carrier-a", sim_port) + "throughput_per_second = 20\n")
+    gateway = new_gateway(tmp_path, PIGEON_RUN_WORKERS="false")
+    gateway.env["PIGEON_CONFIG"] = str(config)
+    worker: subprocess.Popen[bytes] | None = None
+    log = tmp_path / "worker-0.log"
+    try:
+        gateway.start()
+        worker = _start_worker({**gateway.env, "PIGEON_REDIS_URL": ""}, tmp_path, 0)
+        deadline = time.monotonic() + 60
+        while "in this process alone" not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            assert worker.poll() is None, log.read_text(errors="replace")
+            await asyncio.sleep(0.2)
+        assert "connector carrier-a is capped at 20 submits/s" in log.read_text()
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=20)
         gateway.stop()
         sim.terminate()
         sim.wait(timeout=10)
