@@ -427,10 +427,14 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("worker_urgent_processes must be between 0 and 8")
     if not 0 < settings.connector_rate_share <= 1:
         problems.append("connector_rate_share must be above 0 and at most 1")
-    if settings.redis_url and not settings.redis_url.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
-        problems.append("redis_url must start with redis://, rediss:// or unix://")
+    if settings.redis_url:
+        if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append("redis_url must start with redis://, rediss:// or unix://")
+        else:
+            try:
+                _parse_redis_url(settings.redis_url)
+            except ValueError as exc:
+                problems.append(f"redis_url: {exc}")
     if not 0 < settings.worker_urgent_takeover_seconds <= 3600:
         problems.append("worker_urgent_takeover_seconds must be above 0 and at most 3600")
     if settings.job_lane not in JOB_LANES:
@@ -444,6 +448,16 @@ def _validate(settings: Settings) -> list[str]:
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append("log_level must be DEBUG, INFO, WARNING or ERROR")
     return problems
+
+
+def _parse_redis_url(url: str) -> dict[str, Any]:
+    """redis-py's own reading of ``url`` (raises ``ValueError``); imported only when a
+    ``redis_url`` is set, so that the CLI's other commands do not load redis-py."""
+    from redis import connection
+
+    # The ignore: redis-py leaves ``parse_url`` unannotated.
+    parsed: dict[str, Any] = connection.parse_url(url)  # type: ignore[no-untyped-call]
+    return parsed
 
 
 # --------------------------------------------------------------------------- routing

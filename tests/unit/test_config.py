@@ -200,3 +200,5 @@ def test_redis_url_is_off_by_default_and_must_name_a_redis_server(tmp_path: Path
     assert (settings.redis_url, settings.redis_key_prefix) == ("redis://127.0.0.1:6379/2", "eu:")
     with pytest.raises(ConfigError, match="redis_url must start with"):
         load_settings({"PIGEON_CONFIG": absent, "PIGEON_REDIS_URL": "http://127.0.0.1:6379"})
+    with pytest.raises(ConfigError, match="redis_url: Port could not be cast"):
+        load_settings({"PIGEON_CONFIG": absent, "PIGEON_REDIS_URL": "redis://127.0.0.1:x/0"})
