@@ -538,7 +538,17 @@ def ratio(pigeon: float, kannel: float) -> str:
 
 def cpu_note(phase: Phase) -> str:
     wall = max(phase.wall, 1e-9)
-    return ", ".join(f"{label} {seconds / wall:.0%}" for label, seconds in phase.cpu.items())
+    each = ", ".join(f"{label} {seconds / wall:.0%}" for label, seconds in phase.cpu.items())
+    busy = sum(phase.cpu.values()) / wall
+    return f"{each}; all {busy:.0%} of {os.cpu_count() or 1} cores"
+
+
+def cores_allow(pigeon: Phase, kannel: Phase) -> float:
+    """Pigeon / Kannel callbacks/s if both runs kept every core busy: the ratio of their CPU
+    per message, gateway and harness together. A measured ratio below it means the run left
+    cores idle (a latency bound), one at it that the run is bound by the cores."""
+    pigeon_total = sum(cpu_per_message(pigeon))
+    return sum(cpu_per_message(kannel)) / pigeon_total if pigeon_total > 0 else 0.0
 
 
 #: The processes that are the gateway in a phase; the rest is the harness (load, sim, receiver).
@@ -607,6 +617,11 @@ def report(
     )
     per_message = "\n".join(cpu_line(phase, f"{phase.name}: ") for phase in phases)
     cpu += "\n" + per_message
+    cpu += "\n" + "; ".join(
+        f"{phase.name.split(' (')[0]} / Kannel by CPU per message alone (cores kept busy): "
+        f"{cores_allow(phase, kannel):.2f}x"
+        for phase in phases[1:]
+    )
     model = ""
     with Path("/proc/cpuinfo").open() as info:
         for line in info:
