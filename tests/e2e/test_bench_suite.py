@@ -125,6 +125,9 @@ def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
     assert all(r["floor_callbacks_per_s"] > 0 and r["floor_cpu_ms_per_message"] > 0 for r in rounds)
     over_floor = sorted(r["pigeon_cpu_over_floor"] for r in rounds)
     assert floor["extra"]["floor"]["pigeon_cpu_over_floor"] == over_floor[1]
+    floor_allowed = sorted(r["floor_cpu_bound_ratio"] for r in rounds)
+    assert floor_allowed[0] > 0
+    assert floor["extra"]["floor"]["floor_cpu_bound_ratio"] == floor_allowed[1]
 
 
 @pytest.mark.slow
