@@ -9,7 +9,6 @@ import hmac
 import logging
 import os
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,6 +45,7 @@ from pigeon.domain.connectors import ConnectorRecord
 from pigeon.ids import UlidFactory
 from pigeon.ports import CarrierAnswer, CarrierRequest, Connector, Paced, Pacer
 from pigeon.queue import SqlJobQueue
+from pigeon.queue.lease_owners import process_owner
 from pigeon.queue.wake import WakeBroadcast, WakeListener
 from pigeon.services.accept import AcceptMessage, AcceptPolicy
 from pigeon.services.account import DescribeAccount
@@ -198,6 +198,7 @@ class Gateway:
         if self.wake_listener is not None:
             await self.wake_listener.start()
         if self.settings.run_workers:
+            await self._release_gone_leases()
             self._runner_tasks.append(asyncio.create_task(self.runner.run(self._stop)))
             if self.receipt_sweep is not None:
                 every = self.settings.receipt_sweep_seconds
@@ -205,6 +206,20 @@ class Gateway:
                 self._runner_tasks.append(asyncio.create_task(sweep))
             if self.smpp_runner is not None:
                 self._runner_tasks.append(asyncio.create_task(self.smpp_runner.run(self._stop)))
+
+    async def _release_gone_leases(self) -> None:
+        """Take over at once the jobs that processes of this machine held when they died (a
+        restart after a crash; a worker process replacing a killed one), rather than after
+        their leases expire. A failure only leaves them to expire."""
+        try:
+            gone = await self.queue.release_gone_leases()
+        except Exception:
+            log.exception("looking for the leases of ended processes failed")
+            return
+        if gone:
+            log.warning(
+                "took over the jobs leased by %d ended process(es): %s", len(gone), ", ".join(gone)
+            )
 
     async def start_smpp(self) -> int | None:
         """Start the customer SMPP server (if configured); returns its port."""
@@ -482,7 +497,7 @@ async def open_gateway(
     per_host = settings.webhook_connections_per_host
     sender = HttpWebhookSender(limit=max(100, per_host), limit_per_host=per_host)
     callback_secrets = CallbackSecrets(load_secret_key(settings))
-    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    owner = process_owner()
     handlers: dict[str, Handler] = {
         "dispatch": DispatchMessage(messages, queue, router, recorder, clock, ids),
         "receipt": receipts.from_job,

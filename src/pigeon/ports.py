@@ -103,6 +103,11 @@ class JobQueue(Protocol):
         returns how many jobs that touched (``id_prefix`` must not be empty)."""
         ...
 
+    async def release_gone_leases(self) -> list[str]:
+        """Make the jobs leased by owners known to have ended due now, as if their leases had
+        expired; returns those owners."""
+        ...
+
 
 # --- messages -------------------------------------------------------------------------------
 

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from support.gateway import GatewayProcess, new_gateway
+from support.gateway import GatewayProcess, started_gateway
 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
     """A started ``pigeon serve`` on SQLite in a temporary data dir, with a test API key and
     the demo SMPP account (``support.gateway.SMPP_SYSTEM_ID`` / ``SMPP_PASSWORD``)."""
-    process = new_gateway(tmp_path)
-    process.start()
-    try:
+    with started_gateway(tmp_path) as process:
         yield process
-    finally:
-        process.stop()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
+import pytest
 
-from support.gateway import API_KEY, GatewayProcess
+from support.gateway import API_KEY, GatewayProcess, started_gateway
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 TARGET = 300
@@ -38,8 +41,17 @@ async def stream(
                 await asyncio.sleep(0.05)
 
 
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A started ``pigeon serve`` whose job leases last an hour: only a takeover of the dead
+    process's leases at restart lets its jobs run again within the test."""
+    with started_gateway(tmp_path, PIGEON_LEASE_SECONDS="3600") as process:
+        yield process
+
+
 async def test_sigkill_mid_stream_loses_no_accepted_message(gateway: GatewayProcess) -> None:
-    """Every message that got a 202 before a SIGKILL reaches a final status after restart."""
+    """Every message that got a 202 before a SIGKILL reaches a final status after restart,
+    without waiting for the killed process's job leases (an hour here) to expire."""
     accepted: list[str] = []
     stop = asyncio.Event()
     enough = asyncio.Event()

@@ -23,7 +23,7 @@ from support.gateway import (
     SMPP_PASSWORD,
     SMPP_SYSTEM_ID,
     GatewayProcess,
-    new_gateway,
+    started_gateway,
 )
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -111,13 +111,10 @@ def receipt_ids(esme: Esme) -> set[str]:
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
-    """``pigeon serve`` with 15 s leases: jobs the killed process held are taken over sooner."""
-    process = new_gateway(tmp_path, PIGEON_LEASE_SECONDS="15")
-    process.start()
-    try:
+    """``pigeon serve`` whose job leases last an hour: only a takeover of the killed process's
+    leases at restart lets the jobs it held run again within the test (ADR 42)."""
+    with started_gateway(tmp_path, PIGEON_LEASE_SECONDS="3600") as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def test_sigkill_mid_smpp_stream_loses_no_answered_message(gateway: GatewayProcess) -> None:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from pigeon.ports import Job, NewJob
 from pigeon.queue import SqlJobQueue
+from pigeon.queue.lease_owners import process_owner
 from pigeon.store import connect
 
 if TYPE_CHECKING:
     from conftest import Factory, Stores
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _job(
@@ -119,6 +128,46 @@ async def test_an_expired_lease_is_taken_over(stores: Stores) -> None:
     assert await stores.queue.pending() == {"dispatch": 1}
     await stores.queue.complete("j", "w2")
     assert await stores.queue.pending() == {}
+
+
+def _ended_process_owner() -> str:
+    """The lease owner name of a process that ran on this machine and has ended."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pigeon.queue.lease_owners import process_owner as o; print(o())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+async def test_the_leases_of_an_ended_process_are_taken_over_at_once(stores: Stores) -> None:
+    """Jobs leased by a process of this machine that has ended are due at once (an expired
+    lease: the takeover counts the try); a live owner's leases and those of owners it cannot
+    judge (another machine, an older name) are left to expire."""
+    gone, alive = _ended_process_owner(), process_owner()
+    await stores.queue.enqueue([_job(stores, name) for name in ("a", "b", "c", "d", "e")])
+    for job_id, owner in (("a", gone), ("b", gone), ("c", alive), ("d", "host:1:abc")):
+        [held] = await stores.queue.claim(["dispatch"], 1, owner, 3600)
+        assert held.id == job_id
+    woken: list[int] = []
+    stores.queue.on_due_jobs = lambda: woken.append(1)
+
+    assert await stores.queue.release_gone_leases() == [gone]
+    assert woken == [1]
+    taken = await stores.queue.claim(["dispatch"], 10, "w2", 7200)
+
+    assert sorted((job.id, job.attempts) for job in taken) == [("a", 1), ("b", 1), ("e", 0)]
+    assert await stores.queue.release_gone_leases() == []
+    stores.clock.advance(3600)
+    later = await stores.queue.claim(["dispatch"], 10, "w2", 30)
+    assert sorted(job.id for job in later) == ["c", "d"]
 
 
 async def test_retry_reschedules_with_one_more_attempt(stores: Stores, database_url: str) -> None:

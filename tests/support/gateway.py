@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,3 +135,14 @@ def new_gateway(tmp_path: Path, **settings: str) -> GatewayProcess:
     env.pop("PIGEON_DATABASE_URL", None)
     env.pop("PIGEON_CONFIG", None)
     return GatewayProcess(data_dir, env, port, tmp_path / "serve.log")
+
+
+@contextmanager
+def started_gateway(tmp_path: Path, **settings: str) -> Iterator[GatewayProcess]:
+    """``new_gateway(tmp_path, **settings)`` started, and stopped on the way out."""
+    process = new_gateway(tmp_path, **settings)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

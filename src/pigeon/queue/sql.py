@@ -24,6 +24,10 @@ How a job moves:
   ``last_error``.
 - **wake** makes every job whose id starts with a prefix and that nobody holds due now (an
   SMPP customer that binds again gets the receipts kept for it at once, whatever their backoff).
+- **release_gone_leases** makes the jobs leased by processes of this machine that have
+  ended (``pigeon.queue.lease_owners``) due now, as if their leases had expired: a gateway
+  restarted after a crash, or a worker process that replaces a killed one, takes them over at
+  once instead of after ``lease_seconds``.
 
 ``attempts`` counts tries that ended without ``complete``: each ``retry`` and each lease that
 expired (a worker that crashed or hung). A job's first claim sees ``attempts == 0``.
@@ -50,6 +54,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pigeon.ports import Clock, Job, NewJob
+from pigeon.queue.lease_owners import owner_gone
 from pigeon.raw_sql import RawSelect, asyncpg_driver, sqlite_driver
 
 T = TypeVar("T")
@@ -318,6 +323,41 @@ class SqlJobQueue:
             return int(result.rowcount or 0)
 
         return await self._db.write(update)
+
+    async def release_gone_leases(self) -> list[str]:
+        """Make the jobs leased by owners that have surely ended (``owner_gone``: processes of
+        this machine that died) due now, as if their leases had expired: the next claim takes
+        them over and counts the try (``attempts``). Returns those owners.
+
+        A job is leased while it is not ready and has an owner; one whose expired lease was
+        woken already is ready and needs nothing."""
+        table = self._jobs
+        leased = (
+            sa.select(table.c.lease_owner)
+            .where(table.c.lease_owner.is_not(None), table.c.ready.is_(sa.false()))
+            .distinct()
+        )
+        async with self._db.read() as connection:
+            owners = list((await connection.execute(leased)).scalars())
+        gone = sorted(owner for owner in owners if owner_gone(owner))
+        if not gone:
+            return []
+        now = self._clock.now()
+        statement = (
+            sa.update(table)
+            .where(table.c.lease_owner.in_(gone), table.c.ready.is_(sa.false()))
+            # What the wake does to a lease that expired: ready, its owner kept, so that the
+            # claim that takes it over counts the try.
+            .values(ready=True, run_at=now, lease_until=now)
+        )
+
+        async def update(connection: AsyncConnection) -> None:
+            await connection.execute(statement)
+
+        await self._db.write(update)
+        if self.on_due_jobs is not None:
+            self.on_due_jobs()
+        return gone
 
     async def pending(self) -> dict[str, int]:
         """How many jobs wait, by kind: every job not yet completed (due, scheduled for later,
