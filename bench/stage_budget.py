@@ -10,6 +10,13 @@ stage's cost::
     .venv/bin/python bench/stage_budget.py [--messages 40000] [--seconds 10] [--floor features]
     .venv/bin/python bench/stage_budget.py --from-raw serve=0.62:serve.txt worker=0.79:w.txt
     .venv/bin/python bench/stage_budget.py --from-raw ... --detail "store writes" --below Writer.
+    .venv/bin/python bench/stage_budget.py --from-raw ... --writer
+
+``--writer`` splits the "store writes" stage by what the writers' batches do (``WRITER_WORK``):
+the status changes' own logic (transitions, events, webhook jobs: the change callbacks a
+mutation plan runs), the rest of the mutation plans (copies, checks, part diffs, rows, held
+messages), the accepts' rows, job claims, webhook attempts, the statements, stamps and write
+locks, and the transactions and answers around them.
 
 py-spy must be installed (``pip install py-spy``) and allowed to attach (root, or
 ``kernel.yama.ptrace_scope`` 0). ``--gil`` keeps only samples that hold the GIL, i.e. the
@@ -189,11 +196,12 @@ def detail_markdown(
     return "\n\n".join(blocks)
 
 
-def markdown(table: dict[str, dict[str, float]], labels: list[str]) -> str:
-    """One row per stage, one column per process, the costliest stage first."""
+def markdown(table: dict[str, dict[str, float]], labels: list[str], rows_are: str = "stage") -> str:
+    """One row per stage (or per what ``rows_are`` names), one column per process, the
+    costliest first."""
     rows = sorted(table.items(), key=lambda item: -sum(item[1].values()))
     lines = [
-        "| stage | " + " | ".join(f"{label} (ms)" for label in labels) + " |",
+        f"| {rows_are} | " + " | ".join(f"{label} (ms)" for label in labels) + " |",
         "|---|" + "---|" * len(labels),
     ]
     for stage, costs in rows:
@@ -202,6 +210,54 @@ def markdown(table: dict[str, dict[str, float]], labels: list[str]) -> str:
     totals = " | ".join(f"{sum(c.get(label, 0.0) for c in table.values()):.3f}" for label in labels)
     lines.append(f"| **all** | {totals} |")
     return "\n".join(lines)
+
+
+#: What the writers' batches do (``--writer``): (markers, kind) in order of precedence, for the
+#: samples of the "store writes" stage. A change callback is found by a frame of Pigeon's
+#: services or domain below the plan that runs it (``CALLBACK``). The floor's commit thread
+#: (``Store.commit``) and its claims (``Store._claim``) are marked as the same kinds.
+WRITER_WORK: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("SqlMessageStore._plan", "_prepare_mutations", "SqlMessageStore._hold"), "mutation plans"),
+    (("_accept_rows", "_prepare_accepts"), "accept rows"),
+    (("SqlJobQueue.claim", "Store._claim"), "job claims"),
+    (("_attempts_batch",), "webhook attempts"),
+    (("_Statement.", "StatementChain.", "(pigeon/raw_sql.py", "Store.commit"), "statements"),
+    (
+        ("_RawReads.stamps", "pg_lock_stamps", "try_write_lock", "_wait_for_write_lock"),
+        "stamps and locks",
+    ),
+)
+CALLBACK = "status changes' own logic"
+WRITER_OTHER = "transactions and answers"
+
+
+def writer_work_of(frames: list[str]) -> str:
+    """The kind of writer work of one "store writes" sample's stack."""
+    stack = ";".join(frames)
+    plan = next((i for i, f in enumerate(frames) if "SqlMessageStore._plan" in f), None)
+    if plan is not None and any(
+        "pigeon/services/" in f or "pigeon/domain/" in f for f in frames[plan + 1 :]
+    ):
+        return CALLBACK
+    for markers, kind in WRITER_WORK:
+        if any(marker in stack for marker in markers):
+            return kind
+    return WRITER_OTHER
+
+
+def writer_work(profiles: dict[str, tuple[float, str]]) -> dict[str, dict[str, float]]:
+    """Milliseconds per message of the "store writes" stage by kind of work and process."""
+    table: dict[str, dict[str, float]] = collections.defaultdict(dict)
+    for label, (ms, raw) in profiles.items():
+        kinds: collections.Counter[str] = collections.Counter()
+        total = 0
+        for frames, samples in stacks(raw):
+            total += samples
+            if stage_of(frames) == "store writes":
+                kinds[writer_work_of(frames)] += samples
+        for kind, samples in kinds.items():
+            table[kind][label] = ms * samples / max(total, 1)
+    return dict(table)
 
 
 def _pids(pattern: str) -> list[int]:
@@ -314,6 +370,11 @@ def main() -> None:
         metavar="STAGE",
         help="also break STAGE (a row of the table) down by call path below its marker",
     )
+    parser.add_argument(
+        "--writer",
+        action="store_true",
+        help="also split the store writes by what the writers' batches do",
+    )
     parser.add_argument("--depth", type=int, default=2, help="frames of each --detail path")
     parser.add_argument("--top", type=int, default=15, help="--detail paths shown per process")
     parser.add_argument(
@@ -333,6 +394,9 @@ def main() -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         profiles = measure(args, tmp)
     print(markdown(budget(profiles), list(profiles)))
+    if args.writer:
+        print()
+        print(markdown(writer_work(profiles), list(profiles), "store writes by kind of work"))
     if args.detail:
         print()
         print(detail_markdown(profiles, args.detail, args.depth, args.top, args.below))

@@ -121,3 +121,53 @@ def test_detail_breaks_a_stage_down_by_call_path_below_a_frame(tmp_path: Path) -
         ],
         ["SqlJobQueue.claim (queue/sql.py)", "0.1000", "10.0"],
     ]
+
+
+def test_writer_splits_the_store_writes_by_kind_of_work(tmp_path: Path) -> None:
+    """``--writer`` gives a change callback under a plan to the status changes' own logic,
+    the plan's other frames to the mutation plans, a claim's statement to the claims, and
+    a writer frame with no marker to the transactions around them."""
+    loop = "Writer._loop (pigeon/store/writer.py:9)"
+    plan = "SqlMessageStore._plan (pigeon/store/messages.py:650)"
+    worker = _raw(
+        ([loop, plan, "_ReceiptChange.__call__ (pigeon/services/receipts.py:150)"], 30),
+        ([loop, plan, "_copy (pigeon/store/messages.py:1227)"], 20),
+        ([loop, plan, "SystemClock.now (pigeon/clock.py:20)"], 5),
+        (
+            [
+                loop,
+                "SqlJobQueue.claim (pigeon/queue/sql.py:186)",
+                "RawSelect.rows (pigeon/raw_sql.py:182)",
+            ],
+            10,
+        ),
+        ([loop, "_Statement.write (pigeon/store/bulk.py:300)"], 15),
+        ([loop, "Writer._commit (pigeon/store/writer.py:466)"], 10),
+        ([RUNNER, "DispatchMessage.__call__ (pigeon/services/dispatch.py:8)"], 10),
+    )
+    (tmp_path / "worker.txt").write_text(worker)
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "bench" / "stage_budget.py"), "--from-raw"),
+            f"worker=1.0:{tmp_path / 'worker.txt'}",
+            "--writer",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    table = done.stdout.split("| store writes by kind of work |", 1)[1]
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in table.splitlines()
+        if line.startswith("| ")
+    }
+    assert rows == {
+        "status changes' own logic": "0.300",
+        "mutation plans": "0.250",
+        "statements": "0.150",
+        "job claims": "0.100",
+        "transactions and answers": "0.100",
+        "**all**": "0.900",
+    }
