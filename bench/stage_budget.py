@@ -235,10 +235,10 @@ def writer_work_of(frames: list[str]) -> str:
     """The kind of writer work of one "store writes" sample's stack."""
     stack = ";".join(frames)
     plan = next((i for i, f in enumerate(frames) if "SqlMessageStore._plan" in f), None)
-    if plan is not None and any(
-        "pigeon/services/" in f or "pigeon/domain/" in f for f in frames[plan + 1 :]
-    ):
-        return CALLBACK
+    if plan is not None and plan + 1 < len(frames):
+        called = frames[plan + 1]  # the change itself, or the plan's own step
+        if "pigeon/services/" in called or "pigeon/domain/" in called:
+            return CALLBACK
     for markers, kind in WRITER_WORK:
         if any(marker in stack for marker in markers):
             return kind
