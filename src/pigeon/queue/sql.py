@@ -378,42 +378,14 @@ class SqlJobQueue:
         return column.in_(list(values))
 
     def _wake(self, now: datetime) -> sa.Update:
-        table = self._jobs
-        waiting = (
-            sa.select(table.c.id)
-            .where(table.c.ready.is_(sa.false()), table.c.run_at <= now)
-            .order_by(table.c.run_at)
-            .limit(WAKE_BATCH)
-        )
-        if self._postgres:
-            waiting = waiting.with_for_update(skip_locked=True)
-        return sa.update(table).where(table.c.id.in_(waiting.scalar_subquery())).values(ready=True)
+        return wake_due_jobs(self._jobs, now, skip_locked=self._postgres)
 
     def _lease_values(self, owner: str, until: datetime) -> dict[str, Any]:
-        table = self._jobs
-        return {
-            "ready": False,
-            "lease_owner": owner,
-            "lease_until": until,
-            "run_at": until,
-            # Taking over an expired lease means the previous try failed.
-            "attempts": table.c.attempts + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
-        }
+        return leased(self._jobs, owner, until)
 
     def _ready(self, kind: str, limit: int, band: Band) -> sa.Select[Any]:
         # One kind at a time: an index range of ix_jobs_claim already in claim order.
-        table = self._jobs
-        statement = (
-            sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
-            .where(
-                table.c.ready.is_(sa.true()),
-                table.c.kind == kind,
-                table.c.priority >= band.floor,
-                sa.or_(table.c.priority <= band.ceiling, table.c.run_at <= band.overdue),
-            )
-            .order_by(table.c.priority.desc(), table.c.run_at)
-            .limit(limit)
-        )
+        statement = ready_jobs(self._jobs, kind, band.floor, band.ceiling, band.overdue, limit)
         if self._postgres:
             statement = statement.with_for_update(skip_locked=True)
         return statement
@@ -470,6 +442,69 @@ class SqlJobQueue:
         )
         rows = (await connection.execute(statement)).all()
         return [_Claimed(row, due[row.id]) for row in rows]
+
+
+def ready_jobs(
+    table: sa.FromClause,
+    kind: Any,
+    floor: Any,
+    ceiling: Any,
+    overdue: Any,
+    limit: Any,
+) -> sa.Select[Any]:
+    """The best ``limit`` ready jobs of ``kind`` in a band (id, priority, due_at), in claim
+    order: an index range of ``ix_jobs_claim``. The arguments are values or SQL expressions
+    (bound parameters of a statement compiled once, a LATERAL's column)."""
+    jobs = table.c
+    return (
+        sa.select(jobs.id, jobs.priority, jobs.run_at.label("due_at"))
+        .where(
+            jobs.ready.is_(sa.true()),
+            jobs.kind == kind,
+            jobs.priority >= floor,
+            sa.or_(jobs.priority <= ceiling, jobs.run_at <= overdue),
+        )
+        .order_by(jobs.priority.desc(), jobs.run_at)
+        .limit(limit)
+    )
+
+
+def _bound_band(table: sa.Table) -> tuple[Any, Any, Any, Any]:
+    """A band's parameters and the limit as the statements compiled once bind them
+    (``Band.values`` and ``limit``)."""
+    return (
+        sa.bindparam("floor", type_=sa.Integer),
+        sa.bindparam("ceiling", type_=sa.Integer),
+        sa.bindparam("overdue", type_=table.c.run_at.type),
+        sa.bindparam("limit", type_=sa.Integer),
+    )
+
+
+def wake_due_jobs(table: sa.Table, now: Any, *, skip_locked: bool) -> sa.Update:
+    """Make up to ``WAKE_BATCH`` waiting jobs due by ``now`` (a value or an expression)
+    claimable, earliest first; ``skip_locked`` (PostgreSQL) passes over rows others hold."""
+    waiting = (
+        sa.select(table.c.id)
+        .where(table.c.ready.is_(sa.false()), table.c.run_at <= now)
+        .order_by(table.c.run_at)
+        .limit(WAKE_BATCH)
+    )
+    if skip_locked:
+        waiting = waiting.with_for_update(skip_locked=True)
+    return sa.update(table).where(table.c.id.in_(waiting.scalar_subquery())).values(ready=True)
+
+
+def leased(table: sa.Table, owner: Any, until: Any) -> dict[str, Any]:
+    """The values a lease writes: held by ``owner`` until ``until`` (values or expressions),
+    due again then, and one attempt more when it takes over an expired lease (the previous
+    try failed)."""
+    return {
+        "ready": False,
+        "lease_owner": owner,
+        "lease_until": until,
+        "run_at": until,
+        "attempts": table.c.attempts + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
+    }
 
 
 class _Claimed:
@@ -533,34 +568,12 @@ class _RawSqliteQueue:
         # Payloads read back through msgspec, as the engines read them (``json.loads`` took a
         # few per cent of a process's CPU end to end).
         self._dialect = SQLiteDialect_pysqlite(json_deserializer=msgspec.json.decode)
-        waiting = (
-            sa.select(table.c.id)
-            .where(
-                table.c.ready.is_(sa.false()),
-                table.c.run_at <= sa.bindparam("now", type_=table.c.run_at.type),
-            )
-            .order_by(table.c.run_at)
-            .limit(WAKE_BATCH)
-        )
+        now = sa.bindparam("now", type_=table.c.run_at.type)
         self._wake = RawSelect(
-            sa.update(table).where(table.c.id.in_(waiting.scalar_subquery())).values(ready=True),
-            self._dialect,
-            columns=(),
+            wake_due_jobs(table, now, skip_locked=False), self._dialect, columns=()
         )
         self._ready = RawSelect(
-            sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
-            .where(
-                table.c.ready.is_(sa.true()),
-                table.c.kind == sa.bindparam("kind"),
-                table.c.priority >= sa.bindparam("floor", type_=sa.Integer),
-                sa.or_(
-                    table.c.priority <= sa.bindparam("ceiling", type_=sa.Integer),
-                    table.c.run_at <= sa.bindparam("overdue", type_=table.c.run_at.type),
-                ),
-            )
-            .order_by(table.c.priority.desc(), table.c.run_at)
-            .limit(sa.bindparam("limit", type_=sa.Integer)),
-            self._dialect,
+            ready_jobs(table, sa.bindparam("kind"), *_bound_band(table)), self._dialect
         )
         self._lease: dict[int, RawSelect] = {}
         self._complete: dict[int, RawSelect] = {}
@@ -612,14 +625,7 @@ class _RawSqliteQueue:
             statement = (
                 sa.update(table)
                 .where(self._ids(count))
-                .values(
-                    ready=False,
-                    lease_owner=sa.bindparam("owner"),
-                    lease_until=until,
-                    run_at=until,
-                    attempts=table.c.attempts
-                    + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
-                )
+                .values(leased(table, sa.bindparam("owner"), until))
                 .returning(*returned, table.c.attempts)
             )
             found = RawSelect(statement, self._dialect, columns=(*returned, table.c.attempts))
@@ -646,33 +652,17 @@ class _RawPostgresQueue:
         # The class has no annotations; an instance is all that compiling needs.
         dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
         self._ready = RawSelect(
-            sa.select(table.c.id, table.c.priority, table.c.run_at.label("due_at"))
-            .where(
-                table.c.ready.is_(sa.true()),
-                table.c.kind == sa.bindparam("kind"),
-                table.c.priority >= sa.bindparam("floor", type_=sa.Integer),
-                sa.or_(
-                    table.c.priority <= sa.bindparam("ceiling", type_=sa.Integer),
-                    table.c.run_at <= sa.bindparam("overdue", type_=table.c.run_at.type),
-                ),
-            )
-            .order_by(table.c.priority.desc(), table.c.run_at)
-            .limit(sa.bindparam("limit", type_=sa.Integer))
-            .with_for_update(skip_locked=True),
+            ready_jobs(table, sa.bindparam("kind"), *_bound_band(table)).with_for_update(
+                skip_locked=True
+            ),
             dialect,
         )
         until = sa.bindparam("until", type_=table.c.lease_until.type)
         returned = (table.c.id, table.c.kind, table.c.payload, table.c.priority, table.c.attempts)
         ids = sa.bindparam("ids", type_=postgresql.ARRAY(table.c.id.type))
-        leased = {
-            "ready": False,
-            "lease_owner": sa.bindparam("owner"),
-            "lease_until": until,
-            "run_at": until,
-            "attempts": table.c.attempts + sa.case((table.c.lease_owner.is_(None), 0), else_=1),
-        }
+        lease = leased(table, sa.bindparam("owner"), until)
         self._lease = RawSelect(
-            sa.update(table).where(table.c.id == sa.any_(ids)).values(leased).returning(*returned),
+            sa.update(table).where(table.c.id == sa.any_(ids)).values(lease).returning(*returned),
             dialect,
             columns=returned,
         )
@@ -686,18 +676,7 @@ class _RawPostgresQueue:
         )
         ready = table.alias("ready_jobs")
         best = (
-            sa.select(ready.c.id, ready.c.priority, ready.c.run_at.label("due_at"))
-            .where(
-                ready.c.ready.is_(sa.true()),
-                ready.c.kind == kinds.c.kind,
-                ready.c.priority >= sa.bindparam("floor", type_=sa.Integer),
-                sa.or_(
-                    ready.c.priority <= sa.bindparam("ceiling", type_=sa.Integer),
-                    ready.c.run_at <= sa.bindparam("overdue", type_=ready.c.run_at.type),
-                ),
-            )
-            .order_by(ready.c.priority.desc(), ready.c.run_at)
-            .limit(sa.bindparam("limit", type_=sa.Integer))
+            ready_jobs(ready, kinds.c.kind, *_bound_band(table))
             .with_for_update(skip_locked=True)
             .lateral("best")
         )
@@ -710,24 +689,12 @@ class _RawPostgresQueue:
         )
         claimed = (*returned, chosen.c.due_at)
         self._claim_at_once = RawSelect(
-            sa.update(table).where(table.c.id == chosen.c.id).values(leased).returning(*claimed),
+            sa.update(table).where(table.c.id == chosen.c.id).values(lease).returning(*claimed),
             dialect,
             columns=claimed,
         )
-        waiting = (
-            sa.select(table.c.id)
-            .where(
-                table.c.ready.is_(sa.false()),
-                table.c.run_at <= sa.bindparam("now", type_=table.c.run_at.type),
-            )
-            .order_by(table.c.run_at)
-            .limit(WAKE_BATCH)
-        )
-        self._wake = RawSelect(
-            sa.update(table).where(table.c.id.in_(waiting.scalar_subquery())).values(ready=True),
-            dialect,
-            columns=(),
-        )
+        now = sa.bindparam("now", type_=table.c.run_at.type)
+        self._wake = RawSelect(wake_due_jobs(table, now, skip_locked=False), dialect, columns=())
 
     async def wake(self, driver: Any, now: datetime) -> None:
         """Make the jobs due by ``now`` claimable (``ready``), in autocommit."""
