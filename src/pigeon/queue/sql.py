@@ -381,7 +381,7 @@ class SqlJobQueue:
         return wake_due_jobs(self._jobs, now, skip_locked=self._postgres)
 
     def _lease_values(self, owner: str, until: datetime) -> dict[str, Any]:
-        return leased(self._jobs, owner, until)
+        return lease_values(self._jobs, owner, until)
 
     def _ready(self, kind: str, limit: int, band: Band) -> sa.Select[Any]:
         # One kind at a time: an index range of ix_jobs_claim already in claim order.
@@ -494,7 +494,7 @@ def wake_due_jobs(table: sa.Table, now: Any, *, skip_locked: bool) -> sa.Update:
     return sa.update(table).where(table.c.id.in_(waiting.scalar_subquery())).values(ready=True)
 
 
-def leased(table: sa.Table, owner: Any, until: Any) -> dict[str, Any]:
+def lease_values(table: sa.Table, owner: Any, until: Any) -> dict[str, Any]:
     """The values a lease writes: held by ``owner`` until ``until`` (values or expressions),
     due again then, and one attempt more when it takes over an expired lease (the previous
     try failed)."""
@@ -625,7 +625,7 @@ class _RawSqliteQueue:
             statement = (
                 sa.update(table)
                 .where(self._ids(count))
-                .values(leased(table, sa.bindparam("owner"), until))
+                .values(lease_values(table, sa.bindparam("owner"), until))
                 .returning(*returned, table.c.attempts)
             )
             found = RawSelect(statement, self._dialect, columns=(*returned, table.c.attempts))
@@ -660,7 +660,7 @@ class _RawPostgresQueue:
         until = sa.bindparam("until", type_=table.c.lease_until.type)
         returned = (table.c.id, table.c.kind, table.c.payload, table.c.priority, table.c.attempts)
         ids = sa.bindparam("ids", type_=postgresql.ARRAY(table.c.id.type))
-        lease = leased(table, sa.bindparam("owner"), until)
+        lease = lease_values(table, sa.bindparam("owner"), until)
         self._lease = RawSelect(
             sa.update(table).where(table.c.id == sa.any_(ids)).values(lease).returning(*returned),
             dialect,
