@@ -522,6 +522,26 @@ class DispatchMessage:
         attempt: int | None = None,
     ) -> None:
         """Record that ``connector_id`` is given up for ``message``: the next candidate follows."""
+        change = self._attempt_failed(
+            connector_id,
+            attempt,
+            f"{reason} via {connector_id}: {detail}; trying the next connector",
+            {
+                "attempt": attempt,
+                "connector": connector_id,
+                "code": code,
+                "reason": reason,
+                "failover": True,
+            },
+        )
+        await self._store.mutate(message.id, change)
+
+    def _attempt_failed(
+        self, connector_id: str, attempt: int | None, detail: str, payload: dict[str, Any]
+    ) -> Callable[[Message], Mutation | None]:
+        """The change that records an attempt on ``connector_id`` that failed (``detail`` and
+        ``payload`` say how); ``attempt``, when given, becomes the message's count of
+        attempts. A message no longer waiting to be dispatched is left as it is."""
         now = self._clock.now()
 
         def change(current: Message) -> Mutation | None:
@@ -538,18 +558,12 @@ class DispatchMessage:
                 status=None,
                 sequence=current.status_sequence,
                 at=now,
-                detail=f"{reason} via {connector_id}: {detail}; trying the next connector",
-                payload={
-                    "attempt": attempt,
-                    "connector": connector_id,
-                    "code": code,
-                    "reason": reason,
-                    "failover": True,
-                },
+                detail=detail,
+                payload=payload,
             )
             return Mutation(current, [event], [])
 
-        await self._store.mutate(message.id, change)
+        return change
 
     async def _sent(
         self, job: Job, message_id: str, connector_id: str, result: SubmitResult, notify: bool
@@ -617,33 +631,14 @@ class DispatchMessage:
         attempt: int,
         retry_at: datetime,
     ) -> None:
-        now = self._clock.now()
         reason = "throttled" if isinstance(exc, Throttled) else "temporary"
-
-        def change(current: Message) -> Mutation | None:
-            if current.status not in DISPATCHABLE:
-                return None
-            current.attempts = attempt
-            current.connector_id = connector_id
-            event = EventRecord(
-                id=self._ids.new("evt"),
-                tenant_id=current.tenant_id,
-                message_id=current.id,
-                type="message.attempt_failed",
-                status=None,
-                sequence=current.status_sequence,
-                at=now,
-                detail=f"attempt {attempt} via {connector_id}: {exc.detail} ({exc.code}); "
-                f"retry at {retry_at.isoformat()}",
-                payload={
-                    "attempt": attempt,
-                    "connector": connector_id,
-                    "code": exc.code,
-                    "reason": reason,
-                },
-            )
-            return Mutation(current, [event], [])
-
+        change = self._attempt_failed(
+            connector_id,
+            attempt,
+            f"attempt {attempt} via {connector_id}: {exc.detail} ({exc.code}); "
+            f"retry at {retry_at.isoformat()}",
+            {"attempt": attempt, "connector": connector_id, "code": exc.code, "reason": reason},
+        )
         await self._store.mutate(message.id, change)
         await self._queue.retry(job.id, job.lease_owner, retry_at, f"{exc.code}: {exc.detail}")
 
