@@ -258,8 +258,26 @@ def compare(before: str, messages: int, concurrency: int, runs: int, database: s
             continue  # an older tree that does not report it
         old = statistics.median(_value(run, key) for run in found["before"])
         new = statistics.median(_value(run, key) for run in found["after"])
-        print(f"| {key} | {old:.4f} | {new:.4f} | {new / old:.3f} |")
+        ratio = f"{new / old:.3f}" if old else "-"
+        print(f"| {key} | {old:.4f} | {new:.4f} | {ratio} |")
     print(f"\n{runs} runs per tree, alternating; {messages:,} messages each, {database}")
+    for line in short_runs(found, messages):
+        print(line)
+
+
+def short_runs(found: dict[str, list[dict[str, float]]], messages: int) -> list[str]:
+    """A warning for each tree whose runs did not deliver every message with its webhook
+    job: its figures then count less work than the other tree's and do not compare."""
+    warnings = []
+    for name, runs in found.items():
+        delivered = min(int(run.get("delivered", 0)) for run in runs)
+        hooks = min(int(run.get("webhook_jobs", 0)) for run in runs)
+        if delivered < messages or hooks < messages:
+            warnings.append(
+                f"WARNING: {name} delivered {delivered:,} of {messages:,} messages "
+                f"({hooks:,} webhook jobs) in a run: its figures do not compare"
+            )
+    return warnings
 
 
 def _value(run: dict[str, float], key: str) -> float:

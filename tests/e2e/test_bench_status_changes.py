@@ -40,3 +40,19 @@ def test_every_message_is_sent_and_delivered_and_its_cpu_reported(database: str)
     if database == "postgresql":  # the server's backends did the SQL work: their CPU counts
         assert results["dispatch_sent_server"] > 0
         assert results["receipt_delivered_server"] > 0
+
+
+def test_a_tree_that_delivers_less_is_flagged_in_a_comparison() -> None:
+    """``--compare`` warns about a tree whose runs left messages undelivered (a broken
+    probe costs less because it does less), and about none when every run delivered all."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from status_changes import short_runs
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    whole = {"delivered": 300.0, "webhook_jobs": 300.0}
+    found = {"before": [whole, {"delivered": 120.0, "webhook_jobs": 120.0}], "after": [whole]}
+    warnings = short_runs(found, 300)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("WARNING: before delivered 120 of 300")
+    assert short_runs({"before": [whole], "after": [whole]}, 300) == []
