@@ -2,6 +2,7 @@
 that does not drift with the machine's speed.
 
     .venv/bin/python bench/call_counts.py [--messages 20000] [--tree base=@HEAD~1 --tree this=src]
+    .venv/bin/python bench/call_counts.py --floor features    # and the Python floor's calls
 
 Each tree runs ``kannel_side_by_side.py --pigeon-only --pigeon-src DIR`` (scenario c's
 harness, SQLite) with ``PIGEON_PROFILE_DIR`` set, so that ``pigeon serve`` and its workers run
@@ -13,6 +14,11 @@ each other one.
 CPU per message moves by tens of per cent within minutes on these shared machines; a count of
 calls moves only with what the code does (and a little with how the load falls into batches).
 It is a proxy, not a price: a call of ``len`` and a call that builds a row count the same.
+
+``--floor RUNG`` runs the Python floor (``python_floor.py``, ADR 24) after the first tree, as
+``kannel_side_by_side.py --floor`` does, under ``cProfile`` too: the calls of the same work
+done plainly, beside Pigeon's. Only each process's loop thread is profiled (the floor's
+commit thread, like Pigeon's WAL sync processes, is not).
 Compare the CPU too (``bench/alternate.py``) before calling a change faster.
 """
 
@@ -54,8 +60,12 @@ class Counted:
         return dict(summed)
 
 
-def count(label: str, source: Path, messages: int, scratch: Path) -> Counted:
-    """Run one tree profiled and read its processes' statistics."""
+def count(
+    label: str, source: Path, messages: int, scratch: Path, floor: str | None = None
+) -> list[Counted]:
+    """Run one tree profiled and read its processes' statistics; with ``floor`` (a rung of
+    ``kannel_side_by_side.py --floor``) the Python floor runs after it, profiled the same way,
+    and is counted apart (its processes are no part of the tree's gateway)."""
     folder = scratch / f"profiles-{label}"
     env = {**os.environ, "PIGEON_PROFILE_DIR": str(folder)}
     argv = [
@@ -67,26 +77,44 @@ def count(label: str, source: Path, messages: int, scratch: Path) -> Counted:
         "--pigeon-src",
         str(source),
     ]
+    if floor is not None:
+        argv += ["--floor", floor]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{label}: the run failed\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return read_profiles(label, folder, messages, floor)
+
+
+def read_profiles(label: str, folder: Path, messages: int, floor: str | None) -> list[Counted]:
+    """The statistics in ``folder`` (``<command>-<pid>.pstats``), per delivered message: the
+    tree's gateway processes as one run labelled ``label``, and the floor's (``floor-*``),
+    when ``floor`` names its rung, as another."""
     counted = Counted(label, messages)
+    floor_counted = Counted(f"floor ({floor})", messages)
     files = sorted(folder.glob("*.pstats"), key=lambda path: int(path.stem.split("-")[1]))
     seen: collections.Counter[str] = collections.Counter()
     for path in files:
         command = path.stem.split("-")[0]
         seen[command] += 1
-        name = command if command == "serve" else f"{command} {seen[command]}"
+        if command == "floor":
+            target, name = floor_counted, f"python floor {seen[command]}"
+        else:
+            target = counted
+            name = command if command == "serve" else f"{command} {seen[command]}"
         stats = pstats.Stats(str(path))
         raw = stats.stats  # type: ignore[attr-defined]
         calls: collections.Counter[Function] = collections.Counter()
         for function, row in raw.items():
             if row[1]:
                 calls[comparable(function)] += row[1] / messages
-        counted.by_process[name] = dict(calls)
+        target.by_process[name] = dict(calls)
     if not counted.by_process:
         raise SystemExit(f"{label}: no statistics were written to {folder}")
-    return counted
+    if floor is None:
+        return [counted]
+    if not floor_counted.by_process:
+        raise SystemExit(f"the floor ({floor}) wrote no statistics to {folder}")
+    return [counted, floor_counted]
 
 
 def comparable(function: Function) -> Function:
@@ -161,13 +189,20 @@ def main() -> None:
         help="a tree to count (default: this one's src)",
     )
     parser.add_argument("--top", type=int, default=25, help="functions listed")
+    parser.add_argument(
+        "--floor",
+        metavar="RUNG",
+        help="also count the Python floor of this rung (e.g. features), run with the first "
+        "tree; it is compared with that tree like another tree",
+    )
     args = parser.parse_args()
     specs = args.tree or [f"this={Path(__file__).resolve().parents[1] / 'src'}"]
     with tempfile.TemporaryDirectory(prefix="pigeon-calls-") as scratch:
-        runs = []
-        for spec in specs:
+        runs: list[Counted] = []
+        for index, spec in enumerate(specs):
             tree = tree_from(spec, Path(scratch))
-            runs.append(count(tree.label, tree.source, args.messages, Path(scratch)))
+            floor = args.floor if index == 0 else None
+            runs += count(tree.label, tree.source, args.messages, Path(scratch), floor)
         print(report(runs, args.top))
     print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
 

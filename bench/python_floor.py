@@ -26,7 +26,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import itertools
+import os
 import signal
 import socket
 import sqlite3
@@ -34,6 +36,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import httptools
@@ -747,6 +750,23 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def run_profiled_if_asked(arguments: argparse.Namespace) -> None:
+    """Run the relay; with ``PIGEON_PROFILE_DIR`` set (as ``pigeon serve`` reads it), under
+    ``cProfile`` on the loop's thread, its statistics written there as ``floor-<pid>.pstats``
+    when it stops (``bench/call_counts.py --floor`` reads them)."""
+    folder = os.environ.get("PIGEON_PROFILE_DIR")
+    profiler = cProfile.Profile() if folder else None
+    if profiler is not None:
+        profiler.enable()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main(arguments))
+    finally:
+        if profiler is not None and folder:
+            profiler.disable()
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(str(Path(folder) / f"floor-{os.getpid()}.pstats"))
+
+
 if __name__ == "__main__":
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main(parse_args()))
+    run_profiled_if_asked(parse_args())

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pstats
 import signal
 import sqlite3
 import subprocess
@@ -66,7 +68,12 @@ async def _post(session: aiohttp.ClientSession, url: str, key: str, to: str) -> 
 
 
 def _start_relay(
-    log: Path, port: int, sim_port: int, hook_port: int, store: tuple[str, ...]
+    log: Path,
+    port: int,
+    sim_port: int,
+    hook_port: int,
+    store: tuple[str, ...],
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """The relay as a child process, its errors in ``log``."""
     with log.open("wb") as relay_log:
@@ -79,11 +86,17 @@ def _start_relay(
             ],
             stdout=subprocess.DEVNULL,
             stderr=relay_log,
+            env=env,
         )
 
 
 async def _run_relay(
-    tmp_path: Path, hooks: Hooks, hook_port: int, *store: str, split: bool = False
+    tmp_path: Path,
+    hooks: Hooks,
+    hook_port: int,
+    *store: str,
+    split: bool = False,
+    env: dict[str, str] | None = None,
 ) -> None:
     """Start a sim and the relay (``split``: an accepting and a delivering process on one
     database), send ``MESSAGES`` messages and wait for their webhooks."""
@@ -91,7 +104,7 @@ async def _run_relay(
     sim = start_smsc_sim(sim_port)
     log = tmp_path / "relay.log"
     role = ("--role", "accept") if split else ()
-    relay = _start_relay(log, port, sim_port, hook_port, (*store, *role))
+    relay = _start_relay(log, port, sim_port, hook_port, (*store, *role), env)
     relays = [relay]
     url = f"http://127.0.0.1:{port}/v1/messages"
     try:
@@ -143,6 +156,29 @@ async def test_floor_relays_every_message_to_the_carrier_and_a_signed_webhook(
     delivered = {body["data"]["to"] for body in receiver.bodies}  # type: ignore[index]
     assert delivered == {f"+1415555{i:04d}" for i in range(MESSAGES)}
     assert receiver.signed == MESSAGES
+
+
+@pytest.mark.slow
+async def test_floor_under_a_profile_dir_writes_its_call_statistics(
+    tmp_path: Path, hooks: tuple[Hooks, int]
+) -> None:
+    """With ``PIGEON_PROFILE_DIR`` set, the relay runs under ``cProfile`` and writes
+    ``floor-<pid>.pstats`` there when it stops (``bench/call_counts.py --floor``): its HTTP
+    accept was called once per request, the refused one included."""
+    receiver, port = hooks
+    folder = tmp_path / "profiles"
+    env = {**os.environ, "PIGEON_PROFILE_DIR": str(folder)}
+    await _run_relay(tmp_path, receiver, port, env=env)
+    written = list(folder.glob("floor-*.pstats"))
+    assert len(written) == 1
+    raw = pstats.Stats(str(written[0])).stats  # type: ignore[attr-defined]
+    accepts = [
+        row[1]
+        for (file, _, name), row in raw.items()
+        if file.endswith("python_floor.py") and name == "accept"
+    ]
+    assert accepts == [MESSAGES + 1]
+    assert len(receiver.bodies) == MESSAGES
 
 
 @pytest.mark.slow
