@@ -294,6 +294,12 @@ async def _next_chunk(cycle: RequestResponseCycle) -> tuple[bytes, bool]:
     return body, cycle.more_body
 
 
+#: Header names found valid, with their lower-case form: the answers' names are a handful
+#: (uvicorn's defaults and the fast path's own), each checked once instead of per answer.
+_VALID_NAMES: dict[bytes, bytes] = {}
+_VALID_NAMES_KEPT = 256
+
+
 async def _write(cycle: RequestResponseCycle, answer: FastAnswer) -> None:
     """Write ``answer`` as uvicorn's ``send`` writes a response start and its one body, in
     one piece, and finish the exchange as it does."""
@@ -305,12 +311,19 @@ async def _write(cycle: RequestResponseCycle, answer: FastAnswer) -> None:
     cycle.waiting_for_100_continue = False
     content = [STATUS_LINE[answer.status]]
     closing = False
-    for name, value in (*cycle.default_headers, *answer.headers):
-        if HEADER_RE.search(name):
-            raise RuntimeError("Invalid HTTP header name.")
-        if HEADER_VALUE_RE.search(value):
-            raise RuntimeError("Invalid HTTP header value.")
-        lowered = name.lower()
+    headers = (*cycle.default_headers, *answer.headers)
+    # Every value at once: a tab, which a value may hold, joins them, so the search finds a
+    # character no value may hold exactly when one of them holds it.
+    if HEADER_VALUE_RE.search(b"\t".join([value for _, value in headers])):
+        raise RuntimeError("Invalid HTTP header value.")
+    for name, value in headers:
+        lowered = _VALID_NAMES.get(name)
+        if lowered is None:
+            if HEADER_RE.search(name):
+                raise RuntimeError("Invalid HTTP header name.")
+            lowered = name.lower()
+            if len(_VALID_NAMES) < _VALID_NAMES_KEPT:
+                _VALID_NAMES[name] = lowered
         if lowered == b"connection" and b"close" in [
             token.lower().strip() for token in value.split(b",")
         ]:

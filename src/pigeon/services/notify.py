@@ -277,6 +277,9 @@ class DeliverWebhook:
         self._endpoints = endpoints or _StoreLookup(webhooks)
         self._queue = queue
         self._sender = sender
+        #: ``sender`` when it can start posts without a coroutine, looked at once: an
+        #: ``isinstance`` of a runtime protocol checks each of its members every time.
+        self._starting: SendStarting | None = sender if isinstance(sender, SendStarting) else None
         self._sign = sign
         self._callback_secret = callback_secret
         self._clock = clock
@@ -306,8 +309,7 @@ class DeliverWebhook:
         answer that did not deliver, the deliveries to a receiver whose connections waiting
         would not bring, and those still waiting after ``CONNECTION_WAIT`` go on on their
         own as ``__call__`` would."""
-        sender = self._sender
-        starting = isinstance(sender, SendStarting)
+        starting = self._starting
         pending: dict[asyncio.Future[int], tuple[Job, _Delivery]] = {}
         waiting: deque[tuple[Job, str | None, str]] = deque()
         for job in batch.jobs:
@@ -327,12 +329,11 @@ class DeliverWebhook:
         watches: dict[asyncio.Future[None], str] = {}
         loop = asyncio.get_running_loop()
         watched_since = 0.0
-        if starting:
-            assert isinstance(sender, SendStarting)
-            self._start_waiting(sender.start_send, waiting, pending)
+        if starting is not None:
+            self._start_waiting(starting.start_send, waiting, pending)
             if waiting and not pending:
                 watched_since = loop.time()
-                self._watch_connections(sender, batch, waiting, watches)
+                self._watch_connections(starting, batch, waiting, watches)
         while pending or watches:
             timeout = None
             if watches:
@@ -371,12 +372,11 @@ class DeliverWebhook:
                     batch.alone(
                         job, functools.partial(self._conclude, job, delivery, status, error)
                     )
-            if waiting and starting:  # on the connections these answers freed
-                assert isinstance(sender, SendStarting)
-                self._start_waiting(sender.start_send, waiting, pending)
+            if waiting and starting is not None:  # on the connections these answers freed
+                self._start_waiting(starting.start_send, waiting, pending)
                 if waiting and not pending:
                     watched_since = loop.time()
-                    self._watch_connections(sender, batch, waiting, watches)
+                    self._watch_connections(starting, batch, waiting, watches)
             if delivered:
                 outcomes = await self._webhooks.record_attempt_each(
                     [(attempt, (job.id, job.lease_owner)) for job, attempt in delivered]
