@@ -55,11 +55,11 @@ from pigeon.store.bulk import BulkDelete, BulkInsert, BulkUpdate, StatementChain
 from pigeon.store.database import Database
 from pigeon.store.statements import JOB_ROW, one_of
 from pigeon.store.tables import (
-    LISTED_BY_EVENTS,
     STATUSES_LISTED_BY_EVENTS,
     events,
     idempotency_keys,
     jobs,
+    listed_by_events,
     message_parts,
     messages,
     sweep_marks,
@@ -1158,7 +1158,7 @@ class _RawReads:
         return found
 
 
-_LISTED_BY_EVENTS = sa.text(f"events.{LISTED_BY_EVENTS}")
+_LISTED_BY_EVENTS = sa.text(listed_by_events("events.status"))
 
 
 def reached_statement(

@@ -244,7 +244,17 @@ STATUSES_LISTED_BY_EVENTS = (
     "unknown",
     "received",
 )
-LISTED_BY_EVENTS = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES_LISTED_BY_EVENTS))
+
+
+def listed_by_events(column: str) -> str:
+    """The condition of ``events``' partial index on ``column`` (its ``status``): one
+    comparison per status, not ``IN (...)``. SQLite tests an index's condition on every row
+    an INSERT writes, and an ``IN`` list costs it a temporary B-tree of the list each time
+    (about 3 us per event row, migration 0012); the comparisons cost next to nothing."""
+    return "({})".format(" OR ".join(f"{column} = '{s}'" for s in STATUSES_LISTED_BY_EVENTS))
+
+
+LISTED_BY_EVENTS = listed_by_events("status")
 
 events = sa.Table(
     "events",
