@@ -232,6 +232,9 @@ class SmppClientConnector:
         self._mo_codings: dict[tuple[str, str, int, int], int] = {}
         self._mo_unsent: dict[tuple[str, str, int, int], InboundMessage] = {}
         self._started = False
+        #: The loop it was started on (``start``): kept to save asking
+        #: ``asyncio.get_running_loop()``, a ``getpid`` system call on Python 3.11, per submit.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
 
     # --- ports.Connector --------------------------------------------------------------------
@@ -261,6 +264,7 @@ class SmppClientConnector:
             return
         self._started = True
         self._stopping = False
+        self._loop = asyncio.get_running_loop()
         for link in self.links:
             link.start()
         settings = self.settings
@@ -490,7 +494,7 @@ class SmppClientConnector:
         except (ValueError, NotSent):
             return None  # ``submit`` raises it, or tries again
         link.busy += 1
-        result: asyncio.Future[SubmitResult] = asyncio.get_running_loop().create_future()
+        result: asyncio.Future[SubmitResult] = response.get_loop().create_future()
         response.add_done_callback(functools.partial(self._responded, link, pdu, priority, result))
         return result
 
@@ -617,7 +621,7 @@ class SmppClientConnector:
         priority waits for one (``None``); nothing is reserved."""
         if self._waiters and self._better_waiting(priority):
             return None
-        now = asyncio.get_running_loop().time()
+        now = (self._loop or asyncio.get_running_loop()).time()
         best: SmppLink | None = None
         for link in self._tx_links:
             if link.can_take(now) and (best is None or link.busy < best.busy):

@@ -236,6 +236,7 @@ class _Connection(asyncio.Protocol):
         "_extra",
         "_informational",
         "_keep_alive",
+        "_loop",
         "_lost_waiter",
         "_max_body",
         "_on_idle_lost",
@@ -252,9 +253,16 @@ class _Connection(asyncio.Protocol):
     )
 
     def __init__(
-        self, host: _Host, max_body: int, on_idle_lost: Callable[[_Connection], None]
+        self,
+        host: _Host,
+        max_body: int,
+        on_idle_lost: Callable[[_Connection], None],
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.host = host
+        #: The client's loop, which serves the connection: kept to save asking
+        #: ``asyncio.get_running_loop()`` (a ``getpid`` system call on Python 3.11) per request.
+        self._loop = loop
         self.transport: asyncio.Transport | None = None
         self.status = 0
         self.received = False
@@ -284,7 +292,7 @@ class _Connection(asyncio.Protocol):
         """``exchange`` up to the wait: the request is written and the future returned that
         ends (``status`` then set) or fails as ``exchange`` would; ``Disconnected`` here when
         the connection is gone already."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = self._loop.create_future()
         self._waiter = waiter
         self.status = 0
         self.received = False
@@ -979,7 +987,7 @@ class HttpClient:
         for family, address, port in addresses:
             try:
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(host, self._max_body, self._idle_lost),
+                    lambda: _Connection(host, self._max_body, self._idle_lost, loop),
                     address,
                     port,
                     family=family,

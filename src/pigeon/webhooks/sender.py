@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Mapping
 
 from pigeon.domain.errors import TemporaryFailure
@@ -88,13 +89,21 @@ class HttpWebhookSender:
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._client: HttpClient | None = None
+        #: The thread the client's loop runs on.
+        self._thread = -1
 
     def _pool(self) -> HttpClient:
         client = self._client
         if client is not None:
-            if client.loop is not asyncio.get_running_loop():
+            # While the client's loop runs on this thread it is the running loop (one loop
+            # runs per thread): that saves ``asyncio.get_running_loop()``, a ``getpid``
+            # system call per delivery on Python 3.11.
+            loop = client.loop
+            here = loop.is_running() and threading.get_ident() == self._thread
+            if not here and loop is not asyncio.get_running_loop():
                 raise RuntimeError("HttpWebhookSender is used from another event loop")
             return client
+        self._thread = threading.get_ident()
         client = self._client = HttpClient(
             limit=self._limit,
             limit_per_host=self._limit_per_host,

@@ -179,7 +179,7 @@ class FakeTransport(asyncio.Transport):
 
 def _connection() -> tuple[_Connection, FakeTransport]:
     host = _Host(("http", "h", 80))
-    conn = _Connection(host, MAX_BODY, lambda _conn: None)
+    conn = _Connection(host, MAX_BODY, lambda _conn: None, asyncio.get_running_loop())
     transport = FakeTransport()
     conn.connection_made(transport)
     return conn, transport
