@@ -256,7 +256,7 @@ class Gateway:
         """Whether the store, queue, connectors and (if configured) SMPP listener can serve."""
         store_ok = await self.database.ping()
         try:
-            await self.queue.pending()
+            await self.queue.probe()
             queue_ok = True
         except Exception:  # readiness reports failures instead of raising them
             queue_ok = False

@@ -98,6 +98,11 @@ class JobQueue(Protocol):
         """How many jobs wait, by kind."""
         ...
 
+    async def probe(self) -> None:
+        """Read the queue as a claim would, touching at most one job: raises when it cannot
+        be read (a readiness check, as cheap with a backlog as without)."""
+        ...
+
     async def wake(self, id_prefix: str) -> int:
         """Make every job whose id starts with ``id_prefix`` and that nobody holds due now;
         returns how many jobs that touched (``id_prefix`` must not be empty)."""

@@ -226,6 +226,37 @@ async def test_pending_counts_jobs_by_kind(stores: Stores) -> None:
     assert await stores.queue.pending() == {"dispatch": 2, "webhook": 1}
 
 
+async def test_probe_reads_the_queue_and_changes_nothing(stores: Stores) -> None:
+    """The readiness probe answers on an empty queue and behind a backlog, and moves no job."""
+    await stores.queue.probe()
+    await stores.queue.enqueue([_job(stores, f"p{index}") for index in range(50)])
+    await stores.queue.claim(["dispatch"], 5, "w1", 30)
+
+    await stores.queue.probe()
+
+    assert await stores.queue.pending() == {"dispatch": 50}
+    assert len(await stores.queue.claim(["dispatch"], 100, "w2", 30)) == 45
+
+
+async def test_probe_raises_when_the_jobs_cannot_be_read(stores: Stores) -> None:
+    """With the jobs table out of reach the probe raises, which readiness reports as not
+    ready."""
+
+    def renamed(old: str, new: str) -> Any:
+        async def rename(connection: Any) -> None:
+            await connection.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+        return rename
+
+    await stores.database.write(renamed("jobs", "jobs_away"))
+    try:
+        with pytest.raises(Exception, match="jobs"):
+            await stores.queue.probe()
+    finally:
+        await stores.database.write(renamed("jobs_away", "jobs"))
+    await stores.queue.probe()
+
+
 async def test_accepted_messages_jobs_are_claimable(stores: Stores, factory: Factory) -> None:
     """Jobs written by accept (the outbox) are the queue's jobs."""
     tenant = await factory.tenant()

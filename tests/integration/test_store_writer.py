@@ -1026,7 +1026,7 @@ async def test_postgresql_sessions_price_out_full_scans_and_hash_joins(
     database: Database,
 ) -> None:
     """Every PostgreSQL session, pooled reads and writer alike, may keep generic plans but
-    has full scans, bitmap scans and hash and merge joins priced out (ADR 20)."""
+    has full scans, bitmap scans and hash and merge joins priced out (ADR 20), and no JIT."""
     if database.dialect != "postgresql":
         pytest.skip("PostgreSQL only")
     wanted = {
@@ -1035,6 +1035,7 @@ async def test_postgresql_sessions_price_out_full_scans_and_hash_joins(
         "enable_hashjoin": "off",
         "enable_mergejoin": "off",
         "enable_bitmapscan": "off",
+        "jit": "off",
     }
     async with database.read() as connection:
         for name, value in wanted.items():

@@ -368,6 +368,13 @@ class SqlJobQueue:
             rows = (await connection.execute(statement)).all()
         return {kind: int(count) for kind, count in rows}
 
+    async def probe(self) -> None:
+        """Read at most one job (``pending`` counts them all: a scan of the whole table, which
+        a readiness check repeated every few seconds behind a backlog should not cost)."""
+        statement = sa.select(self._jobs.c.id).limit(1)
+        async with self._db.read() as connection:
+            await connection.execute(statement)
+
     # --- statements -----------------------------------------------------------------------
 
     def _one_of(self, column: sa.ColumnElement[Any], values: Sequence[Any]) -> Any:

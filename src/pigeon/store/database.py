@@ -178,6 +178,11 @@ def postgresql_engine(
 #: however the tables grow. (Bitmap scans: with a table's statistics from when it was empty,
 #: a claim behind a 100,000-job backlog read every ready job of its kind through a bitmap and
 #: sorted them, ~43 ms, instead of reading its LIMIT from ``ix_jobs_claim`` in order.)
+#: JIT compilation is off: a plan that keeps a priced-out node (a statement no index serves,
+#: such as the queue's count by kind for ``/metrics``) costs over 10^10, above every
+#: ``jit_*_above_cost``, so the server compiled it with LLVM, inlined and optimised, at each
+#: execution: 58 ms for a one-row lookup of a small table, 90 ms added to a 31 ms count of
+#: 100,000 jobs (docs/benchmarks.md, session 40). Pigeon's statements are short; none gains.
 PG_SESSION_SETTINGS: Final = {
     "application_name": "pigeon",
     "plan_cache_mode": "auto",
@@ -185,6 +190,7 @@ PG_SESSION_SETTINGS: Final = {
     "enable_hashjoin": "off",
     "enable_mergejoin": "off",
     "enable_bitmapscan": "off",
+    "jit": "off",
 }
 
 
