@@ -565,6 +565,14 @@ async def test_bad_list_parameters_are_400(api: Api, params: dict[str, str], fie
     problem(response, 400, "invalid_parameter", field=field)
 
 
+async def test_a_time_windows_cursor_to_a_gone_message_is_400(api: Api) -> None:
+    """Paging a time window goes on from the cursor's message: one that does not exist (never
+    did, or was deleted since) is a 400 invalid_parameter naming the cursor."""
+    params = {"created_after": "2026-01-01T00:00:00Z", "cursor": "msg_01JD3ZZZZZZZZZZZZZZZZZZZZZ"}
+    response = await api.client.get("/v1/messages", params=params, headers=auth(KEY))
+    problem(response, 400, "invalid_parameter", field="cursor")
+
+
 async def test_limit_of_200_is_accepted(api: Api) -> None:
     """The largest page size is 200."""
     response = await api.client.get("/v1/messages", params={"limit": "200"}, headers=auth(KEY))

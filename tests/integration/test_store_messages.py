@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+import pigeon.store.messages as store_messages
+from pigeon.domain.errors import InvalidCursor
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus, ReceiptRequest
 from pigeon.ids import UlidFactory
 from pigeon.ports import (
@@ -33,6 +35,7 @@ from pigeon.store.messages import (
     RecentCarrierIds,
     list_statement,
     reached_statement,
+    scan_end_statement,
 )
 from pigeon.store.tables import message_parts
 from pigeon.testing import FakeClock
@@ -324,6 +327,98 @@ async def test_list_pages_through_messages_newest_first_with_filters(
     capped = await stores.messages.list_messages(tenant.id, MessageQuery(limit=10_000))
     assert len(capped.messages) == MAX_PAGE_SIZE
     assert capped.next_cursor == capped.messages[-1].id
+
+
+async def _pages(
+    stores: Stores, tenant_id: str, query: MessageQuery
+) -> tuple[list[list[str]], list[str]]:
+    """Every page of a listing (its ids), following ``next_cursor`` until it is null, and
+    every id in order."""
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        page = await stores.messages.list_messages(
+            tenant_id, dataclasses.replace(query, cursor=cursor)
+        )
+        pages.append([message.id for message in page.messages])
+        cursor = page.next_cursor
+        if cursor is None:
+            return pages, [message_id for ids in pages for message_id in ids]
+
+
+async def test_a_status_no_index_serves_is_read_a_bounded_number_of_messages_per_page(
+    stores: Stores, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing by a status most walked messages are not in reads at most ``SCAN_BOUND``
+    messages per page: a page may end short, even empty, with a cursor that goes on from the
+    last message read, and the pages together hold every match once, newest first."""
+    monkeypatch.setattr(store_messages, "SCAN_BOUND", 10)
+    monkeypatch.setattr(store_messages, "SCAN_FIRST", 4)  # the first 4, then up to 10
+    tenant = await factory.tenant()
+    start = stores.clock.now()
+    messages = [
+        factory.message(
+            tenant,
+            created_at=start + timedelta(seconds=index),
+            status=MessageStatus.SENT if index in (1, 14, 27) else MessageStatus.DELIVERED,
+        )
+        for index in range(30)
+    ]
+    for message in messages:
+        await stores.messages.accept(factory.acceptance(message))
+    newest_first = [m.id for m in reversed(messages)]
+
+    pages, ids = await _pages(stores, tenant.id, MessageQuery(status=MessageStatus.SENT))
+
+    assert ids == [newest_first[2], newest_first[15], newest_first[28]]
+    # 30 messages read 10 at a time: the third page reads the last ten, and no fourth follows.
+    assert pages == [[newest_first[2]], [newest_first[15]], [newest_first[28]]]
+    full = await stores.messages.list_messages(
+        tenant.id, MessageQuery(status=MessageStatus.DELIVERED, limit=5)
+    )
+    assert [m.id for m in full.messages] == [*newest_first[0:2], *newest_first[3:6]]
+    assert full.next_cursor == newest_first[5]
+    monkeypatch.setattr(store_messages, "SCAN_BOUND", 7)
+    pages, ids = await _pages(stores, tenant.id, MessageQuery(status=MessageStatus.SENT, limit=1))
+    assert ids == [newest_first[2], newest_first[15], newest_first[28]]
+    assert [] in pages  # the second seven (7-13) hold none
+
+
+async def test_a_time_window_is_walked_by_creation_time_page_by_page(
+    stores: Stores, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window without a recipient is read newest first by creation time through its index,
+    page by page without gaps or repeats, also filtered by status with a bounded read; a
+    cursor whose message is gone is refused."""
+    tenant = await factory.tenant()
+    start = stores.clock.now()
+    # Ids in the opposite order of the creation times: the walk follows the times.
+    messages = [
+        factory.message(
+            tenant,
+            created_at=start - timedelta(minutes=index),
+            status=MessageStatus.QUEUED if index % 4 == 0 else MessageStatus.DELIVERED,
+        )
+        for index in range(40)
+    ]
+    for message in messages:
+        await stores.messages.accept(factory.acceptance(message))
+    window = MessageQuery(
+        created_from=start - timedelta(minutes=30), created_to=start - timedelta(minutes=5), limit=4
+    )
+    in_window = [m.id for m in messages[6:31]]  # created 5 to 30 minutes ago, newest first
+
+    pages, ids = await _pages(stores, tenant.id, window)
+    assert ids == in_window
+    assert [len(page) for page in pages] == [4, 4, 4, 4, 4, 4, 1]
+    monkeypatch.setattr(store_messages, "SCAN_BOUND", 6)
+    queued = dataclasses.replace(window, status=MessageStatus.QUEUED)
+    _, ids = await _pages(stores, tenant.id, queued)
+    assert ids == [m.id for m in messages[6:31] if m.status is MessageStatus.QUEUED]
+    with pytest.raises(InvalidCursor):
+        await stores.messages.list_messages(
+            tenant.id, dataclasses.replace(window, cursor=new_id("msg"))
+        )
 
 
 async def test_listing_by_a_rare_status_finds_the_messages_in_it_now(
@@ -1037,8 +1132,9 @@ async def test_sqlite_walks_the_deadlines_through_their_index(
 
 
 async def test_sqlite_lists_a_rare_status_through_the_events_index(stores: Stores) -> None:
-    """SQLite: listing by a rare status reads the events' partial index newest first, and by a
-    common one the tenant's messages newest first; neither sorts what it read."""
+    """SQLite: listing by a rare status reads the events' partial index newest first, by a
+    common one the tenant's messages newest first (its bound from their index alone), and a
+    time window the messages' creation times newest first; none sorts what it read."""
     if stores.database.dialect != "sqlite":
         pytest.skip("SQLite's query plan")
 
@@ -1057,3 +1153,13 @@ async def test_sqlite_lists_a_rare_status_through_the_events_index(stores: Store
     common = await plan(list_statement("ten_1", query, 50))
     assert "ix_messages_tenant_id_id" in common
     assert "TEMP B-TREE" not in common
+    end = await plan(scan_end_statement("ten_1", query, None, 1000))
+    assert "COVERING INDEX ix_messages_tenant_id_id (tenant_id=? AND id<?)" in end
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    window = MessageQuery(created_from=at, created_to=at + timedelta(days=1))
+    walked = await plan(list_statement("ten_1", window, 50, after=(at, "msg_9")))
+    assert (
+        "INDEX ix_messages_tenant_id_created_at (tenant_id=? AND created_at>? AND created_at<?)"
+        in walked
+    )
+    assert "TEMP B-TREE FOR ORDER BY" not in walked  # only ties of one time are sorted

@@ -5,6 +5,7 @@ Every error the domain and the use cases raise derives from ``PigeonError`` and 
 
     PigeonError
     ├── ValidationError            422  the caller sent something we cannot accept
+    │   ├── InvalidCursor          400  code=invalid_parameter (field cursor)
     │   ├── InvalidRecipient       422  code=invalid_recipient
     │   ├── InvalidSender          422  code=invalid_sender
     │   ├── InvalidBody            422  code=invalid_body / body_too_long
@@ -45,6 +46,14 @@ class ValidationError(PigeonError):
 
     code = "invalid_request"
     status = 422
+
+
+class InvalidCursor(ValidationError):
+    """A list's ``cursor`` is not a page's ``next_cursor``, or the message it points at is
+    gone (deleted since that page was read): start the listing again."""
+
+    code = "invalid_parameter"
+    status = 400
 
 
 class InvalidRecipient(ValidationError):

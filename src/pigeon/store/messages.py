@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pigeon.domain.errors import InvalidCursor
 from pigeon.domain.messages import (
     Category,
     Direction,
@@ -67,6 +68,16 @@ from pigeon.store.tables import (
 
 #: The most messages one page of ``list_messages`` holds, whatever the query asks.
 MAX_PAGE_SIZE: Final = 100
+
+#: The most messages one page of ``list_messages`` reads to fill itself when filtered by a
+#: status that no index serves (``queued``, ``sent``...: ADR 26), a status few of the walked
+#: messages may be in. Past them the page ends short, even empty, and its ``next_cursor``
+#: goes on from the last message read: each request reads a bounded number of rows however
+#: large the store grows (ADR 43).
+SCAN_BOUND: Final = 10_000
+#: How many of them a page filtered by status reads first: a status most of the walk's
+#: messages are in fills its page within them, without the cost of finding the bound.
+SCAN_FIRST: Final = 1_000
 
 #: Columns fixed once a message is accepted: a mutation that changes one is refused
 #: (``_check``), and the UPDATE of a mutation leaves them out. Naming a column in an UPDATE
@@ -831,17 +842,46 @@ class SqlMessageStore:
         """The tenant's messages, newest first, ``query.limit`` (at most ``MAX_PAGE_SIZE``) at a
         time, after ``query.cursor``; ``created_from`` is inclusive, ``created_to`` exclusive."""
         limit = max(1, min(query.limit, MAX_PAGE_SIZE))
+        resume: str | None = None
         async with self._db.read() as connection:
             if query.status is not None and str(query.status) in STATUSES_LISTED_BY_EVENTS:
                 rows = await self._list_through_events(connection, tenant_id, query, limit)
             else:
-                statement = list_statement(tenant_id, query, limit)
-                rows = list((await connection.execute(statement)).all())
+                after = await _walk_start(connection, tenant_id, query)
+                rows, resume = await self._walk_page(connection, tenant_id, query, limit, after)
             page = rows[:limit]
             parts = await self._parts(connection, [row.id for row in page])
         found = [_message_from(row, parts.get(row.id, [])) for row in page]
-        next_cursor = found[-1].id if len(rows) > limit else None
+        next_cursor = found[-1].id if len(rows) > limit else resume
         return MessagePage(found, next_cursor)
+
+    async def _walk_page(
+        self,
+        connection: AsyncConnection,
+        tenant_id: str,
+        query: MessageQuery,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> tuple[list[sa.Row[Any]], str | None]:
+        """Up to ``limit`` + 1 rows of a walk, and where the next page goes on if the walk
+        stopped at its bound before the page was full. Filtered by status, the walk reads at
+        most ``SCAN_BOUND`` messages: first the first ``SCAN_FIRST`` (a common status fills
+        its page there), then, for a page still short, up to the bound."""
+        if query.status is None:
+            statement = list_statement(tenant_id, query, limit, after=after)
+            return list((await connection.execute(statement)).all()), None
+        rows: list[sa.Row[Any]] = []
+        for scan in sorted({min(SCAN_FIRST, SCAN_BOUND), SCAN_BOUND}):
+            # The walk's ``scan``-th message, if it has that many, and whether any follows
+            # (one read of an index range), then the page up to it.
+            end = scan_end_statement(tenant_id, query, after, scan)
+            ends = (await connection.execute(end)).all()
+            bound = ends[0] if ends else None
+            statement = list_statement(tenant_id, query, limit, after=after, bound=bound)
+            rows = list((await connection.execute(statement)).all())
+            if len(rows) > limit or len(ends) < 2:  # a full page, or the walk's end
+                return rows, None
+        return rows, bound.id if bound is not None else None
 
     async def _list_through_events(
         self, connection: AsyncConnection, tenant_id: str, query: MessageQuery, limit: int
@@ -1175,25 +1215,110 @@ def reached_statement(
     return statement.order_by(events.c.message_id.desc()).limit(limit)
 
 
+def by_creation(query: MessageQuery) -> bool:
+    """Whether ``list_messages`` walks ``query``'s messages by creation time, newest first,
+    through ``(tenant_id, created_at)`` (a time window without a recipient), rather than by
+    id through ``(tenant_id, id)`` or ``(tenant_id, recipient, id)``: walked by id, a window
+    far back in a large store was reached only after reading every newer message."""
+    return query.to is None and (query.created_from is not None or query.created_to is not None)
+
+
+async def _walk_start(
+    connection: AsyncConnection, tenant_id: str, query: MessageQuery
+) -> tuple[datetime, str] | None:
+    """For a walk by creation time after a cursor: the cursor message's ``(created_at, id)``,
+    where the walk goes on (``InvalidCursor`` if there is no such message any more)."""
+    if query.cursor is None or not by_creation(query):
+        return None
+    created_at = await connection.scalar(
+        sa.select(messages.c.created_at).where(
+            messages.c.tenant_id == tenant_id, messages.c.id == query.cursor
+        )
+    )
+    if created_at is None:
+        raise InvalidCursor(
+            "The cursor's message is gone: list from the first page again.", field="cursor"
+        )
+    return created_at, query.cursor
+
+
+def _walk(
+    tenant_id: str,
+    query: MessageQuery,
+    after: tuple[datetime, str] | None,
+    *,
+    by_time: bool,
+    bound: sa.Row[Any] | None = None,
+) -> tuple[list[sa.ColumnElement[bool]], list[sa.ColumnElement[Any]]]:
+    """The conditions and the order of a walk of ``list_messages``: all of the query's filters
+    but its status, newest first by creation time (``by_time``, going on ``after`` a cursor's
+    message) or by id (before the cursor), not past ``bound`` (``scan_end_statement``).
+
+    By creation time, the walk's index range has one upper and one lower limit, each the
+    tighter of the window's and the cursor's or the bound's: given both, SQLite bounds its
+    range by one of them and only filters by the other, so a page deep in a window would
+    read it from the top again."""
+    conditions: list[sa.ColumnElement[bool]] = [messages.c.tenant_id == tenant_id]
+    if query.to is not None:
+        conditions.append(messages.c.recipient == query.to)
+    if not by_time:
+        if query.created_from is not None:
+            conditions.append(messages.c.created_at >= query.created_from)
+        if query.created_to is not None:
+            conditions.append(messages.c.created_at < query.created_to)
+        if query.cursor is not None:
+            conditions.append(messages.c.id < query.cursor)
+        if bound is not None:
+            conditions.append(messages.c.id >= bound.id)
+        return conditions, [messages.c.id.desc()]
+    if after is not None and (query.created_to is None or after[0] < query.created_to):
+        at, cursor = after  # before the cursor's message in (created_at, id) order
+        conditions.append(messages.c.created_at <= at)
+        conditions.append(sa.or_(messages.c.created_at < at, messages.c.id < cursor))
+    elif query.created_to is not None:
+        conditions.append(messages.c.created_at < query.created_to)
+    if bound is not None:  # read from the window, so within it
+        conditions.append(messages.c.created_at >= bound.created_at)
+        conditions.append(
+            sa.or_(messages.c.created_at > bound.created_at, messages.c.id >= bound.id)
+        )
+    elif query.created_from is not None:
+        conditions.append(messages.c.created_at >= query.created_from)
+    return conditions, [messages.c.created_at.desc(), messages.c.id.desc()]
+
+
+def scan_end_statement(
+    tenant_id: str, query: MessageQuery, after: tuple[datetime, str] | None, scan: int
+) -> sa.Select[Any]:
+    """The id (and for a walk by creation time, the time) of the ``scan``-th message of the
+    walk, the last one a page filtered by status reads, and of the next, if any (no row if
+    it has fewer). Walked by id it reads the index alone."""
+    by_time = by_creation(query)
+    conditions, order = _walk(tenant_id, query, after, by_time=by_time)
+    columns = (messages.c.id, messages.c.created_at) if by_time else (messages.c.id,)
+    return sa.select(*columns).where(*conditions).order_by(*order).limit(2).offset(scan - 1)
+
+
 def list_statement(
-    tenant_id: str, query: MessageQuery, limit: int, *, among: Sequence[str] | None = None
+    tenant_id: str,
+    query: MessageQuery,
+    limit: int,
+    *,
+    among: Sequence[str] | None = None,
+    after: tuple[datetime, str] | None = None,
+    bound: sa.Row[Any] | None = None,
 ) -> sa.Select[Any]:
     """The read of one page of ``list_messages`` (``limit`` + 1 rows, to tell if more follow),
-    or with ``among``, of those of the messages ``among`` that match (their primary key)."""
-    statement = sa.select(messages).where(messages.c.tenant_id == tenant_id)
+    or with ``among``, of those of the messages ``among`` that match (their primary key), by
+    id. ``after``: where a walk by creation time goes on (``_walk_start``); ``bound``: the
+    last message the walk reads (``scan_end_statement``)."""
+    by_time = among is None and by_creation(query)
+    conditions, order = _walk(tenant_id, query, after, by_time=by_time, bound=bound)
     if among is not None:
-        statement = statement.where(messages.c.id.in_(among))
+        conditions.append(messages.c.id.in_(among))
     if query.status is not None:
-        statement = statement.where(messages.c.status == str(query.status))
-    if query.to is not None:
-        statement = statement.where(messages.c.recipient == query.to)
-    if query.created_from is not None:
-        statement = statement.where(messages.c.created_at >= query.created_from)
-    if query.created_to is not None:
-        statement = statement.where(messages.c.created_at < query.created_to)
-    if query.cursor is not None:
-        statement = statement.where(messages.c.id < query.cursor)
-    return statement.order_by(messages.c.id.desc()).limit(limit + 1)
+        conditions.append(messages.c.status == str(query.status))
+    return sa.select(messages).where(*conditions).order_by(*order).limit(limit + 1)
 
 
 def _one_of_param(column: sa.ColumnElement[Any], name: str, dialect: str) -> Any:

@@ -203,7 +203,10 @@ async def get_message(
     summary="List messages",
     description=(
         "The tenant's messages, newest first, filtered; pass `next_cursor` back as `cursor` "
-        "for the next page (`null` on the last)."
+        "for the next page (`null` on the last). With `created_after` or `created_before` and "
+        "no `to`, newest first means by creation time. A request reads at most 10,000 "
+        "messages to fill a page filtered by `status`, so such a page may hold fewer than "
+        "`limit` messages, even none, while `next_cursor` is not `null`: follow it until it is."
     ),
     responses=problem_responses("unauthorized", "invalid_parameter"),
 )
