@@ -421,6 +421,52 @@ async def test_a_time_window_is_walked_by_creation_time_page_by_page(
         )
 
 
+async def test_a_time_window_of_many_messages_per_instant_loses_none_at_the_bound(
+    stores: Stores, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages that share their creation instant, with the bound falling among them, are
+    each listed once, by time and then by id, newest first."""
+    monkeypatch.setattr(store_messages, "SCAN_BOUND", 4)
+    monkeypatch.setattr(store_messages, "SCAN_FIRST", 2)
+    tenant = await factory.tenant()
+    start = stores.clock.now()
+    messages = [
+        factory.message(
+            tenant,
+            created_at=start - timedelta(seconds=index % 3),
+            status=MessageStatus.SENT if index % 2 else MessageStatus.DELIVERED,
+        )
+        for index in range(20)
+    ]
+    # Stored in the opposite order of their ids: an index walks one instant's messages in the
+    # order they were stored, so the bound's message is not the instant's last by id.
+    for message in reversed(messages):
+        await stores.messages.accept(factory.acceptance(message))
+    window = MessageQuery(
+        status=MessageStatus.SENT, created_from=start - timedelta(minutes=1), limit=2
+    )
+
+    _, ids = await _pages(stores, tenant.id, window)
+
+    sent = [m for m in messages if m.status is MessageStatus.SENT]
+    newest_first = sorted(sent, key=lambda m: (m.created_at, m.id), reverse=True)
+    assert ids == [m.id for m in newest_first]
+    # Exactly the bound's count left, all of one instant: the page reads to the walk's end.
+    alone = await factory.tenant()
+    four = [
+        factory.message(
+            alone,
+            created_at=start,
+            status=MessageStatus.SENT if index < 2 else MessageStatus.DELIVERED,
+        )
+        for index in range(4)
+    ]
+    for message in reversed(four):
+        await stores.messages.accept(factory.acceptance(message))
+    _, ids = await _pages(stores, alone.id, dataclasses.replace(window, limit=5))
+    assert ids == [four[1].id, four[0].id]
+
+
 async def test_listing_by_a_rare_status_finds_the_messages_in_it_now(
     stores: Stores, factory: Factory
 ) -> None:

@@ -876,10 +876,11 @@ class SqlMessageStore:
             # (one read of an index range), then the page up to it.
             end = scan_end_statement(tenant_id, query, after, scan)
             ends = (await connection.execute(end)).all()
-            bound = ends[0] if ends else None
+            # Fewer than scan + 1 messages: the page reads to the walk's end.
+            bound = ends[0] if len(ends) > 1 else None
             statement = list_statement(tenant_id, query, limit, after=after, bound=bound)
             rows = list((await connection.execute(statement)).all())
-            if len(rows) > limit or len(ends) < 2:  # a full page, or the walk's end
+            if len(rows) > limit or bound is None:  # a full page, or the walk's end
                 return rows, None
         return rows, bound.id if bound is not None else None
 
@@ -1296,7 +1297,10 @@ def scan_end_statement(
     by_time = by_creation(query)
     conditions, order = _walk(tenant_id, query, after, by_time=by_time)
     columns = (messages.c.id, messages.c.created_at) if by_time else (messages.c.id,)
-    return sa.select(*columns).where(*conditions).order_by(*order).limit(2).offset(scan - 1)
+    # By time, any message of the scan-th one's instant will do: the page goes up to it in
+    # the walk's order (among messages of one instant, by id) and the next page on from it.
+    # Ordered by time alone, the index gives the order, with no sort of each instant's ids.
+    return sa.select(*columns).where(*conditions).order_by(*order[:1]).limit(2).offset(scan - 1)
 
 
 def list_statement(
