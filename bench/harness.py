@@ -13,6 +13,7 @@ Imported by the scripts next to it (``bench/`` is on ``sys.path`` when one of th
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
@@ -590,6 +591,53 @@ def _first_line(argv: list[str]) -> str:
         return ""
     lines = done.stdout.strip().splitlines()
     return lines[0] if done.returncode == 0 and lines else ""
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--database`` (repeatable; both by default) and ``--tree LABEL=SRC`` (repeatable; this
+    checkout by default): the options of the benchmarks that time ``pigeon serve`` on each
+    database, one tree after the other."""
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), action="append", help="default: both"
+    )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        metavar="LABEL=SRC",
+        help="run pigeon serve from SRC (PYTHONPATH); repeatable (default: this checkout)",
+    )
+
+
+def trees_and_databases(
+    args: argparse.Namespace,
+) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """The ``--tree`` options as (label, absolute src; ``None`` for this checkout) and the
+    ``--database`` ones that can run (PostgreSQL is left out, and why said, when it does not
+    answer)."""
+    trees: list[tuple[str, str | None]] = [("this", None)]
+    if args.tree:
+        trees = []
+        for spec in args.tree:
+            label, _, source = spec.partition("=")
+            trees.append((label, str(Path(source).resolve())))
+    databases = []
+    for kind in args.database or ["sqlite", "postgresql"]:
+        if kind == "postgresql" and (why := postgres_available()):
+            print(f"PostgreSQL skipped: {why}", file=sys.stderr)
+            continue
+        databases.append(kind)
+    return trees, databases
+
+
+def command_and_machine(script: str, argv: list[str] | None) -> str:
+    """The lines a benchmark ends its report with: its command and the machine."""
+    info = machine_info()
+    arguments = " ".join(sys.argv[1:] if argv is None else argv)
+    return (
+        f"command: python bench/{script} {arguments}\n"
+        f"machine: {info['cores']} vCPU {info['cpu']}, Python {info['python']}, "
+        f"SQLite {info['sqlite']}, PostgreSQL {info['postgresql']}"
+    )
 
 
 def machine_info() -> dict[str, Any]:

@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -40,11 +37,12 @@ from harness import (
     KEY,
     SOURCE,
     Processes,
+    add_store_options,
+    command_and_machine,
     fresh_database,
-    machine_info,
-    postgres_available,
     scratch,
     start_pigeon,
+    trees_and_databases,
 )
 from seed import seed
 
@@ -156,35 +154,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stored", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument(
-        "--database", choices=("sqlite", "postgresql"), action="append", help="default: both"
-    )
-    parser.add_argument(
-        "--tree",
-        action="append",
-        metavar="LABEL=SRC",
-        help="run pigeon serve from SRC (PYTHONPATH); repeatable (default: this checkout)",
-    )
+    add_store_options(parser)
     args = parser.parse_args(argv)
-    trees: list[tuple[str, str | None]] = [("this", None)]
-    if args.tree:
-        trees = []
-        for spec in args.tree:
-            label, _, source = spec.partition("=")
-            trees.append((label, str(Path(source).resolve())))
-    for kind in args.database or ["sqlite", "postgresql"]:
-        if kind == "postgresql" and (why := postgres_available()):
-            print(f"PostgreSQL skipped: {why}", file=sys.stderr)
-            continue
+    trees, databases = trees_and_databases(args)
+    for kind in databases:
         results = asyncio.run(measure(kind, args.stored, trees, args.repeat))
         print(report(kind, args.stored, trees, results))
         print()
-    info = machine_info()
-    print("command: python bench/list_reads.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    print(
-        f"machine: {info['cores']} vCPU {info['cpu']}, Python {platform.python_version()}, "
-        f"SQLite {info['sqlite']}, PostgreSQL {info['postgresql']}"
-    )
+    print(command_and_machine("list_reads.py", argv))
 
 
 if __name__ == "__main__":

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness import fresh_database, machine_info, postgres_available, scratch
+from harness import command_and_machine, fresh_database, scratch, trees_and_databases
 from seed import seed
 
 from pigeon.store import connect
@@ -121,23 +119,12 @@ def main(argv: list[str] | None = None) -> None:
         "--database", choices=("sqlite", "postgresql"), action="append", help="default: both"
     )
     args = parser.parse_args(argv)
-    kinds = args.database or ["sqlite", "postgresql"]
-    rows: dict[str, dict[str, float]] = {}
-    for kind in kinds:
-        if kind == "postgresql" and (why := postgres_available()):
-            print(f"PostgreSQL skipped: {why}", file=sys.stderr)
-            continue
-        rows[kind] = asyncio.run(measure(kind, args.backlog, args.repeat))
+    args.tree = None
+    _, databases = trees_and_databases(args)
+    rows = {kind: asyncio.run(measure(kind, args.backlog, args.repeat)) for kind in databases}
     print(report(args.backlog, rows))
     print()
-    print(
-        "command: python bench/queue_reads.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    )
-    info = machine_info()
-    print(
-        f"machine: {info['cores']} vCPU {info['cpu']}, Python {platform.python_version()}, "
-        f"SQLite {info['sqlite']}, PostgreSQL {info['postgresql']}"
-    )
+    print(command_and_machine("queue_reads.py", argv))
 
 
 if __name__ == "__main__":

@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from support.bench import run_bench, table_rows
 
 
 def test_every_listing_shape_is_timed_on_both_store_sizes() -> None:
     """Each listing shape gets a time on the empty and the seeded store, with the rows the
     seeded one gave: all of them for a plain listing, none for a status no message is in."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "list_reads.py"),
-            "--stored",
-            "300",
-            "--repeat",
-            "1",
-            "--database",
-            "sqlite",
-        ],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    rows = {
-        cells[0]: cells[1:]
-        for line in completed.stdout.splitlines()
-        if line.startswith("| ")
-        and (cells := [cell.strip() for cell in line.strip("|").split("|")])
-    }
+    arguments = ("--stored", "300", "--repeat", "1", "--database", "sqlite")
+    completed = run_bench("list_reads.py", *arguments)
+    rows = {cells[0]: cells[1:] for cells in table_rows(completed.stdout)}
     assert rows["listing"] == ["this: empty", "this: 300"]
     for shape in ("all", "delivered", "failed", "queued", "sent", "to", "window", "window queued"):
         empty, seeded = rows[shape]

@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from support.bench import run_bench, table_rows
 
 
 def test_probe_and_count_are_timed_on_each_database_with_jit_compared() -> None:
     """Each database gets a row with the probe and the count timed; PostgreSQL's also has the
     count with JIT on and off."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "queue_reads.py"),
-            "--backlog",
-            "300",
-            "--repeat",
-            "2",
-        ],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("| ")]
-    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    completed = run_bench("queue_reads.py", "--backlog", "300", "--repeat", "2")
+    header, *rest = table_rows(completed.stdout)
     assert header[:3] == ["database", "probe", "pending"]
-    rows = {
-        cells[0]: cells[1:]
-        for line in lines[1:]
-        if (cells := [cell.strip() for cell in line.strip("|").split("|")])
-    }
+    rows = {cells[0]: cells[1:] for cells in rest}
     assert float(rows["sqlite"][0]) > 0
     assert float(rows["sqlite"][1]) > 0
     if "postgresql" in rows:  # skipped (and said on stderr) only when the server is down

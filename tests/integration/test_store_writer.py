@@ -606,6 +606,36 @@ async def test_reads_see_committed_writes_at_once(database: Database) -> None:
     assert await _count(database, tenants) == 120
 
 
+async def test_a_scan_reads_on_sqlite_off_the_event_loops_thread(database: Database) -> None:
+    """A scan returns what a read of the same statement does; on SQLite its statement runs
+    on another thread than the event loop's, which goes on serving meanwhile."""
+    for index in range(5):
+        await database.write(_insert_tenant(f"s{index}"))
+    statement = sa.select(tenants.c.name).order_by(tenants.c.name)
+    threads: list[int] = []
+
+    def seen(*_: object) -> None:
+        threads.append(threading.get_ident())
+
+    sa.event.listen(database.read_engine, "before_cursor_execute", seen)
+    try:
+        scanned = await database.scan(statement)
+    finally:
+        sa.event.remove(database.read_engine, "before_cursor_execute", seen)
+    async with database.read() as connection:
+        read = (await connection.execute(statement)).all()
+
+    assert (
+        [row.name for row in scanned] == [row.name for row in read] == [f"s{i}" for i in range(5)]
+    )
+    assert threads
+    on_loop = threading.get_ident()
+    if database.dialect == "sqlite":
+        assert on_loop not in threads
+    else:  # asyncpg's reads are awaited on the loop, which serves while they wait
+        assert set(threads) == {on_loop}
+
+
 async def test_reads_overlapping_past_the_pool_size_do_not_wait(database: Database) -> None:
     """More reads held open at once than the pool keeps idle all get a connection."""
     release = asyncio.Event()

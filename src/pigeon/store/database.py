@@ -31,8 +31,9 @@ from typing import Any, Final, Literal, TypeVar
 
 import asyncpg
 from sqlalchemy import MetaData, text
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Engine, Row, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.expression import Executable
 
 from pigeon.store import json_text
 from pigeon.store.sqlite_sync import (
@@ -402,6 +403,23 @@ class Database:
         assert self._async_reads is not None
         async with self._async_reads.connect() as connection:
             yield connection
+
+    async def scan(self, statement: Executable) -> list[Row[Any]]:
+        """The rows of a read that may take long (a statement no index range bounds, such as
+        a count of a whole table). On SQLite, where ``read``'s statements run on the event
+        loop, it runs in a thread of its own with a pooled connection, so the loop goes on
+        serving meanwhile: a count of a million queued jobs takes about a quarter of a
+        second, which every request of the process would otherwise wait for."""
+        if self._sqlite_reads is not None:
+            engine = self._sqlite_reads
+
+            def scanned() -> list[Row[Any]]:
+                with engine.connect() as connection:
+                    return list(connection.execute(statement).all())
+
+            return await asyncio.to_thread(scanned)
+        async with self.read() as connection:
+            return list((await connection.execute(statement)).all())
 
     async def ping(self, seconds: float = 5.0) -> bool:
         """Whether the database answers a read and the writer commits, within ``seconds``."""

@@ -1,0 +1,34 @@
+"""Run a benchmark of ``bench/`` as a child process, on this checkout, and read its tables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(
+    script: str, *arguments: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``bench/<script> <arguments>`` run to its end (raises if it fails), its output kept."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *arguments],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The rows of the Markdown tables in ``output`` (header rows too, separators left out),
+    as their cells."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in output.splitlines()
+        if line.startswith("| ")
+    ]
