@@ -540,6 +540,49 @@ async def test_listing_by_a_rare_status_finds_the_messages_in_it_now(
     ]
 
 
+async def test_a_rare_status_most_messages_left_is_read_a_bounded_number_per_page(
+    stores: Stores, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing by a status through its events reads at most ``SCAN_BOUND_EVENTS`` per page:
+    with most of their messages gone on from it (every scheduled message was scheduled), pages
+    end short with a cursor, and together hold every message in it now once, newest first."""
+    monkeypatch.setattr(store_messages, "SCAN_BOUND_EVENTS", 4)
+    tenant = await factory.tenant()
+    start = stores.clock.now()
+    messages = [
+        factory.message(
+            tenant, created_at=start + timedelta(minutes=index), status=MessageStatus.SENT
+        )
+        for index in range(20)
+    ]
+    for message in messages:
+        await stores.messages.accept(factory.acceptance(message))
+
+    def reached(*path: MessageStatus) -> Callable[[Message], Mutation]:
+        def change(message: Message) -> Mutation:
+            events = []
+            for to in path:
+                message.transition(to, message.updated_at + timedelta(seconds=1))
+                events.append(_event(message, f"message.{to}"))
+            return Mutation(message, events)
+
+        return change
+
+    for index, message in enumerate(messages):
+        path = [MessageStatus.UNKNOWN]
+        if index not in (3, 16):
+            path.append(MessageStatus.DELIVERED)
+        await stores.messages.mutate(message.id, reached(*path))
+
+    pages, ids = await _pages(
+        stores, tenant.id, MessageQuery(status=MessageStatus.UNKNOWN, limit=5)
+    )
+
+    assert ids == [messages[16].id, messages[3].id]
+    assert len(pages) == 5  # 20 events read 4 at a time
+    assert [] in pages
+
+
 def _send(to: MessageStatus, job: NewJob | None = None) -> Callable[[Message], Mutation]:
     def change(message: Message) -> Mutation:
         message.transition(to, message.updated_at + timedelta(seconds=1), detail="moved")

@@ -75,6 +75,10 @@ MAX_PAGE_SIZE: Final = 100
 #: goes on from the last message read: each request reads a bounded number of rows however
 #: large the store grows (ADR 43).
 SCAN_BOUND: Final = 10_000
+#: The most messages that reached a rare status (the events' partial index, ADR 26) one
+#: page reads to fill itself: each is a read of its message too, about five times a walk's
+#: row, so a page's bound costs about as much either way (~10 ms on a 2-vCPU machine).
+SCAN_BOUND_EVENTS: Final = 2_000
 #: How many of them a page filtered by status reads first: a status most of the walk's
 #: messages are in fills its page within them, without the cost of finding the bound.
 SCAN_FIRST: Final = 1_000
@@ -845,7 +849,7 @@ class SqlMessageStore:
         resume: str | None = None
         async with self._db.read() as connection:
             if query.status is not None and str(query.status) in STATUSES_LISTED_BY_EVENTS:
-                rows = await self._list_through_events(connection, tenant_id, query, limit)
+                rows, resume = await self._list_through_events(connection, tenant_id, query, limit)
             else:
                 after = await _walk_start(connection, tenant_id, query)
                 rows, resume = await self._walk_page(connection, tenant_id, query, limit, after)
@@ -886,16 +890,25 @@ class SqlMessageStore:
 
     async def _list_through_events(
         self, connection: AsyncConnection, tenant_id: str, query: MessageQuery, limit: int
-    ) -> list[sa.Row[Any]]:
+    ) -> tuple[list[sa.Row[Any]], str | None]:
         """Up to ``limit`` + 1 rows for a status few messages are in: the messages that ever
         reached it, newest first from the events' partial index, a chunk at a time, kept if
         they are in it now and match the other filters. Two plain reads per chunk (no join a
-        planner could turn around to walk all the tenant's messages)."""
+        planner could turn around to walk all the tenant's messages).
+
+        Most of those may have moved on (every scheduled message was ``scheduled`` once): at
+        most ``SCAN_BOUND_EVENTS`` of them are read per page, which then ends short, with
+        where the next page goes on (as ``_walk_page``, ADR 43)."""
         status = str(query.status)
         found: list[sa.Row[Any]] = []
         cursor = query.cursor
         chunk = limit + 1
+        read = 0
         while len(found) <= limit:
+            if read >= SCAN_BOUND_EVENTS:
+                follows = await connection.execute(reached_statement(tenant_id, status, cursor, 1))
+                return found, cursor if follows.first() is not None else None
+            chunk = min(chunk, SCAN_BOUND_EVENTS - read)
             ids = list(
                 (
                     await connection.execute(reached_statement(tenant_id, status, cursor, chunk))
@@ -903,13 +916,14 @@ class SqlMessageStore:
             )
             if not ids:
                 break
+            read += len(ids)
             statement = list_statement(tenant_id, query, len(ids), among=ids)
             found.extend((await connection.execute(statement)).all())
             if len(ids) < chunk:
                 break
             cursor = ids[-1]
             chunk = min(chunk * 2, 1000)
-        return found
+        return found, None
 
     async def events_of(self, message_id: str, tenant_id: str | None = None) -> list[EventRecord]:
         """The message's events, oldest first."""
