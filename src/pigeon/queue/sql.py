@@ -365,10 +365,20 @@ class SqlJobQueue:
         """How many jobs wait, by kind: every job not yet completed (due, scheduled for later,
         or leased)."""
         table = self._jobs
-        statement = sa.select(table.c.kind, sa.func.count()).group_by(table.c.kind)
-        # Every job is read (``/metrics`` samples it at each scrape): off the event loop.
-        rows = await self._db.scan(statement)
-        return {str(row[0]): int(row[1]) for row in rows}
+        # Ready jobs counted through ``ix_jobs_claim`` and the others (leased or scheduled)
+        # through ``ix_jobs_wake``, each index holding one half: a quarter of the time of a
+        # read of the table, whose rows hold the payloads (ADR 28). Still every job, which
+        # ``/metrics`` samples at each scrape: off the event loop.
+        halves = [
+            sa.select(table.c.kind, sa.func.count())
+            .where(table.c.ready.is_(ready))
+            .group_by(table.c.kind)
+            for ready in (sa.true(), sa.false())
+        ]
+        counts: dict[str, int] = {}
+        for row in await self._db.scan(sa.union_all(*halves)):
+            counts[str(row[0])] = counts.get(str(row[0]), 0) + int(row[1])
+        return counts
 
     async def probe(self) -> None:
         """Read at most one job (``pending`` counts them all: a scan of the whole table, which
