@@ -250,7 +250,10 @@ class MessageStore(Protocol):
         all of them)."""
         ...
 
-    async def list_messages(self, tenant_id: str, query: MessageQuery) -> MessagePage: ...
+    async def list_messages(self, tenant_id: str, query: MessageQuery) -> MessagePage:
+        """A page of the tenant's messages, newest first; a page filtered by status may end
+        short, even empty, while ``next_cursor`` goes on."""
+        ...
 
     async def events_of(self, message_id: str, tenant_id: str | None = None) -> list[EventRecord]:
         """The message's events, oldest first."""

@@ -844,7 +844,12 @@ class SqlMessageStore:
 
     async def list_messages(self, tenant_id: str, query: MessageQuery) -> MessagePage:
         """The tenant's messages, newest first, ``query.limit`` (at most ``MAX_PAGE_SIZE``) at a
-        time, after ``query.cursor``; ``created_from`` is inclusive, ``created_to`` exclusive."""
+        time, after ``query.cursor``; ``created_from`` is inclusive, ``created_to`` exclusive.
+
+        A time window without a recipient is read by creation time; a page filtered by
+        status reads a bounded number of messages and may end short, even empty, with a
+        ``next_cursor`` that goes on (ADR 43). ``InvalidCursor`` when a time window's cursor
+        names no message of the tenant."""
         limit = max(1, min(query.limit, MAX_PAGE_SIZE))
         resume: str | None = None
         async with self._db.read() as connection:
