@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from litestar import Litestar
 
+import pigeon.store.messages as store_messages
 from pigeon.api.app import ApiServices, create_app
 from pigeon.api.problems import PROBLEMS, TYPE_PREFIX
 from pigeon.clock import SystemClock
@@ -563,6 +564,33 @@ async def test_bad_list_parameters_are_400(api: Api, params: dict[str, str], fie
     """An invalid query parameter is a 400 invalid_parameter naming it."""
     response = await api.client.get("/v1/messages", params=params, headers=auth(KEY))
     problem(response, 400, "invalid_parameter", field=field)
+
+
+async def test_a_page_filtered_by_status_may_be_short_with_a_cursor_to_follow(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page filtered by a status no index serves reads a bounded number of messages: it may
+    hold fewer than ``limit``, even none, with a ``next_cursor``; following the cursors until
+    ``null`` gives every match once."""
+    monkeypatch.setattr(store_messages, "SCAN_BOUND", 2)
+    monkeypatch.setattr(store_messages, "SCAN_FIRST", 2)
+    sent = [(await api.sent())["id"] for _ in range(5)]  # queued: nothing dispatches here
+
+    async def pages(status: str) -> list[list[str]]:
+        found: list[list[str]] = []
+        cursor = None
+        while True:
+            params = {"status": status, "limit": "2", **({"cursor": cursor} if cursor else {})}
+            response = await api.client.get("/v1/messages", params=params, headers=auth(KEY))
+            assert response.status_code == 200, response.text
+            found.append([message["id"] for message in response.json()["data"]])
+            cursor = response.json()["next_cursor"]
+            if cursor is None:
+                return found
+
+    assert await pages("delivered") == [[], [], []]  # five messages read two at a time
+    queued = await pages("queued")
+    assert [message_id for page in queued for message_id in page] == sent[::-1]
 
 
 async def test_a_time_windows_cursor_to_a_gone_message_is_400(api: Api) -> None:
