@@ -15,6 +15,14 @@ too): one SMPP transceiver to its sim, ``max-pending-submits 100``, ``msg-id-typ
 ``--kannel-store file``. Load: ``GET /cgi-bin/sendsms`` with ``dlr-mask=1`` (final success
 only) and a ``dlr-url`` pointing at a receiver in this process that counts callbacks.
 
+Durability (ADR 44): by default the two gateways promise different things. Kannel keeps no
+message store (a crash of bearerbox loses what it queued) and Pigeon syncs every accept to disk
+before its 202 (it survives a power cut). ``--matched-durability`` runs both at the one level
+they share: Kannel with its message store (``store-type = file``, which bearerbox writes and
+never syncs) and Pigeon with ``synchronous_commit = false`` (its commits reach the operating
+system, not the disk): each survives a crash of its own processes, neither a crash of the
+machine.
+
 Pigeon: ``python -m pigeon serve`` on SQLite in a temporary data dir (or ``--database-url``,
 an empty database), a live bootstrap key, a
 ``pigeon.toml`` with one ``[[connectors]]`` SMPP table to its sim (``--pigeon-binds`` x window
@@ -339,7 +347,7 @@ async def run_kannel(
     await asyncio.to_thread(sim.wait_ready)
     ports = {"admin": free_port(), "box": free_port(), "sendsms": free_port()}
     config = tmp / "kannel.conf"
-    config.write_text(kannel_config(tmp, sim, ports, args.kannel_store))
+    config.write_text(kannel_config(tmp, sim, ports, kannel_store(args)))
     bearerbox = processes.start(
         "bearerbox", [bearerbox_path, "-v", "2", str(config)], tmp / "bearerbox.out"
     )
@@ -393,6 +401,7 @@ async def run_pigeon(
         worker_processes=getattr(args, "pigeon_workers", 0),
         profile=args.profile,
         python=getattr(args, "pigeon_python", None),
+        extra_env=pigeon_durability_env(args),
     )
     server, base = pigeon.process, pigeon.base
     auth = {"Authorization": f"Bearer {KEY}"}
@@ -575,18 +584,38 @@ def cpu_line(phase: Phase, label: str) -> str:
     )
 
 
+def kannel_store(args: argparse.Namespace) -> str:
+    """Kannel's message store in this run: ``file`` with ``--matched-durability``."""
+    return "file" if getattr(args, "matched_durability", False) else str(args.kannel_store)
+
+
+def pigeon_durability_env(args: argparse.Namespace) -> dict[str, str]:
+    """Pigeon's settings for this run's durability: with ``--matched-durability`` its commits
+    reach the operating system and are not synced (``synchronous_commit = false``)."""
+    if getattr(args, "matched_durability", False):
+        return {"PIGEON_SYNCHRONOUS_COMMIT": "false"}
+    return {}
+
+
+def pigeon_setup(args: argparse.Namespace) -> str:
+    """How Pigeon ran, as the report's table names it."""
+    binds = f"{args.pigeon_binds} bind{'s' if args.pigeon_binds > 1 else ''} x window 100"
+    database = "PostgreSQL" if getattr(args, "database_url", None) else "SQLite"
+    synced = ", synchronous_commit off" if pigeon_durability_env(args) else ""
+    return f"{database}, {binds}{synced}"
+
+
 def report(
     kannel: Phase, pigeon: Phase, args: argparse.Namespace, floor: Phase | None = None
 ) -> str:
-    binds = f"{args.pigeon_binds} bind{'s' if args.pigeon_binds > 1 else ''} x window 100"
     rows = [
         "| gateway | accepted requests/s | submit_sm/s at its sim | receipt callbacks/s "
         "| accepted / submits / callbacks |",
         "|---|---|---|---|---|",
     ]
     for phase, setup in (
-        (kannel, f"1 trx, max-pending-submits 100, store {args.kannel_store}"),
-        (pigeon, f"{'PostgreSQL' if args.database_url else 'SQLite'}, {binds}"),
+        (kannel, f"1 trx, max-pending-submits 100, store {kannel_store(args)}"),
+        (pigeon, pigeon_setup(args)),
     ):
         rows.append(
             f"| {phase.name} ({setup}) | {phase.accept_rate:,.0f} | {phase.submit_rate:,.0f} "
@@ -733,6 +762,13 @@ def main() -> None:
         "Pigeon's dependencies; the harness stays on this one): to compare interpreter builds",
     )
     parser.add_argument("--kannel-store", choices=["none", "file"], default="none")
+    parser.add_argument(
+        "--matched-durability",
+        action="store_true",
+        help="both gateways survive a crash of their processes and neither a crash of the "
+        "machine: Kannel with its message store (store-type file, never synced), Pigeon with "
+        "synchronous_commit = false (ADR 44)",
+    )
     parser.add_argument("--timeout", type=float, default=120, help="bound of each phase (s)")
     parser.add_argument("--stall", type=float, default=20, help="give up after no progress (s)")
     parser.add_argument(

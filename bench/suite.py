@@ -19,7 +19,11 @@ Scenarios (each on every ``--databases`` entry, PostgreSQL on a new database per
      own smsc-sim: the ratio Pigeon/Kannel of each round, the median round reported. On
      SQLite each round also runs ``bench/python_floor.py`` (``--floor features``: Pigeon's
      stack, rows and per-message work without its machinery, ADR 24) as a third phase, unless
-     ``--no-floor``.
+     ``--no-floor``. These rounds compare the gateways as they come: Kannel without a message
+     store, Pigeon syncing every accept to disk. ``--c-matched-rounds`` more pairs run both at
+     the durability they share (ADR 44: Kannel's message store, which it never syncs, against
+     Pigeon's ``synchronous_commit`` off; each survives a crash of its processes, neither a
+     crash of the machine), reported apart as "matched durability".
   d  OTP latency (``bench/latency.py otp``): POST (category otp) -> submit_sm at the carrier
      while a ``--backlog`` of queued marketing messages drains on the same route.
   e  store growth (``bench/latency.py store``): accept and dispatch figures on an empty store
@@ -88,6 +92,8 @@ FULL = {
     # speed drifts by 10-20% within minutes: a ratio of two phases run minutes apart, or of a
     # single pair, moves with it); the median round's figures are reported.
     "c_rounds": 3,
+    # And as many pairs at matched durability (ADR 44), each after the round of its number.
+    "c_matched_rounds": 3,
 }
 QUICK = {
     "seconds": 3.0,
@@ -106,6 +112,7 @@ QUICK = {
     "store_paced_share": 0.5,
     "pigeon_workers": 1,
     "c_rounds": 1,
+    "c_matched_rounds": 0,
 }
 
 
@@ -150,6 +157,8 @@ def ensure_kannel() -> str:
 
 
 Phase = kannel_side_by_side.Phase
+#: The name suffix of scenario c's rows at matched durability (ADR 44).
+MATCHED = " (matched durability)"
 
 
 def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argparse.Namespace:
@@ -160,6 +169,7 @@ def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argp
         pigeon_binds=1,
         pigeon_workers=config["pigeon_workers"],
         kannel_store="none",
+        matched_durability=False,
         timeout=max(120.0, config["messages"] / 20),
         stall=20.0,
         profile=None,
@@ -271,23 +281,50 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
     """Kannel then Pigeon, ``c_rounds`` times (Pigeon on a new database each round; Kannel
     only when ``config["kannel"]``): the Pigeon row of the median round by the ratio of
     callbacks/s (with every round's figures and the median of each ratio), and that round's
-    Kannel row."""
-    rounds: list[tuple[Phase | None, Phase, Phase | None]] = []
-    for number in range(config["c_rounds"]):
-        with contextlib.ExitStack() as stack:
-            round_url = url if number == 0 else stack.enter_context(fresh_database(database, tmp))
-            args = _side_by_side_args(config, round_url)
-            print(f"   round {number + 1} of {config['c_rounds']}", flush=True)
-            settle_disk()
-            floor = config["kannel"] and args.floor != "none"
-            kannel, pigeon, floor_phase = asyncio.run(
-                kannel_side_by_side.side_by_side(args, kannel=config["kannel"], floor=floor)
-            )
-        assert pigeon is not None
-        rounds.append((kannel, pigeon, floor_phase))
-    gateway = tuple(name for name in rounds[0][1].rss_mb if name.startswith("pigeon"))
+    Kannel row. With Kannel, ``c_matched_rounds`` more pairs at matched durability (ADR 44:
+    Kannel with its message store, Pigeon with ``synchronous_commit`` off), each run after the
+    round of the same number, give rows of their own."""
+    strict: list[tuple[Phase | None, Phase, Phase | None]] = []
+    matched: list[tuple[Phase | None, Phase, Phase | None]] = []
+    matched_rounds = config.get("c_matched_rounds", 0) if config["kannel"] else 0
+    for number in range(max(config["c_rounds"], matched_rounds)):
+        for durability, rounds, wanted in (
+            ("strict", strict, config["c_rounds"]),
+            ("matched", matched, matched_rounds),
+        ):
+            if number >= wanted:
+                continue
+            with contextlib.ExitStack() as stack:
+                fresh = number > 0 or durability == "matched"
+                round_url = stack.enter_context(fresh_database(database, tmp)) if fresh else url
+                args = _side_by_side_args(config, round_url)
+                args.matched_durability = durability == "matched"
+                label = " at matched durability" if args.matched_durability else ""
+                print(f"   round {number + 1} of {wanted}{label}", flush=True)
+                settle_disk()
+                floor = config["kannel"] and args.floor != "none" and durability == "strict"
+                kannel, pigeon, floor_phase = asyncio.run(
+                    kannel_side_by_side.side_by_side(args, kannel=config["kannel"], floor=floor)
+                )
+            assert pigeon is not None
+            rounds.append((kannel, pigeon, floor_phase))
+    gateway = tuple(name for name in strict[0][1].rss_mb if name.startswith("pigeon"))
     if not config["kannel"]:
-        return [_phase_result(rounds[0][1], database, gateway)]
+        return [_phase_result(strict[0][1], database, gateway)]
+    found = _median_round(strict, database, gateway, "strict")
+    if matched:
+        found += _median_round(matched, database, gateway, "matched")
+    return found
+
+
+def _median_round(
+    rounds: list[tuple[Phase | None, Phase, Phase | None]],
+    database: str,
+    gateway: tuple[str, ...],
+    durability: str,
+) -> list[Result]:
+    """The Kannel and Pigeon rows (and the floor's, if it ran) of the median of ``rounds`` by
+    the ratio of callbacks/s, with every round's figures and the median of each ratio."""
     keys = ("accepted_per_s", "submitted_per_s", "callbacks_per_s")
     per_round = []
     for kannel, pigeon, floor_phase in rounds:
@@ -307,6 +344,13 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
     kannel, pigeon, floor_phase = rounds[middle]
     assert kannel is not None
     row = _phase_result(pigeon, database, gateway)
+    kannel_row = _phase_result(kannel, database, ("bearerbox", "smsbox"))
+    if durability == "matched":
+        row.name += MATCHED
+        kannel_row.name += MATCHED
+    row.extra["durability"] = kannel_row.extra["durability"] = durability
+    kannel_row.extra["store"] = "file" if durability == "matched" else "none"
+    row.extra["synchronous_commit"] = durability == "strict"
     row.extra["rounds"] = per_round
     row.extra["median_round"] = middle + 1
     row.extra["ratio_to_kannel"] = {
@@ -317,7 +361,7 @@ def scenario_c(config: dict[str, Any], url: str | None, database: str, tmp: Path
         key: round(statistics.median(r[key] or 0.0 for r in per_round), 3)
         for key in ("gateway_cpu_ratio", "cpu_bound_ratio")
     }
-    found = [_phase_result(kannel, database, ("bearerbox", "smsbox")), row]
+    found = [kannel_row, row]
     if floor_phase is not None:
         floor_row = _phase_result(floor_phase, database, ("python floor",))
         floor_row.extra["floor"] = {
@@ -420,7 +464,10 @@ def kannel_ratios(results: list[Result], kannel_skipped: str) -> dict[str, Any]:
         if result.scenario != "c" or result.skipped or result.extra.get("failed"):
             continue
         if "ratio_to_kannel" in result.extra:
-            ratios[result.database] = result.extra["ratio_to_kannel"]
+            matched = result.extra.get("durability") == "matched"
+            ratios[result.database + (", matched durability" if matched else "")] = result.extra[
+                "ratio_to_kannel"
+            ]
     return ratios or {"skipped": "scenario c not run"}
 
 
@@ -434,6 +481,7 @@ def targets(results: list[Result], ratios: dict[str, Any]) -> list[dict[str, Any
     for database, ratio in ratios.items():
         if isinstance(ratio, dict):
             value = ratio.get("callbacks_per_s") or 0.0
+            add("end to end >= Kannel (receipt callbacks/s)", database, f"{value}x", value >= 1)
             add("end to end >= 2x Kannel (receipt callbacks/s)", database, f"{value}x", value >= 2)
     for result in results:
         if result.skipped or result.extra.get("failed"):

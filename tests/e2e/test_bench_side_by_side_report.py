@@ -3,6 +3,7 @@ per message alone allows."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -57,3 +58,23 @@ def test_the_phase_note_adds_up_every_process_against_the_cores(
     note = side_by_side.cpu_note(pigeon)
     assert note.startswith("pigeon serve 100%, pigeon worker 1 50%, load generator 50%; ")
     assert note.endswith(f"all 200% of {os.cpu_count() or 1} cores")
+
+
+def test_matched_durability_gives_kannel_its_store_and_pigeon_unsynced_commits(
+    side_by_side: ModuleType, tmp_path: Path
+) -> None:
+    """--matched-durability writes Kannel a file store and runs Pigeon without synced commits."""
+    strict = argparse.Namespace(
+        kannel_store="none", matched_durability=False, pigeon_binds=1, database_url=None
+    )
+    matched = argparse.Namespace(**{**vars(strict), "matched_durability": True})
+    assert side_by_side.kannel_store(strict) == "none"
+    assert side_by_side.kannel_store(matched) == "file"
+    assert side_by_side.pigeon_durability_env(strict) == {}
+    assert side_by_side.pigeon_durability_env(matched) == {"PIGEON_SYNCHRONOUS_COMMIT": "false"}
+    assert side_by_side.pigeon_setup(matched).endswith("synchronous_commit off")
+    sim = argparse.Namespace(port=2775)
+    ports = {"admin": 13000, "box": 13001, "sendsms": 13013}
+    written = side_by_side.kannel_config(tmp_path, sim, ports, "file")
+    assert "store-type = file" in written
+    assert "store-type" not in side_by_side.kannel_config(tmp_path, sim, ports, "none")

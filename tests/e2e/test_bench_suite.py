@@ -82,7 +82,8 @@ def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
     tmp_path: Path,
 ) -> None:
     """Scenario c with Kannel runs both gateways and the Python floor once per round and
-    reports, per database, their rows of the median round and the median of each ratio."""
+    reports, per database, their rows of the median round and the median of each ratio; a
+    pair at matched durability (ADR 44) is reported apart."""
     output = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
     done = subprocess.run(
@@ -90,6 +91,7 @@ def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
             sys.executable,
             str(ROOT / "bench" / "suite.py"),
             *("--quick", "--scenarios", "c", "--databases", "sqlite", "--c-rounds", "3"),
+            *("--c-matched-rounds", "1"),
             # 600 messages: enough CPU time for Kannel to register above the 10 ms clock tick
             *("--messages", "600", "--concurrency", "8", "--output", str(output)),
         ],
@@ -128,6 +130,20 @@ def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
     floor_allowed = sorted(r["floor_cpu_bound_ratio"] for r in rounds)
     assert floor_allowed[0] > 0
     assert floor["extra"]["floor"]["floor_cpu_bound_ratio"] == floor_allowed[1]
+    matched = rows["end to end, Pigeon (matched durability)"]
+    matched_kannel = rows["end to end, Kannel 1.4.5 (matched durability)"]
+    assert matched["messages"] == matched_kannel["messages"] == 600
+    assert len(matched["extra"]["rounds"]) == 1
+    assert (matched["extra"]["durability"], matched_kannel["extra"]["store"]) == ("matched", "file")
+    assert (pigeon["extra"]["durability"], kannel["extra"]["store"]) == ("strict", "none")
+    # Without synchronous_commit Pigeon's writers start no WAL sync process (ADR 36).
+    assert any(name.startswith("pigeon wal sync") for name in pigeon["extra"]["cpu_share"])
+    assert not any(name.startswith("pigeon wal sync") for name in matched["extra"]["cpu_share"])
+    by_matched = document["kannel_ratio"]["sqlite, matched durability"]
+    assert by_matched == matched["extra"]["ratio_to_kannel"]
+    judged = {(t["target"], t["database"]) for t in document["targets"]}
+    assert ("end to end >= Kannel (receipt callbacks/s)", "sqlite, matched durability") in judged
+    assert ("end to end >= Kannel (receipt callbacks/s)", "sqlite") in judged
 
 
 @pytest.mark.slow
