@@ -4,25 +4,20 @@ message, a tree's gateway apart from the Python floor's."""
 from __future__ import annotations
 
 import cProfile
-import sys
-from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+from support.bench import bench_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def call_counts() -> Iterator[object]:
+def call_counts() -> ModuleType:
     """The ``bench/call_counts.py`` module."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import call_counts as module
-
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    return bench_module("call_counts")
 
 
 def _write_profile(path: Path, calls: int) -> None:

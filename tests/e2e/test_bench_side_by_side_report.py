@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from support.bench import bench_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def side_by_side() -> ModuleType:
-    """The script as a module (its sibling imports resolved from ``bench``)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import kannel_side_by_side
-
-        return kannel_side_by_side
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    """The script as a module."""
+    return bench_module("kannel_side_by_side")
 
 
 def _phase(module: ModuleType, name: str, cpu: dict[str, float]) -> object:

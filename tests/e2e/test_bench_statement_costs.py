@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.bench import bench_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,11 +53,7 @@ def test_the_rows_of_each_message_are_replayed_and_a_dropped_index_compared() ->
 
 def test_a_statement_is_named_by_its_verb_and_table() -> None:
     """Upserts, inserts that skip conflicts, updates, deletes and selects are told apart."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        from statement_costs import kind
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    kind = bench_module("statement_costs").kind
     upsert = 'INSERT INTO "parts" ("a") VALUES (?) ON CONFLICT ("a") DO UPDATE SET "a" = 1'
     assert kind(upsert) == "UPSERT parts"
     assert kind('INSERT INTO "jobs" ("id") VALUES (?) ON CONFLICT DO NOTHING') == "INSERT jobs"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from support.bench import bench_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,11 +50,7 @@ def test_every_message_is_sent_and_delivered_and_its_cpu_reported(database: str)
 def test_a_tree_that_delivers_less_is_flagged_in_a_comparison() -> None:
     """``--compare`` warns about a tree whose runs left messages undelivered (a broken
     probe costs less because it does less), and about none when every run delivered all."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        from status_changes import short_runs
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    short_runs = bench_module("status_changes").short_runs
     whole = {"delivered": 300.0, "webhook_jobs": 300.0}
     found = {"before": [whole, {"delivered": 120.0, "webhook_jobs": 120.0}], "after": [whole]}
     warnings = short_runs(found, 300)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,3 +34,13 @@ def table_rows(output: str) -> list[list[str]]:
         for line in output.splitlines()
         if line.startswith("| ")
     ]
+
+
+def bench_module(name: str) -> ModuleType:
+    """``bench/<name>.py`` imported as a module, its sibling imports (``harness``...) resolved
+    from ``bench``."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))

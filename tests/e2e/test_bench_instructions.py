@@ -1,0 +1,47 @@
+"""``bench/instructions.py``: the worker's fast loop under valgrind, instructions per message
+by the difference of two runs, for one tree or several. No count is asserted but its sign."""
+
+from __future__ import annotations
+
+import shutil
+from types import ModuleType
+
+import pytest
+
+from support.bench import ROOT, bench_module, run_bench, table_rows
+
+
+@pytest.fixture(scope="module")
+def instructions() -> ModuleType:
+    """The script as a module."""
+    return bench_module("instructions")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_counts_the_instructions_of_two_runs_and_their_difference_per_message() -> None:
+    """A tree's larger run executes more instructions than its smaller one, and the count per
+    message is their difference over the messages added."""
+    done = run_bench(
+        "instructions.py",
+        *("--tree", f"this={ROOT / 'src'}", "--messages", "40", "--more", "60"),
+        timeout=600,
+    )
+    (row,) = table_rows(done.stdout)[1:]
+    small, large, per_message = (int(cell.replace(",", "")) for cell in row[1:4])
+    assert row[0] == "this"
+    assert large > small > 0
+    assert per_message == pytest.approx((large - small) / 60, abs=1)
+    assert row[4] == "1.0000"
+    assert "command: python bench/instructions.py" in done.stdout
+
+
+def test_each_tree_is_reported_against_the_first(instructions: ModuleType) -> None:
+    """A tree that executes 1.1M instructions per message against a first of 1.0M is 1.1000."""
+    counted = [
+        instructions.Counted("base", 5_000, 2_005_000, 1_000_000.0),
+        instructions.Counted("probe", 5_000, 2_205_000, 1_100_000.0),
+    ]
+    rows = table_rows(instructions.report(counted, 2))
+    assert rows[1] == ["base", "5,000", "2,005,000", "1,000,000", "1.0000"]
+    assert rows[2] == ["probe", "5,000", "2,205,000", "1,100,000", "1.1000"]
