@@ -81,7 +81,7 @@ from pigeon.store import (
     migrate,
 )
 from pigeon.store.connector_stats import SqlConnectorStatsStore
-from pigeon.telemetry import JOBS_PENDING
+from pigeon.telemetry import JOB_COUNT_MAX_AGE, JOBS_PENDING, ScrapeSample
 from pigeon.webhooks.sender import HttpWebhookSender
 from pigeon.webhooks.signing import new_secret, signature_headers
 
@@ -166,6 +166,8 @@ class Gateway:
     quotas: ClusterQuotas | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _runner_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: The queued jobs' count by kind, shared by the scrapes (made at the first scrape).
+    _job_counts: ScrapeSample[dict[str, int]] | None = None
 
     async def import_declared(self) -> None:
         """Upsert ``pigeon.toml``'s connectors into the store (it is the source of the ids it
@@ -267,8 +269,11 @@ class Gateway:
         return checks
 
     async def sample_metrics(self) -> None:
-        """Refresh gauges sampled at scrape time."""
-        for kind, count in (await self.queue.pending()).items():
+        """Refresh gauges sampled at scrape time (the queued jobs' count shared by the scrapes
+        of ``JOB_COUNT_MAX_AGE`` seconds)."""
+        if self._job_counts is None:
+            self._job_counts = ScrapeSample(self.queue.pending, JOB_COUNT_MAX_AGE)
+        for kind, count in (await self._job_counts.get()).items():
             JOBS_PENDING.labels(kind).set(count)
         now = self.clock.now()
         if self.figures is not None and not self.sees_receipts:

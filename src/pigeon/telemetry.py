@@ -11,8 +11,10 @@ every process. The gauges, set at scrape time, stay prometheus_client's.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -292,9 +294,57 @@ CLUSTER_QUOTA_FAILURES = CounterFamily(
     "Round trips to a connector's Redis bucket that failed: the process paced alone (ADR 41).",
     ["connector"],
 )
+_Read = TypeVar("_Read")
+
+
+class ScrapeSample(Generic[_Read]):
+    """What a gauge sampled at scrape time reads (``read``), shared by the scrapes: a reading
+    is reused for ``max_age`` seconds, and scrapes that come while one is made wait for it
+    instead of making their own. So two Prometheus servers, or a scrape interval shorter
+    than the read, cost one read per ``max_age`` at most. A failed read is raised to every
+    scrape that waited for it and the next scrape reads again."""
+
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[_Read]],
+        max_age: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._max_age = max_age
+        self._monotonic = monotonic
+        self._reading: tuple[float, _Read] | None = None
+        self._running: asyncio.Future[_Read] | None = None
+
+    async def get(self) -> _Read:
+        """The last reading if it is younger than ``max_age``, else a new one."""
+        reading = self._reading
+        if reading is not None and self._monotonic() - reading[0] < self._max_age:
+            return reading[1]
+        running = self._running
+        if running is None:
+            running = self._running = asyncio.ensure_future(self._refresh())
+        # Shielded: a scrape that gives up (its client gone) leaves the read to the others.
+        return await asyncio.shield(running)
+
+    async def _refresh(self) -> _Read:
+        try:
+            started = self._monotonic()
+            value = await self._read()
+            self._reading = (started, value)
+            return value
+        finally:
+            self._running = None
+
+
+#: How long a count of the queued jobs serves the scrapes (``ScrapeSample``): at a million
+#: jobs a count takes 60-150 ms (docs/benchmarks.md, session 40).
+JOB_COUNT_MAX_AGE = 5.0
+
 JOBS_PENDING = Gauge(
     "pigeon_jobs_pending",
-    "Jobs waiting in the queue, by kind (sampled at scrape).",
+    f"Jobs waiting in the queue, by kind (counted at scrape; a count serves the scrapes of "
+    f"{JOB_COUNT_MAX_AGE:g} s).",
     ["kind"],
     registry=REGISTRY,
 )

@@ -1,8 +1,9 @@
 """Pigeon's own counters and histograms: counting, the Prometheus exposition, and sums with
-other processes' snapshots."""
+other processes' snapshots; the samples that scrapes share."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -12,6 +13,7 @@ from pigeon.telemetry import (
     REGISTRY,
     CounterFamily,
     HistogramFamily,
+    ScrapeSample,
     add_peer_source,
     merge_snapshots,
     remove_peer_source,
@@ -117,3 +119,72 @@ def test_a_snapshot_holds_every_series_as_plain_data() -> None:
     family = HistogramFamily(_name("histogram"), "Snapshot.", ["connector"], buckets=(1.0,))
     family.labels("sim").observe(0.5)
     assert snapshot()[family.name] == [[["sim"], [1, 0], 0.5]]
+
+
+class _Counts:
+    """A read of counts that records how often it ran, held until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.release = asyncio.Event()
+        self.release.set()
+        self.fail = False
+
+    async def __call__(self) -> dict[str, int]:
+        self.reads += 1
+        await self.release.wait()
+        if self.fail:
+            raise OSError("the store is gone")
+        return {"dispatch": self.reads}
+
+
+async def test_a_scrape_sample_is_reused_until_it_is_max_age_old() -> None:
+    """Scrapes within max_age get the reading made for the first; a later one reads again."""
+    now = [100.0]
+    counts = _Counts()
+    sample = ScrapeSample(counts, 5.0, monotonic=lambda: now[0])
+    assert await sample.get() == {"dispatch": 1}
+    now[0] = 104.9
+    assert await sample.get() == {"dispatch": 1}
+    now[0] = 105.0
+    assert await sample.get() == {"dispatch": 2}
+    assert counts.reads == 2
+
+
+async def test_scrapes_during_a_read_wait_for_it_instead_of_reading_again() -> None:
+    """Three scrapes that come while a count runs share that one count."""
+    counts = _Counts()
+    counts.release.clear()
+    sample = ScrapeSample(counts, 5.0)
+    scrapes = [asyncio.ensure_future(sample.get()) for _ in range(3)]
+    await asyncio.sleep(0)
+    counts.release.set()
+    assert await asyncio.gather(*scrapes) == [{"dispatch": 1}] * 3
+    assert counts.reads == 1
+
+
+async def test_a_failed_read_fails_its_scrapes_and_the_next_scrape_reads_again() -> None:
+    """A read that raises reaches every scrape waiting for it; nothing stale is kept from it."""
+    counts = _Counts()
+    counts.fail = True
+    sample = ScrapeSample(counts, 5.0)
+    with pytest.raises(OSError, match="the store is gone"):
+        await sample.get()
+    counts.fail = False
+    assert await sample.get() == {"dispatch": 2}
+
+
+async def test_a_scrape_that_gives_up_leaves_the_read_to_the_others() -> None:
+    """A scrape cancelled while the count runs does not cancel the count another waits for."""
+    counts = _Counts()
+    counts.release.clear()
+    sample = ScrapeSample(counts, 5.0)
+    leaving = asyncio.ensure_future(sample.get())
+    staying = asyncio.ensure_future(sample.get())
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.sleep(0)
+    counts.release.set()
+    assert await staying == {"dispatch": 1}
+    assert leaving.cancelled()
+    assert counts.reads == 1
