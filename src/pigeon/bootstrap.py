@@ -12,10 +12,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from litestar import Litestar
-
-from pigeon.api.app import ApiServices, create_app
 from pigeon.clock import SystemClock
 from pigeon.config import (
     ConfigError,
@@ -84,6 +82,11 @@ from pigeon.store.connector_stats import SqlConnectorStatsStore
 from pigeon.telemetry import JOB_COUNT_MAX_AGE, JOBS_PENDING, ScrapeSample
 from pigeon.webhooks.sender import HttpWebhookSender
 from pigeon.webhooks.signing import new_secret, signature_headers
+
+if TYPE_CHECKING:  # worker processes never load the HTTP API's stack (see ``app``)
+    from litestar import Litestar
+
+    from pigeon.api.app import ApiServices
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +313,8 @@ class Gateway:
 
     def api_services(self) -> ApiServices:
         """The use cases the REST API calls."""
+        from pigeon.api.app import ApiServices
+
         return ApiServices(
             authenticate=self.authenticate,
             accept=self.accept,
@@ -344,7 +349,10 @@ class Gateway:
         )
 
     def app(self) -> Litestar:
-        """The REST application."""
+        """The REST application. Imported here, not with this module: worker processes,
+        which answer no HTTP, then never load Litestar and the API (tens of MB each)."""
+        from pigeon.api.app import create_app
+
         return create_app(self.api_services(), max_body_bytes=self.settings.max_body_bytes)
 
 
@@ -413,19 +421,25 @@ def _lane(settings: Settings) -> _Lane:
 
 
 async def open_gateway(
-    settings: Settings, *, smpp_links_elsewhere: Callable[[str], bool] | None = None
+    settings: Settings,
+    *,
+    smpp_links_elsewhere: Callable[[str], bool] | None = None,
+    migrate_store: bool = True,
 ) -> Gateway:
     """Connect and migrate the store, then wire every adapter and use case.
 
     ``smpp_links_elsewhere``: other processes bind this gateway's SMPP carriers (``serve``'s
     worker processes) and this tells whether a carrier's link is ready there; its SMPP
-    connectors are then ``LinkHeldElsewhere``, which never bind."""
+    connectors are then ``LinkHeldElsewhere``, which never bind. ``migrate_store`` false:
+    the store is known to be migrated already (``serve`` starts its worker processes once it
+    has migrated), so Alembic is not even loaded."""
     for config in settings.connectors:
         connector_settings_from(config)
     url = settings.effective_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    await migrate(url)
+    if migrate_store:
+        await migrate(url)
     clock = SystemClock()
     ids = UlidFactory()
     # PostgreSQL: a few batches in flight at once, so one batch's round trips and commit do

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
-import uvicorn
 import uvloop
 from rich.console import Console
 
-from pigeon.api.http_protocol import CoalescingHttpToolsProtocol
 from pigeon.config import ConfigError, Settings, load_settings, writer_batch, writer_tasks
 from pigeon.domain.accounts import KeyMode, Role
 from pigeon.ports import Pacer
@@ -148,7 +146,8 @@ async def _work(settings: Settings, parent_pid: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    gateway = await open_gateway(settings)
+    # A worker process of ``serve`` (``parent_pid``) starts once ``serve`` has migrated.
+    gateway = await open_gateway(settings, migrate_store=parent_pid is None)
     watch: asyncio.Task[None] | None = None
     if parent_pid is not None:
         watch = asyncio.create_task(_stop_when_orphaned(parent_pid, stop))
@@ -335,6 +334,11 @@ async def _serve(settings: Settings, config: Path | None = None) -> None:
             _print_smpp_banner(settings, smpp_port, boot.smpp_account.system_id, boot.smpp_password)
         if reports is not None:  # the workers' parts of the carriers' caps, once a second
             pacing = asyncio.create_task(reports.run_pacing(pacing_stop))
+        # Here, not with this module: worker processes answer no HTTP and never load uvicorn.
+        import uvicorn
+
+        from pigeon.api.http_protocol import CoalescingHttpToolsProtocol
+
         app = gateway.app()
         freeze_startup_heap()
         server = uvicorn.Server(

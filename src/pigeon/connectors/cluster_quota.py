@@ -30,9 +30,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from pigeon.telemetry import CLUSTER_QUOTA_FAILURES, CLUSTER_QUOTA_WAITS
 
 __all__ = ["BLOCK_SECONDS", "MAX_SLEEP", "RETRY_SECONDS", "ClusterGate", "ClusterQuotas"]
@@ -106,6 +103,11 @@ class ClusterQuotas:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         redis_now: Callable[[], int] | None = None,
     ) -> None:
+        # Imported here: a gateway without ``redis_url`` never loads the client (about 7 MB).
+        import redis.asyncio as aioredis
+        from redis.exceptions import RedisError
+
+        self._redis_errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         self._client: Any = aioredis.from_url(
             url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
         )
@@ -140,7 +142,7 @@ class ClusterQuotas:
             args.append(self._redis_now())
         try:
             given, wait = await self._take_script(keys=[key], args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._redis_errors as exc:
             self.failures += 1
             CLUSTER_QUOTA_FAILURES.labels(connector_id).inc()
             self._failed_until = self._now() + RETRY_SECONDS

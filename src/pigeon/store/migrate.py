@@ -16,12 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,7 +30,12 @@ from pigeon.store.database import (
     sqlite_engine,
 )
 
-_Action = Callable[[Config], None]
+if TYPE_CHECKING:
+    # Alembic (about 11 MB) is imported where a migration runs, not with the store: the worker
+    # processes ``serve`` starts after migrating never load it.
+    from alembic.config import Config
+
+_Action = Callable[["Config"], None]
 
 MIGRATIONS: Final = Path(__file__).with_name("migrations")
 
@@ -44,6 +45,8 @@ _LOCK_KEY: Final = 0x706967656F6E
 
 def alembic_config(url: str | URL | None = None) -> Config:
     """An Alembic configuration pointing at Pigeon's migrations (and ``url`` if given)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("path_separator", "os")
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -56,16 +59,22 @@ def alembic_config(url: str | URL | None = None) -> Config:
 
 def head_revision() -> str | None:
     """The newest revision this code knows."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def migrate(url: str | URL) -> None:
     """Upgrade the schema at ``url`` to the newest revision; a current schema is left alone."""
+    from alembic import command
+
     await _run(url, lambda config: command.upgrade(config, "head"))
 
 
 async def current_revision(url: str | URL) -> str | None:
     """The revision the database at ``url`` is at (``None`` before the first migration)."""
+    from alembic.runtime.migration import MigrationContext
+
     found: list[str | None] = []
 
     def read(connection: Connection) -> None:
@@ -82,6 +91,7 @@ async def current_revision(url: str | URL) -> str | None:
 
 async def autogenerate(url: str | URL, message: str) -> None:  # pragma: no cover - dev tool
     """Draft a new revision from the difference between ``tables.py`` and the database."""
+    from alembic import command
 
     def draft(config: Config) -> None:
         command.revision(config, message, autogenerate=True)
