@@ -70,10 +70,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
-
-import aiohttp
 
 from pigeon.connectors.pacing import TokenBucket
 from pigeon.connectors.smpp_client import InboundMessage, MoSink
@@ -87,6 +85,11 @@ from pigeon.domain.errors import (
 from pigeon.domain.messages import Message
 from pigeon.domain.receipts import DeliveryReceipt
 from pigeon.ports import Clock, ReceiptSink, SubmitResult
+
+if TYPE_CHECKING:
+    # aiohttp (about 9 MB) is imported when a connector opens its session: the processes of a
+    # gateway without HTTP carriers never load it.
+    import aiohttp
 
 __all__ = [
     "USER_AGENT",
@@ -334,6 +337,8 @@ class HttpCarrierClient:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        import aiohttp
+
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=settings.max_in_flight),
             timeout=aiohttp.ClientTimeout(
@@ -411,7 +416,7 @@ class HttpCarrierClient:
                     f"{self.settings.timeout:g}s (the carrier may have the message)",
                     code="http_timeout",
                 ) from None
-            except (aiohttp.ClientError, OSError) as exc:
+            except (_aiohttp().ClientError, OSError) as exc:
                 raise TemporaryFailure(
                     f"{self.settings.id}: request to {_host(url)} failed: {_describe(exc)}",
                     code="http_connection",
@@ -533,8 +538,16 @@ def _host(url: str) -> str:
         return "?"
 
 
+def _aiohttp() -> Any:
+    """The aiohttp module, loaded by the session that raised (see the import above)."""
+    import aiohttp
+
+    return aiohttp
+
+
 def _describe(exc: BaseException) -> str:
     """A short account of a transport error that never includes the URL."""
+    aiohttp = _aiohttp()
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "DNS lookup failed"
     if isinstance(exc, aiohttp.ClientSSLError):
