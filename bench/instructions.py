@@ -20,22 +20,40 @@ time: a cache miss or a system call costs more than its instructions say, and th
 process and anything else the loop starts are not counted. Read it as the work a change saves
 or adds in the worker's store path, and confirm a change worth keeping end to end. A run
 takes about a minute per tree (valgrind runs Python some twelve times slower).
+
+``--path accept`` counts ``pigeon serve``'s REST accept instead: ``serve`` (its workers off, a
+new SQLite file) runs under valgrind and answers ``--messages`` and then, in a second run,
+``--messages`` + ``--more`` sends of ``POST /v1/messages`` from ``--concurrency`` keep-alive
+clients in another process, which valgrind does not count. Every send has its own recipient, as
+a campaign's do (``--messages`` + ``--more`` at most 10,000), so no number is found in the
+accept's cache of classified numbers. What a send costs ``serve`` is counted whole: HTTP
+parsing, the key, the body, the number and the text, the rows and their group commit, the
+``202`` answer and the loop around them. The difference of the runs cancels the start, the
+migrations and the stop. Batches form as the load comes (a slow ``serve`` under valgrind finds
+about ``--concurrency`` sends per turn in both runs): two runs of one tree agree to about 0.2%.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import multiprocessing
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from alternate import tree_from
-from harness import command_and_machine
+from harness import KEY, command_and_machine, free_port, quiet_collector
 
 ROOT = Path(__file__).resolve().parents[1]
 STATUS_CHANGES = ROOT / "bench" / "status_changes.py"
@@ -52,30 +70,36 @@ class Counted:
     per_message: float
 
 
-def instructions(source: Path, messages: int) -> int:
-    """The instructions one run of the fast loop on ``messages`` executes, tree ``source``."""
+#: The most sends one ``--path accept`` run makes: each has a recipient of its own.
+ACCEPT_RECIPIENTS = 10_000
+#: What each send of ``--path accept`` says (its recipient aside).
+ACCEPT_TEXT = "Your verification code is 123456"
+
+
+def _valgrind() -> list[str]:
+    """valgrind counting instructions only, its output file discarded."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
-    env = {
+    return [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+
+
+def _tree_env(source: Path) -> dict[str, str]:
+    """The environment of a counted run of tree ``source``."""
+    return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
         ),
         "PYTHONHASHSEED": "0",
     }
+
+
+def instructions(source: Path, messages: int) -> int:
+    """The instructions one run of the fast loop on ``messages`` executes, tree ``source``."""
     done = subprocess.run(
-        [
-            valgrind,
-            "--tool=cachegrind",
-            "--cache-sim=no",
-            "--cachegrind-out-file=/dev/null",
-            sys.executable,
-            str(STATUS_CHANGES),
-            "--messages",
-            str(messages),
-        ],
-        env=env,
+        [*_valgrind(), sys.executable, str(STATUS_CHANGES), "--messages", str(messages)],
+        env=_tree_env(source),
         capture_output=True,
         text=True,
         check=False,
@@ -90,7 +114,94 @@ def instructions(source: Path, messages: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def count(label: str, source: Path, messages: int, more: int) -> Counted:
+def _send_all(url: str, messages: int, concurrency: int, out: Any) -> None:
+    """The load of ``--path accept`` (its own process): ``messages`` sends, each to a number
+    of its own, from ``concurrency`` keep-alive clients; puts (answered 202, other answers)."""
+    shared = {"sent": 0, "accepted": 0, "refused": 0}
+
+    async def client() -> None:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+            while shared["sent"] < messages:
+                index = shared["sent"]
+                shared["sent"] += 1
+                body = {"to": f"+1415555{index:04d}", "body": ACCEPT_TEXT}
+                async with session.post(url, json=body, headers=headers) as reply:
+                    await reply.read()
+                    shared["accepted" if reply.status == 202 else "refused"] += 1
+
+    async def main() -> None:
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+
+    quiet_collector()
+    asyncio.run(main())
+    out.put((shared["accepted"], shared["refused"]))
+
+
+def _wait_ready(url: str, server: subprocess.Popen[str], timeout: float) -> None:
+    """Return once ``serve`` at ``url`` answers ``/readyz`` with 200 (it starts slowly under
+    valgrind)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"pigeon serve ended at its start\n{server.communicate()[1][-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise SystemExit(f"pigeon serve was not ready within {timeout:.0f} s")
+
+
+def accept_instructions(source: Path, messages: int, concurrency: int) -> int:
+    """The instructions ``pigeon serve`` of tree ``source`` executes in a run that answers
+    ``messages`` sends (its start and stop included)."""
+    with tempfile.TemporaryDirectory(prefix="pigeon-accept-") as name:
+        data = Path(name)
+        (data / "none.toml").write_text("")
+        port = free_port()
+        env = {
+            **_tree_env(source),
+            "PIGEON_DATA_DIR": str(data),
+            "PIGEON_DATABASE_URL": f"sqlite:///{data / 'pigeon.db'}",
+            "PIGEON_HTTP_PORT": str(port),
+            "PIGEON_SMPP_PORT": str(free_port()),
+            "PIGEON_BOOTSTRAP_API_KEY": KEY,
+            "PIGEON_RUN_WORKERS": "false",
+            "PIGEON_LOG_LEVEL": "WARNING",
+            "PIGEON_CONFIG": str(data / "none.toml"),
+        }
+        server = subprocess.Popen(
+            [*_valgrind(), sys.executable, "-m", "pigeon", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, server, 300)
+        answers: Any = multiprocessing.Queue()
+        load = multiprocessing.Process(
+            target=_send_all, args=(f"{url}/v1/messages", messages, concurrency, answers)
+        )
+        load.start()
+        accepted, refused = answers.get(timeout=600)
+        load.join()
+        server.send_signal(signal.SIGTERM)
+        stderr = server.communicate(timeout=300)[1]
+    found = _REFS.search(stderr)
+    if found is None or server.returncode != 0:
+        raise SystemExit(f"pigeon serve of {source} failed\n{stderr[-2000:]}")
+    if accepted != messages:
+        raise SystemExit(f"{source}: {accepted} of {messages} sends accepted, {refused} refused")
+    return int(found.group(1).replace(",", ""))
+
+
+def count(
+    label: str, source: Path, messages: int, more: int, path: str = "worker", concurrency: int = 32
+) -> Counted:
     """``source``'s instructions per message: two runs, ``messages`` and ``messages + more``."""
     # Compiled first, so that neither run spends its instructions writing bytecode.
     subprocess.run(
@@ -98,15 +209,22 @@ def count(label: str, source: Path, messages: int, more: int) -> Counted:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    small = instructions(source, messages)
-    large = instructions(source, messages + more)
+    if path == "accept":
+        small = accept_instructions(source, messages, concurrency)
+        large = accept_instructions(source, messages + more, concurrency)
+    else:
+        small = instructions(source, messages)
+        large = instructions(source, messages + more)
     return Counted(label, small, large, (large - small) / more)
 
 
-def report(counted: list[Counted], more: int) -> str:
+def report(counted: list[Counted], more: int, path: str = "worker") -> str:
     """The Markdown table: each tree's counts, per message, and its ratio to the first."""
     first = counted[0].per_message
+    what = "serve's REST accept" if path == "accept" else "the worker's fast loop"
     lines = [
+        f"{what}:",
+        "",
         "| tree | instructions, small run | instructions, large run | per message | / first |",
         "|---|---|---|---|---|",
     ]
@@ -128,18 +246,33 @@ def main(argv: list[str] | None = None) -> None:
         metavar="LABEL=DIR|LABEL=@REV",
         help="a tree to count (repeatable; default: this checkout's src); the first is the base",
     )
+    parser.add_argument(
+        "--path",
+        choices=("worker", "accept"),
+        default="worker",
+        help="worker: the worker's store path (the fast loop); accept: serve's REST accept",
+    )
     parser.add_argument("--messages", type=int, default=1000, help="of the smaller run")
     parser.add_argument("--more", type=int, default=2000, help="messages the larger run adds")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="--path accept: clients sending at once"
+    )
     args = parser.parse_args(argv)
-    if args.messages + args.more > 8192:
+    if args.path == "worker" and args.messages + args.more > 8192:
         parser.error("--messages + --more must stay under the store's HELD_KEPT (8,192)")
+    if args.path == "accept" and args.messages + args.more > ACCEPT_RECIPIENTS:
+        parser.error(f"--path accept: --messages + --more at most {ACCEPT_RECIPIENTS:,}")
     with tempfile.TemporaryDirectory(prefix="pigeon-instructions-") as name:
         trees = [tree_from(spec, Path(name)) for spec in args.tree or [f"this={ROOT / 'src'}"]]
         counted = []
         for tree in trees:
             print(f"{tree.label}: counting...", file=sys.stderr, flush=True)
-            counted.append(count(tree.label, tree.source, args.messages, args.more))
-    print(report(counted, args.more))
+            counted.append(
+                count(
+                    tree.label, tree.source, args.messages, args.more, args.path, args.concurrency
+                )
+            )
+    print(report(counted, args.more, args.path))
     print()
     print(command_and_machine("instructions.py", argv))
 

@@ -1,5 +1,6 @@
-"""``bench/instructions.py``: the worker's fast loop under valgrind, instructions per message
-by the difference of two runs, for one tree or several. No count is asserted but its sign."""
+"""``bench/instructions.py``: the worker's fast loop, or ``serve``'s REST accept, under valgrind,
+instructions per message by the difference of two runs, for one tree or several. No count is
+asserted but its sign."""
 
 from __future__ import annotations
 
@@ -34,6 +35,29 @@ def test_counts_the_instructions_of_two_runs_and_their_difference_per_message() 
     assert per_message == pytest.approx((large - small) / 60, abs=1)
     assert row[4] == "1.0000"
     assert "command: python bench/instructions.py" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_counts_serves_accept_by_the_sends_it_answered() -> None:
+    """``--path accept`` runs ``serve`` under valgrind twice, answering every send of each run
+    (the script stops otherwise), and reports the difference per send."""
+    done = run_bench(
+        "instructions.py",
+        *("--path", "accept", "--messages", "20", "--more", "30", "--concurrency", "4"),
+        timeout=900,
+    )
+    assert "serve's REST accept:" in done.stdout
+    (row,) = table_rows(done.stdout)[1:]
+    small, large, per_message = (int(cell.replace(",", "")) for cell in row[1:4])
+    assert large > small > 0
+    assert per_message == pytest.approx((large - small) / 30, abs=1)
+
+
+def test_accept_sends_are_limited_to_numbers_of_their_own(instructions: ModuleType) -> None:
+    """``--path accept`` refuses more sends than it has distinct recipients for."""
+    with pytest.raises(SystemExit):
+        instructions.main(["--path", "accept", "--messages", "5000", "--more", "5001"])
 
 
 def test_each_tree_is_reported_against_the_first(instructions: ModuleType) -> None:
