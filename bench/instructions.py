@@ -26,11 +26,13 @@ new SQLite file) runs under valgrind and answers ``--messages`` and then, in a s
 ``--messages`` + ``--more`` sends of ``POST /v1/messages`` from ``--concurrency`` keep-alive
 clients in another process, which valgrind does not count. Every send has its own recipient, as
 a campaign's do (``--messages`` + ``--more`` at most 10,000), so no number is found in the
-accept's cache of classified numbers. What a send costs ``serve`` is counted whole: HTTP
-parsing, the key, the body, the number and the text, the rows and their group commit, the
-``202`` answer and the loop around them. The difference of the runs cancels the start, the
-migrations and the stop. Batches form as the load comes (a slow ``serve`` under valgrind finds
-about ``--concurrency`` sends per turn in both runs): two runs of one tree agree to about 0.2%.
+accept's cache of classified numbers: ``+1415555`` and four digits, or with ``--recipients
+every-region`` numbers of every region (``bench/number_classification.py``'s worldwide mix).
+What a send costs ``serve`` is counted whole: HTTP parsing, the key, the body, the number and
+the text, the rows and their group commit, the ``202`` answer and the loop around them. The
+difference of the runs cancels the start, the migrations and the stop. Batches form as the
+load comes (a slow ``serve`` under valgrind finds about ``--concurrency`` sends per turn in
+both runs): two runs of one tree agree to about 0.2%.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from typing import Any
 import aiohttp
 from alternate import tree_from
 from harness import KEY, command_and_machine, free_port, quiet_collector
+from number_classification import numbers_of
 
 ROOT = Path(__file__).resolve().parents[1]
 STATUS_CHANGES = ROOT / "bench" / "status_changes.py"
@@ -114,10 +117,11 @@ def instructions(source: Path, messages: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def _send_all(url: str, messages: int, concurrency: int, out: Any) -> None:
-    """The load of ``--path accept`` (its own process): ``messages`` sends, each to a number
-    of its own, from ``concurrency`` keep-alive clients; puts (answered 202, other answers)."""
+def _send_all(url: str, recipients: list[str], concurrency: int, out: Any) -> None:
+    """The load of ``--path accept`` (its own process): a send to each of ``recipients`` from
+    ``concurrency`` keep-alive clients; puts (answered 202, other answers)."""
     shared = {"sent": 0, "accepted": 0, "refused": 0}
+    messages = len(recipients)
 
     async def client() -> None:
         headers = {"Authorization": f"Bearer {KEY}"}
@@ -125,7 +129,7 @@ def _send_all(url: str, messages: int, concurrency: int, out: Any) -> None:
             while shared["sent"] < messages:
                 index = shared["sent"]
                 shared["sent"] += 1
-                body = {"to": f"+1415555{index:04d}", "body": ACCEPT_TEXT}
+                body = {"to": recipients[index], "body": ACCEPT_TEXT}
                 async with session.post(url, json=body, headers=headers) as reply:
                     await reply.read()
                     shared["accepted" if reply.status == 202 else "refused"] += 1
@@ -155,9 +159,13 @@ def _wait_ready(url: str, server: subprocess.Popen[str], timeout: float) -> None
     raise SystemExit(f"pigeon serve was not ready within {timeout:.0f} s")
 
 
-def accept_instructions(source: Path, messages: int, concurrency: int) -> int:
+def accept_instructions(
+    source: Path, messages: int, concurrency: int, recipients: str = "one-country"
+) -> int:
     """The instructions ``pigeon serve`` of tree ``source`` executes in a run that answers
-    ``messages`` sends (its start and stop included)."""
+    ``messages`` sends (its start and stop included), to numbers of ``recipients``."""
+    mix = "every region" if recipients == "every-region" else "one country"
+    numbers = numbers_of(mix, messages)
     with tempfile.TemporaryDirectory(prefix="pigeon-accept-") as name:
         data = Path(name)
         (data / "none.toml").write_text("")
@@ -184,7 +192,7 @@ def accept_instructions(source: Path, messages: int, concurrency: int) -> int:
         _wait_ready(url, server, 300)
         answers: Any = multiprocessing.Queue()
         load = multiprocessing.Process(
-            target=_send_all, args=(f"{url}/v1/messages", messages, concurrency, answers)
+            target=_send_all, args=(f"{url}/v1/messages", numbers, concurrency, answers)
         )
         load.start()
         accepted, refused = answers.get(timeout=600)
@@ -200,7 +208,13 @@ def accept_instructions(source: Path, messages: int, concurrency: int) -> int:
 
 
 def count(
-    label: str, source: Path, messages: int, more: int, path: str = "worker", concurrency: int = 32
+    label: str,
+    source: Path,
+    messages: int,
+    more: int,
+    path: str = "worker",
+    concurrency: int = 32,
+    recipients: str = "one-country",
 ) -> Counted:
     """``source``'s instructions per message: two runs, ``messages`` and ``messages + more``."""
     # Compiled first, so that neither run spends its instructions writing bytecode.
@@ -210,8 +224,8 @@ def count(
         stdout=subprocess.DEVNULL,
     )
     if path == "accept":
-        small = accept_instructions(source, messages, concurrency)
-        large = accept_instructions(source, messages + more, concurrency)
+        small = accept_instructions(source, messages, concurrency, recipients)
+        large = accept_instructions(source, messages + more, concurrency, recipients)
     else:
         small = instructions(source, messages)
         large = instructions(source, messages + more)
@@ -257,6 +271,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--concurrency", type=int, default=32, help="--path accept: clients sending at once"
     )
+    parser.add_argument(
+        "--recipients",
+        choices=("one-country", "every-region"),
+        default="one-country",
+        help="--path accept: +1415555 numbers, or every region's (bench/number_classification.py)",
+    )
     args = parser.parse_args(argv)
     if args.path == "worker" and args.messages + args.more > 8192:
         parser.error("--messages + --more must stay under the store's HELD_KEPT (8,192)")
@@ -269,7 +289,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{tree.label}: counting...", file=sys.stderr, flush=True)
             counted.append(
                 count(
-                    tree.label, tree.source, args.messages, args.more, args.path, args.concurrency
+                    tree.label,
+                    tree.source,
+                    args.messages,
+                    args.more,
+                    args.path,
+                    args.concurrency,
+                    args.recipients,
                 )
             )
     print(report(counted, args.more, args.path))

@@ -6,6 +6,7 @@ import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phonenumbers import re_util
 
 from pigeon.domain.addressing import (
     NumberType,
@@ -232,3 +233,37 @@ def test_region_and_type_hold_for_every_regions_example_numbers() -> None:
             assert region_and_type(number) == expected, (region, kind)
             checked += 1
     assert checked > 1000
+
+
+def _mobile_examples() -> list[str]:
+    """libphonenumber's example mobile number of every region that has one, in E.164."""
+    numbers = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        if example is not None:
+            numbers.append(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    return numbers
+
+
+def test_numbers_of_every_region_compile_no_pattern_a_second_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once numbers of every region were classified, classifying new ones compiles no pattern:
+    libphonenumber keeps its compiled patterns instead of leaving them to ``re``'s cache of
+    512, which numbers of many countries overflow."""
+    examples = _mobile_examples()
+    assert len(examples) > 200
+    for number in examples:
+        parse_msisdn(number)
+    compiled: list[str] = []
+    compile_pattern = re_util.re.compile
+
+    def counted(pattern: str, flags: int = 0) -> object:
+        compiled.append(pattern)
+        return compile_pattern(pattern, flags)
+
+    monkeypatch.setattr(re_util.re, "compile", counted)
+    for number in examples:
+        # The last digit changed: a number not in Pigeon's own cache of classified numbers.
+        parse_msisdn(number[:-1] + ("1" if number[-1] == "0" else "0"))
+    assert compiled == []
