@@ -9,7 +9,10 @@ Each run is ``kannel_side_by_side.py --pigeon-only --pigeon-src DIR`` in a proce
 (Pigeon alone, on the same harness as scenario c), the trees one after the other in every
 round, each on a new, empty database (``--database postgresql``: one made on the server of
 ``PIGEON_BENCH_POSTGRES_URL`` for the run and dropped after it; a database used twice would
-hold the last run's webhook endpoint, whose receiver is gone). A tree is a directory holding
+hold the last run's webhook endpoint, whose receiver is gone). ``--receipt-delay`` is the
+carrier simulator's wait before each receipt (0.1 s by default, as scenario c; carriers send
+theirs seconds later, which decides what the worker still holds, ADR 45). A tree is a
+directory holding
 the ``pigeon`` package (a ``src``), or ``@REV``: that revision of this repository, written to a
 temporary directory and compiled first.
 
@@ -86,6 +89,8 @@ def run_once(tree: Tree, args: argparse.Namespace, scratch: Path) -> tuple[float
         str(args.messages),
         "--pigeon-src",
         str(tree.source),
+        "--receipt-delay",
+        str(args.receipt_delay),
         "--json",
         str(output),
     ]
@@ -163,6 +168,12 @@ def main() -> None:
         choices=("sqlite", "postgresql"),
         default="sqlite",
         help="the store of every run, new for each run",
+    )
+    parser.add_argument(
+        "--receipt-delay",
+        type=float,
+        default=0.1,
+        help="seconds the carrier simulator waits before each receipt (as the side by side)",
     )
     args = parser.parse_args()
     if len(args.tree) < 2:

@@ -58,6 +58,8 @@ from alternate import tree_from
 from harness import KEY, command_and_machine, free_port, quiet_collector
 from number_classification import numbers_of
 
+from pigeon.store.messages import HELD_KEPT
+
 ROOT = Path(__file__).resolve().parents[1]
 STATUS_CHANGES = ROOT / "bench" / "status_changes.py"
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
@@ -278,8 +280,8 @@ def main(argv: list[str] | None = None) -> None:
         help="--path accept: +1415555 numbers, or every region's (bench/number_classification.py)",
     )
     args = parser.parse_args(argv)
-    if args.path == "worker" and args.messages + args.more > 8192:
-        parser.error("--messages + --more must stay under the store's HELD_KEPT (8,192)")
+    if args.path == "worker" and args.messages + args.more > HELD_KEPT:
+        parser.error(f"--messages + --more must stay under the store's HELD_KEPT ({HELD_KEPT:,})")
     if args.path == "accept" and args.messages + args.more > ACCEPT_RECIPIENTS:
         parser.error(f"--path accept: --messages + --more at most {ACCEPT_RECIPIENTS:,}")
     with tempfile.TemporaryDirectory(prefix="pigeon-instructions-") as name:

@@ -28,7 +28,7 @@ the end-to-end comparison takes minutes and moves less than its noise for a chan
 percent. ``--compare`` runs each tree in its own process (``PYTHONPATH``), alternating, and
 prints the median of the runs per tree and their ratio.
 
-Keep ``--messages`` under the store's ``HELD_KEPT`` (8,192): all messages are sent before any
+Keep ``--messages`` under the store's ``HELD_KEPT`` (32,768): all messages are sent before any
 receipt comes, so more would evict the copies the receipts start from, which traffic where a
 receipt follows its send within seconds does not do.
 """
