@@ -27,7 +27,8 @@ new SQLite file) runs under valgrind and answers ``--messages`` and then, in a s
 clients in another process, which valgrind does not count. Every send has its own recipient, as
 a campaign's do (``--messages`` + ``--more`` at most 10,000), so no number is found in the
 accept's cache of classified numbers: ``+1415555`` and four digits, or with ``--recipients
-every-region`` numbers of every region (``bench/number_classification.py``'s worldwide mix).
+every-region`` numbers of every region (``bench/number_classification.py``'s worldwide mix);
+with ``--idempotency-keys`` each send carries a key of its own, as clients that retry do.
 What a send costs ``serve`` is counted whole: HTTP parsing, the key, the body, the number and
 the text, the rows and their group commit, the ``202`` answer and the loop around them. The
 difference of the runs cancels the start, the migrations and the stop. Batches form as the
@@ -119,25 +120,37 @@ def instructions(source: Path, messages: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def _send_all(url: str, recipients: list[str], concurrency: int, out: Any) -> None:
+@dataclass(frozen=True)
+class AcceptLoad:
+    """What ``--path accept`` sends: from how many clients at once, to whose numbers, and
+    whether each send carries an ``Idempotency-Key`` of its own."""
+
+    concurrency: int = 32
+    recipients: str = "one-country"
+    idempotency_keys: bool = False
+
+
+def _send_all(url: str, recipients: list[str], load: AcceptLoad, out: Any) -> None:
     """The load of ``--path accept`` (its own process): a send to each of ``recipients`` from
-    ``concurrency`` keep-alive clients; puts (answered 202, other answers)."""
+    ``load.concurrency`` keep-alive clients; puts (answered 202, other answers)."""
     shared = {"sent": 0, "accepted": 0, "refused": 0}
     messages = len(recipients)
 
     async def client() -> None:
-        headers = {"Authorization": f"Bearer {KEY}"}
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
             while shared["sent"] < messages:
                 index = shared["sent"]
                 shared["sent"] += 1
                 body = {"to": recipients[index], "body": ACCEPT_TEXT}
+                headers = {"Authorization": f"Bearer {KEY}"}
+                if load.idempotency_keys:
+                    headers["Idempotency-Key"] = f"bench-{index:08d}"
                 async with session.post(url, json=body, headers=headers) as reply:
                     await reply.read()
                     shared["accepted" if reply.status == 202 else "refused"] += 1
 
     async def main() -> None:
-        await asyncio.gather(*(client() for _ in range(concurrency)))
+        await asyncio.gather(*(client() for _ in range(load.concurrency)))
 
     quiet_collector()
     asyncio.run(main())
@@ -161,12 +174,10 @@ def _wait_ready(url: str, server: subprocess.Popen[str], timeout: float) -> None
     raise SystemExit(f"pigeon serve was not ready within {timeout:.0f} s")
 
 
-def accept_instructions(
-    source: Path, messages: int, concurrency: int, recipients: str = "one-country"
-) -> int:
+def accept_instructions(source: Path, messages: int, load: AcceptLoad) -> int:
     """The instructions ``pigeon serve`` of tree ``source`` executes in a run that answers
-    ``messages`` sends (its start and stop included), to numbers of ``recipients``."""
-    mix = "every region" if recipients == "every-region" else "one country"
+    ``messages`` sends of ``load`` (its start and stop included)."""
+    mix = "every region" if load.recipients == "every-region" else "one country"
     numbers = numbers_of(mix, messages)
     with tempfile.TemporaryDirectory(prefix="pigeon-accept-") as name:
         data = Path(name)
@@ -194,7 +205,7 @@ def accept_instructions(
         _wait_ready(url, server, 300)
         answers: Any = multiprocessing.Queue()
         load = multiprocessing.Process(
-            target=_send_all, args=(f"{url}/v1/messages", numbers, concurrency, answers)
+            target=_send_all, args=(f"{url}/v1/messages", numbers, load, answers)
         )
         load.start()
         accepted, refused = answers.get(timeout=600)
@@ -215,8 +226,7 @@ def count(
     messages: int,
     more: int,
     path: str = "worker",
-    concurrency: int = 32,
-    recipients: str = "one-country",
+    load: AcceptLoad | None = None,
 ) -> Counted:
     """``source``'s instructions per message: two runs, ``messages`` and ``messages + more``."""
     # Compiled first, so that neither run spends its instructions writing bytecode.
@@ -226,8 +236,9 @@ def count(
         stdout=subprocess.DEVNULL,
     )
     if path == "accept":
-        small = accept_instructions(source, messages, concurrency, recipients)
-        large = accept_instructions(source, messages + more, concurrency, recipients)
+        load = load or AcceptLoad()
+        small = accept_instructions(source, messages, load)
+        large = accept_instructions(source, messages + more, load)
     else:
         small = instructions(source, messages)
         large = instructions(source, messages + more)
@@ -279,6 +290,11 @@ def main(argv: list[str] | None = None) -> None:
         default="one-country",
         help="--path accept: +1415555 numbers, or every region's (bench/number_classification.py)",
     )
+    parser.add_argument(
+        "--idempotency-keys",
+        action="store_true",
+        help="--path accept: each send with an Idempotency-Key of its own",
+    )
     args = parser.parse_args(argv)
     if args.path == "worker" and args.messages + args.more > HELD_KEPT:
         parser.error(f"--messages + --more must stay under the store's HELD_KEPT ({HELD_KEPT:,})")
@@ -296,8 +312,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.messages,
                     args.more,
                     args.path,
-                    args.concurrency,
-                    args.recipients,
+                    AcceptLoad(args.concurrency, args.recipients, args.idempotency_keys),
                 )
             )
     print(report(counted, args.more, args.path))

@@ -179,6 +179,62 @@ async def test_known_idempotency_key_replays_the_earlier_message(
     assert await stores.queue.pending() == {"dispatch": 1}
 
 
+async def test_a_batch_with_one_known_key_among_new_ones_replays_only_that_one(
+    stores: Stores, factory: Factory
+) -> None:
+    """Accepted together, a request with a known key replays its message while new keys and
+    requests without a key each store theirs, and a later retry of a new key replays it."""
+    tenant = await factory.tenant()
+    first = factory.message(tenant)
+    await stores.messages.accept(factory.acceptance(first, idempotency_key="known"))
+    batch = [
+        factory.acceptance(factory.message(tenant), idempotency_key="known"),
+        factory.acceptance(factory.message(tenant), idempotency_key="new-1"),
+        factory.acceptance(factory.message(tenant), idempotency_key="new-2"),
+        factory.acceptance(factory.message(tenant)),
+    ]
+
+    results = await asyncio.gather(*(stores.messages.accept(a) for a in batch))
+    retry = await stores.messages.accept(
+        factory.acceptance(factory.message(tenant), idempotency_key="new-1")
+    )
+
+    assert results[0].replayed
+    assert results[0].message.id == first.id
+    assert [r.replayed for r in results[1:]] == [False, False, False]
+    assert [r.message.id for r in results[1:]] == [a.message.id for a in batch[1:]]
+    assert retry.replayed
+    assert retry.message.id == batch[1].message.id
+    page = await stores.messages.list_messages(tenant.id, MessageQuery())
+    assert sorted(m.id for m in page.messages) == sorted(
+        [first.id, *(a.message.id for a in batch[1:])]
+    )
+    assert await stores.queue.pending() == {"dispatch": 4}
+
+
+async def test_new_keys_accepted_together_are_each_kept(stores: Stores, factory: Factory) -> None:
+    """Requests with new keys accepted in one batch each store their message and their key."""
+    tenant = await factory.tenant()
+    batch = [
+        factory.acceptance(factory.message(tenant), idempotency_key=f"k{i}") for i in range(10)
+    ]
+
+    results = await asyncio.gather(*(stores.messages.accept(a) for a in batch))
+    retries = await asyncio.gather(
+        *(
+            stores.messages.accept(
+                factory.acceptance(factory.message(tenant), idempotency_key=f"k{i}")
+            )
+            for i in range(10)
+        )
+    )
+
+    assert not any(r.replayed for r in results)
+    assert all(r.replayed for r in retries)
+    assert [r.message.id for r in retries] == [a.message.id for a in batch]
+    assert await stores.queue.pending() == {"dispatch": 10}
+
+
 async def test_idempotency_keys_are_scoped_by_tenant(stores: Stores, factory: Factory) -> None:
     """Two tenants using the same key get a message each."""
     alice, bob = await factory.tenant(), await factory.tenant()

@@ -237,12 +237,14 @@ class _Plan:
 class _Prepared:
     """A batch worked out before the write lock (SQLite): ``items`` as the writer handed
     them over, and for mutations the message ids and the ``write_stamp`` of each message the
-    plan was made from (a missing message has none)."""
+    plan was made from (a missing message has none); for accepts the idempotency keys the
+    rows were built as new for, by tenant."""
 
     items: Sequence[Any]
     ids: list[str]
     seen: dict[str, int] | None
     plan: Any
+    keys: dict[str, list[str]] | None = None
 
 
 def _same_items(prepared: _Prepared | None, items: Sequence[Any]) -> bool:
@@ -438,12 +440,23 @@ class SqlMessageStore:
         return results
 
     def _prepare_accepts(self, items: Sequence[Acceptance]) -> None:
-        """Before the write lock: the rows of a batch of accepts without idempotency keys
-        (a key must be looked up under the lock)."""
+        """Before the write lock: the batch's rows, as if each idempotency key were new. The
+        keys are looked up under the lock, and the batch is worked out again there if one is
+        known; a key twice in the batch is left to the lock too."""
         self._accepts_prepared = None
-        if any(a.idempotency is not None for a in items):
-            return
-        self._accepts_prepared = _Prepared(list(items), [], None, self._accept_rows(items))
+        keys: dict[str, list[str]] | None = None
+        seen: set[tuple[str, str]] = set()
+        for acceptance in items:
+            record = acceptance.idempotency
+            if record is None:
+                continue
+            if (record.tenant_id, record.key) in seen:
+                return
+            seen.add((record.tenant_id, record.key))
+            if keys is None:
+                keys = {}
+            keys.setdefault(record.tenant_id, []).append(record.key)
+        self._accepts_prepared = _Prepared(list(items), [], None, self._accept_rows(items), keys)
 
     async def _accept_batch(
         self, connection: AsyncConnection, items: Sequence[Acceptance]
@@ -451,8 +464,9 @@ class SqlMessageStore:
         prepared, self._accepts_prepared = self._accepts_prepared, None
         if _same_items(prepared, items):
             assert prepared is not None
-            await self._write_accepts(connection, prepared.plan)
-            return [AcceptResult(acceptance.message) for acceptance in items]
+            if prepared.keys is None or not await self._keys_known(connection, prepared.keys):
+                await self._write_accepts(connection, prepared.plan)
+                return [AcceptResult(acceptance.message) for acceptance in items]
         results: dict[int, AcceptResult | Exception] = {}
         known = await self._known_keys(connection, [a.idempotency for a in items])
         first_use: dict[tuple[str, str], tuple[Message, str]] = {}
@@ -487,6 +501,24 @@ class SqlMessageStore:
                 )
         await self._insert(connection, fresh)
         return [results[index] for index in range(len(items))]
+
+    async def _keys_known(self, connection: AsyncConnection, keys: dict[str, list[str]]) -> bool:
+        """SQLite, under the write lock: whether any of ``keys`` (by tenant) is stored. One
+        read per tenant on the keys' primary key; a retried request is the rare case."""
+        driver = await sqlite_driver(connection)
+        if driver is None:
+            return True  # not SQLite: the batch is worked out in full
+        for tenant_id, tenant_keys in keys.items():
+            marks = ", ".join("?" * len(tenant_keys))
+            found = execute(
+                driver,
+                "SELECT 1 FROM idempotency_keys"  # noqa: S608 - only placeholders formatted in
+                f" WHERE tenant_id = ? AND key IN ({marks}) LIMIT 1",
+                [tenant_id, *tenant_keys],
+            ).fetchone()
+            if found is not None:
+                return True
+        return False
 
     async def _known_keys(
         self, connection: AsyncConnection, records: Iterable[IdempotencyRecord | None]
