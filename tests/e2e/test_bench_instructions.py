@@ -41,10 +41,12 @@ def test_counts_the_instructions_of_two_runs_and_their_difference_per_message() 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_counts_serves_accept_by_the_sends_it_answered() -> None:
     """``--path accept`` runs ``serve`` under valgrind twice, answering every send of each run
-    (the script stops otherwise), and reports the difference per send."""
+    (the script stops otherwise; here sends to every region's numbers, each with a key of its
+    own), and reports the difference per send."""
     done = run_bench(
         "instructions.py",
         *("--path", "accept", "--messages", "20", "--more", "30", "--concurrency", "4"),
+        *("--recipients", "every-region", "--idempotency-keys"),
         timeout=900,
     )
     assert "serve's REST accept:" in done.stdout
