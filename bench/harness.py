@@ -291,7 +291,9 @@ LISTEN_BACKLOG = 4096
 class Receiver:
     """An aiohttp server in this process counting callbacks (Kannel DLRs, Pigeon webhooks)."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
+        #: Seconds each callback waits before its answer, as a receiver that does some work.
+        self.latency = latency
         self.count = 0
         self.last = 0.0
         self.runner: web.AppRunner | None = None
@@ -299,6 +301,8 @@ class Receiver:
         self.arrived = asyncio.Event()
 
     async def _hit(self, request: web.Request) -> web.Response:
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
         if request.method == "POST":
             event = json.loads(await request.read())
             if event.get("type") != "message.delivered":

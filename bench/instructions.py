@@ -28,7 +28,9 @@ clients in another process, which valgrind does not count. Every send has its ow
 a campaign's do (``--messages`` + ``--more`` at most 10,000), so no number is found in the
 accept's cache of classified numbers: ``+1415555`` and four digits, or with ``--recipients
 every-region`` numbers of every region (``bench/number_classification.py``'s worldwide mix);
-with ``--idempotency-keys`` each send carries a key of its own, as clients that retry do.
+with ``--idempotency-keys`` each send carries a key of its own, as clients that retry do;
+with ``--close-connections`` each send has a connection of its own, as clients without
+keep-alive.
 What a send costs ``serve`` is counted whole: HTTP parsing, the key, the body, the number and
 the text, the rows and their group commit, the ``202`` answer and the loop around them. The
 difference of the runs cancels the start, the migrations and the stop. Batches form as the
@@ -128,6 +130,8 @@ class AcceptLoad:
     concurrency: int = 32
     recipients: str = "one-country"
     idempotency_keys: bool = False
+    #: A new connection for each send (``Connection: close``), as clients without keep-alive.
+    close_connections: bool = False
 
 
 def _send_all(url: str, recipients: list[str], load: AcceptLoad, out: Any) -> None:
@@ -137,7 +141,8 @@ def _send_all(url: str, recipients: list[str], load: AcceptLoad, out: Any) -> No
     messages = len(recipients)
 
     async def client() -> None:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        connector = aiohttp.TCPConnector(limit=1, force_close=load.close_connections)
+        async with aiohttp.ClientSession(connector=connector) as session:
             while shared["sent"] < messages:
                 index = shared["sent"]
                 shared["sent"] += 1
@@ -295,6 +300,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="--path accept: each send with an Idempotency-Key of its own",
     )
+    parser.add_argument(
+        "--close-connections",
+        action="store_true",
+        help="--path accept: a new connection for each send (Connection: close)",
+    )
     args = parser.parse_args(argv)
     if args.path == "worker" and args.messages + args.more > HELD_KEPT:
         parser.error(f"--messages + --more must stay under the store's HELD_KEPT ({HELD_KEPT:,})")
@@ -312,7 +322,12 @@ def main(argv: list[str] | None = None) -> None:
                     args.messages,
                     args.more,
                     args.path,
-                    AcceptLoad(args.concurrency, args.recipients, args.idempotency_keys),
+                    AcceptLoad(
+                        args.concurrency,
+                        args.recipients,
+                        args.idempotency_keys,
+                        args.close_connections,
+                    ),
                 )
             )
     print(report(counted, args.more, args.path))

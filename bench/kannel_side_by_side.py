@@ -7,7 +7,8 @@ prints one Markdown table with the ratio Pigeon/Kannel of each figure::
 
 Each gateway gets its own ``pigeon smsc-sim`` process as the carrier, with the same flags
 (hex ids, every receipt DELIVRD after ``--receipt-delay``, window 100) and an HTTP control port
-whose ``GET /stats`` gives the submit_sm count. Everything listens on 127.0.0.1.
+whose ``GET /stats`` gives the submit_sm count. Everything listens on 127.0.0.1. The callback
+receiver answers at once, or after ``--receiver-latency`` seconds, as one that does some work.
 
 Kannel: ``bearerbox`` + ``smsbox`` with a config written to a temporary directory (logs there
 too): one SMPP transceiver to its sim, ``max-pending-submits 100``, ``msg-id-type 0x03``
@@ -672,7 +673,7 @@ async def side_by_side(
     """Measure Kannel, then Pigeon, then the Python floor (each when asked), one after the
     other; stop everything."""
     processes = Processes()
-    receiver = Receiver()
+    receiver = Receiver(args.receiver_latency)
     await receiver.start()
     kannel_phase = pigeon_phase = floor_phase = None
     try:
@@ -739,6 +740,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--receipt-delay", type=float, default=0.1)
+    parser.add_argument(
+        "--receiver-latency",
+        type=float,
+        default=0.0,
+        help="seconds the callback receiver takes to answer each callback",
+    )
     parser.add_argument("--pigeon-binds", type=int, default=1)
     parser.add_argument(
         "--pigeon-workers", type=int, default=1, help="worker_processes of pigeon serve (0: one)"

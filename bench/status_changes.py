@@ -184,9 +184,10 @@ class _PlanCpu:
 
     ``logic_seconds`` is the part of it spent in the changes' own callbacks (transitions,
     events, webhook jobs and bodies: what the services hand the store), the rest being the
-    store's machinery around them (copies, checks, part diffs, rows). A callback runs on the
-    loop's thread without waiting, so its wall time (``perf_counter``, cheaper to read than
-    the process's CPU clock) is its CPU time."""
+    store's machinery around them (copies, checks, part diffs, rows). Both are read on the
+    one clock of the thread that plans (``thread_time``), so a callback's time is always a
+    part of its plan's: wall time would count the spells the process waits for a core on a
+    busy machine, which are no part of the work."""
 
     def __init__(self, store: Any) -> None:
         self.seconds = 0.0
@@ -197,11 +198,11 @@ class _PlanCpu:
             for item in items:
                 if not isinstance(item.change, _TimedChange):  # a batch planned again
                     item.change = _TimedChange(item.change, self)
-            started = time.process_time()
+            started = time.thread_time()
             try:
                 return plan(current, stamps, items)
             finally:
-                self.seconds += time.process_time() - started
+                self.seconds += time.thread_time() - started
 
         store._plan = timed
 
@@ -216,11 +217,11 @@ class _TimedChange:
         self._counted = counted
 
     def __call__(self, message: Any) -> Any:
-        started = time.perf_counter()
+        started = time.thread_time()
         try:
             return self._change(message)
         finally:
-            self._counted.logic_seconds += time.perf_counter() - started
+            self._counted.logic_seconds += time.thread_time() - started
 
 
 class _ServerCpu:
