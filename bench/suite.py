@@ -166,6 +166,7 @@ def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argp
         messages=config["messages"],
         concurrency=config["concurrency"],
         receipt_delay=0.1,
+        receiver_latency=0.0,
         pigeon_binds=1,
         pigeon_workers=config["pigeon_workers"],
         kannel_store="none",
