@@ -11,7 +11,8 @@ round, each on a new, empty database (``--database postgresql``: one made on the
 ``PIGEON_BENCH_POSTGRES_URL`` for the run and dropped after it; a database used twice would
 hold the last run's webhook endpoint, whose receiver is gone). ``--receipt-delay`` is the
 carrier simulator's wait before each receipt (0.1 s by default, as scenario c; carriers send
-theirs seconds later, which decides what the worker still holds, ADR 45). A tree is a
+theirs seconds later, which decides what the worker still holds, ADR 45); ``--parts`` and
+``--carrier-latency`` are the side by side's (long messages, a carrier slow to answer). A tree is a
 directory holding
 the ``pigeon`` package (a ``src``), or ``@REV``: that revision of this repository, written to a
 temporary directory and compiled first.
@@ -91,6 +92,10 @@ def run_once(tree: Tree, args: argparse.Namespace, scratch: Path) -> tuple[float
         str(tree.source),
         "--receipt-delay",
         str(args.receipt_delay),
+        "--parts",
+        str(args.parts),
+        "--carrier-latency",
+        str(args.carrier_latency),
         "--json",
         str(output),
     ]
@@ -174,6 +179,15 @@ def main() -> None:
         type=float,
         default=0.1,
         help="seconds the carrier simulator waits before each receipt (as the side by side)",
+    )
+    parser.add_argument(
+        "--parts", type=int, default=1, help="segments of each message (as the side by side)"
+    )
+    parser.add_argument(
+        "--carrier-latency",
+        type=float,
+        default=0.0,
+        help="seconds the carrier simulator takes to answer each submit_sm",
     )
     args = parser.parse_args()
     if len(args.tree) < 2:

@@ -7,8 +7,11 @@ prints one Markdown table with the ratio Pigeon/Kannel of each figure::
 
 Each gateway gets its own ``pigeon smsc-sim`` process as the carrier, with the same flags
 (hex ids, every receipt DELIVRD after ``--receipt-delay``, window 100) and an HTTP control port
-whose ``GET /stats`` gives the submit_sm count. Everything listens on 127.0.0.1. The callback
-receiver answers at once, or after ``--receiver-latency`` seconds, as one that does some work.
+whose ``GET /stats`` gives the submit_sm count; ``--carrier-latency`` makes each sim answer
+every submit_sm that many seconds late, as a distant carrier. Everything listens on 127.0.0.1.
+The callback receiver answers at once, or after ``--receiver-latency`` seconds, as one that
+does some work. ``--parts N`` sends long texts of N segments (Kannel with ``max-messages N``;
+it calls the dlr-url once a message, as Pigeon sends one webhook).
 
 Kannel: ``bearerbox`` + ``smsbox`` with a config written to a temporary directory (logs there
 too): one SMPP transceiver to its sim, ``max-pending-submits 100``, ``msg-id-type 0x03``
@@ -113,7 +116,19 @@ def server_pid(pid: int, profiled: bool) -> int:
 # -- load generator (its own process) ------------------------------------------------------
 
 
-def _load(kind: str, url: str, messages: int, concurrency: int, extra: str, out: Any) -> None:
+def message_text(parts: int) -> str:
+    """A GSM-7 text of ``parts`` segments: :data:`TEXT` for one, else 153 characters a part
+    (a concatenated segment's room beside its UDH) less a few in the last."""
+    if parts <= 1:
+        return TEXT
+    filler = "Your parcel 12345 is on its way and arrives tomorrow between 9 and 12. "
+    length = 153 * (parts - 1) + 120
+    return (filler * (length // len(filler) + 1))[:length]
+
+
+def _load(
+    kind: str, url: str, messages: int, concurrency: int, extra: str, out: Any, text: str = TEXT
+) -> None:
     """Send ``messages`` requests from ``concurrency`` keep-alive clients; report back."""
     shared = {"sent": 0, "accepted": 0, "errors": 0, "last": 0.0}
     latencies: list[float] = []
@@ -133,7 +148,7 @@ def _load(kind: str, url: str, messages: int, concurrency: int, extra: str, out:
                                 "password": KANNEL_PASSWORD,
                                 "from": "Pigeon",
                                 "to": to,
-                                "text": TEXT,
+                                "text": text,
                                 "dlr-mask": "1",
                                 "dlr-url": extra,
                             }
@@ -142,7 +157,7 @@ def _load(kind: str, url: str, messages: int, concurrency: int, extra: str, out:
                     else:
                         request = session.post(
                             url,
-                            json={"to": to, "body": TEXT},
+                            json={"to": to, "body": text},
                             headers={"Authorization": f"Bearer {KEY}"},
                         )
                     sent = time.perf_counter()
@@ -206,7 +221,12 @@ async def measure(
 
     ``backends``: the database server's processes that work for the gateway (PostgreSQL's
     backends of its database), asked at the start and at the end; their CPU in the phase
-    counts as the gateway's ("pigeon: postgresql backends")."""
+    counts as the gateway's ("pigeon: postgresql backends").
+
+    ``--parts`` N: each message is N submit_sm at the sim and one callback (Kannel 1.4.5 calls
+    the dlr-url once for a message it split, as Pigeon sends one webhook); the submit rate
+    counts messages (submit_sm / N)."""
+    parts = max(1, int(getattr(args, "parts", 1)))
     base = (await asyncio.to_thread(sim.stats))["submits_received"]
     receiver.count, receiver.last = 0, 0.0
     pids = {**pids, "receiver (this process)": os.getpid()}
@@ -214,7 +234,8 @@ async def measure(
     server0 = {pid: cpu_seconds(pid) for pid in backends()} if backends else {}
     queue: Any = multiprocessing.Queue()
     loader = multiprocessing.Process(
-        target=_load, args=(kind, url, args.messages, args.concurrency, extra, queue)
+        target=_load,
+        args=(kind, url, args.messages, args.concurrency, extra, queue, message_text(parts)),
     )
     loader.start()
     pids = {**pids, "load generator": loader.pid or 0}
@@ -242,7 +263,7 @@ async def measure(
                 seen, progress = (submits, receiver.count), now
             if result is not None:
                 accepted = result[2]
-                if submits >= accepted and receiver.count >= accepted:
+                if submits >= accepted * parts and receiver.count >= accepted:
                     break
                 if now - progress > args.stall:
                     print(f"  {name}: no progress for {args.stall:.0f} s, stopping the wait")
@@ -259,8 +280,8 @@ async def measure(
     if not phase.accepted:
         raise RuntimeError(f"{name}: no request was accepted ({phase.errors} errors)")
     phase.accept_rate = phase.accepted / max(accept_last - started, 1e-9)
-    phase.submits = submits
-    phase.submit_rate = submits / max(submit_last - started, 1e-9)
+    phase.submits = submits // parts
+    phase.submit_rate = submits / parts / max(submit_last - started, 1e-9)
     phase.callbacks = receiver.count
     phase.callback_rate = receiver.count / max(receiver.last - started, 1e-9)
     phase.wall = max(accept_last, submit_last, receiver.last) - started
@@ -287,7 +308,9 @@ SERVER_LABEL = "pigeon: postgresql backends"
 # -- Kannel -----------------------------------------------------------------------------------
 
 
-def kannel_config(tmp: Path, sim: Sim, ports: dict[str, int], store: str) -> str:
+def kannel_config(
+    tmp: Path, sim: Sim, ports: dict[str, int], store: str, max_messages: int = 1
+) -> str:
     store_lines = (
         f'store-type = file\nstore-location = "{tmp / "kannel.store"}"\n' if store == "file" else ""
     )
@@ -329,7 +352,7 @@ log-level = 2
 group = sendsms-user
 username = {KANNEL_USER}
 password = {KANNEL_PASSWORD}
-max-messages = 1
+max-messages = {max_messages}
 
 group = sms-service
 keyword = default
@@ -344,11 +367,12 @@ async def run_kannel(
     bearerbox_path, smsbox_path = kannel_binaries()
     if bearerbox_path is None or smsbox_path is None:
         raise RuntimeError("Kannel is not installed (apt-get install -y kannel)")
-    sim = Sim(processes, tmp, "kannel-sim", args.receipt_delay)
+    sim = Sim(processes, tmp, "kannel-sim", args.receipt_delay, extra=sim_flags(args))
     await asyncio.to_thread(sim.wait_ready)
     ports = {"admin": free_port(), "box": free_port(), "sendsms": free_port()}
     config = tmp / "kannel.conf"
-    config.write_text(kannel_config(tmp, sim, ports, kannel_store(args)))
+    parts = max(1, int(getattr(args, "parts", 1)))
+    config.write_text(kannel_config(tmp, sim, ports, kannel_store(args), parts))
     bearerbox = processes.start(
         "bearerbox", [bearerbox_path, "-v", "2", str(config)], tmp / "bearerbox.out"
     )
@@ -391,7 +415,7 @@ async def run_kannel(
 async def run_pigeon(
     processes: Processes, tmp: Path, args: argparse.Namespace, receiver: Receiver
 ) -> Phase:
-    sim = Sim(processes, tmp, "pigeon-sim", args.receipt_delay)
+    sim = Sim(processes, tmp, "pigeon-sim", args.receipt_delay, extra=sim_flags(args))
     await asyncio.to_thread(sim.wait_ready)
     pigeon = await start_pigeon(
         processes,
@@ -462,7 +486,7 @@ async def run_floor(
     processes: Processes, tmp: Path, args: argparse.Namespace, receiver: Receiver
 ) -> Phase:
     """The same load through ``bench/python_floor.py``: Pigeon's stack without a gateway."""
-    sim = Sim(processes, tmp, "floor-sim", args.receipt_delay)
+    sim = Sim(processes, tmp, "floor-sim", args.receipt_delay, extra=sim_flags(args))
     await asyncio.to_thread(sim.wait_ready)
     port = free_port()
     argv = [
@@ -583,6 +607,12 @@ def cpu_line(phase: Phase, label: str) -> str:
         f"CPU per message: {label}the gateway {gateway:.3f} ms, the harness {harness:.3f} ms "
         f"(gateway / harness {relative:.2f})"
     )
+
+
+def sim_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    """The sims' extra flags: ``--carrier-latency`` delays each submit_sm_resp."""
+    latency = float(getattr(args, "carrier_latency", 0.0))
+    return ("--fault", f"response-delay:{latency}") if latency > 0 else ()
 
 
 def kannel_store(args: argparse.Namespace) -> str:
@@ -745,6 +775,18 @@ def main() -> None:
         type=float,
         default=0.0,
         help="seconds the callback receiver takes to answer each callback",
+    )
+    parser.add_argument(
+        "--carrier-latency",
+        type=float,
+        default=0.0,
+        help="seconds each sim takes to answer a submit_sm (--fault response-delay)",
+    )
+    parser.add_argument(
+        "--parts",
+        type=int,
+        default=1,
+        help="segments of each message (a long GSM-7 text; Kannel with max-messages N)",
     )
     parser.add_argument("--pigeon-binds", type=int, default=1)
     parser.add_argument(

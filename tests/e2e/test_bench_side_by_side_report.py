@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pytest
 
+from pigeon.domain.encoding import analyse
 from support.bench import bench_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +74,19 @@ def test_matched_durability_gives_kannel_its_store_and_pigeon_unsynced_commits(
     written = side_by_side.kannel_config(tmp_path, sim, ports, "file")
     assert "store-type = file" in written
     assert "store-type" not in side_by_side.kannel_config(tmp_path, sim, ports, "none")
+
+
+@pytest.mark.parametrize("parts", [1, 2, 4, 7])
+def test_the_long_text_of_parts_segments_is_that_many_gsm_segments(
+    side_by_side: ModuleType, parts: int
+) -> None:
+    """``--parts N`` sends a GSM-7 text that splits into exactly N segments."""
+    info = analyse(side_by_side.message_text(parts))
+    assert (info.encoding.value, info.segments) == ("gsm7", parts)
+
+
+def test_the_carrier_latency_becomes_the_sims_response_delay(side_by_side: ModuleType) -> None:
+    """``--carrier-latency`` is passed to each sim as its response-delay fault; none at 0."""
+    args = argparse.Namespace(carrier_latency=0.05)
+    assert side_by_side.sim_flags(args) == ("--fault", "response-delay:0.05")
+    assert side_by_side.sim_flags(argparse.Namespace(carrier_latency=0.0)) == ()

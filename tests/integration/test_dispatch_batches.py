@@ -221,23 +221,23 @@ async def test_a_batch_larger_than_the_window_waits_for_slots_in_the_batch(
     assert sum(count for _, count in narrow.router.waves) == 25
 
 
-async def test_a_long_message_behind_a_full_window_goes_on_alone_once_slots_free(
+async def test_a_long_message_behind_a_full_window_starts_in_the_batch_once_a_slot_frees(
     narrow: Carrier,
 ) -> None:
     """Behind four short messages filling the window, a two-segment message waits in the
-    batch; when a slot frees and it still cannot start at once, it is handed back untouched
-    to run alone, and the short message after it is sent in the batch."""
+    batch; when a slot frees it starts there (a further segment waits for a slot of its
+    own), and it and the short message after it are ``sent`` in the batch, none alone."""
     bodies = [f"first {n}" for n in range(4)] + ["y" * 200, "last"]
     ids, jobs = await _claimed(narrow, bodies)
     handed = BatchRecord()
     await narrow.dispatch.run_each(handed.batch(jobs))
-    assert [(job.payload["message_id"], run) for job, run in handed.alone] == [(ids[4], None)]
-    untouched = await narrow.messages.get_message(ids[4])
-    assert untouched is not None
-    assert untouched.status is MessageStatus.QUEUED
-    assert len(await _sent_carrier_ids(narrow, ids[:4] + ids[5:])) == 5
-    await narrow.dispatch(handed.alone[0][0])
-    assert len(await _sent_carrier_ids(narrow, [ids[4]])) == 1
+    assert handed.alone == []
+    assert handed.released == 6
+    assert len(await _sent_carrier_ids(narrow, ids)) == 6
+    long = await narrow.messages.get_message(ids[4])
+    assert long is not None
+    assert [part.index for part in long.parts] == [0, 1]
+    assert all(part.carrier_message_id for part in long.parts)
 
 
 async def test_batches_that_find_the_window_full_wait_in_line_in_their_batch(
@@ -335,30 +335,22 @@ async def test_a_refused_submit_of_a_batch_continues_on_its_own(refusing: Carrie
     assert retried <= {job.id for job in jobs}
 
 
-async def test_messages_that_do_not_fit_a_batch_are_handed_back_untouched(
+async def test_a_long_message_is_sent_in_the_batch_with_every_part(
     carrier: Carrier,
 ) -> None:
-    """A two-segment message goes back to run as a single job (no submit made for it);
-    the one-segment message beside it is sent in the batch; the single job then sends the
-    long one."""
+    """A two-segment message beside a one-segment one: both are submitted in the batch (none
+    goes back to run alone), and the long one is ``sent`` with a carrier id per part."""
     long_body = "x" * 200
     ids, jobs = await _claimed(carrier, ["short", long_body])
     handed = BatchRecord()
     await carrier.dispatch.run_each(handed.batch(jobs))
-    assert [job.payload["message_id"] for job, _ in handed.alone] == [ids[1]]
-    assert handed.alone[0][1] is None  # the handler's own call
-    untouched = await carrier.messages.get_message(ids[1])
-    assert untouched is not None
-    assert untouched.status is MessageStatus.QUEUED
-    assert untouched.attempts == 0
-    sent = await carrier.messages.get_message(ids[0])
-    assert sent is not None
-    assert sent.status is MessageStatus.SENT
-    await carrier.dispatch(handed.alone[0][0])
-    done = await carrier.messages.get_message(ids[1])
-    assert done is not None
-    assert done.status is MessageStatus.SENT
-    assert len(done.parts) == 2
+    assert handed.alone == []
+    assert handed.released == 2
+    assert len(await _sent_carrier_ids(carrier, ids)) == 2
+    long = await carrier.messages.get_message(ids[1])
+    assert long is not None
+    assert long.attempts == 1
+    assert len({part.carrier_message_id for part in long.parts}) == 2
 
 
 class _Unreadable(EventRecorder):

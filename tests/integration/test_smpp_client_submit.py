@@ -492,3 +492,64 @@ async def test_slot_wait_is_none_once_stopping(carrier: Factory) -> None:
     await sim.wait_until(lambda: len(sim.stats.binds) == 1)
     await connector.stop()
     assert connector.slot_wait(message()) is None
+
+
+# --- long messages started without a task ---------------------------------------------------
+
+
+@pytest.mark.parametrize("concat", ["udh8", "sar", "payload"])
+async def test_a_started_long_message_arrives_whole(carrier: Factory, concat: str) -> None:
+    """``start_submit`` writes every segment of a long message and its future ends with the
+    carrier's ids in segment order, as ``submit`` returns them."""
+    sim, connector = await carrier(concat=concat)
+    await sim.wait_until(lambda: len(sim.stats.binds) == 1)
+    started = connector.start_submit(message(LONG_GSM))
+    assert started is not None
+    result = await asyncio.wait_for(started, 5)
+    [received] = sim.messages
+    assert received.text == LONG_GSM
+    assert received.message_ids == result.carrier_message_ids
+
+
+async def test_a_started_long_message_waits_for_the_slots_it_lacks(carrier: Factory) -> None:
+    """With fewer free slots than segments, the first segments go at once and the rest wait
+    for slots; the future ends once all three are taken, never past the window."""
+    sim, connector = await carrier(sim_with(response_delay=0.1), window=2)
+    await sim.wait_until(lambda: len(sim.stats.binds) == 1)
+    started = connector.start_submit(message(LONG_GSM))
+    assert started is not None
+    assert sim.stats.submits_received <= 2
+    result = await asyncio.wait_for(started, 5)
+    assert len(result.carrier_message_ids) == 3
+    assert sim.stats.max_in_flight <= 2
+    [received] = sim.messages
+    assert received.text == LONG_GSM
+    assert received.message_ids == result.carrier_message_ids
+
+
+async def test_a_started_long_message_names_the_accepted_segments(carrier: Factory) -> None:
+    """A started long message whose second segment is refused ends with the worst error,
+    naming the segments the carrier took, as ``submit`` raises it."""
+    _, connector = await carrier(
+        sim_with(error_status=CommandStatus.ESME_RSUBMITFAIL, error_every=2)
+    )
+    await connector.wait_bound(10)
+    started = connector.start_submit(message(LONG_GSM))
+    assert started is not None
+    with pytest.raises(PermanentFailure) as caught:
+        await asyncio.wait_for(started, 5)
+    assert caught.value.code == "smpp_0x00000045"
+    assert "2 of 3 segments were accepted" in caught.value.detail
+
+
+async def test_a_started_long_message_retries_a_throttled_segment(carrier: Factory) -> None:
+    """A segment answered ESME_RMSGQFUL is tried again and the message still ends accepted,
+    every segment once."""
+    sim, connector = await carrier(sim_with(queue_full_every=2))
+    await connector.wait_bound(10)
+    started = connector.start_submit(message(LONG_GSM))
+    assert started is not None
+    result = await asyncio.wait_for(started, 5)
+    assert len(result.carrier_message_ids) == 3
+    assert sim.stats.submits_accepted == 3
+    assert sim.stats.submits_refused[CommandStatus.ESME_RMSGQFUL] >= 1

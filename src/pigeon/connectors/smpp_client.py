@@ -165,6 +165,73 @@ def carrier_error(
     return PermanentFailure(text, code=code, fault=fault)
 
 
+def _segments_failure(ids: list[str], errors: list[CarrierError], count: int) -> CarrierError:
+    """The error of a long message some of whose ``count`` segments failed with ``errors``
+    (the worst wins: permanent > throttled > temporary); ``ids``: those the carrier took."""
+    worst = next(
+        (e for e in errors if isinstance(e, PermanentFailure)),
+        next((e for e in errors if isinstance(e, Throttled)), errors[0]),
+    )
+    detail = (
+        f"{worst.detail} (segment failure: {len(ids)} of {count} segments were "
+        f"accepted as {', '.join(ids) or 'none'}; a retry resends all of them)"
+    )
+    return type(worst)(detail, code=worst.code)
+
+
+class _SegmentsUnderWay:
+    """The segments of one long message that ``start_submit`` started: ``result`` ends once
+    every segment has, as ``submit`` would end (the carrier's ids in segment order, or the
+    worst error)."""
+
+    __slots__ = ("errors", "ids", "left", "result")
+
+    def __init__(self, result: asyncio.Future[SubmitResult], count: int) -> None:
+        self.result = result
+        self.ids: list[str | None] = [None] * count
+        self.errors: list[BaseException] = []
+        self.left = count
+
+    def accepted(self, index: int, carrier_id: str) -> None:
+        """Segment ``index`` was taken by the carrier as ``carrier_id``."""
+        self.ids[index] = carrier_id
+        self._ended()
+
+    def failed(self, error: BaseException) -> None:
+        """A segment ended with ``error``."""
+        self.errors.append(error)
+        self._ended()
+
+    def retry_ended(self, index: int, retry: asyncio.Future[str]) -> None:
+        """Segment ``index`` ended as the ``_submit_segment`` task ``retry`` did."""
+        if retry.cancelled():
+            abandoned = "a segment's submit was abandoned"
+            self.failed(TemporaryFailure(abandoned, code="smpp_connection_lost"))
+        elif (error := retry.exception()) is not None:
+            self.failed(error)
+        else:
+            self.accepted(index, retry.result())
+
+    def _ended(self) -> None:
+        self.left -= 1
+        result = self.result
+        if self.left or result.done():
+            return
+        errors = self.errors
+        if not errors:
+            ids = tuple(carrier_id or "" for carrier_id in self.ids)
+            result.set_result(SubmitResult(carrier_message_ids=ids))
+            return
+        carrier_errors: list[CarrierError] = []
+        for error in errors:
+            if not isinstance(error, CarrierError):
+                result.set_exception(error)  # a fault of ours, raised as ``submit`` would
+                return
+            carrier_errors.append(error)
+        taken = [carrier_id for carrier_id in self.ids if carrier_id is not None]
+        result.set_exception(_segments_failure(taken, carrier_errors, len(self.ids)))
+
+
 def _settle_retry(result: asyncio.Future[SubmitResult], retry: asyncio.Future[str]) -> None:
     """``result`` as the retried segment ``retry`` ended (``start_submit``'s throttled case)."""
     if result.done():
@@ -334,15 +401,7 @@ class SmppClientConnector:
                 raise outcome
         if not errors:
             return SubmitResult(carrier_message_ids=tuple(ids))
-        worst = next(
-            (e for e in errors if isinstance(e, PermanentFailure)),
-            next((e for e in errors if isinstance(e, Throttled)), errors[0]),
-        )
-        detail = (
-            f"{worst.detail} (segment failure: {len(ids)} of {len(pdus)} segments were "
-            f"accepted as {', '.join(ids) or 'none'}; a retry resends all of them)"
-        )
-        raise type(worst)(detail, code=worst.code)
+        raise _segments_failure(ids, errors, len(pdus))
 
     # --- submitting -------------------------------------------------------------------------
 
@@ -470,10 +529,12 @@ class SmppClientConnector:
         )
 
     def start_submit(self, message: Message) -> asyncio.Future[SubmitResult] | None:
-        """``submit`` of a one-segment message written now, without a coroutine or a task:
-        the future of its result, which ends as ``submit`` would return or raise. ``None``
-        when it cannot go out at once (a long message, no free window slot, a paced
-        connector, a submit of higher priority waiting): then ``submit`` it."""
+        """``submit`` of ``message`` written now, without a coroutine or a task: the future of
+        its result, which ends as ``submit`` would return or raise. ``None`` when it cannot
+        go out at once (no free window slot, a paced connector, a submit of higher priority
+        waiting): then ``submit`` it. A long message's first segment is written now and each
+        further one on a free slot if there is one, else in a task waiting for a slot as
+        ``submit``'s segments wait."""
         if not self._started or self._stopping or self._bucket is not None:
             return None
         priority = CATEGORY_PRIORITY.get(message.category, 0)
@@ -486,8 +547,6 @@ class SmppClientConnector:
             pdus = self._compose(message)
         except PermanentFailure:
             return None  # ``submit`` raises it
-        if len(pdus) != 1:
-            return None
         pdu = pdus[0]
         try:
             response = link.start_request(pdu)
@@ -495,8 +554,78 @@ class SmppClientConnector:
             return None  # ``submit`` raises it, or tries again
         link.busy += 1
         result: asyncio.Future[SubmitResult] = response.get_loop().create_future()
-        response.add_done_callback(functools.partial(self._responded, link, pdu, priority, result))
+        if len(pdus) == 1:
+            response.add_done_callback(
+                functools.partial(self._responded, link, pdu, priority, result)
+            )
+            return result
+        under_way = _SegmentsUnderWay(result, len(pdus))
+        response.add_done_callback(
+            functools.partial(self._segment_responded, link, pdu, priority, under_way, 0)
+        )
+        for index in range(1, len(pdus)):
+            self._start_segment(pdus[index], priority, under_way, index)
         return result
+
+    def _start_segment(
+        self,
+        pdu: Callable[[int], SubmitSm],
+        priority: int,
+        under_way: _SegmentsUnderWay,
+        index: int,
+    ) -> None:
+        """Write a further segment of a long message ``start_submit`` started, on the least
+        busy bind with room; without room (or when it cannot be written now) it waits for a
+        slot in a task of its own, as ``submit``'s segments do."""
+        link = self._free_link(priority)
+        response = None
+        if link is not None and not link.congested:
+            with contextlib.suppress(ValueError, NotSent):  # the task raises or retries it
+                response = link.start_request(pdu)
+        if link is None or response is None:
+            retry = asyncio.ensure_future(self._submit_segment(pdu, priority))
+            retry.add_done_callback(functools.partial(under_way.retry_ended, index))
+            return
+        link.busy += 1
+        response.add_done_callback(
+            functools.partial(self._segment_responded, link, pdu, priority, under_way, index)
+        )
+
+    def _segment_responded(
+        self,
+        link: SmppLink,
+        pdu: Callable[[int], SubmitSm],
+        priority: int,
+        under_way: _SegmentsUnderWay,
+        index: int,
+        response: asyncio.Future[Pdu],
+    ) -> None:
+        """The end of a segment ``start_submit`` wrote: told to ``under_way``."""
+        link.release()
+        outcome = self._response_outcome(link, response)
+        if isinstance(outcome, str):
+            under_way.accepted(index, outcome)
+        elif isinstance(outcome, float):  # throttled: tried again as ``submit`` does
+            retry = asyncio.ensure_future(self._submit_segment(pdu, priority, outcome))
+            retry.add_done_callback(functools.partial(under_way.retry_ended, index))
+        else:
+            under_way.failed(outcome)
+
+    def _response_outcome(
+        self, link: SmppLink, response: asyncio.Future[Pdu]
+    ) -> str | float | BaseException:
+        """What the ended ``response`` of a submit written on ``link`` means: the carrier's
+        id, the time throttling began (try the segment again) or the error to raise."""
+        if response.cancelled():
+            return TemporaryFailure(
+                f"{self.id}: the submit on {link.name} was abandoned", code="smpp_connection_lost"
+            )
+        failure = response.exception()
+        if failure is None:
+            return self._verdict(link, response.result(), None)
+        if isinstance(failure, ResponseTimeout | ConnectionLost):
+            return self._unanswered(link, failure)
+        return failure
 
     def slot_wait(self, message: Message) -> asyncio.Future[None] | None:
         """After ``start_submit`` gave ``None`` because every window is full: a future that
@@ -538,29 +667,15 @@ class SmppClientConnector:
     ) -> None:
         """The end of a submit ``start_submit`` wrote: ``result`` as ``submit`` would end."""
         link.release()
-        if response.cancelled():
-            error: BaseException = TemporaryFailure(
-                f"{self.id}: the submit on {link.name} was abandoned", code="smpp_connection_lost"
-            )
-        else:
-            failure = response.exception()
-            if failure is None:
-                verdict = self._verdict(link, response.result(), None)
-                if isinstance(verdict, str):
-                    if not result.done():
-                        result.set_result(SubmitResult(carrier_message_ids=(verdict,)))
-                    return
-                if isinstance(verdict, float):  # throttled: tried again as ``submit`` does
-                    retry = asyncio.ensure_future(self._submit_segment(pdu, priority, verdict))
-                    retry.add_done_callback(functools.partial(_settle_retry, result))
-                    return
-                error = verdict
-            elif isinstance(failure, ResponseTimeout | ConnectionLost):
-                error = self._unanswered(link, failure)
-            else:
-                error = failure
-        if not result.done():
-            result.set_exception(error)
+        outcome = self._response_outcome(link, response)
+        if isinstance(outcome, str):
+            if not result.done():
+                result.set_result(SubmitResult(carrier_message_ids=(outcome,)))
+        elif isinstance(outcome, float):  # throttled: tried again as ``submit`` does
+            retry = asyncio.ensure_future(self._submit_segment(pdu, priority, outcome))
+            retry.add_done_callback(functools.partial(_settle_retry, result))
+        elif not result.done():
+            result.set_exception(outcome)
 
     async def _acquire(self, priority: int = 0) -> SmppLink:
         """Reserve a window slot on the least busy bound transmitter, waiting if all are full.
