@@ -305,7 +305,7 @@ class Receiver:
             await asyncio.sleep(self.latency)
         if request.method == "POST":
             event = json.loads(await request.read())
-            if event.get("type") != "message.delivered":
+            if event.get("type") not in ("message.delivered", "message.undelivered"):
                 return web.Response(text="ignored")
         self.count += 1
         self.last = time.monotonic()

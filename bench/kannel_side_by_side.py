@@ -11,7 +11,9 @@ whose ``GET /stats`` gives the submit_sm count; ``--carrier-latency`` makes each
 every submit_sm that many seconds late, as a distant carrier. Everything listens on 127.0.0.1.
 The callback receiver answers at once, or after ``--receiver-latency`` seconds, as one that
 does some work. ``--parts N`` sends long texts of N segments (Kannel with ``max-messages N``;
-it calls the dlr-url once a message, as Pigeon sends one webhook).
+it calls the dlr-url once a message, as Pigeon sends one webhook). ``--undelivered P`` makes
+P% of the receipts UNDELIV; both gateways then call back for either outcome (Kannel's
+``dlr-mask`` 3, Pigeon's endpoint on ``message.undelivered`` too).
 
 Kannel: ``bearerbox`` + ``smsbox`` with a config written to a temporary directory (logs there
 too): one SMPP transceiver to its sim, ``max-pending-submits 100``, ``msg-id-type 0x03``
@@ -127,7 +129,14 @@ def message_text(parts: int) -> str:
 
 
 def _load(
-    kind: str, url: str, messages: int, concurrency: int, extra: str, out: Any, text: str = TEXT
+    kind: str,
+    url: str,
+    messages: int,
+    concurrency: int,
+    extra: str,
+    out: Any,
+    text: str = TEXT,
+    mask: str = "1",
 ) -> None:
     """Send ``messages`` requests from ``concurrency`` keep-alive clients; report back."""
     shared = {"sent": 0, "accepted": 0, "errors": 0, "last": 0.0}
@@ -149,7 +158,7 @@ def _load(
                                 "from": "Pigeon",
                                 "to": to,
                                 "text": text,
-                                "dlr-mask": "1",
+                                "dlr-mask": mask,
                                 "dlr-url": extra,
                             }
                         )
@@ -235,7 +244,10 @@ async def measure(
     queue: Any = multiprocessing.Queue()
     loader = multiprocessing.Process(
         target=_load,
-        args=(kind, url, args.messages, args.concurrency, extra, queue, message_text(parts)),
+        args=(
+            *(kind, url, args.messages, args.concurrency, extra, queue),
+            *(message_text(parts), dlr_mask(args)),
+        ),
     )
     loader.start()
     pids = {**pids, "load generator": loader.pid or 0}
@@ -389,7 +401,7 @@ async def run_kannel(
             "from": "Pigeon",
             "to": "+14155550100",
             "text": "warm-up",
-            "dlr-mask": "1",
+            "dlr-mask": dlr_mask(args),
             "dlr-url": dlr_url,
         }
     )
@@ -433,7 +445,7 @@ async def run_pigeon(
     await asyncio.to_thread(
         http_json,
         f"{base}/v1/webhook-endpoints",
-        {"url": f"http://127.0.0.1:{receiver.port}/hook", "events": ["message.delivered"]},
+        {"url": f"http://127.0.0.1:{receiver.port}/hook", "events": webhook_events(args)},
         auth,
     )
     # Warm-up: one message all the way to its webhook.
@@ -610,9 +622,31 @@ def cpu_line(phase: Phase, label: str) -> str:
 
 
 def sim_flags(args: argparse.Namespace) -> tuple[str, ...]:
-    """The sims' extra flags: ``--carrier-latency`` delays each submit_sm_resp."""
+    """The sims' extra flags: ``--carrier-latency`` delays each submit_sm_resp;
+    ``--undelivered`` makes that share of receipts UNDELIV (drawn from one seed)."""
+    flags: tuple[str, ...] = ()
     latency = float(getattr(args, "carrier_latency", 0.0))
-    return ("--fault", f"response-delay:{latency}") if latency > 0 else ()
+    if latency > 0:
+        flags += ("--fault", f"response-delay:{latency}")
+    undelivered = float(getattr(args, "undelivered", 0.0))
+    if undelivered > 0:
+        mix = f"DELIVRD={100 - undelivered:g},UNDELIV={undelivered:g}"
+        flags += ("--outcome-mix", mix, "--seed", "7")
+    return flags
+
+
+def dlr_mask(args: argparse.Namespace) -> str:
+    """Kannel's dlr-mask: final success (1), and final failure too (1 + 2) with
+    ``--undelivered``, as Pigeon's endpoint then hears both."""
+    return "3" if float(getattr(args, "undelivered", 0.0)) > 0 else "1"
+
+
+def webhook_events(args: argparse.Namespace) -> list[str]:
+    """The events Pigeon's webhook endpoint listens to (``message.undelivered`` too with
+    ``--undelivered``)."""
+    if float(getattr(args, "undelivered", 0.0)) > 0:
+        return ["message.delivered", "message.undelivered"]
+    return ["message.delivered"]
 
 
 def kannel_store(args: argparse.Namespace) -> str:
@@ -787,6 +821,13 @@ def main() -> None:
         type=int,
         default=1,
         help="segments of each message (a long GSM-7 text; Kannel with max-messages N)",
+    )
+    parser.add_argument(
+        "--undelivered",
+        type=float,
+        default=0.0,
+        metavar="PERCENT",
+        help="that share of receipts UNDELIV (callbacks for both outcomes, on both gateways)",
     )
     parser.add_argument("--pigeon-binds", type=int, default=1)
     parser.add_argument(
