@@ -82,6 +82,8 @@ class Counted:
 ACCEPT_RECIPIENTS = 10_000
 #: What each send of ``--path accept`` says (its recipient aside).
 ACCEPT_TEXT = "Your verification code is 123456"
+#: ``--unicode``'s: Cyrillic, sent as UCS-2.
+ACCEPT_UNICODE_TEXT = "Ваш код подтверждения 123456"
 
 
 def _valgrind() -> list[str]:
@@ -132,6 +134,8 @@ class AcceptLoad:
     idempotency_keys: bool = False
     #: A new connection for each send (``Connection: close``), as clients without keep-alive.
     close_connections: bool = False
+    #: Cyrillic texts (UCS-2) instead of GSM-7 ones.
+    unicode: bool = False
 
 
 def _send_all(url: str, recipients: list[str], load: AcceptLoad, out: Any) -> None:
@@ -146,7 +150,8 @@ def _send_all(url: str, recipients: list[str], load: AcceptLoad, out: Any) -> No
             while shared["sent"] < messages:
                 index = shared["sent"]
                 shared["sent"] += 1
-                body = {"to": recipients[index], "body": ACCEPT_TEXT}
+                text = ACCEPT_UNICODE_TEXT if load.unicode else ACCEPT_TEXT
+                body = {"to": recipients[index], "body": text}
                 headers = {"Authorization": f"Bearer {KEY}"}
                 if load.idempotency_keys:
                     headers["Idempotency-Key"] = f"bench-{index:08d}"
@@ -305,6 +310,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="--path accept: a new connection for each send (Connection: close)",
     )
+    parser.add_argument(
+        "--unicode", action="store_true", help="--path accept: Cyrillic texts (UCS-2)"
+    )
     args = parser.parse_args(argv)
     if args.path == "worker" and args.messages + args.more > HELD_KEPT:
         parser.error(f"--messages + --more must stay under the store's HELD_KEPT ({HELD_KEPT:,})")
@@ -327,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
                         args.recipients,
                         args.idempotency_keys,
                         args.close_connections,
+                        args.unicode,
                     ),
                 )
             )

@@ -12,7 +12,8 @@ every submit_sm that many seconds late, as a distant carrier. Everything listens
 The callback receiver answers at once, or after ``--receiver-latency`` seconds, as one that
 does some work. ``--parts N`` sends long texts of N segments (Kannel with ``max-messages N``;
 it calls the dlr-url once a message, as Pigeon sends one webhook). ``--undelivered P`` makes
-P% of the receipts UNDELIV; both gateways then call back for either outcome (Kannel's
+P% of the receipts UNDELIV; ``--unicode`` sends Cyrillic texts (UCS-2; Kannel told
+``coding=2``); both gateways then call back for either outcome (Kannel's
 ``dlr-mask`` 3, Pigeon's endpoint on ``message.undelivered`` too).
 
 Kannel: ``bearerbox`` + ``smsbox`` with a config written to a temporary directory (logs there
@@ -118,13 +119,27 @@ def server_pid(pid: int, profiled: bool) -> int:
 # -- load generator (its own process) ------------------------------------------------------
 
 
-def message_text(parts: int) -> str:
-    """A GSM-7 text of ``parts`` segments: :data:`TEXT` for one, else 153 characters a part
-    (a concatenated segment's room beside its UDH) less a few in the last."""
+#: The ``--unicode`` text: Cyrillic, which GSM-7 cannot carry (UCS-2, 70 characters a part).
+UNICODE_TEXT = "Ваш код подтверждения 123456"
+
+
+def message_text(parts: int, unicode: bool = False) -> str:
+    """A text of ``parts`` segments: :data:`TEXT` (or :data:`UNICODE_TEXT`) for one, else as
+    many characters as a concatenated segment holds beside its UDH (153 in GSM-7, 67 in
+    UCS-2) a part, less a few in the last."""
     if parts <= 1:
-        return TEXT
-    filler = "Your parcel 12345 is on its way and arrives tomorrow between 9 and 12. "
-    length = 153 * (parts - 1) + 120
+        return UNICODE_TEXT if unicode else TEXT
+    if unicode:
+        # Cyrillic on purpose (a text GSM-7 cannot carry), look-alike letters and all.
+        filler = "Ваша посылка 12345 в пути и прибудет завтра с 9 до 12. "  # noqa: RUF001
+        room, last = 67, 50
+    else:
+        filler, room, last = (
+            "Your parcel 12345 is on its way and arrives tomorrow between 9 and 12. ",
+            153,
+            120,
+        )
+    length = room * (parts - 1) + last
     return (filler * (length // len(filler) + 1))[:length]
 
 
@@ -140,6 +155,8 @@ def _load(
 ) -> None:
     """Send ``messages`` requests from ``concurrency`` keep-alive clients; report back."""
     shared = {"sent": 0, "accepted": 0, "errors": 0, "last": 0.0}
+    # Kannel sends a text it is told is UTF-8 as UCS-2 (coding 2); Pigeon finds that itself.
+    unicode = {} if text.isascii() else {"coding": "2", "charset": "UTF-8"}
     latencies: list[float] = []
 
     async def client() -> None:
@@ -160,6 +177,7 @@ def _load(
                                 "text": text,
                                 "dlr-mask": mask,
                                 "dlr-url": extra,
+                                **unicode,
                             }
                         )
                         request = session.get(f"{url}?{query}")
@@ -246,7 +264,7 @@ async def measure(
         target=_load,
         args=(
             *(kind, url, args.messages, args.concurrency, extra, queue),
-            *(message_text(parts), dlr_mask(args)),
+            *(message_text(parts, bool(getattr(args, "unicode", False))), dlr_mask(args)),
         ),
     )
     loader.start()
@@ -828,6 +846,9 @@ def main() -> None:
         default=0.0,
         metavar="PERCENT",
         help="that share of receipts UNDELIV (callbacks for both outcomes, on both gateways)",
+    )
+    parser.add_argument(
+        "--unicode", action="store_true", help="Cyrillic texts (UCS-2) instead of GSM-7 ones"
     )
     parser.add_argument("--pigeon-binds", type=int, default=1)
     parser.add_argument(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import enum
 import re
+from dataclasses import field
 
 from pigeon.domain.value_objects import value_object
 
@@ -149,14 +150,21 @@ class TextAnalysis:
     """GSM7: septets (an extension character counts 2). UCS2: UTF-16 code units."""
     segments: int
     """SMS segments ``split_segments`` produces; 1 for the empty text."""
-    non_gsm_chars: tuple[str, ...]
-    """Distinct characters that forced UCS-2, in order of first appearance; empty for GSM7."""
+    ucs2_text: str = field(default="", compare=False, repr=False)
+    """The text, kept for ``non_gsm_chars`` when it is UCS2 (empty for GSM7)."""
+
+    @property
+    def non_gsm_chars(self) -> tuple[str, ...]:
+        """Distinct characters that forced UCS-2, in order of first appearance; empty for
+        GSM7. Worked out when asked: sending a message never asks (a few microseconds for a
+        text of another script), only a preview does."""
+        return _non_gsm(self.ucs2_text) if self.encoding is Encoding.UCS2 else ()
 
 
 # Frozen dataclass construction costs more than the analysis of a short text, so the results
 # for every single-segment GSM7 size are built once and shared (they are immutable).
 _GSM7_SINGLE_RESULTS = tuple(
-    TextAnalysis(Encoding.GSM7, units, 1, ()) for units in range(GSM7_SINGLE + 1)
+    TextAnalysis(Encoding.GSM7, units, 1) for units in range(GSM7_SINGLE + 1)
 )
 
 
@@ -174,7 +182,7 @@ def analyse(text: str) -> TextAnalysis:
         return _gsm7(text, len(raw) + len(rest), has_ext=True)
     units = len(raw)  # every latin-1 character is one UTF-16 unit
     segments = 1 if units <= UCS2_SINGLE else -(-units // UCS2_MULTI)
-    return TextAnalysis(Encoding.UCS2, units, segments, _non_gsm(bad.decode("latin-1")))
+    return TextAnalysis(Encoding.UCS2, units, segments, text)
 
 
 def _analyse_wide(text: str) -> TextAnalysis:
@@ -189,14 +197,14 @@ def _analyse_wide(text: str) -> TextAnalysis:
         segments = -(-units // UCS2_MULTI)
     else:
         segments = len(_ucs2_ends(utf16))
-    return TextAnalysis(Encoding.UCS2, units, segments, _non_gsm(text))
+    return TextAnalysis(Encoding.UCS2, units, segments, text)
 
 
 def _gsm7(text: str, units: int, *, has_ext: bool) -> TextAnalysis:
     if units <= GSM7_SINGLE:
         return _GSM7_SINGLE_RESULTS[units]
     segments = len(_gsm7_ends(_encode_valid(text))) if has_ext else -(-units // GSM7_MULTI)
-    return TextAnalysis(Encoding.GSM7, units, segments, ())
+    return TextAnalysis(Encoding.GSM7, units, segments)
 
 
 def _non_gsm(text: str) -> tuple[str, ...]:

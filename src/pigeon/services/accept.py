@@ -6,12 +6,12 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from pigeon.domain.addressing import Msisdn, parse_msisdn, parse_sender
-from pigeon.domain.encoding import analyse
+from pigeon.domain.encoding import TextAnalysis, analyse
 from pigeon.domain.errors import IdempotencyMismatch, InvalidBody, ValidationError
 from pigeon.domain.messages import Category, Direction, Message, MessageStatus, ReceiptRequest
 from pigeon.domain.value_objects import value_object
@@ -79,7 +79,13 @@ class Preview:
     encoding: str
     segments: int
     units: int
-    non_gsm_chars: tuple[str, ...]
+    text: TextAnalysis = field(compare=False, repr=False)
+    """The body's analysis, for ``non_gsm_chars`` (worked out only when asked)."""
+
+    @property
+    def non_gsm_chars(self) -> tuple[str, ...]:
+        """The characters that forced UCS-2, in order of first appearance (none for GSM7)."""
+        return self.text.non_gsm_chars
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +157,7 @@ class AcceptMessage:
             encoding=text.encoding.value,
             segments=text.segments,
             units=text.units,
-            non_gsm_chars=text.non_gsm_chars,
+            text=text,
         )
 
     async def __call__(

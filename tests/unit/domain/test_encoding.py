@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pigeon.domain import encoding as encoding_module
 from pigeon.domain.encoding import (
     GSM7_MULTI,
     UCS2_MULTI,
@@ -140,7 +141,7 @@ def test_analyse_agrees_with_oracle(text: str) -> None:
     info = analyse(text)
     assert is_gsm7(text) is (expected is not None)
     if expected is not None:
-        assert info == TextAnalysis(Encoding.GSM7, len(expected), info.segments, ())
+        assert info == TextAnalysis(Encoding.GSM7, len(expected), info.segments)
     else:
         assert info.encoding is Encoding.UCS2
         assert info.units == utf16_units(text)
@@ -166,7 +167,7 @@ def test_non_gsm_chars_example() -> None:
 
 def test_empty_text() -> None:
     """The empty text is GSM7, zero septets, one segment."""
-    assert analyse("") == TextAnalysis(Encoding.GSM7, 0, 1, ())
+    assert analyse("") == TextAnalysis(Encoding.GSM7, 0, 1)
     assert split_segments("") == [""]
 
 
@@ -481,3 +482,20 @@ def test_lone_surrogates_are_counted_and_split_consistently(text: str) -> None:
     assert len(parts) == analyse(text).segments
     assert analyse(text).units == utf16_units(text)
     assert all(utf16_units(part) <= UCS2_MULTI for part in parts) or len(parts) == 1
+
+
+def test_culprits_are_worked_out_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Analysing a text of another script does not list its non-GSM characters (sending
+    never needs them); asking ``non_gsm_chars`` does, and gives them."""
+    calls: list[str] = []
+    real = encoding_module._non_gsm
+
+    def counted(text: str) -> tuple[str, ...]:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(encoding_module, "_non_gsm", counted)
+    info = analyse("Ваш код 123456")
+    assert (info.encoding, calls) == (Encoding.UCS2, [])
+    assert info.non_gsm_chars == tuple("Вашкод")
+    assert len(calls) == 1
