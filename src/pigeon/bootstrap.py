@@ -531,6 +531,7 @@ async def open_gateway(
             clock,
             ids,
             endpoints=directory,
+            slots_per_host=settings.webhook_slots_per_host,
         ),
     }
     kinds = settings.job_kinds_wanted

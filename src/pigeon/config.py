@@ -187,6 +187,11 @@ class Settings:
     #: Webhook deliveries in flight to one host at once (per process): what one receiver's
     #: answer time allows per second (256 at 50 ms: 5,120/s; ADR 46).
     webhook_connections_per_host: int = 256
+    #: Job slots (of ``worker_concurrency``) one webhook receiver's deliveries may hold at
+    #: once per process, posting or waiting for its connections; beyond that they go back to
+    #: the queue untried, spaced by its answer time, and a slow receiver leaves the other
+    #: slots to every other receiver (ADR 47). Below ``worker_concurrency`` to mean anything.
+    webhook_slots_per_host: int = 128
     log_level: str = "INFO"
     log_format: str = "console"
     #: A folder: each gateway process (``serve``, ``worker``) runs under ``cProfile`` and
@@ -422,6 +427,8 @@ def _validate(settings: Settings) -> list[str]:
             problems.append(f"{name} must be between 0 (by role) and 64")
     if not 1 <= settings.webhook_connections_per_host <= 1000:
         problems.append("webhook_connections_per_host must be between 1 and 1000")
+    if not 1 <= settings.webhook_slots_per_host <= 10_000:
+        problems.append("webhook_slots_per_host must be between 1 and 10000")
     if not 0 <= settings.worker_processes <= 64:
         problems.append("worker_processes must be between 0 and 64")
     if not 0 <= settings.worker_urgent_processes <= 8:

@@ -94,6 +94,11 @@ class JobQueue(Protocol):
         """Give the job back, due again at ``run_at``; its ``attempts`` grows by one."""
         ...
 
+    async def postpone(self, jobs: Sequence[tuple[str, str, datetime]]) -> None:
+        """Give jobs back untried: each ``(job id, owner, run_at)`` is due again at its
+        ``run_at`` if ``owner`` still holds it; ``attempts`` stays as it is."""
+        ...
+
     async def pending(self) -> dict[str, int]:
         """How many jobs wait, by kind."""
         ...

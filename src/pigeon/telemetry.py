@@ -284,6 +284,11 @@ WEBHOOK_ATTEMPTS = CounterFamily(
     "Webhook delivery attempts, by outcome (ok, failed, disabled).",
     ["outcome"],
 )
+WEBHOOK_POSTPONED = CounterFamily(
+    "pigeon_webhook_postponed",
+    "Webhook deliveries given back untried: their receiver held its share of the job slots.",
+    [],
+)
 CLUSTER_QUOTA_WAITS = CounterFamily(
     "pigeon_cluster_quota_waits",
     "Submits that waited for the next token of their connector's Redis bucket (ADR 41).",

@@ -190,6 +190,35 @@ async def test_retry_reschedules_with_one_more_attempt(stores: Stores, database_
     assert row.last_error == "timeout"
 
 
+async def test_postponed_jobs_come_back_at_their_times_untried(stores: Stores) -> None:
+    """Postponed jobs are due again each at its own time with their attempts unchanged; a
+    job whose lease another owner holds is left as it is; one postponed to a time already
+    passed is claimable at once."""
+    await stores.queue.enqueue([_job(stores, name) for name in ("a", "b", "c", "d")])
+    claimed = {job.id: job for job in await stores.queue.claim(["dispatch"], 2, "w1", 30)}
+    claimed |= {job.id: job for job in await stores.queue.claim(["dispatch"], 2, "w2", 30)}
+    assert set(claimed) == {"a", "b", "c", "d"}
+    now = stores.clock.now()
+    mine = sorted(job_id for job_id, job in claimed.items() if job.lease_owner == "w1")
+    theirs = sorted(job_id for job_id, job in claimed.items() if job.lease_owner == "w2")
+    await stores.queue.postpone(
+        [
+            (mine[0], "w1", now + timedelta(seconds=5)),
+            (mine[1], "w1", now),
+            (theirs[0], "w1", now),  # not w1's: untouched
+        ]
+    )
+    [at_once] = await stores.queue.claim(["dispatch"], 10, "w3", 30)
+    assert (at_once.id, at_once.attempts) == (mine[1], 0)
+    stores.clock.advance(5)
+    [later] = await stores.queue.claim(["dispatch"], 10, "w3", 30)
+    assert (later.id, later.attempts) == (mine[0], 0)
+    stores.clock.advance(60)  # the others' leases (30 s) ran out: due again as any crash
+    assert sorted(job.id for job in await stores.queue.claim(["dispatch"], 10, "w4", 30)) == (
+        sorted([*theirs, mine[1], mine[0]])
+    )
+
+
 async def test_an_immediate_retry_is_claimable_at_once(stores: Stores) -> None:
     """Retrying with a time already passed makes the job ready straight away."""
     await stores.queue.enqueue([_job(stores, "j")])

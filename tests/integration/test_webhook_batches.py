@@ -6,9 +6,10 @@ own as a single job would."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,9 +41,9 @@ class Hook:
     gate: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-@pytest.fixture
-async def hook() -> AsyncIterator[Hook]:
-    """A webhook receiver on an ephemeral loopback port."""
+@contextlib.asynccontextmanager
+async def _listening() -> AsyncIterator[Hook]:
+    """A webhook receiver on an ephemeral loopback port, open (its gate set) until the end."""
     state = Hook()
     state.gate.set()
 
@@ -59,8 +60,17 @@ async def hook() -> AsyncIterator[Hook]:
     await site.start()
     assert site._server is not None
     state.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
-    yield state
-    await runner.cleanup()
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[Hook]:
+    """A webhook receiver on an ephemeral loopback port."""
+    async with _listening() as state:
+        yield state
 
 
 @dataclass
@@ -293,3 +303,138 @@ async def test_deliveries_waiting_in_batch_past_the_bound_go_on_on_their_own(
     for n in range(5):
         [attempt] = await stores.webhooks.attempts_for(f"evt_{n}")
         assert attempt.status_code == 204
+
+
+def _sharing(stores: Stores, deliveries: Deliveries, slots: int) -> DeliverWebhook:
+    """A handler on the fixture's sender whose receivers hold at most ``slots`` slots each."""
+    return DeliverWebhook(
+        stores.webhooks,
+        stores.queue,
+        deliveries.sender,
+        signature_headers,
+        lambda _: "whsec_" + "Y2FsbGJhY2stc2VjcmV0LWZvci10ZXN0cw==",
+        stores.clock,
+        UlidFactory(),
+        timeout=5,
+        endpoints=deliveries.directory,
+        slots_per_host=slots,
+    )
+
+
+async def _answered_slowly(handler: DeliverWebhook, hook: Hook, job: Job) -> None:
+    """Run ``job`` through ``handler`` with the hook answering after 0.3 s (above
+    ``SLOW_ANSWER``): the handler now knows the hook as a slow receiver."""
+    hook.gate.clear()
+    running = asyncio.ensure_future(handler(job))
+    await asyncio.sleep(0.3)
+    hook.gate.set()
+    await running
+    hook.received.clear()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait (up to 5 s) until ``condition`` holds."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+async def test_a_receiver_holding_its_share_leaves_the_other_slots_to_another(
+    stores: Stores, deliveries: Deliveries, hook: Hook
+) -> None:
+    """A receiver known to answer slowly may hold 2 slots: of a batch of five deliveries to
+    it and two to another tenant's receiver, two are posted to it, the other three go back
+    to the queue untried (not leased, no attempt counted, due again later), and the other
+    receiver gets its two at once, while the first still holds its answers."""
+    async with _listening() as other:
+        ids = UlidFactory()
+        now = stores.clock.now()
+        tenant = Tenant(ids.new("ten"), "globex", None, now)
+        await stores.accounts.create_tenant(tenant)
+        endpoint = WebhookEndpoint(ids.new("whe"), tenant.id, other.url, (), new_secret(), now)
+        await stores.webhooks.create_endpoint(endpoint)
+        assert await deliveries.directory.has_endpoints(tenant.id)
+        handler = _sharing(stores, deliveries, 2)
+        # Two idle connections to the other receiver, as the hook has four.
+        await asyncio.gather(*(deliveries.sender.send(other.url, {}, b"{}", 5) for _ in "ab"))
+        other.received.clear()
+        [warm] = await _claim(stores, deliveries, 1, first=100)
+        await _answered_slowly(handler, hook, warm)
+        hook.gate.clear()
+        jobs = []
+        for n in range(7):
+            owner = (deliveries.tenant, deliveries.endpoint) if n < 5 else (tenant, endpoint)
+            event = EventRecord(
+                f"evt_{n}", owner[0].id, None, "message.sent", None, n, now, None, {"n": n}
+            )
+            jobs.extend(webhook_jobs(event, [owner[1]], None))
+        await stores.queue.enqueue(jobs)
+        claimed = await stores.queue.claim(["webhook"], 100, "batch", 60)
+        record = BatchRecord()
+        running = asyncio.ensure_future(handler.run_each(record.batch(claimed)))
+        try:
+            await _until(lambda: len(other.received) == 2 and len(hook.received) == 2)
+            await _until(lambda: record.released == 5)  # three given back, two delivered
+            assert not running.done()
+            assert await stores.queue.claim(["webhook"], 100, "now", 60) == []
+        finally:
+            hook.gate.set()
+        await running
+        assert record.alone == []
+        assert record.released == 7
+        assert len(hook.received) == 2
+        stores.clock.advance(61)  # past the spacing's bound
+        back = await stores.queue.claim(["webhook"], 100, "later", 60)
+        assert len(back) == 3
+        assert {job.attempts for job in back} == {0}
+        assert {str(job.payload["url"]) for job in back} == {hook.url}
+        for n in range(5, 7):
+            [attempt] = await stores.webhooks.attempts_for(f"evt_{n}")
+            assert attempt.status_code == 204
+
+
+async def test_a_single_delivery_beyond_its_receivers_share_is_given_back(
+    stores: Stores, deliveries: Deliveries, hook: Hook
+) -> None:
+    """A slow receiver's share of one slot held by a delivery it has not answered, a second
+    delivery to it run on its own is given back untried at once; once answered, the next
+    one goes out."""
+    handler = _sharing(stores, deliveries, 1)
+    warm, first, second = await _claim(stores, deliveries, 3)
+    await _answered_slowly(handler, hook, warm)
+    hook.gate.clear()
+    holding = asyncio.ensure_future(handler(first))
+    try:
+        await _until(lambda: len(hook.received) == 1)
+        await asyncio.wait_for(handler(second), 5)
+        assert await stores.webhooks.attempts_for(str(second.payload["event_id"])) == []
+        assert not holding.done()
+    finally:
+        hook.gate.set()
+    await holding
+    stores.clock.advance(61)
+    [back] = await stores.queue.claim(["webhook"], 10, "later", 60)
+    assert (back.id, back.attempts) == (second.id, 0)
+    await handler(back)
+    assert len(hook.received) == 2
+
+
+async def test_a_fast_receiver_past_its_share_for_a_moment_is_not_held_to_it(
+    stores: Stores, deliveries: Deliveries, hook: Hook
+) -> None:
+    """A receiver whose answers come at once may hold more than its share (a claim's batch
+    between its posts and their answers): a batch of ten with a share of two posts all ten
+    and gives none back."""
+    handler = _sharing(stores, deliveries, 2)
+    [warm] = await _claim(stores, deliveries, 1, first=100)
+    await handler(warm)
+    hook.received.clear()
+    jobs = await _claim(stores, deliveries, 10)
+    record = BatchRecord()
+    await handler.run_each(record.batch(jobs))
+    assert record.alone == []
+    assert record.released == 10
+    assert len(hook.received) == 10
+    assert await stores.queue.pending() == {}

@@ -202,3 +202,18 @@ def test_redis_url_is_off_by_default_and_must_name_a_redis_server(tmp_path: Path
         load_settings({"PIGEON_CONFIG": absent, "PIGEON_REDIS_URL": "http://127.0.0.1:6379"})
     with pytest.raises(ConfigError, match="redis_url: Port could not be cast"):
         load_settings({"PIGEON_CONFIG": absent, "PIGEON_REDIS_URL": "redis://127.0.0.1:x/0"})
+
+
+def test_webhook_slots_per_host_default_to_half_the_runners_slots_and_are_checked(
+    tmp_path: Path,
+) -> None:
+    """A webhook receiver may hold 128 of the runner's 256 slots by default; the setting
+    takes 1 to 10,000 and refuses 0."""
+    empty = tmp_path / "pigeon.toml"
+    empty.write_text("")
+    settings = load_settings(environ={}, config_file=empty)
+    assert (settings.webhook_slots_per_host, settings.worker_concurrency) == (128, 256)
+    set_low = load_settings(environ={"PIGEON_WEBHOOK_SLOTS_PER_HOST": "8"}, config_file=empty)
+    assert set_low.webhook_slots_per_host == 8
+    with pytest.raises(ConfigError, match="webhook_slots_per_host"):
+        load_settings(environ={"PIGEON_WEBHOOK_SLOTS_PER_HOST": "0"}, config_file=empty)

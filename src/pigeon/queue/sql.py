@@ -303,6 +303,35 @@ class SqlJobQueue:
 
         await self._db.write(update)
 
+    async def postpone(self, jobs: Sequence[tuple[str, str, datetime]]) -> None:
+        """Give jobs back untried, each due again at its ``run_at`` (``attempts`` kept), in
+        one transaction; a job whose lease ``owner`` lost is left alone."""
+        if not jobs:
+            return
+        table = self._jobs
+        statement = (
+            sa.update(table)
+            .where(
+                table.c.id == sa.bindparam("b_id"), table.c.lease_owner == sa.bindparam("b_owner")
+            )
+            .values(
+                run_at=sa.bindparam("b_run_at"),
+                ready=sa.bindparam("b_ready"),
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+        now = self._clock.now()
+        rows = [
+            {"b_id": job_id, "b_owner": owner, "b_run_at": run_at, "b_ready": run_at <= now}
+            for job_id, owner, run_at in jobs
+        ]
+
+        async def update(connection: AsyncConnection) -> None:
+            await connection.execute(statement, rows)
+
+        await self._db.write(update)
+
     async def wake(self, id_prefix: str) -> int:
         """Make every not-leased job whose id starts with ``id_prefix`` due now; returns how
         many jobs that touched (jobs already due count too: their ``run_at`` becomes now)."""

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from pigeon.ports import (
 )
 from pigeon.services.representation import iso
 from pigeon.services.worker import JobBatch
-from pigeon.telemetry import WEBHOOK_ATTEMPTS
+from pigeon.telemetry import WEBHOOK_ATTEMPTS, WEBHOOK_POSTPONED
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,16 @@ MAX_WEBHOOK_ATTEMPTS = len(WEBHOOK_DELAYS) + 1
 #: batch's own being busy, before each waits on its own (as ``send`` does, up to its timeout).
 CONNECTION_WAIT = 5.0
 
+#: The shortest wait of a delivery given back because its receiver holds its share of the
+#: job slots (``ReceiverShares``); the longest it is spaced out to.
+POSTPONE_MIN = 0.5
+POSTPONE_MAX = 60.0
+#: A receiver whose answers take this long on average (seconds) is held to its share.
+SLOW_ANSWER = 0.25
+
 #: ``WEBHOOK_ATTEMPTS``' children by outcome (``labels()`` costs more than the count).
 _ATTEMPTS = {outcome: WEBHOOK_ATTEMPTS.labels(outcome) for outcome in ("ok", "disabled", "failed")}
+_POSTPONED = WEBHOOK_POSTPONED.labels()
 WEBHOOK_PRIORITY = 25
 CALLBACK_TARGET = "callback"
 
@@ -246,6 +255,98 @@ class _StoreLookup:
 
 
 @dataclass(slots=True)
+class _ReceiverLoad:
+    """One receiver's deliveries in this process: slots held, answer time, spacing."""
+
+    held: int = 0
+    #: Seconds a post takes to be answered (or to fail), a moving average from the first
+    #: (``None``: none made yet).
+    answer: float | None = None
+    #: The monotonic time up to which its given-back deliveries are spaced.
+    spaced_until: float = 0.0
+    #: Whether the log said it is held to its share, since it last held fewer slots.
+    told: bool = False
+
+
+class ReceiverShares:
+    """How many of a process's job slots each webhook receiver (scheme, host and port) holds
+    with deliveries posting to it or waiting for its connections, at most ``limit`` each
+    once its answers take ``SLOW_ANSWER`` or more on average: a slow receiver cannot take
+    every slot and hold up every other tenant's webhooks. (A fast one passes ``limit`` only
+    for a moment, between a claim and its answers, and is let be.)
+
+    A delivery beyond its receiver's share is given back to the queue untried (its job
+    postponed), due again after at least ``POSTPONE_MIN`` seconds, and each further one a
+    slot's answer time later than the one before (``answer`` / ``limit``): they come back
+    about as fast as the receiver takes them, not all at once. ``limit`` ``None``: no share.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._loads: dict[str, _ReceiverLoad] = {}
+        self._origins: dict[str, str] = {}
+
+    def origin(self, url: str) -> str:
+        """The receiver of ``url``: its scheme, host and port (as its connections are)."""
+        found = self._origins.get(url)
+        if found is None:
+            parts = urllib.parse.urlsplit(url)
+            found = f"{parts.scheme}://{parts.netloc}".lower()
+            if len(self._origins) >= 10_000:  # per-message callback URLs: keep it bounded
+                self._origins.clear()
+            self._origins[url] = found
+        return found
+
+    def take(self, origin: str) -> bool:
+        """A slot for a delivery to ``origin``, unless it is slow and holds its share."""
+        load = self._loads.get(origin)
+        if load is None:
+            if len(self._loads) >= 10_000:  # many receivers: forget the idle ones
+                self._loads = {key: kept for key, kept in self._loads.items() if kept.held}
+            load = self._loads[origin] = _ReceiverLoad()
+        elif self.limit is not None and load.held >= self.limit and self._slow(load):
+            if not load.told:
+                load.told = True
+                log.warning(
+                    "webhook receiver %s answers in %.2f s: its deliveries beyond %d at once "
+                    "wait in the queue",
+                    origin,
+                    load.answer,
+                    self.limit,
+                )
+            return False
+        load.held += 1
+        return True
+
+    @staticmethod
+    def _slow(load: _ReceiverLoad) -> bool:
+        return load.answer is not None and load.answer >= SLOW_ANSWER
+
+    def give(self, origin: str, answered_in: float | None = None) -> None:
+        """A delivery to ``origin`` let its slot go (``answered_in``: how long its post took,
+        if it was made)."""
+        load = self._loads.get(origin)
+        if load is None:
+            return
+        load.held -= 1
+        if load.told and self.limit is not None and load.held < self.limit // 2:
+            load.told = False
+        if answered_in is not None:
+            answer = load.answer
+            load.answer = answered_in if answer is None else answer + (answered_in - answer) / 5
+
+    def wait(self, origin: str) -> float:
+        """Seconds from now at which a delivery to ``origin`` given back is due again."""
+        now = time.monotonic()
+        load = self._loads.get(origin)
+        if load is None:
+            load = self._loads[origin] = _ReceiverLoad()
+        gap = max(load.answer or 0.0, SLOW_ANSWER) / (self.limit or 1)
+        load.spaced_until = max(load.spaced_until, now + POSTPONE_MIN) + gap
+        return min(load.spaced_until - now, POSTPONE_MAX)
+
+
+@dataclass(slots=True)
 class _Delivery:
     """One signed attempt of a webhook job: what is posted, and when it was made."""
 
@@ -259,7 +360,10 @@ class _Delivery:
 
 
 class DeliverWebhook:
-    """Handles ``webhook`` jobs: sign, post, log the attempt, retry with backoff."""
+    """Handles ``webhook`` jobs: sign, post, log the attempt, retry with backoff.
+
+    ``slots_per_host``: the most job slots the deliveries to one receiver may hold at once
+    (``ReceiverShares``); the others go back to the queue untried until it keeps up."""
 
     def __init__(
         self,
@@ -272,7 +376,9 @@ class DeliverWebhook:
         ids: IdFactory,
         timeout: float = 10.0,
         endpoints: EndpointLookup | None = None,
+        slots_per_host: int | None = None,
     ) -> None:
+        self._shares = ReceiverShares(slots_per_host)
         self._webhooks = webhooks
         self._endpoints = endpoints or _StoreLookup(webhooks)
         self._queue = queue
@@ -308,12 +414,19 @@ class DeliverWebhook:
         delivered are logged (and their jobs completed) together. Every other job, every
         answer that did not deliver, the deliveries to a receiver whose connections waiting
         would not bring, and those still waiting after ``CONNECTION_WAIT`` go on on their
-        own as ``__call__`` would."""
-        starting = self._starting
+        own as ``__call__`` would. Deliveries to a receiver holding its share of the slots
+        (``ReceiverShares``) are given back untried."""
+        shares = self._shares
         pending: dict[asyncio.Future[int], tuple[Job, _Delivery]] = {}
         waiting: deque[tuple[Job, str | None, str]] = deque()
+        #: Deliveries whose receiver holds its share of the slots: given back untried.
+        postponed: list[tuple[Job, str]] = []
         for job in batch.jobs:
             payload = job.payload
+            origin = shares.origin(str(payload["url"]))
+            if not shares.take(origin):
+                postponed.append((job, origin))
+                continue
             target = str(payload["target"])
             if target == CALLBACK_TARGET:
                 endpoint_id = None
@@ -321,10 +434,30 @@ class DeliverWebhook:
             else:
                 endpoint = self._endpoints.cached_endpoint(str(payload["tenant_id"]), target)
                 if endpoint is None:
+                    shares.give(origin)
                     batch.alone(job)  # looked up (and perhaps gone) on its own
                     continue
                 endpoint_id, secret = endpoint.id, endpoint.secret
             waiting.append((job, endpoint_id, secret))
+        try:
+            await self._posting(batch, pending, waiting, postponed)
+        finally:  # a crash midway: what this batch still counted lets its slots go
+            for job, _, _ in waiting:
+                shares.give(shares.origin(str(job.payload["url"])))
+            for _, delivery in pending.values():
+                shares.give(shares.origin(delivery.url))
+
+    async def _posting(
+        self,
+        batch: JobBatch,
+        pending: dict[asyncio.Future[int], tuple[Job, _Delivery]],
+        waiting: deque[tuple[Job, str | None, str]],
+        postponed: list[tuple[Job, str]],
+    ) -> None:
+        """``run_each`` from the posting on: ``waiting`` deliveries started as connections
+        allow, ``postponed`` ones given back, the answers concluded."""
+        starting = self._starting
+        shares = self._shares
         #: Waits for a receiver's connections, by URL, while none of the batch's are busy.
         watches: dict[asyncio.Future[None], str] = {}
         loop = asyncio.get_running_loop()
@@ -334,6 +467,15 @@ class DeliverWebhook:
             if waiting and not pending:
                 watched_since = loop.time()
                 self._watch_connections(starting, batch, waiting, watches)
+        if postponed:  # while the first posts are under way
+            try:
+                await self._postpone(postponed)
+            except Exception as exc:  # as a crash of each one's call
+                for job, _ in postponed:
+                    batch.failed(job, exc)
+            else:
+                for job, _ in postponed:
+                    batch.finished(job)
         while pending or watches:
             timeout = None
             if watches:
@@ -354,6 +496,7 @@ class DeliverWebhook:
                     del watches[sending]
                     continue
                 job, delivery = pending.pop(sending)
+                shares.give(shares.origin(delivery.url), time.perf_counter() - delivery.started)
                 status: int | None = None
                 error: str | None = None
                 failure = None if sending.cancelled() else sending.exception()
@@ -391,9 +534,12 @@ class DeliverWebhook:
 
     def _go_alone(self, batch: JobBatch, waiting: Iterable[tuple[Job, str | None, str]]) -> None:
         """Hand the ``waiting`` deliveries on to go on their own (``send`` waits for a
-        connection); ``waiting`` is left empty if it is a deque."""
+        connection; ``_deliver`` takes its receiver's slot again); ``waiting`` is left empty
+        if it is a deque."""
+        shares = self._shares
         for job, endpoint_id, secret in waiting:
             delivery = self._prepare(job, endpoint_id, secret)
+            shares.give(shares.origin(delivery.url))
             batch.alone(job, functools.partial(self._deliver, job, delivery))
         if isinstance(waiting, deque):
             waiting.clear()
@@ -461,16 +607,38 @@ class DeliverWebhook:
         )
 
     async def _deliver(self, job: Job, delivery: _Delivery) -> None:
-        """Post ``delivery`` and conclude its attempt."""
+        """Post ``delivery`` and conclude its attempt; if its receiver holds its share of
+        the slots, give the job back untried instead."""
+        shares = self._shares
+        origin = shares.origin(delivery.url)
+        if not shares.take(origin):
+            await self._postpone([(job, origin)])
+            return
         status: int | None = None
         error: str | None = None
+        started = time.perf_counter()
         try:
             status = await self._sender.send(
                 delivery.url, delivery.headers, delivery.body, self._timeout
             )
         except TemporaryFailure as exc:
             error = exc.detail
+        finally:
+            shares.give(origin, time.perf_counter() - started)
         await self._conclude(job, delivery, status, error)
+
+    async def _postpone(self, deliveries: list[tuple[Job, str]]) -> None:
+        """Give the jobs of ``deliveries`` (with their receivers) back untried, each due
+        again as its receiver's share spaces it (``ReceiverShares.wait``)."""
+        now = self._clock.now()
+        wait = self._shares.wait
+        await self._queue.postpone(
+            [
+                (job.id, job.lease_owner, now + timedelta(seconds=wait(origin)))
+                for job, origin in deliveries
+            ]
+        )
+        _POSTPONED.inc(len(deliveries))
 
     def _attempt(
         self, job: Job, delivery: _Delivery, status: int | None, error: str | None
