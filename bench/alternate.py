@@ -11,11 +11,11 @@ round, each on a new, empty database (``--database postgresql``: one made on the
 ``PIGEON_BENCH_POSTGRES_URL`` for the run and dropped after it; a database used twice would
 hold the last run's webhook endpoint, whose receiver is gone). ``--receipt-delay`` is the
 carrier simulator's wait before each receipt (0.1 s by default, as scenario c; carriers send
-theirs seconds later, which decides what the worker still holds, ADR 45); ``--parts`` and
-``--carrier-latency`` are the side by side's (long messages, a carrier slow to answer). A tree is a
-directory holding
-the ``pigeon`` package (a ``src``), or ``@REV``: that revision of this repository, written to a
-temporary directory and compiled first.
+theirs seconds later, which decides what the worker still holds, ADR 45); ``--parts``,
+``--carrier-latency`` and ``--throughput`` are the side by side's (long messages, a carrier
+slow to answer, a carrier's cap). A tree is a directory holding the ``pigeon`` package (a
+``src``), or ``@REV``: that revision of this repository, written to a temporary directory and
+compiled first.
 
 The machines here are shared and their speed drifts by tens of per cent within minutes, so
 absolute figures of runs minutes apart say little. A tree is compared with the first only
@@ -96,6 +96,8 @@ def run_once(tree: Tree, args: argparse.Namespace, scratch: Path) -> tuple[float
         str(args.parts),
         "--carrier-latency",
         str(args.carrier_latency),
+        "--throughput",
+        str(args.throughput),
         "--json",
         str(output),
     ]
@@ -188,6 +190,12 @@ def main() -> None:
         type=float,
         default=0.0,
         help="seconds the carrier simulator takes to answer each submit_sm",
+    )
+    parser.add_argument(
+        "--throughput",
+        type=int,
+        default=0,
+        help="the connector's throughput_per_second (0: none), as the side by side's",
     )
     args = parser.parse_args()
     if len(args.tree) < 2:

@@ -358,17 +358,20 @@ async def start_pigeon(
     profile: str | None = None,
     extra_env: dict[str, str] | None = None,
     python: str | None = None,
+    throughput: int = 0,
 ) -> Pigeon:
     """``pigeon serve`` on ``database_url`` (SQLite in ``tmp`` by default) with the live key
     ``KEY``; with a ``sim``, one ``[[connectors]]`` SMPP table to it (``binds`` transceivers,
     window 100), else the built-in simulator. Returns once ready (and bound to the sim).
-    ``python``: the interpreter of the gateway (and so of its workers), if not this one's."""
+    ``python``: the interpreter of the gateway (and so of its workers), if not this one's.
+    ``throughput``: the connector's ``throughput_per_second`` (0: none)."""
     config = tmp / "pigeon.toml"
     if sim is not None:
         config.write_text(
             '[[connectors]]\nid = "sim"\ntype = "smpp"\nhost = "127.0.0.1"\n'
             f'port = {sim.port}\nsystem_id = "{SIM_USER}"\npassword = "{SIM_PASSWORD}"\n'
             f'bind_mode = "trx"\nbinds = {binds}\nwindow = 100\n'
+            + (f"throughput_per_second = {throughput}\n" if throughput else "")
         )
     else:
         config.write_text("")

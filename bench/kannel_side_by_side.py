@@ -10,11 +10,15 @@ Each gateway gets its own ``pigeon smsc-sim`` process as the carrier, with the s
 whose ``GET /stats`` gives the submit_sm count; ``--carrier-latency`` makes each sim answer
 every submit_sm that many seconds late, as a distant carrier. Everything listens on 127.0.0.1.
 The callback receiver answers at once, or after ``--receiver-latency`` seconds, as one that
-does some work. ``--parts N`` sends long texts of N segments (Kannel with ``max-messages N``;
-it calls the dlr-url once a message, as Pigeon sends one webhook). ``--undelivered P`` makes
-P% of the receipts UNDELIV; ``--unicode`` sends Cyrillic texts (UCS-2; Kannel told
-``coding=2``); both gateways then call back for either outcome (Kannel's
-``dlr-mask`` 3, Pigeon's endpoint on ``message.undelivered`` too).
+does some work.
+
+Other traffic than the uniform one: ``--parts N`` sends long texts of N segments (Kannel with
+``max-messages N``; it calls the dlr-url once a message, as Pigeon sends one webhook);
+``--unicode`` sends Cyrillic texts (UCS-2; Kannel told ``coding=2``); ``--undelivered P``
+makes P% of the receipts UNDELIV, and both gateways then call back for either outcome
+(Kannel's ``dlr-mask`` 3, Pigeon's endpoint on ``message.undelivered`` too); ``--throughput
+N`` caps both gateways' submits to the carrier at N per second (Kannel's smsc
+``throughput``, Pigeon's connector ``throughput_per_second``).
 
 Kannel: ``bearerbox`` + ``smsbox`` with a config written to a temporary directory (logs there
 too): one SMPP transceiver to its sim, ``max-pending-submits 100``, ``msg-id-type 0x03``
@@ -339,8 +343,14 @@ SERVER_LABEL = "pigeon: postgresql backends"
 
 
 def kannel_config(
-    tmp: Path, sim: Sim, ports: dict[str, int], store: str, max_messages: int = 1
+    tmp: Path,
+    sim: Sim,
+    ports: dict[str, int],
+    store: str,
+    max_messages: int = 1,
+    throughput: int = 0,
 ) -> str:
+    throughput_line = f"throughput = {throughput}\n" if throughput else ""
     store_lines = (
         f'store-type = file\nstore-location = "{tmp / "kannel.store"}"\n' if store == "file" else ""
     )
@@ -370,7 +380,7 @@ system-type = ""
 enquire-link-interval = 30
 max-pending-submits = 100
 msg-id-type = 0x03
-
+{throughput_line}
 group = smsbox
 bearerbox-host = 127.0.0.1
 bearerbox-port = {ports["box"]}
@@ -402,7 +412,8 @@ async def run_kannel(
     ports = {"admin": free_port(), "box": free_port(), "sendsms": free_port()}
     config = tmp / "kannel.conf"
     parts = max(1, int(getattr(args, "parts", 1)))
-    config.write_text(kannel_config(tmp, sim, ports, kannel_store(args), parts))
+    throughput = int(getattr(args, "throughput", 0))
+    config.write_text(kannel_config(tmp, sim, ports, kannel_store(args), parts, throughput))
     bearerbox = processes.start(
         "bearerbox", [bearerbox_path, "-v", "2", str(config)], tmp / "bearerbox.out"
     )
@@ -457,6 +468,7 @@ async def run_pigeon(
         profile=args.profile,
         python=getattr(args, "pigeon_python", None),
         extra_env=pigeon_durability_env(args),
+        throughput=int(getattr(args, "throughput", 0)),
     )
     server, base = pigeon.process, pigeon.base
     auth = {"Authorization": f"Bearer {KEY}"}
@@ -849,6 +861,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--unicode", action="store_true", help="Cyrillic texts (UCS-2) instead of GSM-7 ones"
+    )
+    parser.add_argument(
+        "--throughput",
+        type=int,
+        default=0,
+        metavar="PER_SECOND",
+        help="a carrier's cap on both: Kannel's smsc throughput, Pigeon's throughput_per_second",
     )
     parser.add_argument("--pigeon-binds", type=int, default=1)
     parser.add_argument(

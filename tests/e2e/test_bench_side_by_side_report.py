@@ -90,3 +90,17 @@ def test_the_carrier_latency_becomes_the_sims_response_delay(side_by_side: Modul
     args = argparse.Namespace(carrier_latency=0.05)
     assert side_by_side.sim_flags(args) == ("--fault", "response-delay:0.05")
     assert side_by_side.sim_flags(argparse.Namespace(carrier_latency=0.0)) == ()
+
+
+def test_a_carrier_cap_is_written_into_both_gateways_configs(
+    side_by_side: ModuleType, tmp_path: Path
+) -> None:
+    """``--throughput N`` becomes Kannel's smsc ``throughput = N``; none without it."""
+
+    class FakeSim:
+        port = 2775
+
+    ports = {"admin": 1, "box": 2, "sendsms": 3}
+    capped = side_by_side.kannel_config(tmp_path, FakeSim(), ports, "none", 1, 500)
+    assert "\nthroughput = 500\n" in capped
+    assert "throughput" not in side_by_side.kannel_config(tmp_path, FakeSim(), ports, "none")

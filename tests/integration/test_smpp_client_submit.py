@@ -553,3 +553,21 @@ async def test_a_started_long_message_retries_a_throttled_segment(carrier: Facto
     assert len(result.carrier_message_ids) == 3
     assert sim.stats.submits_accepted == 3
     assert sim.stats.submits_refused[CommandStatus.ESME_RMSGQFUL] >= 1
+
+
+async def test_a_paced_connector_starts_submits_while_its_tokens_last(carrier: Factory) -> None:
+    """With throughput_per_second=20 (a burst of 2 tokens), two submits start at once
+    without a task; the third finds no token and is not started (nor offered a slot wait,
+    the windows being free): ``submit`` paces it, and all three are accepted."""
+    sim, connector = await carrier(throughput_per_second=20.0, window=10)
+    await sim.wait_until(lambda: len(sim.stats.binds) == 1)
+    first = connector.start_submit(message())
+    second = connector.start_submit(message())
+    assert first is not None
+    assert second is not None
+    assert connector.start_submit(message()) is None
+    assert connector.slot_wait(message()) is None
+    third = await asyncio.wait_for(connector.submit(message()), 5)
+    results = await asyncio.gather(first, second)
+    assert len({*(r.carrier_message_ids for r in results), third.carrier_message_ids}) == 3
+    assert sim.stats.submits_accepted == 3

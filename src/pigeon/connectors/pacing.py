@@ -75,6 +75,24 @@ class TokenBucket:
         if self.gate is not None:
             await self.gate()
 
+    def try_take(self) -> bool:
+        """Take one token if one is here now, without waiting (``False``: none is, nothing
+        taken). Never with a ``gate`` (its round trip is awaited), and never ahead of a
+        taker sleeping off its debt (the level is negative until that is paid)."""
+        if self.gate is not None:
+            return False
+        self._refill(self._now())
+        if self._level < 1.0:
+            return False
+        self._level -= 1.0
+        self.taken += 1
+        return True
+
+    def refund(self) -> None:
+        """Give back a token ``try_take`` took for a submit that was not written after all."""
+        self._level = min(self.capacity, self._level + 1.0)
+        self.taken -= 1
+
     async def _sleep_off_debt(self) -> None:
         # Due once the bucket has refilled the debt standing at this reservation; at most
         # ``MAX_SLEEP`` at a time, so that a higher rate set meanwhile serves it sooner.

@@ -531,11 +531,11 @@ class SmppClientConnector:
     def start_submit(self, message: Message) -> asyncio.Future[SubmitResult] | None:
         """``submit`` of ``message`` written now, without a coroutine or a task: the future of
         its result, which ends as ``submit`` would return or raise. ``None`` when it cannot
-        go out at once (no free window slot, a paced connector, a submit of higher priority
-        waiting): then ``submit`` it. A long message's first segment is written now and each
-        further one on a free slot if there is one, else in a task waiting for a slot as
-        ``submit``'s segments wait."""
-        if not self._started or self._stopping or self._bucket is not None:
+        go out at once (no free window slot, no token of the connector's pacing at hand, a
+        submit of higher priority waiting): then ``submit`` it. A long message's first
+        segment is written now and each further one on a free slot (with a token) if there is
+        one, else in a task waiting for them as ``submit``'s segments wait."""
+        if not self._started or self._stopping:
             return None
         priority = CATEGORY_PRIORITY.get(message.category, 0)
         link = self._free_link(priority)
@@ -543,14 +543,16 @@ class SmppClientConnector:
             return None
         if link.congested:
             return None
+        bucket = self._bucket
+        if bucket is not None and not bucket.try_take():
+            return None
         try:
             pdus = self._compose(message)
-        except PermanentFailure:
-            return None  # ``submit`` raises it
-        pdu = pdus[0]
-        try:
+            pdu = pdus[0]
             response = link.start_request(pdu)
-        except (ValueError, NotSent):
+        except (PermanentFailure, ValueError, NotSent):
+            if bucket is not None:
+                bucket.refund()
             return None  # ``submit`` raises it, or tries again
         link.busy += 1
         result: asyncio.Future[SubmitResult] = response.get_loop().create_future()
@@ -575,13 +577,18 @@ class SmppClientConnector:
         index: int,
     ) -> None:
         """Write a further segment of a long message ``start_submit`` started, on the least
-        busy bind with room; without room (or when it cannot be written now) it waits for a
-        slot in a task of its own, as ``submit``'s segments do."""
+        busy bind with room (and a token of the pacing, if any); without them (or when it
+        cannot be written now) it waits for them in a task of its own, as ``submit``'s
+        segments do."""
         link = self._free_link(priority)
+        bucket = self._bucket
         response = None
-        if link is not None and not link.congested:
-            with contextlib.suppress(ValueError, NotSent):  # the task raises or retries it
+        if link is not None and not link.congested and (bucket is None or bucket.try_take()):
+            try:
                 response = link.start_request(pdu)
+            except (ValueError, NotSent):  # the task raises it, or tries again
+                if bucket is not None:
+                    bucket.refund()
         if link is None or response is None:
             retry = asyncio.ensure_future(self._submit_segment(pdu, priority))
             retry.add_done_callback(functools.partial(under_way.retry_ended, index))
@@ -632,10 +639,10 @@ class SmppClientConnector:
         the next freed slot ends, in line with the submits waiting in ``submit`` (by
         priority, then arrival); ``start_submit`` may then start ``message``. ``None`` when
         the windows are not what stopped it (nothing bound, a pause after throttling, a free
-        slot the message cannot take: a long message, a submit of higher priority waiting,
-        a stop): then ``submit`` it. A freed slot found unusable is handed to the next in
-        line here."""
-        if not self._started or self._stopping or self._bucket is not None:
+        slot the message cannot take: no token of the pacing, a submit of higher priority
+        waiting, a stop): then ``submit`` it (which waits for the token). A freed slot found
+        unusable is handed to the next in line here."""
+        if not self._started or self._stopping:
             return None
         loop = asyncio.get_running_loop()
         now = loop.time()

@@ -101,3 +101,38 @@ class YieldingTime(FakeTime):
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
         await asyncio.sleep(0)
+
+
+async def test_try_take_takes_only_tokens_at_hand() -> None:
+    """At 100/s the burst of 10 is taken without waiting, the 11th try finds none; a token
+    refunded is there again; the one refilled 10 ms later goes to a ``take`` made first, and
+    a try after it finds none until the next has refilled."""
+    fake = FakeTime()
+    bucket = TokenBucket(100, now=fake, sleep=fake.sleep)
+    assert all(bucket.try_take() for _ in range(10))
+    assert not bucket.try_take()
+    assert bucket.taken == 10
+    bucket.refund()
+    assert bucket.taken == 9
+    assert bucket.try_take()
+    fake.now += 0.01
+    debtor = asyncio.ensure_future(bucket.take())  # reserves the refilled token
+    await asyncio.sleep(0)
+    assert not bucket.try_take()
+    await debtor
+    fake.now += 0.01
+    assert bucket.try_take()
+    assert bucket.waits == 0
+
+
+def test_try_take_never_passes_a_gate() -> None:
+    """A bucket with a gate (the cluster's bucket in Redis) is never taken from without
+    awaiting it: ``try_take`` says no."""
+
+    async def gate() -> None:
+        return None
+
+    bucket = TokenBucket(100)
+    bucket.gate = gate
+    assert not bucket.try_take()
+    assert bucket.taken == 0
