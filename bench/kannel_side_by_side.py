@@ -18,7 +18,8 @@ Other traffic than the uniform one: ``--parts N`` sends long texts of N segments
 makes P% of the receipts UNDELIV, and both gateways then call back for either outcome
 (Kannel's ``dlr-mask`` 3, Pigeon's endpoint on ``message.undelivered`` too); ``--throughput
 N`` caps both gateways' submits to the carrier at N per second (Kannel's smsc
-``throughput``, Pigeon's connector ``throughput_per_second``).
+``throughput``, Pigeon's connector ``throughput_per_second``); ``--close-connections`` opens
+a connection for each request, as clients without keep-alive do.
 
 Kannel: ``bearerbox`` + ``smsbox`` with a config written to a temporary directory (logs there
 too): one SMPP transceiver to its sim, ``max-pending-submits 100``, ``msg-id-type 0x03``
@@ -156,15 +157,17 @@ def _load(
     out: Any,
     text: str = TEXT,
     mask: str = "1",
+    close: bool = False,
 ) -> None:
-    """Send ``messages`` requests from ``concurrency`` keep-alive clients; report back."""
+    """Send ``messages`` requests from ``concurrency`` keep-alive clients (``close``: a new
+    connection for each request); report back."""
     shared = {"sent": 0, "accepted": 0, "errors": 0, "last": 0.0}
     # Kannel sends a text it is told is UTF-8 as UCS-2 (coding 2); Pigeon finds that itself.
     unicode = {} if text.isascii() else {"coding": "2", "charset": "UTF-8"}
     latencies: list[float] = []
 
     async def client() -> None:
-        connector = aiohttp.TCPConnector(limit=1)
+        connector = aiohttp.TCPConnector(limit=1, force_close=close)
         async with aiohttp.ClientSession(connector=connector) as session:
             while shared["sent"] < messages:
                 index = shared["sent"]
@@ -269,6 +272,7 @@ async def measure(
         args=(
             *(kind, url, args.messages, args.concurrency, extra, queue),
             *(message_text(parts, bool(getattr(args, "unicode", False))), dlr_mask(args)),
+            bool(getattr(args, "close_connections", False)),
         ),
     )
     loader.start()
@@ -868,6 +872,11 @@ def main() -> None:
         default=0,
         metavar="PER_SECOND",
         help="a carrier's cap on both: Kannel's smsc throughput, Pigeon's throughput_per_second",
+    )
+    parser.add_argument(
+        "--close-connections",
+        action="store_true",
+        help="a new connection for each request (clients without keep-alive)",
     )
     parser.add_argument("--pigeon-binds", type=int, default=1)
     parser.add_argument(
