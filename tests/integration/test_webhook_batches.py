@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -439,3 +440,36 @@ async def test_a_fast_receiver_past_its_share_for_a_moment_is_not_held_to_it(
     assert record.released == 10
     assert len(hook.received) == 10
     assert await stores.queue.pending() == {}
+
+
+async def test_a_receiver_holding_its_share_unanswered_counts_as_slow(
+    stores: Stores, deliveries: Deliveries, hook: Hook, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A receiver that has not answered once yet, holding its whole share of two slots for
+    longer than ``SLOW_ANSWER``, is slow: a further batch of three to it is given back
+    untried, and the log says so once."""
+    handler = _sharing(stores, deliveries, 2)
+    hook.gate.clear()
+    first = await _claim(stores, deliveries, 2)
+    record = BatchRecord()
+    holding = asyncio.ensure_future(handler.run_each(record.batch(first)))
+    try:
+        await _until(lambda: len(hook.received) == 2)
+        await asyncio.sleep(notify.SLOW_ANSWER + 0.05)
+        later = await _claim(stores, deliveries, 3, first=2)
+        again = BatchRecord()
+        with caplog.at_level(logging.WARNING, logger="pigeon.services.notify"):
+            await asyncio.wait_for(handler.run_each(again.batch(later)), 5)
+        assert (again.released, again.alone) == (3, [])
+        assert len(hook.received) == 2
+        assert [r.getMessage() for r in caplog.records if "is slow" in r.getMessage()] == [
+            f"webhook receiver {hook.url.removesuffix('/hook')} is slow (no answer yet): its "
+            "deliveries beyond 2 at once wait in the queue"
+        ]
+    finally:
+        hook.gate.set()
+    await holding
+    stores.clock.advance(61)
+    back = await stores.queue.claim(["webhook"], 10, "later", 60)
+    assert sorted(str(job.payload["event_id"]) for job in back) == ["evt_2", "evt_3", "evt_4"]
+    assert {job.attempts for job in back} == {0}

@@ -266,6 +266,16 @@ class _ReceiverLoad:
     spaced_until: float = 0.0
     #: Whether the log said it is held to its share, since it last held fewer slots.
     told: bool = False
+    #: The monotonic time since which it has held its whole share (``None``: it has not).
+    full_since: float | None = None
+
+
+def _slow(load: _ReceiverLoad) -> bool:
+    """Whether a receiver is slow: its answers take ``SLOW_ANSWER`` or more on average, or,
+    before its first answer, it has held its whole share that long."""
+    if load.answer is not None:
+        return load.answer >= SLOW_ANSWER
+    return load.full_since is not None and time.monotonic() - load.full_since >= SLOW_ANSWER
 
 
 class ReceiverShares:
@@ -274,6 +284,9 @@ class ReceiverShares:
     once its answers take ``SLOW_ANSWER`` or more on average: a slow receiver cannot take
     every slot and hold up every other tenant's webhooks. (A fast one passes ``limit`` only
     for a moment, between a claim and its answers, and is let be.)
+
+    Before its first answer, a receiver holding its whole share counts as slow once it has
+    held it for ``SLOW_ANSWER`` (a receiver that never answers has no average to go by).
 
     A delivery beyond its receiver's share is given back to the queue untried (its job
     postponed), due again after at least ``POSTPONE_MIN`` seconds, and each further one a
@@ -304,23 +317,24 @@ class ReceiverShares:
             if len(self._loads) >= 10_000:  # many receivers: forget the idle ones
                 self._loads = {key: kept for key, kept in self._loads.items() if kept.held}
             load = self._loads[origin] = _ReceiverLoad()
-        elif self.limit is not None and load.held >= self.limit and self._slow(load):
+        elif self.limit is not None and load.held >= self.limit and _slow(load):
             if not load.told:
                 load.told = True
+                answer = (
+                    "no answer yet" if load.answer is None else f"{load.answer:.2f} s an answer"
+                )
                 log.warning(
-                    "webhook receiver %s answers in %.2f s: its deliveries beyond %d at once "
-                    "wait in the queue",
+                    "webhook receiver %s is slow (%s): its deliveries beyond %d at once wait "
+                    "in the queue",
                     origin,
-                    load.answer,
+                    answer,
                     self.limit,
                 )
             return False
         load.held += 1
+        if self.limit is not None and load.held >= self.limit and load.full_since is None:
+            load.full_since = time.monotonic()
         return True
-
-    @staticmethod
-    def _slow(load: _ReceiverLoad) -> bool:
-        return load.answer is not None and load.answer >= SLOW_ANSWER
 
     def give(self, origin: str, answered_in: float | None = None) -> None:
         """A delivery to ``origin`` let its slot go (``answered_in``: how long its post took,
@@ -329,8 +343,10 @@ class ReceiverShares:
         if load is None:
             return
         load.held -= 1
-        if load.told and self.limit is not None and load.held < self.limit // 2:
-            load.told = False
+        if self.limit is not None and load.held < self.limit:
+            load.full_since = None
+            if load.told and load.held < self.limit // 2:
+                load.told = False
         if answered_in is not None:
             answer = load.answer
             load.answer = answered_in if answer is None else answer + (answered_in - answer) / 5
