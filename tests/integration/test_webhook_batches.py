@@ -463,8 +463,8 @@ async def test_a_receiver_holding_its_share_unanswered_counts_as_slow(
         assert (again.released, again.alone) == (3, [])
         assert len(hook.received) == 2
         assert [r.getMessage() for r in caplog.records if "is slow" in r.getMessage()] == [
-            f"webhook receiver {hook.url.removesuffix('/hook')} is slow (no answer yet): its "
-            "deliveries beyond 2 at once wait in the queue"
+            f"webhook receiver {hook.url.removesuffix('/hook')} is slow (no answer yet): with "
+            "the other slow ones, its deliveries beyond 2 at once wait in the queue"
         ]
     finally:
         hook.gate.set()
@@ -473,3 +473,57 @@ async def test_a_receiver_holding_its_share_unanswered_counts_as_slow(
     back = await stores.queue.claim(["webhook"], 10, "later", 60)
     assert sorted(str(job.payload["event_id"]) for job in back) == ["evt_2", "evt_3", "evt_4"]
     assert {job.attempts for job in back} == {0}
+
+
+async def test_slow_receivers_share_one_share_between_them(
+    stores: Stores, deliveries: Deliveries, hook: Hook
+) -> None:
+    """Two receivers known to answer slowly, a share of three slots: with two held by the
+    first, a batch of three to the second gets one slot and gives two back untried."""
+    handler = _sharing(stores, deliveries, 3)
+    async with _listening() as other:
+        ids = UlidFactory()
+        now = stores.clock.now()
+        tenant = Tenant(ids.new("ten"), "initech", None, now)
+        await stores.accounts.create_tenant(tenant)
+        endpoint = WebhookEndpoint(ids.new("whe"), tenant.id, other.url, (), new_secret(), now)
+        await stores.webhooks.create_endpoint(endpoint)
+        assert await deliveries.directory.has_endpoints(tenant.id)
+
+        async def claimed_for_other(numbers: range) -> list[Job]:
+            made = []
+            for n in numbers:
+                event = EventRecord(
+                    f"evt_{n}", tenant.id, None, "message.sent", None, n, now, None, {"n": n}
+                )
+                made.extend(webhook_jobs(event, [endpoint], None))
+            await stores.queue.enqueue(made)
+            return await stores.queue.claim(["webhook"], 100, "other", 60)
+
+        [warm] = await _claim(stores, deliveries, 1, first=100)
+        await _answered_slowly(handler, hook, warm)
+        [warm_other] = await claimed_for_other(range(200, 201))
+        await _answered_slowly(handler, other, warm_other)
+        hook.gate.clear()
+        other.gate.clear()
+        first = await _claim(stores, deliveries, 2)
+        held = BatchRecord()
+        holding = asyncio.ensure_future(handler.run_each(held.batch(first)))
+        second = BatchRecord()
+        try:
+            await _until(lambda: len(hook.received) == 2)
+            later = await claimed_for_other(range(10, 13))
+            running = asyncio.ensure_future(handler.run_each(second.batch(later)))
+            await _until(lambda: len(other.received) == 1 and second.released == 2)
+            assert not running.done()
+        finally:
+            hook.gate.set()
+            other.gate.set()
+        await holding
+        await running
+        assert (second.released, second.alone) == (3, [])
+        assert len(other.received) == 1
+        stores.clock.advance(61)
+        back = await stores.queue.claim(["webhook"], 10, "later", 60)
+        assert len(back) == 2
+        assert {str(job.payload["url"]) for job in back} == {other.url}

@@ -280,10 +280,10 @@ def _slow(load: _ReceiverLoad) -> bool:
 
 class ReceiverShares:
     """How many of a process's job slots each webhook receiver (scheme, host and port) holds
-    with deliveries posting to it or waiting for its connections, at most ``limit`` each
-    once its answers take ``SLOW_ANSWER`` or more on average: a slow receiver cannot take
-    every slot and hold up every other tenant's webhooks. (A fast one passes ``limit`` only
-    for a moment, between a claim and its answers, and is let be.)
+    with deliveries posting to it or waiting for its connections; the receivers whose answers
+    take ``SLOW_ANSWER`` or more on average hold at most ``limit`` together: slow receivers,
+    however many, cannot take every slot and hold up every other tenant's webhooks. (A fast
+    one passes ``limit`` only for a moment, between a claim and its answers, and is let be.)
 
     Before its first answer, a receiver holding its whole share counts as slow once it has
     held it for ``SLOW_ANSWER`` (a receiver that never answers has no average to go by).
@@ -311,21 +311,26 @@ class ReceiverShares:
         return found
 
     def take(self, origin: str) -> bool:
-        """A slot for a delivery to ``origin``, unless it is slow and holds its share."""
+        """A slot for a delivery to ``origin``, unless it is slow and the slow receivers hold
+        their share (``False``)."""
         load = self._loads.get(origin)
         if load is None:
             if len(self._loads) >= 10_000:  # many receivers: forget the idle ones
                 self._loads = {key: kept for key, kept in self._loads.items() if kept.held}
             load = self._loads[origin] = _ReceiverLoad()
-        elif self.limit is not None and load.held >= self.limit and _slow(load):
+        elif (
+            self.limit is not None
+            and _slow(load)
+            and (load.held >= self.limit or self._slow_held() >= self.limit)
+        ):
             if not load.told:
                 load.told = True
                 answer = (
                     "no answer yet" if load.answer is None else f"{load.answer:.2f} s an answer"
                 )
                 log.warning(
-                    "webhook receiver %s is slow (%s): its deliveries beyond %d at once wait "
-                    "in the queue",
+                    "webhook receiver %s is slow (%s): with the other slow ones, its "
+                    "deliveries beyond %d at once wait in the queue",
                     origin,
                     answer,
                     self.limit,
@@ -335,6 +340,10 @@ class ReceiverShares:
         if self.limit is not None and load.held >= self.limit and load.full_since is None:
             load.full_since = time.monotonic()
         return True
+
+    def _slow_held(self) -> int:
+        """The slots the slow receivers hold together."""
+        return sum(load.held for load in self._loads.values() if load.held and _slow(load))
 
     def give(self, origin: str, answered_in: float | None = None) -> None:
         """A delivery to ``origin`` let its slot go (``answered_in``: how long its post took,
