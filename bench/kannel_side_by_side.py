@@ -19,7 +19,10 @@ makes P% of the receipts UNDELIV, and both gateways then call back for either ou
 (Kannel's ``dlr-mask`` 3, Pigeon's endpoint on ``message.undelivered`` too); ``--throughput
 N`` caps both gateways' submits to the carrier at N per second (Kannel's smsc
 ``throughput``, Pigeon's connector ``throughput_per_second``); ``--close-connections`` opens
-a connection for each request, as clients without keep-alive do.
+a connection for each request, as clients without keep-alive do. ``--mix realistic`` sends
+all of these at once, as a gateway that carries OTPs, alerts and campaigns sees them
+(:data:`REALISTIC_MIX`): texts of one to three segments, a fifth of them Cyrillic, to numbers
+of every region, 5% of receipts UNDELIV (unless ``--undelivered`` says otherwise).
 
 Kannel: ``bearerbox`` + ``smsbox`` with a config written to a temporary directory (logs there
 too): one SMPP transceiver to its sim, ``max-pending-submits 100``, ``msg-id-type 0x03``
@@ -66,6 +69,7 @@ import multiprocessing
 import os
 import platform
 import queue as queues
+import random
 import shutil
 import signal
 import socket
@@ -101,6 +105,7 @@ from harness import (
     rss_mb,
     start_pigeon,
 )
+from number_classification import numbers_of
 
 TEXT = "Your verification code is 123456"
 KANNEL_USER, KANNEL_PASSWORD = "bench", "benchpw"
@@ -126,6 +131,57 @@ def server_pid(pid: int, profiled: bool) -> int:
 
 #: The ``--unicode`` text: Cyrillic, which GSM-7 cannot carry (UCS-2, 70 characters a part).
 UNICODE_TEXT = "Ваш код подтверждения 123456"
+
+
+#: ``--mix realistic``: (segments, Cyrillic, weight in 20) of the texts sent. A guess at a
+#: gateway's mix, not a measurement of one: mostly one-segment GSM-7 texts (verification
+#: codes, alerts), some of them in another script, and longer notices and campaigns. Their
+#: mean is 1.3 segments a message.
+REALISTIC_MIX: tuple[tuple[int, bool, int], ...] = (
+    (1, False, 12),
+    (1, True, 3),
+    (2, False, 3),
+    (3, False, 1),
+    (2, True, 1),
+)
+#: ``--mix realistic``'s share of UNDELIV receipts (per cent), unless ``--undelivered`` is given.
+REALISTIC_UNDELIVERED = 5.0
+#: The numbers a run sends to, at most (each send takes the next, round and round).
+RECIPIENTS = 10_000
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the load generator sends: request ``i`` carries ``texts[i % len(texts)]`` (a text
+    and its segments) to ``recipients[i % len(recipients)]``."""
+
+    texts: tuple[tuple[str, int], ...]
+    recipients: tuple[str, ...]
+
+    @property
+    def most_parts(self) -> int:
+        """The segments of the longest text (Kannel's ``max-messages``)."""
+        return max(parts for _, parts in self.texts)
+
+    def parts(self, index: int) -> int:
+        """The segments of request ``index``."""
+        return self.texts[index % len(self.texts)][1]
+
+
+def traffic_of(args: argparse.Namespace) -> Traffic:
+    """The run's traffic: ``--mix realistic``'s, else ``--parts`` segments of one text
+    (Cyrillic with ``--unicode``) to scenario c's 10,000 numbers (``+1415555`` and four digits)."""
+    if getattr(args, "mix", "uniform") == "realistic":
+        slots = [
+            (message_text(parts, unicode), parts)
+            for parts, unicode, weight in REALISTIC_MIX
+            for _ in range(weight)
+        ]
+        random.Random(5).shuffle(slots)  # the kinds interleaved, the same order every run
+        return Traffic(tuple(slots), tuple(numbers_of("every region", RECIPIENTS)))
+    parts = max(1, int(getattr(args, "parts", 1)))
+    text = message_text(parts, bool(getattr(args, "unicode", False)))
+    return Traffic(((text, parts),), tuple(numbers_of("one country", RECIPIENTS)))
 
 
 def message_text(parts: int, unicode: bool = False) -> str:
@@ -155,15 +211,19 @@ def _load(
     concurrency: int,
     extra: str,
     out: Any,
-    text: str = TEXT,
+    traffic: Traffic,
     mask: str = "1",
     close: bool = False,
 ) -> None:
-    """Send ``messages`` requests from ``concurrency`` keep-alive clients (``close``: a new
-    connection for each request); report back."""
-    shared = {"sent": 0, "accepted": 0, "errors": 0, "last": 0.0}
+    """Send ``messages`` requests of ``traffic`` from ``concurrency`` keep-alive clients
+    (``close``: a new connection for each request); report back, with the segments of the
+    accepted ones."""
+    shared = {"sent": 0, "accepted": 0, "errors": 0, "last": 0.0, "segments": 0}
     # Kannel sends a text it is told is UTF-8 as UCS-2 (coding 2); Pigeon finds that itself.
-    unicode = {} if text.isascii() else {"coding": "2", "charset": "UTF-8"}
+    codings = [
+        {} if text.isascii() else {"coding": "2", "charset": "UTF-8"} for text, _ in traffic.texts
+    ]
+    recipients = traffic.recipients
     latencies: list[float] = []
 
     async def client() -> None:
@@ -172,7 +232,9 @@ def _load(
             while shared["sent"] < messages:
                 index = shared["sent"]
                 shared["sent"] += 1
-                to = f"+1415555{index % 10_000:04d}"
+                to = recipients[index % len(recipients)]
+                slot = index % len(codings)
+                text, parts = traffic.texts[slot]
                 try:
                     if kind == "kannel":
                         query = urllib.parse.urlencode(
@@ -184,7 +246,7 @@ def _load(
                                 "text": text,
                                 "dlr-mask": mask,
                                 "dlr-url": extra,
-                                **unicode,
+                                **codings[slot],
                             }
                         )
                         request = session.get(f"{url}?{query}")
@@ -204,6 +266,7 @@ def _load(
                     ok = False
                 if ok:
                     shared["accepted"] += 1
+                    shared["segments"] += parts
                     shared["last"] = time.monotonic()
                 else:
                     shared["errors"] += 1
@@ -215,7 +278,12 @@ def _load(
 
     quiet_collector()
     started = asyncio.run(main())
-    out.put((started, shared["last"], shared["accepted"], shared["errors"], latencies))
+    out.put(
+        (
+            *(started, shared["last"], shared["accepted"], shared["errors"], latencies),
+            shared["segments"],
+        )
+    )
 
 
 @dataclass
@@ -259,8 +327,8 @@ async def measure(
 
     ``--parts`` N: each message is N submit_sm at the sim and one callback (Kannel 1.4.5 calls
     the dlr-url once for a message it split, as Pigeon sends one webhook); the submit rate
-    counts messages (submit_sm / N)."""
-    parts = max(1, int(getattr(args, "parts", 1)))
+    counts messages (submit_sm over the segments a message has on average)."""
+    traffic = traffic_of(args)
     base = (await asyncio.to_thread(sim.stats))["submits_received"]
     receiver.count, receiver.last = 0, 0.0
     pids = {**pids, "receiver (this process)": os.getpid()}
@@ -270,8 +338,8 @@ async def measure(
     loader = multiprocessing.Process(
         target=_load,
         args=(
-            *(kind, url, args.messages, args.concurrency, extra, queue),
-            *(message_text(parts, bool(getattr(args, "unicode", False))), dlr_mask(args)),
+            *(kind, url, args.messages, args.concurrency, extra, queue, traffic),
+            dlr_mask(args),
             bool(getattr(args, "close_connections", False)),
         ),
     )
@@ -300,8 +368,8 @@ async def measure(
             if (submits, receiver.count) != seen:
                 seen, progress = (submits, receiver.count), now
             if result is not None:
-                accepted = result[2]
-                if submits >= accepted * parts and receiver.count >= accepted:
+                accepted, segments = result[2], result[5]
+                if submits >= segments and receiver.count >= accepted:
                     break
                 if now - progress > args.stall:
                     print(f"  {name}: no progress for {args.stall:.0f} s, stopping the wait")
@@ -313,12 +381,13 @@ async def measure(
         loader.join(timeout=10)
     if result is None:
         raise RuntimeError(f"{name}: the load generator did not finish in {args.timeout} s")
-    started, accept_last, phase.accepted, phase.errors, latencies = result
+    started, accept_last, phase.accepted, phase.errors, latencies, segments = result
+    parts = segments / max(phase.accepted, 1)  # a message's segments, on average
     phase.p50_ms, phase.p99_ms = percentiles(latencies)
     if not phase.accepted:
         raise RuntimeError(f"{name}: no request was accepted ({phase.errors} errors)")
     phase.accept_rate = phase.accepted / max(accept_last - started, 1e-9)
-    phase.submits = submits // parts
+    phase.submits = round(submits / parts) if parts else 0
     phase.submit_rate = submits / parts / max(submit_last - started, 1e-9)
     phase.callbacks = receiver.count
     phase.callback_rate = receiver.count / max(receiver.last - started, 1e-9)
@@ -415,7 +484,7 @@ async def run_kannel(
     await asyncio.to_thread(sim.wait_ready)
     ports = {"admin": free_port(), "box": free_port(), "sendsms": free_port()}
     config = tmp / "kannel.conf"
-    parts = max(1, int(getattr(args, "parts", 1)))
+    parts = traffic_of(args).most_parts
     throughput = int(getattr(args, "throughput", 0))
     config.write_text(kannel_config(tmp, sim, ports, kannel_store(args), parts, throughput))
     bearerbox = processes.start(
@@ -662,23 +731,32 @@ def sim_flags(args: argparse.Namespace) -> tuple[str, ...]:
     latency = float(getattr(args, "carrier_latency", 0.0))
     if latency > 0:
         flags += ("--fault", f"response-delay:{latency}")
-    undelivered = float(getattr(args, "undelivered", 0.0))
+    undelivered = undelivered_share(args)
     if undelivered > 0:
         mix = f"DELIVRD={100 - undelivered:g},UNDELIV={undelivered:g}"
         flags += ("--outcome-mix", mix, "--seed", "7")
     return flags
 
 
+def undelivered_share(args: argparse.Namespace) -> float:
+    """The per cent of receipts the sims make UNDELIV: ``--undelivered``, or with ``--mix
+    realistic`` and no ``--undelivered``, :data:`REALISTIC_UNDELIVERED`."""
+    given = float(getattr(args, "undelivered", 0.0) or 0.0)
+    if given > 0 or getattr(args, "mix", "uniform") != "realistic":
+        return given
+    return REALISTIC_UNDELIVERED
+
+
 def dlr_mask(args: argparse.Namespace) -> str:
-    """Kannel's dlr-mask: final success (1), and final failure too (1 + 2) with
-    ``--undelivered``, as Pigeon's endpoint then hears both."""
-    return "3" if float(getattr(args, "undelivered", 0.0)) > 0 else "1"
+    """Kannel's dlr-mask: final success (1), and final failure too (1 + 2) when some receipts
+    are UNDELIV, as Pigeon's endpoint then hears both."""
+    return "3" if undelivered_share(args) > 0 else "1"
 
 
 def webhook_events(args: argparse.Namespace) -> list[str]:
     """The events Pigeon's webhook endpoint listens to (``message.undelivered`` too with
     ``--undelivered``)."""
-    if float(getattr(args, "undelivered", 0.0)) > 0:
+    if undelivered_share(args) > 0:
         return ["message.delivered", "message.undelivered"]
     return ["message.delivered"]
 
@@ -872,6 +950,13 @@ def main() -> None:
         default=0,
         metavar="PER_SECOND",
         help="a carrier's cap on both: Kannel's smsc throughput, Pigeon's throughput_per_second",
+    )
+    parser.add_argument(
+        "--mix",
+        choices=["uniform", "realistic"],
+        default="uniform",
+        help="realistic: one to three segments, a fifth Cyrillic, numbers of every region, 5%% "
+        "UNDELIV (REALISTIC_MIX); uniform: --parts, --unicode, --undelivered as given",
     )
     parser.add_argument(
         "--close-connections",

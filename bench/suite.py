@@ -28,6 +28,12 @@ Scenarios (each on every ``--databases`` entry, PostgreSQL on a new database per
      while a ``--backlog`` of queued marketing messages drains on the same route.
   e  store growth (``bench/latency.py store``): accept and dispatch figures on an empty store
      and on one seeded with ``--store-size`` messages; the ratios large / empty.
+  f  mixed traffic end to end: scenario c's pair of Kannel and Pigeon, ``--f-rounds`` times
+     on each database (the median round reported), with the traffic of
+     ``kannel_side_by_side.py --mix realistic`` instead of one short text to one country:
+     texts of one to three segments, a fifth of them Cyrillic, to numbers of every region,
+     5% of receipts UNDELIV and called back too. Its ratio is reported beside scenario c's
+     (``kannel_ratio``, "DATABASE, mixed traffic") and judged by the same targets.
 
 Each scenario gives one row: messages, seconds, msg/s, p50/p99 latency (ms) and the peak RSS
 of the gateway process (``VmHWM``); details under ``extra``. The table is printed at the end
@@ -67,7 +73,7 @@ from harness import (
     scratch,
 )
 
-SCENARIOS = ("a", "b", "c", "d", "e")
+SCENARIOS = ("a", "b", "c", "d", "e", "f")
 DATABASES = ("sqlite", "postgresql")
 FULL = {
     "seconds": 15.0,
@@ -94,6 +100,8 @@ FULL = {
     "c_rounds": 3,
     # And as many pairs at matched durability (ADR 44), each after the round of its number.
     "c_matched_rounds": 3,
+    # Scenario f: pairs of Kannel and Pigeon with mixed traffic on each database.
+    "f_rounds": 3,
 }
 QUICK = {
     "seconds": 3.0,
@@ -113,6 +121,7 @@ QUICK = {
     "pigeon_workers": 1,
     "c_rounds": 1,
     "c_matched_rounds": 0,
+    "f_rounds": 1,
 }
 
 
@@ -159,6 +168,8 @@ def ensure_kannel() -> str:
 Phase = kannel_side_by_side.Phase
 #: The name suffix of scenario c's rows at matched durability (ADR 44).
 MATCHED = " (matched durability)"
+#: What scenario f's rows are named for, where scenario c's say "end to end".
+MIXED = "mixed traffic"
 
 
 def _side_by_side_args(config: dict[str, Any], database_url: str | None) -> argparse.Namespace:
@@ -409,6 +420,44 @@ def _cpu_ratios(pigeon: dict[str, Any], kannel: dict[str, Any]) -> dict[str, flo
     }
 
 
+def scenario_f(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:
+    """Scenario c's pair with ``--mix realistic``'s traffic, ``f_rounds`` times (Pigeon on a
+    new database each round; Kannel only when ``config["kannel"]``; no floor, no matched
+    durability): the rows of the median round by the ratio of callbacks/s, as scenario c's."""
+    rounds: list[tuple[Phase | None, Phase, Phase | None]] = []
+    for number in range(config["f_rounds"]):
+        with contextlib.ExitStack() as stack:
+            round_url = stack.enter_context(fresh_database(database, tmp)) if number else url
+            args = _side_by_side_args(config, round_url)
+            args.mix = "realistic"
+            args.floor = "none"
+            print(f"   round {number + 1} of {config['f_rounds']}, mixed traffic", flush=True)
+            settle_disk()
+            kannel, pigeon, _ = asyncio.run(
+                kannel_side_by_side.side_by_side(args, kannel=config["kannel"])
+            )
+        assert pigeon is not None
+        rounds.append((kannel, pigeon, None))
+    gateway = tuple(name for name in rounds[0][1].rss_mb if name.startswith("pigeon"))
+    found = (
+        _median_round(rounds, database, gateway, "strict")
+        if config["kannel"]
+        else [_phase_result(rounds[0][1], database, gateway)]
+    )
+    mix = ", ".join(
+        f"{weight}/20 {parts} segment{'s' if parts > 1 else ''} {'UCS-2' if unicode else 'GSM-7'}"
+        for parts, unicode, weight in kannel_side_by_side.REALISTIC_MIX
+    )
+    for row in found:
+        row.scenario = "f"
+        row.name = row.name.replace("end to end", MIXED, 1)
+        row.extra["mix"] = (
+            f"{mix}; numbers of every region; "
+            f"{kannel_side_by_side.REALISTIC_UNDELIVERED:g}% UNDELIV"
+        )
+    return found
+
+
 def scenario_d(config: dict[str, Any], url: str | None, database: str, tmp: Path) -> list[Result]:
     backlog = latency.otp_behind_backlog(
         url,
@@ -448,6 +497,7 @@ RUNNERS: dict[str, Callable[[dict[str, Any], str | None, str, Path], list[Result
     "c": scenario_c,
     "d": scenario_d,
     "e": scenario_e,
+    "f": scenario_f,
 }
 
 
@@ -457,19 +507,20 @@ def _ratio(pigeon: float, kannel: float) -> float | None:
 
 def kannel_ratios(results: list[Result], kannel_skipped: str) -> dict[str, Any]:
     """Pigeon/Kannel for accepted/s, submitted-to-carrier/s and receipt callbacks/s, by
-    database: the medians over scenario c's rounds."""
+    database: the medians over scenario c's rounds (and f's, as "DATABASE, mixed traffic")."""
     if kannel_skipped:
         return {"skipped": kannel_skipped}
     ratios: dict[str, Any] = {}
     for result in results:
-        if result.scenario != "c" or result.skipped or result.extra.get("failed"):
+        if result.scenario not in ("c", "f") or result.skipped or result.extra.get("failed"):
             continue
         if "ratio_to_kannel" in result.extra:
             matched = result.extra.get("durability") == "matched"
-            ratios[result.database + (", matched durability" if matched else "")] = result.extra[
-                "ratio_to_kannel"
-            ]
-    return ratios or {"skipped": "scenario c not run"}
+            suffix = ", matched durability" if matched else ""
+            if result.scenario == "f":
+                suffix = f", {MIXED}"
+            ratios[result.database + suffix] = result.extra["ratio_to_kannel"]
+    return ratios or {"skipped": "scenarios c and f not run"}
 
 
 def targets(results: list[Result], ratios: dict[str, Any]) -> list[dict[str, Any]]:
@@ -550,7 +601,7 @@ def table(results: list[Result]) -> str:
                     f" (after {r.extra['paced_warmup_seconds']:g} s of warm-up, whose p99 was "
                     f"{r.extra['paced_warmup_p99_ms']:,.1f} ms)"
                 )
-        elif r.scenario == "c":
+        elif r.scenario in ("c", "f"):
             note = (
                 f"accepted {r.extra['accepted_per_s']:,.0f}/s, submitted "
                 f"{r.extra['submitted_per_s']:,.0f}/s, callbacks "
@@ -618,7 +669,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small counts (a few minutes)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="e.g. a,c")
     parser.add_argument("--databases", default=",".join(DATABASES), help="sqlite,postgresql")
-    parser.add_argument("--no-kannel", action="store_true", help="scenario c without Kannel")
+    parser.add_argument("--no-kannel", action="store_true", help="scenarios c and f without Kannel")
     parser.add_argument(
         "--no-floor", action="store_true", help="scenario c without the Python floor (ADR 24)"
     )
@@ -692,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     kannel_skipped = ""
     failed = False
-    if "c" in args.scenarios:
+    side_by_side = "c" in args.scenarios or "f" in args.scenarios
+    if side_by_side:
         kannel_skipped = "--no-kannel" if args.no_kannel else ensure_kannel()
         if not kannel_skipped:
             document["machine"]["kannel"] = machine_info()["kannel"]
@@ -730,9 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         results.insert(
             next((i for i, r in enumerate(results) if r.scenario > "c"), len(results)), kannel
         )
-    ratios = kannel_ratios(
-        results, kannel_skipped if "c" in args.scenarios else "scenario c not run"
-    )
+    ratios = kannel_ratios(results, kannel_skipped if side_by_side else "scenarios c and f not run")
     document["results"] = [r.as_dict() for r in results]
     document["kannel_ratio"] = ratios
     document["targets"] = targets(results, ratios)

@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pytest
 
+from pigeon.domain.addressing import parse_msisdn
 from pigeon.domain.encoding import analyse
 from support.bench import bench_module
 
@@ -104,3 +105,44 @@ def test_a_carrier_cap_is_written_into_both_gateways_configs(
     capped = side_by_side.kannel_config(tmp_path, FakeSim(), ports, "none", 1, 500)
     assert "\nthroughput = 500\n" in capped
     assert "throughput" not in side_by_side.kannel_config(tmp_path, FakeSim(), ports, "none")
+
+
+def test_the_realistic_mix_sends_texts_of_the_segments_and_scripts_it_declares(
+    side_by_side: ModuleType,
+) -> None:
+    """``--mix realistic`` cycles through texts whose encoding and segments are what the mix
+    says, 1.3 segments a message on average, to valid numbers of many regions."""
+    traffic = side_by_side.traffic_of(argparse.Namespace(mix="realistic"))
+    assert len(traffic.texts) == 20
+    for text, parts in traffic.texts:
+        info = analyse(text)
+        assert info.segments == parts
+        assert info.encoding.value in ("gsm7", "ucs2")
+    kinds = {(parts, analyse(text).encoding.value) for text, parts in traffic.texts}
+    assert kinds == {(1, "gsm7"), (1, "ucs2"), (2, "gsm7"), (3, "gsm7"), (2, "ucs2")}
+    assert sum(traffic.parts(index) for index in range(20)) == 26
+    assert traffic.most_parts == 3
+    assert len(traffic.recipients) == 10_000
+    assert len(set(traffic.recipients)) > 9_900  # a campaign's: nearly every number new
+    regions = {parse_msisdn(number).country for number in traffic.recipients[:2000]}
+    assert len(regions) > 100
+
+
+def test_the_realistic_mix_has_undelivered_receipts_called_back_on_both_gateways(
+    side_by_side: ModuleType,
+) -> None:
+    """With ``--mix realistic`` 5% of receipts are UNDELIV unless ``--undelivered`` says
+    otherwise, and both gateways call back for either outcome."""
+    mixed = argparse.Namespace(mix="realistic", undelivered=0.0, carrier_latency=0.0)
+    assert side_by_side.undelivered_share(mixed) == 5.0
+    assert side_by_side.dlr_mask(mixed) == "3"
+    assert side_by_side.webhook_events(mixed) == ["message.delivered", "message.undelivered"]
+    assert "DELIVRD=95,UNDELIV=5" in side_by_side.sim_flags(mixed)
+    given = argparse.Namespace(mix="realistic", undelivered=20.0)
+    assert side_by_side.undelivered_share(given) == 20.0
+    uniform = argparse.Namespace(mix="uniform", undelivered=0.0)
+    assert side_by_side.undelivered_share(uniform) == 0.0
+    assert side_by_side.dlr_mask(uniform) == "1"
+    plain = side_by_side.traffic_of(argparse.Namespace(parts=2))
+    assert plain.most_parts == 2
+    assert plain.recipients[:2] == ("+14155550000", "+14155550001")

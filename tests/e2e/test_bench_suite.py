@@ -147,6 +147,46 @@ def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not KANNEL, reason="Kannel is not installed (apt-get install -y kannel)")
+def test_mixed_traffic_runs_both_gateways_and_judges_its_ratio_beside_scenario_c(
+    tmp_path: Path,
+) -> None:
+    """Scenario f sends the realistic mix through Kannel and Pigeon: every message is
+    submitted and called back on both (undelivered ones too), and its ratio is reported and
+    judged as "sqlite, mixed traffic"."""
+    output = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "suite.py"),
+            *("--quick", "--scenarios", "f", "--databases", "sqlite", "--f-rounds", "1"),
+            *("--messages", "400", "--concurrency", "8", "--output", str(output)),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    document = json.loads(output.read_text())
+    rows = {row["name"]: row for row in document["results"]}
+    kannel, pigeon = rows["mixed traffic, Kannel 1.4.5"], rows["mixed traffic, Pigeon"]
+    for row in (kannel, pigeon):
+        assert row["scenario"] == "f"
+        assert row["messages"] == 400  # callbacks, delivered or not
+        assert row["extra"]["submits"] == 400  # messages, whatever their segments
+        assert row["errors"] == 0
+        assert "5% UNDELIV" in row["extra"]["mix"]
+    assert len(pigeon["extra"]["rounds"]) == 1
+    assert document["kannel_ratio"]["sqlite, mixed traffic"] == pigeon["extra"]["ratio_to_kannel"]
+    judged = {(t["target"], t["database"]) for t in document["targets"]}
+    assert ("end to end >= Kannel (receipt callbacks/s)", "sqlite, mixed traffic") in judged
+    assert "| f: mixed traffic, Pigeon | sqlite | 400 |" in done.stdout
+
+
+@pytest.mark.slow
 def test_seed_writes_stored_messages_and_a_backlog_the_schema_reads_back(tmp_path: Path) -> None:
     """``bench/seed.py`` (scenarios d and e) writes every column the schema has: a small
     store and backlog on SQLite, then read back through the store."""
