@@ -211,13 +211,15 @@ def _load(
     concurrency: int,
     extra: str,
     out: Any,
-    traffic: Traffic,
+    traffic: Traffic | None = None,
     mask: str = "1",
     close: bool = False,
 ) -> None:
-    """Send ``messages`` requests of ``traffic`` from ``concurrency`` keep-alive clients
-    (``close``: a new connection for each request); report back, with the segments of the
-    accepted ones."""
+    """Send ``messages`` requests of ``traffic`` (by default scenario c's: :data:`TEXT` to
+    its 10,000 numbers) from ``concurrency`` keep-alive clients (``close``: a new connection
+    for each request); report back, with the segments of the accepted ones."""
+    if traffic is None:
+        traffic = traffic_of(argparse.Namespace())
     shared = {"sent": 0, "accepted": 0, "errors": 0, "last": 0.0, "segments": 0}
     # Kannel sends a text it is told is UTF-8 as UCS-2 (coding 2); Pigeon finds that itself.
     codings = [

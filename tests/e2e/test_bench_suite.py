@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,19 +31,15 @@ FIELDS = {
 }
 
 
-@pytest.mark.slow
-def test_quick_suite_measures_rest_accept_and_end_to_end_on_sqlite(tmp_path: Path) -> None:
-    """A tiny --quick run of scenarios a and c exits 0 and records delivered webhooks."""
+def _run_suite(
+    tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``bench/suite.py ARGS --output FILE`` from ``tmp_path`` without PIGEON_ settings: the
+    finished run (it exited 0) and its JSON result."""
     output = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
     done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "suite.py"),
-            *("--quick", "--scenarios", "a,c", "--databases", "sqlite", "--no-kannel"),
-            *("--seconds", "1", "--messages", "100", "--offered-rate", "100"),
-            *("--concurrency", "8", "--output", str(output)),
-        ],
+        [sys.executable, str(ROOT / "bench" / "suite.py"), *args, "--output", str(output)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -51,7 +48,18 @@ def test_quick_suite_measures_rest_accept_and_end_to_end_on_sqlite(tmp_path: Pat
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    document = json.loads(output.read_text())
+    return done, json.loads(output.read_text())
+
+
+@pytest.mark.slow
+def test_quick_suite_measures_rest_accept_and_end_to_end_on_sqlite(tmp_path: Path) -> None:
+    """A tiny --quick run of scenarios a and c exits 0 and records delivered webhooks."""
+    done, document = _run_suite(
+        tmp_path,
+        *("--quick", "--scenarios", "a,c", "--databases", "sqlite", "--no-kannel"),
+        *("--seconds", "1", "--messages", "100", "--offered-rate", "100"),
+        *("--concurrency", "8"),
+    )
     assert {"command", "machine", "config", "results", "kannel_ratio", "targets"} <= set(document)
     assert {"cpu", "cores", "python", "sqlite"} <= set(document["machine"])
     rows = {(row["scenario"], row["database"]): row for row in document["results"]}
@@ -84,25 +92,13 @@ def test_end_to_end_alternates_kannel_and_pigeon_and_reports_the_median_round(
     """Scenario c with Kannel runs both gateways and the Python floor once per round and
     reports, per database, their rows of the median round and the median of each ratio; a
     pair at matched durability (ADR 44) is reported apart."""
-    output = tmp_path / "bench.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "suite.py"),
-            *("--quick", "--scenarios", "c", "--databases", "sqlite", "--c-rounds", "3"),
-            *("--c-matched-rounds", "1"),
-            # 600 messages: enough CPU time for Kannel to register above the 10 ms clock tick
-            *("--messages", "600", "--concurrency", "8", "--output", str(output)),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    _, document = _run_suite(
+        tmp_path,
+        *("--quick", "--scenarios", "c", "--databases", "sqlite", "--c-rounds", "3"),
+        *("--c-matched-rounds", "1"),
+        # 600 messages: enough CPU time for Kannel to register above the 10 ms clock tick
+        *("--messages", "600", "--concurrency", "8"),
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    document = json.loads(output.read_text())
     rows = {row["name"]: row for row in document["results"]}
     kannel, pigeon = rows["end to end, Kannel 1.4.5"], rows["end to end, Pigeon"]
     assert kannel["database"] == pigeon["database"] == "sqlite"
@@ -154,23 +150,11 @@ def test_mixed_traffic_runs_both_gateways_and_judges_its_ratio_beside_scenario_c
     """Scenario f sends the realistic mix through Kannel and Pigeon: every message is
     submitted and called back on both (undelivered ones too), and its ratio is reported and
     judged as "sqlite, mixed traffic"."""
-    output = tmp_path / "bench.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "suite.py"),
-            *("--quick", "--scenarios", "f", "--databases", "sqlite", "--f-rounds", "1"),
-            *("--messages", "400", "--concurrency", "8", "--output", str(output)),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done, document = _run_suite(
+        tmp_path,
+        *("--quick", "--scenarios", "f", "--databases", "sqlite", "--f-rounds", "1"),
+        *("--messages", "400", "--concurrency", "8"),
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    document = json.loads(output.read_text())
     rows = {row["name"]: row for row in document["results"]}
     kannel, pigeon = rows["mixed traffic, Kannel 1.4.5"], rows["mixed traffic, Pigeon"]
     for row in (kannel, pigeon):
