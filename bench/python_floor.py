@@ -61,6 +61,7 @@ from pigeon.smpp.pdu import (
     SubmitSmResp,
 )
 from pigeon.smpp.receipt import receipt_from_pdu
+from pigeon.store.sqlite_library import set_up_sqlite_library
 from pigeon.webhooks.http_client import HttpClient
 from pigeon.webhooks.signing import new_secret, signature_headers
 
@@ -754,6 +755,7 @@ def run_profiled_if_asked(arguments: argparse.Namespace) -> None:
     """Run the relay; with ``PIGEON_PROFILE_DIR`` set (as ``pigeon serve`` reads it), under
     ``cProfile`` on the loop's thread, its statistics written there as ``floor-<pid>.pstats``
     when it stops (``bench/call_counts.py --floor`` reads them)."""
+    set_up_sqlite_library()  # as Pigeon's processes do (ADR 48): the floor stays a floor
     folder = os.environ.get("PIGEON_PROFILE_DIR")
     profiler = cProfile.Profile() if folder else None
     if profiler is not None:

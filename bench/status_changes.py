@@ -319,6 +319,16 @@ def _value(run: dict[str, float], key: str) -> float:
     return sum(run[phase] for phase in PHASES) if key == "total" else run[key]
 
 
+def set_up_sqlite_library_as_processes_do() -> None:
+    """The SQLite library set up as ``pigeon serve`` and its workers set it up at their start
+    (ADR 48), before any connection; trees from before it have no such step and run as built."""
+    try:
+        from pigeon.store.sqlite_library import set_up_sqlite_library
+    except ImportError:
+        return
+    set_up_sqlite_library()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=6000)
@@ -334,6 +344,7 @@ def main() -> None:
     import uvloop
     from harness import fresh_database
 
+    set_up_sqlite_library_as_processes_do()
     with (
         tempfile.TemporaryDirectory() as directory,
         fresh_database(args.database, Path(directory)) as postgres_url,

@@ -26,6 +26,7 @@ from rich.console import Console
 from pigeon.config import ConfigError, Settings, load_settings, writer_batch, writer_tasks
 from pigeon.domain.accounts import KeyMode, Role
 from pigeon.ports import Pacer
+from pigeon.store.sqlite_library import set_up_sqlite_library
 from pigeon.supervisor import WorkerProcesses, free_udp_port
 from pigeon.telemetry import add_peer_source, remove_peer_source
 from pigeon.worker_reports import WorkerReport, WorkerReports
@@ -89,6 +90,9 @@ def _run_on_uvloop(
 
     With ``profile_dir``, under ``cProfile``, whose statistics are written to
     ``<profile_dir>/<command>-<pid>.pstats`` when ``main`` ends, however it ends."""
+    # Before any connection (ADR 48): SQLite without its own locks, NULLs bound directly.
+    sqlite_library = set_up_sqlite_library()
+    logging.getLogger("pigeon.store").info("SQLite library: %s", sqlite_library.describe())
     profiler = cProfile.Profile() if profile_dir else None
     if profiler is not None:
         profiler.enable()
