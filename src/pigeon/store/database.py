@@ -414,6 +414,8 @@ class Database:
             engine = self._sqlite_reads
 
             def scanned() -> list[Row[Any]]:
+                # Checked out, used and returned in this thread: no other thread has it
+                # meanwhile, as SQLite's multi-thread mode asks (ADR 48).
                 with engine.connect() as connection:
                     return list(connection.execute(statement).all())
 

@@ -745,7 +745,8 @@ class Writer:
         """``call()`` in the writer's thread; the loop serves others until it returns.
 
         Even if this task is cancelled meanwhile, it returns (or raises) only once ``call`` is
-        over: the connection must not be used by two threads at once.
+        over: the connection must not be used by two threads at once (SQLite runs in
+        multi-thread mode, without locks of its own: ADR 48).
         """
         assert self._thread is not None
         future = self._thread.submit(call)
