@@ -21,6 +21,11 @@ process and anything else the loop starts are not counted. Read it as the work a
 or adds in the worker's store path, and confirm a change worth keeping end to end. A run
 takes about a minute per tree (valgrind runs Python some twelve times slower).
 
+``--functions N`` also lists the N C functions that executed the most of the difference
+(cachegrind's per-function counts of the two runs, ``cg_diff``): the interpreter's loop, and
+below it what no Python profiler sees, as SQLite's own locks and an exception raised and
+cleared inside each NULL bound were (ADR 48).
+
 ``--path accept`` counts ``pigeon serve``'s REST accept instead: ``serve`` (its workers off, a
 new SQLite file) runs under valgrind and answers ``--messages`` and then, in a second run,
 ``--messages`` + ``--more`` sends of ``POST /v1/messages`` from ``--concurrency`` keep-alive
@@ -76,6 +81,9 @@ class Counted:
     small: int
     large: int
     per_message: float
+    #: ``--functions``: the C functions that did the most of it, (instructions per message,
+    #: ``file:function``), most first.
+    functions: tuple[tuple[float, str], ...] = ()
 
 
 #: The most sends one ``--path accept`` run makes: each has a recipient of its own.
@@ -86,12 +94,13 @@ ACCEPT_TEXT = "Your verification code is 123456"
 ACCEPT_UNICODE_TEXT = "Ваш код подтверждения 123456"
 
 
-def _valgrind() -> list[str]:
-    """valgrind counting instructions only, its output file discarded."""
+def _valgrind(out_file: str = "/dev/null") -> list[str]:
+    """valgrind counting instructions only, its per-function counts written to ``out_file``
+    (discarded unless ``--functions`` asks for them)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
-    return [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    return [valgrind, "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out_file}"]
 
 
 def _tree_env(source: Path) -> dict[str, str]:
@@ -105,10 +114,10 @@ def _tree_env(source: Path) -> dict[str, str]:
     }
 
 
-def instructions(source: Path, messages: int) -> int:
+def instructions(source: Path, messages: int, out_file: str = "/dev/null") -> int:
     """The instructions one run of the fast loop on ``messages`` executes, tree ``source``."""
     done = subprocess.run(
-        [*_valgrind(), sys.executable, str(STATUS_CHANGES), "--messages", str(messages)],
+        [*_valgrind(out_file), sys.executable, str(STATUS_CHANGES), "--messages", str(messages)],
         env=_tree_env(source),
         capture_output=True,
         text=True,
@@ -184,7 +193,9 @@ def _wait_ready(url: str, server: subprocess.Popen[str], timeout: float) -> None
     raise SystemExit(f"pigeon serve was not ready within {timeout:.0f} s")
 
 
-def accept_instructions(source: Path, messages: int, load: AcceptLoad) -> int:
+def accept_instructions(
+    source: Path, messages: int, load: AcceptLoad, out_file: str = "/dev/null"
+) -> int:
     """The instructions ``pigeon serve`` of tree ``source`` executes in a run that answers
     ``messages`` sends of ``load`` (its start and stop included)."""
     mix = "every region" if load.recipients == "every-region" else "one country"
@@ -205,7 +216,7 @@ def accept_instructions(source: Path, messages: int, load: AcceptLoad) -> int:
             "PIGEON_CONFIG": str(data / "none.toml"),
         }
         server = subprocess.Popen(
-            [*_valgrind(), sys.executable, "-m", "pigeon", "serve"],
+            [*_valgrind(out_file), sys.executable, "-m", "pigeon", "serve"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -237,22 +248,62 @@ def count(
     more: int,
     path: str = "worker",
     load: AcceptLoad | None = None,
+    functions: int = 0,
 ) -> Counted:
-    """``source``'s instructions per message: two runs, ``messages`` and ``messages + more``."""
+    """``source``'s instructions per message: two runs, ``messages`` and ``messages + more``;
+    with ``functions``, also that many C functions that did the most of the difference."""
     # Compiled first, so that neither run spends its instructions writing bytecode.
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(source)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    if path == "accept":
-        load = load or AcceptLoad()
-        small = accept_instructions(source, messages, load)
-        large = accept_instructions(source, messages + more, load)
-    else:
-        small = instructions(source, messages)
-        large = instructions(source, messages + more)
-    return Counted(label, small, large, (large - small) / more)
+    with tempfile.TemporaryDirectory(prefix="pigeon-cachegrind-") as folder:
+        small_file, large_file = (
+            (str(Path(folder) / "small.out"), str(Path(folder) / "large.out"))
+            if functions
+            else ("/dev/null", "/dev/null")
+        )
+        if path == "accept":
+            load = load or AcceptLoad()
+            small = accept_instructions(source, messages, load, small_file)
+            large = accept_instructions(source, messages + more, load, large_file)
+        else:
+            small = instructions(source, messages, small_file)
+            large = instructions(source, messages + more, large_file)
+        top = _top_functions(small_file, large_file, more, functions) if functions else ()
+    return Counted(label, small, large, (large - small) / more, top)
+
+
+#: A line of ``cg_annotate``'s function table: the count, its share, ``file:function``.
+_FUNCTION_LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S.*)$")
+
+
+def _top_functions(
+    small_file: str, large_file: str, more: int, top: int
+) -> tuple[tuple[float, str], ...]:
+    """The ``top`` C functions of the difference of two runs' counts (``cg_diff``, then
+    ``cg_annotate``), as instructions per message. Python code is counted where the
+    interpreter runs it (``_PyEval_EvalFrameDefault``): this finds what no Python profiler
+    sees, such as SQLite's locks or an exception raised and cleared inside a C call (ADR 48)."""
+    diff = subprocess.run(
+        ["cg_diff", small_file, large_file], capture_output=True, text=True, check=True
+    ).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".diff") as written:
+        written.write(diff)
+        written.flush()
+        table = subprocess.run(
+            ["cg_annotate", "--auto=no", written.name], capture_output=True, text=True, check=True
+        ).stdout
+    found: list[tuple[float, str]] = []
+    for line in table.splitlines():
+        match = _FUNCTION_LINE.match(line)
+        if match is None or "PROGRAM TOTALS" in match.group(2):
+            continue
+        found.append((int(match.group(1).replace(",", "")) / more, match.group(2).strip()))
+        if len(found) >= top:
+            break
+    return tuple(found)
 
 
 def report(counted: list[Counted], more: int, path: str = "worker") -> str:
@@ -272,6 +323,16 @@ def report(counted: list[Counted], more: int, path: str = "worker") -> str:
             f"| {ratio} |"
         )
     lines.append(f"\n(per message: the difference of the two runs over {more:,} messages)")
+    for tree in counted:
+        if tree.functions:
+            lines += [
+                "",
+                f"{tree.label}, by C function:",
+                "",
+                "| instructions per message | file:function |",
+                "|---|---|",
+            ]
+            lines += [f"| {value:,.0f} | `{name}` |" for value, name in tree.functions]
     return "\n".join(lines)
 
 
@@ -313,6 +374,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--unicode", action="store_true", help="--path accept: Cyrillic texts (UCS-2)"
     )
+    parser.add_argument(
+        "--functions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also the N C functions that executed the most instructions per message "
+        "(cachegrind's counts of the two runs, cg_diff)",
+    )
     args = parser.parse_args(argv)
     if args.path == "worker" and args.messages + args.more > HELD_KEPT:
         parser.error(f"--messages + --more must stay under the store's HELD_KEPT ({HELD_KEPT:,})")
@@ -337,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
                         args.close_connections,
                         args.unicode,
                     ),
+                    args.functions,
                 )
             )
     print(report(counted, args.more, args.path))

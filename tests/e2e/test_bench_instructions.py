@@ -22,13 +22,20 @@ def instructions() -> ModuleType:
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_counts_the_instructions_of_two_runs_and_their_difference_per_message() -> None:
     """A tree's larger run executes more instructions than its smaller one, and the count per
-    message is their difference over the messages added."""
+    message is their difference over the messages added; ``--functions`` adds the C functions
+    that did the most of it, the interpreter's loop among them."""
     done = run_bench(
         "instructions.py",
         *("--tree", f"this={ROOT / 'src'}", "--messages", "40", "--more", "60"),
+        *("--functions", "5"),
         timeout=600,
     )
-    (row,) = table_rows(done.stdout)[1:]
+    counts, functions = done.stdout.split("this, by C function:")
+    top = table_rows(functions)[1:]
+    assert len(top) == 5
+    assert any("_PyEval_EvalFrameDefault" in name for _, name in top)
+    assert all(int(value.replace(",", "")) > 0 for value, _ in top)
+    (row,) = table_rows(counts)[1:]
     small, large, per_message = (int(cell.replace(",", "")) for cell in row[1:4])
     assert row[0] == "this"
     assert large > small > 0
@@ -71,3 +78,17 @@ def test_each_tree_is_reported_against_the_first(instructions: ModuleType) -> No
     rows = table_rows(instructions.report(counted, 2))
     assert rows[1] == ["base", "5,000", "2,005,000", "1,000,000", "1.0000"]
     assert rows[2] == ["probe", "5,000", "2,205,000", "1,100,000", "1.1000"]
+
+
+def test_the_c_functions_of_each_tree_follow_the_table(instructions: ModuleType) -> None:
+    """A tree counted with ``--functions`` gets a table of its own after the counts: the
+    instructions per message of each function, rounded, in the order counted."""
+    counted = [
+        instructions.Counted(
+            "base", 5_000, 2_005_000, 1_000_000.0, ((600_000.4, "???:_PyEval"), (2_000.6, "x:y"))
+        )
+    ]
+    report = instructions.report(counted, 2)
+    assert "base, by C function:" in report
+    rows = table_rows(report.split("by C function:")[1])
+    assert rows[1:] == [["600,000", "`???:_PyEval`"], ["2,001", "`x:y`"]]
