@@ -176,6 +176,10 @@ class _Statement:
         self._names = [column.name for column in columns]
         self._kinds = [_kind(column) for column in columns]
         self._values = operator.itemgetter(*self._names)
+        #: PostgreSQL: a row as msgspec encodes it into the recordset, an object keyed by the
+        #: column names, made positionally in C (a dict per row cost a merge of its pairs and
+        #: an iteration of them to encode; the struct's keys are encoded once).
+        self._record: Callable[..., Any] = msgspec.defstruct("Row", [str(n) for n in self._names])
         converters = _POSTGRES if self._postgres else _SQLITE
         # Only the columns whose values need converting cost a Python call per row.
         self._converted = [
@@ -201,8 +205,8 @@ class _Statement:
     def pg_arguments(self, converted: Sequence[list[Any]]) -> list[Any]:
         """The PostgreSQL statement's arguments for rows ``convert`` made: the rows as one
         JSON array of objects."""
-        names = self._names
-        return [_ROWS.encode([dict(zip(names, row, strict=True)) for row in converted]).decode()]
+        record = self._record
+        return [_ROWS.encode([record(*row) for row in converted]).decode()]
 
     def row_builder(
         self, parameters: str, expressions: Mapping[str, str]
