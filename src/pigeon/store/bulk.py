@@ -23,7 +23,6 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Any, Final
 
 import msgspec
@@ -34,7 +33,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pigeon.raw_sql import (
     asyncpg_driver,
     asyncpg_in_transaction,
-    execute,
     execute_many,
     pg_execute,
     sqlite_driver,
@@ -355,12 +353,6 @@ def _renumbered(sql: str, offset: int) -> str:
 # values are always bound parameters.
 
 
-#: SQLite: the sizes of the chunks a batch's rows are inserted in, largest first: a few
-#: statement texts per table (each prepared once, in the connection's statement cache), at
-#: most 64 x 30 parameters each, far below SQLite's bound on a statement's parameters.
-MULTI_ROW_SIZES: Final = (64, 16, 4)
-
-
 class BulkInsert(_Statement):
     """INSERT many rows (mappings holding every column of ``table``).
 
@@ -387,9 +379,8 @@ class BulkInsert(_Statement):
         else:
             marks = ", ".join("?" for _ in self._names)
             sql = f"INSERT INTO {_quote(table.name)} ({columns}) VALUES ({marks})"  # noqa: S608
-        conflict = ""
         if ignore_duplicates:
-            conflict = " ON CONFLICT DO NOTHING"
+            sql += " ON CONFLICT DO NOTHING"
         elif upsert_on:
             keys = ", ".join(_quote(name) for name in upsert_on)
             updates = ", ".join(
@@ -397,34 +388,8 @@ class BulkInsert(_Statement):
                 for name in self._names
                 if name not in upsert_on
             )
-            conflict = f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
-        self.sql = sql + conflict
-        #: SQLite: the statement for ``n`` rows at once, by ``n`` (``MULTI_ROW_SIZES``).
-        self._multi_row: dict[int, str] = {}
-        if not self._postgres:
-            head = f"INSERT INTO {_quote(table.name)} ({columns}) VALUES "  # noqa: S608
-            one = f"({', '.join('?' for _ in self._names)})"
-            self._multi_row = {n: head + ", ".join([one] * n) + conflict for n in MULTI_ROW_SIZES}
-
-    async def write(self, connection: AsyncConnection, converted: Sequence[list[Any]]) -> None:
-        """As ``_Statement.write``; on SQLite the rows go in chunks of ``MULTI_ROW_SIZES`` rows,
-        each one statement of several ``VALUES`` rows (one step of SQLite's program, its
-        cursors opened once, the GIL released once), the last few rows by ``executemany``."""
-        if self._postgres or len(converted) < MULTI_ROW_SIZES[-1]:
-            await super().write(connection, converted)
-            return
-        driver = await sqlite_driver(connection)
-        if driver is None:
-            await super().write(connection, converted)
-            return
-        start, total = 0, len(converted)
-        for size in MULTI_ROW_SIZES:
-            sql = self._multi_row[size]
-            while total - start >= size:
-                execute(driver, sql, list(chain.from_iterable(converted[start : start + size])))
-                start += size
-        if start < total:
-            execute_many(driver, self.sql, converted[start:])
+            sql += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+        self.sql = sql
 
 
 class BulkUpdate(_Statement):
