@@ -102,7 +102,7 @@ class EndpointDirectory:
         endpoints = self.cached(tenant_id)
         if endpoints is None:
             return True
-        return any(endpoint.wants(event_type) for endpoint in endpoints)
+        return _wanted(endpoints, event_type)
 
     async def endpoint(self, tenant_id: str, endpoint_id: str) -> WebhookEndpoint | None:
         """The enabled endpoint ``endpoint_id`` of the tenant (from the cache when fresh), or
@@ -178,7 +178,12 @@ class EndpointDirectory:
 
 def _wanted(endpoints: Iterable[WebhookEndpoint], event_type: str) -> bool:
     """Whether one of ``endpoints`` subscribes to ``event_type``."""
-    return any(endpoint.wants(event_type) for endpoint in endpoints)
+    # A loop, not ``any()`` over a generator: a generator left at its first match is closed
+    # by raising ``GeneratorExit`` in it, about half a microsecond per event (session 46).
+    for endpoint in endpoints:  # noqa: SIM110  # the loop is the point (above)
+        if endpoint.wants(event_type):
+            return True
+    return False
 
 
 def _with_payload(event: EventRecord, payload: dict[str, Any]) -> EventRecord:

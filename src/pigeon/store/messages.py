@@ -733,7 +733,12 @@ class SqlMessageStore:
                     new_events.extend(mutation.events)
                     new_jobs.extend(mutation.jobs)
                     completed.extend(mutation.done_jobs)
-                    item_due = any(job.run_at <= now for job in mutation.jobs)
+                    # A loop, not ``any()`` over a generator, which is closed by raising
+                    # ``GeneratorExit`` in it when it stops at a match (session 46).
+                    for job in mutation.jobs:
+                        if job.run_at <= now:
+                            item_due = True
+                            break
                     results.append(mutation.message)
             due.append(item_due)
             if item.complete_job is not None:

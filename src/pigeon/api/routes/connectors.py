@@ -75,7 +75,7 @@ def _routes(caller: Caller, services: Services) -> ManageRoutes:
 
 def _json_body(raw: bytes) -> bytes:
     # PostgreSQL cannot store NUL characters in JSON: refuse them up front.
-    if b"\\u0000" in raw:
+    if raw.find(b"\\u0000") != -1:  # ``in`` raises and clears a TypeError first
         raise ValidationError("NUL characters are not allowed.", code="invalid_field")
     return raw
 
