@@ -47,6 +47,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from pigeon.domain.addressing import parse_msisdn
 from pigeon.domain.encoding import TextAnalysis, analyse
 from pigeon.domain.errors import InvalidRecipient
+from pigeon.enum_members import drop_enum_getattr_fallback
 from pigeon.ids import UlidFactory
 from pigeon.services.representation import iso
 from pigeon.smpp.codec import DecodeError, PduDecoder, encode, response_for
@@ -756,6 +757,7 @@ def run_profiled_if_asked(arguments: argparse.Namespace) -> None:
     ``cProfile`` on the loop's thread, its statistics written there as ``floor-<pid>.pstats``
     when it stops (``bench/call_counts.py --floor`` reads them)."""
     set_up_sqlite_library()  # as Pigeon's processes do (ADR 48): the floor stays a floor
+    drop_enum_getattr_fallback()  # and ADR 49
     folder = os.environ.get("PIGEON_PROFILE_DIR")
     profiler = cProfile.Profile() if folder else None
     if profiler is not None:

@@ -327,6 +327,11 @@ def set_up_sqlite_library_as_processes_do() -> None:
     except ImportError:
         return
     set_up_sqlite_library()
+    try:  # and the enum lookups (ADR 49), in trees that have the step
+        from pigeon.enum_members import drop_enum_getattr_fallback
+    except ImportError:
+        return
+    drop_enum_getattr_fallback()
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from rich.console import Console
 
 from pigeon.config import ConfigError, Settings, load_settings, writer_batch, writer_tasks
 from pigeon.domain.accounts import KeyMode, Role
+from pigeon.enum_members import drop_enum_getattr_fallback
 from pigeon.ports import Pacer
 from pigeon.store.sqlite_library import set_up_sqlite_library
 from pigeon.supervisor import WorkerProcesses, free_udp_port
@@ -93,6 +94,8 @@ def _run_on_uvloop(
     # Before any connection (ADR 48): SQLite without its own locks, NULLs bound directly.
     sqlite_library = set_up_sqlite_library()
     logging.getLogger("pigeon.store").info("SQLite library: %s", sqlite_library.describe())
+    # Enum members read from their classes as fast as other class attributes (ADR 49).
+    drop_enum_getattr_fallback()
     profiler = cProfile.Profile() if profile_dir else None
     if profiler is not None:
         profiler.enable()
