@@ -246,3 +246,45 @@ def test_the_one_step_standard_match_agrees_with_the_field_parser(text: str) -> 
 def test_any_text_parses_as_the_field_parser_says(text: str) -> None:
     """Texts off the standard layout (odd spacing, anything) take the general parser."""
     assert parse_receipt(text) == parse_receipt_fields(text)
+
+
+@given(
+    st.text(alphabet="0123456789", min_size=10, max_size=10)
+    | st.text("0123456789", min_size=12, max_size=12)
+)
+def test_a_date_read_again_is_the_date_read_first(digits: str) -> None:
+    """A receipt's date digits give the same date (or none) when they come again (the cache)."""
+    text = f"id:7 sub:001 dlvrd:001 submit date:{digits} done date:{digits} stat:DELIVRD err:000"
+    first = parse_receipt(text)
+    again = parse_receipt(text)
+    assert first is not None
+    assert again is not None
+    assert first.submit_date == again.submit_date == first.done_date == again.done_date
+    try:
+        expected: datetime | None = datetime(
+            2000 + int(digits[0:2]),
+            int(digits[2:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]) if len(digits) == 12 else 0,
+        )
+    except ValueError:
+        expected = None
+    assert first.submit_date == expected
+
+
+def test_the_remembered_dates_stay_bounded() -> None:
+    """More distinct dates than the cache keeps empty it rather than grow it."""
+    from pigeon.smpp import receipt as module
+
+    for minute in range(module._DIGIT_DATES_KEPT + 10):
+        day, rest = divmod(minute, 24 * 60)
+        hour, mins = divmod(rest, 60)
+        digits = f"24{1 + day // 28:02d}{1 + day % 28:02d}{hour:02d}{mins:02d}"
+        text = (
+            f"id:7 sub:001 dlvrd:001 submit date:{digits} done date:{digits} stat:DELIVRD err:000"
+        )
+        assert parse_receipt(text) is not None
+        assert digits in module._DIGIT_DATES  # the standard layout's dates are remembered
+        assert len(module._DIGIT_DATES) <= module._DIGIT_DATES_KEPT
