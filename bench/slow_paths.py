@@ -6,10 +6,11 @@
     .venv/bin/python bench/slow_paths.py --pigeon-src /tmp/old/src     # another tree
 
 Runs scenario c's harness (``kannel_side_by_side.py --pigeon-only``, SQLite) and attaches
-``gdb`` to ``pigeon serve`` and its first worker as soon as they exist. A breakpoint on one of
-the interpreter's exported C functions counts, per process, what each call was about, until
-the process ends; the report gives the counts per delivered message (start-up included, so
-keep ``--messages`` large). What is counted (``--count``):
+``gdb`` to ``pigeon serve`` and its first worker ``--settle`` seconds after the worker starts
+(past their start-up; the harness sends once ``serve`` is ready). A breakpoint on one of the
+interpreter's exported C functions counts, per process, what each call was about, until the
+process ends; the report gives the counts per delivered message (the stop included, and
+whatever start-up was left: keep ``--messages`` large). What is counted (``--count``):
 
 - ``calls``: ``_PyObject_MakeTpCall``, the generic path for a callable without vectorcall:
   a Python class made (``type_call``, then ``__init__``), a bound method-wrapper (a slot
@@ -185,22 +186,42 @@ def read_counts(path: Path) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _pids(timeout: float) -> tuple[int, int]:
-    """``pigeon serve``'s and its first worker's process ids, once both exist."""
+def _parent(pid: int) -> int:
+    """``pid``'s parent (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _pids(harness: int, timeout: float) -> tuple[int, int]:
+    """The process ids of the ``pigeon serve`` that ``harness`` started and of its first
+    worker, once both exist (other gateways running on the machine are left alone)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = subprocess.run(
             ["pgrep", "-f", "-a", "pigeon (serve|worker)"], capture_output=True, text=True
         ).stdout.splitlines()
-        serve = [int(line.split()[0]) for line in found if "pigeon serve" in line]
-        workers = [int(line.split()[0]) for line in found if "pigeon worker" in line]
+        serve = [
+            int(line.split()[0])
+            for line in found
+            if "pigeon serve" in line and _parent(int(line.split()[0])) == harness
+        ]
+        workers = [
+            int(line.split()[0])
+            for line in found
+            if serve and "pigeon worker" in line and _parent(int(line.split()[0])) == serve[0]
+        ]
         if serve and workers:
             return serve[0], min(workers)
         time.sleep(0.05)
     raise SystemExit("pigeon serve and its worker did not start")
 
 
-def count(kind: str, messages: int, where: int, where_hits: int, source: str = "") -> list[Counted]:
+def count(
+    kind: str, messages: int, where: int, where_hits: int, source: str = "", settle: float = 3.0
+) -> list[Counted]:
     """Run the harness (Pigeon from ``source``, a tree's ``src``, if given) and count ``kind``
     in ``serve`` and its first worker."""
     if shutil.which("gdb") is None:
@@ -225,7 +246,10 @@ def count(kind: str, messages: int, where: int, where_hits: int, source: str = "
         counted: list[Counted] = []
         debuggers: list[subprocess.Popen[bytes]] = []
         try:
-            serve, worker = _pids(120)
+            serve, worker = _pids(harness.pid, 120)
+            # Past the worker's start-up (imports, migrations checked, binds), which under
+            # breakpoints would take minutes and count what no message does.
+            time.sleep(settle)
             for process, pid in (("serve", serve), ("worker 1", worker)):
                 out = folder / f"{pid}.tsv"
                 env = {
@@ -277,8 +301,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--where-hits", type=int, default=300, help="events given a place")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--pigeon-src", default="", help="run Pigeon from this tree's src")
+    parser.add_argument("--settle", type=float, default=3.0, help="s after the worker starts")
     args = parser.parse_args(argv)
-    counted = count(args.count, args.messages, args.where, args.where_hits, args.pigeon_src)
+    counted = count(
+        args.count, args.messages, args.where, args.where_hits, args.pigeon_src, args.settle
+    )
     totals = collections.Counter({c.process: sum(r[0] for r in c.rows) for c in counted})
     if not all(totals.values()):
         raise SystemExit(f"a process reported nothing: {dict(totals)}")
