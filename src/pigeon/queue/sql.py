@@ -42,7 +42,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol, TypeVar
 
@@ -53,6 +52,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pigeon.domain.value_objects import value_object
 from pigeon.ports import Clock, Job, NewJob
 from pigeon.queue.lease_owners import owner_gone
 from pigeon.raw_sql import RawSelect, asyncpg_driver, sqlite_driver
@@ -75,7 +75,7 @@ HIGHEST_PRIORITY: Final = 2**31 - 1
 NEVER: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@value_object
 class Band:
     """The priorities a claim takes: ``floor`` to ``ceiling``, and above the ceiling the jobs
     due since ``overdue`` or earlier (those the processes they were left to did not take)."""

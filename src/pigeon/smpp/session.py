@@ -117,14 +117,14 @@ _SMSC_SENDS: dict[SessionState, frozenset[int]] = {
 # --- events -------------------------------------------------------------------------------
 
 
-@dataclass(slots=True, frozen=True)
+@value_object
 class Transmit:
     """Write this PDU to the peer (the session answered on its own)."""
 
     pdu: Pdu
 
 
-@dataclass(slots=True, frozen=True)
+@value_object
 class RequestReceived:
     """A request for the application. Answer it with :meth:`Session.respond`.
 
@@ -189,7 +189,7 @@ Event: TypeAlias = (
 )
 
 
-@dataclass(slots=True, frozen=True)
+@value_object
 class Outstanding:
     """One of our requests awaiting its response."""
 
