@@ -25,7 +25,10 @@ whatever start-up was left: keep ``--messages`` large). What is counted (``--cou
 
 ``--where N`` adds the Python location of the first ``--where-hits`` events (N frames, by
 calling the interpreter's ``PyEval_GetFrame`` from gdb; slower, so only for those). gdb's
-breakpoints slow the processes down many times: the figures are counts, never times. It found
+breakpoints slow the processes down many times: the figures are counts, never times, and
+whatever the slowness itself causes shows too (timeouts that fire, connections opened again:
+``ipaddress`` parsing a webhook host, log records of late answers), so check a lead in a
+normal run (``bench/call_counts.py``) before acting on it. It found
 session 46's cuts (docs/benchmarks.md, ADR 49); ``bench/instructions.py --functions`` prices
 them. Needs gdb (``apt-get install -y gdb``) and the right to attach (root, or
 ``kernel.yama.ptrace_scope`` 0).
