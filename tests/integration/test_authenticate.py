@@ -107,3 +107,24 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_others(database: Datab
     callers = await asyncio.gather(*others)
     assert {caller.tenant.id for caller in callers} == {tenant.id}
     assert accounts.key_lookups == 1
+
+
+async def test_cached_answers_by_the_header_only_while_the_key_is_fresh(database: Database) -> None:
+    """``cached`` finds a key the cache holds (however the header spells the scheme), keeps
+    answering that header without a read, and stops once the entry expires."""
+    accounts = CountingAccounts(database)
+    tenant = await _tenant_with_key(accounts)
+    authenticate = Authenticate(accounts, cache_seconds=0.5)
+
+    assert authenticate.cached(f"Bearer {SECRET}") is None  # nothing looked up yet
+    await authenticate(f"Bearer {SECRET}")
+    for header in (f"Bearer {SECRET}", f"bearer  {SECRET} ", f"Bearer {SECRET}"):
+        caller = authenticate.cached(header)
+        assert caller is not None
+        assert caller.tenant.id == tenant.id
+    assert authenticate.cached(f"Bearer {SECRET}x") is None
+    assert authenticate.cached("Basic abc") is None
+    await asyncio.sleep(0.6)
+    assert authenticate.cached(f"Bearer {SECRET}") is None
+    assert authenticate.cached(f"bearer  {SECRET} ") is None
+    assert accounts.key_lookups == 1

@@ -205,12 +205,12 @@ class FastAccept:
 
 def _fields(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
     """The request's Authorization, Idempotency-Key and Content-Length values: the first of
-    each, like Litestar's case-insensitive multi-dict ``get``."""
+    each, like Litestar's case-insensitive multi-dict ``get``. The names are lower-case, as
+    ASGI servers give them (uvicorn's protocol lowers them as it parses)."""
     authorization: str | None = None
     idempotency_key: str | None = None
     content_length: str | None = None
-    for raw_name, raw_value in headers:
-        name = raw_name.lower()
+    for name, raw_value in headers:
         if name == b"authorization":
             if authorization is None:
                 authorization = raw_value.decode("latin-1")

@@ -69,16 +69,16 @@ def encode_text(
     coding = DataCoding.UCS2
     if info.encoding is Encoding.GSM7:
         if default_alphabet == "gsm7":
-            coding, parts, encode = DataCoding.DEFAULT, split_segments(text), encode_gsm7
+            coding, parts, encode = DataCoding.DEFAULT, split_segments(text, info), encode_gsm7
         else:
             try:
                 text.encode("latin-1")
             except UnicodeEncodeError:
                 parts, encode = _split_ucs2(text), encode_ucs2
             else:
-                coding, parts, encode = DataCoding.DEFAULT, split_segments(text), _latin1
+                coding, parts, encode = DataCoding.DEFAULT, split_segments(text, info), _latin1
     else:
-        parts, encode = split_segments(text), encode_ucs2
+        parts, encode = split_segments(text, info), encode_ucs2
     if len(parts) == 1:
         return EncodedText(coding, (EncodedSegment(encode(text)),))
     if concat == "payload":

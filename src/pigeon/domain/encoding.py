@@ -233,15 +233,17 @@ def is_gsm7(text: str) -> bool:
     return not raw.translate(None, _LATIN1_SINGLE).translate(None, _LATIN1_EXT)
 
 
-def split_segments(text: str) -> list[str]:
-    """Split ``text`` into the texts of the SMS segments it will be sent as.
+def split_segments(text: str, info: TextAnalysis | None = None) -> list[str]:
+    """Split ``text`` into the texts of the SMS segments it will be sent as (``info``: its
+    ``analyse``, when the caller has it already).
 
     GSM7 segments hold at most 153 septets and never split an ESC + code pair; UCS2 segments
     hold at most 67 UTF-16 units and never split a surrogate pair. Each segment is filled as
     far as those rules allow, and the segments concatenate to ``text``. A text that fits one
     SMS comes back whole, as ``[text]``.
     """
-    info = analyse(text)
+    if info is None:
+        info = analyse(text)
     if info.segments == 1:
         return [text]
     if info.units == len(text):  # no extension character, no surrogate pair

@@ -104,18 +104,18 @@ def carrier_id_forms(raw: str) -> tuple[str, ...]:
     turned decimal and as decimal turned hex.
     """
     text = raw.strip().lower()
-    forms: list[str] = []
-
-    def add(value: str) -> None:
-        value = value.lstrip("0") or "0"
-        if value not in forms:
-            forms.append(value)
-
-    add(text)
-    if len(text) <= 32 and _LOWER_HEX.fullmatch(text):
-        add(str(int(text, 16)))
-        if text.isdigit():
-            add(format(int(text), "x"))
+    given = text.lstrip("0") or "0"
+    if len(text) > 32 or not _LOWER_HEX.fullmatch(text):
+        return (given,)
+    # No closure to add each form: one made per receipt cost more than the forms (session 47).
+    as_hex = str(int(text, 16)).lstrip("0") or "0"
+    if not text.isdigit():
+        return (given,) if as_hex == given else (given, as_hex)
+    as_decimal = format(int(text), "x").lstrip("0") or "0"
+    forms = [given]
+    for form in (as_hex, as_decimal):
+        if form not in forms:
+            forms.append(form)
     return tuple(forms)
 
 

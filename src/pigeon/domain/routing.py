@@ -523,8 +523,9 @@ class RoutingTable:
     ) -> RoutePlan:
         """The failover order of connectors for ``context``, the route chosen and why.
 
-        Prices and quality figures are looked up for every candidate whatever the strategy,
-        so explain can show them; only ``LeastCost`` orders by them.
+        Only ``LeastCost`` orders by prices and quality figures: it looks them up for every
+        candidate here. For the other strategies the explanation looks them up when its
+        candidates are first read (explain shows them), not every dispatch.
         """
         checks: list[tuple[Route, RouteFilter]] = []
         route = self._match(context, checks)
@@ -532,26 +533,38 @@ class RoutingTable:
             _Fact(i, candidate, available(candidate.connector_id))
             for i, candidate in enumerate(route.candidates)
         ]
-        e164, country, now = context.e164, context.country, context.now
-        for fact in facts:
-            price_list = prices.get(fact.candidate.connector_id)
-            if price_list is not None:
-                fact.price = price_list.match(e164, country)
-            fact.stats = quality.stats(fact.candidate.connector_id, now)
         strategy = route.strategy
         draw: tuple[int, int] | None = None
         by_quality = False
+        figures: tuple[Mapping[str, PriceList], QualitySource] | None = (prices, quality)
         if isinstance(strategy, Priority):
             ranked = [facts[i] for i in route._by_priority]
         elif isinstance(strategy, Weighted):
             ranked, draw = _weighted(route, facts, rng)
         else:
+            _look_up(facts, context, prices, quality)
+            figures = None
             ranked, by_quality = _least_cost(strategy, context, facts)
         ordered = [f for f in ranked if f.available]
         if len(ordered) < len(ranked):
             ordered.extend(f for f in ranked if not f.available)
-        explanation = Explanation(self, context, route, checks, ordered, draw, by_quality)
+        explanation = Explanation(self, context, route, checks, ordered, draw, by_quality, figures)
         return RoutePlan(route, tuple(f.candidate.connector_id for f in ordered), explanation)
+
+
+def _look_up(
+    facts: Iterable[_Fact],
+    context: RouteContext,
+    prices: Mapping[str, PriceList],
+    quality: QualitySource,
+) -> None:
+    """Each candidate's price for the destination and its quality figures as of the context."""
+    e164, country, now = context.e164, context.country, context.now
+    for fact in facts:
+        price_list = prices.get(fact.candidate.connector_id)
+        if price_list is not None:
+            fact.price = price_list.match(e164, country)
+        fact.stats = quality.stats(fact.candidate.connector_id, now)
 
 
 def _countries(route: Route) -> frozenset[str] | None:
@@ -704,7 +717,8 @@ class Explanation:
 
     It is built from the values that ordered the candidates (prices, quality figures, the
     weighted draw), so ``chosen`` is ``plan.order[0]`` and ``candidates`` follow ``plan.order``.
-    The reports are rendered on first access only, keeping planning cheap.
+    The reports are rendered on first access only, keeping planning cheap; a route that does
+    not order by prices and quality (priority, weighted) has them looked up then too.
     """
 
     __slots__ = (
@@ -713,6 +727,7 @@ class Explanation:
         "_checks",
         "_draw",
         "_facts",
+        "_figures",
         "_routes",
         "_table",
         "context",
@@ -728,6 +743,7 @@ class Explanation:
         facts: list[_Fact],
         draw: tuple[int, int] | None,
         by_quality: bool,
+        figures: tuple[Mapping[str, PriceList], QualitySource] | None = None,
     ) -> None:
         self.context = context
         self.route = route
@@ -736,6 +752,9 @@ class Explanation:
         self._facts = facts
         self._draw = draw
         self._by_quality = by_quality
+        #: Where the candidates' prices and quality figures are still to be looked up (a
+        #: strategy that does not order by them), or ``None`` once they are in the facts.
+        self._figures = figures
         self._routes: tuple[RouteCheck, ...] | None = None
         self._candidates: tuple[CandidateReport, ...] | None = None
 
@@ -793,6 +812,9 @@ class Explanation:
     def candidates(self) -> tuple[CandidateReport, ...]:
         """The candidates in failover order, with price, quality and the reason for the place."""
         if self._candidates is None:
+            if self._figures is not None:
+                _look_up(self._facts, self.context, *self._figures)
+                self._figures = None
             segments = self.context.segments
             reports = []
             for position, fact in enumerate(self._facts):

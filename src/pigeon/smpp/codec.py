@@ -101,6 +101,8 @@ _S = CommandStatus
 
 
 def _c(value: str, size: int, name: str) -> bytes:
+    if not value:  # most optional fields (service_type, the times, a response's message_id)
+        return b"\x00"
     if len(value) >= size:
         raise ValueError(f"{name}: {len(value)} characters, at most {size - 1} allowed")
     if "\x00" in value:
@@ -109,7 +111,9 @@ def _c(value: str, size: int, name: str) -> bytes:
 
 
 def _t(value: str, name: str) -> bytes:
-    if len(value) not in (0, 16):
+    if not value:
+        return b"\x00"
+    if len(value) != 16:
         raise ValueError(f"{name}: an SMPP time is empty or 16 characters, got {value!r}")
     return _c(value, TIME, name)
 

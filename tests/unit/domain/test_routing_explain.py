@@ -484,3 +484,23 @@ def test_explain_agrees_with_the_plan_for_random_tables(
         c.weight and c.connector_id not in down for c in route.candidates
     ):
         assert explanation.drawn == plan.order[0]
+
+
+def test_explain_of_a_priority_route_looks_its_figures_up_when_read() -> None:
+    """A route that does not order by price or quality shows both once its report is read."""
+    table = RoutingTable([], Route("default", (), (Candidate("a"), Candidate("b")), Priority()))
+    window = QualityWindow(min_samples=1)
+    window.record_outcome("b", True, 1.0, T0)
+    lists = {"a": PriceList("a", "USD", {"GB": 3_000})}
+    plan = table.plan(context(segments=2), lists, window, lambda _: True, random.Random(0))
+    first, second = plan.explanation.candidates
+    assert (first.connector_id, second.connector_id) == ("a", "b")
+    assert first.price is not None
+    assert first.price.micros == 3_000
+    assert first.total_price is not None
+    assert first.total_price.micros == 6_000
+    assert first.quality is not None
+    assert first.quality.outcomes == 0
+    assert second.price is None
+    assert second.quality is not None
+    assert second.quality.outcomes == 1
