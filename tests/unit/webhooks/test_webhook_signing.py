@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pigeon.webhooks.signing import (
     InvalidSignature,
+    hmac_sha256,
     new_secret,
     sign,
     signature_headers,
@@ -232,3 +233,11 @@ def test_verify_rejects_any_changed_body(body: bytes, flip: int) -> None:
     headers = signature_headers(SECRET, MSG_ID, NOW, body)
     with pytest.raises(InvalidSignature):
         verify(SECRET, headers, body + bytes([flip]), now=NOW)
+
+
+@given(key=st.binary(max_size=200), message=st.binary(max_size=2000))
+def test_hmac_sha256_equals_the_standard_librarys(key: bytes, message: bytes) -> None:
+    """The HMAC from each key's kept states is the standard library's, for keys shorter than,
+    as long as and longer than a SHA-256 block, the empty key included."""
+    assert hmac_sha256(key, message) == hmac.digest(key, message, "sha256")
+    assert hmac_sha256(key, message) == hmac.new(key, message, hashlib.sha256).digest()
