@@ -1,0 +1,285 @@
+"""Python bytecodes executed per delivered message, function by function: the interpreter's own
+work, counted exactly, where ``instructions.py`` counts the machine's and ``call_counts.py``
+the calls.
+
+    .venv/bin/python bench/bytecodes.py                                  # the worker's fast loop
+    .venv/bin/python bench/bytecodes.py --path serve                     # ``pigeon serve``
+    .venv/bin/python bench/bytecodes.py --tree base=@HEAD~1 --tree this=src --top 30
+
+Each tree runs twice, with ``--messages`` and with ``--messages`` + ``--more`` messages, under
+an opcode tracer (``sys.settrace`` with ``f_trace_opcodes``, which reports every bytecode the
+interpreter executes); the difference over ``--more`` is per message, with the start, the
+imports and the migrations cancelled out. ``--path worker`` traces ``bench/status_changes.py``
+(accept, dispatch with the ``sent`` change, receipts with the ``delivered`` change, in one
+process: the fast loop of ``instructions.py``); ``--path serve`` traces ``pigeon serve`` alone
+in scenario c's harness (``kannel_side_by_side.py --pigeon-only``, its workers untraced): the
+REST accept and the webhooks. A tree is a ``src`` directory or ``@REV``, as in ``alternate.py``.
+
+The report gives each tree's bytecodes per message, the functions that execute the most (with
+their calls per message) and, for a second tree, the functions whose counts moved most. It also
+counts the records made (each dataclass's generated ``__init__``, by class), which the function
+table lumps together as ``__create_fn__.<locals>.__init__``.
+
+A bytecode is not a price: ``LOAD_FAST`` costs a nanosecond and a ``CALL`` of a C function
+whatever the function does (a SHA-256, an SQLite statement), which this count does not see.
+Read it beside ``instructions.py --functions`` (the C side) and confirm a change with
+``alternate.py`` (the time). Tracing runs Python some fifty times slower: ``--path serve`` keeps
+to a few thousand messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import os
+import pickle
+import runpy
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+from alternate import SIDE_BY_SIDE, tree_from
+from harness import command_and_machine
+
+ROOT = Path(__file__).resolve().parents[1]
+STATUS_CHANGES = ROOT / "bench" / "status_changes.py"
+
+#: A function in the counts: (file, first line, qualified name), or ("<record>", 0, class)
+#: for the records a dataclass's generated ``__init__`` made.
+Function = tuple[str, int, str]
+#: What one traced process executed: per function, (bytecodes, calls).
+Counts = dict[Function, tuple[int, int]]
+
+
+# ----------------------------------------------------------------------------- the tracer
+
+
+def traced(out: str, target: list[str]) -> None:
+    """Run ``target`` (a script and its arguments, or ``-m module ...``) under the opcode
+    tracer; its counts are pickled to ``out`` when the process ends."""
+    bytecodes: collections.Counter[CodeType] = collections.Counter()
+    calls: collections.Counter[CodeType] = collections.Counter()
+    records: collections.Counter[str] = collections.Counter()
+
+    def each_bytecode(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            bytecodes[frame.f_code] += 1
+        return each_bytecode
+
+    def each_call(frame: FrameType, event: str, arg: Any) -> Any:
+        if event != "call":
+            return None
+        code = frame.f_code
+        frame.f_trace_opcodes = True
+        calls[code] += 1
+        if code.co_filename == "<string>" and code.co_name == "__init__":
+            made = type(frame.f_locals.get("self"))
+            records[f"{made.__module__}.{made.__qualname__}"] += 1
+        return each_bytecode
+
+    def dump() -> None:
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]  # None stops tracing new threads
+        counts: Counts = {}
+        for code in calls.keys() | bytecodes.keys():
+            key = (code.co_filename, code.co_firstlineno, code.co_qualname)
+            done, made = counts.get(key, (0, 0))
+            counts[key] = (done + bytecodes[code], made + calls[code])
+        for name, made in records.items():
+            counts[("<record>", 0, name)] = (0, made)
+        with open(out, "wb") as written:
+            pickle.dump(counts, written)
+
+    atexit.register(dump)
+    threading.settrace(each_call)
+    sys.settrace(each_call)
+    if target[0] == "-m":
+        sys.argv = [target[1], *target[2:]]
+        runpy.run_module(target[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = list(target)
+        sys.path.insert(0, str(Path(target[0]).resolve().parent))
+        runpy.run_path(target[0], run_name="__main__")
+
+
+# ----------------------------------------------------------------------------- the runs
+
+
+@dataclass
+class Counted:
+    """A tree's counts per message: the difference of its two runs over ``more``."""
+
+    label: str
+    per_message: dict[Function, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def bytecodes(self) -> float:
+        """Bytecodes per message, all functions."""
+        return sum(done for done, _ in self.per_message.values())
+
+
+def difference(small: Counts, large: Counts, more: int) -> dict[Function, tuple[float, float]]:
+    """Per message, what ``large`` executed beyond ``small`` (``more`` messages more)."""
+    result = {}
+    for function in small.keys() | large.keys():
+        done_small, calls_small = small.get(function, (0, 0))
+        done_large, calls_large = large.get(function, (0, 0))
+        result[function] = ((done_large - done_small) / more, (calls_large - calls_small) / more)
+    return result
+
+
+def _environment(source: Path) -> dict[str, str]:
+    path = os.pathsep.join([str(source), str(ROOT / "bench"), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep), "PYTHONHASHSEED": "0"}
+
+
+def run_traced(path: str, source: Path, messages: int, scratch: Path, name: str) -> Counts:
+    """One traced run of tree ``source`` on ``messages``: the traced process's counts."""
+    out = scratch / f"{name}.pickle"
+    me = [sys.executable, str(Path(__file__).resolve()), "--traced", str(out), "--"]
+    if path == "worker":
+        command = [*me, str(STATUS_CHANGES), "--messages", str(messages)]
+    else:
+        # ``pigeon serve`` is started by the harness with ``--pigeon-python``: a wrapper that
+        # traces it, and runs anything else (its workers, their WAL sync) plainly.
+        wrapper = scratch / f"{name}-python"
+        quoted = " ".join(f"'{part}'" for part in me)
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            'if [ "$1 $2 $3" = "-m pigeon serve" ]; then\n'
+            f'  exec {quoted} "$@"\n'
+            "fi\n"
+            f"exec '{sys.executable}' \"$@\"\n"
+        )
+        wrapper.chmod(0o755)
+        command = [
+            *(sys.executable, str(SIDE_BY_SIDE), "--pigeon-only", "--messages", str(messages)),
+            *("--pigeon-src", str(source), "--pigeon-python", str(wrapper), "--timeout", "1800"),
+        ]
+    done = subprocess.run(
+        command, env=_environment(source), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0 or not out.is_file():
+        raise SystemExit(
+            f"the traced run of {source} failed\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
+    with out.open("rb") as read:
+        counts: Counts = pickle.load(read)  # noqa: S301 - written by this tool just now
+    return counts
+
+
+def count(label: str, path: str, source: Path, messages: int, more: int, scratch: Path) -> Counted:
+    """Tree ``source``'s bytecodes per message on ``path``."""
+    small = run_traced(path, source, messages, scratch, f"{label}-small")
+    large = run_traced(path, source, messages + more, scratch, f"{label}-large")
+    return Counted(label, difference(small, large, more))
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _short(file: str) -> str:
+    for marker in ("/src/", "site-packages/", "python3.11/", "/bench/"):
+        if marker in file:
+            return file.split(marker, 1)[1]
+    return file
+
+
+def where(function: Function) -> str:
+    """A function as ``name (file:line)``, its file from its package on."""
+    file, line, name = function
+    return f"{name} ({_short(file)}:{line})"
+
+
+def report(runs: list[Counted], top: int) -> str:
+    """The Markdown report of ``runs`` (the first is the base of every comparison)."""
+    first = runs[0].bytecodes
+    lines = ["| tree | bytecodes per message | / first |", "|---|---|---|"]
+    for run in runs:
+        ratio = f"{run.bytecodes / first:.4f}" if first else "-"
+        lines.append(f"| {run.label} | {run.bytecodes:,.0f} | {ratio} |")
+    for run in runs:
+        functions = [(k, v) for k, v in run.per_message.items() if k[0] != "<record>"]
+        lines += [
+            "",
+            f"{run.label}: the functions that execute the most",
+            "",
+            "| bytecodes per message | share | calls per message | function |",
+            "|---|---|---|---|",
+        ]
+        total = run.bytecodes or 1.0
+        for function, (done, calls) in sorted(functions, key=lambda item: -item[1][0])[:top]:
+            lines.append(
+                f"| {done:,.1f} | {100 * done / total:.1f}% | {calls:.2f} | `{where(function)}` |"
+            )
+        records = sorted(
+            ((k[2], v[1]) for k, v in run.per_message.items() if k[0] == "<record>"),
+            key=lambda item: -item[1],
+        )
+        made = ", ".join(f"{name} {calls:.2f}" for name, calls in records if calls >= 0.01)
+        lines += ["", f"{run.label}: records made per message: {made or 'none'}"]
+    base = runs[0].per_message
+    for run in runs[1:]:
+        moved = {
+            function: run.per_message.get(function, (0.0, 0.0))[0]
+            - base.get(function, (0.0, 0.0))[0]
+            for function in base.keys() | run.per_message.keys()
+            if function[0] != "<record>"
+        }
+        lines += [
+            "",
+            f"{run.label} against {runs[0].label}: bytecodes per message that moved most",
+            "",
+        ]
+        for function, change in sorted(moved.items(), key=lambda item: -abs(item[1]))[:top]:
+            lines.append(f"- {change:+9.1f}  {where(function)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["--traced"]:  # the tracer itself, in the traced process
+        out, separator, *target = arguments[1:]
+        if separator != "--" or not target:
+            raise SystemExit("--traced OUT -- SCRIPT|-m MODULE [ARGS...]")
+        traced(out, target)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--tree",
+        action="append",
+        metavar="LABEL=DIR|LABEL=@REV",
+        help="a tree to count (repeatable; default: this checkout's src); the first is the base",
+    )
+    parser.add_argument(
+        "--path",
+        choices=("worker", "serve"),
+        default="worker",
+        help="worker: the fast loop (status_changes.py); serve: pigeon serve in scenario c",
+    )
+    parser.add_argument("--messages", type=int, default=300, help="of the smaller run")
+    parser.add_argument("--more", type=int, default=300, help="messages the larger run adds")
+    parser.add_argument("--top", type=int, default=40, help="functions listed")
+    args = parser.parse_args(arguments)
+    with tempfile.TemporaryDirectory(prefix="pigeon-bytecodes-") as name:
+        scratch = Path(name)
+        trees = [tree_from(spec, scratch) for spec in args.tree or [f"this={ROOT / 'src'}"]]
+        runs = []
+        for tree in trees:
+            print(f"{tree.label}: counting...", file=sys.stderr, flush=True)
+            runs.append(
+                count(tree.label, args.path, tree.source, args.messages, args.more, scratch)
+            )
+    print(report(runs, args.top))
+    print()
+    print(command_and_machine("bytecodes.py", argv))
+
+
+if __name__ == "__main__":
+    main()
