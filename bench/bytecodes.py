@@ -124,13 +124,23 @@ class Counted:
         return sum(done for done, _ in self.per_message.values())
 
 
+def comparable(function: Function) -> Function:
+    """``function`` keyed the same in every tree: its file from its package on, without its
+    line, which moves with every edit above it (same-named functions of one file, such as
+    comprehensions, count together)."""
+    file, _, name = function
+    return function if file == "<record>" else (_short(file), 0, name)
+
+
 def difference(small: Counts, large: Counts, more: int) -> dict[Function, tuple[float, float]]:
-    """Per message, what ``large`` executed beyond ``small`` (``more`` messages more)."""
-    result = {}
-    for function in small.keys() | large.keys():
-        done_small, calls_small = small.get(function, (0, 0))
-        done_large, calls_large = large.get(function, (0, 0))
-        result[function] = ((done_large - done_small) / more, (calls_large - calls_small) / more)
+    """Per message, what ``large`` executed beyond ``small`` (``more`` messages more), by
+    ``comparable`` function."""
+    result: dict[Function, tuple[float, float]] = {}
+    for counts, sign in ((large, 1), (small, -1)):
+        for function, (done, calls) in counts.items():
+            key = comparable(function)
+            was_done, was_calls = result.get(key, (0.0, 0.0))
+            result[key] = (was_done + sign * done / more, was_calls + sign * calls / more)
     return result
 
 
@@ -192,9 +202,9 @@ def _short(file: str) -> str:
 
 
 def where(function: Function) -> str:
-    """A function as ``name (file:line)``, its file from its package on."""
-    file, line, name = function
-    return f"{name} ({_short(file)}:{line})"
+    """A function as ``name (file)``, its file from its package on."""
+    file, _, name = function
+    return f"{name} ({_short(file)})"
 
 
 def report(runs: list[Counted], top: int) -> str:

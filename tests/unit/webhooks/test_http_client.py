@@ -141,11 +141,26 @@ async def test_callers_may_replace_defaults_but_not_the_length() -> None:
     [{"X": "a\r\nEvil: 1"}, {"X": "a\nb"}, {"X": "a\rb"}, {"X": "a\0"}, {"Bad Name": "v"}],
 )
 async def test_headers_that_would_split_the_request_are_refused(headers: dict[str, str]) -> None:
-    """CR, LF or NUL in a value, or a name that is not a token, raise ValueError."""
+    """CR, LF or NUL in a value, or a name that is not a token, raise ValueError, also the
+    second time, once the names are known."""
     client = _client()
 
-    with pytest.raises(ValueError, match="HTTP header"):
-        client.encode_head(client.target("http://h/"), headers, 0)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="HTTP header"):
+            client.encode_head(client.target("http://h/"), headers, 0)
+
+
+async def test_heads_with_the_same_header_names_differ_only_by_their_values() -> None:
+    """The names' meaning is learnt once: a second request with the same names, one of them
+    Content-Length, gets its own values and still our length."""
+    client = _client()
+    target = client.target("http://h/x")
+    for value in ("one", "two"):
+        headers = {"Content-Length": "7", "Webhook-Id": value, "Content-Type": "text/plain"}
+        _, fields = _fields(client.encode_head(target, headers, 5))
+        assert fields["webhook-id"] == value
+        assert fields["content-length"] == "5"
+        assert fields["content-type"] == "text/plain"
 
 
 # --- response parsing ---------------------------------------------------------------------------
