@@ -3,17 +3,22 @@ work, counted exactly, where ``instructions.py`` counts the machine's and ``call
 the calls.
 
     .venv/bin/python bench/bytecodes.py                                  # the worker's fast loop
-    .venv/bin/python bench/bytecodes.py --path serve                     # ``pigeon serve``
+    .venv/bin/python bench/bytecodes.py --path serve --messages 1000 --more 1000
+    .venv/bin/python bench/bytecodes.py --path worker --messages 1000 --more 1000
     .venv/bin/python bench/bytecodes.py --tree base=@HEAD~1 --tree this=src --top 30
 
 Each tree runs twice, with ``--messages`` and with ``--messages`` + ``--more`` messages, under
 an opcode tracer (``sys.settrace`` with ``f_trace_opcodes``, which reports every bytecode the
 interpreter executes); the difference over ``--more`` is per message, with the start, the
-imports and the migrations cancelled out. ``--path worker`` traces ``bench/status_changes.py``
-(accept, dispatch with the ``sent`` change, receipts with the ``delivered`` change, in one
-process: the fast loop of ``instructions.py``); ``--path serve`` traces ``pigeon serve`` alone
-in scenario c's harness (``kannel_side_by_side.py --pigeon-only``, its workers untraced): the
-REST accept and the webhooks. A tree is a ``src`` directory or ``@REV``, as in ``alternate.py``.
+imports and the migrations cancelled out. ``--path fast-loop`` traces
+``bench/status_changes.py`` (accept, dispatch with the ``sent`` change, receipts with the
+``delivered`` change, in one process, with a stand-in carrier: ``instructions.py``'s fast
+loop). ``--path serve`` and ``--path worker`` trace that command's processes in scenario c's
+harness (``kannel_side_by_side.py --pigeon-only``; a ``sitecustomize`` on the path makes each
+process whose command it is trace itself): ``serve``'s REST accept and webhooks, or the
+workers' claims, routing, SMPP and receipts, summed over both worker processes. A tree is a
+``src`` directory or ``@REV``, as in ``alternate.py``. Functions are compared between trees by
+file and name (lines move with every edit).
 
 The report gives each tree's bytecodes per message, the functions that execute the most (with
 their calls per message) and, for a second tree, the functions whose counts moved most. It also
@@ -23,8 +28,9 @@ table lumps together as ``__create_fn__.<locals>.__init__``.
 A bytecode is not a price: ``LOAD_FAST`` costs a nanosecond and a ``CALL`` of a C function
 whatever the function does (a SHA-256, an SQLite statement), which this count does not see.
 Read it beside ``instructions.py --functions`` (the C side) and confirm a change with
-``alternate.py`` (the time). Tracing runs Python some fifty times slower: ``--path serve`` keeps
-to a few thousand messages.
+``alternate.py`` (the time). Tracing runs Python some fifty times slower: ``--path serve`` and
+``--path worker`` keep to a few thousand messages, and ``--messages`` + ``--more`` under the
+harness's 10,000 recipients (each then classified once).
 """
 
 from __future__ import annotations
@@ -60,9 +66,9 @@ Counts = dict[Function, tuple[int, int]]
 # ----------------------------------------------------------------------------- the tracer
 
 
-def traced(out: str, target: list[str]) -> None:
-    """Run ``target`` (a script and its arguments, or ``-m module ...``) under the opcode
-    tracer; its counts are pickled to ``out`` when the process ends."""
+def start_tracing(out: str) -> None:
+    """Count every bytecode this process executes from now on, and the records it makes;
+    the counts are pickled to ``out`` when the process ends."""
     bytecodes: collections.Counter[CodeType] = collections.Counter()
     calls: collections.Counter[CodeType] = collections.Counter()
     records: collections.Counter[str] = collections.Counter()
@@ -99,6 +105,12 @@ def traced(out: str, target: list[str]) -> None:
     atexit.register(dump)
     threading.settrace(each_call)
     sys.settrace(each_call)
+
+
+def traced(out: str, target: list[str]) -> None:
+    """Run ``target`` (a script and its arguments, or ``-m module ...``) under the opcode
+    tracer (``start_tracing``)."""
+    start_tracing(out)
     if target[0] == "-m":
         sys.argv = [target[1], *target[2:]]
         runpy.run_module(target[1], run_name="__main__", alter_sys=True)
@@ -106,6 +118,18 @@ def traced(out: str, target: list[str]) -> None:
         sys.argv = list(target)
         sys.path.insert(0, str(Path(target[0]).resolve().parent))
         runpy.run_path(target[0], run_name="__main__")
+
+
+#: The ``sitecustomize`` that traces ``pigeon serve`` or ``pigeon worker`` in the harness:
+#: every Python process the harness starts imports it, and the one whose command line is
+#: ``-m <command>`` (``sys.argv`` while the interpreter starts) traces itself.
+SITE_CUSTOMIZE = """\
+import os, sys
+if sys.argv[:2] == ["-m", os.environ.get("PIGEON_BYTECODES_COMMAND")]:
+    sys.path.insert(0, os.environ["PIGEON_BYTECODES_BENCH"])
+    from bytecodes import start_tracing
+    start_tracing(os.path.join(os.environ["PIGEON_BYTECODES_OUT"], f"{os.getpid()}.pickle"))
+"""
 
 
 # ----------------------------------------------------------------------------- the runs
@@ -150,37 +174,40 @@ def _environment(source: Path) -> dict[str, str]:
 
 
 def run_traced(path: str, source: Path, messages: int, scratch: Path, name: str) -> Counts:
-    """One traced run of tree ``source`` on ``messages``: the traced process's counts."""
-    out = scratch / f"{name}.pickle"
-    me = [sys.executable, str(Path(__file__).resolve()), "--traced", str(out), "--"]
-    if path == "worker":
-        command = [*me, str(STATUS_CHANGES), "--messages", str(messages)]
+    """One traced run of tree ``source`` on ``messages``: the traced processes' counts
+    (summed, for the worker processes)."""
+    out = scratch / name
+    out.mkdir()
+    env = _environment(source)
+    if path == "fast-loop":
+        command = [
+            *(sys.executable, str(Path(__file__).resolve()), "--traced", str(out / "0.pickle")),
+            *("--", str(STATUS_CHANGES), "--messages", str(messages)),
+        ]
     else:
-        # ``pigeon serve`` is started by the harness with ``--pigeon-python``: a wrapper that
-        # traces it, and runs anything else (its workers, their WAL sync) plainly.
-        wrapper = scratch / f"{name}-python"
-        quoted = " ".join(f"'{part}'" for part in me)
-        wrapper.write_text(
-            "#!/bin/sh\n"
-            'if [ "$1 $2 $3" = "-m pigeon serve" ]; then\n'
-            f'  exec {quoted} "$@"\n'
-            "fi\n"
-            f"exec '{sys.executable}' \"$@\"\n"
-        )
-        wrapper.chmod(0o755)
+        site = scratch / f"{name}-site"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(SITE_CUSTOMIZE)
+        env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+        env["PIGEON_BYTECODES_COMMAND"] = path
+        env["PIGEON_BYTECODES_BENCH"] = str(ROOT / "bench")
+        env["PIGEON_BYTECODES_OUT"] = str(out)
         command = [
             *(sys.executable, str(SIDE_BY_SIDE), "--pigeon-only", "--messages", str(messages)),
-            *("--pigeon-src", str(source), "--pigeon-python", str(wrapper), "--timeout", "1800"),
+            *("--pigeon-src", str(source), "--timeout", "1800"),
         ]
-    done = subprocess.run(
-        command, env=_environment(source), capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0 or not out.is_file():
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    written = sorted(out.glob("*.pickle"))
+    if done.returncode != 0 or not written:
         raise SystemExit(
             f"the traced run of {source} failed\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         )
-    with out.open("rb") as read:
-        counts: Counts = pickle.load(read)  # noqa: S301 - written by this tool just now
+    counts: Counts = {}
+    for one in written:
+        with one.open("rb") as read:
+            for function, (done_here, calls) in pickle.load(read).items():  # noqa: S301 - ours
+                was_done, was_calls = counts.get(function, (0, 0))
+                counts[function] = (was_done + done_here, was_calls + calls)
     return counts
 
 
@@ -269,9 +296,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--path",
-        choices=("worker", "serve"),
-        default="worker",
-        help="worker: the fast loop (status_changes.py); serve: pigeon serve in scenario c",
+        choices=("fast-loop", "serve", "worker"),
+        default="fast-loop",
+        help="fast-loop: status_changes.py; serve, worker: that command's processes in "
+        "scenario c's harness",
     )
     parser.add_argument("--messages", type=int, default=300, help="of the smaller run")
     parser.add_argument("--more", type=int, default=300, help="messages the larger run adds")

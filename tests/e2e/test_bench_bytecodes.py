@@ -3,6 +3,7 @@ message, and the records it makes. No count is asserted but what a known program
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -69,6 +70,37 @@ def test_the_tracer_counts_each_functions_bytecodes_calls_and_records(tmp_path: 
     assert add[0] % ROUNDS == 0
     records = {key[2]: value[1] for key, value in counts.items() if key[0] == "<record>"}
     assert records == {"__main__.Pair": ROUNDS}
+
+
+def test_a_harness_process_whose_command_matches_traces_itself(
+    bytecodes: ModuleType, tmp_path: Path
+) -> None:
+    """With the tool's ``sitecustomize`` on the path, a process started as ``-m <module>
+    <command>`` (as ``-m pigeon serve``) writes its counts when it ends, and a process started
+    otherwise writes none."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(bytecodes.SITE_CUSTOMIZE)
+    (site / "job.py").write_text(_PROGRAM)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "PIGEON_BYTECODES_COMMAND": "go",
+        "PIGEON_BYTECODES_BENCH": str(ROOT / "bench"),
+        "PIGEON_BYTECODES_OUT": str(out),
+    }
+    subprocess.run([sys.executable, "-m", "job", "stay"], env=env, cwd=site, check=True)
+    assert not list(out.glob("*.pickle"))
+    subprocess.run(
+        [sys.executable, "-m", "job", "go"], env=env, cwd=site, capture_output=True, check=True
+    )
+    (written,) = out.glob("*.pickle")
+    with written.open("rb") as read:
+        counts = pickle.load(read)  # noqa: S301 - the tool's own output
+    (add,) = [value for key, value in counts.items() if key[2] == "add"]
+    assert add[1] == ROUNDS
 
 
 def test_difference_and_report_are_per_message(bytecodes: ModuleType) -> None:
