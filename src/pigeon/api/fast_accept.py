@@ -207,17 +207,19 @@ def _fields(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | N
     """The request's Authorization, Idempotency-Key and Content-Length values: the first of
     each, like Litestar's case-insensitive multi-dict ``get``. The names are lower-case, as
     ASGI servers give them (uvicorn's protocol lowers them as it parses)."""
-    # One dict of the headers in reverse, so that the first of a repeated name wins: made in
-    # C, where a loop over the headers ran some twenty bytecodes each (session 47).
-    found = dict(reversed(headers if isinstance(headers, list) else list(headers)))
-    authorization = found.get(b"authorization")
-    idempotency_key = found.get(b"idempotency-key")
-    content_length = found.get(b"content-length")
-    return (
-        None if authorization is None else authorization.decode("latin-1"),
-        None if idempotency_key is None else idempotency_key.decode("latin-1"),
-        None if content_length is None else content_length.decode("latin-1"),
-    )
+    authorization: str | None = None
+    idempotency_key: str | None = None
+    content_length: str | None = None
+    for name, raw_value in headers:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = raw_value.decode("latin-1")
+        elif name == b"idempotency-key":
+            if idempotency_key is None:
+                idempotency_key = raw_value.decode("latin-1")
+        elif name == b"content-length" and content_length is None:
+            content_length = raw_value.decode("latin-1")
+    return authorization, idempotency_key, content_length
 
 
 async def _asgi_chunk(receive: Receive) -> tuple[bytes, bool]:

@@ -40,7 +40,6 @@ import logging
 import weakref
 from collections.abc import Awaitable, Coroutine
 from functools import partial
-from itertools import chain, repeat
 from typing import Any, cast
 
 from litestar.types import Scope
@@ -295,25 +294,10 @@ async def _next_chunk(cycle: RequestResponseCycle) -> tuple[bytes, bool]:
     return body, cycle.more_body
 
 
-#: The lower-case forms of the header names of answers, by the names in order, once they
-#: were found valid, and whether one of them is Connection: the answers' names are a handful
-#: of lists (uvicorn's defaults and the fast path's own), each checked once instead of per
-#: answer, and each answer's head is then joined in C (session 47).
-_VALID_NAMES: dict[tuple[bytes, ...], tuple[tuple[bytes, ...], bool]] = {}
+#: Header names found valid, with their lower-case form: the answers' names are a handful
+#: (uvicorn's defaults and the fast path's own), each checked once instead of per answer.
+_VALID_NAMES: dict[bytes, bytes] = {}
 _VALID_NAMES_KEPT = 256
-
-
-def _valid_names(names: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], bool]:
-    """``names`` lower-cased, and whether Connection is among them; ``RuntimeError`` for a
-    name that is not a token, as uvicorn's ``send`` raises it."""
-    for name in names:
-        if HEADER_RE.search(name):
-            raise RuntimeError("Invalid HTTP header name.")
-    lowered = tuple(name.lower() for name in names)
-    found = (lowered, b"connection" in lowered)
-    if len(_VALID_NAMES) < _VALID_NAMES_KEPT:
-        _VALID_NAMES[names] = found
-    return found
 
 
 async def _write(cycle: RequestResponseCycle, answer: FastAnswer) -> None:
@@ -325,26 +309,27 @@ async def _write(cycle: RequestResponseCycle, answer: FastAnswer) -> None:
         return
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
-    pairs = (*cycle.default_headers, *answer.headers)
-    names, values = zip(*pairs, strict=True) if pairs else ((), ())
+    content = [STATUS_LINE[answer.status]]
+    closing = False
+    headers = (*cycle.default_headers, *answer.headers)
     # Every value at once: a tab, which a value may hold, joins them, so the search finds a
     # character no value may hold exactly when one of them holds it.
-    if HEADER_VALUE_RE.search(b"\t".join(values)):
+    if HEADER_VALUE_RE.search(b"\t".join([value for _, value in headers])):
         raise RuntimeError("Invalid HTTP header value.")
-    known = _VALID_NAMES.get(names)
-    lowered, connection = _valid_names(names) if known is None else known
-    closing = False
-    if connection:
-        for name, value in zip(lowered, values, strict=True):
-            if name == b"connection" and b"close" in [
-                token.lower().strip() for token in value.split(b",")
-            ]:
-                cycle.keep_alive = False
-                closing = True
-    content = [
-        STATUS_LINE[answer.status],
-        b"".join(chain.from_iterable(zip(lowered, repeat(b": "), values, repeat(b"\r\n")))),
-    ]
+    for name, value in headers:
+        lowered = _VALID_NAMES.get(name)
+        if lowered is None:
+            if HEADER_RE.search(name):
+                raise RuntimeError("Invalid HTTP header name.")
+            lowered = name.lower()
+            if len(_VALID_NAMES) < _VALID_NAMES_KEPT:
+                _VALID_NAMES[name] = lowered
+        if lowered == b"connection" and b"close" in [
+            token.lower().strip() for token in value.split(b",")
+        ]:
+            cycle.keep_alive = False
+            closing = True
+        content += (lowered, b": ", value, b"\r\n")
     if not cycle.keep_alive and not closing:
         content.append(b"connection: close\r\n")
     content += (b"\r\n", answer.body)

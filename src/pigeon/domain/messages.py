@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import enum
-import operator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pigeon.domain.errors import IllegalTransition
@@ -266,12 +265,38 @@ class Message:
         """An equal message whose parts are copies too: changing it leaves this one as it was.
 
         Built positionally from every field at once, a fifth of ``dataclasses.replace``'s cost
-        (the store copies each message a mutation changes)."""
-        clone = Message(*_MESSAGE_FIELDS(self))
-        clone.parts = [Part(*_PART_FIELDS(part)) for part in self.parts]
-        return clone
-
-
-#: Every field of a message and of a part, in ``__init__``'s order (``Message.copy``).
-_MESSAGE_FIELDS = operator.attrgetter(*(f.name for f in fields(Message)))
-_PART_FIELDS = operator.attrgetter(*(f.name for f in fields(Part)))
+        (the store copies each message a mutation changes). Each field is read by name: the
+        interpreter's specialised attribute reads cost less than an ``attrgetter``'s generic
+        ones (0.73 against 0.88 us a copy, session 47). A property test holds the copy equal
+        to the message for every field."""
+        return Message(
+            self.id,
+            self.tenant_id,
+            self.direction,
+            self.to,
+            self.sender,
+            self.body,
+            self.category,
+            self.encoding,
+            self.segments,
+            self.status,
+            self.created_at,
+            self.updated_at,
+            self.country,
+            self.client_ref,
+            self.callback_url,
+            self.send_at,
+            self.expires_at,
+            self.error_code,
+            self.connector_id,
+            self.price,
+            self.currency,
+            self.is_test,
+            self.status_sequence,
+            self.attempts,
+            [Part(p.index, p.status, p.carrier_message_id, p.error_code) for p in self.parts],
+            self.origin,
+            self.origin_parts,
+            self.receipt_request,
+            self.receipt_due_at,
+        )

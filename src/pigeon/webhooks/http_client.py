@@ -84,8 +84,6 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PATH_SAFE: Final = "/%:@!$&'()*+,;=[]"
 # What a caller's header means to the request head: a default it replaces, or ours to write.
 _HOST, _USER_AGENT, _CONTENT_TYPE, _AUTHORIZATION = 1, 2, 4, 8
-#: A header's line in a request head.
-_HEADER_LINE: Final = "{}: {}\r\n"
 _OVERRIDES: Final = _HOST | _USER_AGENT | _AUTHORIZATION
 _HEADER_ROLES: Final = {
     "host": _HOST,
@@ -504,8 +502,6 @@ class HttpClient:
         self._targets: dict[str, Target] = {}
         self._starts: dict[Target, str] = {}  # head starts with every default header
         self._header_roles: dict[str, int] = {}
-        #: ``_learn_headers``'s answers, by the names of a request's headers in order.
-        self._header_sets: dict[tuple[str, ...], int] = {}
         self._hosts: dict[tuple[str, str, int], _Host] = {}
         self._idle: dict[_Connection, None] = {}  # every host's, oldest first
         self._connections: set[_Connection] = set()
@@ -547,23 +543,19 @@ class HttpClient:
         URL's credentials are sent unless the caller gives them; ``Content-Length`` is always
         ours. Raises ``ValueError`` for a header that would break the request apart.
         """
-        names = tuple(headers)
-        given = self._header_sets.get(names)
-        if given is None:
-            given = self._learn_headers(names)
-        if given >= 0:  # every line as given, made in C (a webhook's four headers)
-            lines = len(names)
-            block = "".join(map(_HEADER_LINE.format, names, headers.values()))
-        else:  # a Content-Length among them: the body's length is ours to state
-            roles = self._header_roles
-            own = []
-            for name, value in headers.items():
-                role = roles.get(name)
-                if (self._learn_header(name) if role is None else role) >= 0:
-                    own.append(f"{name}: {value}\r\n")
-            lines, given = len(own), ~given
-            block = "".join(own)
-        if block.count("\n") != lines or block.count("\r") != lines or "\0" in block:
+        roles = self._header_roles
+        own = []
+        given = 0
+        for name, value in headers.items():
+            role = roles.get(name)
+            if role is None:
+                role = self._learn_header(name)
+            if role < 0:
+                continue  # the body's length is ours to state
+            given |= role
+            own.append(f"{name}: {value}\r\n")
+        block = "".join(own)
+        if block.count("\n") != len(own) or block.count("\r") != len(own) or "\0" in block:
             raise ValueError("a newline, carriage return or NUL in an HTTP header value")
         start: str | None = None if given & _OVERRIDES else self._starts.get(target)
         if start is None:
@@ -584,27 +576,6 @@ class HttpClient:
         if not given & _AUTHORIZATION and target.authorization is not None:
             start += f"Authorization: {target.authorization}\r\n"
         return start
-
-    def _learn_headers(self, names: tuple[str, ...]) -> int:
-        """What a set of header names means to us, learnt once: the roles of the defaults
-        they replace, or that value's complement (negative) when one of them is
-        Content-Length, which is left out."""
-        roles = self._header_roles
-        given = 0
-        dropped = False
-        for name in names:
-            role = roles.get(name)
-            if role is None:
-                role = self._learn_header(name)
-            if role < 0:
-                dropped = True
-            else:
-                given |= role
-        result = ~given if dropped else given
-        if len(self._header_sets) >= _TARGET_CACHE_SIZE:
-            self._header_sets.clear()
-        self._header_sets[names] = result
-        return result
 
     def _learn_header(self, name: str) -> int:
         """Check a header name once and remember what it means to us."""

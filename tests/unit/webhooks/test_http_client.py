@@ -151,8 +151,8 @@ async def test_headers_that_would_split_the_request_are_refused(headers: dict[st
 
 
 async def test_heads_with_the_same_header_names_differ_only_by_their_values() -> None:
-    """The names' meaning is learnt once: a second request with the same names, one of them
-    Content-Length, gets its own values and still our length."""
+    """A second request with the same names, one of them Content-Length, gets its own values
+    and still our length."""
     client = _client()
     target = client.target("http://h/x")
     for value in ("one", "two"):
