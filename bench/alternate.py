@@ -78,6 +78,17 @@ def tree_from(spec: str, scratch: Path) -> Tree:
     return Tree(label, target / "src")
 
 
+def add_tree_option(parser: argparse.ArgumentParser) -> None:
+    """``--tree LABEL=DIR|LABEL=@REV``, repeatable, for the counting tools that compare trees
+    (``instructions.py``, ``bytecodes.py``); ``tree_from`` reads each."""
+    parser.add_argument(
+        "--tree",
+        action="append",
+        metavar="LABEL=DIR|LABEL=@REV",
+        help="a tree to count (repeatable; default: this checkout's src); the first is the base",
+    )
+
+
 def run_once(tree: Tree, args: argparse.Namespace, scratch: Path) -> tuple[float, float]:
     """One ``--pigeon-only`` run of ``tree``: callbacks/s and the gateway's CPU ms per
     message."""

@@ -56,7 +56,7 @@ from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
-from alternate import SIDE_BY_SIDE, tree_from
+from alternate import SIDE_BY_SIDE, add_tree_option, tree_from
 from harness import command_and_machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,12 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         traced(out, target)
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--tree",
-        action="append",
-        metavar="LABEL=DIR|LABEL=@REV",
-        help="a tree to count (repeatable; default: this checkout's src); the first is the base",
-    )
+    add_tree_option(parser)
     parser.add_argument(
         "--path",
         choices=("fast-loop", "serve", "worker"),

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from alternate import tree_from
+from alternate import add_tree_option, tree_from
 from harness import KEY, command_and_machine, free_port, quiet_collector
 from number_classification import numbers_of
 
@@ -338,12 +338,7 @@ def report(counted: list[Counted], more: int, path: str = "worker") -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--tree",
-        action="append",
-        metavar="LABEL=DIR|LABEL=@REV",
-        help="a tree to count (repeatable; default: this checkout's src); the first is the base",
-    )
+    add_tree_option(parser)
     parser.add_argument(
         "--path",
         choices=("worker", "accept"),
