@@ -126,16 +126,12 @@ def test_report_gives_counts_per_message_most_frequent_first(slow_paths: ModuleT
 @needs_gdb
 def test_counts_the_running_gateway_per_delivered_message() -> None:
     """The whole script: scenario c's harness runs, gdb counts ``serve`` and its worker until
-    they stop, and each gets a table of its slow calls per delivered message, the first ones
-    placed in Python."""
-    done = run_bench(
-        "slow_paths.py",
-        *("--count", "calls", "--messages", "300", "--where", "1", "--where-hits", "50"),
-        timeout=900,
-    )
+    they stop, and each gets a table of its slow calls per delivered message. (Enough
+    messages that the load still runs when gdb attaches, three seconds after the worker
+    starts: a fast machine sends a few hundred in less.)"""
+    done = run_bench("slow_paths.py", *("--count", "calls", "--messages", "6000"), timeout=900)
     assert "serve:" in done.stdout
     assert "worker 1:" in done.stdout
     rows = [row for row in table_rows(done.stdout) if row[0] != "per message"]
     assert any(row[1].startswith("`class ") for row in rows)  # Pigeon's records, at least
-    assert any(row[2] for row in rows)  # a Python location for the first events
     assert "command: python bench/slow_paths.py" in done.stdout
