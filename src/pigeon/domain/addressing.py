@@ -6,6 +6,7 @@ import enum
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import phonenumbers
 from phonenumbers import (
@@ -125,6 +126,9 @@ _numbers: dict[tuple[str, str | None], Msisdn | str] = {}
 def _classify(text: str, default_region: str | None) -> Msisdn | str:
     """The number ``text`` is, or why it is none (what follows the number in the error)."""
     number = international_number(text)
+    # A number ``international_number`` made is its text: ``+``, the calling code and the
+    # national digits, none of them a leading zero, which is what E.164 formatting writes.
+    e164: str | None = text if number is not None else None
     if number is None:
         try:
             number = phonenumbers.parse(text, default_region)
@@ -138,30 +142,107 @@ def _classify(text: str, default_region: str | None) -> Msisdn | str:
     # (a property test holds the two equal).
     if kind == PhoneNumberType.UNKNOWN:
         return "is not a valid phone number."
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if e164 is None:
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Msisdn(
         e164=e164, country=country or "ZZ", number_type=_TYPES.get(kind, NumberType.UNKNOWN)
     )
 
 
-#: libphonenumber's type lookup for a national number and its region's metadata. Its public
-#: ``number_type`` looks the region up first, which ``_classify`` has just done (that costs
-#: 6-30 us more for a calling code shared by several regions, +1 or +44); the public function
-#: serves if a release drops the helper (a property test holds the two equal).
-_type_helper = getattr(phonenumberutil, "_number_type_helper", None)
+#: The descriptions libphonenumber tries after the general one, in its order, with the type
+#: each gives (``_number_type_helper``); the fixed-line and mobile ones follow them.
+_SPECIAL_TYPES: tuple[tuple[str, int], ...] = (
+    ("premium_rate", PhoneNumberType.PREMIUM_RATE),
+    ("toll_free", PhoneNumberType.TOLL_FREE),
+    ("shared_cost", PhoneNumberType.SHARED_COST),
+    ("voip", PhoneNumberType.VOIP),
+    ("personal_number", PhoneNumberType.PERSONAL_NUMBER),
+    ("pager", PhoneNumberType.PAGER),
+    ("uan", PhoneNumberType.UAN),
+    ("voicemail", PhoneNumberType.VOICEMAIL),
+)
+
+#: One pattern per region's metadata and national number length: the descriptions that length
+#: can match, as one alternation in libphonenumber's order (the first alternative that matches
+#: the whole number wins, as the first description does there), behind a lookahead for the
+#: general description; and the type of each alternative. ``None`` where the general
+#: description cannot match that length. Bounded by the metadata (some 250 regions and a
+#: handful of lengths each).
+_TYPE_PATTERNS: dict[
+    tuple[str | None, int | None, int], tuple[re.Pattern[str], tuple[int, ...]] | None
+] = {}
+
+
+def _may_match(desc: Any, length: int) -> str | None:
+    """The pattern of ``desc`` if a national number of ``length`` digits can match it."""
+    if desc is None or not desc.national_number_pattern:
+        return None
+    if desc.possible_length and length not in desc.possible_length:
+        return None
+    return str(desc.national_number_pattern)
+
+
+def _type_pattern(
+    metadata: PhoneMetadata, length: int
+) -> tuple[re.Pattern[str], tuple[int, ...]] | None:
+    general = _may_match(metadata.general_desc, length)
+    if general is None:
+        return None
+    alternatives: list[str] = []
+    types: list[int] = []
+    for name, kind in _SPECIAL_TYPES:
+        pattern = _may_match(getattr(metadata, name), length)
+        if pattern is not None:
+            alternatives.append(pattern)
+            types.append(kind)
+    fixed = _may_match(metadata.fixed_line, length)
+    mobile = _may_match(metadata.mobile, length)
+    if metadata.same_mobile_and_fixed_line_pattern:
+        if fixed is not None:
+            alternatives.append(fixed)
+            types.append(PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    else:
+        if fixed is not None and mobile is not None:
+            alternatives.append(rf"(?=(?:{fixed})\Z)(?:{mobile})")
+            types.append(PhoneNumberType.FIXED_LINE_OR_MOBILE)
+        if fixed is not None:
+            alternatives.append(fixed)
+            types.append(PhoneNumberType.FIXED_LINE)
+        if mobile is not None:
+            alternatives.append(mobile)
+            types.append(PhoneNumberType.MOBILE)
+    # The metadata's patterns hold no capturing groups of their own (a unit test checks every
+    # region's), so the group that matched is the alternative's.
+    either = "|".join(f"({alternative})" for alternative in alternatives)
+    return re.compile(rf"(?=(?:{general})\Z)(?:{either})"), tuple(types)
+
+
+def type_of_national(national: str, metadata: PhoneMetadata) -> int:
+    """libphonenumber's type of the national significant number ``national`` in the region
+    ``metadata`` describes (its ``_number_type_helper``), with one regular expression match
+    where it makes ten calls that match up to ten (a property test holds the two equal)."""
+    key = (metadata.id, metadata.country_code, len(national))
+    try:
+        found = _TYPE_PATTERNS[key]
+    except KeyError:
+        found = _TYPE_PATTERNS[key] = _type_pattern(metadata, len(national))
+    if found is None:
+        return int(PhoneNumberType.UNKNOWN)
+    pattern, types = found
+    matched = pattern.fullmatch(national)
+    if matched is None or matched.lastindex is None:
+        return int(PhoneNumberType.UNKNOWN)
+    return types[matched.lastindex - 1]
 
 
 def number_type_for(number: PhoneNumber, region: str | None) -> int:
     """``phonenumbers.number_type(number)``, given ``region_code_for_number(number)``."""
-    if _type_helper is None:
-        return int(phonenumbers.number_type(number))
     if region is None or number.country_code is None:
         return int(PhoneNumberType.UNKNOWN)  # no metadata: what ``number_type`` says too
     metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
     if metadata is None:
         return int(PhoneNumberType.UNKNOWN)
-    national = phonenumbers.national_significant_number(number)
-    return int(_type_helper(national, metadata))
+    return type_of_national(phonenumbers.national_significant_number(number), metadata)
 
 
 def region_and_type(number: PhoneNumber) -> tuple[str | None, int]:
@@ -170,9 +251,6 @@ def region_and_type(number: PhoneNumber) -> tuple[str | None, int]:
     the region by trying each one's type until one is known, and ``number_type`` then looks the
     found region's type up again: half of a new number's classification (a property test and
     every region's example numbers hold the two equal)."""
-    if _type_helper is None:
-        region = phonenumbers.region_code_for_number(number)
-        return region, number_type_for(number, region)
     code = number.country_code
     regions = phonenumberutil.COUNTRY_CODE_TO_REGION_CODE.get(code) if code is not None else None
     if not regions:
@@ -188,7 +266,7 @@ def region_and_type(number: PhoneNumber) -> tuple[str | None, int]:
             if _national_prefix(metadata.leading_digits).match(national):
                 return region, number_type_for(number, region)
             continue
-        kind = int(_type_helper(national, metadata))
+        kind = type_of_national(national, metadata)
         if kind != PhoneNumberType.UNKNOWN:
             return region, kind
     return None, int(PhoneNumberType.UNKNOWN)

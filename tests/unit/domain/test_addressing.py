@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 import pytest
 from hypothesis import given, settings
@@ -16,6 +18,7 @@ from pigeon.domain.addressing import (
     parse_msisdn,
     parse_sender,
     region_and_type,
+    type_of_national,
 )
 from pigeon.domain.errors import InvalidRecipient, InvalidSender
 
@@ -215,6 +218,90 @@ def test_region_and_type_are_libphonenumbers(country_code: int, digits: str) -> 
         return
     expected = (phonenumbers.region_code_for_number(number), phonenumbers.number_type(number))
     assert region_and_type(number) == expected
+
+
+def _every_metadata() -> list[phonenumbers.PhoneMetadata]:
+    """The metadata of every region and of every non-geographic calling code."""
+    found = [
+        phonenumbers.PhoneMetadata.metadata_for_region(region)
+        for region in sorted(phonenumbers.SUPPORTED_REGIONS)
+    ] + [
+        phonenumbers.PhoneMetadata.metadata_for_nongeo_region(code)
+        for code in sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS)
+    ]
+    return [metadata for metadata in found if metadata is not None]
+
+
+_DESCRIPTIONS = (
+    "general_desc",
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+)
+
+
+def test_no_metadata_pattern_has_a_capturing_group_of_its_own() -> None:
+    """Every description's pattern of every region compiles with no capturing group, which
+    ``type_of_national`` counts on to tell which alternative matched."""
+    checked = 0
+    for metadata in _every_metadata():
+        for name in _DESCRIPTIONS:
+            desc = getattr(metadata, name)
+            if desc is not None and desc.national_number_pattern:
+                assert re.compile(desc.national_number_pattern).groups == 0
+                checked += 1
+    assert checked > 1000
+
+
+def _examples_of_every_type() -> list[str]:
+    """Every region's example number of every type, in E.164."""
+    numbers = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(12):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                numbers.append(
+                    phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+                )
+    return numbers
+
+
+_TYPED_EXAMPLES = _examples_of_every_type()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    example=st.sampled_from(_TYPED_EXAMPLES),
+    tail=st.text(alphabet="0123456789", min_size=0, max_size=4),
+    cut=st.integers(min_value=0, max_value=5),
+)
+def test_type_of_national_is_libphonenumbers_near_valid_numbers(
+    example: str, tail: str, cut: int
+) -> None:
+    """Numbers near the examples of every type (last digits changed, dropped or added) get
+    ``number_type``'s type from the one combined pattern: each type's branch, and the
+    lengths at the edges of each description."""
+    text = example[: max(4, len(example) - cut)] + tail
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return
+    region = phonenumbers.region_code_for_number(number)
+    if region is None:
+        return
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        number.country_code, region
+    )
+    assert metadata is not None
+    national = phonenumbers.national_significant_number(number)
+    assert type_of_national(national, metadata) == phonenumbers.number_type(number)
 
 
 def test_region_and_type_hold_for_every_regions_example_numbers() -> None:
