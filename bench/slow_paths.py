@@ -157,14 +157,29 @@ def key_of(function, frame):
         return f"{exception} ({type_name(rsi) if rsi else 'no value'})"
     return exception
 
+# The functions called into the process (a code object's repr, the frames) run with the other
+# threads stopped, and the breakpoints they hit themselves are not counted. gdb resumes every
+# thread for a call by default: another thread could then stop at a breakpoint inside the call,
+# whose stop() would call again while the first call had not returned (runs hung there).
+busy = [False]
+gdb.execute("set unwindonsignal on")
+
 class Counting(gdb.Breakpoint):
     def stop(self):
-        frame = gdb.selected_frame()
-        key = key_of(self.location, frame)
-        counts[key] += 1
-        hits[0] += 1
-        if WHERE and hits[0] <= WHERE_HITS:
-            places[key][where()] += 1
+        if busy[0]:
+            return False
+        busy[0] = True
+        gdb.execute("set scheduler-locking on", to_string=True)
+        try:
+            frame = gdb.selected_frame()
+            key = key_of(self.location, frame)
+            counts[key] += 1
+            hits[0] += 1
+            if WHERE and hits[0] <= WHERE_HITS:
+                places[key][where()] += 1
+        finally:
+            gdb.execute("set scheduler-locking replay", to_string=True)
+            busy[0] = False
         return False
 
 def report(_event=None):

@@ -47,6 +47,13 @@ def slow_paths() -> ModuleType:
 
 def _counted(slow_paths: ModuleType, kind: str, tmp_path: Path) -> dict[str, int]:
     """Run the known program under gdb with the script's breakpoints for ``kind``."""
+    return {key: number for number, key, _ in _rows(slow_paths, kind, tmp_path)}
+
+
+def _rows(
+    slow_paths: ModuleType, kind: str, tmp_path: Path, where: int = 0
+) -> list[tuple[int, str, str]]:
+    """The known program's rows (count, key, place) for ``kind``, ``where`` frames each."""
     program = tmp_path / "program.py"
     program.write_text(_PROGRAM)
     script = tmp_path / "count.py"
@@ -56,7 +63,8 @@ def _counted(slow_paths: ModuleType, kind: str, tmp_path: Path) -> dict[str, int
         **os.environ,
         "SLOW_PATHS_OUT": str(out),
         "SLOW_PATHS_BREAK": ",".join(slow_paths.BREAKPOINTS[kind]),
-        "SLOW_PATHS_WHERE": "0",
+        "SLOW_PATHS_WHERE": str(where),
+        "SLOW_PATHS_WHERE_HITS": "1000000",  # every event: the start-up's come first
     }
     subprocess.run(
         [
@@ -76,9 +84,9 @@ def _counted(slow_paths: ModuleType, kind: str, tmp_path: Path) -> dict[str, int
         timeout=600,
         check=True,
     )
-    rows = slow_paths.read_counts(out)
+    rows: list[tuple[int, str, str]] = slow_paths.read_counts(out)
     assert rows, "gdb wrote no counts"
-    return {key: number for number, key, _ in rows}
+    return rows
 
 
 @pytest.mark.slow
@@ -93,6 +101,22 @@ def test_exceptions_set_in_c_are_named_by_type_and_message(
     integer = [key for key in counts if key.startswith("TypeError") and "integer" in key]
     assert integer
     assert counts[integer[0]] >= ROUNDS
+
+
+@pytest.mark.slow
+@needs_gdb
+def test_where_names_the_python_frames_of_an_event(slow_paths: ModuleType, tmp_path: Path) -> None:
+    """With ``where``, an event gets the Python frames it happened in, innermost first, as the
+    script calls into the stopped process for them: the ``GeneratorExit`` that closes the
+    generator ``any()`` left is set in the program's own frame, on that line."""
+    rows = _rows(slow_paths, "exceptions", tmp_path, where=2)
+    places = {key: place for _, key, place in rows}
+    assert "GeneratorExit" in places
+    line = 1 + _PROGRAM.splitlines().index(
+        "    any(n > 0 for n in (1, 2))  # a generator closed early: GeneratorExit"
+    )
+    assert places["GeneratorExit"].startswith("<module> (")
+    assert places["GeneratorExit"].endswith(f"/program.py):{line}")
 
 
 @pytest.mark.slow
