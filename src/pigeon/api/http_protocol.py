@@ -294,6 +294,10 @@ async def _next_chunk(cycle: RequestResponseCycle) -> tuple[bytes, bool]:
     return body, cycle.more_body
 
 
+#: The bytes uvicorn's ``send`` refuses in a header value (the ones ``HEADER_VALUE_RE``
+#: matches), deleted in one ``bytes.translate``: about half the time of the search.
+_FORBIDDEN_IN_VALUES = bytes(code for code in range(256) if HEADER_VALUE_RE.match(bytes([code])))
+
 #: Header names found valid, with their lower-case form: the answers' names are a handful
 #: (uvicorn's defaults and the fast path's own), each checked once instead of per answer.
 _VALID_NAMES: dict[bytes, bytes] = {}
@@ -312,9 +316,10 @@ async def _write(cycle: RequestResponseCycle, answer: FastAnswer) -> None:
     content = [STATUS_LINE[answer.status]]
     closing = False
     headers = (*cycle.default_headers, *answer.headers)
-    # Every value at once: a tab, which a value may hold, joins them, so the search finds a
-    # character no value may hold exactly when one of them holds it.
-    if HEADER_VALUE_RE.search(b"\t".join([value for _, value in headers])):
+    # Every value at once: a tab, which a value may hold, joins them, and deleting the bytes
+    # no value may hold shortens the whole exactly when one of them holds one.
+    values = b"\t".join([value for _, value in headers])
+    if len(values.translate(None, _FORBIDDEN_IN_VALUES)) != len(values):
         raise RuntimeError("Invalid HTTP header value.")
     for name, value in headers:
         lowered = _VALID_NAMES.get(name)

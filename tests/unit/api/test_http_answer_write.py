@@ -9,8 +9,10 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HEADER_VALUE_RE, RequestResponseCycle
 
 from pigeon.api.fast_accept import FastAnswer
 from pigeon.api.http_protocol import _write
@@ -95,3 +97,23 @@ async def test_a_header_no_http_message_may_carry_is_refused_unwritten(
         await _write(cycle, FastAnswer(202, [header, (b"content-length", b"2")], b"{}"))
     assert transport.writes == []
     assert not cycle.response_complete
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.binary(max_size=40), min_size=1, max_size=6))
+async def test_values_are_refused_exactly_when_uvicorns_search_finds_a_forbidden_byte(
+    values: list[bytes],
+) -> None:
+    """Whatever bytes the values hold, the answer is refused exactly when uvicorn's own
+    ``HEADER_VALUE_RE`` finds a byte no value may hold in one of them, and written otherwise."""
+    transport, answered = Transport(), []
+    headers = [(f"x-v{index}".encode(), value) for index, value in enumerate(values)]
+    refused = any(HEADER_VALUE_RE.search(value) for value in values)
+    cycle = _cycle(transport, answered)
+    if refused:
+        with pytest.raises(RuntimeError, match=r"Invalid HTTP header value\."):
+            await _write(cycle, FastAnswer(202, [*headers, (b"content-length", b"2")], b"{}"))
+        assert transport.writes == []
+    else:
+        await _write(cycle, FastAnswer(202, [*headers, (b"content-length", b"2")], b"{}"))
+        assert len(transport.writes) == 1
