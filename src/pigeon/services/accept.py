@@ -126,6 +126,13 @@ class AcceptMessage:
 
     def preview(self, caller: Caller, request: SendRequest) -> Preview:
         """Validate and normalise without storing anything; raises ``ValidationError``."""
+        return self._checked(caller, request)[0]
+
+    def _checked(
+        self, caller: Caller, request: SendRequest
+    ) -> tuple[Preview, datetime, datetime | None, int]:
+        """``preview``, with the time it checked against, the ``send_at`` that stands (``None``
+        for now) and the validity in seconds: what the acceptance is made from."""
         region = request.country or caller.tenant.default_region
         if request.country is not None and len(request.country.strip()) != 2:
             raise ValidationError(
@@ -137,8 +144,8 @@ class AcceptMessage:
         if request.callback_url is not None:
             check_url(request.callback_url, "callback_url")
         now = self._clock.now()
-        self._check_send_at(request.send_at, now)
-        self._check_validity(request.validity_seconds)
+        send_at = self._check_send_at(request.send_at, now)
+        validity = self._check_validity(request.validity_seconds)
         sender = parse_sender(request.sender).value if request.sender else None
         body = request.body
         if body is None or body == "":
@@ -151,7 +158,7 @@ class AcceptMessage:
                 code="body_too_long",
                 field="body",
             )
-        return Preview(
+        preview = Preview(
             to=to,
             sender=sender,
             encoding=text.encoding.value,
@@ -159,6 +166,7 @@ class AcceptMessage:
             units=text.units,
             text=text,
         )
+        return preview, now, send_at, validity
 
     async def __call__(
         self,
@@ -221,10 +229,7 @@ class AcceptMessage:
     ) -> Acceptance:
         """The message, its dispatch job and its idempotency record, validated; its events
         and notifications are added by ``_record``."""
-        preview = self.preview(caller, request)
-        now = self._clock.now()
-        send_at = self._check_send_at(request.send_at, now)
-        validity = self._check_validity(request.validity_seconds)
+        preview, now, send_at, validity = self._checked(caller, request)
         start = send_at or now
         expires_at = start + timedelta(seconds=validity)
         message = Message(
