@@ -173,7 +173,7 @@ _SPECIAL_TYPES: tuple[tuple[str, int], ...] = (
 #: description cannot match that length. Bounded by the metadata: every region's every
 #: possible length makes 640 patterns, 2.4 MB, 0.19 s of CPU to make them all (session 48).
 _TYPE_PATTERNS: dict[
-    tuple[str | None, int | None, int], tuple[re.Pattern[str], tuple[int, ...]] | None
+    tuple[str | None, int | None, int], tuple[re.Pattern[str], dict[str, int]] | None
 ] = {}
 
 
@@ -188,7 +188,7 @@ def _may_match(desc: Any, length: int) -> str | None:
 
 def _type_pattern(
     metadata: PhoneMetadata, length: int
-) -> tuple[re.Pattern[str], tuple[int, ...]] | None:
+) -> tuple[re.Pattern[str], dict[str, int]] | None:
     general = _may_match(metadata.general_desc, length)
     if general is None:
         return None
@@ -215,10 +215,20 @@ def _type_pattern(
         if mobile is not None:
             alternatives.append(mobile)
             types.append(PhoneNumberType.MOBILE)
-    # The metadata's patterns hold no capturing groups of their own (a unit test checks every
-    # region's), so the group that matched is the alternative's.
-    either = "|".join(f"({alternative})" for alternative in alternatives)
-    return re.compile(rf"(?=(?:{general})\Z)(?:{either})"), tuple(types)
+    if not alternatives:
+        return None
+    # Each alternative is a named group around its pattern: the last group closed in a match
+    # (``lastgroup``) is the alternative's, whatever groups its own pattern holds (the
+    # metadata's hold none today; a test gives one some).
+    either = "|".join(
+        f"(?P<{_GROUP}{index}>{alternative})" for index, alternative in enumerate(alternatives)
+    )
+    named = {f"{_GROUP}{index}": kind for index, kind in enumerate(types)}
+    return re.compile(rf"(?=(?:{general})\Z)(?:{either})"), named
+
+
+#: The prefix of the alternatives' group names (``_type_pattern``).
+_GROUP = "pigeon_type_"
 
 
 def type_of_national(national: str, metadata: PhoneMetadata) -> int:
@@ -234,9 +244,9 @@ def type_of_national(national: str, metadata: PhoneMetadata) -> int:
         return int(PhoneNumberType.UNKNOWN)
     pattern, types = found
     matched = pattern.fullmatch(national)
-    if matched is None or matched.lastindex is None:
+    if matched is None or matched.lastgroup is None:
         return int(PhoneNumberType.UNKNOWN)
-    return types[matched.lastindex - 1]
+    return types[matched.lastgroup]
 
 
 def number_type_for(number: PhoneNumber, region: str | None) -> int:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
+from types import SimpleNamespace
+from typing import Any
 
 import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from phonenumbers import re_util
+from phonenumbers import PhoneNumberType, re_util
 
 from pigeon.domain.addressing import (
     NumberType,
@@ -247,17 +248,55 @@ _DESCRIPTIONS = (
 )
 
 
-def test_no_metadata_pattern_has_a_capturing_group_of_its_own() -> None:
-    """Every description's pattern of every region compiles with no capturing group, which
-    ``type_of_national`` counts on to tell which alternative matched."""
-    checked = 0
+#: libphonenumber's types: FIXED_LINE (0) to VOICEMAIL (10), and UNKNOWN.
+_TYPE_VALUES = {*range(11), PhoneNumberType.UNKNOWN}
+
+
+def test_every_regions_patterns_compile_for_every_length() -> None:
+    """The combined pattern of every region and of every length its general description
+    allows compiles, and classifies a number of that length (``UNKNOWN`` at worst)."""
+    made = 0
     for metadata in _every_metadata():
-        for name in _DESCRIPTIONS:
-            desc = getattr(metadata, name)
-            if desc is not None and desc.national_number_pattern:
-                assert re.compile(desc.national_number_pattern).groups == 0
-                checked += 1
-    assert checked > 1000
+        for length in metadata.general_desc.possible_length or ():
+            assert type_of_national("5" * length, metadata) in _TYPE_VALUES
+            made += 1
+    assert made > 500
+
+
+def _description(pattern: str | None, *lengths: int) -> SimpleNamespace:
+    """A stand-in for a ``PhoneNumberDesc``: a pattern and its possible lengths."""
+    return SimpleNamespace(national_number_pattern=pattern, possible_length=lengths)
+
+
+def _region(**descriptions: SimpleNamespace) -> Any:
+    """A stand-in for a region's metadata: the descriptions given, the others absent."""
+    fields = {name: descriptions.get(name) for name in _DESCRIPTIONS}
+    return SimpleNamespace(
+        id="QQ",
+        country_code=999,
+        same_mobile_and_fixed_line_pattern=False,
+        **fields,
+    )
+
+
+def test_the_type_is_the_alternatives_even_when_a_pattern_holds_groups_of_its_own() -> None:
+    """A description's pattern with capturing groups of its own (libphonenumber's hold none
+    today) does not confuse which alternative matched: toll free before fixed line, both
+    fixed line and mobile, one of them, or none, with the lengths each allows."""
+    region = _region(
+        general_desc=_description(r"\d{6,8}"),
+        toll_free=_description(r"(8)(00)\d{3,5}", 6, 8),
+        fixed_line=_description(r"([2-5])(\d)\d{4,6}"),
+        mobile=_description(r"([4-7])\d{5}(\d)?", 6, 7),
+    )
+    assert type_of_national("800123", region) == PhoneNumberType.TOLL_FREE
+    assert type_of_national("8001234", region) == PhoneNumberType.UNKNOWN  # 7: not toll free
+    assert type_of_national("4123456", region) == PhoneNumberType.FIXED_LINE_OR_MOBILE
+    assert type_of_national("2123456", region) == PhoneNumberType.FIXED_LINE
+    assert type_of_national("6123456", region) == PhoneNumberType.MOBILE
+    assert type_of_national("41234567", region) == PhoneNumberType.FIXED_LINE  # 8: not mobile
+    assert type_of_national("912345", region) == PhoneNumberType.UNKNOWN
+    assert type_of_national("12345", region) == PhoneNumberType.UNKNOWN  # not general
 
 
 def _examples_of_every_type() -> list[str]:
