@@ -166,87 +166,173 @@ _SPECIAL_TYPES: tuple[tuple[str, int], ...] = (
     ("voicemail", PhoneNumberType.VOICEMAIL),
 )
 
-#: One pattern per region's metadata and national number length: the descriptions that length
-#: can match, as one alternation in libphonenumber's order (the first alternative that matches
-#: the whole number wins, as the first description does there), behind a lookahead for the
-#: general description; and the type of each alternative. ``None`` where the general
-#: description cannot match that length. Bounded by the metadata: every region's every
-#: possible length makes 640 patterns, 2.4 MB, 0.19 s of CPU to make them all (session 48).
-_TYPE_PATTERNS: dict[
-    tuple[str | None, int | None, int], tuple[re.Pattern[str], dict[str, int]] | None
-] = {}
+#: The descriptions of the fixed-line and mobile types, after the others.
+_FIXED, _MOBILE = "fixed_line", "mobile"
 
 
-def _may_match(desc: Any, length: int) -> str | None:
-    """The pattern of ``desc`` if a national number of ``length`` digits can match it."""
+class _RegionTypes:
+    """A region's type lookup: its general description's pattern, then one pattern for its
+    other descriptions in libphonenumber's order, as one alternation (the first alternative
+    that matches the whole number is the first description that does), each alternative a
+    named group with the type it gives and the description it needs. A fixed-line match is
+    also a mobile one (both types) when the mobile pattern, matched on its own, agrees.
+
+    A description applies only to the lengths it lists, which the pattern does not know: the
+    alternative that matched gives its type only where its description allows the number's
+    length, and otherwise (rare: a description's pattern matches lengths it does not list)
+    the descriptions are tried one by one (``_type_by_descriptions``). Each description's
+    pattern is in one compiled pattern only, so making them costs about what compiling
+    libphonenumber's own does."""
+
+    __slots__ = (
+        "_needs",
+        "allowed",
+        "fixed_group",
+        "general",
+        "metadata",
+        "mobile",
+        "pattern",
+        "types",
+    )
+
+    def __init__(self, metadata: PhoneMetadata) -> None:
+        self.metadata = metadata
+        alternatives: list[tuple[str, int, str]] = []
+        for name, kind in _SPECIAL_TYPES:
+            pattern = _pattern_of(getattr(metadata, name))
+            if pattern is not None:
+                alternatives.append((pattern, kind, name))
+        fixed = _pattern_of(metadata.fixed_line)
+        mobile = _pattern_of(metadata.mobile)
+        same = metadata.same_mobile_and_fixed_line_pattern
+        self.fixed_group: str | None = None
+        self.mobile: re.Pattern[str] | None = None
+        if fixed is not None:
+            if not same:
+                self.fixed_group = f"{_GROUP}{len(alternatives)}"
+                self.mobile = _compiled(mobile) if mobile is not None else None
+            kind = PhoneNumberType.FIXED_LINE_OR_MOBILE if same else PhoneNumberType.FIXED_LINE
+            alternatives.append((fixed, kind, _FIXED))
+        if mobile is not None and not same:
+            alternatives.append((mobile, PhoneNumberType.MOBILE, _MOBILE))
+        general = _pattern_of(metadata.general_desc)
+        self.general = _compiled(general) if general is not None else None
+        # Each alternative a named group around its pattern: the last group a match closed
+        # (``lastgroup``) is the alternative's, whatever groups its own pattern holds (the
+        # metadata's hold none today; a test gives one some).
+        either = "|".join(
+            f"(?P<{_GROUP}{index}>{pattern})" for index, (pattern, _, _) in enumerate(alternatives)
+        )
+        self.pattern = re.compile(either) if alternatives else None
+        self.types = {f"{_GROUP}{index}": kind for index, (_, kind, _) in enumerate(alternatives)}
+        self._needs = {f"{_GROUP}{index}": name for index, (_, _, name) in enumerate(alternatives)}
+        #: Per national number length, the alternatives whose description allows it, and
+        #: ``_MOBILE`` if the mobile description does (``None``: the general one does not).
+        self.allowed: dict[int, frozenset[str] | None] = {}
+
+    def type_of(self, national: str) -> int:
+        length = len(national)
+        try:
+            allowed = self.allowed[length]
+        except KeyError:
+            allowed = self.allowed[length] = self._allowed(length)
+        if allowed is None or self.pattern is None or self.general is None:
+            return int(PhoneNumberType.UNKNOWN)
+        if self.general.fullmatch(national) is None:
+            return int(PhoneNumberType.UNKNOWN)
+        matched = self.pattern.fullmatch(national)
+        if matched is None:
+            return int(PhoneNumberType.UNKNOWN)
+        group = matched.lastgroup
+        if group not in allowed:
+            return _type_by_descriptions(national, self.metadata)
+        if group == self.fixed_group:
+            mobile = self.mobile
+            if mobile is not None and _MOBILE in allowed and mobile.fullmatch(national):
+                return int(PhoneNumberType.FIXED_LINE_OR_MOBILE)
+            return int(PhoneNumberType.FIXED_LINE)
+        return self.types[group]
+
+    def _allowed(self, length: int) -> frozenset[str] | None:
+        metadata = self.metadata
+        if not _allows(metadata.general_desc, length):
+            return None
+        allowed = {
+            group for group, name in self._needs.items() if _allows(getattr(metadata, name), length)
+        }
+        if _allows(metadata.mobile, length):
+            allowed.add(_MOBILE)
+        return frozenset(allowed)
+
+
+#: The prefix of the alternatives' group names.
+_GROUP = "pigeon_type_"
+
+
+#: Each region's type lookup, made the first time one of its numbers is classified: 254 of
+#: them for every region, 0.11 s of CPU and 1.7 MB to make them all (session 48), about what
+#: libphonenumber's own patterns take to compile.
+_REGION_TYPES: dict[tuple[str | None, int | None], _RegionTypes] = {}
+
+
+def _pattern_of(desc: Any) -> str | None:
+    """The pattern of ``desc``, or ``None`` if it has none (it then matches nothing)."""
     if desc is None or not desc.national_number_pattern:
-        return None
-    if desc.possible_length and length not in desc.possible_length:
         return None
     return str(desc.national_number_pattern)
 
 
-def _type_pattern(
-    metadata: PhoneMetadata, length: int
-) -> tuple[re.Pattern[str], dict[str, int]] | None:
-    general = _may_match(metadata.general_desc, length)
-    if general is None:
-        return None
-    alternatives: list[str] = []
-    types: list[int] = []
+def _allows(desc: Any, length: int) -> bool:
+    """Whether ``desc`` may match a national number of ``length`` digits (it lists no lengths,
+    or this one)."""
+    if desc is None or not desc.national_number_pattern:
+        return False
+    return not desc.possible_length or length in desc.possible_length
+
+
+_DESCRIPTION_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """A description's pattern compiled, once."""
+    compiled = _DESCRIPTION_PATTERNS.get(pattern)
+    if compiled is None:
+        compiled = _DESCRIPTION_PATTERNS[pattern] = re.compile(pattern)
+    return compiled
+
+
+def _matches(desc: Any, national: str) -> bool:
+    """libphonenumber's ``_is_number_matching_desc``: the length allowed, the whole matched."""
+    if not _allows(desc, len(national)):
+        return False
+    return _compiled(str(desc.national_number_pattern)).fullmatch(national) is not None
+
+
+def _type_by_descriptions(national: str, metadata: PhoneMetadata) -> int:
+    """The type libphonenumber gives, its descriptions tried one by one in its order."""
+    if not _matches(metadata.general_desc, national):
+        return int(PhoneNumberType.UNKNOWN)
     for name, kind in _SPECIAL_TYPES:
-        pattern = _may_match(getattr(metadata, name), length)
-        if pattern is not None:
-            alternatives.append(pattern)
-            types.append(kind)
-    fixed = _may_match(metadata.fixed_line, length)
-    mobile = _may_match(metadata.mobile, length)
-    if metadata.same_mobile_and_fixed_line_pattern:
-        if fixed is not None:
-            alternatives.append(fixed)
-            types.append(PhoneNumberType.FIXED_LINE_OR_MOBILE)
-    else:
-        if fixed is not None and mobile is not None:
-            alternatives.append(rf"(?=(?:{fixed})\Z)(?:{mobile})")
-            types.append(PhoneNumberType.FIXED_LINE_OR_MOBILE)
-        if fixed is not None:
-            alternatives.append(fixed)
-            types.append(PhoneNumberType.FIXED_LINE)
-        if mobile is not None:
-            alternatives.append(mobile)
-            types.append(PhoneNumberType.MOBILE)
-    if not alternatives:
-        return None
-    # Each alternative is a named group around its pattern: the last group closed in a match
-    # (``lastgroup``) is the alternative's, whatever groups its own pattern holds (the
-    # metadata's hold none today; a test gives one some).
-    either = "|".join(
-        f"(?P<{_GROUP}{index}>{alternative})" for index, alternative in enumerate(alternatives)
-    )
-    named = {f"{_GROUP}{index}": kind for index, kind in enumerate(types)}
-    return re.compile(rf"(?=(?:{general})\Z)(?:{either})"), named
-
-
-#: The prefix of the alternatives' group names (``_type_pattern``).
-_GROUP = "pigeon_type_"
+        if _matches(getattr(metadata, name), national):
+            return kind
+    if _matches(metadata.fixed_line, national):
+        if metadata.same_mobile_and_fixed_line_pattern or _matches(metadata.mobile, national):
+            return int(PhoneNumberType.FIXED_LINE_OR_MOBILE)
+        return int(PhoneNumberType.FIXED_LINE)
+    if not metadata.same_mobile_and_fixed_line_pattern and _matches(metadata.mobile, national):
+        return int(PhoneNumberType.MOBILE)
+    return int(PhoneNumberType.UNKNOWN)
 
 
 def type_of_national(national: str, metadata: PhoneMetadata) -> int:
     """libphonenumber's type of the national significant number ``national`` in the region
     ``metadata`` describes (its ``_number_type_helper``), with one regular expression match
     where it makes ten calls that match up to ten (a property test holds the two equal)."""
-    key = (metadata.id, metadata.country_code, len(national))
-    try:
-        found = _TYPE_PATTERNS[key]
-    except KeyError:
-        found = _TYPE_PATTERNS[key] = _type_pattern(metadata, len(national))
-    if found is None:
-        return int(PhoneNumberType.UNKNOWN)
-    pattern, types = found
-    matched = pattern.fullmatch(national)
-    if matched is None or matched.lastgroup is None:
-        return int(PhoneNumberType.UNKNOWN)
-    return types[matched.lastgroup]
+    key = (metadata.id, metadata.country_code)
+    types = _REGION_TYPES.get(key)
+    if types is None:
+        types = _REGION_TYPES[key] = _RegionTypes(metadata)
+    return types.type_of(national)
 
 
 def number_type_for(number: PhoneNumber, region: str | None) -> int:

@@ -14,6 +14,7 @@ from phonenumbers import PhoneNumberType, re_util
 from pigeon.domain.addressing import (
     NumberType,
     SenderKind,
+    _type_by_descriptions,
     international_number,
     number_type_for,
     parse_msisdn,
@@ -138,6 +139,50 @@ def test_remembering_stays_bounded() -> None:
         addressing.parse_msisdn(f"+1415555{index % 10_000:04d}", "US" if index > 9_999 else None)
     assert len(addressing._numbers) <= addressing._NUMBERS_KEPT
     assert parse_msisdn("+14155550123").country == "US"
+
+
+def _examples_of_every_type() -> list[str]:
+    """Every region's example number of every type, in E.164."""
+    numbers = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(12):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                numbers.append(
+                    phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+                )
+    return numbers
+
+
+_TYPED_EXAMPLES = _examples_of_every_type()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    example=st.sampled_from(_TYPED_EXAMPLES),
+    tail=st.text(alphabet="0123456789", min_size=0, max_size=4),
+    cut=st.integers(min_value=0, max_value=5),
+)
+def test_type_of_national_is_libphonenumbers_near_valid_numbers(
+    example: str, tail: str, cut: int
+) -> None:
+    """Numbers near the examples of every type (last digits changed, dropped or added) get
+    ``number_type``'s type from the one combined pattern: each type's branch, and the
+    lengths at the edges of each description."""
+    text = example[: max(4, len(example) - cut)] + tail
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return
+    region = phonenumbers.region_code_for_number(number)
+    if region is None:
+        return
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        number.country_code, region
+    )
+    assert metadata is not None
+    national = phonenumbers.national_significant_number(number)
+    assert type_of_national(national, metadata) == phonenumbers.number_type(number)
 
 
 @settings(max_examples=600, deadline=None)
@@ -268,12 +313,17 @@ def _description(pattern: str | None, *lengths: int) -> SimpleNamespace:
     return SimpleNamespace(national_number_pattern=pattern, possible_length=lengths)
 
 
+_STAND_IN_CODES: list[int] = []
+
+
 def _region(**descriptions: SimpleNamespace) -> Any:
-    """A stand-in for a region's metadata: the descriptions given, the others absent."""
+    """A stand-in for a region's metadata: the descriptions given, the others absent. Each
+    gets a calling code of its own: a region's type lookup is kept by its id and code."""
     fields = {name: descriptions.get(name) for name in _DESCRIPTIONS}
+    _STAND_IN_CODES.append(len(_STAND_IN_CODES) + 90_000)
     return SimpleNamespace(
         id="QQ",
-        country_code=999,
+        country_code=_STAND_IN_CODES[-1],
         same_mobile_and_fixed_line_pattern=False,
         **fields,
     )
@@ -287,46 +337,43 @@ def test_the_type_is_the_alternatives_even_when_a_pattern_holds_groups_of_its_ow
         general_desc=_description(r"\d{6,8}"),
         toll_free=_description(r"(8)(00)\d{3,5}", 6, 8),
         fixed_line=_description(r"([2-5])(\d)\d{4,6}"),
-        mobile=_description(r"([4-7])\d{5}(\d)?", 6, 7),
+        mobile=_description(r"([4-7])\d{5,6}(\d)?", 6, 7),
     )
     assert type_of_national("800123", region) == PhoneNumberType.TOLL_FREE
     assert type_of_national("8001234", region) == PhoneNumberType.UNKNOWN  # 7: not toll free
     assert type_of_national("4123456", region) == PhoneNumberType.FIXED_LINE_OR_MOBILE
     assert type_of_national("2123456", region) == PhoneNumberType.FIXED_LINE
     assert type_of_national("6123456", region) == PhoneNumberType.MOBILE
-    assert type_of_national("41234567", region) == PhoneNumberType.FIXED_LINE  # 8: not mobile
+    assert type_of_national("41234567", region) == PhoneNumberType.FIXED_LINE  # 8: not mobile's
     assert type_of_national("912345", region) == PhoneNumberType.UNKNOWN
     assert type_of_national("12345", region) == PhoneNumberType.UNKNOWN  # not general
 
 
-def _examples_of_every_type() -> list[str]:
-    """Every region's example number of every type, in E.164."""
-    numbers = []
-    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
-        for kind in range(12):
-            example = phonenumbers.example_number_for_type(region, kind)
-            if example is not None:
-                numbers.append(
-                    phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
-                )
-    return numbers
+def test_a_description_matching_a_length_it_does_not_list_gives_way_to_the_next() -> None:
+    """A description's pattern that matches a number of a length the description does not
+    list does not give its type: the descriptions after it decide, as in libphonenumber."""
+    region = _region(
+        general_desc=_description(r"\d{6,8}"),
+        toll_free=_description(r"800\d{3,5}", 6),
+        fixed_line=_description(r"[2-8]\d{5,7}", 7, 8),
+    )
+    assert type_of_national("800123", region) == PhoneNumberType.TOLL_FREE
+    assert type_of_national("8001234", region) == PhoneNumberType.FIXED_LINE
+    assert type_of_national("80012345", region) == PhoneNumberType.FIXED_LINE
+    assert type_of_national("212345", region) == PhoneNumberType.UNKNOWN  # 6: not fixed
 
 
-_TYPED_EXAMPLES = _examples_of_every_type()
-
-
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(
     example=st.sampled_from(_TYPED_EXAMPLES),
-    tail=st.text(alphabet="0123456789", min_size=0, max_size=4),
-    cut=st.integers(min_value=0, max_value=5),
+    tail=st.text(alphabet="0123456789", min_size=0, max_size=3),
+    cut=st.integers(min_value=0, max_value=4),
 )
-def test_type_of_national_is_libphonenumbers_near_valid_numbers(
+def test_descriptions_one_by_one_give_libphonenumbers_type(
     example: str, tail: str, cut: int
 ) -> None:
-    """Numbers near the examples of every type (last digits changed, dropped or added) get
-    ``number_type``'s type from the one combined pattern: each type's branch, and the
-    lengths at the edges of each description."""
+    """The fallback that tries the descriptions one by one gives ``number_type``'s type for
+    numbers near every region's examples of every type."""
     text = example[: max(4, len(example) - cut)] + tail
     try:
         number = phonenumbers.parse(text, None)
@@ -340,7 +387,7 @@ def test_type_of_national_is_libphonenumbers_near_valid_numbers(
     )
     assert metadata is not None
     national = phonenumbers.national_significant_number(number)
-    assert type_of_national(national, metadata) == phonenumbers.number_type(number)
+    assert _type_by_descriptions(national, metadata) == phonenumbers.number_type(number)
 
 
 def test_region_and_type_hold_for_every_regions_example_numbers() -> None:
