@@ -290,14 +290,16 @@ def _allows(desc: Any, length: int) -> bool:
     return not desc.possible_length or length in desc.possible_length
 
 
-_DESCRIPTION_PATTERNS: dict[str, re.Pattern[str]] = {}
+#: The metadata's patterns compiled (descriptions, national prefixes, leading digits): bounded
+#: by the metadata.
+_COMPILED: dict[str, re.Pattern[str]] = {}
 
 
 def _compiled(pattern: str) -> re.Pattern[str]:
-    """A description's pattern compiled, once."""
-    compiled = _DESCRIPTION_PATTERNS.get(pattern)
+    """One of the metadata's patterns compiled, once."""
+    compiled = _COMPILED.get(pattern)
     if compiled is None:
-        compiled = _DESCRIPTION_PATTERNS[pattern] = re.compile(pattern)
+        compiled = _COMPILED[pattern] = re.compile(pattern)
     return compiled
 
 
@@ -373,7 +375,7 @@ def _region_and_type(code: int, national: str) -> tuple[str | None, int]:
         if metadata is None:
             continue
         if metadata.leading_digits is not None:
-            if _national_prefix(metadata.leading_digits).match(national):
+            if _compiled(metadata.leading_digits).match(national):
                 return region, type_of_national(national, metadata)
             continue
         kind = type_of_national(national, metadata)
@@ -422,19 +424,9 @@ def international_parts(text: str) -> tuple[int, str] | None:
     if metadata is None:
         return None
     prefix = metadata.national_prefix_for_parsing
-    if prefix is not None and _national_prefix(prefix).match(national):
+    if prefix is not None and _compiled(prefix).match(national):
         return None
     return code, national
-
-
-_PREFIXES: dict[str, re.Pattern[str]] = {}
-
-
-def _national_prefix(pattern: str) -> re.Pattern[str]:
-    compiled = _PREFIXES.get(pattern)
-    if compiled is None:
-        compiled = _PREFIXES[pattern] = re.compile(pattern)
-    return compiled
 
 
 class SenderKind(enum.StrEnum):

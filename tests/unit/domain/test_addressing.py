@@ -167,8 +167,9 @@ def test_type_of_national_is_libphonenumbers_near_valid_numbers(
     example: str, tail: str, cut: int
 ) -> None:
     """Numbers near the examples of every type (last digits changed, dropped or added) get
-    ``number_type``'s type from the one combined pattern: each type's branch, and the
-    lengths at the edges of each description."""
+    ``number_type``'s type from the region's combined pattern, and from the fallback that
+    tries the descriptions one by one: each type's branch, and the lengths at the edges of
+    each description."""
     text = example[: max(4, len(example) - cut)] + tail
     try:
         number = phonenumbers.parse(text, None)
@@ -182,7 +183,9 @@ def test_type_of_national_is_libphonenumbers_near_valid_numbers(
     )
     assert metadata is not None
     national = phonenumbers.national_significant_number(number)
-    assert type_of_national(national, metadata) == phonenumbers.number_type(number)
+    expected = phonenumbers.number_type(number)
+    assert type_of_national(national, metadata) == expected
+    assert _type_by_descriptions(national, metadata) == expected
 
 
 @settings(max_examples=600, deadline=None)
@@ -361,33 +364,6 @@ def test_a_description_matching_a_length_it_does_not_list_gives_way_to_the_next(
     assert type_of_national("8001234", region) == PhoneNumberType.FIXED_LINE
     assert type_of_national("80012345", region) == PhoneNumberType.FIXED_LINE
     assert type_of_national("212345", region) == PhoneNumberType.UNKNOWN  # 6: not fixed
-
-
-@settings(max_examples=600, deadline=None)
-@given(
-    example=st.sampled_from(_TYPED_EXAMPLES),
-    tail=st.text(alphabet="0123456789", min_size=0, max_size=3),
-    cut=st.integers(min_value=0, max_value=4),
-)
-def test_descriptions_one_by_one_give_libphonenumbers_type(
-    example: str, tail: str, cut: int
-) -> None:
-    """The fallback that tries the descriptions one by one gives ``number_type``'s type for
-    numbers near every region's examples of every type."""
-    text = example[: max(4, len(example) - cut)] + tail
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException:
-        return
-    region = phonenumbers.region_code_for_number(number)
-    if region is None:
-        return
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
-        number.country_code, region
-    )
-    assert metadata is not None
-    national = phonenumbers.national_significant_number(number)
-    assert _type_by_descriptions(national, metadata) == phonenumbers.number_type(number)
 
 
 def test_region_and_type_hold_for_every_regions_example_numbers() -> None:
