@@ -291,13 +291,13 @@ class EventRecorder:
                 if endpoints is None or callback_url or _wanted(endpoints, kind):
                     if as_dict is None:  # what every change's data starts from
                         as_dict = message_to_dict(message)
-                    full = _with_payload(event, event_payload(message, change, as_dict))
+                    payload = event_payload(message, change, as_dict)
                     if endpoints is not None:
                         # The deliveries themselves, written with the change (one job stage
-                        # less).
-                        jobs.extend(webhook_jobs(full, endpoints, callback_url))
+                        # less); the stored event keeps no payload.
+                        jobs.extend(webhook_jobs(event, endpoints, callback_url, payload))
                     else:  # nothing cached: a notify job reads the endpoints when it runs
-                        event = full
+                        event = _with_payload(event, payload)
                         jobs.append(
                             NewJob(
                                 id=f"notify:{event.id}",

@@ -158,28 +158,33 @@ def webhook_delay(attempt: int) -> timedelta:
 _JSON = msgspec.json.Encoder()
 
 
-def webhook_body(event: EventRecord) -> str:
-    """The JSON a webhook carries for ``event`` (the same bytes on every attempt)."""
+def webhook_body(event: EventRecord, payload: dict[str, Any] | None = None) -> str:
+    """The JSON a webhook carries for ``event`` (the same bytes on every attempt); its data
+    is ``payload`` when given, else the event's own."""
     return _JSON.encode(
         {
             "id": event.id,
             "type": event.type,
             "created_at": iso(event.at),
-            "data": event.payload,
+            "data": event.payload if payload is None else payload,
         }
     ).decode()
 
 
 def webhook_jobs(
-    event: EventRecord, endpoints: Iterable[WebhookEndpoint], callback_url: str | None
+    event: EventRecord,
+    endpoints: Iterable[WebhookEndpoint],
+    callback_url: str | None,
+    payload: dict[str, Any] | None = None,
 ) -> list[NewJob]:
-    """One ``webhook`` job per endpoint wanting ``event``, and one for the callback URL."""
+    """One ``webhook`` job per endpoint wanting ``event``, and one for the callback URL; the
+    webhook data is ``payload`` when given (an event stored without it), else the event's."""
     targets = [(e.id, e.url) for e in endpoints if e.wants(event.type)]
     if callback_url:
         targets.append((CALLBACK_TARGET, callback_url))
     if not targets:
         return []
-    body = webhook_body(event)
+    body = webhook_body(event, payload)
     return [
         NewJob(
             id=f"webhook:{event.id}:{target}",

@@ -267,6 +267,8 @@ def receipt_from_pdu(pdu: DeliverSm | DataSm) -> ReceiptText | None:
     if not body:
         body = pdu.tlv(tlv.MESSAGE_PAYLOAD) or b""
     parsed = parse_receipt(body) or ReceiptText(message_id="")
+    if not pdu.tlvs:  # the text alone (most carriers): nothing to add to what it says
+        return parsed
     tlv_id = pdu.tlv(tlv.RECEIPTED_MESSAGE_ID)
     return ReceiptText(
         message_id=tlv_id if tlv_id else parsed.message_id,
