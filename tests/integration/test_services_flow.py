@@ -204,6 +204,45 @@ async def test_message_goes_from_accept_to_delivered(pipeline: Pipeline) -> None
     assert [e.sequence for e in events] == [1, 2, 3, 4]
 
 
+async def test_an_accepted_message_holds_each_field_where_the_request_put_it(
+    pipeline: Pipeline,
+) -> None:
+    """Every field of an accepted message, stored and read back, is the one the request and
+    the accept gave it (the message is made by position: no two fields swapped)."""
+    clock = pipeline.stores.clock
+    send_at = clock.now() + timedelta(minutes=5)
+    message = await pipeline.send(
+        to="+447400123456",
+        body="field by field",
+        sender="Pigeon",
+        category=Category.OTP,
+        callback_url=" https://example.com/cb ",
+        client_ref="ref-1",
+        send_at=send_at,
+        validity_seconds=900,
+    )
+    stored = await pipeline.stores.messages.get_message(message.id)
+    assert stored is not None
+    expires_at = send_at + timedelta(seconds=900)
+    assert (stored.to, stored.country, stored.body) == ("+447400123456", "GB", "field by field")
+    assert (stored.sender, stored.category) == ("Pigeon", Category.OTP)
+    assert (stored.callback_url, stored.client_ref) == ("https://example.com/cb", "ref-1")
+    assert (stored.send_at, stored.expires_at) == (send_at, expires_at)
+    assert stored.receipt_due_at == expires_at + timedelta(minutes=10)
+    assert stored.created_at == clock.now()
+    assert (stored.encoding, stored.segments) == ("gsm7", 1)
+    assert (stored.status, stored.status_sequence) == (MessageStatus.SCHEDULED, 1)
+    assert (stored.error_code, stored.connector_id, stored.price, stored.currency) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (stored.is_test, stored.attempts, stored.parts) == (False, 0, [])
+    assert (stored.origin, stored.origin_parts) == (None, 1)
+    assert message.tenant_id == pipeline.caller.tenant.id
+
+
 async def test_a_message_awaits_its_receipt_until_its_deadline_without_a_job(
     pipeline: Pipeline,
 ) -> None:

@@ -75,12 +75,25 @@ class Msisdn:
         return self.e164
 
 
+#: ``normalise_region``'s answers by what it was given (each dispatch asks for its message's
+#: country); bounded, since callers may pass any text.
+_NORMALISED_REGIONS: dict[str, str | None] = {}
+_NORMALISED_REGIONS_KEPT = 1024
+
+
 def normalise_region(region: str | None) -> str | None:
     """Upper-case an ISO 3166 alpha-2 region, or ``None`` if it is not one."""
     if region is None:
         return None
+    try:
+        return _NORMALISED_REGIONS[region]
+    except KeyError:
+        pass
     candidate = region.strip().upper()
-    return candidate if _REGION.match(candidate) else None
+    normalised = candidate if _REGION.match(candidate) else None
+    if len(_NORMALISED_REGIONS) < _NORMALISED_REGIONS_KEPT:
+        _NORMALISED_REGIONS[region] = normalised
+    return normalised
 
 
 def parse_msisdn(raw: str, region: str | None = None, *, field: str = "to") -> Msisdn:

@@ -81,15 +81,17 @@ class RouteContext:
                 country = region or phonenumbers.region_code_for_country_code(code)
             except phonenumbers.NumberParseException:
                 country = "ZZ"
+        # By position: a dataclass made by keyword costs about twice as much. Not ``max()``:
+        # a builtin that takes keywords is called the slow way (session 46).
+        segments = message.segments
         return cls(
-            e164=message.to,
-            country=country,
-            tenant_id=message.tenant_id,
-            category=message.category,
-            sender_kind=kind,
-            now=now,
-            # Not ``max()``: a builtin that takes keywords is called the slow way (session 46).
-            segments=message.segments if message.segments > 1 else 1,
+            message.to,  # e164
+            country,
+            message.tenant_id,
+            message.category,
+            kind,  # sender_kind
+            now,
+            segments if segments > 1 else 1,
         )
 
 
@@ -529,27 +531,35 @@ class RoutingTable:
         """
         checks: list[tuple[Route, RouteFilter]] = []
         route = self._match(context, checks)
-        facts = [
-            _Fact(i, candidate, available(candidate.connector_id))
-            for i, candidate in enumerate(route.candidates)
-        ]
+        candidates = route.candidates
+        if len(candidates) == 1:  # most routes: no comprehension, no reordering
+            only = candidates[0]
+            facts = [_Fact(0, only, available(only.connector_id))]
+        else:
+            facts = [
+                _Fact(i, candidate, available(candidate.connector_id))
+                for i, candidate in enumerate(candidates)
+            ]
         strategy = route.strategy
         draw: tuple[int, int] | None = None
         by_quality = False
         figures: tuple[Mapping[str, PriceList], QualitySource] | None = (prices, quality)
         if isinstance(strategy, Priority):
-            ranked = [facts[i] for i in route._by_priority]
+            ranked = facts if len(facts) == 1 else [facts[i] for i in route._by_priority]
         elif isinstance(strategy, Weighted):
             ranked, draw = _weighted(route, facts, rng)
         else:
             _look_up(facts, context, prices, quality)
             figures = None
             ranked, by_quality = _least_cost(strategy, context, facts)
-        ordered = [f for f in ranked if f.available]
-        if len(ordered) < len(ranked):
-            ordered.extend(f for f in ranked if not f.available)
+        ordered = ranked
+        for fact in ranked:
+            if not fact.available:  # the unavailable ones last, in their order
+                ordered = [f for f in ranked if f.available]
+                ordered.extend([f for f in ranked if not f.available])
+                break
         explanation = Explanation(self, context, route, checks, ordered, draw, by_quality, figures)
-        return RoutePlan(route, tuple(f.candidate.connector_id for f in ordered), explanation)
+        return RoutePlan(route, tuple([f.candidate.connector_id for f in ordered]), explanation)
 
 
 def _look_up(

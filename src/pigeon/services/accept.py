@@ -232,38 +232,47 @@ class AcceptMessage:
         preview, now, send_at, validity = self._checked(caller, request)
         start = send_at or now
         expires_at = start + timedelta(seconds=validity)
+        # By position, every field in its order: made by keyword it cost twice as much
+        # (2.3 against 1.1 us).
         message = Message(
-            id=message_id or self._ids.new("msg"),
-            tenant_id=caller.tenant.id,
-            direction=Direction.MT,
-            to=preview.to.e164,
-            sender=preview.sender,
-            body=request.body or "",
-            category=request.category,
-            encoding=preview.encoding,
-            segments=preview.segments,
-            status=MessageStatus.ACCEPTED,
-            created_at=now,
-            updated_at=now,
-            country=preview.to.country,
-            client_ref=request.client_ref,
-            callback_url=request.callback_url.strip() if request.callback_url else None,
-            send_at=send_at,
-            expires_at=expires_at,
+            message_id or self._ids.new("msg"),  # id
+            caller.tenant.id,  # tenant_id
+            Direction.MT,  # direction
+            preview.to.e164,  # to
+            preview.sender,  # sender
+            request.body or "",  # body
+            request.category,  # category
+            preview.encoding,  # encoding
+            preview.segments,  # segments
+            MessageStatus.ACCEPTED,  # status
+            now,  # created_at
+            now,  # updated_at
+            preview.to.country,  # country
+            request.client_ref,  # client_ref
+            request.callback_url.strip() if request.callback_url else None,  # callback_url
+            send_at,  # send_at
+            expires_at,  # expires_at
+            None,  # error_code
+            None,  # connector_id
+            None,  # price
+            None,  # currency
+            caller.is_test,  # is_test
+            0,  # status_sequence
+            0,  # attempts
+            [],  # parts
+            request.origin,  # origin
+            request.origin_parts,  # origin_parts
+            request.receipt_request,  # receipt_request
             # Known now, and so never written by a status change (ADR 26).
-            receipt_due_at=expires_at + timedelta(seconds=self._policy.receipt_grace_seconds),
-            is_test=caller.is_test,
-            origin=request.origin,
-            origin_parts=request.origin_parts,
-            receipt_request=request.receipt_request,
+            expires_at + timedelta(seconds=self._policy.receipt_grace_seconds),  # receipt_due_at
         )
         jobs = [
             NewJob(
-                id=dispatch_job_id(message.id),
-                kind="dispatch",
-                payload={"message_id": message.id},
-                run_at=start,
-                priority=request.category.priority,
+                dispatch_job_id(message.id),  # id
+                "dispatch",  # kind
+                {"message_id": message.id},  # payload
+                start,  # run_at
+                request.category.priority,  # priority
             )
         ]
         idempotency = None

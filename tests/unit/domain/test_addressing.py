@@ -16,6 +16,7 @@ from pigeon.domain.addressing import (
     SenderKind,
     _type_by_descriptions,
     international_number,
+    normalise_region,
     number_type_for,
     parse_msisdn,
     parse_sender,
@@ -416,3 +417,15 @@ def test_numbers_of_every_region_compile_no_pattern_a_second_time(
         # The last digit changed: a number not in Pigeon's own cache of classified numbers.
         parse_msisdn(number[:-1] + ("1" if number[-1] == "0" else "0"))
     assert compiled == []
+
+
+@given(st.one_of(st.text(max_size=4), st.sampled_from(["gb", " us ", "US", "USA", "G1", "zz\n"])))
+def test_a_region_normalised_again_is_answered_as_the_first_time(region: str) -> None:
+    """``normalise_region`` remembers its answers: asked twice, it answers as the rule says
+    (stripped, upper-case, two letters A-Z, else ``None``) both times."""
+    candidate = region.strip().upper()
+    expected = (
+        candidate if len(candidate) == 2 and all("A" <= c <= "Z" for c in candidate) else None
+    )
+    assert normalise_region(region) == expected
+    assert normalise_region(region) == expected
