@@ -86,16 +86,17 @@ class SendMessageRequest(msgspec.Struct, forbid_unknown_fields=True, rename={"se
                 field="template",
             )
         _check_max_price(self.max_price)
+        # By position, in the request's field order: half the cost of keywords.
         return SendRequest(
-            to=self.to,
-            body=self.body,
-            country=self.country,
-            sender=self.sender,
-            category=self.category,
-            callback_url=self.callback_url,
-            client_ref=self.client_ref,
-            send_at=self.send_at,
-            validity_seconds=self.validity_seconds,
+            self.to,  # to
+            self.body,  # body
+            self.country,  # country
+            self.sender,  # sender
+            self.category,  # category
+            self.callback_url,  # callback_url
+            self.client_ref,  # client_ref
+            self.send_at,  # send_at
+            self.validity_seconds,  # validity_seconds
         )
 
 

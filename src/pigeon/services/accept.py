@@ -158,14 +158,9 @@ class AcceptMessage:
                 code="body_too_long",
                 field="body",
             )
-        preview = Preview(
-            to=to,
-            sender=sender,
-            encoding=text.encoding.value,
-            segments=text.segments,
-            units=text.units,
-            text=text,
-        )
+        # By position (to, sender, encoding, segments, units, text): half the cost of
+        # keywords.
+        preview = Preview(to, sender, text.encoding.value, text.segments, text.units, text)
         return preview, now, send_at, validity
 
     async def __call__(

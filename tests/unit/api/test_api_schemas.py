@@ -32,6 +32,23 @@ def test_valid_body_decodes_with_from_renamed() -> None:
     assert request.category is Category.TRANSACTIONAL
 
 
+def test_every_field_of_the_body_lands_in_its_field_of_the_request() -> None:
+    """Each field a body gives is the request's field of that name (the request is made by
+    position: no two fields swapped)."""
+    raw = (
+        b'{"to": "+447400123456", "body": "hi", "country": "GB", "from": "Acme",'
+        b' "category": "otp", "callback_url": "https://example.com/cb", "client_ref": "r1",'
+        b' "send_at": "2030-01-02T03:04:05Z", "validity_seconds": 600}'
+    )
+    request = decode_body(raw, SendMessageRequest).to_send_request()
+    assert (request.to, request.body, request.country) == ("+447400123456", "hi", "GB")
+    assert (request.sender, request.category) == ("Acme", Category.OTP)
+    assert (request.callback_url, request.client_ref) == ("https://example.com/cb", "r1")
+    assert request.send_at is not None
+    assert request.send_at.isoformat() == "2030-01-02T03:04:05+00:00"
+    assert request.validity_seconds == 600
+
+
 def test_unknown_field_is_named() -> None:
     """A field the schema does not know is a 422 unknown_field naming it."""
     error = _problem(b'{"to": "+447400123456", "colour": "red"}')
