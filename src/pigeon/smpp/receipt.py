@@ -180,22 +180,35 @@ def _digits_date(value: str) -> datetime | None:
     return date
 
 
+#: A receipt's text fields in ``ReceiptText``'s order (message_id, submitted, delivered,
+#: submit_date, done_date, stat, error, text).
+_TextFields = tuple[str, int | None, int | None, datetime | None, datetime | None, str, str, str]
+
+
+def _standard_fields(text: str) -> _TextFields | None:
+    """The fields of a receipt in the standard layout, in one match; ``None`` otherwise."""
+    standard = _STANDARD.fullmatch(text)
+    if standard is None:
+        return None
+    message_id, sub, dlvrd, submitted, done, stat, error, rest = standard.groups()
+    return (
+        message_id,
+        int(sub),
+        int(dlvrd),
+        _digits_date(submitted),
+        _digits_date(done),
+        stat.upper(),
+        error,
+        (rest or "").strip(),
+    )
+
+
 def parse_receipt(data: str | bytes) -> ReceiptText | None:
     """Parse receipt text; None if it has no ``id:`` field (then it is not a receipt)."""
     text = _as_text(data)
-    standard = _STANDARD.fullmatch(text)
-    if standard is not None:
-        message_id, sub, dlvrd, submitted, done, stat, error, rest = standard.groups()
-        return ReceiptText(
-            message_id=message_id,
-            submitted=int(sub),
-            delivered=int(dlvrd),
-            submit_date=_digits_date(submitted),
-            done_date=_digits_date(done),
-            stat=stat.upper(),
-            error=error,
-            text=(rest or "").strip(),
-        )
+    fields = _standard_fields(text)
+    if fields is not None:
+        return ReceiptText(*fields)
     return parse_receipt_fields(text)
 
 
@@ -266,21 +279,31 @@ def receipt_from_pdu(pdu: DeliverSm | DataSm) -> ReceiptText | None:
     body = pdu.short_message if isinstance(pdu, DeliverSm) else b""
     if not body:
         body = pdu.tlv(tlv.MESSAGE_PAYLOAD) or b""
-    parsed = parse_receipt(body) or ReceiptText(message_id="")
-    if not pdu.tlvs:  # the text alone (most carriers): nothing to add to what it says
-        return parsed
+    text = _as_text(body)
+    fields = _standard_fields(text)
+    if fields is None:  # another layout, or no receipt text at all
+        parsed = parse_receipt_fields(text) or ReceiptText(message_id="")
+        if not pdu.tlvs:
+            return parsed
+        fields = (
+            parsed.message_id,
+            parsed.submitted,
+            parsed.delivered,
+            parsed.submit_date,
+            parsed.done_date,
+            parsed.stat,
+            parsed.error,
+            parsed.text,
+        )
+    elif not pdu.tlvs:  # the text alone (most carriers): made once, by position
+        return ReceiptText(*fields)
     tlv_id = pdu.tlv(tlv.RECEIPTED_MESSAGE_ID)
+    # By position: the text's fields, then message_state and network_error.
     return ReceiptText(
-        message_id=tlv_id if tlv_id else parsed.message_id,
-        submitted=parsed.submitted,
-        delivered=parsed.delivered,
-        submit_date=parsed.submit_date,
-        done_date=parsed.done_date,
-        stat=parsed.stat,
-        error=parsed.error,
-        text=parsed.text,
-        message_state=pdu.tlv(tlv.MESSAGE_STATE),
-        network_error=pdu.tlv(tlv.NETWORK_ERROR_CODE),
+        tlv_id if tlv_id else fields[0],
+        *fields[1:],
+        pdu.tlv(tlv.MESSAGE_STATE),
+        pdu.tlv(tlv.NETWORK_ERROR_CODE),
     )
 
 

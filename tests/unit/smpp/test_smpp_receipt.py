@@ -184,6 +184,67 @@ def test_receipt_from_deliver_sm_prefers_tlvs() -> None:
     assert receipt_from_pdu(p.DeliverSm(short_message=STANDARD.encode())) is None
 
 
+_RECEIPT_TEXTS = st.one_of(
+    st.builds(
+        "id:{} sub:{:03d} dlvrd:{:03d} submit date:{} done date:{} stat:{} err:{}{}".format,
+        st.from_regex(r"[0-9A-Za-z]{1,20}", fullmatch=True),
+        st.integers(0, 999),
+        st.integers(0, 999),
+        st.sampled_from(["2401311200", "240131120059", "9912312359"]),
+        st.sampled_from(["2401311201", "240131120100"]),
+        st.sampled_from(["DELIVRD", "undeliv", "Rejectd"]),
+        st.sampled_from(["000", "1", "abc"]),
+        st.sampled_from(["", " text:hello ", " text:"]),
+    ),
+    st.sampled_from(["", "no receipt here", "ID:9 STAT:DELIVRD", "stat:EXPIRED id:0a err:5"]),
+    st.text(max_size=40),
+)
+
+
+@given(
+    _RECEIPT_TEXTS,
+    st.booleans(),
+    st.one_of(st.none(), st.from_regex(r"[0-9A-F]{1,16}", fullmatch=True)),
+    st.one_of(st.none(), st.sampled_from(list(MessageState))),
+    st.one_of(st.none(), st.builds(tlv.NetworkErrorCode, st.integers(1, 3), st.integers(0, 99))),
+)
+def test_receipt_from_pdu_is_the_text_with_the_tlvs_over_it(
+    text: str,
+    in_payload: bool,
+    receipted_id: str | None,
+    state: MessageState | None,
+    network_error: tlv.NetworkErrorCode | None,
+) -> None:
+    """Whatever the text and the TLVs, a receipt PDU gives what its parsed text gives, with
+    receipted_message_id over the text's id and message_state and network_error_code added
+    (the record made once, by position, must not mix its fields up)."""
+    tlvs = []
+    if in_payload:
+        tlvs.append(tlv.MESSAGE_PAYLOAD(text.encode("latin-1", "replace")))
+    if receipted_id is not None:
+        tlvs.append(tlv.RECEIPTED_MESSAGE_ID(receipted_id))
+    if state is not None:
+        tlvs.append(tlv.MESSAGE_STATE(state))
+    if network_error is not None:
+        tlvs.append(tlv.NETWORK_ERROR_CODE(network_error))
+    body = b"" if in_payload else text.encode("latin-1", "replace")
+    parsed = parse_receipt(text.encode("latin-1", "replace")) or ReceiptText(message_id="")
+    expected = ReceiptText(
+        message_id=receipted_id or parsed.message_id,
+        submitted=parsed.submitted,
+        delivered=parsed.delivered,
+        submit_date=parsed.submit_date,
+        done_date=parsed.done_date,
+        stat=parsed.stat,
+        error=parsed.error,
+        text=parsed.text,
+        message_state=state,
+        network_error=network_error,
+    )
+    pdu = p.DeliverSm(esm_class=0x04, short_message=body, tlvs=tuple(tlvs))
+    assert receipt_from_pdu(pdu) == expected
+
+
 def test_receipt_from_data_sm_reads_message_payload() -> None:
     """A data_sm receipt carries its text in message_payload."""
     data = p.DataSm(esm_class=0x04, tlvs=(tlv.MESSAGE_PAYLOAD(STANDARD.encode()),))
