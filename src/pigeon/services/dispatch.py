@@ -378,10 +378,10 @@ class DispatchMessage:
         for started, result in sent:
             by_connector[started.candidate] = by_connector.get(started.candidate, 0) + 1
             changes.append(
-                MessageChange(
+                MessageChange(  # by position: message_id, change, complete_job
                     started.message.id,
                     self._sent_change(started.candidate, result, started.notify, now),
-                    complete_job=started.job.id,
+                    started.job.id,
                 )
             )
         for connector_id, count in by_connector.items():
