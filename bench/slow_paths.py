@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import ctypes
 import os
 import shutil
 import subprocess
@@ -80,6 +81,7 @@ import gdb
 OUT = os.environ["SLOW_PATHS_OUT"]
 WHERE = int(os.environ.get("SLOW_PATHS_WHERE", "0"))
 WHERE_HITS = int(os.environ.get("SLOW_PATHS_WHERE_HITS", "300"))
+CODE_NAME, CODE_FILENAME = map(int, os.environ["SLOW_PATHS_CODE_FIELDS"].split(","))
 inferior = gdb.selected_inferior()
 counts = collections.Counter()
 places = collections.defaultdict(collections.Counter)
@@ -101,14 +103,23 @@ def type_name(obj):
 def call(expression):
     return int(gdb.parse_and_eval(expression))
 
+def string(obj):
+    # A str's text from its layout: the state's bits (kind 2-4, compact 5, ascii 6) at 32; a
+    # compact ASCII string's characters at 48, a compact Latin-1 one's at 72.
+    state = int.from_bytes(inferior.read_memory(obj + 32, 4).tobytes(), "little")
+    if state & 0x40:
+        return text(obj + 48, 300)
+    if state & 0x20 and (state >> 2) & 7 == 1:
+        return text(obj + 72, 300)
+    return "?"
+
 def code_name(code):
+    # Read from the code object itself, not asked of the process: calling into it (its repr)
+    # hangs gdb where the kernel refuses it the registers' extended state.
     name = codes.get(code)
     if name is None:
-        shown = text(call(f"(long)PyUnicode_AsUTF8((void*)PyObject_Repr((void*){code}))"), 300)
-        # "<code object NAME at 0x..., file "PATH", line N>"
-        head = shown.removeprefix("<code object ").split(" at 0x")[0]
-        path = shown.split('file "')[-1].split('"')[0]
-        name = codes[code] = f"{head} ({'/'.join(path.split('/')[-2:])})"
+        path = string(word(code + CODE_FILENAME))
+        name = codes[code] = f"{string(word(code + CODE_NAME))} ({'/'.join(path.split('/')[-2:])})"
     return name
 
 def where():
@@ -195,6 +206,58 @@ gdb.events.exited.connect(report)
 """
 
 
+def code_fields() -> str:
+    """Where this interpreter keeps a code object's ``co_name`` and ``co_filename`` (byte
+    offsets, "NAME,FILENAME"), found by looking for them in one (the gateway runs this same
+    interpreter, the venv's)."""
+
+    def probe() -> None:
+        """A code object whose name and file are objects of their own."""
+
+    code = probe.__code__
+    words = (ctypes.c_uint64 * 32).from_address(id(code))
+    offsets = {}
+    for wanted in ("co_name", "co_filename"):
+        found = [8 * i for i, value in enumerate(words) if value == id(getattr(code, wanted))]
+        if not found:
+            raise SystemExit(f"no {wanted} in this interpreter's code objects")
+        offsets[wanted] = found[0]
+    return f"{offsets['co_name']},{offsets['co_filename']}"
+
+
+def script_env(out: Path, kind: str, where: int, where_hits: int) -> dict[str, str]:
+    """The environment the gdb script reads: where to write, what to break on and how."""
+    return {
+        **os.environ,
+        "SLOW_PATHS_OUT": str(out),
+        "SLOW_PATHS_BREAK": ",".join(BREAKPOINTS[kind]),
+        "SLOW_PATHS_WHERE": str(where),
+        "SLOW_PATHS_WHERE_HITS": str(where_hits),
+        "SLOW_PATHS_CODE_FIELDS": code_fields(),
+    }
+
+
+def calls_into_processes(timeout: float = 60) -> bool:
+    """Whether gdb can call a function inside a stopped process here (``--where`` does). Some
+    kernels refuse gdb the registers' extended state ("Couldn't write extended state status")
+    and gdb then hangs in the call: a short run tells."""
+    try:
+        done = subprocess.run(
+            [
+                *("gdb", *GDB_QUICK, "-batch"),
+                *("-ex", "break PyFunction_NewWithQualName", "-ex", "run"),
+                *("-ex", "print (int)Py_IsInitialized()", "-ex", "kill"),
+                *("--args", sys.executable, "-S", "-c", "(lambda: 0)()"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return "$1 = " in done.stdout
+
+
 @dataclass
 class Counted:
     """One process's counts: (count, key, where) rows, most frequent first."""
@@ -254,6 +317,11 @@ def count(
     in ``serve`` and its first worker."""
     if shutil.which("gdb") is None:
         raise SystemExit("gdb is not installed (apt-get install -y gdb)")
+    if where and not calls_into_processes():
+        raise SystemExit(
+            "--where calls into the process from gdb, which cannot do it on this machine"
+            " (its kernel refuses gdb the registers' extended state); count without --where"
+        )
     with tempfile.TemporaryDirectory(prefix="pigeon-slow-paths-") as name:
         folder = Path(name)
         script = folder / "count.py"
@@ -280,13 +348,7 @@ def count(
             time.sleep(settle)
             for process, pid in (("serve", serve), ("worker 1", worker)):
                 out = folder / f"{pid}.tsv"
-                env = {
-                    **os.environ,
-                    "SLOW_PATHS_OUT": str(out),
-                    "SLOW_PATHS_BREAK": ",".join(BREAKPOINTS[kind]),
-                    "SLOW_PATHS_WHERE": str(where),
-                    "SLOW_PATHS_WHERE_HITS": str(where_hits),
-                }
+                env = script_env(out, kind, where, where_hits)
                 debuggers.append(
                     subprocess.Popen(
                         [
