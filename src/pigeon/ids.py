@@ -24,6 +24,23 @@ def _base32(value: int, length: int) -> str:
     return "".join([pairs[(value >> shift) & 0x3FF] for shift in range(5 * length - 10, -1, -10)])
 
 
+def _base32_14(value: int) -> str:
+    """``_base32(value, 14)`` spelt out: a random part's high digits, made in every new
+    millisecond (about half the loop's time: no comprehension, no range)."""
+    pairs = _PAIRS
+    return "".join(
+        (
+            pairs[value >> 60 & 0x3FF],
+            pairs[value >> 50 & 0x3FF],
+            pairs[value >> 40 & 0x3FF],
+            pairs[value >> 30 & 0x3FF],
+            pairs[value >> 20 & 0x3FF],
+            pairs[value >> 10 & 0x3FF],
+            pairs[value & 0x3FF],
+        )
+    )
+
+
 #: Bytes of the system's randomness read at once: a ULID's random part takes 10 of them in
 #: each new millisecond, and ``os.urandom`` is a system call (``getrandom``) per read, which
 #: ``serve``'s profile put at most of a ULID's cost (docs/benchmarks.md, session 19).
@@ -76,7 +93,7 @@ class UlidFactory:
             high = random >> 10
             if high != self._high:
                 self._high = high
-                self._high_digits = _base32(high, 14)
+                self._high_digits = _base32_14(high)
             return self._time_digits + self._high_digits + _PAIRS[random & 0x3FF]
 
     def _random_bits(self) -> int:
