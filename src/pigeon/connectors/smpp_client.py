@@ -427,24 +427,26 @@ class SmppClientConnector:
         if settings.source_npi is not None:
             npi = settings.source_npi
         receipt = ReceiptRequest.SUCCESS_OR_FAILURE if settings.registered_delivery else 0
-        return [
-            functools.partial(
-                _submit_sm,
-                service_type=settings.service_type,
-                source_addr_ton=ton,
-                source_addr_npi=npi,
-                source_addr=source,
-                dest_addr_ton=settings.dest_ton,
-                dest_addr_npi=settings.dest_npi,
-                destination_addr=message.to.removeprefix("+"),
-                esm_class=segment.esm_class,
-                registered_delivery=receipt,
-                data_coding=text.data_coding,
-                short_message=segment.short_message,
-                tlvs=segment.tlvs,
+        builders: list[Callable[[int], SubmitSm]] = []
+        for segment in text.segments:  # a loop: no comprehension's function per message
+            builders.append(
+                functools.partial(
+                    _submit_sm,
+                    service_type=settings.service_type,
+                    source_addr_ton=ton,
+                    source_addr_npi=npi,
+                    source_addr=source,
+                    dest_addr_ton=settings.dest_ton,
+                    dest_addr_npi=settings.dest_npi,
+                    destination_addr=message.to.removeprefix("+"),
+                    esm_class=segment.esm_class,
+                    registered_delivery=receipt,
+                    data_coding=text.data_coding,
+                    short_message=segment.short_message,
+                    tlvs=segment.tlvs,
+                )
             )
-            for segment in text.segments
-        ]
+        return builders
 
     async def _submit_segment(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from pigeon.domain.errors import IllegalTransition
 from pigeon.domain.value_objects import value_object
@@ -119,6 +120,10 @@ def can_transition(current: MessageStatus, target: MessageStatus) -> bool:
     return target in TRANSITIONS[current]
 
 
+#: A part's statuses before its outcome: a message with such a part is ``sent`` so far.
+_IN_FLIGHT: Final = frozenset((S.SENT, S.SENDING, S.QUEUED))
+
+
 def is_stale(current: MessageStatus, target: MessageStatus) -> bool:
     """A change that would move the message backwards or sideways among final statuses."""
     return _RANK[target] < _RANK[current] or (current.is_final and current is not S.UNKNOWN)
@@ -126,6 +131,9 @@ def is_stale(current: MessageStatus, target: MessageStatus) -> bool:
 
 def fold_parts(statuses: list[MessageStatus]) -> MessageStatus:
     """The status of a multipart message: delivered when every part is, else the worst part."""
+    if len(statuses) == 1:  # most messages: the part's own status, in flight read as sent
+        only = statuses[0]
+        return S.SENT if only in _IN_FLIGHT else only
     if not statuses:
         return S.SENT
     if all(status is S.DELIVERED for status in statuses):
@@ -181,6 +189,15 @@ class Part:
     status: MessageStatus = S.QUEUED
     carrier_message_id: str | None = None
     error_code: str | None = None
+
+
+def _copied_parts(parts: list[Part]) -> list[Part]:
+    """A copy of each of ``parts`` (a message's copy shares none of them); the common one
+    part without a comprehension's function object."""
+    if len(parts) == 1:
+        p = parts[0]
+        return [Part(p.index, p.status, p.carrier_message_id, p.error_code)]
+    return [Part(p.index, p.status, p.carrier_message_id, p.error_code) for p in parts]
 
 
 @dataclass(slots=True)
@@ -288,7 +305,7 @@ class Message:
             self.is_test,
             self.status_sequence,
             self.attempts,
-            [Part(p.index, p.status, p.carrier_message_id, p.error_code) for p in self.parts],
+            _copied_parts(self.parts),
             self.origin,
             self.origin_parts,
             self.receipt_request,

@@ -82,7 +82,8 @@ def apply_receipt(
         if part.status is not target and not is_stale(part.status, target):
             part.status = target
             part.error_code = receipt.error_code or part.error_code
-        target = fold_parts([p.status for p in message.parts])
+        parts = message.parts
+        target = fold_parts([parts[0].status] if len(parts) == 1 else [p.status for p in parts])
     if target is message.status or is_stale(message.status, target):
         return None, True
     if not can_transition(message.status, target):

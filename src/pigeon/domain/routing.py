@@ -559,7 +559,11 @@ class RoutingTable:
                 ordered.extend([f for f in ranked if not f.available])
                 break
         explanation = Explanation(self, context, route, checks, ordered, draw, by_quality, figures)
-        return RoutePlan(route, tuple([f.candidate.connector_id for f in ordered]), explanation)
+        if len(ordered) == 1:
+            order: tuple[str, ...] = (ordered[0].candidate.connector_id,)
+        else:
+            order = tuple([f.candidate.connector_id for f in ordered])
+        return RoutePlan(route, order, explanation)
 
 
 def _look_up(
@@ -642,16 +646,18 @@ def _weighted(
 
     Returns the order and the draw: the index of the candidate drawn and the total weight.
     """
-    if all(f.available for f in facts):
-        cumulative = route._cumulative
-    else:
-        cumulative = tuple(accumulate(f.candidate.weight if f.available else 0 for f in facts))
-        if not cumulative[-1]:
-            cumulative = route._cumulative  # nothing available: draw among them all anyway
+    cumulative = route._cumulative
+    for fact in facts:  # a loop, not all() over a generator: this runs for every dispatch
+        if not fact.available:
+            cumulative = tuple(accumulate(f.candidate.weight if f.available else 0 for f in facts))
+            if not cumulative[-1]:
+                cumulative = route._cumulative  # nothing available: draw among them all anyway
+            break
     total = cumulative[-1]
     drawn = bisect_right(cumulative, rng.randrange(total))  # integers: exact, never past the end
     ranked = [facts[drawn]]
-    ranked.extend(facts[i] for i in route._by_weight if i != drawn)
+    if len(facts) > 1:
+        ranked.extend([facts[i] for i in route._by_weight if i != drawn])
     return ranked, (drawn, total)
 
 

@@ -179,7 +179,10 @@ def webhook_jobs(
 ) -> list[NewJob]:
     """One ``webhook`` job per endpoint wanting ``event``, and one for the callback URL; the
     webhook data is ``payload`` when given (an event stored without it), else the event's."""
-    targets = [(e.id, e.url) for e in endpoints if e.wants(event.type)]
+    targets: list[tuple[str, str]] = []
+    for endpoint in endpoints:  # a loop: a comprehension's function object per event
+        if endpoint.wants(event.type):
+            targets.append((endpoint.id, endpoint.url))
     if callback_url:
         targets.append((CALLBACK_TARGET, callback_url))
     if not targets:

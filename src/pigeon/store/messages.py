@@ -745,7 +745,9 @@ class SqlMessageStore:
                 completed.append(item.complete_job)
         part_rows: list[dict[str, Any]] = []
         part_status_rows: list[dict[str, Any]] = []
-        new_stamps = {message_id: _new_stamp() for message_id in changed}
+        new_stamps: dict[str, int] = {}
+        for message_id in changed:  # a loop: no dict comprehension per plan
+            new_stamps[message_id] = _new_stamp()
         renamed = {
             message.id
             for message in changed.values()
@@ -1025,7 +1027,11 @@ class SqlMessageStore:
         unknown: list[int] = []
         remembered = self.recent_carrier_ids.find
         for index, (connector_id, carrier_message_ids) in enumerate(lookups):
-            candidates = {normalise_carrier_id(value) for value in carrier_message_ids} - {""}
+            candidates: set[str] = set()
+            for value in carrier_message_ids:  # a loop: no set comprehension per receipt
+                normal = normalise_carrier_id(value)
+                if normal:
+                    candidates.add(normal)
             hit = remembered(connector_id, candidates) if candidates else None
             found.append(hit)
             if hit is None and candidates:

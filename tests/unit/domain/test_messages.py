@@ -106,6 +106,13 @@ def test_fold_parts_needs_every_part_delivered() -> None:
     assert fold_parts([S.UNKNOWN, S.DELIVERED]) is S.UNKNOWN
 
 
+@pytest.mark.parametrize("status", list(S))
+def test_one_part_folds_as_two_parts_of_its_status(status: S) -> None:
+    """A one-part message's status is what two parts of that status fold to: delivered,
+    sent while in flight, else the part's own outcome."""
+    assert fold_parts([status]) is fold_parts([status, status])
+
+
 def test_category_priority_puts_otp_first() -> None:
     """OTP outranks transactional, which outranks marketing."""
     assert Category.OTP.priority > Category.TRANSACTIONAL.priority > Category.MARKETING.priority

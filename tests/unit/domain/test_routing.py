@@ -488,6 +488,17 @@ def test_weighted_draws_only_among_available_connectors() -> None:
     assert all(p.order[-1] == "a" for p in plans)
 
 
+def test_weighted_with_one_candidate_plans_it_up_or_down() -> None:
+    """A weighted route of one connector plans that connector alone, available or not, and
+    its explanation names it as the draw."""
+    r = Route("one", (), (Candidate("a", weight=3),), Weighted())
+    table = RoutingTable([r], DEFAULT)
+    for up in (True, False):
+        planned = plan(table, available=lambda _, up=up: up, rng=random.Random(5))
+        assert planned.order == ("a",)
+        assert planned.chosen == "a"
+
+
 def test_weighted_zero_weight_is_failover_only() -> None:
     """A candidate of weight 0 is never drawn but remains a failover target."""
     r = Route("split", (), (Candidate("a", weight=0), Candidate("b", weight=1)), Weighted())
