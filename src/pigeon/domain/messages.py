@@ -192,11 +192,13 @@ class Part:
 
 
 def _copied_parts(parts: list[Part]) -> list[Part]:
-    """A copy of each of ``parts`` (a message's copy shares none of them); the common one
-    part without a comprehension's function object."""
+    """A copy of each of ``parts`` (a message's copy shares none of them); the common none
+    and one part without a comprehension's function object."""
     if len(parts) == 1:
         p = parts[0]
         return [Part(p.index, p.status, p.carrier_message_id, p.error_code)]
+    if not parts:  # a message not sent yet
+        return []
     return [Part(p.index, p.status, p.carrier_message_id, p.error_code) for p in parts]
 
 

@@ -992,8 +992,11 @@ def accepted_by(message: Message) -> str | None:
     ``message.connector_id`` alone is not enough: it also names a connector that only failed.
     A carrier accepted the message once it holds a carrier message id or has passed ``sent``.
     """
-    if message.status in _ACCEPTED or any(p.carrier_message_id for p in message.parts):
+    if message.status in _ACCEPTED:
         return message.connector_id
+    for part in message.parts:  # a loop, not any() over a generator: once per dispatch
+        if part.carrier_message_id:
+            return message.connector_id
     return None
 
 

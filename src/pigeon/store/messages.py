@@ -1547,7 +1547,10 @@ def _part_changes(
 
     PostgreSQL gives ``upserts`` for both: it rewrites no index entry whose value stays the
     same, and one statement for the batch's parts spares it a round trip."""
-    stored = {} if before is None else {part.index: part for part in before.parts}
+    stored: dict[int, Part] = {}
+    if before is not None:
+        for part in before.parts:  # a loop: no dict comprehension per change
+            stored[part.index] = part
     same_connector = before is not None and before.connector_id == after.connector_id
     renamed = False
     for part in after.parts:
