@@ -24,7 +24,11 @@ whatever start-up was left: keep ``--messages`` large). What is counted (``--cou
   comprehension, a generator expression, a closure, a lambda), by its code.
 
 ``--where N`` adds the Python location of the first ``--where-hits`` events (N frames, by
-calling the interpreter's ``PyEval_GetFrame`` from gdb; slower, so only for those). gdb's
+calling the interpreter's ``PyEval_GetFrame`` from gdb; slower, so only for those). Such a
+call needs the kernel to let gdb write the registers' extended state, which some machines
+refuse ("Couldn't write extended state status"; gdb then hangs in the call): ``--where``
+probes for it first and stops with that reason. The counts themselves never call into the
+process: a code object's name and file are read from its fields. gdb's
 breakpoints slow the processes down many times: the figures are counts, never times, and
 whatever the slowness itself causes shows too (timeouts that fire, connections opened again:
 ``ipaddress`` parsing a webhook host, log records of late answers), so check a lead in a

@@ -581,10 +581,12 @@ class DispatchMessage:
                 return None
             message.connector_id = connector_id
             message.attempts += 1
-            message.parts = [
-                Part(index=i, status=S.SENT, carrier_message_id=carrier_id)
-                for i, carrier_id in enumerate(result.carrier_message_ids)
-            ]
+            # Part(index, status, carrier_message_id) by position, in a loop: no keyword
+            # call and no comprehension's function object per message.
+            parts: list[Part] = []
+            for index, carrier_id in enumerate(result.carrier_message_ids):
+                parts.append(Part(index, S.SENT, carrier_id))
+            message.parts = parts
             steps: list[StatusChange | None] = []
             if message.status is S.SCHEDULED:
                 steps.append(message.transition(S.QUEUED, now))
