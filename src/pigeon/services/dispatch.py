@@ -427,8 +427,12 @@ class DispatchMessage:
                     return
                 candidate = found
                 connector = self._router.connector(candidate)
-                rest = [c for c in plan.order if c not in tried and c != candidate]
-                if not connector.ready and any(self._router.connector(c).ready for c in rest):
+                # The others looked at only when this one is not ready (not per message).
+                if not connector.ready and any(
+                    self._router.connector(c).ready
+                    for c in plan.order
+                    if c not in tried and c != candidate
+                ):
                     # Down or unbound while another candidate is up: fail over without waiting.
                     await self._failover(
                         message, candidate, "not_ready", "connector not ready", None
