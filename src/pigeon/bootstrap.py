@@ -607,7 +607,9 @@ async def open_gateway(
             smpp_runner.nudge()
 
     # Other processes on this database (``worker_processes``) hear about due jobs too.
-    broadcast = WakeBroadcast(parse_peers(settings.wake_peers))
+    broadcast = WakeBroadcast(
+        parse_peers(settings.wake_peers), parse_peers(settings.wake_urgent_peers)
+    )
 
     def jobs_due(urgent: bool = False) -> None:
         wake_local(urgent)

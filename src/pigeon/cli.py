@@ -247,10 +247,17 @@ def _worker_processes(
     # The children report their metrics and carrier links to this process through files there.
     reports = Path(tempfile.mkdtemp(prefix="pigeon-workers-"))
     children = WorkerProcesses(roles, argv, env, parent_wake_port=port, reports_folder=reports)
-    peers = ",".join(f"{host}:{peer}" for host, peer in children.peers)
+    # The OTP workers hear only of urgent jobs: every accept batch would wake them otherwise.
+    peers, urgent_peers = children.wake_peers()
     # This process keeps the webhook deliveries (its loop has the time: it only accepts),
     # the workers take dispatch, receipts and expiries: the CPU splits about evenly.
-    own = dataclasses.replace(settings, job_kinds=SERVE_JOB_KINDS, wake_port=port, wake_peers=peers)
+    own = dataclasses.replace(
+        settings,
+        job_kinds=SERVE_JOB_KINDS,
+        wake_port=port,
+        wake_peers=peers,
+        wake_urgent_peers=urgent_peers,
+    )
     return own, children
 
 

@@ -139,6 +139,9 @@ class Settings:
     #: tells (``host:port,...``); ``serve`` sets both for the workers it starts.
     wake_port: int = 0
     wake_peers: str = ""
+    #: Peers that run only the urgent lane (``job_lane = "urgent"``: the OTP workers), told
+    #: only of urgent jobs: any other wake would cost them a turn of their loop for nothing.
+    wake_urgent_peers: str = ""
     #: A folder this process writes a report to every second (``pigeon.worker_reports``: a
     #: snapshot of its counters and histograms, and whether its carrier links are ready;
     #: empty: none). ``serve`` sets it for the worker processes it starts, sums their
@@ -447,10 +450,11 @@ def _validate(settings: Settings) -> list[str]:
         problems.append("worker_urgent_takeover_seconds must be above 0 and at most 3600")
     if settings.job_lane not in JOB_LANES:
         problems.append(f"job_lane must be one of {', '.join(JOB_LANES)}")
-    try:
-        parse_peers(settings.wake_peers)
-    except ValueError as exc:
-        problems.append(f"wake_peers: {exc}")
+    for name in ("wake_peers", "wake_urgent_peers"):
+        try:
+            parse_peers(getattr(settings, name))
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
     if settings.log_format not in ("console", "json"):
         problems.append("log_format must be 'console' or 'json'")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -71,6 +71,20 @@ class WorkerProcesses:
         """The children's wake addresses (the parent's wake peers)."""
         return [(self._host, port) for port in self.ports]
 
+    def _urgent_only(self, index: int) -> bool:
+        """Whether child ``index`` runs the urgent lane alone (an OTP worker)."""
+        return self._roles[index].get("PIGEON_JOB_LANE") == "urgent"
+
+    def wake_peers(self, excluding: int | None = None) -> tuple[str, str]:
+        """The children's wake addresses but ``excluding``'s, as ``wake_peers`` and
+        ``wake_urgent_peers`` (those of the urgent lane alone, told only of urgent jobs)."""
+        regular: list[str] = []
+        urgent: list[str] = []
+        for index, port in enumerate(self.ports):
+            if index != excluding:
+                (urgent if self._urgent_only(index) else regular).append(f"{self._host}:{port}")
+        return ",".join(regular), ",".join(urgent)
+
     @property
     def pids(self) -> list[int]:
         """The children running now."""
@@ -78,7 +92,8 @@ class WorkerProcesses:
 
     def env_for(self, index: int) -> dict[str, str]:
         """The environment of child ``index``: the parent's plus its worker role."""
-        others = [self._parent, *(p for i, p in enumerate(self.peers) if i != index)]
+        siblings, urgent = self.wake_peers(excluding=index)
+        parent = f"{self._parent[0]}:{self._parent[1]}"
         return {
             **self._env,
             **self._roles[index],
@@ -86,7 +101,8 @@ class WorkerProcesses:
             "PIGEON_RUN_SMPP": "false",
             "PIGEON_WORKER_PROCESSES": "0",
             "PIGEON_WAKE_PORT": str(self.ports[index]),
-            "PIGEON_WAKE_PEERS": ",".join(f"{host}:{port}" for host, port in others),
+            "PIGEON_WAKE_PEERS": f"{parent},{siblings}" if siblings else parent,
+            "PIGEON_WAKE_URGENT_PEERS": urgent,
             "PIGEON_WORKER_REPORT_DIR": str(self.reports_folder or ""),
         }
 

@@ -26,23 +26,29 @@ WAKE_URGENT = b"u"
 
 
 class WakeBroadcast:
-    """Sends the wake datagram to ``peers`` (coalesced per loop turn; never blocks)."""
+    """Sends the wake datagram to ``peers`` (coalesced per loop turn; never blocks), and to
+    ``urgent_peers`` (processes of the urgent lane alone) only when urgent jobs are due."""
 
-    def __init__(self, peers: Sequence[tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        peers: Sequence[tuple[str, int]],
+        urgent_peers: Sequence[tuple[str, int]] = (),
+    ) -> None:
         self._peers = list(peers)
+        self._urgent_peers = list(urgent_peers)
         self._pending = False
         self._urgent = False
         self._sockets: dict[int, socket.socket] = {}
 
     @property
     def peers(self) -> list[tuple[str, int]]:
-        """Where the datagrams go."""
-        return list(self._peers)
+        """Where the datagrams go (the urgent peers' only when urgent jobs are due)."""
+        return [*self._peers, *self._urgent_peers]
 
     def __call__(self, urgent: bool = False) -> None:
         """Wake every peer soon (once for any number of calls in this loop turn; urgent if any
         of them was)."""
-        if not self._peers:
+        if not self._peers and not (urgent and self._urgent_peers):
             return
         self._urgent |= urgent
         if self._pending:
@@ -55,9 +61,10 @@ class WakeBroadcast:
 
     def _send(self) -> None:
         self._pending = False
-        datagram = WAKE_URGENT if self._urgent else WAKE
+        urgent = self._urgent
         self._urgent = False
-        for host, port in self._peers:
+        datagram = WAKE_URGENT if urgent else WAKE
+        for host, port in (*self._peers, *self._urgent_peers) if urgent else self._peers:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = self._sockets.get(family)
             if sock is None:

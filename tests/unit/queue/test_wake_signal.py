@@ -82,6 +82,42 @@ async def test_one_urgent_call_makes_the_coalesced_datagram_urgent() -> None:
     assert heard == [True, False]
 
 
+async def test_an_urgent_only_peer_hears_urgent_wakes_alone() -> None:
+    """A peer of the urgent lane alone (an OTP worker) is told of urgent jobs only; a regular
+    peer of both kinds, in order."""
+    regular: list[bool] = []
+    urgent: list[bool] = []
+    regular_listener = WakeListener("127.0.0.1", 0, regular.append)
+    urgent_listener = WakeListener("127.0.0.1", 0, urgent.append)
+    broadcast = WakeBroadcast(
+        [("127.0.0.1", await regular_listener.start())],
+        [("127.0.0.1", await urgent_listener.start())],
+    )
+
+    async def hear(heard: list[bool], count: int) -> None:
+        for _ in range(200):
+            if len(heard) >= count:
+                return
+            await asyncio.sleep(0.01)
+
+    try:
+        broadcast()
+        await hear(regular, 1)
+        broadcast(urgent=True)
+        await hear(regular, 2)
+        await hear(urgent, 1)
+        broadcast()
+        await hear(regular, 3)
+        await asyncio.sleep(0.05)  # a stray datagram to the urgent peer would be here by now
+    finally:
+        broadcast.close()
+        regular_listener.close()
+        urgent_listener.close()
+    assert regular == [False, True, False]
+    assert urgent == [True]
+    assert len(broadcast.peers) == 2
+
+
 def test_a_broadcast_to_a_closed_port_does_not_raise() -> None:
     """A peer that is restarting (nobody listening) costs nothing but the datagram."""
     broadcast = WakeBroadcast([("127.0.0.1", 9)])
@@ -106,3 +142,5 @@ def test_settings_refuse_bad_worker_and_wake_values(tmp_path: Path) -> None:
         load_settings(environ={"PIGEON_WORKER_PROCESSES": "-1"}, config_file=empty)
     with pytest.raises(ConfigError, match="wake_peers"):
         load_settings(environ={"PIGEON_WAKE_PEERS": "nope"}, config_file=empty)
+    with pytest.raises(ConfigError, match="wake_urgent_peers"):
+        load_settings(environ={"PIGEON_WAKE_URGENT_PEERS": "nope"}, config_file=empty)
