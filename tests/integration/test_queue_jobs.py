@@ -364,6 +364,34 @@ async def test_a_claim_that_need_not_be_alone_shares_the_next_transaction(
         assert writer.stats.transactions - before == transactions
 
 
+async def test_a_claim_with_nothing_to_lease_takes_no_transaction(
+    stores: Stores, database_url: str
+) -> None:
+    """On SQLite a claim that could lease nothing (no job ready of its kinds or band, none
+    waiting whose time has come) reads the indexes and takes no write transaction; a job
+    waiting for a later time, another kind's and one below the band's floor change nothing,
+    and the claim still wakes and leases a job whose time has come."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL claims in one statement outside the writer")
+    now = stores.clock.now()
+    await stores.queue.enqueue(
+        [
+            _job(stores, "later", run_at=now + timedelta(seconds=30)),
+            _job(stores, "other-kind", kind="webhook"),
+            _job(stores, "low", priority=5),
+        ]
+    )
+    writer = stores.database.writer
+    before = writer.stats.transactions
+    assert await stores.queue.claim(["dispatch"], 10, "w1", 30, min_priority=10) == []
+    assert await stores.queue.claim(["notify"], 10, "w1", 30) == []
+    assert writer.stats.transactions == before
+    stores.clock.advance(30)
+    claimed = await stores.queue.claim(["dispatch"], 10, "w1", 30, min_priority=0)
+    assert [job.id for job in claimed] == ["low", "later"]
+    assert writer.stats.transactions == before + 1
+
+
 async def test_a_priority_floor_claims_only_jobs_at_or_above_it(stores: Stores) -> None:
     """``min_priority`` leaves lower-priority jobs ready, for one kind and across kinds."""
     await stores.queue.enqueue(
@@ -444,6 +472,7 @@ async def test_claims_and_wakes_read_their_own_partial_index(stores: Stores) -> 
     queue: Any = stores.queue
     if queue._raw is not None:  # SQLite: the statements the queue runs, as compiled
         ready_sql, wake_sql = queue._raw._ready.sql, queue._raw._wake.sql
+        waiting_sql = queue._raw._waiting.sql
         async with stores.database.read() as connection:
 
             async def plan(sql: str) -> str:
@@ -452,9 +481,11 @@ async def test_claims_and_wakes_read_their_own_partial_index(stores: Stores) -> 
                 return " ".join(str(row[-1]) for row in rows)
 
             ready, wake = await plan(ready_sql), await plan(wake_sql)
+            waiting = await plan(waiting_sql)
         assert "USING INDEX ix_jobs_claim (kind=?" in ready
         assert "USING INDEX ix_jobs_wake (run_at<?)" in wake
-        assert "TEMP B-TREE" not in ready + wake
+        assert "USING INDEX ix_jobs_wake (run_at<?)" in waiting
+        assert "TEMP B-TREE" not in ready + wake + waiting
         return
     ready_jobs = (
         "SELECT id FROM jobs WHERE jobs.ready IS true AND kind = 'dispatch' "

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol, TypeVar
 
@@ -122,6 +122,11 @@ class QueueDatabase(Protocol):
 
     def raw_pg_read(self) -> AbstractAsyncContextManager[Any]: ...
 
+    @property
+    def sqlite_reads(self) -> bool: ...
+
+    def raw_read(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
 
 class SqlJobQueue:
     """``ports.JobQueue`` on the database's ``jobs`` table, written through its writer."""
@@ -194,6 +199,13 @@ class SqlJobQueue:
         )
         if self._pg_raw is not None:
             return await self._pg_claim(kinds, limit, owner, now, until, band)
+        if self._raw is not None and self._db.sqlite_reads:
+            # Most claims that find nothing were woken for jobs an earlier claim took (61%
+            # of ``serve``'s webhook claims in scenario c): read first, without the write
+            # lock, and spare those a transaction, the lock's turn and a WAL sync.
+            with self._db.raw_read() as driver:
+                if not self._raw.claimable(driver, kinds, now, band):
+                    return []
 
         async def claim(connection: AsyncConnection) -> list[Job]:
             driver = None if self._raw is None else await sqlite_driver(connection)
@@ -616,8 +628,30 @@ class _RawSqliteQueue:
         self._ready = RawSelect(
             ready_jobs(table, sa.bindparam("kind"), *_bound_band(table)), self._dialect
         )
+        # One waiting job due by ``now``: what the claim's wake would make ready.
+        self._waiting = RawSelect(
+            sa.select(table.c.id)
+            .where(table.c.ready.is_(sa.false()), table.c.run_at <= now)
+            .order_by(table.c.run_at)
+            .limit(1),
+            self._dialect,
+        )
         self._lease: dict[int, RawSelect] = {}
         self._complete: dict[int, RawSelect] = {}
+
+    def claimable(
+        self, driver: sqlite3.Connection, kinds: Sequence[str], now: datetime, band: Band
+    ) -> bool:
+        """Whether a claim now could lease anything: a waiting job due by ``now`` (its wake
+        would make it ready) or a ready one of ``kinds`` in ``band``. Index reads that need
+        no write lock (``driver``: a read connection)."""
+        if self._waiting.raw_rows(driver, {"now": now}):
+            return True
+        values = band.values()
+        for kind in kinds:
+            if self._ready.raw_rows(driver, {"kind": kind, "limit": 1, **values}):
+                return True
+        return False
 
     def claim(
         self,
