@@ -645,3 +645,214 @@ async def test_direct_path_off_with_an_access_log(apps: Apps) -> None:
     assert answer.status == 202
     assert isinstance(apps.fast.fast_accept, CountingFastAccept)
     assert apps.fast.fast_accept.over_asgi == 1
+
+
+@pytest.fixture
+def lean_turns(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the turns of requests taken whole, without uvicorn's parser (one entry
+    per turn, the number of requests in it)."""
+    from pigeon.api import http_protocol
+
+    turns: list[int] = []
+    answer = http_protocol._answer_lean_turn
+
+    def counted(loop: asyncio.AbstractEventLoop) -> None:
+        turns.append(len(http_protocol._LEAN_TURNS.get(loop, [])))
+        answer(loop)
+
+    monkeypatch.setattr(http_protocol, "_answer_lean_turn", counted)
+    return turns
+
+
+def _ref(step: Step, ref: str) -> Step:
+    """``step``'s send with a ``client_ref`` of ``ref``."""
+    return json_step(f'{{"to": "{MOBILE}", "body": "Hello", "client_ref": "{ref}"}}')
+
+
+class GatedFastAccept(CountingFastAccept):
+    """The counting fast path whose answers to started sends wait for ``gate``."""
+
+    __slots__ = ("gate",)
+
+    def __init__(self, services: ApiServices, served: list[str]) -> None:
+        super().__init__(services, served)
+        self.gate = asyncio.Event()
+
+    def start(self, headers: Any, body: bytes) -> Any:
+        """Start the send, and hold its answer until the gate opens."""
+        answering = super().start(headers, body)
+        if answering is None or isinstance(answering, FastAnswer):
+            return answering
+
+        async def gated() -> FastAnswer:
+            await self.gate.wait()
+            answer: FastAnswer = await answering
+            return answer
+
+        return gated()
+
+
+@ON_SQLITE
+async def test_whole_sends_skip_the_parser_and_answer_in_order(
+    apps: Apps, services: ApiServices, lean_turns: list[int]
+) -> None:
+    """A send whose head and body arrive together is taken without uvicorn's parser. What
+    arrives on its connection before it is answered (a send, a list, another send with
+    ``connection: keep-alive``) waits, and is answered after it, in the order sent; the
+    connection stays open."""
+    gated = GatedFastAccept(services, apps.served)
+    apps.fast.fast_accept = gated
+    assert (await call(apps.fast, json_step(HI), "warm")).status == 202  # key, endpoints cached
+    async with serving(apps.fast) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(_request(_ref(json_step(HI), "ref-0"), "lean"))
+            await writer.drain()
+            for _ in range(500):
+                if gated.started == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert gated.started == 1  # taken, its answer waiting at the gate
+            later = [
+                _ref(json_step(HI), "ref-1"),
+                Step(method="GET"),
+                replace(_ref(json_step(HI), "ref-2"), headers=[("connection", "keep-alive")]),
+            ]
+            for step in later:
+                writer.write(_request(step, "lean"))
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            gated.gate.set()
+            answers = [await _response(reader)]
+            answers += [await _response(reader, step.method) for step in later]
+            assert [answer.status for answer in answers] == [202, 202, 200, 202]
+            refs = [json.loads(answers[index].body)["client_ref"] for index in (0, 1, 3)]
+            assert refs == ["ref-0", "ref-1", "ref-2"]
+            writer.write(_request(_ref(json_step(HI), "ref-3"), "lean"))
+            assert json.loads((await _response(reader)).body)["client_ref"] == "ref-3"
+        finally:
+            writer.close()
+    assert lean_turns[0] == 1
+    assert sum(lean_turns) >= 2  # the first and the last; those held came together or not
+    assert apps.served == ["/v1/messages"] * 5
+
+
+@ON_SQLITE
+async def test_sends_not_whole_or_plain_are_uvicorns(
+    apps: Apps, ports: tuple[int, int], lean_turns: list[int]
+) -> None:
+    """A send split between writes, one with ``Expect: 100-continue``, one with a chunked
+    body, and two sends in one write are parsed by uvicorn, and answered as ever."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+    try:
+        whole = _request(json_step(HI), "split")
+        head_end = whole.index(b"\r\n\r\n") + 4
+        writer.write(whole[:head_end])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(whole[head_end:])
+        assert (await _response(reader)).status == 202
+        writer.write(whole.replace(b"host:", b"expect: 100-continue\r\nhost:"))
+        continued = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert continued.startswith(b"HTTP/1.1 100")
+        assert (await _response(reader)).status == 202
+        writer.write(_request(Step(body=(HI.encode(),), content_length=False), "chunked"))
+        assert (await _response(reader)).status == 202
+        writer.write(whole + whole)
+        assert [(await _response(reader)).status for _ in range(2)] == [202, 202]
+    finally:
+        writer.close()
+    assert lean_turns == []
+    assert apps.served == ["/v1/messages"] * 5
+
+
+@ON_SQLITE
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"host: x\r\n folded: on\r\n",  # an obsolete line folding
+        b"host: x\r\nbad name: 1\r\n",  # a space in a name
+        b"host: x\r\nempty\r\n",  # no colon
+        b"host: x\r\ncontent-length: 5\r\n",  # a second length
+        b"host: x\r\ntransfer-encoding: gzip\r\n",  # another framing
+        b"host: x\r\nconnection: upgrade\r\nupgrade: h2c\r\n",  # an upgrade
+    ],
+)
+async def test_unusual_heads_are_answered_as_uvicorn_answers_them(
+    ports: tuple[int, int], lean_turns: list[int], head: bytes
+) -> None:
+    """A whole send with a head outside the strict form the lean path takes gets from the
+    fast server what the plain server answers it (each through uvicorn's parser)."""
+    body = HI.encode()
+
+    async def answer(port: int) -> tuple[int, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(
+                b"POST /v1/messages HTTP/1.1\r\n"
+                + head
+                + f"authorization: Bearer {UNKNOWN_KEY}\r\n".encode()
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            line = await asyncio.wait_for(reader.readline(), timeout=10)
+            return int(line.split(b" ")[1]), await asyncio.wait_for(reader.read(300), timeout=10)
+        finally:
+            writer.close()
+
+    fast, plain = await answer(ports[0]), await answer(ports[1])
+    assert fast[0] == plain[0]
+    assert lean_turns == []
+
+
+@ON_SQLITE
+async def test_a_client_gone_before_its_lean_answer_leaves_the_server_serving(
+    apps: Apps, ports: tuple[int, int], lean_turns: list[int]
+) -> None:
+    """A client that closes right after a whole send gets nothing and breaks nothing: its
+    message is accepted, and the next connection is answered as usual."""
+    _, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+    writer.write(_request(json_step(HI), "gone"))
+    await writer.drain()
+    writer.close()
+    for _ in range(100):
+        if apps.served:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert (await _exchange(ports[0], json_step(HI), "after")).status == 202
+    assert sum(lean_turns) == 2
+    assert apps.served == ["/v1/messages"] * 2
+
+
+@ON_SQLITE
+async def test_an_idle_connection_closes_after_the_keep_alive_time(
+    apps: Apps, lean_turns: list[int]
+) -> None:
+    """After a lean answer the connection waits for the next request as long as uvicorn's
+    keep-alive allows, then closes."""
+    async with serving(apps.fast, timeout_keep_alive=0.2) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(_request(json_step(HI), "idle"))
+            assert (await _response(reader)).status == 202
+            assert await asyncio.wait_for(reader.read(), timeout=10) == b""
+        finally:
+            writer.close()
+    assert lean_turns == [1]
+
+
+@ON_SQLITE
+async def test_a_crash_over_a_socket_is_the_same_logged_500(
+    services: ApiServices, lean_turns: list[int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An exception from accept in a send taken whole is the 500 the plain server answers,
+    and the connection stays usable."""
+    crashing = _apps(replace(services, accept=cast("AcceptMessage", CrashingAccept())))
+    async with serving(crashing.fast) as fast_port, serving(crashing.plain) as plain_port:
+        fast, plain = await run_both_over_sockets((fast_port, plain_port), [json_step(HI)])
+    assert fast == plain
+    assert fast[0].status == 500
+    assert sum(lean_turns) == 1
+    logged = capsys.readouterr()
+    assert (logged.out + logged.err).count("request_crashed") == 2

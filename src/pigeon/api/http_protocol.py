@@ -25,6 +25,10 @@ updated as its ``send`` would. The ASGI path is kept when anything could make a 
 an access log, ``Expect: 100-continue``, another application in front (uvicorn's trace
 logging), the concurrency limit's 503.
 
+A whole request of the usual shape (one read holding exactly one ``POST /v1/messages``
+with plain headers and a ``Content-Length`` body) is taken before uvicorn's parser sees it
+(``CoalescingHttpToolsProtocol._lean``, ADR 51); any other read goes to the parser untouched.
+
 The direct requests whose headers arrive in one turn of the loop are answered together, in
 one task, at the end of the turn: each whose body is whole is started (``FastAccept.start``:
 its accept handed to the store's writer, so they share a batch), then each answer is awaited
@@ -38,6 +42,7 @@ import asyncio
 import contextvars
 import logging
 import operator
+import re
 import weakref
 from collections.abc import Awaitable, Coroutine
 from functools import partial
@@ -140,6 +145,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     to ``uvicorn.Config(http=...)``."""
 
     _direct: FastAccept | None = None
+    #: Whether whole ``POST /v1/messages`` requests may skip uvicorn's parser (``_lean``).
+    _lean_ok = False
+    #: uvicorn's parser is inside a request (between its first byte and its end).
+    _parsing = False
+    #: A request taken without the parser is being answered; what arrives meanwhile waits.
+    _lean_pending = False
+    _lean_held: list[bytes] | None = None
+    #: The server is shutting down: close once the pending answer is written.
+    _lean_closing = False
 
     def connection_made(  # type: ignore[override]  # uvicorn narrows it to Transport too
         self, transport: asyncio.Transport
@@ -148,6 +162,99 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(coalesced)  # type: ignore[arg-type]  # a Transport in all it uses
         logs_access = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
         self._direct = None if logs_access else _fast_accept_of(self.app)
+        self._lean_ok = (
+            self._direct is not None and not self.root_path and self.limit_concurrency is None
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self._lean_pending:  # answered in order: after the pending answer is written
+            if self._lean_held is None:
+                self._lean_held = []
+                self.flow.pause_reading()
+            self._lean_held.append(data)
+            return
+        if (
+            self._lean_ok
+            and not self._parsing
+            and data.startswith(_LEAN_START)
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.pipeline
+            and self._lean(data)
+        ):
+            return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        self._parsing = True
+        super().on_message_begin()
+
+    def on_message_complete(self) -> None:
+        self._parsing = False
+        super().on_message_complete()
+
+    def _lean(self, data: bytes) -> bool:
+        """Take ``data`` if it is exactly one whole ``POST /v1/messages`` request of the plain
+        kind (HTTP/1.1, a ``Content-Length`` body, header lines of the strict form, none that
+        asks for an upgrade, an interim answer, another framing or a close), without
+        uvicorn's parser, scope and cycle. Anything else is uvicorn's, untouched (``False``).
+
+        Why: the parser's callbacks and the cycle cost ``serve`` about 600 Python bytecodes
+        per request, and the direct answer's plumbing around them as many again
+        (docs/benchmarks.md, session 51), for the one request that arrives thousands of
+        times a second in this shape."""
+        end = data.find(b"\r\n\r\n", _LEAN_START_LENGTH - 2)
+        if end < 0 or end > _LEAN_HEAD_MAX:
+            return False
+        block = data[_LEAN_START_LENGTH : end + 2]
+        if _LEAN_HEADER_LINES.fullmatch(block) is None:
+            return False
+        headers: list[tuple[bytes, bytes]] = []
+        length = -1
+        for line in block[:-2].split(b"\r\n") if block else ():
+            name, _, value = line.partition(b":")
+            name = name.lower()
+            value = value.strip(b" \t")
+            if name in _LEAN_FRAMING:
+                if name == b"content-length" and length < 0 and value.isdigit():
+                    length = int(value)
+                elif name != b"connection" or value.lower() != b"keep-alive":
+                    return False
+            headers.append((name, value))
+        if length < 0 or len(data) != end + 4 + length:
+            return False
+        self._unset_keepalive_if_required()
+        self._lean_pending = True
+        loop = self.loop
+        turn = _LEAN_TURNS.get(loop)
+        if turn is None:
+            turn = _LEAN_TURNS[loop] = []
+            loop.call_soon(_answer_lean_turn, loop)
+        assert self._direct is not None
+        turn.append((self._direct, headers, data[end + 4 :], self))
+        return True
+
+    def _lean_answered(self, keep_alive: bool) -> None:
+        """After a lean request's answer: the connection goes on as after uvicorn's
+        (``on_response_complete``): what arrived meanwhile, or the keep-alive timeout."""
+        self._lean_pending = False
+        self.server_state.total_requests += 1
+        if not keep_alive or self._lean_closing or self.transport.is_closing():
+            self.transport.close()
+            return
+        held, self._lean_held = self._lean_held, None
+        if held is not None:
+            self.flow.resume_reading()
+            self.data_received(b"".join(held))
+        elif self.cycle is None or self.cycle.response_complete:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def shutdown(self) -> None:
+        if self._lean_pending:
+            self._lean_closing = True
+        else:
+            super().shutdown()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         direct = self._direct
@@ -184,6 +291,110 @@ _TURNS: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop,
     list[tuple[FastAccept, RequestResponseCycle, CoalescingHttpToolsProtocol]],
 ] = weakref.WeakKeyDictionary()
+
+
+#: The request line of the one request taken without uvicorn's parser.
+_LEAN_START = b"POST /v1/messages HTTP/1.1\r\n"
+_LEAN_START_LENGTH = len(_LEAN_START)
+#: The longest head taken that way (a longer one is uvicorn's).
+_LEAN_HEAD_MAX = 8192
+#: A head's header lines: each a token, a colon and a value of visible characters, spaces and
+#: tabs (no other control character: no bare CR or LF, no NUL), ended by CRLF.
+_LEAN_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+#: Headers that decide how a request is framed or answered: a lean request has one
+#: ``Content-Length`` and no other of them (but ``Connection: keep-alive``).
+_LEAN_FRAMING = frozenset(
+    (b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"connection")
+)
+
+#: Per event loop, the lean requests taken in its current turn: the fast path, the headers,
+#: the body, the connection.
+_LEAN_TURNS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop,
+    list[tuple[FastAccept, list[tuple[bytes, bytes]], bytes, CoalescingHttpToolsProtocol]],
+] = weakref.WeakKeyDictionary()
+
+
+def _answer_lean_turn(loop: asyncio.AbstractEventLoop) -> None:
+    """Answer the lean requests of the turn that just ended, together in one task, as
+    ``_answer_turn`` answers the parsed ones."""
+    turn = _LEAN_TURNS.pop(loop, None)
+    if not turn:
+        return
+    task = turn[0][3].start_task(_answer_lean_together(turn))
+    for _, _, _, protocol in turn[1:]:
+        if task not in protocol.tasks:
+            protocol.tasks.add(task)
+            task.add_done_callback(protocol.tasks.discard)
+
+
+async def _answer_lean_together(
+    turn: list[tuple[FastAccept, list[tuple[bytes, bytes]], bytes, CoalescingHttpToolsProtocol]],
+) -> None:
+    """Start each lean request's accept (they share the writer's next batch), then write
+    each answer in turn; one that cannot start at once, or whose client is not reading, is
+    answered in a task of its own."""
+    started: list[tuple[CoalescingHttpToolsProtocol, FastAnswer | Awaitable[FastAnswer]]] = []
+    for direct, headers, body, protocol in turn:
+        try:
+            answering = direct.start(headers, body)
+        except Exception as exc:  # rendering a problem failed: as _deliver handles it
+            started.append((protocol, _raising(exc)))
+            continue
+        if answering is None:
+            protocol.start_task(
+                _deliver_lean(protocol, direct.answer(headers, partial(_whole_body, body)))
+            )
+            continue
+        started.append((protocol, answering))
+    for protocol, answering in started:
+        if protocol.flow.write_paused:
+            protocol.start_task(_deliver_lean(protocol, answering))
+        else:
+            await _deliver_lean(protocol, answering)
+
+
+async def _whole_body(body: bytes) -> tuple[bytes, bool]:
+    """A lean request's body: all of it at once."""
+    return body, False
+
+
+async def _deliver_lean(
+    protocol: CoalescingHttpToolsProtocol, answering: FastAnswer | Awaitable[FastAnswer]
+) -> None:
+    """Write the answer to a lean request as ``_deliver`` writes a parsed one's (errors
+    logged, a 500 and a close if the answer failed)."""
+    keep_alive = True
+    try:
+        answer = answering if isinstance(answering, FastAnswer) else await answering
+        if protocol.flow.write_paused and not protocol.transport.is_closing():
+            await protocol.flow.drain()
+        if not protocol.transport.is_closing():
+            content, keep_alive = _response(
+                protocol.server_state.default_headers, answer, keep_alive=True
+            )
+            protocol.transport.write(content)
+    except Exception as exc:
+        protocol.logger.error("Exception in ASGI application\n", exc_info=exc)
+        keep_alive = False
+        if not protocol.transport.is_closing():
+            content, _ = _response(
+                protocol.server_state.default_headers, _INTERNAL_ERROR, keep_alive=False
+            )
+            protocol.transport.write(content)
+    protocol._lean_answered(keep_alive)
+
+
+#: What uvicorn answers when the application fails before it answered (``send_500_response``).
+_INTERNAL_ERROR = FastAnswer(
+    500,
+    [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"21"),
+        (b"connection", b"close"),
+    ],
+    b"Internal Server Error",
+)
 
 
 def _answer_turn(loop: asyncio.AbstractEventLoop) -> None:
@@ -318,9 +529,23 @@ async def _write(cycle: RequestResponseCycle, answer: FastAnswer) -> None:
         return
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
+    content, cycle.keep_alive = _response(cycle.default_headers, answer, cycle.keep_alive)
+    cycle.transport.write(content)
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+
+
+def _response(
+    default_headers: list[tuple[bytes, bytes]], answer: FastAnswer, keep_alive: bool
+) -> tuple[bytes, bool]:
+    """``answer`` as uvicorn's ``send`` writes a response start and its one body, in one
+    piece, and whether the connection stays open after it."""
     content = [STATUS_LINE[answer.status]]
     closing = False
-    headers = (*cycle.default_headers, *answer.headers)
+    headers = (*default_headers, *answer.headers)
     # Every value at once: a tab, which a value may hold, joins them, and deleting the bytes
     # no value may hold shortens the whole exactly when one of them holds one.
     values = b"\t".join(map(_VALUE, headers))  # no comprehension's function per answer
@@ -337,15 +562,10 @@ async def _write(cycle: RequestResponseCycle, answer: FastAnswer) -> None:
         if lowered == b"connection" and b"close" in [
             token.lower().strip() for token in value.split(b",")
         ]:
-            cycle.keep_alive = False
+            keep_alive = False
             closing = True
         content += (lowered, b": ", value, b"\r\n")
-    if not cycle.keep_alive and not closing:
+    if not keep_alive and not closing:
         content.append(b"connection: close\r\n")
     content += (b"\r\n", answer.body)
-    cycle.transport.write(b"".join(content))
-    cycle.response_complete = True
-    cycle.message_event.set()
-    if not cycle.keep_alive:
-        cycle.transport.close()
-    cycle.on_response()
+    return b"".join(content), keep_alive
