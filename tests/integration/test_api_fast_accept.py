@@ -105,9 +105,9 @@ class CountingFastAccept(FastAccept):
         self.served.append("/v1/messages")
         return await super().answer(headers, next_chunk)
 
-    def start(self, headers: Any, body: bytes) -> Any:
+    def start_fields(self, *fields: Any) -> Any:
         """Answer, and record it when it was started here (not handed to ``answer``)."""
-        answering = super().start(headers, body)
+        answering = super().start_fields(*fields)
         if answering is not None:
             self.served.append("/v1/messages")
             self.started += 1
@@ -678,9 +678,9 @@ class GatedFastAccept(CountingFastAccept):
         super().__init__(services, served)
         self.gate = asyncio.Event()
 
-    def start(self, headers: Any, body: bytes) -> Any:
+    def start_fields(self, *fields: Any) -> Any:
         """Start the send, and hold its answer until the gate opens."""
-        answering = super().start(headers, body)
+        answering = super().start_fields(*fields)
         if answering is None or isinstance(answering, FastAnswer):
             return answering
 

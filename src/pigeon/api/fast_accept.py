@@ -140,6 +140,17 @@ class FastAccept:
         share). ``None``, with nothing done, when the caller or the tenant's endpoints are
         not cached fresh: then ``answer`` it."""
         authorization, idempotency_key, content_length = _fields(headers)
+        return self.start_fields(authorization, idempotency_key, content_length, body)
+
+    def start_fields(
+        self,
+        authorization: str | None,
+        idempotency_key: str | None,
+        content_length: str | None,
+        body: bytes,
+    ) -> FastAnswer | Awaitable[FastAnswer] | None:
+        """``start`` given the request's ``Authorization``, ``Idempotency-Key`` and
+        ``Content-Length`` values (the first of each) instead of its headers."""
         services = self._services
         caller = services.authenticate.cached(authorization)
         if caller is None:

@@ -208,19 +208,24 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         block = data[_LEAN_START_LENGTH : end + 2]
         if _LEAN_HEADER_LINES.fullmatch(block) is None:
             return False
-        headers: list[tuple[bytes, bytes]] = []
-        length = -1
-        for line in block[:-2].split(b"\r\n") if block else ():
-            name, _, value = line.partition(b":")
+        # Only the lines that matter are looked at: the three fields the fast path reads
+        # (the first of each, as ``fast_accept._fields`` takes them) and the framing ones.
+        authorization: bytes | None = None
+        idempotency_key: bytes | None = None
+        length: bytes | None = None
+        for name, value in _LEAN_NAMED.findall(block):
             name = name.lower()
-            value = value.strip(b" \t")
-            if name in _LEAN_FRAMING:
-                if name == b"content-length" and length < 0 and value.isdigit():
-                    length = int(value)
-                elif name != b"connection" or value.lower() != b"keep-alive":
-                    return False
-            headers.append((name, value))
-        if length < 0 or len(data) != end + 4 + length:
+            if name == b"authorization":
+                if authorization is None:
+                    authorization = value
+            elif name == b"idempotency-key":
+                if idempotency_key is None:
+                    idempotency_key = value
+            elif name == b"content-length" and length is None and value.isdigit():
+                length = value
+            elif name != b"connection" or value.lower() != b"keep-alive":
+                return False
+        if length is None or len(data) != end + 4 + int(length):
             return False
         self._unset_keepalive_if_required()
         self._lean_pending = True
@@ -230,7 +235,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             turn = _LEAN_TURNS[loop] = []
             loop.call_soon(_answer_lean_turn, loop)
         assert self._direct is not None
-        turn.append((self._direct, headers, data[end + 4 :], self))
+        turn.append(
+            _LeanRequest(
+                self._direct,
+                None if authorization is None else authorization.decode("latin-1"),
+                None if idempotency_key is None else idempotency_key.decode("latin-1"),
+                length.decode("latin-1"),
+                block,
+                data[end + 4 :],
+                self,
+            )
+        )
         return True
 
     def _lean_answered(self, keep_alive: bool) -> None:
@@ -307,12 +322,60 @@ _LEAN_FRAMING = frozenset(
     (b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"connection")
 )
 
-#: Per event loop, the lean requests taken in its current turn: the fast path, the headers,
-#: the body, the connection.
-_LEAN_TURNS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop,
-    list[tuple[FastAccept, list[tuple[bytes, bytes]], bytes, CoalescingHttpToolsProtocol]],
-] = weakref.WeakKeyDictionary()
+#: The header lines a lean request's handling reads: ``(name, value)``, the value trimmed.
+_LEAN_NAMED = re.compile(
+    rb"^(authorization|idempotency-key|content-length|transfer-encoding|expect|upgrade"
+    rb"|connection):[ \t]*(.*?)[ \t]*\r$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+class _LeanRequest:
+    """A request taken whole: the fast path to answer it, the three fields it reads, its
+    header lines (read in full only if the fast path cannot start it at once), its body and
+    its connection."""
+
+    __slots__ = (
+        "authorization",
+        "block",
+        "body",
+        "content_length",
+        "direct",
+        "idempotency_key",
+        "protocol",
+    )
+
+    def __init__(
+        self,
+        direct: FastAccept,
+        authorization: str | None,
+        idempotency_key: str | None,
+        content_length: str,
+        block: bytes,
+        body: bytes,
+        protocol: CoalescingHttpToolsProtocol,
+    ) -> None:
+        self.direct = direct
+        self.authorization = authorization
+        self.idempotency_key = idempotency_key
+        self.content_length = content_length
+        self.block = block
+        self.body = body
+        self.protocol = protocol
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Every header, as uvicorn gives them: names lower-cased, values trimmed."""
+        found: list[tuple[bytes, bytes]] = []
+        for line in self.block[:-2].split(b"\r\n") if self.block else ():
+            name, _, value = line.partition(b":")
+            found.append((name.lower(), value.strip(b" \t")))
+        return found
+
+
+#: Per event loop, the lean requests taken in its current turn.
+_LEAN_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_LeanRequest]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _answer_lean_turn(loop: asyncio.AbstractEventLoop) -> None:
@@ -321,30 +384,31 @@ def _answer_lean_turn(loop: asyncio.AbstractEventLoop) -> None:
     turn = _LEAN_TURNS.pop(loop, None)
     if not turn:
         return
-    task = turn[0][3].start_task(_answer_lean_together(turn))
-    for _, _, _, protocol in turn[1:]:
-        if task not in protocol.tasks:
-            protocol.tasks.add(task)
-            task.add_done_callback(protocol.tasks.discard)
+    task = turn[0].protocol.start_task(_answer_lean_together(turn))
+    for request in turn[1:]:
+        tasks = request.protocol.tasks
+        if task not in tasks:
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
 
-async def _answer_lean_together(
-    turn: list[tuple[FastAccept, list[tuple[bytes, bytes]], bytes, CoalescingHttpToolsProtocol]],
-) -> None:
+async def _answer_lean_together(turn: list[_LeanRequest]) -> None:
     """Start each lean request's accept (they share the writer's next batch), then write
     each answer in turn; one that cannot start at once, or whose client is not reading, is
     answered in a task of its own."""
     started: list[tuple[CoalescingHttpToolsProtocol, FastAnswer | Awaitable[FastAnswer]]] = []
-    for direct, headers, body, protocol in turn:
+    for request in turn:
+        direct, body, protocol = request.direct, request.body, request.protocol
         try:
-            answering = direct.start(headers, body)
+            answering = direct.start_fields(
+                request.authorization, request.idempotency_key, request.content_length, body
+            )
         except Exception as exc:  # rendering a problem failed: as _deliver handles it
             started.append((protocol, _raising(exc)))
             continue
         if answering is None:
-            protocol.start_task(
-                _deliver_lean(protocol, direct.answer(headers, partial(_whole_body, body)))
-            )
+            whole = partial(_whole_body, body)
+            protocol.start_task(_deliver_lean(protocol, direct.answer(request.headers(), whole)))
             continue
         started.append((protocol, answering))
     for protocol, answering in started:
@@ -543,9 +607,12 @@ def _response(
 ) -> tuple[bytes, bool]:
     """``answer`` as uvicorn's ``send`` writes a response start and its one body, in one
     piece, and whether the connection stays open after it."""
-    content = [STATUS_LINE[answer.status]]
-    closing = False
-    headers = (*default_headers, *answer.headers)
+    defaults, defaults_close = _default_block(default_headers)
+    content = [STATUS_LINE[answer.status], defaults]
+    closing = defaults_close
+    if closing:
+        keep_alive = False
+    headers = answer.headers
     # Every value at once: a tab, which a value may hold, joins them, and deleting the bytes
     # no value may hold shortens the whole exactly when one of them holds one.
     values = b"\t".join(map(_VALUE, headers))  # no comprehension's function per answer
@@ -559,9 +626,7 @@ def _response(
             lowered = name.lower()
             if len(_VALID_NAMES) < _VALID_NAMES_KEPT:
                 _VALID_NAMES[name] = lowered
-        if lowered == b"connection" and b"close" in [
-            token.lower().strip() for token in value.split(b",")
-        ]:
+        if lowered == b"connection" and _closes(value):
             keep_alive = False
             closing = True
         content += (lowered, b": ", value, b"\r\n")
@@ -569,3 +634,33 @@ def _response(
         content.append(b"connection: close\r\n")
     content += (b"\r\n", answer.body)
     return b"".join(content), keep_alive
+
+
+def _closes(value: bytes) -> bool:
+    """Whether a ``Connection`` header's value asks for a close."""
+    return b"close" in [token.lower().strip() for token in value.split(b",")]
+
+
+#: The default headers uvicorn last gave (a new list every second, for its ``date``), and
+#: them checked and written out, with whether they ask for a close: kept for the next answer.
+_DEFAULTS: list[Any] = [None, b"", False]
+
+
+def _default_block(default_headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
+    """``default_headers`` written out as a response's header lines (checked as uvicorn's
+    ``send`` checks them), and whether one asks for a close; worked out once per list."""
+    if default_headers is _DEFAULTS[0]:
+        return _DEFAULTS[1], _DEFAULTS[2]
+    lines: list[bytes] = []
+    closes = False
+    for name, value in default_headers:
+        if HEADER_RE.search(name):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(value):
+            raise RuntimeError("Invalid HTTP header value.")
+        lowered = name.lower()
+        closes = closes or (lowered == b"connection" and _closes(value))
+        lines += (lowered, b": ", value, b"\r\n")
+    block = b"".join(lines)
+    _DEFAULTS[:] = [default_headers, block, closes]
+    return block, closes
