@@ -208,23 +208,24 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         block = data[_LEAN_START_LENGTH : end + 2]
         if _LEAN_HEADER_LINES.fullmatch(block) is None:
             return False
-        # Only the lines that matter are looked at: the three fields the fast path reads
-        # (the first of each, as ``fast_accept._fields`` takes them) and the framing ones.
-        authorization: bytes | None = None
-        idempotency_key: bytes | None = None
-        length: bytes | None = None
-        for name, value in _LEAN_NAMED.findall(block):
-            name = name.lower()
-            if name == b"authorization":
-                if authorization is None:
-                    authorization = value
-            elif name == b"idempotency-key":
-                if idempotency_key is None:
-                    idempotency_key = value
-            elif name == b"content-length" and length is None and value.isdigit():
-                length = value
-            elif name != b"connection" or value.lower() != b"keep-alive":
+        # Only the lines that matter are looked at, found by their names in a lower-cased
+        # copy (each line then starts after an LF, the first one too): the three fields the
+        # fast path reads (the first of each, as ``fast_accept._fields`` takes them) and the
+        # framing ones. A pattern over the lines cost several times these searches.
+        low = b"\n" + block.lower()
+        for refused in _LEAN_REFUSED:
+            if refused in low:
                 return False
+        length = _lean_value(low, block, b"\ncontent-length:")
+        if length is None or not length.isdigit() or _twice(low, b"\ncontent-length:"):
+            return False
+        connection = _lean_value(low, block, b"\nconnection:")
+        if connection is not None and (
+            connection.lower() != b"keep-alive" or _twice(low, b"\nconnection:")
+        ):
+            return False
+        authorization = _lean_value(low, block, b"\nauthorization:")
+        idempotency_key = _lean_value(low, block, b"\nidempotency-key:")
         if length is None or len(data) != end + 4 + int(length):
             return False
         self._unset_keepalive_if_required()
@@ -322,12 +323,25 @@ _LEAN_FRAMING = frozenset(
     (b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"connection")
 )
 
-#: The header lines a lean request's handling reads: ``(name, value)``, the value trimmed.
-_LEAN_NAMED = re.compile(
-    rb"^(authorization|idempotency-key|content-length|transfer-encoding|expect|upgrade"
-    rb"|connection):[ \t]*(.*?)[ \t]*\r$",
-    re.IGNORECASE | re.MULTILINE,
-)
+#: Header lines (as found in a lower-cased head with an LF before its first line) that make a
+#: request uvicorn's: another framing, an interim answer, an upgrade.
+_LEAN_REFUSED = (b"\ntransfer-encoding:", b"\nexpect:", b"\nupgrade:")
+
+
+def _lean_value(low: bytes, block: bytes, needle: bytes) -> bytes | None:
+    """The value of the first header line ``needle`` finds in ``low`` (``b"\\n"`` and the
+    lower-cased ``block``), from ``block`` itself, trimmed as uvicorn trims it; ``None``
+    when there is none."""
+    at = low.find(needle)
+    if at < 0:
+        return None
+    start = at + len(needle)
+    return block[start - 1 : low.index(b"\r", start) - 1].strip(b" \t")
+
+
+def _twice(low: bytes, needle: bytes) -> bool:
+    """Whether the header line ``needle`` finds is in ``low`` more than once."""
+    return low.find(needle, low.find(needle) + 1) >= 0
 
 
 class _LeanRequest:
