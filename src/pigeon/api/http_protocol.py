@@ -226,7 +226,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return False
         authorization = _lean_value(low, block, b"\nauthorization:")
         idempotency_key = _lean_value(low, block, b"\nidempotency-key:")
-        if length is None or len(data) != end + 4 + int(length):
+        if len(data) != end + 4 + int(length):
             return False
         self._unset_keepalive_if_required()
         self._lean_pending = True
