@@ -806,6 +806,57 @@ async def test_unusual_heads_are_answered_as_uvicorn_answers_them(
 
 
 @ON_SQLITE
+async def test_a_repeated_head_is_read_again_for_its_length_and_nothing_else(
+    apps: Apps, ports: tuple[int, int], lean_turns: list[int]
+) -> None:
+    """A connection that sends the head it sent before, its length's digits aside, is read
+    from its new digits (a longer body is read whole); a head that then differs anywhere
+    else (another framing, another key, a length of too many digits) is checked whole again
+    and answered as the plain server answers it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+    try:
+        for ref in ("a", "b" * 20, "c" * 120, "d"):  # lengths of 2, 2, 3 and 2 digits
+            writer.write(_request(_ref(json_step(HI), ref), "repeat"))
+            answer = await _response(reader)
+            assert answer.status == 202
+            assert json.loads(answer.body)["client_ref"] == ref
+    finally:
+        writer.close()
+    assert sum(lean_turns) == 4
+    body = HI.encode()
+
+    def send(key: str, length: str, extra: bytes = b"") -> bytes:
+        return (
+            f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n".encode()
+            + extra
+            + f"content-length: {length}\r\n\r\n".encode()
+            + body
+        )
+
+    plain = send(LIVE_KEY, str(len(body)))
+    changed = [
+        send(LIVE_KEY, str(len(body)), b"transfer-encoding: gzip\r\n"),  # uvicorn's
+        send(UNKNOWN_KEY, str(len(body))),  # checked whole: still lean
+        send(LIVE_KEY, "0" * 20 + str(len(body))),  # too many digits: uvicorn's
+    ]
+    for second in changed:
+
+        async def answer(port: int, second: bytes = second) -> list[int]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                statuses = []
+                for request in (plain, second):
+                    writer.write(request)
+                    statuses.append((await _response(reader)).status)
+                return statuses
+            finally:
+                writer.close()
+
+        assert await answer(ports[0]) == await answer(ports[1])
+    assert sum(lean_turns) == 4 + 3 + 1
+
+
+@ON_SQLITE
 async def test_a_client_gone_before_its_lean_answer_leaves_the_server_serving(
     apps: Apps, ports: tuple[int, int], lean_turns: list[int]
 ) -> None:

@@ -46,7 +46,7 @@ import re
 import weakref
 from collections.abc import Awaitable, Coroutine
 from functools import partial
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from litestar.types import Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -154,6 +154,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _lean_held: list[bytes] | None = None
     #: The server is shutting down: close once the pending answer is written.
     _lean_closing = False
+    #: The last head taken without the parser, split around its length (``_lean``).
+    _lean_last: _LeanHead | None = None
 
     def connection_made(  # type: ignore[override]  # uvicorn narrows it to Transport too
         self, transport: asyncio.Transport
@@ -206,26 +208,47 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if end < 0 or end > _LEAN_HEAD_MAX:
             return False
         block = data[_LEAN_START_LENGTH : end + 2]
-        if _LEAN_HEADER_LINES.fullmatch(block) is None:
-            return False
-        # Only the lines that matter are looked at, found by their names in a lower-cased
-        # copy (each line then starts after an LF, the first one too): the three fields the
-        # fast path reads (the first of each, as ``fast_accept._fields`` takes them) and the
-        # framing ones. A pattern over the lines cost several times these searches.
-        low = b"\n" + block.lower()
-        for refused in _LEAN_REFUSED:
-            if refused in low:
-                return False
-        length = _lean_value(low, block, b"\ncontent-length:")
-        if length is None or not length.isdigit() or _twice(low, b"\ncontent-length:"):
-            return False
-        connection = _lean_value(low, block, b"\nconnection:")
-        if connection is not None and (
-            connection.lower() != b"keep-alive" or _twice(low, b"\nconnection:")
+        last = self._lean_last
+        if (
+            last is not None
+            and block.startswith(last.before)
+            and block.endswith(last.after)
+            and len(block) > len(last.before) + len(last.after)
         ):
-            return False
-        authorization = _lean_value(low, block, b"\nauthorization:")
-        idempotency_key = _lean_value(low, block, b"\nidempotency-key:")
+            # The head this connection sent last time, but perhaps for the length's digits
+            # (clients repeat theirs): checked then, so only the new digits are.
+            length = block[len(last.before) : len(block) - len(last.after)]
+            if not length.isdigit() or len(length) > _LEAN_LENGTH_DIGITS:
+                return False
+            authorization, idempotency_key = last.authorization, last.idempotency_key
+        else:
+            if _LEAN_HEADER_LINES.fullmatch(block) is None:
+                return False
+            # Only the lines that matter are looked at, found by their names in a lower-cased
+            # copy (each line then starts after an LF, the first one too): the three fields
+            # the fast path reads (the first of each, as ``fast_accept._fields`` takes them)
+            # and the framing ones. A pattern over the lines cost several times these
+            # searches.
+            low = b"\n" + block.lower()
+            for refused in _LEAN_REFUSED:
+                if refused in low:
+                    return False
+            span = _lean_span(low, block, b"\ncontent-length:")
+            if span is None or _twice(low, b"\ncontent-length:"):
+                return False
+            length = block[span[0] : span[1]]
+            if not length.isdigit() or len(length) > _LEAN_LENGTH_DIGITS:
+                return False
+            connection = _lean_value(low, block, b"\nconnection:")
+            if connection is not None and (
+                connection.lower() != b"keep-alive" or _twice(low, b"\nconnection:")
+            ):
+                return False
+            authorization = _lean_value(low, block, b"\nauthorization:")
+            idempotency_key = _lean_value(low, block, b"\nidempotency-key:")
+            self._lean_last = _LeanHead(
+                block[: span[0]], block[span[1] :], authorization, idempotency_key
+            )
         if len(data) != end + 4 + int(length):
             return False
         self._unset_keepalive_if_required()
@@ -337,6 +360,39 @@ def _lean_value(low: bytes, block: bytes, needle: bytes) -> bytes | None:
         return None
     start = at + len(needle)
     return block[start - 1 : low.index(b"\r", start) - 1].strip(b" \t")
+
+
+def _lean_span(low: bytes, block: bytes, needle: bytes) -> tuple[int, int] | None:
+    """Where ``_lean_value``'s value is in ``block`` (start and end, trimmed); ``None`` when
+    there is none."""
+    at = low.find(needle)
+    if at < 0:
+        return None
+    start = at + len(needle) - 1
+    end = low.index(b"\r", start + 1) - 1
+    while start < end and block[start] in _BLANKS:
+        start += 1
+    while end > start and block[end - 1] in _BLANKS:
+        end -= 1
+    return start, end
+
+
+#: Spaces and tabs, as bytes' values (what ``_lean_span`` trims).
+_BLANKS = frozenset(b" \t")
+
+#: The most digits a lean request's ``Content-Length`` has (more is uvicorn's to refuse; and
+#: ``int`` refuses over 4,300 digits).
+_LEAN_LENGTH_DIGITS = 15
+
+
+class _LeanHead(NamedTuple):
+    """A connection's last lean head, split around its ``Content-Length`` digits, and the
+    two fields read from it."""
+
+    before: bytes
+    after: bytes
+    authorization: bytes | None
+    idempotency_key: bytes | None
 
 
 def _twice(low: bytes, needle: bytes) -> bool:

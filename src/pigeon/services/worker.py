@@ -131,6 +131,13 @@ class JobRunner:
             for kind, handler in self._handlers.items()
             if isinstance(handler, BatchRunning)
         }
+        #: The kinds whose handler prefetches (decided once: a runtime protocol check walks
+        #: the protocol's members, which cost every claim a few microseconds).
+        self._prefetchers: dict[str, Prefetching] = {}
+        for kind, each in self._handlers.items():
+            handler: object = each  # a handler may also prefetch
+            if isinstance(handler, Prefetching):
+                self._prefetchers[kind] = handler
         self._clock = clock
         self._owner = owner
         self._concurrency = concurrency
@@ -272,9 +279,10 @@ class JobRunner:
         kinds: dict[str, list[Job]] = {}
         for job in jobs:
             kinds.setdefault(job.kind, []).append(job)
+        prefetchers = self._prefetchers
         for kind, batch in kinds.items():
-            handler: object = self._handlers.get(kind)
-            if isinstance(handler, Prefetching):
+            handler = prefetchers.get(kind)
+            if handler is not None:
                 try:
                     await handler.prefetch(batch)
                 except Exception:

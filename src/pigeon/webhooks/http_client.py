@@ -94,6 +94,8 @@ _HEADER_ROLES: Final = {
     "transfer-encoding": -1,
 }
 _QUERY_SAFE: Final = _PATH_SAFE + "?"
+#: A request head's template, which of the caller's headers it leaves out, and its target.
+_Layout = tuple[str, tuple[bool, ...], "Target"]
 
 
 class HttpClientError(Exception):
@@ -502,6 +504,8 @@ class HttpClient:
         self._targets: dict[str, Target] = {}
         self._starts: dict[Target, str] = {}  # head starts with every default header
         self._header_roles: dict[str, int] = {}
+        #: Head templates by target (its identity: targets are kept while this is) and names.
+        self._layouts: dict[tuple[int, tuple[str, ...]], _Layout] = {}
         self._hosts: dict[tuple[str, str, int], _Host] = {}
         self._idle: dict[_Connection, None] = {}  # every host's, oldest first
         self._connections: set[_Connection] = set()
@@ -533,6 +537,7 @@ class HttpClient:
             if len(self._targets) >= _TARGET_CACHE_SIZE:
                 self._targets.clear()
                 self._starts.clear()
+                self._layouts.clear()
             self._targets[url] = target
         return target
 
@@ -542,29 +547,52 @@ class HttpClient:
         ``Host``, ``User-Agent`` (ours), ``Content-Type`` (``application/octet-stream``) and the
         URL's credentials are sent unless the caller gives them; ``Content-Length`` is always
         ours. Raises ``ValueError`` for a header that would break the request apart.
+
+        The head's layout (which names are sent, which defaults they replace) is worked out
+        once per target and list of names, as a template the values are put into: a webhook's
+        four headers are the same names on every delivery.
         """
+        names = tuple(headers)
+        layout = self._layouts.get((id(target), names))
+        if layout is None or layout[2] is not target:
+            layout = self._layout(target, names)
+        template, dropped, _ = layout
+        values = tuple(headers.values())
+        if dropped:
+            values = tuple(value for value, drop in zip(values, dropped, strict=True) if not drop)
+        text = "".join(values)
+        if "\n" in text or "\r" in text or "\0" in text:
+            raise ValueError("a newline, carriage return or NUL in an HTTP header value")
+        return (template % (length, *values)).encode("utf-8", "surrogateescape")
+
+    def _layout(self, target: Target, names: tuple[str, ...]) -> _Layout:
+        """The head's template for ``names`` (``%``-placeholders: the length, then each sent
+        header's value), which of the names are not sent (ours to state), and the target (held:
+        its identity keys the layout)."""
         roles = self._header_roles
-        own = []
         given = 0
-        for name, value in headers.items():
+        lines = []
+        dropped = []
+        for name in names:
             role = roles.get(name)
             if role is None:
                 role = self._learn_header(name)
-            if role < 0:
-                continue  # the body's length is ours to state
-            given |= role
-            own.append(f"{name}: {value}\r\n")
-        block = "".join(own)
-        if block.count("\n") != len(own) or block.count("\r") != len(own) or "\0" in block:
-            raise ValueError("a newline, carriage return or NUL in an HTTP header value")
+            dropped.append(role < 0)
+            if role >= 0:
+                given |= role
+                lines.append(name.replace("%", "%%") + ": %s\r\n")
         start: str | None = None if given & _OVERRIDES else self._starts.get(target)
         if start is None:
             start = self._head_start(target, given)
             if not given & _OVERRIDES:
                 self._starts[target] = start
         ctype = "" if given & _CONTENT_TYPE else "Content-Type: application/octet-stream\r\n"
-        head = f"{start}{ctype}Content-Length: {length}\r\n{block}\r\n"
-        return head.encode("utf-8", "surrogateescape")
+        template = start.replace("%", "%%") + ctype + "Content-Length: %d\r\n" + "".join(lines)
+        layout = (template + "\r\n", tuple(dropped) if any(dropped) else (), target)
+        if len(self._layouts) >= _TARGET_CACHE_SIZE:
+            self._layouts.clear()
+        self._layouts[(id(target), names)] = layout
+        return layout
 
     def _head_start(self, target: Target, given: int) -> str:
         """The request line and the default headers the caller did not give."""

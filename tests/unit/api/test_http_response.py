@@ -59,3 +59,24 @@ def test_headers_uvicorn_would_refuse_are_refused(
     is a default or the answer's own."""
     with pytest.raises(RuntimeError, match=f"Invalid HTTP header {error}"):
         http_protocol._response(defaults, answer, keep_alive=True)
+
+
+@pytest.mark.parametrize(
+    ("line", "value"),
+    [
+        (b"Content-Length: 42", b"42"),
+        (b"content-length:42", b"42"),
+        (b"content-length: \t 42 \t", b"42"),
+        (b"content-length:", b""),
+    ],
+)
+def test_a_length_span_is_its_trimmed_value(line: bytes, value: bytes) -> None:
+    """The span of a head's length covers its value without the blanks around it, as the
+    value read by name is trimmed: the repeated-head check compares what lies around it."""
+    block = b"host: x\r\n" + line + b"\r\naccept: */*\r\n"
+    low = b"\n" + block.lower()
+    span = http_protocol._lean_span(low, block, b"\ncontent-length:")
+    assert span is not None
+    assert block[span[0] : span[1]] == value
+    assert value == http_protocol._lean_value(low, block, b"\ncontent-length:")
+    assert http_protocol._lean_span(low, block, b"\nexpect:") is None

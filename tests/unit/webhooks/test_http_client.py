@@ -163,6 +163,33 @@ async def test_heads_with_the_same_header_names_differ_only_by_their_values() ->
         assert fields["content-type"] == "text/plain"
 
 
+async def test_percent_signs_in_the_path_names_and_values_are_sent_as_they_are() -> None:
+    """The head's kept template treats ``%`` in the request target, a header name and a
+    value as text, on the first request and on a repeat."""
+    client = _client()
+    target = client.target("http://h/a%20b")
+    for _ in range(2):
+        first, fields = _fields(client.encode_head(target, {"X%y": "50% %s %d"}, 4))
+        assert first == "POST /a%20b HTTP/1.1"
+        assert fields["x%y"] == "50% %s %d"
+        assert fields["content-length"] == "4"
+
+
+async def test_each_target_gets_its_own_head_with_the_same_names() -> None:
+    """Two targets asked with the same header names each get their own host and path, also
+    a target made anew for a URL the client was asked before."""
+    client = _client()
+    for url, host, path in [
+        ("http://one/x", "one", "/x"),
+        ("http://two:8080/y", "two:8080", "/y"),
+        ("http://one/x", "one", "/x"),
+    ]:
+        for target in (client.target(url), parse_target(url)):
+            first, fields = _fields(client.encode_head(target, {"Webhook-Id": "e"}, 1))
+            assert first == f"POST {path} HTTP/1.1"
+            assert fields["host"] == host
+
+
 # --- response parsing ---------------------------------------------------------------------------
 
 
