@@ -244,8 +244,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 connection.lower() != b"keep-alive" or _twice(low, b"\nconnection:")
             ):
                 return False
-            authorization = _lean_value(low, block, b"\nauthorization:")
-            idempotency_key = _lean_value(low, block, b"\nidempotency-key:")
+            authorization_value = _lean_value(low, block, b"\nauthorization:")
+            idempotency_value = _lean_value(low, block, b"\nidempotency-key:")
+            authorization = (
+                None if authorization_value is None else authorization_value.decode("latin-1")
+            )
+            idempotency_key = (
+                None if idempotency_value is None else idempotency_value.decode("latin-1")
+            )
             self._lean_last = _LeanHead(
                 block[: span[0]], block[span[1] :], authorization, idempotency_key
             )
@@ -262,8 +268,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         turn.append(
             _LeanRequest(
                 self._direct,
-                None if authorization is None else authorization.decode("latin-1"),
-                None if idempotency_key is None else idempotency_key.decode("latin-1"),
+                authorization,
+                idempotency_key,
                 length.decode("latin-1"),
                 block,
                 data[end + 4 :],
@@ -391,8 +397,8 @@ class _LeanHead(NamedTuple):
 
     before: bytes
     after: bytes
-    authorization: bytes | None
-    idempotency_key: bytes | None
+    authorization: str | None
+    idempotency_key: str | None
 
 
 def _twice(low: bytes, needle: bytes) -> bool:
