@@ -894,6 +894,32 @@ async def test_an_idle_connection_closes_after_the_keep_alive_time(
 
 
 @ON_SQLITE
+async def test_a_busy_connection_outlives_the_keep_alive_time_then_closes_when_idle(
+    apps: Apps, lean_turns: list[int]
+) -> None:
+    """A connection that sends a request every 50 ms stays open past several keep-alive
+    times (0.2 s); once it stops, it is closed the keep-alive time after its last answer,
+    not sooner."""
+    async with serving(apps.fast, timeout_keep_alive=0.2) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        try:
+            started = loop.time()
+            while loop.time() - started < 0.7:
+                writer.write(_request(json_step(HI), "busy"))
+                assert (await _response(reader)).status == 202
+                await asyncio.sleep(0.05)
+            writer.write(_request(json_step(HI), "last"))
+            assert (await _response(reader)).status == 202
+            answered = loop.time()
+            assert await asyncio.wait_for(reader.read(), timeout=10) == b""
+            assert loop.time() - answered >= 0.18  # the timer's own rounding aside
+        finally:
+            writer.close()
+    assert sum(lean_turns) >= 8
+
+
+@ON_SQLITE
 async def test_a_crash_over_a_socket_is_the_same_logged_500(
     services: ApiServices, lean_turns: list[int], capsys: pytest.CaptureFixture[str]
 ) -> None:

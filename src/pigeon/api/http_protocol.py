@@ -156,6 +156,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _lean_closing = False
     #: The last head taken without the parser, split around its length (``_lean``).
     _lean_last: _LeanHead | None = None
+    #: Since when (the loop's time) the connection has waited for a request after a lean
+    #: answer; ``None`` while a request is under way.
+    _lean_idle_since: float | None = None
+    #: The timer that closes the connection once it has been idle that long: armed at most
+    #: once per keep-alive period and checked when it fires, instead of a timer made and
+    #: cancelled for every request (``_lean_answered``).
+    _lean_keep_alive: asyncio.TimerHandle | None = None
 
     def connection_made(  # type: ignore[override]  # uvicorn narrows it to Transport too
         self, transport: asyncio.Transport
@@ -169,6 +176,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def data_received(self, data: bytes) -> None:
+        self._lean_idle_since = None
         if self._lean_pending:  # answered in order: after the pending answer is written
             if self._lean_held is None:
                 self._lean_held = []
@@ -291,9 +299,34 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self.flow.resume_reading()
             self.data_received(b"".join(held))
         elif self.cycle is None or self.cycle.response_complete:
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+            # Idle from now: the keep-alive timeout runs from here, as after uvicorn's
+            # answers, but its timer is armed only when none is (a busy connection keeps
+            # one, which finds it busy when it fires).
+            self._lean_idle_since = self.loop.time()
+            if self._lean_keep_alive is None:
+                self._lean_keep_alive = self.loop.call_later(
+                    self.timeout_keep_alive, self._lean_keep_alive_check
+                )
+
+    def _lean_keep_alive_check(self) -> None:
+        """The keep-alive timer of lean answers: close the connection if it has been idle
+        for the keep-alive time, else wait for the rest of it (a request under way re-arms
+        it with its answer)."""
+        self._lean_keep_alive = None
+        since = self._lean_idle_since
+        if since is None:
+            return
+        remaining = since + self.timeout_keep_alive - self.loop.time()
+        if remaining <= 0:
+            self.timeout_keep_alive_handler()
+        else:
+            self._lean_keep_alive = self.loop.call_later(remaining, self._lean_keep_alive_check)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._lean_keep_alive is not None:
+            self._lean_keep_alive.cancel()
+            self._lean_keep_alive = None
+        super().connection_lost(exc)
 
     def shutdown(self) -> None:
         if self._lean_pending:
