@@ -533,6 +533,21 @@ async def test_the_wal_sync_process_reports_a_failed_sync_as_an_os_error() -> No
     assert process.usable is False
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux's scheduling policies")
+async def test_the_wal_sync_process_runs_as_a_batch_task(tmp_path: Path) -> None:
+    """The sync child asks Linux to schedule it as a batch task (ADR 52): a sync request
+    does not preempt the writer that sent it, and the child still answers it."""
+    wal = tmp_path / "pigeon.db-wal"
+    wal.write_bytes(b"frames")
+    process = WalSyncProcess(str(wal))
+    try:
+        await asyncio.wait_for(process.sync(), 10)  # started: the policy is set before this
+        assert os.sched_getscheduler(process.pid) == os.SCHED_BATCH
+        assert os.sched_getscheduler(0) != os.SCHED_BATCH  # the writer keeps its own
+    finally:
+        process.close()
+
+
 def test_wal_file_follows_the_file_at_its_path(tmp_path: Path) -> None:
     """``WalFile`` syncs the file now at its path: opened again when the WAL was made anew,
     and the database file itself when the WAL is gone (its frames were checkpointed)."""

@@ -85,9 +85,24 @@ def serve_syncs(sock: socket.socket, path: str) -> None:
         wal.close()
 
 
+def run_as_batch() -> bool:
+    """Schedule this process as a batch task (Linux's ``SCHED_BATCH``; ADR 52): when a sync
+    request wakes it, it does not preempt the process running on the core, but runs when
+    that one sleeps or its time slice ends. Whether the policy took (not on other systems)."""
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is None or not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError:
+        return False
+    return True
+
+
 def main(argv: list[str]) -> None:
     """``wal_file.py FD PATH``: serve sync requests on the inherited socket ``FD``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    run_as_batch()
     fd, path = int(argv[0]), argv[1]
     with socket.socket(fileno=fd) as sock:
         serve_syncs(sock, path)
