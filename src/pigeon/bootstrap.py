@@ -408,6 +408,15 @@ class _Lane:
     ceiling_grace: timedelta | None = None
 
 
+def claims_otps(settings: Settings) -> bool:
+    """Whether this process's job runner claims the urgent lane's dispatch jobs (OTPs): then
+    its WAL syncs, which its claims wait for, are not background work (ADR 52)."""
+    if settings.job_lane == "regular":
+        return False
+    kinds = settings.job_kinds_wanted
+    return not kinds or "dispatch" in kinds
+
+
 def _lane(settings: Settings) -> _Lane:
     """An OTP worker takes urgent jobs only; the other workers leave them to it unless one
     has waited ``worker_urgent_takeover_seconds``."""
@@ -450,6 +459,7 @@ async def open_gateway(
         writer_tasks=writer_tasks(settings),
         max_batch=writer_batch(settings),
         synchronous_commit=settings.synchronous_commit,
+        background_syncs=not claims_otps(settings),
     )
     messages = SqlMessageStore(database, clock)
     accounts = SqlAccountStore(database)

@@ -29,3 +29,32 @@ async def test_the_gateways_writer_runs_the_transactions_at_once_it_is_set_to(
         assert gateway.database.writer.task_count == (1 if sqlite else expected)
     finally:
         await gateway.close()
+
+
+@pytest.mark.parametrize(
+    ("job_lane", "job_kinds", "background"),
+    [
+        ("regular", "", True),  # a regular worker beside OTP workers
+        ("all", "webhook,notify", True),  # serve beside its workers
+        ("urgent", "dispatch", False),  # an OTP worker
+        ("all", "", False),  # serve alone, or a worker without OTP workers: it takes OTPs
+    ],
+)
+async def test_the_wal_syncs_are_background_work_where_no_otp_is_claimed(
+    tmp_path: Path, job_lane: str, job_kinds: str, background: bool
+) -> None:
+    """A process syncs its WAL through a batch task (ADR 52) unless its runner claims OTPs,
+    whose claims wait for those syncs."""
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'pigeon.db'}",
+        run_smpp=False,
+        run_workers=False,
+        job_lane=job_lane,
+        job_kinds=job_kinds,
+    )
+    gateway = await open_gateway(settings)
+    try:
+        assert gateway.database.writer.background_syncs is background
+    finally:
+        await gateway.close()

@@ -482,6 +482,7 @@ async def connect(
     inline_commit_below: float = INLINE_COMMIT_BELOW_SECONDS,
     synchronous_commit: bool = True,
     sync_wal_after_commit: bool = True,
+    background_syncs: bool = False,
 ) -> Database:
     """Open the database at ``url`` and start its writer (the schema must be migrated).
 
@@ -494,7 +495,8 @@ async def connect(
     COMMIT, outside the write lock and in its thread, and answers callers after that (ADR 30).
     ``synchronous_commit``: off, a COMMIT returns before its log is on disk (SQLite
     ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): it survives Pigeon's crash,
-    not the database's or the machine's.
+    not the database's or the machine's. ``background_syncs``: SQLite's WAL sync process runs
+    as a batch task (ADR 52): its wake-ups do not preempt the running process.
     """
     sa_url = normalise_url(url)
     owned: tuple[Engine | AsyncEngine, ...]
@@ -522,6 +524,7 @@ async def connect(
             inline_commit_below=inline_commit_below,
             busy_timeout=busy_timeout,
             sync_wal_after_commit=sync_wal_after_commit,
+            background_syncs=background_syncs,
         )
         database = Database(
             sa_url,

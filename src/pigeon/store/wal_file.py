@@ -18,6 +18,8 @@ from collections.abc import Callable
 SYNC = b"s"
 SYNCED = b"\x00"
 FAILED = b"\x01"
+#: The argument that makes the child a batch task (``run_as_batch``).
+BATCH = "batch"
 
 
 class WalFile:
@@ -100,9 +102,11 @@ def run_as_batch() -> bool:
 
 
 def main(argv: list[str]) -> None:
-    """``wal_file.py FD PATH``: serve sync requests on the inherited socket ``FD``."""
+    """``wal_file.py FD PATH [batch]``: serve sync requests on the inherited socket ``FD``
+    (as a batch task with ``batch``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    run_as_batch()
+    if argv[2:] == [BATCH]:
+        run_as_batch()
     fd, path = int(argv[0]), argv[1]
     with socket.socket(fileno=fd) as sock:
         serve_syncs(sock, path)

@@ -35,7 +35,8 @@ class WalSyncProcessGone(OSError):
 
 
 class WalSyncProcess:
-    """A child process that syncs one WAL file on request, one sync at a time.
+    """A child process that syncs one WAL file on request, one sync at a time; with
+    ``batch``, scheduled as a batch task (ADR 52: its wake-ups do not preempt the writer).
 
     ``sync()`` sends the request and returns a future of the event loop it was called on,
     resolved when the child answers: ``None`` once the WAL is durable, the ``OSError`` the
@@ -44,12 +45,15 @@ class WalSyncProcess:
     at the terminal leaves the writer's last syncs to finish.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, batch: bool = False) -> None:
         self.path = path
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        command = [sys.executable, "-I", "-S", wal_file.__file__, str(theirs.fileno()), path]
+        if batch:
+            command.append(wal_file.BATCH)
         try:
             self._process = subprocess.Popen(  # noqa: S603 - our own script, no shell
-                [sys.executable, "-I", "-S", wal_file.__file__, str(theirs.fileno()), path],
+                command,
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

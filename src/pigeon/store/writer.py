@@ -202,6 +202,7 @@ class Writer:
         inline_commit_below: float = INLINE_COMMIT_BELOW_SECONDS,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         sync_wal_after_commit: bool = True,
+        background_syncs: bool = False,
     ) -> None:
         if max_batch < 1 or tasks < 1:
             raise ValueError("max_batch and tasks must be at least 1")
@@ -248,6 +249,9 @@ class Writer:
         #: write lock and off the loop, where the connection is set to sync it at COMMIT
         #: (ADR 30); off, SQLite syncs inside COMMIT (ADR 15 decides where that runs).
         self.sync_wal_after_commit = sync_wal_after_commit
+        #: Whether the WAL sync process is a batch task (ADR 52): its wake-ups do not preempt
+        #: the running process (off for the OTP lane, whose claims wait for their syncs).
+        self.background_syncs = background_syncs
         #: How the WAL's file is made durable in the writer's thread (tests wrap it).
         self.sync_file: Callable[[int], None] = os.fdatasync
         #: Whether the WAL is synced by a child process (``WalSyncProcess``, ADR 36) rather
@@ -556,7 +560,7 @@ class Writer:
             process = self._sync_process = None
         if process is None and self.sync_in_process:
             try:
-                process = self._sync_process = WalSyncProcess(wal.path)
+                process = self._sync_process = WalSyncProcess(wal.path, batch=self.background_syncs)
             except Exception:  # no interpreter to run, no process left: the thread syncs
                 log.exception("writer: the WAL sync process did not start; syncing in a thread")
                 self.sync_in_process = False
