@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from pigeon.clock import SystemClock
+from pigeon.clock import SystemClock, TurnClock
 from pigeon.config import (
     ConfigError,
     ConnectorConfig,
@@ -450,6 +450,9 @@ async def open_gateway(
     if migrate_store:
         await migrate(url)
     clock = SystemClock()
+    # For the work a turn of the loop does many of at once (accepts, webhook attempts): one
+    # instant per turn, so that its stored and public forms are made once (``TurnClock``).
+    turn_clock = TurnClock(clock)
     ids = UlidFactory()
     # PostgreSQL: a few batches in flight at once, so one batch's round trips and commit do
     # not hold up the next; one at a time in the regular workers (ADR 38). SQLite has one
@@ -538,7 +541,7 @@ async def open_gateway(
             sender,
             signature_headers,
             callback_secrets,
-            clock,
+            turn_clock,
             ids,
             endpoints=directory,
             slots_per_host=settings.webhook_slots_per_host,
@@ -568,7 +571,7 @@ async def open_gateway(
     )
     accept = AcceptMessage(
         messages,
-        clock,
+        turn_clock,
         ids,
         recorder,
         AcceptPolicy(

@@ -276,6 +276,32 @@ async def test_a_message_awaits_its_receipt_until_its_deadline_without_a_job(
     assert "expire" not in await pipeline.stores.queue.pending()
 
 
+async def test_accepts_at_one_instant_get_the_deadlines_of_their_own_validity(
+    pipeline: Pipeline,
+) -> None:
+    """Messages accepted at one instant expire, and await their receipts, after their own
+    validity (the accept keeps the last message's deadlines for the next with the same start
+    and validity only); a later instant or a ``send_at`` makes new ones."""
+    clock = pipeline.stores.clock
+    grace = timedelta(minutes=10)
+    now = clock.now()
+    sends = [
+        await pipeline.send(validity_seconds=600),
+        await pipeline.send(validity_seconds=600),
+        await pipeline.send(validity_seconds=900),
+        await pipeline.send(validity_seconds=600, send_at=now + timedelta(minutes=5)),
+    ]
+    clock.advance(30)
+    sends.append(await pipeline.send(validity_seconds=600))
+    starts = [now, now, now, now + timedelta(minutes=5), now + timedelta(seconds=30)]
+    validities = [600, 600, 900, 600, 600]
+    for message, start, validity in zip(sends, starts, validities, strict=True):
+        stored = await pipeline.stores.messages.get_message(message.id)
+        assert stored is not None
+        expires_at = start + timedelta(seconds=validity)
+        assert (stored.expires_at, stored.receipt_due_at) == (expires_at, expires_at + grace)
+
+
 async def test_the_sweep_ends_only_waits_that_are_due(pipeline: Pipeline, factory: Factory) -> None:
     """The sweep makes a sent message whose receipt is overdue unknown, leaves one not yet due
     and one whose status moved on, and reads no deadline twice; the one not yet due is swept
