@@ -33,6 +33,12 @@ WEBHOOK_STATUSES = frozenset(
 _ISO_SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}
 _ISO_SECONDS_MAX = 4096
 _ISO_MILLISECONDS = tuple(f".{millisecond:03d}Z" for millisecond in range(1000))
+#: The whole text of recent UTC instants: the accepts of one turn share theirs
+#: (``clock.TurnClock``), and a message's times read back from the store are the same
+#: objects for the same stored text (``store.tables.sqlite_utc``), so most are asked for
+#: again. Only UTC times: an equal instant at another offset has a text of its own.
+_ISO_TEXTS: dict[datetime, str] = {}
+_ISO_TEXTS_MAX = 4096
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -41,13 +47,19 @@ def iso(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is not UTC:  # kept only for UTC: equal instants may differ in offset
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    second = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
-    text = _ISO_SECONDS.get(second)
+    text = _ISO_TEXTS.get(moment)
     if text is None:
-        if len(_ISO_SECONDS) >= _ISO_SECONDS_MAX:
-            _ISO_SECONDS.clear()
-        text = _ISO_SECONDS[second] = moment.isoformat(timespec="seconds")[:19]
-    return text + _ISO_MILLISECONDS[moment.microsecond // 1000]
+        second = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+        text = _ISO_SECONDS.get(second)
+        if text is None:
+            if len(_ISO_SECONDS) >= _ISO_SECONDS_MAX:
+                _ISO_SECONDS.clear()
+            text = _ISO_SECONDS[second] = moment.isoformat(timespec="seconds")[:19]
+        text += _ISO_MILLISECONDS[moment.microsecond // 1000]
+        if len(_ISO_TEXTS) >= _ISO_TEXTS_MAX:
+            _ISO_TEXTS.clear()
+        _ISO_TEXTS[moment] = text
+    return text
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
