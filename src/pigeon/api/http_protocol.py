@@ -100,6 +100,16 @@ class CoalescedWrites:
         if self._pending_bytes >= FLUSH_BYTES:
             self.flush()
 
+    def write_whole(self, data: bytes) -> None:
+        """Write ``data``, a whole answer made in one piece, at once when nothing is gathered
+        (the turn's only write on this connection, as a lean answer is), else after what is.
+        Either way in the order written; at once it spares a callback per answer."""
+        if self._pending is None:
+            if not self._transport.is_closing():
+                self._transport.write(data)
+        else:
+            self.write(data)
+
     def writelines(self, list_of_data: Any) -> None:
         """Gather each of ``list_of_data`` in order."""
         for data in list_of_data:
@@ -145,6 +155,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     to ``uvicorn.Config(http=...)``."""
 
     _direct: FastAccept | None = None
+    #: The transport uvicorn's side writes to (``CoalescedWrites``), for answers made whole.
+    _coalesced: CoalescedWrites | None = None
     #: Whether whole ``POST /v1/messages`` requests may skip uvicorn's parser (``_lean``).
     _lean_ok = False
     #: uvicorn's parser is inside a request (between its first byte and its end).
@@ -167,7 +179,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(  # type: ignore[override]  # uvicorn narrows it to Transport too
         self, transport: asyncio.Transport
     ) -> None:
-        coalesced = CoalescedWrites(transport, asyncio.get_running_loop())
+        coalesced = self._coalesced = CoalescedWrites(transport, asyncio.get_running_loop())
         super().connection_made(coalesced)  # type: ignore[arg-type]  # a Transport in all it uses
         logs_access = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
         self._direct = None if logs_access else _fast_accept_of(self.app)
@@ -546,7 +558,11 @@ async def _deliver_lean(
             content, keep_alive = _response(
                 protocol.server_state.default_headers, answer, keep_alive=True
             )
-            protocol.transport.write(content)
+            coalesced = protocol._coalesced
+            if coalesced is not None:
+                coalesced.write_whole(content)
+            else:
+                protocol.transport.write(content)
     except Exception as exc:
         protocol.logger.error("Exception in ASGI application\n", exc_info=exc)
         keep_alive = False

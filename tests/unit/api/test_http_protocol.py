@@ -125,3 +125,36 @@ async def test_everything_else_is_the_transports_own() -> None:
     coalesced = CoalescedWrites(inner, asyncio.get_running_loop())
     assert coalesced.get_extra_info("sockname") == ("127.0.0.1", 8000)
     assert coalesced.wrapped is inner
+
+
+async def test_a_whole_answer_goes_out_at_once_when_nothing_is_gathered() -> None:
+    """An answer made whole is written at once on a connection with nothing gathered, and
+    nothing is left for the turn's end."""
+    inner = RecordingTransport()
+    coalesced = CoalescedWrites(inner, asyncio.get_running_loop())
+    coalesced.write_whole(b"HTTP/1.1 202 Accepted\r\n\r\n{}")
+    assert inner.writes == [b"HTTP/1.1 202 Accepted\r\n\r\n{}"]
+    assert coalesced.get_write_buffer_size() == 7
+    await _next_turn()
+    assert len(inner.writes) == 1
+
+
+async def test_a_whole_answer_follows_what_is_gathered() -> None:
+    """After bytes gathered in the same turn, an answer made whole waits its turn behind
+    them: the connection's bytes keep their order, in one write."""
+    inner = RecordingTransport()
+    coalesced = CoalescedWrites(inner, asyncio.get_running_loop())
+    coalesced.write(b"first;")
+    coalesced.write_whole(b"second")
+    assert inner.writes == []
+    await _next_turn()
+    assert inner.writes == [b"first;second"]
+
+
+async def test_a_whole_answer_is_dropped_on_a_closing_transport() -> None:
+    """A whole answer for a peer that has gone is dropped, as gathered bytes are."""
+    inner = RecordingTransport()
+    coalesced = CoalescedWrites(inner, asyncio.get_running_loop())
+    inner.closing = True
+    coalesced.write_whole(b"late")
+    assert inner.writes == []
