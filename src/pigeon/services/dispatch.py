@@ -36,6 +36,7 @@ from pigeon.ports import (
     SubmitResult,
     SubmitStarting,
 )
+from pigeon.services.completions import Completions
 from pigeon.services.events import EventRecorder
 from pigeon.services.worker import JobBatch
 from pigeon.telemetry import SUBMIT_ERRORS
@@ -228,6 +229,8 @@ class DispatchMessage:
         #: Messages waiting for a slot, by candidate, in their order; one slot wait each.
         deferred: dict[str, list[_Started]] = {}
         waits: dict[asyncio.Future[Any], str] = {}
+        #: The submits and the slot waits, as they complete.
+        completions = Completions()
         for job in batch.jobs:
             message_id = str(job.payload["message_id"])
             message = self._prefetched.get(message_id)
@@ -273,6 +276,7 @@ class DispatchMessage:
             if future is not None:
                 del self._prefetched[message_id]
                 pending[future] = started
+                completions.watch(future)
                 continue
             wait = connector.slot_wait(message)
             if wait is None:
@@ -280,6 +284,7 @@ class DispatchMessage:
             else:
                 deferred[candidate] = [started]
                 waits[wait] = candidate
+                completions.watch(wait)
         waited_since = asyncio.get_running_loop().time() if waits else 0.0
         #: Waves of ``sent`` changes being written while the batch takes further answers.
         writes: list[asyncio.Task[None]] = []
@@ -288,10 +293,7 @@ class DispatchMessage:
                 timeout = None
                 if waits:
                     timeout = waited_since + DEFERRED_WAIT - asyncio.get_running_loop().time()
-                watched: list[asyncio.Future[Any]] = [*pending, *waits]
-                done, _ = await asyncio.wait(
-                    watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
+                done = await completions.next(timeout)
                 if not done:  # no slot within DEFERRED_WAIT: the rest wait on their own
                     for wait in waits:
                         wait.cancel()
@@ -305,13 +307,19 @@ class DispatchMessage:
                 for future in done:
                     candidate = waits.pop(future, None)
                     if candidate is not None:
-                        self._start_deferred(batch, candidate, deferred, starters, pending, waits)
+                        self._start_deferred(
+                            batch, candidate, deferred, starters, pending, waits, completions
+                        )
                         continue
-                    started = pending.pop(future)
+                    submitted = pending.pop(future, None)
+                    if submitted is None:  # a slot wait given up (cancelled) earlier
+                        continue
                     if not future.cancelled() and future.exception() is None:
-                        sent.append((started, future.result()))
+                        sent.append((submitted, future.result()))
                     else:  # failover, retries and failures as ``__call__`` handles them
-                        batch.alone(started.job, functools.partial(self._resume, started, future))
+                        batch.alone(
+                            submitted.job, functools.partial(self._resume, submitted, future)
+                        )
                 if not sent:
                     continue
                 if pending or waits:
@@ -334,6 +342,7 @@ class DispatchMessage:
         starters: dict[str, SubmitStarting | None],
         pending: dict[asyncio.Future[SubmitResult], _Started],
         waits: dict[asyncio.Future[Any], str],
+        completions: Completions,
     ) -> None:
         """A slot of ``candidate`` freed: start its waiting messages in their order while
         they start; the first that does not waits again (``slot_wait``) or, if no slot is
@@ -347,11 +356,13 @@ class DispatchMessage:
                 waiting.pop(0)
                 self._prefetched.pop(started.message.id, None)
                 pending[future] = started
+                completions.watch(future)
                 continue
             wait = None if connector is None else connector.slot_wait(started.message)
             if wait is not None:
                 deferred[candidate] = waiting
                 waits[wait] = candidate
+                completions.watch(wait)
                 return
             waiting.pop(0)
             batch.alone(started.job)

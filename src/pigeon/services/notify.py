@@ -41,6 +41,7 @@ from pigeon.ports import (
     WebhookSender,
     WebhookStore,
 )
+from pigeon.services.completions import Completions
 from pigeon.services.representation import iso
 from pigeon.services.worker import JobBatch
 from pigeon.telemetry import WEBHOOK_ATTEMPTS, WEBHOOK_POSTPONED
@@ -497,13 +498,17 @@ class DeliverWebhook:
         shares = self._shares
         #: Waits for a receiver's connections, by URL, while none of the batch's are busy.
         watches: dict[asyncio.Future[None], str] = {}
+        #: The posts and the waits for connections, as they complete.
+        completions = Completions()
+        for started in pending:
+            completions.watch(started)
         loop = asyncio.get_running_loop()
         watched_since = 0.0
         if starting is not None:
-            self._start_waiting(starting.start_send, waiting, pending)
+            self._start_waiting(starting.start_send, waiting, pending, completions)
             if waiting and not pending:
                 watched_since = loop.time()
-                self._watch_connections(starting, batch, waiting, watches)
+                self._watch_connections(starting, batch, waiting, watches, completions)
         if postponed:  # while the first posts are under way
             try:
                 await self._postpone(postponed)
@@ -517,10 +522,7 @@ class DeliverWebhook:
             timeout = None
             if watches:
                 timeout = max(0.0, watched_since + CONNECTION_WAIT - loop.time())
-            watched: list[asyncio.Future[Any]] = [*pending, *watches]
-            done, _ = await asyncio.wait(
-                watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
+            done = await completions.next(timeout)
             if not done:  # no connection came free in time: the rest go on on their own
                 for watch in watches:
                     watch.cancel()
@@ -532,7 +534,10 @@ class DeliverWebhook:
                 if sending in watches:
                     del watches[sending]
                     continue
-                job, delivery = pending.pop(sending)
+                posted = pending.pop(sending, None)
+                if posted is None:  # a wait for connections given up (cancelled) earlier
+                    continue
+                job, delivery = posted
                 shares.give(shares.origin(delivery.url), time.perf_counter() - delivery.started)
                 status: int | None = None
                 error: str | None = None
@@ -553,10 +558,10 @@ class DeliverWebhook:
                         job, functools.partial(self._conclude, job, delivery, status, error)
                     )
             if waiting and starting is not None:  # on the connections these answers freed
-                self._start_waiting(starting.start_send, waiting, pending)
+                self._start_waiting(starting.start_send, waiting, pending, completions)
                 if waiting and not pending:
                     watched_since = loop.time()
-                    self._watch_connections(starting, batch, waiting, watches)
+                    self._watch_connections(starting, batch, waiting, watches, completions)
             if delivered:
                 outcomes = await self._webhooks.record_attempt_each(
                     [(attempt, (job.id, job.lease_owner)) for job, attempt in delivered]
@@ -587,6 +592,7 @@ class DeliverWebhook:
         batch: JobBatch,
         waiting: deque[tuple[Job, str | None, str]],
         watches: dict[asyncio.Future[None], str],
+        completions: Completions,
     ) -> None:
         """Wait for connections to the receivers of the ``waiting`` deliveries not waited
         for yet (``watches``); the deliveries to a receiver that waiting would not help go
@@ -602,6 +608,7 @@ class DeliverWebhook:
                 hopeless.add(url)
             else:
                 watches[watch] = url
+                completions.watch(watch)
                 watched.add(url)
         if hopeless:
             kept = [item for item in waiting if str(item[0].payload["url"]) not in hopeless]
@@ -616,6 +623,7 @@ class DeliverWebhook:
         start: Callable[[str, Mapping[str, str], bytes, float], asyncio.Future[int] | None],
         waiting: deque[tuple[Job, str | None, str]],
         pending: dict[asyncio.Future[int], tuple[Job, _Delivery]],
+        completions: Completions,
     ) -> None:
         """Post the ``waiting`` deliveries that idle connections take now, in order; a URL
         that found none is not tried again in this pass (its host has none free)."""
@@ -628,6 +636,7 @@ class DeliverWebhook:
                 sending = start(url, delivery.headers, delivery.body, self._timeout)
                 if sending is not None:
                     pending[sending] = (job, delivery)
+                    completions.watch(sending)
                     continue
                 full.add(url)
             waiting.append(item)
