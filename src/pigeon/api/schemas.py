@@ -1,8 +1,9 @@
 """The wire schemas of the REST API: msgspec Structs for request bodies and responses.
 
 Request bodies are decoded strictly by ``decode_body`` (JSON types must match, unknown fields are
-refused). Message responses are built from ``services.representation.message_to_dict``, the one
-shape shared with webhooks.
+refused). Message responses have ``services.representation.message_to_dict``'s shape, the one
+shared with webhooks (``message_response`` makes it as a struct directly; a test holds the two
+equal).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from msgspec import UNSET, Meta, UnsetType
 
 from pigeon.api.problems import ApiError
 from pigeon.domain.errors import NotFound, ValidationError
-from pigeon.domain.messages import Category, Message, MessageStatus
+from pigeon.domain.messages import Category, Direction, Message, MessageStatus
+from pigeon.domain.pricing import Money
 from pigeon.ports import EventRecord, WebhookEndpoint
 from pigeon.services.accept import Preview, SendRequest
 from pigeon.services.representation import iso, message_to_dict
@@ -260,8 +262,31 @@ class Readiness(msgspec.Struct):
 
 
 def message_response(message: Message) -> MessageResponse:
-    """The public shape of ``message``."""
-    return msgspec.convert(message_to_dict(message), MessageResponse)
+    """The public shape of ``message``: ``message_to_dict``'s, made as the struct itself, by
+    position (every ``202`` makes one; the dict and its conversion cost about three times
+    as much). ``tests/unit/api`` holds the two equal."""
+    price = None
+    if message.price is not None and message.currency is not None:
+        price = Price(Money(message.price, message.currency).as_decimal_string(), message.currency)
+    return MessageResponse(
+        message.id,  # id
+        message.status,  # status
+        "outbound" if message.direction is Direction.MT else "inbound",  # direction
+        message.to,  # to
+        message.sender,  # sender ("from")
+        message.body,  # body
+        message.category,  # category
+        message.encoding,  # encoding
+        message.segments,  # segments
+        price,  # price
+        message.client_ref,  # client_ref
+        message.error_code,  # error_code
+        iso(message.send_at),  # send_at
+        iso(message.expires_at),  # expires_at
+        message.is_test,  # test
+        iso(message.created_at) or "",  # created_at
+        iso(message.updated_at) or "",  # updated_at
+    )
 
 
 def message_detail(message: Message, events: list[EventRecord]) -> MessageDetail:
