@@ -18,6 +18,7 @@ from pigeon.services.representation import (
     event_payload,
     event_type,
     message_to_dict,
+    webhook_body_of,
 )
 from pigeon.telemetry import MESSAGE_STATUS
 
@@ -288,25 +289,26 @@ class EventRecorder:
                 if not looked_up:
                     endpoints = self._endpoints.cached(tenant_id, fresh=fresh)
                     looked_up = True
-                if endpoints is None or callback_url or _wanted(endpoints, kind):
+                if endpoints is not None and (callback_url or _wanted(endpoints, kind)):
+                    # The deliveries themselves, written with the change (one job stage
+                    # less); the stored event keeps no payload. Their body is made
+                    # straight from the message and the change, without the dicts.
+                    body = webhook_body_of(event.id, kind, message, change)
+                    jobs.extend(webhook_jobs(event, endpoints, callback_url, body=body))
+                elif endpoints is None:  # nothing cached: a notify job reads them when it runs
                     if as_dict is None:  # what every change's data starts from
                         as_dict = message_to_dict(message)
                     payload = event_payload(message, change, as_dict)
-                    if endpoints is not None:
-                        # The deliveries themselves, written with the change (one job stage
-                        # less); the stored event keeps no payload.
-                        jobs.extend(webhook_jobs(event, endpoints, callback_url, payload))
-                    else:  # nothing cached: a notify job reads the endpoints when it runs
-                        event = _with_payload(event, payload)
-                        jobs.append(
-                            NewJob(
-                                id=f"notify:{event.id}",
-                                kind="notify",
-                                payload={"event_id": event.id},
-                                run_at=change.at,
-                                priority=NOTIFY_PRIORITY,
-                            )
+                    event = _with_payload(event, payload)
+                    jobs.append(
+                        NewJob(
+                            id=f"notify:{event.id}",
+                            kind="notify",
+                            payload={"event_id": event.id},
+                            run_at=change.at,
+                            priority=NOTIFY_PRIORITY,
                         )
+                    )
             events.append(event)
             if owes_smpp:
                 smpp = smpp_receipt_job(message, change) or smpp_reply_job(message, change)

@@ -177,9 +177,11 @@ def webhook_jobs(
     endpoints: Iterable[WebhookEndpoint],
     callback_url: str | None,
     payload: dict[str, Any] | None = None,
+    body: str | None = None,
 ) -> list[NewJob]:
     """One ``webhook`` job per endpoint wanting ``event``, and one for the callback URL; the
-    webhook data is ``payload`` when given (an event stored without it), else the event's."""
+    webhook data is ``payload`` when given (an event stored without it), else the event's;
+    ``body``, when given, is the whole body already made (``representation.webhook_body_of``)."""
     targets: list[tuple[str, str]] = []
     for endpoint in endpoints:  # a loop: a comprehension's function object per event
         if endpoint.wants(event.type):
@@ -188,7 +190,8 @@ def webhook_jobs(
         targets.append((CALLBACK_TARGET, callback_url))
     if not targets:
         return []
-    body = webhook_body(event, payload)
+    if body is None:
+        body = webhook_body(event, payload)
     # By position (id, kind, payload, run_at, priority): a dataclass made by keyword costs
     # about twice as much. A loop: no comprehension's function object per event.
     jobs: list[NewJob] = []
